@@ -1,0 +1,72 @@
+//! A published event, encoded at most once per encoding and shared by every recipient.
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+
+use crate::protocol::Encoding;
+
+/// A published event: its name, its JSON `args` array and, for a channel event, the channel.
+///
+/// Every recipient gets the same `Arc<Event>`; the first socket that writes it encodes the frame
+/// for its encoding, and every other socket clones those bytes (a reference count, no copy).
+#[derive(Debug)]
+pub struct Event {
+    name: Arc<str>,
+    args: Arc<RawValue>,
+    channel: Option<Arc<str>>,
+    frames: [OnceLock<Bytes>; Encoding::COUNT],
+}
+
+impl Event {
+    /// An event ready to publish; `args` must be a JSON array.
+    pub(crate) fn new(name: Arc<str>, args: Arc<RawValue>, channel: Option<Arc<str>>) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            args,
+            channel,
+            frames: Default::default(),
+        })
+    }
+
+    /// The event name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The arguments, a JSON array.
+    pub fn args(&self) -> &RawValue {
+        &self.args
+    }
+
+    /// The channel, for a channel event.
+    pub fn channel(&self) -> Option<&str> {
+        self.channel.as_deref()
+    }
+
+    /// The encoded frame, computed on first use and shared afterwards.
+    pub(crate) fn frame(&self, encoding: Encoding) -> Bytes {
+        self.frames[encoding.slot()]
+            .get_or_init(|| encoding.event(self))
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_is_encoded_once_and_shared() {
+        let args: Arc<RawValue> = RawValue::from_string("[1]".into()).unwrap().into();
+        let event = Event::new("e".into(), args, Some("c".into()));
+        let a = event.frame(Encoding::Json);
+        let b = event.frame(Encoding::Json);
+        assert_eq!(a.as_ptr(), b.as_ptr(), "both recipients share one buffer");
+        assert_eq!(
+            &a[..],
+            br#"{"type":"event","event":"e","args":[1],"channel":"c"}"#
+        );
+    }
+}

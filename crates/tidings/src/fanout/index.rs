@@ -1,0 +1,472 @@
+//! The node's indexes of its local sockets: by socket, by session, by channel and by user.
+//!
+//! Subscriptions belong to sessions; the index expands them to sockets so that delivering to a
+//! channel or user is one map lookup and a walk over its members. Every change keeps all four
+//! maps consistent, and reports the bus topics that gained their first or lost their last member.
+
+use std::collections::{HashMap, HashSet};
+use std::mem;
+use std::sync::Arc;
+
+use super::Outbox;
+use crate::bus::{SessionOp, Target, Topic};
+use crate::ids::{NodeId, SessionId};
+use crate::store::SessionState;
+
+/// The sockets that receive one channel's or one user's events.
+type Members = HashMap<u64, Arc<Outbox>>;
+
+/// Bus topics whose interest changed, in order: `(topic, now_interested)`.
+pub(crate) type Interest = Vec<(Topic, bool)>;
+
+#[derive(Debug)]
+struct SocketEntry {
+    session: SessionId,
+    outbox: Arc<Outbox>,
+}
+
+/// A session with at least one socket on this node.
+#[derive(Debug, Default)]
+struct LocalSession {
+    sockets: Vec<u64>,
+    channels: HashSet<Arc<str>>,
+    user: Option<Arc<str>>,
+    /// Until the session's state is loaded from the store: operations received meanwhile,
+    /// replayed on top of the loaded state (they are idempotent assignments, so replaying one
+    /// the loaded state already reflects changes nothing).
+    pending: Option<Vec<SessionOp>>,
+}
+
+impl LocalSession {
+    /// The channel and user topics this session's sockets belong to.
+    fn topics(&self) -> Vec<Topic> {
+        let channels = self.channels.iter().map(|c| Topic::Channel(c.clone()));
+        channels
+            .chain(self.user.iter().map(|u| Topic::User(u.clone())))
+            .collect()
+    }
+
+    /// Applies an operation; returns the topics left and joined.
+    fn apply(&mut self, op: &SessionOp) -> (Vec<Topic>, Vec<Topic>) {
+        match op {
+            SessionOp::Subscribe(channels) => {
+                let joined = channels
+                    .iter()
+                    .filter(|c| self.channels.insert(Arc::clone(c)));
+                (vec![], joined.map(|c| Topic::Channel(c.clone())).collect())
+            }
+            SessionOp::Unsubscribe(channels) => {
+                let left = channels.iter().filter(|c| self.channels.remove(*c));
+                (left.map(|c| Topic::Channel(c.clone())).collect(), vec![])
+            }
+            SessionOp::Reset => {
+                let left = self.channels.drain().map(Topic::Channel).collect();
+                (left, vec![])
+            }
+            SessionOp::SetUser(user) if *user == self.user => (vec![], vec![]),
+            SessionOp::SetUser(user) => {
+                let left = mem::replace(&mut self.user, user.clone());
+                let topics = |u: Option<Arc<str>>| u.map(Topic::User).into_iter().collect();
+                (topics(left), topics(user.clone()))
+            }
+        }
+    }
+}
+
+/// How big each index is; all zero when no socket is connected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IndexSizes {
+    /// Connected sockets.
+    pub sockets: usize,
+    /// Sessions with at least one connected socket.
+    pub sessions: usize,
+    /// Channels with at least one connected subscriber.
+    pub channels: usize,
+    /// User ids with at least one connected socket.
+    pub users: usize,
+}
+
+/// The four indexes of a node's sockets.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    sockets: HashMap<u64, SocketEntry>,
+    sessions: HashMap<SessionId, LocalSession>,
+    channels: HashMap<Arc<str>, Members>,
+    users: HashMap<Arc<str>, Members>,
+}
+
+impl Index {
+    /// Adds a socket of `session`. Returns `true` when the session is new on this node and its
+    /// state must be loaded (then [`Index::load`]).
+    pub(crate) fn attach(
+        &mut self,
+        seq: u64,
+        session: &SessionId,
+        outbox: Arc<Outbox>,
+        interest: &mut Interest,
+    ) -> bool {
+        self.sockets.insert(
+            seq,
+            SocketEntry {
+                session: session.clone(),
+                outbox: outbox.clone(),
+            },
+        );
+        let is_new = !self.sessions.contains_key(session);
+        let local = self.sessions.entry(session.clone()).or_insert_with(|| {
+            interest.push((Topic::Session(session.clone()), true));
+            LocalSession {
+                pending: Some(Vec::new()),
+                ..LocalSession::default()
+            }
+        });
+        local.sockets.push(seq);
+        if local.pending.is_none() {
+            for topic in local.topics() {
+                join(
+                    &mut self.channels,
+                    &mut self.users,
+                    topic,
+                    seq,
+                    &outbox,
+                    interest,
+                );
+            }
+        }
+        is_new
+    }
+
+    /// Sets a newly attached session's state from the store and replays what arrived meanwhile.
+    pub(crate) fn load(
+        &mut self,
+        session: &SessionId,
+        state: SessionState,
+        interest: &mut Interest,
+    ) {
+        let Some(local) = self.sessions.get_mut(session) else {
+            return;
+        };
+        let Some(ops) = local.pending.take() else {
+            return;
+        };
+        local.channels = state.channels.into_iter().collect();
+        local.user = state.user;
+        for op in &ops {
+            local.apply(op);
+        }
+        for topic in local.topics() {
+            for seq in &local.sockets {
+                let outbox = &self.sockets[seq].outbox;
+                join(
+                    &mut self.channels,
+                    &mut self.users,
+                    topic.clone(),
+                    *seq,
+                    outbox,
+                    interest,
+                );
+            }
+        }
+    }
+
+    /// Applies a session operation to this node's sockets of that session.
+    pub(crate) fn apply(&mut self, session: &SessionId, op: &SessionOp, interest: &mut Interest) {
+        let Some(local) = self.sessions.get_mut(session) else {
+            return;
+        };
+        if let Some(pending) = &mut local.pending {
+            pending.push(op.clone());
+            return;
+        }
+        let (left, joined) = local.apply(op);
+        for seq in &local.sockets {
+            for topic in &left {
+                leave(&mut self.channels, &mut self.users, topic, *seq, interest);
+            }
+            let outbox = &self.sockets[seq].outbox;
+            for topic in &joined {
+                join(
+                    &mut self.channels,
+                    &mut self.users,
+                    topic.clone(),
+                    *seq,
+                    outbox,
+                    interest,
+                );
+            }
+        }
+    }
+
+    /// Removes a socket from every index. Returns its session when it was the session's last
+    /// socket on this node.
+    pub(crate) fn detach(&mut self, seq: u64, interest: &mut Interest) -> Option<SessionId> {
+        let entry = self.sockets.remove(&seq)?;
+        let local = self.sessions.get_mut(&entry.session)?;
+        local.sockets.retain(|s| *s != seq);
+        if local.pending.is_none() {
+            for topic in local.topics() {
+                leave(&mut self.channels, &mut self.users, &topic, seq, interest);
+            }
+        }
+        if !local.sockets.is_empty() {
+            return None;
+        }
+        self.sessions.remove(&entry.session);
+        interest.push((Topic::Session(entry.session.clone()), false));
+        Some(entry.session)
+    }
+
+    /// Calls `f` on the outbox of every local socket `target` names.
+    pub(crate) fn for_each(&self, target: &Target, node: &NodeId, mut f: impl FnMut(&Arc<Outbox>)) {
+        let members = match target {
+            Target::All => {
+                self.sockets.values().for_each(|s| f(&s.outbox));
+                return;
+            }
+            Target::Socket(id) => {
+                if id.node() == node {
+                    self.sockets
+                        .get(&id.seq())
+                        .into_iter()
+                        .for_each(|s| f(&s.outbox));
+                }
+                return;
+            }
+            Target::Channel(channel) => self.channels.get(channel),
+            Target::User(user) => self.users.get(user),
+        };
+        members.into_iter().flat_map(|m| m.values()).for_each(f);
+    }
+
+    /// Whether socket `seq` is connected here.
+    pub(crate) fn has_socket(&self, seq: u64) -> bool {
+        self.sockets.contains_key(&seq)
+    }
+
+    /// Every local socket's outbox.
+    pub(crate) fn outboxes(&self) -> impl Iterator<Item = &Arc<Outbox>> {
+        self.sockets.values().map(|s| &s.outbox)
+    }
+
+    /// Sessions with a socket here.
+    pub(crate) fn session_ids(&self) -> Vec<SessionId> {
+        self.sessions.keys().cloned().collect()
+    }
+
+    /// The size of each index.
+    pub(crate) fn sizes(&self) -> IndexSizes {
+        IndexSizes {
+            sockets: self.sockets.len(),
+            sessions: self.sessions.len(),
+            channels: self.channels.len(),
+            users: self.users.len(),
+        }
+    }
+}
+
+/// The member map of a channel or user topic.
+fn members_of<'a>(
+    channels: &'a mut HashMap<Arc<str>, Members>,
+    users: &'a mut HashMap<Arc<str>, Members>,
+    topic: &Topic,
+) -> Option<(&'a mut HashMap<Arc<str>, Members>, Arc<str>)> {
+    match topic {
+        Topic::Channel(c) => Some((channels, c.clone())),
+        Topic::User(u) => Some((users, u.clone())),
+        Topic::Session(_) => None,
+    }
+}
+
+/// Adds socket `seq` to a topic's members, noting the topic's first member.
+fn join(
+    channels: &mut HashMap<Arc<str>, Members>,
+    users: &mut HashMap<Arc<str>, Members>,
+    topic: Topic,
+    seq: u64,
+    outbox: &Arc<Outbox>,
+    interest: &mut Interest,
+) {
+    let Some((map, name)) = members_of(channels, users, &topic) else {
+        return;
+    };
+    let members = map.entry(name).or_insert_with(|| {
+        interest.push((topic, true));
+        Members::new()
+    });
+    members.insert(seq, outbox.clone());
+}
+
+/// Removes socket `seq` from a topic's members, noting the topic's last member leaving.
+fn leave(
+    channels: &mut HashMap<Arc<str>, Members>,
+    users: &mut HashMap<Arc<str>, Members>,
+    topic: &Topic,
+    seq: u64,
+    interest: &mut Interest,
+) {
+    let Some((map, name)) = members_of(channels, users, topic) else {
+        return;
+    };
+    if let Some(members) = map.get_mut(&name) {
+        members.remove(&seq);
+        if members.is_empty() {
+            map.remove(&name);
+            interest.push((topic.clone(), false));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::SocketId;
+
+    fn names(list: &[&str]) -> Vec<Arc<str>> {
+        list.iter().map(|&s| s.into()).collect()
+    }
+
+    fn outbox() -> Arc<Outbox> {
+        Arc::new(Outbox::new(8))
+    }
+
+    fn node() -> NodeId {
+        NodeId::new("n").unwrap()
+    }
+
+    /// How many local sockets `target` reaches.
+    fn count(index: &Index, target: Target) -> usize {
+        let mut n = 0;
+        index.for_each(&target, &node(), |_| n += 1);
+        n
+    }
+
+    fn ready_session(index: &mut Index, seq: u64, state: SessionState) -> SessionId {
+        let sid = SessionId::random().unwrap();
+        let mut interest = Interest::new();
+        assert!(index.attach(seq, &sid, outbox(), &mut interest));
+        index.load(&sid, state, &mut interest);
+        sid
+    }
+
+    #[test]
+    fn attach_subscribe_detach_leaves_no_residue() {
+        let mut index = Index::default();
+        let mut interest = Interest::new();
+        let state = SessionState {
+            user: Some("fred".into()),
+            channels: names(&["a"]),
+        };
+        let sid = ready_session(&mut index, 1, state);
+        assert!(
+            !index.attach(2, &sid, outbox(), &mut interest),
+            "second tab shares the session"
+        );
+        index.apply(
+            &sid,
+            &SessionOp::Subscribe(names(&["b", "a"])),
+            &mut interest,
+        );
+        assert_eq!(count(&index, Target::Channel("a".into())), 2);
+        assert_eq!(count(&index, Target::Channel("b".into())), 2);
+        assert_eq!(count(&index, Target::User("fred".into())), 2);
+        assert_eq!(count(&index, Target::All), 2);
+
+        let mut interest = Interest::new();
+        assert_eq!(index.detach(1, &mut interest), None);
+        assert!(interest.is_empty(), "the other tab still holds every topic");
+        assert_eq!(index.detach(2, &mut interest), Some(sid.clone()));
+        assert_eq!(index.sizes(), IndexSizes::default());
+        assert!(interest.contains(&(Topic::Channel("a".into()), false)));
+        assert!(interest.contains(&(Topic::User("fred".into()), false)));
+        assert!(interest.contains(&(Topic::Session(sid), false)));
+        assert_eq!(
+            index.detach(2, &mut interest),
+            None,
+            "detach twice is harmless"
+        );
+    }
+
+    #[test]
+    fn unsubscribe_and_reset_reach_every_tab() {
+        let mut index = Index::default();
+        let mut interest = Interest::new();
+        let state = SessionState {
+            user: None,
+            channels: names(&["a", "b", "c"]),
+        };
+        let sid = ready_session(&mut index, 1, state);
+        index.attach(2, &sid, outbox(), &mut interest);
+        index.apply(&sid, &SessionOp::Unsubscribe(names(&["a"])), &mut interest);
+        assert_eq!(count(&index, Target::Channel("a".into())), 0);
+        assert_eq!(count(&index, Target::Channel("b".into())), 2);
+        index.apply(&sid, &SessionOp::Reset, &mut interest);
+        assert_eq!(index.sizes().channels, 0);
+        assert_eq!(index.sizes().sockets, 2);
+    }
+
+    #[test]
+    fn set_user_moves_sockets_and_none_unbinds() {
+        let mut index = Index::default();
+        let mut interest = Interest::new();
+        let sid = ready_session(&mut index, 1, SessionState::default());
+        index.apply(&sid, &SessionOp::SetUser(Some("a".into())), &mut interest);
+        index.apply(&sid, &SessionOp::SetUser(Some("b".into())), &mut interest);
+        assert_eq!(count(&index, Target::User("a".into())), 0);
+        assert_eq!(count(&index, Target::User("b".into())), 1);
+        index.apply(&sid, &SessionOp::SetUser(None), &mut interest);
+        assert_eq!(index.sizes().users, 0);
+    }
+
+    #[test]
+    fn operations_before_load_are_replayed_on_the_loaded_state() {
+        let mut index = Index::default();
+        let mut interest = Interest::new();
+        let sid = SessionId::random().unwrap();
+        index.attach(1, &sid, outbox(), &mut interest);
+        index.apply(&sid, &SessionOp::Subscribe(names(&["x"])), &mut interest);
+        index.apply(
+            &sid,
+            &SessionOp::Unsubscribe(names(&["old"])),
+            &mut interest,
+        );
+        assert_eq!(
+            count(&index, Target::Channel("x".into())),
+            0,
+            "not before load"
+        );
+        let stale = SessionState {
+            user: None,
+            channels: names(&["old", "kept"]),
+        };
+        index.load(&sid, stale, &mut interest);
+        assert_eq!(count(&index, Target::Channel("x".into())), 1);
+        assert_eq!(count(&index, Target::Channel("kept".into())), 1);
+        assert_eq!(count(&index, Target::Channel("old".into())), 0);
+    }
+
+    #[test]
+    fn socket_target_reaches_only_sockets_of_this_node() {
+        let mut index = Index::default();
+        ready_session(&mut index, 7, SessionState::default());
+        let here = SocketId::new(node(), 7);
+        let elsewhere = SocketId::new(NodeId::new("other").unwrap(), 7);
+        assert_eq!(count(&index, Target::Socket(here)), 1);
+        assert_eq!(count(&index, Target::Socket(elsewhere)), 0);
+    }
+
+    #[test]
+    fn interest_follows_first_and_last_member() {
+        let mut index = Index::default();
+        let mut interest = Interest::new();
+        let a = ready_session(&mut index, 1, SessionState::default());
+        let b = ready_session(&mut index, 2, SessionState::default());
+        index.apply(&a, &SessionOp::Subscribe(names(&["c"])), &mut interest);
+        index.apply(&b, &SessionOp::Subscribe(names(&["c"])), &mut interest);
+        assert_eq!(interest, vec![(Topic::Channel("c".into()), true)]);
+        interest.clear();
+        index.apply(&a, &SessionOp::Reset, &mut interest);
+        assert!(interest.is_empty());
+        index.apply(&b, &SessionOp::Reset, &mut interest);
+        assert_eq!(interest, vec![(Topic::Channel("c".into()), false)]);
+    }
+}

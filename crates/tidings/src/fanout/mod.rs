@@ -1,0 +1,120 @@
+//! The fan-out path: from a bus message to the outboxes of this node's sockets.
+//!
+//! [`Local`] is the node's side of the bus. A publish takes the index's read lock, walks the
+//! members of the target and pushes the same `Arc<Event>` into each outbox: no encoding, no copy
+//! and no allocation per recipient. Session operations take the write lock and update the index;
+//! the bus hears about interest changes while the lock is held, so it sees them in order.
+
+mod event;
+mod index;
+mod outbox;
+
+pub use event::Event;
+pub use index::IndexSizes;
+pub(crate) use outbox::{Outbox, Outgoing};
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::bus::{Bus, BusMessage, Inbox};
+use crate::ids::{NodeId, SessionId};
+use crate::protocol::CloseReason;
+use crate::stats::Counters;
+use crate::store::SessionState;
+use index::{Index, Interest};
+use outbox::PushError;
+
+/// This node's sockets, indexed for delivery.
+pub(crate) struct Local {
+    node: NodeId,
+    index: RwLock<Index>,
+    bus: Arc<dyn Bus>,
+    counters: Arc<Counters>,
+}
+
+impl Local {
+    /// An empty node that reports interest changes to `bus`.
+    pub(crate) fn new(node: NodeId, bus: Arc<dyn Bus>, counters: Arc<Counters>) -> Self {
+        Self {
+            node,
+            index: RwLock::default(),
+            bus,
+            counters,
+        }
+    }
+
+    /// Runs `f` on the index under its write lock, then tells the bus what interest changed.
+    fn change<T>(&self, f: impl FnOnce(&mut Index, &mut Interest) -> T) -> T {
+        let mut index = self.index.write();
+        let mut interest = Interest::new();
+        let result = f(&mut index, &mut interest);
+        for (topic, on) in &interest {
+            self.bus.set_interest(topic, *on);
+        }
+        result
+    }
+
+    /// Registers a socket; `true` when its session must be loaded (then call [`Local::load`]).
+    pub(crate) fn attach(&self, seq: u64, session: &SessionId, outbox: Arc<Outbox>) -> bool {
+        self.change(|index, interest| index.attach(seq, session, outbox, interest))
+    }
+
+    /// Gives a newly attached session its stored state.
+    pub(crate) fn load(&self, session: &SessionId, state: SessionState) {
+        self.change(|index, interest| index.load(session, state, interest));
+    }
+
+    /// Removes a socket from every index; returns its session if no other local socket has it.
+    pub(crate) fn detach(&self, seq: u64) -> Option<SessionId> {
+        self.change(|index, interest| index.detach(seq, interest))
+    }
+
+    /// Whether socket `seq` is connected to this node.
+    pub(crate) fn has_socket(&self, seq: u64) -> bool {
+        self.index.read().has_socket(seq)
+    }
+
+    /// Sessions with a socket on this node.
+    pub(crate) fn session_ids(&self) -> Vec<SessionId> {
+        self.index.read().session_ids()
+    }
+
+    /// Asks every socket to close.
+    pub(crate) fn close_all(&self, reason: CloseReason) {
+        self.index.read().outboxes().for_each(|o| o.close(reason));
+    }
+
+    /// The size of each index.
+    pub(crate) fn sizes(&self) -> IndexSizes {
+        self.index.read().sizes()
+    }
+}
+
+impl Inbox for Local {
+    fn receive(&self, message: &BusMessage) {
+        match message {
+            BusMessage::Publish { target, event } => {
+                let (mut delivered, mut slow) = (0, 0);
+                self.index.read().for_each(target, &self.node, |outbox| {
+                    match outbox.push(Outgoing::Event(event.clone())) {
+                        Ok(()) => delivered += 1,
+                        Err(PushError::Full) => slow += 1,
+                        Err(PushError::Closed) => {}
+                    }
+                });
+                self.counters.delivered(delivered);
+                if slow > 0 {
+                    self.counters.slow_consumers(slow);
+                    tracing::warn!(
+                        sockets = slow,
+                        "closing slow consumers: outbound queue full"
+                    );
+                }
+            }
+            BusMessage::Session { session, op } => {
+                self.change(|index, interest| index.apply(session, op, interest));
+            }
+        }
+    }
+}

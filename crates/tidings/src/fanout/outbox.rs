@@ -1,0 +1,201 @@
+//! The bounded queue of frames waiting to be written to one socket.
+//!
+//! Publishers push without waiting; the socket's writer takes everything queued in one batch.
+//! When the queue is full the socket is marked for closing with [`CloseReason::SlowConsumer`]
+//! and its queue is dropped: one slow reader never holds up a publisher or other sockets.
+//! An idle outbox holds no heap memory beyond itself.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::Event;
+use crate::protocol::{CloseReason, Encoding};
+
+/// One item waiting to be written.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// A published event, shared with its other recipients.
+    Event(Arc<Event>),
+    /// A frame for this socket alone (a reply, the welcome).
+    Frame(Bytes),
+}
+
+impl Outgoing {
+    /// The bytes to write for this item.
+    pub(crate) fn into_bytes(self, encoding: Encoding) -> Bytes {
+        match self {
+            Self::Event(event) => event.frame(encoding),
+            Self::Frame(bytes) => bytes,
+        }
+    }
+}
+
+/// Why a push did not queue the item.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PushError {
+    /// The queue was full: the socket is now closing as a slow consumer.
+    Full,
+    /// The socket is already closing.
+    Closed,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<Outgoing>,
+    closing: Option<CloseReason>,
+}
+
+/// A socket's outbound queue.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    state: Mutex<State>,
+    ready: Notify,
+    capacity: usize,
+}
+
+impl Outbox {
+    /// An empty outbox holding at most `capacity` items.
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            state: Mutex::default(),
+            ready: Notify::new(),
+            capacity,
+        }
+    }
+
+    /// Queues an item; when the queue is full, marks the socket as a slow consumer instead.
+    pub(crate) fn push(&self, item: Outgoing) -> Result<(), PushError> {
+        let mut state = self.state.lock();
+        if state.closing.is_some() {
+            return Err(PushError::Closed);
+        }
+        if state.queue.len() >= self.capacity {
+            state.closing = Some(CloseReason::SlowConsumer);
+            state.queue = VecDeque::new();
+            drop(state);
+            self.ready.notify_one();
+            return Err(PushError::Full);
+        }
+        let wake = state.queue.is_empty();
+        state.queue.push_back(item);
+        drop(state);
+        if wake {
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Asks the writer to close the socket after what is queued; the first reason given wins.
+    pub(crate) fn close(&self, reason: CloseReason) {
+        self.state.lock().closing.get_or_insert(reason);
+        self.ready.notify_one();
+    }
+
+    /// Waits for work: swaps everything queued into `batch` (which must be empty) and
+    /// returns the close reason once the socket is closing.
+    pub(crate) async fn next_batch(&self, batch: &mut VecDeque<Outgoing>) -> Option<CloseReason> {
+        loop {
+            let notified = self.ready.notified();
+            {
+                let mut state = self.state.lock();
+                if !state.queue.is_empty() || state.closing.is_some() {
+                    std::mem::swap(&mut state.queue, batch);
+                    return state.closing;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until the socket is asked to close.
+    pub(crate) async fn closed(&self) -> CloseReason {
+        loop {
+            let notified = self.ready.notified();
+            if let Some(reason) = self.state.lock().closing {
+                return reason;
+            }
+            notified.await;
+        }
+    }
+
+    /// How many items are waiting.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.state.lock().queue.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: u8) -> Outgoing {
+        Outgoing::Frame(Bytes::from(vec![n]))
+    }
+
+    #[tokio::test]
+    async fn drains_everything_queued_in_one_batch() {
+        let outbox = Outbox::new(4);
+        outbox.push(frame(1)).unwrap();
+        outbox.push(frame(2)).unwrap();
+        let mut batch = VecDeque::new();
+        assert_eq!(outbox.next_batch(&mut batch).await, None);
+        let bytes: Vec<_> = batch
+            .drain(..)
+            .map(|o| o.into_bytes(Encoding::Json)[0])
+            .collect();
+        assert_eq!(bytes, [1, 2]);
+        assert_eq!(outbox.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn full_queue_closes_as_slow_consumer_and_drops_its_items() {
+        let outbox = Outbox::new(2);
+        outbox.push(frame(1)).unwrap();
+        outbox.push(frame(2)).unwrap();
+        assert_eq!(outbox.push(frame(3)), Err(PushError::Full));
+        assert_eq!(outbox.push(frame(4)), Err(PushError::Closed));
+        assert_eq!(outbox.len(), 0);
+        assert_eq!(outbox.closed().await, CloseReason::SlowConsumer);
+        let mut batch = VecDeque::new();
+        assert_eq!(
+            outbox.next_batch(&mut batch).await,
+            Some(CloseReason::SlowConsumer)
+        );
+        assert!(batch.is_empty());
+    }
+
+    #[tokio::test]
+    async fn close_keeps_queued_items_for_the_writer_and_first_reason_wins() {
+        let outbox = Outbox::new(2);
+        outbox.push(frame(1)).unwrap();
+        outbox.close(CloseReason::GoingAway);
+        outbox.close(CloseReason::BinaryFrame);
+        let mut batch = VecDeque::new();
+        assert_eq!(
+            outbox.next_batch(&mut batch).await,
+            Some(CloseReason::GoingAway)
+        );
+        assert_eq!(batch.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_writer_is_woken_by_a_push() {
+        let outbox = Arc::new(Outbox::new(2));
+        let writer = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move {
+                let mut batch = VecDeque::new();
+                outbox.next_batch(&mut batch).await;
+                batch.len()
+            })
+        };
+        tokio::task::yield_now().await;
+        outbox.push(frame(1)).unwrap();
+        assert_eq!(writer.await.unwrap(), 1);
+    }
+}

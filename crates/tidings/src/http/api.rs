@@ -1,0 +1,204 @@
+//! The HTTP API for backends: publishing, session operations and stats, JSON in and out.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::{get, post, put};
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::ApiError;
+use super::body::JsonBody;
+use crate::hub::{Audience, Hub, Session};
+use crate::ids::{SessionId, SocketId};
+use crate::names::IntoNames;
+use crate::stats::Stats;
+
+/// The API's routes, relative to where they are nested (`/api`).
+pub(crate) fn routes() -> Router<Hub> {
+    Router::new()
+        .route("/publish/{target}", post(publish))
+        .route("/sessions/{id}", get(session_state))
+        .route("/sessions/{id}/subscribe", post(subscribe))
+        .route("/sessions/{id}/unsubscribe", post(unsubscribe))
+        .route("/sessions/{id}/reset", post(reset))
+        .route("/sessions/{id}/user", put(set_user))
+        .route("/stats", get(stats))
+}
+
+/// One name or an array of names.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(name) => vec![name],
+            Self::Many(names) => names,
+        }
+    }
+}
+
+/// A publish: the event, its arguments (default `[]`) and the one target field its route takes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishBody {
+    event: String,
+    args: Option<Box<RawValue>>,
+    channels: Option<OneOrMany>,
+    users: Option<OneOrMany>,
+    socket: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Done {
+    ok: bool,
+}
+
+/// `POST /publish/{all|channel|user|socket}`.
+async fn publish(
+    State(hub): State<Hub>,
+    Path(target): Path<String>,
+    JsonBody(body): JsonBody<PublishBody>,
+) -> Result<Json<Done>, ApiError> {
+    let bad = |field: &str, message: String| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message).field(field)
+    };
+    let required = match target.as_str() {
+        "all" => None,
+        "channel" => Some("channels"),
+        "user" => Some("users"),
+        "socket" => Some("socket"),
+        _ => {
+            let message = "publish targets are all, channel, user and socket";
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", message));
+        }
+    };
+    let given = [
+        ("channels", body.channels.is_some()),
+        ("users", body.users.is_some()),
+        ("socket", body.socket.is_some()),
+    ];
+    for (field, _) in given.iter().filter(|(f, on)| *on && Some(*f) != required) {
+        return Err(bad(
+            field,
+            format!("`{field}` does not apply to /publish/{target}"),
+        ));
+    }
+    if let Some(field) = required.filter(|r| !given.iter().any(|(f, on)| f == r && *on)) {
+        return Err(bad(field, format!("missing field `{field}`")));
+    }
+    let audience = match (body.channels, body.users, body.socket) {
+        (Some(channels), _, _) => Audience::Channels(channels.into_vec().into_names()),
+        (_, Some(users), _) => Audience::Users(users.into_vec().into_names()),
+        (_, _, Some(socket)) => Audience::Socket(
+            socket
+                .parse::<SocketId>()
+                .map_err(|e| bad("socket", e.to_string()))?,
+        ),
+        (None, None, None) => Audience::All,
+    };
+    let args = match body.args {
+        Some(args) => args,
+        None => RawValue::from_string("[]".into()).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })?,
+    };
+    hub.publish(audience, &body.event, args).await?;
+    Ok(Json(Done { ok: true }))
+}
+
+/// The session named in the path; an id that cannot exist is an unknown session.
+fn session(hub: &Hub, id: &str) -> Result<Session, ApiError> {
+    let id: SessionId = id.parse().map_err(|_| {
+        let message = format!("no session {:?}", id.chars().take(80).collect::<String>());
+        ApiError::new(StatusCode::NOT_FOUND, "unknown_session", message)
+    })?;
+    Ok(hub.session(id))
+}
+
+/// A session as the API shows it.
+#[derive(Serialize)]
+struct SessionView {
+    id: String,
+    user_id: Option<String>,
+    channels: Vec<String>,
+}
+
+async fn session_state(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+) -> Result<Json<SessionView>, ApiError> {
+    let session = session(&hub, &id)?;
+    let state = session.state().await?;
+    Ok(Json(SessionView {
+        id: session.id().to_string(),
+        user_id: state.user.map(|u| u.to_string()),
+        channels: state.channels.iter().map(|c| c.to_string()).collect(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelsBody {
+    channels: OneOrMany,
+}
+
+#[derive(Serialize)]
+struct ChannelsView {
+    channels: Vec<String>,
+}
+
+async fn subscribe(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody<ChannelsBody>,
+) -> Result<Json<ChannelsView>, ApiError> {
+    let channels = session(&hub, &id)?.subscribe(b.channels.into_vec()).await?;
+    Ok(Json(ChannelsView { channels }))
+}
+
+async fn unsubscribe(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody<ChannelsBody>,
+) -> Result<Json<ChannelsView>, ApiError> {
+    let channels = session(&hub, &id)?
+        .unsubscribe(b.channels.into_vec())
+        .await?;
+    Ok(Json(ChannelsView { channels }))
+}
+
+async fn reset(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+) -> Result<Json<ChannelsView>, ApiError> {
+    session(&hub, &id)?.reset().await?;
+    Ok(Json(ChannelsView { channels: vec![] }))
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct UserBody {
+    user_id: Option<String>,
+}
+
+async fn set_user(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody<UserBody>,
+) -> Result<Json<UserBody>, ApiError> {
+    session(&hub, &id)?
+        .set_user_id(b.user_id.as_deref())
+        .await?;
+    Ok(Json(b))
+}
+
+async fn stats(State(hub): State<Hub>) -> Json<Stats> {
+    Json(hub.stats())
+}

@@ -1,0 +1,53 @@
+//! The JSON body extractor of the HTTP API: errors name the field, oversized bodies get 413.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::ApiError;
+
+/// A JSON request body deserialized into `T`.
+pub(crate) struct JsonBody<T>(pub(crate) T);
+
+/// The field a deserialization error is about: its path, or the name of a missing field.
+fn field_of(error: &serde_path_to_error::Error<serde_json::Error>) -> Option<String> {
+    let path = error.path().to_string();
+    if path != "." {
+        return Some(path);
+    }
+    let message = error.inner().to_string();
+    let missing = message.strip_prefix("missing field `")?;
+    Some(missing.split('`').next()?.to_owned())
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(request, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(r.status(), "body_too_large", r.body_text())
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", r.body_text())
+            }
+        })?;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let message = format!("invalid request body: {}", e.inner());
+            if e.inner().is_syntax() || e.inner().is_eof() {
+                return ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message);
+            }
+            let error = ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
+            match field_of(&e) {
+                Some(field) => error.field(field),
+                None => error,
+            }
+        })?;
+        de.end().map_err(|e| {
+            let message = format!("invalid request body: {e}");
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message)
+        })?;
+        Ok(Self(value))
+    }
+}

@@ -1,0 +1,117 @@
+//! JSON errors of the HTTP API: `{"error": {"code", "message", "field"?}}` with the right status.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde::Serialize;
+
+use crate::error::{NameError, PublishError, SessionError, StoreError};
+
+/// An HTTP API error.
+#[derive(Debug, Serialize)]
+pub(crate) struct ApiError {
+    #[serde(skip)]
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
+}
+
+impl ApiError {
+    /// An error with no field.
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// Names the request field at fault.
+    pub(crate) fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// 400 for a name that breaks a rule, naming the body field that held it.
+    fn name(error: &NameError, field: &str) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_name", error.to_string()).field(field)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: &'a ApiError,
+        }
+        (self.status, Json(Body { error: &self })).into_response()
+    }
+}
+
+/// The body field a name of this kind came from.
+fn field_of(kind: &str) -> &'static str {
+    match kind {
+        "event" => "event",
+        "channel" => "channels",
+        _ => "users",
+    }
+}
+
+impl From<PublishError> for ApiError {
+    fn from(error: PublishError) -> Self {
+        let message = error.to_string();
+        match &error {
+            PublishError::Name(
+                e @ (NameError::Empty { kind } | NameError::TooLong { kind, .. }),
+            ) => Self::name(e, field_of(kind)),
+            PublishError::NoTargets(kind) => {
+                Self::new(StatusCode::BAD_REQUEST, "bad_request", message).field(field_of(kind))
+            }
+            PublishError::ArgsNotArray | PublishError::Args(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "bad_request", message).field("args")
+            }
+            PublishError::ArgsTooLarge { .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "args_too_large", message).field("args")
+            }
+            PublishError::UnknownSocket(_) => {
+                Self::new(StatusCode::NOT_FOUND, "unknown_socket", message).field("socket")
+            }
+            PublishError::Bus(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
+        }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(error: SessionError) -> Self {
+        let message = error.to_string();
+        match &error {
+            SessionError::Name(
+                e @ NameError::Empty { kind } | e @ NameError::TooLong { kind, .. },
+            ) => Self::name(
+                e,
+                if *kind == "channel" {
+                    "channels"
+                } else {
+                    "user_id"
+                },
+            ),
+            SessionError::Store(StoreError::NotFound(_)) => {
+                Self::new(StatusCode::NOT_FOUND, "unknown_session", message)
+            }
+            SessionError::Store(StoreError::TooManyChannels { .. }) => {
+                Self::new(StatusCode::CONFLICT, "too_many_channels", message).field("channels")
+            }
+            SessionError::Store(StoreError::Unavailable(_)) | SessionError::Bus(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
+            SessionError::Id(_) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! HTTP endpoints as an axum [`Router`]: the WebSocket endpoint, the backend API and health.
+//!
+//! ```no_run
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let hub = tidings::Hub::builder().build()?;
+//! let app = axum::Router::new()
+//!     .route("/", axum::routing::get(|| async { "my app" }))
+//!     .merge(tidings::http::router(hub.clone(), tidings::http::HttpOptions::new()));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7400").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+
+mod api;
+mod body;
+mod error;
+
+pub(crate) use error::ApiError;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderValue, StatusCode, header};
+
+use crate::hub::Hub;
+use crate::socket::upgrade;
+
+/// Settings of the HTTP endpoints.
+#[derive(Clone, Debug)]
+pub struct HttpOptions {
+    api_key: Option<Arc<str>>,
+    max_body: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            max_body: 1024 * 1024,
+        }
+    }
+}
+
+impl HttpOptions {
+    /// No API key, 1 MiB request bodies.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requires `Authorization: Bearer <key>` on every `/api` request.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into().into());
+        self
+    }
+
+    /// The largest API request body, in bytes (413 past it).
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+}
+
+/// The routes: `GET /ws` (WebSocket), `/api/…` (backend API), `GET /healthz`.
+pub fn router(hub: Hub, options: HttpOptions) -> Router {
+    let api = api::routes()
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
+        })
+        .layer(DefaultBodyLimit::max(options.max_body))
+        .layer(middleware::from_fn_with_state(options.api_key, require_key));
+    Router::new()
+        .route("/ws", get(upgrade::handle))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .nest("/api", api)
+        .with_state(hub)
+}
+
+/// Compares two byte strings in time independent of where they differ.
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Refuses API requests without the right bearer key, when a key is configured.
+async fn require_key(
+    State(key): State<Option<Arc<str>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(key) = key else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    if given.is_some_and(|given| same_key(given, key.as_bytes())) {
+        return next.run(request).await;
+    }
+    let message = "missing or wrong API key: send `Authorization: Bearer <api key>`";
+    let mut response =
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}

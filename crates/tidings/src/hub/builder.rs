@@ -1,0 +1,116 @@
+//! Configuring and building a [`Hub`].
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use super::{Hub, Shared, upkeep};
+use crate::access::PublicChannels;
+use crate::bus::{Bus, Inbox, MemoryBus};
+use crate::error::BuildError;
+use crate::fanout::Local;
+use crate::ids::NodeId;
+use crate::limits::Limits;
+use crate::stats::Counters;
+use crate::store::{MemoryStore, SessionStore};
+
+/// Builds a [`Hub`]; every setting has a default, so `Hub::builder().build()` runs one node in memory.
+pub struct HubBuilder {
+    node_id: Option<NodeId>,
+    limits: Limits,
+    session_ttl: Duration,
+    public_channels: Vec<String>,
+    bus: Option<Arc<dyn Bus>>,
+    store: Option<Arc<dyn SessionStore>>,
+}
+
+impl Default for HubBuilder {
+    fn default() -> Self {
+        Self {
+            node_id: None,
+            limits: Limits::default(),
+            session_ttl: Duration::from_secs(24 * 60 * 60),
+            public_channels: vec!["public:*".into()],
+            bus: None,
+            store: None,
+        }
+    }
+}
+
+impl HubBuilder {
+    /// The node id (default: random). It prefixes every socket id this node hands out.
+    pub fn node_id(mut self, id: NodeId) -> Self {
+        self.node_id = Some(id);
+        self
+    }
+
+    /// The limits (default: [`Limits::default`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// How long a session outlives its last socket (default: 24 hours).
+    pub fn session_ttl(mut self, ttl: Duration) -> Self {
+        self.session_ttl = ttl;
+        self
+    }
+
+    /// Channels clients may subscribe to by themselves: names, or prefixes ending in `*`
+    /// (default: `public:*`; an empty list allows none).
+    pub fn public_channels<S: Into<String>>(
+        mut self,
+        patterns: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.public_channels = patterns.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The event bus (default: a [`MemoryBus`] of this hub alone).
+    pub fn bus(mut self, bus: Arc<dyn Bus>) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// The session store (default: a [`MemoryStore`] of this hub alone).
+    pub fn store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Checks the settings and starts the hub. Must be called inside a Tokio runtime.
+    pub fn build(self) -> Result<Hub, BuildError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        self.limits.validate()?;
+        if self.session_ttl < Duration::from_secs(1) {
+            return Err(BuildError::InvalidLimit {
+                name: "session_ttl",
+                reason: "must be at least 1 second".into(),
+            });
+        }
+        let public = PublicChannels::new(&self.public_channels)?;
+        let node = match self.node_id {
+            Some(node) => node,
+            None => NodeId::random()?,
+        };
+        let bus = self.bus.unwrap_or_else(|| Arc::new(MemoryBus::new()));
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let counters = Arc::new(Counters::default());
+        let local = Arc::new(Local::new(node.clone(), bus.clone(), counters.clone()));
+        let inbox: Arc<dyn Inbox> = local.clone();
+        bus.attach(&node, Arc::downgrade(&inbox));
+        let shared = Arc::new(Shared {
+            node,
+            limits: self.limits,
+            session_ttl: self.session_ttl,
+            public,
+            local,
+            bus,
+            store,
+            counters,
+            next_seq: AtomicU64::new(1),
+        });
+        runtime.spawn(upkeep::run(Arc::downgrade(&shared)));
+        Ok(Hub { shared })
+    }
+}

@@ -1,0 +1,259 @@
+//! The hub: the publish API and session operations of one node, over its bus and store.
+
+mod builder;
+mod session;
+mod upkeep;
+
+pub use builder::HubBuilder;
+pub use session::Session;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::access::PublicChannels;
+use crate::bus::{Bus, BusMessage, Target};
+use crate::error::{PublishError, SessionError};
+use crate::fanout::{Event, Local, Outbox};
+use crate::ids::{NodeId, SessionId, SocketId};
+use crate::limits::Limits;
+use crate::names::IntoNames;
+use crate::protocol::CloseReason;
+use crate::stats::{Counters, Stats};
+use crate::store::SessionStore;
+
+/// Who a publish is for.
+#[derive(Clone, Debug)]
+pub(crate) enum Audience {
+    All,
+    Channels(Vec<Arc<str>>),
+    Users(Vec<Arc<str>>),
+    Socket(SocketId),
+}
+
+/// One node of tidings: publish to browsers and manage sessions. Cheap to clone.
+///
+/// ```
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let hub = tidings::Hub::builder().build()?;
+/// hub.all("flash", ("Notice: going down in 10 minutes",)).await?;
+/// hub.channel(["disney", "kids"], "chatMessage", (serde_json::json!({"from": "jerry"}),)).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// What every clone of a hub shares.
+pub(crate) struct Shared {
+    pub(crate) node: NodeId,
+    pub(crate) limits: Limits,
+    pub(crate) session_ttl: Duration,
+    pub(crate) public: PublicChannels,
+    pub(crate) local: Arc<Local>,
+    pub(crate) bus: Arc<dyn Bus>,
+    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) counters: Arc<Counters>,
+    next_seq: AtomicU64,
+}
+
+impl Hub {
+    /// A builder with every default: one node, in-memory bus and store.
+    pub fn builder() -> HubBuilder {
+        HubBuilder::default()
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &NodeId {
+        &self.shared.node
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.shared.limits
+    }
+
+    /// Index sizes and running totals of this node.
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot(self.shared.local.sizes())
+    }
+
+    /// Sends an event to every connected socket. `args` must serialize to a JSON array
+    /// (a tuple, a `Vec`, `json!([…])`); the client's handler gets them as its arguments.
+    pub async fn all(&self, event: &str, args: impl Serialize) -> Result<(), PublishError> {
+        self.publish(Audience::All, event, to_raw(args)?).await
+    }
+
+    /// Sends an event to the sessions subscribed to one or more channels; each gets it once per
+    /// channel it matched, with that channel's name as the handler's final argument.
+    pub async fn channel(
+        &self,
+        channels: impl IntoNames,
+        event: &str,
+        args: impl Serialize,
+    ) -> Result<(), PublishError> {
+        let audience = Audience::Channels(channels.into_names());
+        self.publish(audience, event, to_raw(args)?).await
+    }
+
+    /// Sends an event to every session bound to one or more user ids.
+    pub async fn user(
+        &self,
+        users: impl IntoNames,
+        event: &str,
+        args: impl Serialize,
+    ) -> Result<(), PublishError> {
+        let audience = Audience::Users(users.into_names());
+        self.publish(audience, event, to_raw(args)?).await
+    }
+
+    /// Sends an event to one socket (one browser tab).
+    pub async fn socket(
+        &self,
+        socket: &SocketId,
+        event: &str,
+        args: impl Serialize,
+    ) -> Result<(), PublishError> {
+        let audience = Audience::Socket(socket.clone());
+        self.publish(audience, event, to_raw(args)?).await
+    }
+
+    /// A handle on a session, to subscribe it, bind its user id and so on.
+    pub fn session(&self, id: SessionId) -> Session {
+        Session::new(self.clone(), id)
+    }
+
+    /// Asks every socket of this node to close with code 1001 ("going away"), after what is queued.
+    pub fn shutdown(&self) {
+        self.shared.local.close_all(CloseReason::GoingAway);
+    }
+
+    /// Checks a publish and hands one shared event per target to the bus.
+    pub(crate) async fn publish(
+        &self,
+        audience: Audience,
+        event: &str,
+        args: Box<RawValue>,
+    ) -> Result<(), PublishError> {
+        let limits = &self.shared.limits;
+        limits.check_name("event", event)?;
+        if !args.get().starts_with('[') {
+            return Err(PublishError::ArgsNotArray);
+        }
+        let size = args.get().len();
+        if size > limits.max_args_size {
+            let max = limits.max_args_size;
+            return Err(PublishError::ArgsTooLarge { size, max });
+        }
+        let (name, args): (Arc<str>, Arc<RawValue>) = (event.into(), args.into());
+        let named = |kind, names: Vec<Arc<str>>| -> Result<Vec<Arc<str>>, PublishError> {
+            if names.is_empty() {
+                return Err(PublishError::NoTargets(kind));
+            }
+            for n in &names {
+                limits.check_name(kind, n)?;
+            }
+            Ok(names)
+        };
+        let messages: Vec<(Target, Option<Arc<str>>)> = match audience {
+            Audience::All => vec![(Target::All, None)],
+            Audience::Socket(id) => {
+                if id.node() == &self.shared.node && !self.shared.local.has_socket(id.seq()) {
+                    return Err(PublishError::UnknownSocket(id));
+                }
+                vec![(Target::Socket(id), None)]
+            }
+            Audience::Channels(channels) => named("channel", channels)?
+                .into_iter()
+                .map(|c| (Target::Channel(c.clone()), Some(c)))
+                .collect(),
+            Audience::Users(users) => named("user id", users)?
+                .into_iter()
+                .map(|u| (Target::User(u), None))
+                .collect(),
+        };
+        for (target, channel) in messages {
+            let event = Event::new(name.clone(), args.clone(), channel);
+            self.shared
+                .bus
+                .publish(BusMessage::Publish { target, event })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Finds the session a handshake asked for, or creates one. Returns it and whether it is new.
+    pub(crate) async fn open_session(
+        &self,
+        requested: Option<SessionId>,
+    ) -> Result<(SessionId, bool), SessionError> {
+        let store = &self.shared.store;
+        if let Some(id) = requested
+            && store.load(&id).await?.is_some()
+        {
+            return Ok((id, false));
+        }
+        let id = SessionId::random()?;
+        store.create(&id, self.shared.session_ttl).await?;
+        Ok((id, true))
+    }
+
+    /// Registers a socket of `session` and gives it the session's channels and user id.
+    /// The returned guard removes the socket from every index when dropped.
+    pub(crate) async fn attach(
+        &self,
+        session: &SessionId,
+        outbox: Arc<Outbox>,
+    ) -> Result<SocketGuard, SessionError> {
+        let seq = self.shared.next_seq.fetch_add(1, Ordering::Relaxed);
+        let guard = SocketGuard {
+            hub: self.clone(),
+            id: SocketId::new(self.shared.node.clone(), seq),
+        };
+        if self.shared.local.attach(seq, session, outbox) {
+            let state = self.shared.store.load(session).await?;
+            self.shared.local.load(session, state.unwrap_or_default());
+        }
+        Ok(guard)
+    }
+}
+
+/// Serializes publish arguments.
+fn to_raw(args: impl Serialize) -> Result<Box<RawValue>, PublishError> {
+    serde_json::value::to_raw_value(&args).map_err(PublishError::Args)
+}
+
+/// A connected socket's registration: dropping it removes the socket from every index at once,
+/// and starts its session's idle expiry if it was the session's last socket here.
+pub(crate) struct SocketGuard {
+    hub: Hub,
+    id: SocketId,
+}
+
+impl SocketGuard {
+    /// The socket's id.
+    pub(crate) fn id(&self) -> &SocketId {
+        &self.id
+    }
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        let shared = &self.hub.shared;
+        let Some(session) = shared.local.detach(self.id.seq()) else {
+            return;
+        };
+        let (store, ttl) = (shared.store.clone(), shared.session_ttl);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = store.touch(&[session], ttl).await {
+                    tracing::warn!(error = %e, "could not start a session's idle expiry");
+                }
+            });
+        }
+    }
+}

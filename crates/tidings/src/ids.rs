@@ -1,0 +1,174 @@
+//! Identifiers of nodes, sockets and sessions.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::error::IdError;
+
+/// Longest node or session id accepted, in bytes.
+const MAX_ID_LEN: usize = 64;
+
+/// Returns `n` random bytes as unpadded URL-safe base64.
+fn random_token(bytes: &mut [u8]) -> Result<String, IdError> {
+    getrandom::fill(bytes).map_err(|e| IdError::Random(e.to_string()))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Checks that `s` is 1..=64 characters of `[A-Za-z0-9_-]`.
+fn check_token(kind: &'static str, s: &str) -> Result<(), IdError> {
+    let ok = !s.is_empty()
+        && s.len() <= MAX_ID_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(IdError::Invalid {
+            kind,
+            value: s.chars().take(80).collect(),
+        })
+    }
+}
+
+/// The id of one server process; part of every socket id it hands out.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct NodeId(Arc<str>);
+
+impl NodeId {
+    /// A fresh random node id (8 characters).
+    pub fn random() -> Result<Self, IdError> {
+        Ok(Self(random_token(&mut [0; 6])?.into()))
+    }
+
+    /// A node id chosen by the operator: 1 to 64 characters of `[A-Za-z0-9_-]`.
+    pub fn new(id: &str) -> Result<Self, IdError> {
+        check_token("node id", id)?;
+        Ok(Self(id.into()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The id of one WebSocket connection: `<node>.<n>`, unique in the cluster.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct SocketId {
+    node: NodeId,
+    seq: u64,
+}
+
+impl SocketId {
+    /// The socket id for connection number `seq` on `node`.
+    pub(crate) fn new(node: NodeId, seq: u64) -> Self {
+        Self { node, seq }
+    }
+
+    /// The node that holds this socket.
+    pub fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    /// The connection number on its node.
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl fmt::Display for SocketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.node, self.seq)
+    }
+}
+
+impl FromStr for SocketId {
+    type Err = IdError;
+
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        let invalid = || IdError::Invalid {
+            kind: "socket id",
+            value: s.chars().take(80).collect(),
+        };
+        let (node, seq) = s.rsplit_once('.').ok_or_else(invalid)?;
+        let seq = seq.parse().map_err(|_| invalid())?;
+        let node = NodeId::new(node).map_err(|_| invalid())?;
+        Ok(Self { node, seq })
+    }
+}
+
+/// The id of a session: shared by a browser's tabs, kept in the `tidings.sid` cookie.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct SessionId(Arc<str>);
+
+impl SessionId {
+    /// A fresh random session id (128 random bits, 22 characters).
+    pub fn random() -> Result<Self, IdError> {
+        Ok(Self(random_token(&mut [0; 16])?.into()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for SessionId {
+    type Err = IdError;
+
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        check_token("session id", s)?;
+        Ok(Self(s.into()))
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_id_round_trips_and_names_its_node() {
+        let node = NodeId::new("n1").unwrap();
+        let id = SocketId::new(node.clone(), 42);
+        let parsed: SocketId = id.to_string().parse().unwrap();
+        assert_eq!(parsed, id);
+        assert_eq!(parsed.node(), &node);
+        assert_eq!(id.to_string(), "n1.42");
+    }
+
+    #[test]
+    fn bad_ids_are_refused() {
+        assert!("n1".parse::<SocketId>().is_err());
+        assert!("n1.x".parse::<SocketId>().is_err());
+        assert!("n 1.3".parse::<SocketId>().is_err());
+        assert!("".parse::<SessionId>().is_err());
+        assert!("a;b".parse::<SessionId>().is_err());
+        assert!("a".repeat(65).parse::<SessionId>().is_err());
+    }
+
+    #[test]
+    fn random_ids_are_distinct_and_valid() {
+        let a = SessionId::random().unwrap();
+        let b = SessionId::random().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), 22);
+        assert_eq!(a.as_str().parse::<SessionId>().unwrap(), a);
+        assert_eq!(NodeId::random().unwrap().as_str().len(), 8);
+    }
+}

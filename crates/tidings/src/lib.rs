@@ -1,0 +1,47 @@
+//! tidings: push events to browsers over WebSocket, and know who is still there.
+//!
+//! A [`Hub`] is one node: it publishes events to every socket, to channels, to users or to one
+//! socket, and manages sessions (shared by a browser's tabs, kept across reloads). Mount its
+//! [`http::router`] in an axum app to serve the WebSocket endpoint and the backend API.
+//!
+//! ```
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use tidings::Hub;
+//!
+//! let hub = Hub::builder().public_channels(["public:*"]).build()?;
+//! // Everyone:
+//! hub.all("flash", ("Notice: this service is going down in 10 minutes",)).await?;
+//! // Sessions subscribed to a channel; the handler gets the channel name last:
+//! hub.channel("disney", "chatMessage", (serde_json::json!({"from": "jerry"}),)).await?;
+//! // Sessions bound to a user id:
+//! hub.user("fred", "specialOffer", ("Here is a special offer just for you!",)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The tree follows the data: `hub` (the API) → `bus` (between nodes) → `fanout` (to this
+//! node's sockets) → `socket` (one task per connection); `store` keeps sessions, `protocol`
+//! encodes frames, `http` serves it all.
+
+mod access;
+pub mod bus;
+mod error;
+mod fanout;
+pub mod http;
+mod hub;
+mod ids;
+mod limits;
+mod names;
+mod protocol;
+mod socket;
+mod stats;
+pub mod store;
+
+pub use error::{BuildError, BusError, IdError, NameError, PublishError, SessionError, StoreError};
+pub use fanout::{Event, IndexSizes};
+pub use hub::{Hub, HubBuilder, Session};
+pub use ids::{NodeId, SessionId, SocketId};
+pub use limits::Limits;
+pub use names::IntoNames;
+pub use protocol::CloseReason;
+pub use socket::SESSION_COOKIE;
+pub use stats::Stats;

@@ -1,0 +1,111 @@
+//! Limits on what clients and publishers may send, each with a sane default.
+
+use crate::error::{BuildError, NameError};
+
+/// Limits enforced by the hub and its sockets. Every one is configurable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Largest WebSocket message a client may send, in bytes (close code 1009 past it).
+    pub max_frame_size: usize,
+    /// Largest serialized `args` array of one published event, in bytes.
+    pub max_args_size: usize,
+    /// Most channels one session may be subscribed to.
+    pub max_channels_per_session: usize,
+    /// Longest channel name, user id or event name, in bytes.
+    pub max_name_len: usize,
+    /// Most messages waiting to be written to one socket; past it the socket is closed (code 4000).
+    pub outbound_queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_size: 64 * 1024,
+            max_args_size: 64 * 1024,
+            max_channels_per_session: 256,
+            max_name_len: 200,
+            outbound_queue: 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// Refuses limits that cannot work (zero, or a frame too small for any request).
+    pub(crate) fn validate(&self) -> Result<(), BuildError> {
+        let positive = [
+            ("max_frame_size", self.max_frame_size),
+            ("max_args_size", self.max_args_size),
+            ("max_channels_per_session", self.max_channels_per_session),
+            ("max_name_len", self.max_name_len),
+            ("outbound_queue", self.outbound_queue),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(BuildError::InvalidLimit {
+                    name,
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        if self.max_frame_size < 128 {
+            return Err(BuildError::InvalidLimit {
+                name: "max_frame_size",
+                reason: format!(
+                    "{} bytes is too small for any request; use at least 128",
+                    self.max_frame_size
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks a channel name, user id or event name against `max_name_len`.
+    pub(crate) fn check_name(&self, kind: &'static str, name: &str) -> Result<(), NameError> {
+        if name.is_empty() {
+            return Err(NameError::Empty { kind });
+        }
+        if name.len() > self.max_name_len {
+            return Err(NameError::TooLong {
+                kind,
+                name: name.chars().take(80).collect(),
+                len: name.len(),
+                max: self.max_name_len,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_limits_are_refused_by_name() {
+        let limits = Limits {
+            outbound_queue: 0,
+            ..Limits::default()
+        };
+        let err = limits.validate().unwrap_err().to_string();
+        assert!(err.contains("outbound_queue"), "{err}");
+        assert!(Limits::default().validate().is_ok());
+    }
+
+    #[test]
+    fn names_are_checked_for_emptiness_and_length() {
+        let limits = Limits {
+            max_name_len: 3,
+            ..Limits::default()
+        };
+        assert!(limits.check_name("channel", "abc").is_ok());
+        assert_eq!(
+            limits.check_name("channel", ""),
+            Err(NameError::Empty { kind: "channel" })
+        );
+        assert!(matches!(
+            limits.check_name("user id", "abcd"),
+            Err(NameError::TooLong { len: 4, max: 3, .. })
+        ));
+    }
+}

@@ -1,0 +1,258 @@
+//! The JSON encoding of the protocol: text frames, one JSON object each.
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::{ErrorCode, ErrorReply, Refusal, Request};
+
+/// Sent in place of a frame whose result could not be serialized.
+const UNENCODABLE: &[u8] =
+    br#"{"type":"error","error":{"code":"internal","message":"reply could not be encoded"}}"#;
+
+/// Serializes a frame; a value that cannot be serialized becomes an `internal` error frame.
+fn to_bytes(frame: &impl Serialize) -> Bytes {
+    match serde_json::to_vec(frame) {
+        Ok(bytes) => Bytes::from(bytes),
+        Err(e) => {
+            tracing::error!(error = %e, "frame could not be encoded");
+            Bytes::from_static(UNENCODABLE)
+        }
+    }
+}
+
+/// `{"type":"event","event":…,"args":[…],"channel":…}`
+#[derive(Serialize)]
+struct EventFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    event: &'a str,
+    args: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
+}
+
+/// Encodes an event frame.
+pub(crate) fn event(name: &str, args: &RawValue, channel: Option<&str>) -> Bytes {
+    to_bytes(&EventFrame {
+        kind: "event",
+        event: name,
+        args,
+        channel,
+    })
+}
+
+/// Encodes the welcome frame.
+pub(crate) fn welcome(socket: &str) -> Bytes {
+    #[derive(Serialize)]
+    struct Welcome<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        protocol: u32,
+        socket: &'a str,
+    }
+    to_bytes(&Welcome {
+        kind: "welcome",
+        protocol: 1,
+        socket,
+    })
+}
+
+/// Encodes a successful reply.
+pub(crate) fn reply(id: u64, result: &impl Serialize) -> Bytes {
+    #[derive(Serialize)]
+    struct Reply<'a, T> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        id: u64,
+        result: &'a T,
+    }
+    to_bytes(&Reply {
+        kind: "reply",
+        id,
+        result,
+    })
+}
+
+/// Encodes an error reply (`type` `reply` with an id, `error` without).
+pub(crate) fn error(id: Option<u64>, error: &ErrorReply) -> Bytes {
+    #[derive(Serialize)]
+    struct Error<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        error: &'a ErrorReply,
+    }
+    to_bytes(&Error {
+        kind: if id.is_some() { "reply" } else { "error" },
+        id,
+        error,
+    })
+}
+
+/// The fields a client frame may have, each kept raw so that errors can name the field.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    channels: Option<&'a RawValue>,
+    #[serde(borrow)]
+    method: Option<&'a RawValue>,
+}
+
+/// Reads a required field as `T`, or refuses the frame naming the field.
+fn field<T: DeserializeOwned>(
+    id: Option<u64>,
+    name: &str,
+    raw: Option<&RawValue>,
+    expected: &str,
+) -> Result<T, Refusal> {
+    let refuse = |what: &str| Refusal {
+        id,
+        error: ErrorReply::new(
+            ErrorCode::BadRequest,
+            format!("`{name}` {what}: expected {expected}"),
+        ),
+    };
+    let raw = raw.ok_or_else(|| refuse("is missing"))?;
+    serde_json::from_str(raw.get()).map_err(|_| refuse("has the wrong type"))
+}
+
+/// Reads `channels`: one channel name or an array of them.
+fn channels(id: u64, raw: Option<&RawValue>) -> Result<Vec<String>, Refusal> {
+    let expected = "a channel name or an array of channel names";
+    if let Some(one) = raw.and_then(|r| serde_json::from_str::<String>(r.get()).ok()) {
+        return Ok(vec![one]);
+    }
+    field(Some(id), "channels", raw, expected)
+}
+
+/// Decodes one client text frame.
+pub(crate) fn decode(frame: &str) -> Result<Request, Refusal> {
+    let envelope: Envelope = serde_json::from_str(frame).map_err(|e| Refusal {
+        id: None,
+        error: ErrorReply::new(
+            ErrorCode::MalformedFrame,
+            format!("frame is not a JSON object: {e}"),
+        ),
+    })?;
+    let kind: String = field(None, "type", envelope.kind, "a string")?;
+    let id: u64 = field(None, "id", envelope.id, "an unsigned integer")?;
+    match kind.as_str() {
+        "subscribe" => Ok(Request::Subscribe {
+            id,
+            channels: channels(id, envelope.channels)?,
+        }),
+        "unsubscribe" => Ok(Request::Unsubscribe {
+            id,
+            channels: channels(id, envelope.channels)?,
+        }),
+        "list" => Ok(Request::List { id }),
+        "rpc" => Ok(Request::Rpc {
+            id,
+            method: field(Some(id), "method", envelope.method, "a string")?,
+        }),
+        other => Err(Refusal {
+            id: Some(id),
+            error: ErrorReply::new(
+                ErrorCode::UnknownType,
+                format!(
+                    "unknown frame type {:?}: expected subscribe, unsubscribe, list or rpc",
+                    other.chars().take(40).collect::<String>()
+                ),
+            ),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(frame: &str) -> (Option<u64>, ErrorCode, String) {
+        let r = decode(frame).unwrap_err();
+        (r.id, r.error.code, r.error.message)
+    }
+
+    #[test]
+    fn decodes_every_request_type() {
+        assert_eq!(
+            decode(r#"{"type":"subscribe","id":1,"channels":["a","b"]}"#).unwrap(),
+            Request::Subscribe {
+                id: 1,
+                channels: vec!["a".into(), "b".into()]
+            }
+        );
+        assert_eq!(
+            decode(r#"{"type":"unsubscribe","id":2,"channels":"a"}"#).unwrap(),
+            Request::Unsubscribe {
+                id: 2,
+                channels: vec!["a".into()]
+            }
+        );
+        assert_eq!(
+            decode(r#"{"id":3,"type":"list"}"#).unwrap(),
+            Request::List { id: 3 }
+        );
+        assert_eq!(
+            decode(r#"{"type":"rpc","id":4,"method":"chat.send","params":[1]}"#).unwrap(),
+            Request::Rpc {
+                id: 4,
+                method: "chat.send".into()
+            }
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_problem() {
+        assert_eq!(code("not json").1, ErrorCode::MalformedFrame);
+        assert_eq!(code("[1,2]").1, ErrorCode::MalformedFrame);
+        let (id, c, m) = code(r#"{"type":"dance","id":7}"#);
+        assert_eq!((id, c), (Some(7), ErrorCode::UnknownType));
+        assert!(m.contains("dance"), "{m}");
+        let (id, c, m) = code(r#"{"type":"subscribe","id":8}"#);
+        assert_eq!((id, c), (Some(8), ErrorCode::BadRequest));
+        assert!(m.contains("`channels` is missing"), "{m}");
+        let (id, _, m) = code(r#"{"type":"subscribe","id":9,"channels":[1]}"#);
+        assert_eq!(id, Some(9));
+        assert!(m.contains("`channels` has the wrong type"), "{m}");
+        let (id, c, m) = code(r#"{"type":"list"}"#);
+        assert_eq!((id, c), (None, ErrorCode::BadRequest));
+        assert!(m.contains("`id` is missing"), "{m}");
+    }
+
+    #[test]
+    fn event_frames_carry_the_channel_only_when_given() {
+        let args = RawValue::from_string(r#"[1,"x"]"#.into()).unwrap();
+        assert_eq!(
+            &event("chat", &args, Some("room \"1\""))[..],
+            br#"{"type":"event","event":"chat","args":[1,"x"],"channel":"room \"1\""}"#
+        );
+        assert_eq!(
+            &event("flash", &args, None)[..],
+            br#"{"type":"event","event":"flash","args":[1,"x"]}"#
+        );
+    }
+
+    #[test]
+    fn replies_and_errors() {
+        assert_eq!(
+            &reply(5, &["a"])[..],
+            br#"{"type":"reply","id":5,"result":["a"]}"#
+        );
+        let e = ErrorReply::new(ErrorCode::MalformedFrame, "bad");
+        assert_eq!(
+            &error(None, &e)[..],
+            br#"{"type":"error","error":{"code":"malformed_frame","message":"bad"}}"#
+        );
+        assert_eq!(
+            &error(Some(1), &e)[..],
+            br#"{"type":"reply","id":1,"error":{"code":"malformed_frame","message":"bad"}}"#
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! The wire protocol between clients and the server: what a frame means, independent of its encoding.
+//!
+//! `json` holds the only encoding today. A second one (e.g. MessagePack, chosen by subprotocol)
+//! is a new variant of [`Encoding`] and a module beside `json`; the hub never encodes anything
+//! itself, it hands each socket a shared [`Event`](crate::Event) that caches one frame per encoding.
+
+pub(crate) mod json;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::fanout::Event;
+
+/// The encoding of a connection's frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    /// JSON text frames (`docs/protocol.md`).
+    Json,
+}
+
+impl Encoding {
+    /// How many encodings exist: the size of an event's frame cache.
+    pub(crate) const COUNT: usize = 1;
+
+    /// This encoding's slot in an event's frame cache.
+    pub(crate) fn slot(self) -> usize {
+        match self {
+            Self::Json => 0,
+        }
+    }
+
+    /// Encodes an event frame.
+    pub(crate) fn event(self, event: &Event) -> Bytes {
+        match self {
+            Self::Json => json::event(event.name(), event.args(), event.channel()),
+        }
+    }
+
+    /// Encodes the frame sent once when a socket opens.
+    pub(crate) fn welcome(self, socket: &str) -> Bytes {
+        match self {
+            Self::Json => json::welcome(socket),
+        }
+    }
+
+    /// Encodes a successful reply to request `id`.
+    pub(crate) fn reply(self, id: u64, result: &impl Serialize) -> Bytes {
+        match self {
+            Self::Json => json::reply(id, result),
+        }
+    }
+
+    /// Encodes an error reply to request `id`, or a standalone error frame when the id is unknown.
+    pub(crate) fn error(self, id: Option<u64>, error: &ErrorReply) -> Bytes {
+        match self {
+            Self::Json => json::error(id, error),
+        }
+    }
+
+    /// Decodes one client frame.
+    pub(crate) fn decode(self, frame: &str) -> Result<Request, Refusal> {
+        match self {
+            Self::Json => json::decode(frame),
+        }
+    }
+}
+
+/// A request from a client, decoded.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Request {
+    /// Subscribe the session to public channels.
+    Subscribe { id: u64, channels: Vec<String> },
+    /// Unsubscribe the session from channels.
+    Unsubscribe { id: u64, channels: Vec<String> },
+    /// List the session's channels.
+    List { id: u64 },
+    /// Call a server method.
+    Rpc { id: u64, method: String },
+}
+
+/// A refused frame: the request id when it could be read, and the error to send back.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Refusal {
+    /// The request's id, if the frame had a readable one.
+    pub(crate) id: Option<u64>,
+    /// The error reply.
+    pub(crate) error: ErrorReply,
+}
+
+/// The `error` object of an error reply.
+#[derive(Debug, PartialEq, Serialize)]
+pub(crate) struct ErrorReply {
+    /// A stable machine-readable code.
+    pub(crate) code: ErrorCode,
+    /// A human-readable explanation.
+    pub(crate) message: String,
+    /// The channel the error is about, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) channel: Option<String>,
+}
+
+impl ErrorReply {
+    /// An error reply with no channel.
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            channel: None,
+        }
+    }
+}
+
+/// Error codes of error replies (`docs/protocol.md` lists each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ErrorCode {
+    /// The frame is not a JSON object.
+    MalformedFrame,
+    /// The frame's `type` is not one the server knows.
+    UnknownType,
+    /// A field is missing or has the wrong type.
+    BadRequest,
+    /// A channel name or other name breaks a rule.
+    InvalidName,
+    /// The client may not subscribe to this channel.
+    ForbiddenChannel,
+    /// The session would hold more channels than allowed.
+    TooManyChannels,
+    /// No RPC method of that name.
+    UnknownMethod,
+    /// A backend (store, bus) cannot be reached; retry later.
+    Unavailable,
+    /// The server could not encode its reply.
+    Internal,
+}
+
+/// Why the server closes a socket, with its WebSocket close code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The server is shutting down; reconnect (to another node). Code 1001.
+    GoingAway,
+    /// The client sent a binary frame; only text frames are understood. Code 1003.
+    BinaryFrame,
+    /// The socket's outbound queue was full: it reads too slowly. Code 4000.
+    SlowConsumer,
+    /// The session store could not be reached when the socket opened; reconnect later. Code 1011.
+    StoreUnavailable,
+}
+
+impl CloseReason {
+    /// The WebSocket close code.
+    pub fn code(self) -> u16 {
+        match self {
+            Self::GoingAway => 1001,
+            Self::BinaryFrame => 1003,
+            Self::SlowConsumer => 4000,
+            Self::StoreUnavailable => 1011,
+        }
+    }
+
+    /// The close reason text sent with the code.
+    pub fn text(self) -> &'static str {
+        match self {
+            Self::GoingAway => "server shutting down",
+            Self::BinaryFrame => "binary frames are not supported",
+            Self::SlowConsumer => "outbound queue full: client reads too slowly",
+            Self::StoreUnavailable => "session store unavailable",
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The WebSocket handshake (RFC 6455 over hyper's HTTP upgrade), with the session cookie.
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use super::{SESSION_COOKIE, connection};
+use crate::http::ApiError;
+use crate::hub::Hub;
+use crate::ids::SessionId;
+
+/// The GUID RFC 6455 appends to the client's key.
+const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key`.
+fn accept_key(key: &[u8]) -> String {
+    let mut sha1 = sha1_smol::Sha1::new();
+    sha1.update(key);
+    sha1.update(WS_GUID.as_bytes());
+    STANDARD.encode(sha1.digest().bytes())
+}
+
+/// Whether a comma-separated header holds `token` (case-insensitive).
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// The value of cookie `name`, if the request carries it.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find_map(|(k, v)| (k == name).then_some(v))
+}
+
+/// Answers a WebSocket upgrade: finds or creates the session, then hands the socket to its task.
+pub(crate) async fn handle(State(hub): State<Hub>, mut request: Request) -> Response {
+    let headers = request.headers();
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
+    let upgrade = has_token(headers, header::UPGRADE, "websocket")
+        && has_token(headers, header::CONNECTION, "upgrade");
+    let (Some(key), true) = (key, upgrade) else {
+        let mut response = ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "upgrade_required",
+            "this endpoint takes WebSocket connections",
+        )
+        .into_response();
+        let h = response.headers_mut();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return response;
+    };
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_version",
+            "only WebSocket version 13 is supported",
+        )
+        .into_response();
+    }
+    let requested = cookie(headers, SESSION_COOKIE).and_then(|v| v.parse::<SessionId>().ok());
+    let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "upgrade_unavailable",
+            "this connection cannot be upgraded (WebSocket needs HTTP/1.1)",
+        )
+        .into_response();
+    };
+    let (session, _) = match hub.open_session(requested).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            tracing::warn!(error = %e, "handshake refused: no session");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            )
+            .into_response();
+        }
+    };
+    let max_age = hub.shared.session_ttl.as_secs();
+    let set_cookie =
+        format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}");
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => connection::run(hub, TokioIo::new(upgraded), session).await,
+            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+        }
+    });
+    let accept = accept_key(key.as_bytes());
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let h = response.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    // Both values are built from base64 and our own session id: always valid header values.
+    if let (Ok(accept), Ok(cookie)) = (accept.parse(), set_cookie.parse()) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        h.insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_key_matches_rfc_6455_example() {
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn finds_the_session_cookie_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, "a=1; tidings.sid=abc; b=2".parse().unwrap());
+        assert_eq!(cookie(&headers, SESSION_COOKIE), Some("abc"));
+        assert_eq!(cookie(&headers, "c"), None);
+    }
+}

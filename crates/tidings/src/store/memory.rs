@@ -1,0 +1,193 @@
+//! The in-memory session store, for one process.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use super::{SessionState, SessionStore};
+use crate::error::StoreError;
+use crate::ids::SessionId;
+
+#[derive(Debug)]
+struct Entry {
+    user: Option<Arc<str>>,
+    channels: BTreeSet<Arc<str>>,
+    expires_at: Instant,
+}
+
+impl Entry {
+    fn channels(&self) -> Vec<Arc<str>> {
+        self.channels.iter().cloned().collect()
+    }
+}
+
+/// Sessions in this process's memory; they vanish with it.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    sessions: Mutex<HashMap<SessionId, Entry>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `f` on a live session, or fails with `NotFound`.
+    fn with<T>(
+        &self,
+        id: &SessionId,
+        f: impl FnOnce(&mut Entry) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut sessions = self.sessions.lock();
+        match sessions.get_mut(id) {
+            Some(entry) if entry.expires_at > Instant::now() => f(entry),
+            _ => Err(StoreError::NotFound(id.clone())),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn create(&self, id: &SessionId, ttl: Duration) -> Result<(), StoreError> {
+        let entry = Entry {
+            user: None,
+            channels: BTreeSet::new(),
+            expires_at: Instant::now() + ttl,
+        };
+        self.sessions.lock().insert(id.clone(), entry);
+        Ok(())
+    }
+
+    async fn load(&self, id: &SessionId) -> Result<Option<SessionState>, StoreError> {
+        match self.with(id, |e| {
+            Ok(SessionState {
+                user: e.user.clone(),
+                channels: e.channels(),
+            })
+        }) {
+            Ok(state) => Ok(Some(state)),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn subscribe(
+        &self,
+        id: &SessionId,
+        channels: &[Arc<str>],
+        max: usize,
+    ) -> Result<Vec<Arc<str>>, StoreError> {
+        self.with(id, |e| {
+            let added = channels.iter().filter(|c| !e.channels.contains(*c)).count();
+            if e.channels.len() + added > max {
+                return Err(StoreError::TooManyChannels { max });
+            }
+            e.channels.extend(channels.iter().cloned());
+            Ok(e.channels())
+        })
+    }
+
+    async fn unsubscribe(
+        &self,
+        id: &SessionId,
+        channels: &[Arc<str>],
+    ) -> Result<Vec<Arc<str>>, StoreError> {
+        self.with(id, |e| {
+            for c in channels {
+                e.channels.remove(c);
+            }
+            Ok(e.channels())
+        })
+    }
+
+    async fn reset(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.with(id, |e| {
+            e.channels.clear();
+            Ok(())
+        })
+    }
+
+    async fn set_user(&self, id: &SessionId, user: Option<Arc<str>>) -> Result<(), StoreError> {
+        self.with(id, |e| {
+            e.user = user;
+            Ok(())
+        })
+    }
+
+    async fn touch(&self, ids: &[SessionId], ttl: Duration) -> Result<(), StoreError> {
+        let expires_at = Instant::now() + ttl;
+        let mut sessions = self.sessions.lock();
+        for id in ids {
+            if let Some(entry) = sessions.get_mut(id) {
+                entry.expires_at = expires_at;
+            }
+        }
+        Ok(())
+    }
+
+    async fn sweep(&self) -> Result<usize, StoreError> {
+        let now = Instant::now();
+        let mut sessions = self.sessions.lock();
+        let before = sessions.len();
+        sessions.retain(|_, e| e.expires_at > now);
+        Ok(before - sessions.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    fn names(list: &[&str]) -> Vec<Arc<str>> {
+        list.iter().map(|&s| s.into()).collect()
+    }
+
+    #[tokio::test]
+    async fn subscribe_respects_the_limit_atomically() {
+        let store = MemoryStore::new();
+        let id = SessionId::random().unwrap();
+        store.create(&id, TTL).await.unwrap();
+        assert_eq!(
+            store.subscribe(&id, &names(&["b", "a"]), 2).await.unwrap(),
+            names(&["a", "b"])
+        );
+        assert!(matches!(
+            store.subscribe(&id, &names(&["c"]), 2).await,
+            Err(StoreError::TooManyChannels { max: 2 })
+        ));
+        // Re-subscribing to held channels is not growth.
+        assert_eq!(
+            store.subscribe(&id, &names(&["a"]), 2).await.unwrap().len(),
+            2
+        );
+        assert_eq!(
+            store.unsubscribe(&id, &names(&["a"])).await.unwrap(),
+            names(&["b"])
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sessions_expire_unless_touched() {
+        let store = MemoryStore::new();
+        let (a, b) = (SessionId::random().unwrap(), SessionId::random().unwrap());
+        store.create(&a, TTL).await.unwrap();
+        store.create(&b, TTL).await.unwrap();
+        tokio::time::advance(TTL / 2).await;
+        store.touch(std::slice::from_ref(&a), TTL).await.unwrap();
+        tokio::time::advance(TTL / 2 + Duration::from_millis(1)).await;
+        assert!(store.load(&a).await.unwrap().is_some());
+        assert!(store.load(&b).await.unwrap().is_none());
+        assert!(matches!(
+            store.reset(&b).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert_eq!(store.sweep().await.unwrap(), 1);
+    }
+}

@@ -1,0 +1,64 @@
+//! Session stores: where sessions (user id, channel subscriptions, idle expiry) live.
+//!
+//! [`MemoryStore`] keeps them in this process (the default). Every operation names the session;
+//! an unknown or expired session is [`StoreError::NotFound`].
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::ids::SessionId;
+
+/// What a session holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionState {
+    /// The user id bound by the backend, if any.
+    pub user: Option<Arc<str>>,
+    /// The subscribed channels, sorted.
+    pub channels: Vec<Arc<str>>,
+}
+
+/// Keeps sessions.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Creates an empty session that expires after `ttl` unless touched.
+    async fn create(&self, id: &SessionId, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Reads a session; `None` if it does not exist or has expired.
+    async fn load(&self, id: &SessionId) -> Result<Option<SessionState>, StoreError>;
+
+    /// Adds channels, refusing (and changing nothing) past `max` channels; returns all channels.
+    async fn subscribe(
+        &self,
+        id: &SessionId,
+        channels: &[Arc<str>],
+        max: usize,
+    ) -> Result<Vec<Arc<str>>, StoreError>;
+
+    /// Removes channels; returns the channels left.
+    async fn unsubscribe(
+        &self,
+        id: &SessionId,
+        channels: &[Arc<str>],
+    ) -> Result<Vec<Arc<str>>, StoreError>;
+
+    /// Removes every channel.
+    async fn reset(&self, id: &SessionId) -> Result<(), StoreError>;
+
+    /// Binds the session to a user id, or unbinds it.
+    async fn set_user(&self, id: &SessionId, user: Option<Arc<str>>) -> Result<(), StoreError>;
+
+    /// Pushes the expiry of each existing session to `ttl` from now.
+    async fn touch(&self, ids: &[SessionId], ttl: Duration) -> Result<(), StoreError>;
+
+    /// Removes expired sessions, returning how many; stores that expire by themselves do nothing.
+    async fn sweep(&self) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+}
