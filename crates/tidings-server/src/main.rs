@@ -1,1 +1,125 @@
-fn main() {}
+//! `tidings`: the realtime messaging server. A thin command line over the `tidings` library.
+
+mod config;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// How long shutdown waits for sockets to take their close frames.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Realtime pub/sub and presence for browsers, for any backend.
+#[derive(Parser)]
+#[command(name = "tidings", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (no arguments needed: one node, everything in memory).
+    Serve(ServeArgs),
+}
+
+/// Options of `tidings serve`: from a TOML file, `TIDINGS_*` variables and flags, flags winning.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML config file; its keys are the long flags' names with `_` for `-`
+    #[arg(long, short, env = "TIDINGS_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Print the effective configuration (as TOML) and exit
+    #[arg(long)]
+    print_config: bool,
+
+    #[command(flatten)]
+    settings: config::Settings,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let Command::Serve(args) = cli.command;
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
+    }
+}
+
+/// Prints an error and returns the failure exit code.
+fn fail(message: &str) -> ExitCode {
+    eprintln!("tidings: {message}");
+    ExitCode::from(2)
+}
+
+/// Loads the configuration, then serves until SIGINT or SIGTERM.
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    config::check_environment(std::env::vars())?;
+    let settings = config::merge(&args.settings, args.config.as_deref())?;
+    if args.print_config {
+        print!("{}", toml::to_string(&settings).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
+    let plan = settings.plan()?;
+    let listener = tokio::net::TcpListener::bind(plan.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", plan.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!(
+        "tidings {} listening on http://{addr} (WebSocket: ws://{addr}/ws), node {}",
+        env!("CARGO_PKG_VERSION"),
+        plan.hub.node_id()
+    );
+    let hub = plan.hub.clone();
+    let app = tidings::http::router(plan.hub, plan.http);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    hub.shutdown();
+    if tokio::time::timeout(DRAIN_TIMEOUT, hub.drained())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            sockets = hub.stats().index.sockets,
+            "sockets still open after the drain timeout"
+        );
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: closing sockets with 1001");
+}

@@ -2,9 +2,9 @@
 
 use crate::error::{BuildError, NameError};
 
-/// Limits enforced by the hub and its sockets. Every one is configurable.
+/// Limits enforced by the hub and its sockets. Every one is configurable; write
+/// `Limits { outbound_queue: 64, ..Limits::default() }` to change one.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Limits {
     /// Largest WebSocket message a client may send, in bytes (close code 1009 past it).
     pub max_frame_size: usize,

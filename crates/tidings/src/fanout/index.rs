@@ -14,7 +14,10 @@ use crate::ids::{NodeId, SessionId};
 use crate::store::SessionState;
 
 /// The sockets that receive one channel's or one user's events.
-type Members = HashMap<u64, Arc<Outbox>>;
+type Sockets = HashMap<u64, Arc<Outbox>>;
+
+/// Channel or user names, each with its sockets.
+type ByName = HashMap<Arc<str>, Sockets>;
 
 /// Bus topics whose interest changed, in order: `(topic, now_interested)`.
 pub(crate) type Interest = Vec<(Topic, bool)>;
@@ -86,13 +89,56 @@ pub struct IndexSizes {
     pub users: usize,
 }
 
+/// The sockets of each channel and each user.
+#[derive(Debug, Default)]
+struct Members {
+    channels: ByName,
+    users: ByName,
+}
+
+impl Members {
+    /// The map and name a channel or user topic lives under.
+    fn of(&mut self, topic: &Topic) -> Option<(&mut ByName, Arc<str>)> {
+        match topic {
+            Topic::Channel(c) => Some((&mut self.channels, c.clone())),
+            Topic::User(u) => Some((&mut self.users, u.clone())),
+            Topic::Session(_) => None,
+        }
+    }
+
+    /// Adds socket `seq` to a topic, noting the topic's first member.
+    fn join(&mut self, topic: Topic, seq: u64, outbox: &Arc<Outbox>, interest: &mut Interest) {
+        let Some((map, name)) = self.of(&topic) else {
+            return;
+        };
+        let sockets = map.entry(name).or_insert_with(|| {
+            interest.push((topic, true));
+            Sockets::new()
+        });
+        sockets.insert(seq, outbox.clone());
+    }
+
+    /// Removes socket `seq` from a topic, noting the topic's last member leaving.
+    fn leave(&mut self, topic: &Topic, seq: u64, interest: &mut Interest) {
+        let Some((map, name)) = self.of(topic) else {
+            return;
+        };
+        if let Some(sockets) = map.get_mut(&name) {
+            sockets.remove(&seq);
+            if sockets.is_empty() {
+                map.remove(&name);
+                interest.push((topic.clone(), false));
+            }
+        }
+    }
+}
+
 /// The four indexes of a node's sockets.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     sockets: HashMap<u64, SocketEntry>,
     sessions: HashMap<SessionId, LocalSession>,
-    channels: HashMap<Arc<str>, Members>,
-    users: HashMap<Arc<str>, Members>,
+    members: Members,
 }
 
 impl Index {
@@ -123,14 +169,7 @@ impl Index {
         local.sockets.push(seq);
         if local.pending.is_none() {
             for topic in local.topics() {
-                join(
-                    &mut self.channels,
-                    &mut self.users,
-                    topic,
-                    seq,
-                    &outbox,
-                    interest,
-                );
+                self.members.join(topic, seq, &outbox, interest);
             }
         }
         is_new
@@ -157,14 +196,7 @@ impl Index {
         for topic in local.topics() {
             for seq in &local.sockets {
                 let outbox = &self.sockets[seq].outbox;
-                join(
-                    &mut self.channels,
-                    &mut self.users,
-                    topic.clone(),
-                    *seq,
-                    outbox,
-                    interest,
-                );
+                self.members.join(topic.clone(), *seq, outbox, interest);
             }
         }
     }
@@ -181,18 +213,11 @@ impl Index {
         let (left, joined) = local.apply(op);
         for seq in &local.sockets {
             for topic in &left {
-                leave(&mut self.channels, &mut self.users, topic, *seq, interest);
+                self.members.leave(topic, *seq, interest);
             }
             let outbox = &self.sockets[seq].outbox;
             for topic in &joined {
-                join(
-                    &mut self.channels,
-                    &mut self.users,
-                    topic.clone(),
-                    *seq,
-                    outbox,
-                    interest,
-                );
+                self.members.join(topic.clone(), *seq, outbox, interest);
             }
         }
     }
@@ -205,7 +230,7 @@ impl Index {
         local.sockets.retain(|s| *s != seq);
         if local.pending.is_none() {
             for topic in local.topics() {
-                leave(&mut self.channels, &mut self.users, &topic, seq, interest);
+                self.members.leave(&topic, seq, interest);
             }
         }
         if !local.sockets.is_empty() {
@@ -232,8 +257,8 @@ impl Index {
                 }
                 return;
             }
-            Target::Channel(channel) => self.channels.get(channel),
-            Target::User(user) => self.users.get(user),
+            Target::Channel(channel) => self.members.channels.get(channel),
+            Target::User(user) => self.members.users.get(user),
         };
         members.into_iter().flat_map(|m| m.values()).for_each(f);
     }
@@ -258,60 +283,8 @@ impl Index {
         IndexSizes {
             sockets: self.sockets.len(),
             sessions: self.sessions.len(),
-            channels: self.channels.len(),
-            users: self.users.len(),
-        }
-    }
-}
-
-/// The member map of a channel or user topic.
-fn members_of<'a>(
-    channels: &'a mut HashMap<Arc<str>, Members>,
-    users: &'a mut HashMap<Arc<str>, Members>,
-    topic: &Topic,
-) -> Option<(&'a mut HashMap<Arc<str>, Members>, Arc<str>)> {
-    match topic {
-        Topic::Channel(c) => Some((channels, c.clone())),
-        Topic::User(u) => Some((users, u.clone())),
-        Topic::Session(_) => None,
-    }
-}
-
-/// Adds socket `seq` to a topic's members, noting the topic's first member.
-fn join(
-    channels: &mut HashMap<Arc<str>, Members>,
-    users: &mut HashMap<Arc<str>, Members>,
-    topic: Topic,
-    seq: u64,
-    outbox: &Arc<Outbox>,
-    interest: &mut Interest,
-) {
-    let Some((map, name)) = members_of(channels, users, &topic) else {
-        return;
-    };
-    let members = map.entry(name).or_insert_with(|| {
-        interest.push((topic, true));
-        Members::new()
-    });
-    members.insert(seq, outbox.clone());
-}
-
-/// Removes socket `seq` from a topic's members, noting the topic's last member leaving.
-fn leave(
-    channels: &mut HashMap<Arc<str>, Members>,
-    users: &mut HashMap<Arc<str>, Members>,
-    topic: &Topic,
-    seq: u64,
-    interest: &mut Interest,
-) {
-    let Some((map, name)) = members_of(channels, users, topic) else {
-        return;
-    };
-    if let Some(members) = map.get_mut(&name) {
-        members.remove(&seq);
-        if members.is_empty() {
-            map.remove(&name);
-            interest.push((topic.clone(), false));
+            channels: self.members.channels.len(),
+            users: self.members.users.len(),
         }
     }
 }

@@ -16,6 +16,7 @@ pub(crate) use outbox::{Outbox, Outgoing};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use tokio::sync::Notify;
 
 use crate::bus::{Bus, BusMessage, Inbox};
 use crate::ids::{NodeId, SessionId};
@@ -31,6 +32,8 @@ pub(crate) struct Local {
     index: RwLock<Index>,
     bus: Arc<dyn Bus>,
     counters: Arc<Counters>,
+    /// Woken when the last socket leaves.
+    drained: Notify,
 }
 
 impl Local {
@@ -41,6 +44,7 @@ impl Local {
             index: RwLock::default(),
             bus,
             counters,
+            drained: Notify::new(),
         }
     }
 
@@ -67,7 +71,27 @@ impl Local {
 
     /// Removes a socket from every index; returns its session if no other local socket has it.
     pub(crate) fn detach(&self, seq: u64) -> Option<SessionId> {
-        self.change(|index, interest| index.detach(seq, interest))
+        let (session, empty) = self.change(|index, interest| {
+            let session = index.detach(seq, interest);
+            (session, index.sizes().sockets == 0)
+        });
+        if empty {
+            self.drained.notify_waiters();
+        }
+        session
+    }
+
+    /// Resolves once no socket is connected.
+    pub(crate) async fn drained(&self) {
+        loop {
+            let notified = self.drained.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.sizes().sockets == 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Whether socket `seq` is connected to this node.

@@ -84,11 +84,9 @@ async fn publish(
         ("users", body.users.is_some()),
         ("socket", body.socket.is_some()),
     ];
-    for (field, _) in given.iter().filter(|(f, on)| *on && Some(*f) != required) {
-        return Err(bad(
-            field,
-            format!("`{field}` does not apply to /publish/{target}"),
-        ));
+    if let Some((field, _)) = given.iter().find(|(f, on)| *on && Some(*f) != required) {
+        let message = format!("`{field}` does not apply to /publish/{target}");
+        return Err(bad(field, message));
     }
     if let Some(field) = required.filter(|r| !given.iter().any(|(f, on)| f == r && *on)) {
         return Err(bad(field, format!("missing field `{field}`")));

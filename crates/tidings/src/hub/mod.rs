@@ -83,7 +83,8 @@ impl Hub {
     }
 
     /// Sends an event to every connected socket. `args` must serialize to a JSON array
-    /// (a tuple, a `Vec`, `json!([…])`); the client's handler gets them as its arguments.
+    /// (a tuple, a `Vec`, `json!([…])`) or be `()` for none; the client's handler gets them
+    /// as its arguments.
     pub async fn all(&self, event: &str, args: impl Serialize) -> Result<(), PublishError> {
         self.publish(Audience::All, event, to_raw(args)?).await
     }
@@ -130,6 +131,11 @@ impl Hub {
     /// Asks every socket of this node to close with code 1001 ("going away"), after what is queued.
     pub fn shutdown(&self) {
         self.shared.local.close_all(CloseReason::GoingAway);
+    }
+
+    /// Resolves once no socket is connected to this node (after [`Hub::shutdown`], say).
+    pub async fn drained(&self) {
+        self.shared.local.drained().await;
     }
 
     /// Checks a publish and hands one shared event per target to the bus.
@@ -222,9 +228,13 @@ impl Hub {
     }
 }
 
-/// Serializes publish arguments.
+/// Serializes publish arguments; `()` (JSON `null`) means no arguments.
 fn to_raw(args: impl Serialize) -> Result<Box<RawValue>, PublishError> {
-    serde_json::value::to_raw_value(&args).map_err(PublishError::Args)
+    let raw = serde_json::value::to_raw_value(&args).map_err(PublishError::Args)?;
+    if raw.get() == "null" {
+        return RawValue::from_string("[]".into()).map_err(PublishError::Args);
+    }
+    Ok(raw)
 }
 
 /// A connected socket's registration: dropping it removes the socket from every index at once,

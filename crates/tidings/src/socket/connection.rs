@@ -29,7 +29,7 @@ where
 {
     let limits = WsLimits::default().max_payload_len(Some(hub.limits().max_frame_size));
     let ws = ServerBuilder::new().limits(limits).serve(io);
-    let (mut sink, stream) = ws.split();
+    let (mut sink, mut stream) = ws.split();
     let encoding = Encoding::Json;
     let outbox = Arc::new(Outbox::new(hub.limits().outbound_queue));
     let guard = match hub.attach(&session, outbox.clone()).await {
@@ -51,10 +51,12 @@ where
         encoding,
     };
     tokio::select! {
-        () = reader.run(stream) => {}
-        () = write(sink, &outbox, encoding) => {}
+        () = reader.run(&mut stream) => {}
+        () = write(&mut sink, &outbox, encoding) => {}
     }
     tracing::debug!(socket = %guard.id(), "socket closed");
+    // Leave every index before the connection closes: a client that sees it end finds no trace.
+    drop(guard);
 }
 
 /// Sends a close frame, waiting at most [`CLOSE_TIMEOUT`] for the peer to take it.
@@ -80,7 +82,7 @@ where
 }
 
 /// The write loop: drains the outbox until the socket closes.
-async fn write<S>(mut sink: S, outbox: &Outbox, encoding: Encoding)
+async fn write<S>(sink: &mut S, outbox: &Outbox, encoding: Encoding)
 where
     S: Sink<Message> + Unpin,
     S::Error: std::fmt::Display,
@@ -90,7 +92,7 @@ where
         let closing = outbox.next_batch(&mut batch).await;
         // While writing, a slow consumer's close request interrupts the write.
         let interrupted = tokio::select! {
-            sent = send_batch(&mut sink, &mut batch, encoding) => match sent {
+            sent = send_batch(sink, &mut batch, encoding) => match sent {
                 Ok(()) => None,
                 Err(e) => {
                     tracing::debug!(error = %e, "socket write failed");
@@ -100,7 +102,7 @@ where
             reason = outbox.closed(), if closing.is_none() => Some(reason),
         };
         if let Some(reason) = interrupted.or(closing) {
-            close(&mut sink, reason).await;
+            close(sink, reason).await;
             return;
         }
         if batch.capacity() > 64 {
@@ -119,7 +121,7 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     /// Reads until the client closes; after asking the writer to close, waits for it to finish.
-    async fn run<S>(self, mut stream: S)
+    async fn run<S>(self, stream: &mut S)
     where
         S: futures_util::Stream<Item = Result<Message, tokio_websockets::Error>> + Unpin,
     {

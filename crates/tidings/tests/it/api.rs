@@ -1,0 +1,136 @@
+//! The HTTP API's errors: JSON with a code, the right status, and the field at fault.
+
+use reqwest::Method;
+use serde_json::json;
+use tidings::Hub;
+use tidings::http::HttpOptions;
+
+use crate::support::Server;
+
+#[tokio::test]
+async fn the_api_key_is_required_when_configured() {
+    let server = Server::with(Hub::builder(), HttpOptions::new().api_key("s3cret")).await;
+    let (status, body) = server.post("/publish/all", json!({"event": "e"})).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let wrong = server.key("s3cre7");
+    assert_eq!(
+        wrong.post("/publish/all", json!({"event": "e"})).await.0,
+        401
+    );
+    let right = wrong.key("s3cret");
+    assert_eq!(
+        right.post("/publish/all", json!({"event": "e"})).await.0,
+        200
+    );
+    let health = reqwest::get(format!("http://{}/healthz", right.addr))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "health needs no key");
+}
+
+#[tokio::test]
+async fn unknown_sessions_and_sockets_are_404() {
+    let server = Server::start().await;
+    let (status, body) = server
+        .api(Method::GET, "/sessions/AAAAAAAAAAAAAAAAAAAAAA", None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_session"))
+    );
+    let (status, _) = server
+        .post("/sessions/bad%20id/subscribe", json!({"channels": "a"}))
+        .await;
+    assert_eq!(status, 404);
+    let gone = format!("{}.12345", server.hub.node_id());
+    let (status, body) = server
+        .post("/publish/socket", json!({"socket": gone, "event": "e"}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_socket"))
+    );
+    let (status, body) = server
+        .post("/publish/socket", json!({"socket": "nodot", "event": "e"}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("socket"))
+    );
+    let (status, body) = server.post("/nope", json!({})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (status, _) = server
+        .post("/publish/everyone", json!({"event": "e"}))
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn bad_bodies_are_400_naming_the_field() {
+    let server = Server::start().await;
+    let cases = [
+        (json!({"args": [1]}), "event"),
+        (json!({"event": "e", "args": {"a": 1}}), "args"),
+        (json!({"event": "e", "args": "x"}), "args"),
+        (json!({"event": 5}), "event"),
+        (json!({"event": "e", "colour": "red"}), "colour"),
+        (json!({"event": "e", "channels": "a"}), "channels"),
+        (json!({"event": ""}), "event"),
+    ];
+    for (body, field) in cases {
+        let (status, reply) = server.post("/publish/all", body.clone()).await;
+        assert_eq!(status, 400, "{body} → {reply}");
+        assert_eq!(reply["error"]["field"], field, "{body} → {reply}");
+        assert!(reply["error"]["message"].is_string());
+    }
+    let (status, reply) = server.post("/publish/channel", json!({"event": "e"})).await;
+    assert_eq!(
+        (status, reply["error"]["field"].as_str()),
+        (400, Some("channels"))
+    );
+    let long = "c".repeat(201);
+    let (status, reply) = server
+        .post(
+            "/publish/channel",
+            json!({"event": "e", "channels": [long]}),
+        )
+        .await;
+    assert_eq!(
+        (status, reply["error"]["code"].as_str()),
+        (400, Some("invalid_name"))
+    );
+    let (status, reply) = server
+        .api(Method::POST, "/publish/all", Some("{\"event\":"))
+        .await;
+    assert_eq!(
+        (status, reply["error"]["code"].as_str()),
+        (400, Some("invalid_json"))
+    );
+}
+
+#[tokio::test]
+async fn oversized_bodies_and_args_are_413() {
+    let server = Server::with(Hub::builder(), HttpOptions::new().max_body(1000)).await;
+    let big = "x".repeat(2000);
+    let (status, reply) = server
+        .post("/publish/all", json!({"event": "e", "args": [big]}))
+        .await;
+    assert_eq!(
+        (status, reply["error"]["code"].as_str()),
+        (413, Some("body_too_large"))
+    );
+    let server = Server::start().await;
+    let big = "x".repeat(70_000);
+    let (status, reply) = server
+        .post("/publish/all", json!({"event": "e", "args": [big]}))
+        .await;
+    assert_eq!(
+        (status, reply["error"]["code"].as_str()),
+        (413, Some("args_too_large"))
+    );
+    assert_eq!(reply["error"]["field"], "args");
+}

@@ -1,0 +1,87 @@
+//! Bad input from clients gets a precise error or close code, never a panic or silent loss.
+
+use futures_util::SinkExt;
+use serde_json::json;
+use tidings::http::HttpOptions;
+use tidings::{Hub, Limits};
+use tokio_websockets::Message;
+
+use crate::support::Server;
+
+#[tokio::test]
+async fn malformed_json_gets_an_error_frame_and_the_socket_stays_usable() {
+    let server = Server::start().await;
+    let mut c = server.connect().await;
+    c.send_text("{not json").await;
+    let error = c.recv().await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["error"]["code"], "malformed_frame");
+    let reply = c.request(json!({"type": "list"})).await;
+    assert_eq!(reply["result"], json!([]));
+    assert_eq!(server.hub.stats().refused_frames, 1);
+}
+
+#[tokio::test]
+async fn unknown_type_missing_field_and_unknown_method_name_the_problem() {
+    let server = Server::start().await;
+    let mut c = server.connect().await;
+    let reply = c.request(json!({"type": "dance"})).await;
+    assert_eq!(reply["error"]["code"], "unknown_type", "{reply}");
+    let reply = c.request(json!({"type": "subscribe"})).await;
+    assert_eq!(reply["error"]["code"], "bad_request", "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`channels`")
+    );
+    let reply = c
+        .request(json!({"type": "rpc", "method": "chat.send"}))
+        .await;
+    assert_eq!(reply["error"]["code"], "unknown_method", "{reply}");
+    let reply = c
+        .request(
+            json!({"type": "subscribe", "channels": ["public:".to_owned() + &"x".repeat(300)]}),
+        )
+        .await;
+    assert_eq!(reply["error"]["code"], "invalid_name", "{reply}");
+    c.send_text(r#"{"type":"list"}"#).await;
+    let error = c.recv().await;
+    assert_eq!(
+        (error["type"].as_str(), error["error"]["code"].as_str()),
+        (Some("error"), Some("bad_request"))
+    );
+}
+
+#[tokio::test]
+async fn oversized_frame_closes_with_1009_and_leaves_no_socket() {
+    let limits = Limits {
+        max_frame_size: 1024,
+        ..Limits::default()
+    };
+    let server = Server::with(Hub::builder().limits(limits), HttpOptions::new()).await;
+    let mut c = server.connect().await;
+    c.send_text(&"x".repeat(2000)).await;
+    assert_eq!(c.closed().await, Some(1009));
+    server.hub.drained().await;
+    assert_eq!(server.hub.stats().refused_frames, 1);
+}
+
+#[tokio::test]
+async fn binary_frame_closes_with_1003() {
+    let server = Server::start().await;
+    let mut c = server.connect().await;
+    c.ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    assert_eq!(c.closed().await, Some(1003));
+}
+
+#[tokio::test]
+async fn plain_http_on_the_websocket_endpoint_is_told_to_upgrade() {
+    let server = Server::start().await;
+    let response = reqwest::get(format!("http://{}/ws", server.addr))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 426);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upgrade_required");
+}

@@ -1,0 +1,8 @@
+//! Integration tests over real TCP: a real server, real WebSocket clients, real HTTP.
+
+mod api;
+mod bad_input;
+mod publish;
+mod sessions;
+mod slow_consumer;
+mod support;

@@ -1,0 +1,213 @@
+//! A real server on a free loopback port, real WebSocket clients, and an HTTP client.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderValue, header};
+use serde_json::{Value, json};
+use tidings::http::HttpOptions;
+use tidings::{Hub, HubBuilder, SessionId, SocketId};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
+
+/// A guard against a hung test, not a synchronization: every awaited frame arrives far sooner.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A running tidings server.
+pub struct Server {
+    pub hub: Hub,
+    pub addr: SocketAddr,
+    http: reqwest::Client,
+    key: Option<String>,
+}
+
+impl Server {
+    /// A server with every default.
+    pub async fn start() -> Self {
+        Self::with(Hub::builder(), HttpOptions::new()).await
+    }
+
+    /// A server with the given hub settings and HTTP options.
+    pub async fn with(builder: HubBuilder, options: HttpOptions) -> Self {
+        let hub = builder.build().expect("hub builds");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = tidings::http::router(hub.clone(), options);
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            hub,
+            addr,
+            http: reqwest::Client::new(),
+            key: None,
+        }
+    }
+
+    /// Sends this bearer key with API requests.
+    pub fn key(mut self, key: &str) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// An API request; returns the status and the JSON body.
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("http://{}/api{path}", self.addr));
+        if let Some(key) = &self.key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        (status, json)
+    }
+
+    /// `POST /api{path}` with a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let body = body.to_string();
+        self.api(reqwest::Method::POST, path, Some(&body)).await
+    }
+
+    /// A new browser: a socket with no cookie, so a new session.
+    pub async fn connect(&self) -> Client {
+        self.open(None).await
+    }
+
+    /// Another tab of `client`'s browser: same session cookie.
+    pub async fn tab(&self, client: &Client) -> Client {
+        self.open(Some(&client.cookie)).await
+    }
+
+    /// Opens a socket, with a session cookie if given, and reads its welcome.
+    pub async fn open(&self, cookie: Option<&str>) -> Client {
+        let uri = format!("ws://{}/ws", self.addr);
+        let mut builder = ClientBuilder::new().uri(&uri).unwrap();
+        if let Some(cookie) = cookie {
+            let value = HeaderValue::from_str(&format!("tidings.sid={cookie}")).unwrap();
+            builder = builder.add_header(header::COOKIE, value).unwrap();
+        }
+        let (ws, response) = builder.connect().await.expect("websocket handshake");
+        let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+        let cookie = set_cookie
+            .strip_prefix("tidings.sid=")
+            .and_then(|c| c.split(';').next())
+            .expect("session cookie")
+            .to_owned();
+        assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"));
+        let mut client = Client {
+            ws,
+            cookie,
+            socket: String::new(),
+            next_id: 1,
+        };
+        let welcome = client.recv().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        client.socket = welcome["socket"].as_str().unwrap().to_owned();
+        client
+    }
+
+    /// Sends `client` a marker event and asserts it is the next frame: nothing was queued before it.
+    pub async fn assert_nothing_pending(&self, client: &mut Client) {
+        self.hub
+            .socket(&client.socket_id(), "marker", ())
+            .await
+            .unwrap();
+        assert_eq!(
+            client.recv().await,
+            json!({"type": "event", "event": "marker", "args": []})
+        );
+    }
+}
+
+/// A WebSocket client, like one browser tab.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub cookie: String,
+    pub socket: String,
+    next_id: u64,
+}
+
+impl Client {
+    /// The session this tab belongs to.
+    pub fn session(&self) -> SessionId {
+        self.cookie.parse().unwrap()
+    }
+
+    /// This tab's socket id.
+    pub fn socket_id(&self) -> SocketId {
+        self.socket.parse().unwrap()
+    }
+
+    /// The next text frame, as JSON.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a frame within the patience limit")
+                .expect("connection open")
+                .expect("frame readable");
+            if let Some(text) = message.as_text() {
+                return serde_json::from_str(text).expect("frame is JSON");
+            }
+            assert!(
+                !message.is_close(),
+                "unexpected close: {:?}",
+                message.as_close()
+            );
+        }
+    }
+
+    /// Sends a raw text frame.
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text.to_owned())).await.unwrap();
+    }
+
+    /// Sends a request with a fresh id and returns its reply.
+    pub async fn request(&mut self, mut frame: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        frame["id"] = id.into();
+        self.send_text(&frame.to_string()).await;
+        let reply = self.recv().await;
+        assert_eq!(reply["id"], id, "reply to request {id}: {reply}");
+        reply
+    }
+
+    /// Reads until the server closes; returns the close code if a close frame came.
+    pub async fn closed(&mut self) -> Option<u16> {
+        let mut code = None;
+        loop {
+            match tokio::time::timeout(PATIENCE, self.ws.next()).await {
+                Err(_) => panic!("connection still open after the patience limit"),
+                Ok(None | Some(Err(_))) => return code,
+                Ok(Some(Ok(message))) => {
+                    if let Some((c, _)) = message.as_close() {
+                        code = Some(u16::from(c));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An event frame as the client receives it.
+pub fn event(name: &str, args: Value) -> Value {
+    json!({"type": "event", "event": name, "args": args})
+}
+
+/// A channel event frame as the client receives it.
+pub fn channel_event(name: &str, args: Value, channel: &str) -> Value {
+    json!({"type": "event", "event": name, "args": args, "channel": channel})
+}
