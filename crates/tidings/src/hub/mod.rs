@@ -267,3 +267,41 @@ impl Drop for SocketGuard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_expires_its_ttl_after_its_last_socket_leaves() {
+        let ttl = Duration::from_secs(60);
+        let hub = Hub::builder().session_ttl(ttl).build().unwrap();
+        let (sid, is_new) = hub.open_session(None).await.unwrap();
+        assert!(is_new);
+        let tab = hub.attach(&sid, Arc::new(Outbox::new(4))).await.unwrap();
+        tokio::time::sleep(ttl * 5).await;
+        assert!(
+            hub.session(sid.clone()).state().await.is_ok(),
+            "kept while a socket is attached"
+        );
+        drop(tab);
+        tokio::time::sleep(ttl - Duration::from_secs(1)).await;
+        assert_eq!(
+            hub.open_session(Some(sid.clone())).await.unwrap(),
+            (sid.clone(), false)
+        );
+        let tab = hub.attach(&sid, Arc::new(Outbox::new(4))).await.unwrap();
+        drop(tab);
+        tokio::time::sleep(ttl + Duration::from_secs(1)).await;
+        let err = hub.session(sid.clone()).state().await.unwrap_err();
+        assert!(
+            matches!(err, SessionError::Store(crate::StoreError::NotFound(_))),
+            "{err}"
+        );
+        let (fresh, is_new) = hub.open_session(Some(sid.clone())).await.unwrap();
+        assert!(
+            is_new && fresh != sid,
+            "an expired session is never revived"
+        );
+    }
+}

@@ -1,0 +1,121 @@
+//! The `tidings` binary: configuration precedence, refusals, serving, graceful shutdown.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use futures_util::StreamExt;
+
+/// `tidings` with no `TIDINGS_*` variables from the test's environment.
+fn tidings() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tidings"));
+    for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("TIDINGS_")) {
+        command.env_remove(name);
+    }
+    command
+}
+
+/// Runs `tidings` to completion; returns exit code, stdout and stderr.
+fn run(command: &mut Command) -> (i32, String, String) {
+    let out = command.output().expect("tidings runs");
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        text(out.stdout),
+        text(out.stderr),
+    )
+}
+
+/// A config file for one test.
+fn config_file(test: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("tidings-cli-{}-{test}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn flags_beat_environment_beat_file() {
+    let file = config_file(
+        "precedence",
+        "max_name_len = 5\nsession_ttl = 50\noutbound_queue = 9\n",
+    );
+    let (code, out, err) = run(tidings()
+        .args(["serve", "--print-config", "--max-name-len", "7", "--config"])
+        .arg(&file)
+        .env("TIDINGS_MAX_NAME_LEN", "6")
+        .env("TIDINGS_SESSION_TTL", "60"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("max_name_len = 7"), "{out}");
+    assert!(out.contains("session_ttl = 60"), "{out}");
+    assert!(out.contains("outbound_queue = 9"), "{out}");
+}
+
+/// Asserts that `tidings serve ARGS` with `ENV` exits with code 2 and an error naming `key`.
+fn assert_refused(args: &[&str], env: &[(&str, &str)], key: &str) {
+    let mut command = tidings();
+    command.arg("serve").args(args).envs(env.iter().copied());
+    let (code, _, err) = run(&mut command);
+    assert_eq!(code, 2, "{key}: {err}");
+    assert!(err.contains(key), "the error names {key}: {err}");
+}
+
+#[test]
+fn bad_configuration_is_refused_naming_the_key() {
+    let file = config_file(
+        "unknown-key",
+        "listen = \"127.0.0.1:0\"\nmax_frame_sise = 10\n",
+    );
+    let file = file.to_str().unwrap();
+    assert_refused(&["--config", file], &[], "max_frame_sise");
+    assert_refused(&[], &[("TIDINGS_LISTN", "x")], "TIDINGS_LISTN");
+    assert_refused(&["--outbound-queue", "0"], &[], "outbound_queue");
+    assert_refused(&["--listen", "0.0.0.0:0"], &[], "api_key");
+    assert_refused(&["--max-frame-size", "lots"], &[], "--max-frame-size");
+    let missing = "/nonexistent/tidings.toml";
+    assert_refused(&["--config", missing], &[], missing);
+}
+
+#[tokio::test]
+async fn serves_then_shuts_down_gracefully_with_1001() {
+    let mut child = tidings()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("startup line names the address: {line}"))
+        .to_owned();
+    let health = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let uri = format!("ws://{addr}/ws");
+    let (mut ws, _) = tokio_websockets::ClientBuilder::new()
+        .uri(&uri)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let welcome = ws.next().await.unwrap().unwrap();
+    assert!(welcome.as_text().unwrap().contains("\"welcome\""));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let close = ws.next().await.unwrap().unwrap();
+    let (code, _) = close.as_close().expect("a close frame");
+    assert_eq!(u16::from(code), 1001);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "graceful exit: {status:?}");
+}
