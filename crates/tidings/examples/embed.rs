@@ -36,7 +36,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             let now = tick.tick().await;
-            let _ = clock.channel("public:clock", "tick", (format!("{now:?}"),)).await;
+            let _ = clock
+                .channel("public:clock", "tick", (format!("{now:?}"),))
+                .await;
         }
     });
 

@@ -2,8 +2,7 @@
 
 use futures_util::SinkExt;
 use serde_json::json;
-use tidings::http::HttpOptions;
-use tidings::{Hub, Limits};
+use tidings::Limits;
 use tokio_websockets::Message;
 
 use crate::support::Server;
@@ -59,7 +58,7 @@ async fn oversized_frame_closes_with_1009_and_leaves_no_socket() {
         max_frame_size: 1024,
         ..Limits::default()
     };
-    let server = Server::with(Hub::builder().limits(limits), HttpOptions::new()).await;
+    let server = Server::with_limits(limits).await;
     let mut c = server.connect().await;
     c.send_text(&"x".repeat(2000)).await;
     assert_eq!(c.closed().await, Some(1009));

@@ -1,8 +1,7 @@
 //! Session operations: they act on every tab of a session at once and leave no residue.
 
 use serde_json::json;
-use tidings::http::HttpOptions;
-use tidings::{Hub, IndexSizes, Limits};
+use tidings::{IndexSizes, Limits};
 
 use crate::support::{Server, channel_event, event};
 
@@ -183,15 +182,7 @@ async fn an_unknown_cookie_gets_a_new_session() {
     let server = Server::start().await;
     let c = server.open(Some("not-a-session-we-made")).await;
     assert_ne!(c.cookie, "not-a-session-we-made");
-    assert!(
-        server
-            .hub
-            .session(c.session())
-            .list()
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(server.channels(&c).await.is_empty());
 }
 
 #[tokio::test]
@@ -200,7 +191,7 @@ async fn too_many_channels_is_refused_whole() {
         max_channels_per_session: 2,
         ..Limits::default()
     };
-    let server = Server::with(Hub::builder().limits(limits), HttpOptions::new()).await;
+    let server = Server::with_limits(limits).await;
     let mut c = server.connect().await;
     let reply = c
         .request(json!({"type": "subscribe", "channels": ["public:1", "public:2", "public:3"]}))
@@ -214,15 +205,7 @@ async fn too_many_channels_is_refused_whole() {
         .await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["field"], "channels");
-    assert!(
-        server
-            .hub
-            .session(c.session())
-            .list()
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(server.channels(&c).await.is_empty());
 }
 
 #[tokio::test]

@@ -1,8 +1,7 @@
 //! A socket that reads too slowly is closed (code 4000) and counted; the others keep receiving.
 
 use serde_json::json;
-use tidings::http::HttpOptions;
-use tidings::{Hub, Limits};
+use tidings::Limits;
 
 use crate::support::Server;
 
@@ -12,7 +11,7 @@ async fn slow_consumer_is_closed_while_a_fast_one_keeps_receiving() {
         outbound_queue: 16,
         ..Limits::default()
     };
-    let server = Server::with(Hub::builder().limits(limits), HttpOptions::new()).await;
+    let server = Server::with_limits(limits).await;
     let mut fast = server.connect().await;
     let mut slow = server.connect().await; // never reads until the end
     let chunk = "x".repeat(60_000);

@@ -7,7 +7,7 @@ use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, header};
 use serde_json::{Value, json};
 use tidings::http::HttpOptions;
-use tidings::{Hub, HubBuilder, SessionId, SocketId};
+use tidings::{Hub, HubBuilder, Limits, SessionId, SocketId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
 
@@ -41,6 +41,16 @@ impl Server {
             http: reqwest::Client::new(),
             key: None,
         }
+    }
+
+    /// A server with these limits and every other default.
+    pub async fn with_limits(limits: Limits) -> Self {
+        Self::with(Hub::builder().limits(limits), HttpOptions::new()).await
+    }
+
+    /// The channels of `client`'s session, from the Rust API.
+    pub async fn channels(&self, client: &Client) -> Vec<String> {
+        self.hub.session(client.session()).list().await.unwrap()
     }
 
     /// Sends this bearer key with API requests.
