@@ -1,0 +1,176 @@
+//! `tidings-bench`: the load generator and benchmark suite of tidings.
+//!
+//! `tidings-bench suite` runs every scenario against every server and writes a report;
+//! `worker` and `bare-server` are the processes it starts.
+
+mod bare;
+mod peer;
+mod report;
+mod scenario;
+mod suite;
+mod worker;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use peer::Kind;
+
+/// Most sockets one server process can hold here (20,000 open files, less its own).
+const MAX_SOCKETS: usize = 18_000;
+
+#[derive(Parser)]
+#[command(name = "tidings-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the scenarios against the servers and write the report.
+    Suite(SuiteArgs),
+    /// One load-generating process (started by `suite`).
+    Worker(worker::WorkerArgs),
+    /// The limit server: bare tokio writes of a pre-encoded frame.
+    BareServer {
+        /// WebSocket address.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Publish (HTTP) address.
+        #[arg(long)]
+        http: SocketAddr,
+    },
+}
+
+#[derive(clap::Args)]
+struct SuiteArgs {
+    /// Small numbers: checks that the harness works and counts every delivery (not a speed test).
+    #[arg(long)]
+    quick: bool,
+    /// Servers to measure.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "tidings,bare,socketio,sockudo"
+    )]
+    servers: Vec<Kind>,
+    /// Where to write the Markdown report.
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    out: PathBuf,
+    /// Where to write the raw results as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// The `tidings` binary [default: next to this one].
+    #[arg(long)]
+    tidings_bin: Option<PathBuf>,
+    /// The Socket.IO peer's folder (with node_modules).
+    #[arg(long, default_value = "bench/peers/socketio")]
+    socketio_dir: PathBuf,
+    /// The sockudo binary.
+    #[arg(long, default_value = "sockudo")]
+    sockudo_bin: PathBuf,
+    /// The command to name in the report.
+    #[arg(long, default_value = "bench/run.sh")]
+    command: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Worker(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| rt.block_on(worker::run(args))),
+        Command::BareServer { listen, http } => {
+            runtime().and_then(|rt| rt.block_on(bare::run(listen, http)))
+        }
+        Command::Suite(args) => runtime().and_then(|rt| rt.block_on(run_suite(args))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tidings-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Runtime::new().map_err(|e| e.to_string())
+}
+
+/// Runs every scenario against every available server, writes the report, and in quick mode
+/// fails unless every delivery arrived.
+async fn run_suite(args: SuiteArgs) -> Result<(), String> {
+    let bench = std::env::current_exe().map_err(|e| e.to_string())?;
+    let beside = |name: &str| bench.parent().map(|d| d.join(name)).unwrap_or_default();
+    let programs = suite::Programs {
+        tidings: args.tidings_bin.unwrap_or_else(|| beside("tidings")),
+        bench: bench.clone(),
+        socketio: args.socketio_dir,
+        sockudo: which(&args.sockudo_bin),
+    };
+    let mut outcomes = Vec::new();
+    let mut unavailable = Vec::new();
+    for &kind in &args.servers {
+        if let Some(why) = suite::unavailable(kind, &programs) {
+            eprintln!("{}: not measured: {why}", kind.name());
+            unavailable.push((kind, why));
+            continue;
+        }
+        for scenario in scenario::suite(args.quick, MAX_SOCKETS) {
+            let outcome = suite::measure(kind, &scenario, &programs).await;
+            eprintln!(
+                "{:<20} {:<14} {:>6} sockets: {}/{} delivered, {:.0} msgs/s, p99 {} µs, {:.2} KiB/socket{}",
+                kind.name(),
+                scenario.name,
+                scenario.sockets,
+                outcome.received,
+                outcome.expected,
+                outcome.per_second,
+                outcome.latency_us[2],
+                outcome.bytes_per_socket() / 1024.0,
+                outcome
+                    .error
+                    .as_deref()
+                    .map(|e| format!(" ERROR {e}"))
+                    .unwrap_or_default()
+            );
+            outcomes.push(outcome);
+        }
+    }
+    let text = report::markdown(&outcomes, &unavailable, &args.command);
+    std::fs::write(&args.out, text).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    if let Some(json) = &args.json {
+        let raw = serde_json::to_string_pretty(&outcomes).map_err(|e| e.to_string())?;
+        std::fs::write(json, raw).map_err(|e| format!("{}: {e}", json.display()))?;
+    }
+    let incomplete: Vec<_> = outcomes.iter().filter(|o| !o.complete()).collect();
+    let passed = outcomes.len() - incomplete.len();
+    eprintln!("bench: {passed} passed, {} failed", incomplete.len());
+    if args.quick && (!incomplete.is_empty() || outcomes.is_empty()) {
+        return Err(format!(
+            "{} runs lost deliveries or sockets",
+            incomplete.len()
+        ));
+    }
+    Ok(())
+}
+
+/// A program's path: as given if it has a slash, else found on `PATH`.
+fn which(program: &PathBuf) -> PathBuf {
+    if program.components().count() > 1 {
+        return program.clone();
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(program))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| program.clone())
+}

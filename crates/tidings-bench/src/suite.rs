@@ -1,0 +1,423 @@
+//! The coordinator: for each server and scenario, start the server, spawn workers, publish, and
+//! collect deliveries, latency, setup rate and server memory.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::Deserializer;
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::Semaphore;
+
+use crate::peer::{Http, Kind};
+use crate::scenario::Scenario;
+use crate::worker::{Report, now_ns, payload};
+
+/// Sockets one worker process opens at most (one process may hold 20,000 files here).
+const SOCKETS_PER_WORKER: usize = 9_500;
+/// Publishes in flight at once when publishing as fast as possible.
+const MAX_IN_FLIGHT: usize = 16;
+/// A run ends when every delivery arrived, or when none arrived for this long.
+const QUIET: Duration = Duration::from_secs(3);
+/// Bytes of each published payload.
+const PAYLOAD: usize = 64;
+
+/// Where the servers' programs are.
+#[derive(Clone, Debug)]
+pub struct Programs {
+    /// The `tidings` binary.
+    pub tidings: PathBuf,
+    /// This binary (for the bare server and workers).
+    pub bench: PathBuf,
+    /// `bench/peers/socketio` (with `node_modules`).
+    pub socketio: PathBuf,
+    /// The `sockudo` binary.
+    pub sockudo: PathBuf,
+}
+
+/// A server process started for one run.
+struct Server {
+    child: Child,
+    ws: SocketAddr,
+    http: SocketAddr,
+}
+
+/// A free loopback port (bound, then released for the server to take).
+fn free_port() -> Result<SocketAddr, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    listener.local_addr().map_err(|e| e.to_string())
+}
+
+/// Why a server cannot run here, if it cannot.
+pub fn unavailable(kind: Kind, programs: &Programs) -> Option<String> {
+    let missing = |p: &PathBuf| (!p.exists()).then(|| format!("{} is missing", p.display()));
+    match kind {
+        Kind::Tidings => missing(&programs.tidings),
+        Kind::Bare => missing(&programs.bench),
+        Kind::Socketio => missing(&programs.socketio.join("node_modules/socket.io")),
+        Kind::Sockudo => missing(&programs.sockudo),
+    }
+}
+
+impl Server {
+    /// Starts a server of `kind` on free ports and waits until it accepts connections.
+    async fn start(kind: Kind, programs: &Programs) -> Result<Self, String> {
+        let ws = free_port()?;
+        let http = if kind == Kind::Bare { free_port()? } else { ws };
+        let port = ws.port().to_string();
+        let mut command = match kind {
+            Kind::Tidings => {
+                let mut c = Command::new(&programs.tidings);
+                c.args([
+                    "serve",
+                    "--listen",
+                    &ws.to_string(),
+                    "--public-channels",
+                    "*",
+                ]);
+                c.args(["--max-channels-per-session", "16"])
+                    .env("RUST_LOG", "warn");
+                c
+            }
+            Kind::Bare => {
+                let mut c = Command::new(&programs.bench);
+                c.args([
+                    "bare-server",
+                    "--listen",
+                    &ws.to_string(),
+                    "--http",
+                    &http.to_string(),
+                ]);
+                c
+            }
+            Kind::Socketio => {
+                let mut c = Command::new("node");
+                c.arg(programs.socketio.join("server.js")).arg(&port);
+                c
+            }
+            Kind::Sockudo => {
+                let mut c = Command::new(&programs.sockudo);
+                c.env("PORT", &port).env("HOST", "127.0.0.1");
+                c.env("RATE_LIMITER_ENABLED", "false");
+                c.env("SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS", "100000");
+                c.env("METRICS_ENABLED", "false").env("DEBUG", "false");
+                c
+            }
+        };
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = command
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("start {kind:?}: {e}"))?;
+        let server = Self { child, ws, http };
+        for _ in 0..200 {
+            let ready = tokio::net::TcpStream::connect(server.http).await.is_ok()
+                && tokio::net::TcpStream::connect(server.ws).await.is_ok();
+            if ready {
+                return Ok(server);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!("{kind:?} did not start listening on {ws}"))
+    }
+
+    /// Resident memory of the server process, in KiB.
+    fn rss_kib(&self) -> u64 {
+        let Some(pid) = self.child.id() else {
+            return 0;
+        };
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// One worker process and its report stream.
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+    received: u64,
+}
+
+impl Worker {
+    /// Starts worker `w` for sockets `first..first + count`.
+    fn spawn(
+        kind: Kind,
+        server: &Server,
+        scenario: &Scenario,
+        w: usize,
+        first: usize,
+        count: usize,
+        bench: &PathBuf,
+    ) -> Result<Self, String> {
+        let source = Ipv4Addr::new(127, 0, 0, 2 + w as u8);
+        let mut command = Command::new(bench);
+        command
+            .arg("worker")
+            .args(["--kind", &format!("{kind:?}").to_lowercase()]);
+        command.args([
+            "--server",
+            &server.ws.to_string(),
+            "--http",
+            &server.http.to_string(),
+        ]);
+        command.args(["--first", &first.to_string(), "--count", &count.to_string()]);
+        command.args([
+            "--grouping",
+            &format!("{:?}", scenario.grouping).to_lowercase(),
+        ]);
+        command.args([
+            "--channels",
+            &scenario.channels.to_string(),
+            "--source",
+            &source.to_string(),
+        ]);
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(|e| format!("worker: {e}"))?;
+        let stdin = child.stdin.take().ok_or("worker stdin")?;
+        let stdout = child.stdout.take().ok_or("worker stdout")?;
+        Ok(Self {
+            child,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+            received: 0,
+        })
+    }
+
+    /// The next report line.
+    async fn next(&mut self) -> Result<Report, String> {
+        let line = self.lines.next_line().await.map_err(|e| e.to_string())?;
+        let line = line.ok_or("worker exited")?;
+        serde_json::from_str(&line).map_err(|e| format!("worker said {line:?}: {e}"))
+    }
+}
+
+/// What one run measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct Outcome {
+    /// The server.
+    pub kind: Kind,
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Why the run could not happen, if it could not.
+    pub error: Option<String>,
+    /// Sockets connected and joined.
+    pub connected: usize,
+    /// Sockets that failed to connect or join.
+    pub failed: usize,
+    /// Deliveries expected from the connected sockets.
+    pub expected: u64,
+    /// Deliveries received.
+    pub received: u64,
+    /// Sockets the server closed during the run.
+    pub closed: u64,
+    /// Deliveries per second, first publish to last delivery.
+    pub per_second: f64,
+    /// Latency percentiles in microseconds: p50, p90, p99, max.
+    pub latency_us: [u64; 4],
+    /// Sockets connected and joined per second.
+    pub setup_per_second: f64,
+    /// Server RSS before the sockets connected, KiB.
+    pub rss_before_kib: u64,
+    /// Server RSS with every socket connected, KiB.
+    pub rss_after_kib: u64,
+}
+
+impl Outcome {
+    /// A run that could not happen.
+    pub fn failed(kind: Kind, scenario: &Scenario, error: String) -> Self {
+        Self {
+            kind,
+            scenario: scenario.clone(),
+            error: Some(error),
+            connected: 0,
+            failed: 0,
+            expected: scenario.expected(),
+            received: 0,
+            closed: 0,
+            per_second: 0.0,
+            latency_us: [0; 4],
+            setup_per_second: 0.0,
+            rss_before_kib: 0,
+            rss_after_kib: 0,
+        }
+    }
+
+    /// Server memory per connected socket, in bytes.
+    pub fn bytes_per_socket(&self) -> f64 {
+        let grown = self.rss_after_kib.saturating_sub(self.rss_before_kib) as f64 * 1024.0;
+        grown / self.connected.max(1) as f64
+    }
+
+    /// Whether every expected delivery arrived and every socket connected.
+    pub fn complete(&self) -> bool {
+        self.error.is_none() && self.failed == 0 && self.received == self.expected
+    }
+}
+
+/// Publishes every message of the scenario at its rate.
+async fn publish_all(kind: Kind, http: &Http, scenario: &Scenario) -> Result<(), String> {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut tick =
+        (scenario.rate > 0).then(|| tokio::time::interval(Duration::from_secs(1) / scenario.rate));
+    for m in 0..scenario.messages {
+        let Some(group) = scenario.target(m) else {
+            break;
+        };
+        if let Some(tick) = &mut tick {
+            tick.tick().await;
+        }
+        let permit = in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let (http, grouping) = (http.clone(), scenario.grouping);
+        tasks.spawn(async move {
+            let result = kind
+                .publish(&http, grouping, &group, &payload(PAYLOAD))
+                .await;
+            drop(permit);
+            result
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+/// Runs one scenario against a fresh server of `kind`.
+pub async fn measure(kind: Kind, scenario: &Scenario, programs: &Programs) -> Outcome {
+    match run(kind, scenario, programs).await {
+        Ok(outcome) => outcome,
+        Err(e) => Outcome::failed(kind, scenario, e),
+    }
+}
+
+async fn run(kind: Kind, scenario: &Scenario, programs: &Programs) -> Result<Outcome, String> {
+    let mut server = Server::start(kind, programs).await?;
+    let rss_before_kib = server.rss_kib();
+    let workers_needed = scenario
+        .sockets
+        .div_ceil(SOCKETS_PER_WORKER)
+        .max(2)
+        .min(scenario.sockets.max(1));
+    let per_worker = scenario.sockets.div_ceil(workers_needed);
+    let mut workers = Vec::new();
+    for w in 0..workers_needed {
+        let first = w * per_worker;
+        let count = per_worker.min(scenario.sockets - first);
+        workers.push(Worker::spawn(
+            kind,
+            &server,
+            scenario,
+            w,
+            first,
+            count,
+            &programs.bench,
+        )?);
+    }
+    let (mut connected, mut failed, mut setup_ms, mut first_error) = (0, 0, 0, None);
+    for worker in &mut workers {
+        match worker.next().await? {
+            Report::Ready {
+                connected: c,
+                failed: f,
+                setup_ms: ms,
+                first_error: e,
+            } => {
+                (connected, failed, setup_ms) = (connected + c, failed + f, setup_ms.max(ms));
+                first_error = first_error.or(e);
+            }
+            other => return Err(format!("worker not ready: {other:?}")),
+        }
+    }
+    let rss_after_kib = server.rss_kib();
+    let expected = if failed == 0 { scenario.expected() } else { 0 };
+    let http = Http::new(format!("http://{}", server.http));
+    let start_ns = now_ns();
+    publish_all(kind, &http, scenario).await?;
+    let mut total = 0;
+    let mut last_progress = Instant::now();
+    while total < expected && last_progress.elapsed() < QUIET {
+        for worker in &mut workers {
+            if let Report::Progress { received } = worker.next().await? {
+                worker.received = received;
+            }
+        }
+        let now: u64 = workers.iter().map(|w| w.received).sum();
+        if now > total {
+            (total, last_progress) = (now, Instant::now());
+        }
+    }
+    let mut latency =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
+    let (mut received, mut closed, mut last_ns) = (0, 0, start_ns);
+    for worker in &mut workers {
+        worker
+            .stdin
+            .write_all(b"finish\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            if let Report::Done {
+                received: r,
+                closed: c,
+                last_receive_ns,
+                histogram,
+            } = worker.next().await?
+            {
+                let bytes = STANDARD.decode(histogram).map_err(|e| e.to_string())?;
+                let h: Histogram<u64> = Deserializer::new()
+                    .deserialize(&mut &bytes[..])
+                    .map_err(|e| e.to_string())?;
+                latency.add(&h).map_err(|e| e.to_string())?;
+                (received, closed, last_ns) =
+                    (received + r, closed + c, last_ns.max(last_receive_ns));
+                break;
+            }
+        }
+        let _ = worker.child.wait().await;
+    }
+    let _ = server.child.kill().await;
+    let seconds = (last_ns.saturating_sub(start_ns)) as f64 / 1e9;
+    let q = |p: f64| latency.value_at_quantile(p);
+    Ok(Outcome {
+        kind,
+        scenario: scenario.clone(),
+        error: first_error.filter(|_| failed > 0),
+        connected,
+        failed,
+        expected,
+        received,
+        closed,
+        per_second: if seconds > 0.0 {
+            received as f64 / seconds
+        } else {
+            0.0
+        },
+        latency_us: [q(0.5), q(0.9), q(0.99), latency.max()],
+        setup_per_second: connected as f64 / (setup_ms.max(1) as f64 / 1000.0),
+        rss_before_kib,
+        rss_after_kib,
+    })
+}
