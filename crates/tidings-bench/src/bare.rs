@@ -1,8 +1,10 @@
 //! The machine's limit: a bare tokio server that accepts the same WebSocket sockets and, for each
-//! publish, writes one pre-encoded frame to every socket of a group. No sessions, no JSON, no
-//! queues: one `write` per socket from the publishing task. tidings divided by this is our efficiency.
+//! publish, hands one pre-encoded frame to every socket of a group. Each socket has a writer task
+//! that writes whatever is queued with one vectored write. No sessions, no JSON, no limits: tidings
+//! divided by this is our efficiency.
 
 use std::collections::HashMap;
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -11,11 +13,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::post;
 use bytes::{BufMut, BytesMut};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio_websockets::ServerBuilder;
 
-/// Sockets by group (the path they connected to: `/ws/{group}`).
-type Groups = Arc<Mutex<HashMap<String, Vec<Arc<TcpStream>>>>>;
+/// Each group's sockets, as the senders of their writer tasks.
+type Groups = Arc<Mutex<HashMap<String, Vec<mpsc::UnboundedSender<Bytes>>>>>;
+
+/// Frames written by one vectored write at most.
+const BATCH: usize = 64;
 
 /// An unmasked server text frame around `payload`.
 fn text_frame(payload: &[u8]) -> Bytes {
@@ -36,32 +43,33 @@ fn text_frame(payload: &[u8]) -> Bytes {
     frame.freeze()
 }
 
-/// Writes all of `frame` to `stream`, waiting when its buffer is full.
-async fn write_all(stream: &TcpStream, frame: &[u8]) -> std::io::Result<()> {
-    let mut written = 0;
-    while written < frame.len() {
-        match stream.try_write(&frame[written..]) {
-            Ok(n) => written += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => stream.writable().await?,
-            Err(e) => return Err(e),
+/// Writes everything queued for one socket, a batch per vectored write, until it closes.
+async fn writer(mut stream: TcpStream, mut queue: mpsc::UnboundedReceiver<Bytes>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while queue.recv_many(&mut batch, BATCH).await > 0 {
+        let mut slices: Vec<IoSlice> = batch.iter().map(|b| IoSlice::new(b)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            match stream.write_vectored(rest).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            }
         }
+        batch.clear();
     }
-    Ok(())
 }
 
-/// `POST /publish/{group}`: the body, framed once, written to each socket of the group.
+/// `POST /publish/{group}`: the body, framed once, queued to each socket of the group.
 async fn publish(
     State(groups): State<Groups>,
     Path(group): Path<String>,
     body: Bytes,
 ) -> &'static str {
     let frame = text_frame(&body);
-    let sockets = groups
-        .lock()
-        .map(|g| g.get(&group).cloned().unwrap_or_default())
-        .unwrap_or_default();
-    for socket in sockets {
-        let _ = write_all(&socket, &frame).await;
+    if let Ok(groups) = groups.lock() {
+        for socket in groups.get(&group).into_iter().flatten() {
+            let _ = socket.send(frame.clone());
+        }
     }
     "{\"ok\":true}"
 }
@@ -86,15 +94,15 @@ pub async fn run(listen: SocketAddr, http: SocketAddr) -> Result<(), String> {
         let groups = groups.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            if let Ok((request, ws)) = ServerBuilder::new().accept(stream).await {
-                let group = request.uri().path().trim_start_matches("/ws/").to_owned();
-                if let Ok(mut groups) = groups.lock() {
-                    groups
-                        .entry(group)
-                        .or_default()
-                        .push(Arc::new(ws.into_inner()));
-                }
+            let Ok((request, ws)) = ServerBuilder::new().accept(stream).await else {
+                return;
+            };
+            let group = request.uri().path().trim_start_matches("/ws/").to_owned();
+            let (tx, rx) = mpsc::unbounded_channel();
+            if let Ok(mut groups) = groups.lock() {
+                groups.entry(group).or_default().push(tx);
             }
+            writer(ws.into_inner(), rx).await;
         });
     }
 }

@@ -149,10 +149,12 @@ impl Tally {
     }
 }
 
-/// Prints one report line.
+/// Writes one report line; a coordinator that has gone away is not an error worth a panic.
 fn report(line: &Report) {
+    use std::io::Write;
     if let Ok(text) = serde_json::to_string(line) {
-        println!("{text}");
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}").and_then(|()| out.flush());
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_websockets::{CloseCode, Limits as WsLimits, Message, ServerBuilder};
+use tokio_websockets::{CloseCode, Config, Limits as WsLimits, Message, ServerBuilder};
 
 use crate::error::{SessionError, StoreError};
 use crate::fanout::{Outbox, Outgoing};
@@ -22,13 +22,17 @@ use crate::protocol::{CloseReason, Encoding, ErrorCode, ErrorReply, Request};
 /// How long a closing socket may take to accept its close frame before it is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Initial read buffer of a socket; it grows as a message needs. Small, so idle sockets are small.
+const READ_BUFFER: usize = 256;
+
 /// Runs a socket of `session` over an upgraded connection until either side closes it.
 pub(crate) async fn run<S>(hub: Hub, io: S, session: SessionId)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = WsLimits::default().max_payload_len(Some(hub.limits().max_frame_size));
-    let ws = ServerBuilder::new().limits(limits).serve(io);
+    let config = Config::default().read_buffer_capacity(READ_BUFFER);
+    let ws = ServerBuilder::new().limits(limits).config(config).serve(io);
     let (mut sink, mut stream) = ws.split();
     let encoding = Encoding::Json;
     let outbox = Arc::new(Outbox::new(hub.limits().outbound_queue));
