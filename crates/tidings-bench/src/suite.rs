@@ -29,6 +29,10 @@ const QUIET: Duration = Duration::from_secs(3);
 /// Bytes of each published payload.
 const PAYLOAD: usize = 64;
 
+/// Runs so far: each run takes its own source addresses (127.0.R.x), so that the ports the
+/// previous runs left in TIME_WAIT do not slow down its connects.
+static RUNS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
 /// Where the servers' programs are.
 #[derive(Clone, Debug)]
 pub struct Programs {
@@ -105,6 +109,10 @@ impl Server {
             Kind::Sockudo => {
                 let mut c = Command::new(&programs.sockudo);
                 c.env("PORT", &port).env("HOST", "127.0.0.1");
+                let (id, key, secret) = crate::peer::PUSHER_APP;
+                c.env("SOCKUDO_DEFAULT_APP_ID", id)
+                    .env("SOCKUDO_DEFAULT_APP_KEY", key);
+                c.env("SOCKUDO_DEFAULT_APP_SECRET", secret);
                 c.env("RATE_LIMITER_ENABLED", "false");
                 c.env("SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS", "100000");
                 c.env("METRICS_ENABLED", "false").env("DEBUG", "false");
@@ -145,6 +153,14 @@ impl Server {
     }
 }
 
+/// The sockets one worker opens: `first..first + count`, from `source`.
+#[derive(Clone, Copy)]
+struct Share {
+    first: usize,
+    count: usize,
+    source: Ipv4Addr,
+}
+
 /// One worker process and its report stream.
 struct Worker {
     child: Child,
@@ -159,12 +175,14 @@ impl Worker {
         kind: Kind,
         server: &Server,
         scenario: &Scenario,
-        w: usize,
-        first: usize,
-        count: usize,
+        share: Share,
         bench: &PathBuf,
     ) -> Result<Self, String> {
-        let source = Ipv4Addr::new(127, 0, 0, 2 + w as u8);
+        let Share {
+            first,
+            count,
+            source,
+        } = share;
         let mut command = Command::new(bench);
         command
             .arg("worker")
@@ -323,16 +341,21 @@ async fn run(kind: Kind, scenario: &Scenario, programs: &Programs) -> Result<Out
         .min(scenario.sockets.max(1));
     let per_worker = scenario.sockets.div_ceil(workers_needed);
     let mut workers = Vec::new();
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     for w in 0..workers_needed {
         let first = w * per_worker;
         let count = per_worker.min(scenario.sockets - first);
+        let source = Ipv4Addr::new(127, 0, 1 + run % 250, 2 + w as u8);
+        let share = Share {
+            first,
+            count,
+            source,
+        };
         workers.push(Worker::spawn(
             kind,
             &server,
             scenario,
-            w,
-            first,
-            count,
+            share,
             &programs.bench,
         )?);
     }

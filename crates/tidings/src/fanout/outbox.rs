@@ -1,16 +1,20 @@
 //! The bounded queue of frames waiting to be written to one socket.
 //!
 //! Publishers push without waiting; the socket's writer takes everything queued in one batch.
+//! Only that writer ever waits on an outbox, so one lock-free `AtomicWaker` wakes it: a push costs
+//! an uncontended lock, a queue push and, when the queue was empty, one atomic swap and a wake.
 //! When the queue is full the socket is marked for closing with [`CloseReason::SlowConsumer`]
 //! and its queue is dropped: one slow reader never holds up a publisher or other sockets.
 //! An idle outbox holds no heap memory beyond itself.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 
 use super::Event;
 use crate::protocol::{CloseReason, Encoding};
@@ -53,7 +57,7 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct Outbox {
     state: Mutex<State>,
-    ready: Notify,
+    writer: AtomicWaker,
     capacity: usize,
 }
 
@@ -62,7 +66,7 @@ impl Outbox {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             state: Mutex::default(),
-            ready: Notify::new(),
+            writer: AtomicWaker::new(),
             capacity,
         }
     }
@@ -77,14 +81,14 @@ impl Outbox {
             state.closing = Some(CloseReason::SlowConsumer);
             state.queue = VecDeque::new();
             drop(state);
-            self.ready.notify_one();
+            self.writer.wake();
             return Err(PushError::Full);
         }
         let wake = state.queue.is_empty();
         state.queue.push_back(item);
         drop(state);
         if wake {
-            self.ready.notify_one();
+            self.writer.wake();
         }
         Ok(())
     }
@@ -92,34 +96,34 @@ impl Outbox {
     /// Asks the writer to close the socket after what is queued; the first reason given wins.
     pub(crate) fn close(&self, reason: CloseReason) {
         self.state.lock().closing.get_or_insert(reason);
-        self.ready.notify_one();
+        self.writer.wake();
     }
 
     /// Waits for work: swaps everything queued into `batch` (which must be empty) and
-    /// returns the close reason once the socket is closing.
+    /// returns the close reason once the socket is closing. Only the socket's writer calls it.
     pub(crate) async fn next_batch(&self, batch: &mut VecDeque<Outgoing>) -> Option<CloseReason> {
-        loop {
-            let notified = self.ready.notified();
-            {
-                let mut state = self.state.lock();
-                if !state.queue.is_empty() || state.closing.is_some() {
-                    std::mem::swap(&mut state.queue, batch);
-                    return state.closing;
-                }
+        poll_fn(|cx| {
+            self.writer.register(cx.waker());
+            let mut state = self.state.lock();
+            if state.queue.is_empty() && state.closing.is_none() {
+                return Poll::Pending;
             }
-            notified.await;
-        }
+            std::mem::swap(&mut state.queue, batch);
+            Poll::Ready(state.closing)
+        })
+        .await
     }
 
-    /// Waits until the socket is asked to close.
+    /// Waits until the socket is asked to close. Only the socket's writer calls it.
     pub(crate) async fn closed(&self) -> CloseReason {
-        loop {
-            let notified = self.ready.notified();
-            if let Some(reason) = self.state.lock().closing {
-                return reason;
+        poll_fn(|cx| {
+            self.writer.register(cx.waker());
+            match self.state.lock().closing {
+                Some(reason) => Poll::Ready(reason),
+                None => Poll::Pending,
             }
-            notified.await;
-        }
+        })
+        .await
     }
 
     /// How many items are waiting.
