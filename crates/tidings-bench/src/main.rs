@@ -76,6 +76,9 @@ struct SuiteArgs {
     /// The command to name in the report.
     #[arg(long, default_value = "bench/run.sh")]
     command: String,
+    /// Hand-written analysis appended to the report.
+    #[arg(long, default_value = "bench/notes.md")]
+    notes: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -144,7 +147,8 @@ async fn run_suite(args: SuiteArgs) -> Result<(), String> {
             outcomes.push(outcome);
         }
     }
-    let text = report::markdown(&outcomes, &unavailable, &args.command);
+    let notes = std::fs::read_to_string(&args.notes).unwrap_or_default();
+    let text = report::markdown(&outcomes, &unavailable, &args.command, &notes);
     std::fs::write(&args.out, text).map_err(|e| format!("{}: {e}", args.out.display()))?;
     if let Some(json) = &args.json {
         let raw = serde_json::to_string_pretty(&outcomes).map_err(|e| e.to_string())?;

@@ -47,8 +47,13 @@ fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
 
-/// The report.
-pub fn markdown(outcomes: &[Outcome], unavailable: &[(Kind, String)], command: &str) -> String {
+/// The report, followed by the hand-written analysis in `notes` (if any).
+pub fn markdown(
+    outcomes: &[Outcome],
+    unavailable: &[(Kind, String)],
+    command: &str,
+    notes: &str,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Benchmarks\n");
     let _ = writeln!(out, "Measured {} on {}.\n", today(), machine());
@@ -152,5 +157,6 @@ pub fn markdown(outcomes: &[Outcome], unavailable: &[(Kind, String)], command: &
         }
         let _ = writeln!(out);
     }
+    out.push_str(notes);
     out
 }
