@@ -158,15 +158,19 @@ impl Kind {
     }
 }
 
-/// `POST /apps/{id}/events` with the Pusher signature query string.
+/// `POST /apps/{id}/events` with the Pusher signature query string, signed now.
 fn pusher_signed_path(body: &str) -> String {
-    let (id, key, secret) = PUSHER_APP;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
+    pusher_signed(PUSHER_APP, body, now)
+}
+
+/// The Pusher HTTP API's signed events path for `(app id, key, secret)` at `timestamp`.
+fn pusher_signed((id, key, secret): (&str, &str, &str), body: &str, timestamp: u64) -> String {
     let query = format!(
-        "auth_key={key}&auth_timestamp={now}&auth_version=1.0&body_md5={:x}",
+        "auth_key={key}&auth_timestamp={timestamp}&auth_version=1.0&body_md5={:x}",
         md5::compute(body)
     );
     let path = format!("/apps/{id}/events");
@@ -240,4 +244,26 @@ async fn check(response: reqwest::Result<reqwest::Response>) -> Result<(), Strin
         "{status}: {}",
         response.text().await.unwrap_or_default()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pusher_signature_matches_the_protocol_documentation_example() {
+        let app = ("3", "278d425bdf160c739803", "7ad3773142a6692b25b8");
+        let body = r#"{"name":"foo","channels":["project-3"],"data":"{\"some\":\"data\"}"}"#;
+        let path = pusher_signed(app, body, 1353088179);
+        assert!(
+            path.contains("body_md5=ec365a775a4cd0599faeb73354201b6f"),
+            "{path}"
+        );
+        assert!(
+            path.ends_with(
+                "auth_signature=da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c"
+            ),
+            "{path}"
+        );
+    }
 }
