@@ -16,9 +16,10 @@ const server = http.createServer((req, res) => {
   req.on("data", (c) => chunks.push(c));
   req.on("end", () => {
     const { room, event, args } = JSON.parse(Buffer.concat(chunks).toString());
-    (room ? io.to(room) : io).emit(event, ...args);
+    // Answer first, then emit: a long emit must not stall or break the publisher's connection.
     res.writeHead(200, { "content-type": "application/json" });
     res.end('{"ok":true}');
+    setImmediate(() => (room ? io.to(room) : io).emit(event, ...args));
   });
 });
 
@@ -35,4 +36,7 @@ io.on("connection", (socket) => {
   });
 });
 
+// A publisher's pooled connection must not be closed as idle while the event loop is busy emitting.
+server.keepAliveTimeout = 600000;
+server.headersTimeout = 601000;
 server.listen(port, "127.0.0.1");

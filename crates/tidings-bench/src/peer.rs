@@ -235,7 +235,15 @@ impl Http {
 
 /// Turns a non-2xx answer into an error with its body.
 async fn check(response: reqwest::Result<reqwest::Response>) -> Result<(), String> {
-    let response = response.map_err(|e| e.to_string())?;
+    let response = response.map_err(|e| {
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            message = format!("{message}: {cause}");
+            source = cause.source();
+        }
+        message
+    })?;
     if response.status().is_success() {
         return Ok(());
     }
