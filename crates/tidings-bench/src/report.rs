@@ -61,7 +61,7 @@ pub fn markdown(
     let _ = writeln!(
         out,
         "Every server runs alone, restarted for each run, with the same load generator (`tidings-bench`, \
-         its sockets spread over worker processes and source addresses 127.0.0.x) on the same machine: \
+         its sockets spread over worker processes and source addresses 127.0.R.x, fresh for each run) on the same machine: \
          server and generator share its cores, so these are numbers for this machine, not a peer's \
          best. Each payload carries its send time; latency is publish (HTTP request sent) to receive. \
          The limit is a bare tokio loop writing one pre-encoded frame to each socket.\n"
