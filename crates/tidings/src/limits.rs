@@ -1,5 +1,7 @@
 //! Limits on what clients and publishers may send, each with a sane default.
 
+use std::sync::Arc;
+
 use crate::error::{BuildError, NameError};
 
 /// Limits enforced by the hub and its sockets. Every one is configurable; write
@@ -58,6 +60,17 @@ impl Limits {
             });
         }
         Ok(())
+    }
+
+    /// Checks every name of a list (see [`Limits::check_name`]).
+    pub(crate) fn check_names(
+        &self,
+        kind: &'static str,
+        names: &[Arc<str>],
+    ) -> Result<(), NameError> {
+        names
+            .iter()
+            .try_for_each(|name| self.check_name(kind, name))
     }
 
     /// Checks a channel name, user id or event name against `max_name_len`.

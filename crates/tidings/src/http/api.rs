@@ -35,11 +35,11 @@ enum OneOrMany {
     Many(Vec<String>),
 }
 
-impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
+impl IntoNames for OneOrMany {
+    fn into_names(self) -> Vec<std::sync::Arc<str>> {
         match self {
-            Self::One(name) => vec![name],
-            Self::Many(names) => names,
+            Self::One(name) => name.into_names(),
+            Self::Many(names) => names.into_names(),
         }
     }
 }
@@ -92,8 +92,8 @@ async fn publish(
         return Err(bad(field, format!("missing field `{field}`")));
     }
     let audience = match (body.channels, body.users, body.socket) {
-        (Some(channels), _, _) => Audience::Channels(channels.into_vec().into_names()),
-        (_, Some(users), _) => Audience::Users(users.into_vec().into_names()),
+        (Some(channels), _, _) => Audience::Channels(channels.into_names()),
+        (_, Some(users), _) => Audience::Users(users.into_names()),
         (_, _, Some(socket)) => Audience::Socket(
             socket
                 .parse::<SocketId>()
@@ -101,12 +101,7 @@ async fn publish(
         ),
         (None, None, None) => Audience::All,
     };
-    let args = match body.args {
-        Some(args) => args,
-        None => RawValue::from_string("[]".into()).map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })?,
-    };
+    let args = body.args.unwrap_or_else(|| RawValue::NULL.to_owned());
     hub.publish(audience, &body.event, args).await?;
     Ok(Json(Done { ok: true }))
 }
@@ -157,7 +152,9 @@ async fn subscribe(
     Path(id): Path<String>,
     JsonBody(b): JsonBody<ChannelsBody>,
 ) -> Result<Json<ChannelsView>, ApiError> {
-    let channels = session(&hub, &id)?.subscribe(b.channels.into_vec()).await?;
+    let channels = session(&hub, &id)?
+        .subscribe(b.channels.into_names())
+        .await?;
     Ok(Json(ChannelsView { channels }))
 }
 
@@ -167,7 +164,7 @@ async fn unsubscribe(
     JsonBody(b): JsonBody<ChannelsBody>,
 ) -> Result<Json<ChannelsView>, ApiError> {
     let channels = session(&hub, &id)?
-        .unsubscribe(b.channels.into_vec())
+        .unsubscribe(b.channels.into_names())
         .await?;
     Ok(Json(ChannelsView { channels }))
 }

@@ -139,6 +139,7 @@ impl Hub {
     }
 
     /// Checks a publish and hands one shared event per target to the bus.
+    /// `args` must be a JSON array; `null` (from `()`, or omitted in the HTTP API) means none.
     pub(crate) async fn publish(
         &self,
         audience: Audience,
@@ -147,6 +148,10 @@ impl Hub {
     ) -> Result<(), PublishError> {
         let limits = &self.shared.limits;
         limits.check_name("event", event)?;
+        let args = match args.get() {
+            "null" => RawValue::from_string("[]".into()).map_err(PublishError::Args)?,
+            _ => args,
+        };
         if !args.get().starts_with('[') {
             return Err(PublishError::ArgsNotArray);
         }
@@ -160,9 +165,7 @@ impl Hub {
             if names.is_empty() {
                 return Err(PublishError::NoTargets(kind));
             }
-            for n in &names {
-                limits.check_name(kind, n)?;
-            }
+            limits.check_names(kind, &names)?;
             Ok(names)
         };
         let messages: Vec<(Target, Option<Arc<str>>)> = match audience {
@@ -228,13 +231,9 @@ impl Hub {
     }
 }
 
-/// Serializes publish arguments; `()` (JSON `null`) means no arguments.
+/// Serializes publish arguments.
 fn to_raw(args: impl Serialize) -> Result<Box<RawValue>, PublishError> {
-    let raw = serde_json::value::to_raw_value(&args).map_err(PublishError::Args)?;
-    if raw.get() == "null" {
-        return RawValue::from_string("[]".into()).map_err(PublishError::Args);
-    }
-    Ok(raw)
+    serde_json::value::to_raw_value(&args).map_err(PublishError::Args)
 }
 
 /// A connected socket's registration: dropping it removes the socket from every index at once,

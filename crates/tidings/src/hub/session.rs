@@ -41,10 +41,7 @@ impl Session {
     /// Checks channel names against the limits.
     fn checked(&self, channels: impl IntoNames) -> Result<Vec<Arc<str>>, SessionError> {
         let channels = channels.into_names();
-        let limits = &self.hub.shared.limits;
-        for channel in &channels {
-            limits.check_name("channel", channel)?;
-        }
+        self.hub.shared.limits.check_names("channel", &channels)?;
         Ok(channels)
     }
 

@@ -7,7 +7,7 @@ use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, header};
 use serde_json::{Value, json};
 use tidings::http::HttpOptions;
-use tidings::{Hub, HubBuilder, Limits, SessionId, SocketId};
+use tidings::{Hub, HubBuilder, Limits, SESSION_COOKIE, SessionId, SocketId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
 
@@ -105,13 +105,13 @@ impl Server {
         let uri = format!("ws://{}/ws", self.addr);
         let mut builder = ClientBuilder::new().uri(&uri).unwrap();
         if let Some(cookie) = cookie {
-            let value = HeaderValue::from_str(&format!("tidings.sid={cookie}")).unwrap();
+            let value = HeaderValue::from_str(&format!("{SESSION_COOKIE}={cookie}")).unwrap();
             builder = builder.add_header(header::COOKIE, value).unwrap();
         }
         let (ws, response) = builder.connect().await.expect("websocket handshake");
         let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
         let cookie = set_cookie
-            .strip_prefix("tidings.sid=")
+            .strip_prefix(&format!("{SESSION_COOKIE}="))
             .and_then(|c| c.split(';').next())
             .expect("session cookie")
             .to_owned();
