@@ -116,13 +116,18 @@ pub enum SessionError {
     Id(#[from] IdError),
 }
 
+/// A presence subscriber fell behind: this many events were dropped for it.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+#[error("presence subscriber fell behind: {0} events were dropped for it")]
+pub struct EventsLagged(pub u64);
+
 /// Why a hub could not be built.
 #[derive(Debug, Error)]
 pub enum BuildError {
-    /// A limit has a value that cannot work.
+    /// A setting has a value that cannot work.
     #[error("invalid value for {name}: {reason}")]
-    InvalidLimit {
-        /// The limit's config key.
+    InvalidSetting {
+        /// The setting's config key.
         name: &'static str,
         /// What is wrong with it.
         reason: String,

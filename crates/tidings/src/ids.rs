@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Serialize, Serializer};
 
 use crate::error::IdError;
 
@@ -137,6 +138,19 @@ impl fmt::Display for SessionId {
         f.write_str(&self.0)
     }
 }
+
+/// Serializes ids as their text.
+macro_rules! serialize_as_text {
+    ($($id:ty),*) => {$(
+        impl Serialize for $id {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+    )*};
+}
+
+serialize_as_text!(NodeId, SocketId, SessionId);
 
 #[cfg(test)]
 mod tests {

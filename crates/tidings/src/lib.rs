@@ -31,17 +31,21 @@ mod hub;
 mod ids;
 mod limits;
 mod names;
+pub mod presence;
 mod protocol;
 mod socket;
 mod stats;
 pub mod store;
 
-pub use error::{BuildError, BusError, IdError, NameError, PublishError, SessionError, StoreError};
+pub use error::{
+    BuildError, BusError, EventsLagged, IdError, NameError, PublishError, SessionError, StoreError,
+};
 pub use fanout::{Event, IndexSizes};
 pub use hub::{Hub, HubBuilder, Session};
 pub use ids::{NodeId, SessionId, SocketId};
 pub use limits::Limits;
 pub use names::IntoNames;
+pub use presence::{Heartbeat, Presence, PresenceEvent, PresenceKind, Webhook};
 pub use protocol::CloseReason;
-pub use socket::SESSION_COOKIE;
+pub use socket::{SESSION_COOKIE, ServerHeartbeat};
 pub use stats::Stats;

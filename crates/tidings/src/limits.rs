@@ -44,14 +44,14 @@ impl Limits {
         ];
         for (name, value) in positive {
             if value == 0 {
-                return Err(BuildError::InvalidLimit {
+                return Err(BuildError::InvalidSetting {
                     name,
                     reason: "must be at least 1".into(),
                 });
             }
         }
         if self.max_frame_size < 128 {
-            return Err(BuildError::InvalidLimit {
+            return Err(BuildError::InvalidSetting {
                 name: "max_frame_size",
                 reason: format!(
                     "{} bytes is too small for any request; use at least 128",

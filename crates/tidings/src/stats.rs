@@ -5,13 +5,21 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use serde::Serialize;
 
 use crate::fanout::IndexSizes;
+use crate::presence::PresenceKind;
 
-/// Running totals, shared by the fan-out path and the sockets.
+/// Running totals, shared by the fan-out path, the sockets and presence.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     delivered: AtomicU64,
     slow_consumers: AtomicU64,
     refused_frames: AtomicU64,
+    ping_timeouts: AtomicU64,
+    connects: AtomicU64,
+    reconnects: AtomicU64,
+    disconnects: AtomicU64,
+    webhook_sent: AtomicU64,
+    webhook_dropped: AtomicU64,
+    webhook_failed: AtomicU64,
 }
 
 impl Counters {
@@ -31,6 +39,36 @@ impl Counters {
     pub(crate) fn refused_frame(&self) {
         self.refused_frames.fetch_add(1, Relaxed);
     }
+
+    /// Counts sockets closed because they did not answer a ping.
+    pub(crate) fn ping_timeouts(&self, n: u64) {
+        self.ping_timeouts.fetch_add(n, Relaxed);
+    }
+
+    /// Counts a presence event this node emitted.
+    pub(crate) fn presence_event(&self, kind: PresenceKind) {
+        let counter = match kind {
+            PresenceKind::Connect => &self.connects,
+            PresenceKind::Reconnect => &self.reconnects,
+            PresenceKind::Disconnect => &self.disconnects,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// Counts events the webhook delivered.
+    pub(crate) fn webhook_sent(&self, n: u64) {
+        self.webhook_sent.fetch_add(n, Relaxed);
+    }
+
+    /// Counts events dropped because the webhook queue was full.
+    pub(crate) fn webhook_dropped(&self, n: u64) {
+        self.webhook_dropped.fetch_add(n, Relaxed);
+    }
+
+    /// Counts events dropped after the webhook's last attempt failed.
+    pub(crate) fn webhook_failed(&self, n: u64) {
+        self.webhook_failed.fetch_add(n, Relaxed);
+    }
 }
 
 /// A snapshot of one node: its index sizes and running totals.
@@ -45,6 +83,20 @@ pub struct Stats {
     pub slow_consumer_closes: u64,
     /// Client frames refused (malformed, unknown type, oversized, binary).
     pub refused_frames: u64,
+    /// Sockets closed because they did not answer a ping in time (close code 4001).
+    pub ping_timeouts: u64,
+    /// `connect` events this node emitted.
+    pub connects: u64,
+    /// `reconnect` events this node emitted.
+    pub reconnects: u64,
+    /// `disconnect` events this node emitted.
+    pub disconnects: u64,
+    /// Presence events the webhook delivered.
+    pub webhook_sent: u64,
+    /// Presence events dropped because the webhook queue was full.
+    pub webhook_dropped: u64,
+    /// Presence events dropped because the webhook kept failing.
+    pub webhook_failed: u64,
 }
 
 impl Counters {
@@ -55,6 +107,13 @@ impl Counters {
             delivered: self.delivered.load(Relaxed),
             slow_consumer_closes: self.slow_consumers.load(Relaxed),
             refused_frames: self.refused_frames.load(Relaxed),
+            ping_timeouts: self.ping_timeouts.load(Relaxed),
+            connects: self.connects.load(Relaxed),
+            reconnects: self.reconnects.load(Relaxed),
+            disconnects: self.disconnects.load(Relaxed),
+            webhook_sent: self.webhook_sent.load(Relaxed),
+            webhook_dropped: self.webhook_dropped.load(Relaxed),
+            webhook_failed: self.webhook_failed.load(Relaxed),
         }
     }
 }

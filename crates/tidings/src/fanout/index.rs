@@ -273,6 +273,11 @@ impl Index {
         self.sockets.values().map(|s| &s.outbox)
     }
 
+    /// The user id a local session is bound to.
+    pub(crate) fn user_of(&self, session: &SessionId) -> Option<Arc<str>> {
+        self.sessions.get(session)?.user.clone()
+    }
+
     /// Sessions with a socket here.
     pub(crate) fn session_ids(&self) -> Vec<SessionId> {
         self.sessions.keys().cloned().collect()

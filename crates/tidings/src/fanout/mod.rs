@@ -15,6 +15,7 @@ pub(crate) use outbox::{Outbox, Outgoing};
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use parking_lot::RwLock;
 use tokio::sync::Notify;
 
@@ -104,9 +105,57 @@ impl Local {
         self.index.read().session_ids()
     }
 
+    /// The user id a local session is bound to.
+    pub(crate) fn user_of(&self, session: &SessionId) -> Option<Arc<str>> {
+        self.index.read().user_of(session)
+    }
+
     /// Asks every socket to close.
     pub(crate) fn close_all(&self, reason: CloseReason) {
         self.index.read().outboxes().for_each(|o| o.close(reason));
+    }
+
+    /// Queues the same frame (the server heartbeat) to every socket.
+    pub(crate) fn send_to_all(&self, frame: &Bytes) {
+        let mut slow = 0;
+        self.index.read().outboxes().for_each(|o| {
+            if o.push(Outgoing::Frame(frame.clone())) == Err(PushError::Full) {
+                slow += 1;
+            }
+        });
+        self.count_slow(slow);
+    }
+
+    /// A ping round: closes the sockets not heard from since the last round, pings the others.
+    pub(crate) fn ping(&self) {
+        let (mut silent, mut slow) = (0, 0);
+        self.index.read().outboxes().for_each(|o| {
+            if !o.take_heard() {
+                o.close(CloseReason::PingTimeout);
+                silent += 1;
+            } else if o.push(Outgoing::Ping) == Err(PushError::Full) {
+                slow += 1;
+            }
+        });
+        if silent > 0 {
+            self.counters.ping_timeouts(silent);
+            tracing::debug!(
+                sockets = silent,
+                "closing sockets that did not answer a ping"
+            );
+        }
+        self.count_slow(slow);
+    }
+
+    /// Counts and reports sockets closed as slow consumers.
+    fn count_slow(&self, slow: u64) {
+        if slow > 0 {
+            self.counters.slow_consumers(slow);
+            tracing::warn!(
+                sockets = slow,
+                "closing slow consumers: outbound queue full"
+            );
+        }
     }
 
     /// The size of each index.
@@ -128,13 +177,7 @@ impl Inbox for Local {
                     }
                 });
                 self.counters.delivered(delivered);
-                if slow > 0 {
-                    self.counters.slow_consumers(slow);
-                    tracing::warn!(
-                        sockets = slow,
-                        "closing slow consumers: outbound queue full"
-                    );
-                }
+                self.count_slow(slow);
             }
             BusMessage::Session { session, op } => {
                 self.change(|index, interest| index.apply(session, op, interest));

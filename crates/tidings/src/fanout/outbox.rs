@@ -6,15 +6,20 @@
 //! When the queue is full the socket is marked for closing with [`CloseReason::SlowConsumer`]
 //! and its queue is dropped: one slow reader never holds up a publisher or other sockets.
 //! An idle outbox holds no heap memory beyond itself.
+//!
+//! The outbox is also where the server's ping round notes whether the peer has been heard from
+//! since the last ping.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
+use tokio_websockets::Message;
 
 use super::Event;
 use crate::protocol::{CloseReason, Encoding};
@@ -24,16 +29,20 @@ use crate::protocol::{CloseReason, Encoding};
 pub(crate) enum Outgoing {
     /// A published event, shared with its other recipients.
     Event(Arc<Event>),
-    /// A frame for this socket alone (a reply, the welcome).
+    /// A text frame for this socket alone (a reply, the welcome), or shared (the server
+    /// heartbeat).
     Frame(Bytes),
+    /// An RFC 6455 ping.
+    Ping,
 }
 
 impl Outgoing {
-    /// The bytes to write for this item.
-    pub(crate) fn into_bytes(self, encoding: Encoding) -> Bytes {
+    /// The WebSocket message to write for this item.
+    pub(crate) fn into_message(self, encoding: Encoding) -> Message {
         match self {
-            Self::Event(event) => event.frame(encoding),
-            Self::Frame(bytes) => bytes,
+            Self::Event(event) => Message::text(event.frame(encoding)),
+            Self::Frame(bytes) => Message::text(bytes),
+            Self::Ping => Message::ping(Bytes::new()),
         }
     }
 }
@@ -59,6 +68,8 @@ pub(crate) struct Outbox {
     state: Mutex<State>,
     writer: AtomicWaker,
     capacity: usize,
+    /// Whether the peer sent anything since the last ping round.
+    heard: AtomicBool,
 }
 
 impl Outbox {
@@ -68,7 +79,18 @@ impl Outbox {
             state: Mutex::default(),
             writer: AtomicWaker::new(),
             capacity,
+            heard: AtomicBool::new(true),
         }
+    }
+
+    /// Notes that the peer sent something (a frame, a pong).
+    pub(crate) fn heard(&self) {
+        self.heard.store(true, Ordering::Relaxed);
+    }
+
+    /// Starts a ping round: returns whether the peer was heard from since the last one.
+    pub(crate) fn take_heard(&self) -> bool {
+        self.heard.swap(false, Ordering::Relaxed)
     }
 
     /// Queues an item; when the queue is full, marks the socket as a slow consumer instead.
@@ -150,7 +172,7 @@ mod tests {
         assert_eq!(outbox.next_batch(&mut batch).await, None);
         let bytes: Vec<_> = batch
             .drain(..)
-            .map(|o| o.into_bytes(Encoding::Json)[0])
+            .map(|o| o.into_message(Encoding::Json).as_payload()[0])
             .collect();
         assert_eq!(bytes, [1, 2]);
         assert_eq!(outbox.len(), 0);

@@ -11,8 +11,10 @@ use crate::error::BuildError;
 use crate::fanout::Local;
 use crate::ids::NodeId;
 use crate::limits::Limits;
+use crate::presence::{self, Heartbeat, Presence, Webhook};
+use crate::socket::{ServerHeartbeat, keepalive};
 use crate::stats::Counters;
-use crate::store::{MemoryStore, SessionStore};
+use crate::store::{MemoryStore, PresenceStore, SessionStore};
 
 /// Builds a [`Hub`]; every setting has a default, so `Hub::builder().build()` runs one node in memory.
 pub struct HubBuilder {
@@ -22,6 +24,10 @@ pub struct HubBuilder {
     public_channels: Vec<String>,
     bus: Option<Arc<dyn Bus>>,
     store: Option<Arc<dyn SessionStore>>,
+    presence_store: Option<Arc<dyn PresenceStore>>,
+    heartbeat: Heartbeat,
+    server_heartbeat: ServerHeartbeat,
+    webhook: Option<Webhook>,
 }
 
 impl Default for HubBuilder {
@@ -33,6 +39,10 @@ impl Default for HubBuilder {
             public_channels: vec!["public:*".into()],
             bus: None,
             store: None,
+            presence_store: None,
+            heartbeat: Heartbeat::default(),
+            server_heartbeat: ServerHeartbeat::default(),
+            webhook: None,
         }
     }
 }
@@ -78,12 +88,36 @@ impl HubBuilder {
         self
     }
 
+    /// The presence store (default: the in-memory store).
+    pub fn presence_store(mut self, store: Arc<dyn PresenceStore>) -> Self {
+        self.presence_store = Some(store);
+        self
+    }
+
+    /// How clients' heartbeats are judged (default: [`Heartbeat::default`]).
+    pub fn heartbeat(mut self, heartbeat: Heartbeat) -> Self {
+        self.heartbeat = heartbeat;
+        self
+    }
+
+    /// The server's heartbeat frames and pings (default: [`ServerHeartbeat::default`]).
+    pub fn server_heartbeat(mut self, server_heartbeat: ServerHeartbeat) -> Self {
+        self.server_heartbeat = server_heartbeat;
+        self
+    }
+
+    /// POSTs presence events to the backend (default: none).
+    pub fn webhook(mut self, webhook: Webhook) -> Self {
+        self.webhook = Some(webhook);
+        self
+    }
+
     /// Checks the settings and starts the hub. Must be called inside a Tokio runtime.
     pub fn build(self) -> Result<Hub, BuildError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         self.limits.validate()?;
         if self.session_ttl < Duration::from_secs(1) {
-            return Err(BuildError::InvalidLimit {
+            return Err(BuildError::InvalidSetting {
                 name: "session_ttl",
                 reason: "must be at least 1 second".into(),
             });
@@ -93,12 +127,28 @@ impl HubBuilder {
             Some(node) => node,
             None => NodeId::random()?,
         };
+        self.server_heartbeat.validate()?;
         let bus = self.bus.unwrap_or_else(|| Arc::new(MemoryBus::new()));
-        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let memory = Arc::new(MemoryStore::new());
+        let store = self.store.unwrap_or_else(|| memory.clone());
+        let presence_store = self.presence_store.unwrap_or(memory);
         let counters = Arc::new(Counters::default());
+        let _guard = runtime.enter();
+        let presence = Arc::new(Presence::new(
+            self.heartbeat,
+            presence_store,
+            self.webhook,
+            &node,
+            counters.clone(),
+        )?);
         let local = Arc::new(Local::new(node.clone(), bus.clone(), counters.clone()));
         let inbox: Arc<dyn Inbox> = local.clone();
         bus.attach(&node, Arc::downgrade(&inbox));
+        runtime.spawn(presence::purge::run(Arc::downgrade(&presence)));
+        runtime.spawn(keepalive::run(
+            Arc::downgrade(&local),
+            self.server_heartbeat.clone(),
+        ));
         let shared = Arc::new(Shared {
             node,
             limits: self.limits,
@@ -107,6 +157,8 @@ impl HubBuilder {
             local,
             bus,
             store,
+            presence,
+            server_heartbeat: self.server_heartbeat,
             counters,
             next_seq: AtomicU64::new(1),
         });

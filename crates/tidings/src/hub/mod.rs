@@ -21,7 +21,9 @@ use crate::fanout::{Event, Local, Outbox};
 use crate::ids::{NodeId, SessionId, SocketId};
 use crate::limits::Limits;
 use crate::names::IntoNames;
+use crate::presence::Presence;
 use crate::protocol::CloseReason;
+use crate::socket::ServerHeartbeat;
 use crate::stats::{Counters, Stats};
 use crate::store::SessionStore;
 
@@ -57,6 +59,8 @@ pub(crate) struct Shared {
     pub(crate) local: Arc<Local>,
     pub(crate) bus: Arc<dyn Bus>,
     pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) presence: Arc<Presence>,
+    pub(crate) server_heartbeat: ServerHeartbeat,
     pub(crate) counters: Arc<Counters>,
     next_seq: AtomicU64,
 }
@@ -121,6 +125,11 @@ impl Hub {
     ) -> Result<(), PublishError> {
         let audience = Audience::Socket(socket.clone());
         self.publish(audience, event, to_raw(args)?).await
+    }
+
+    /// Heartbeat and presence: who is connected, `purge()`, and the presence events.
+    pub fn presence(&self) -> &Presence {
+        &self.shared.presence
     }
 
     /// A handle on a session, to subscribe it, bind its user id and so on.

@@ -5,7 +5,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{ErrorCode, ErrorReply, Refusal, Request};
+use super::{ErrorCode, ErrorReply, Refusal, Request, Welcome};
+use crate::presence::HeartbeatOp;
 
 /// Sent in place of a frame whose result could not be serialized.
 const UNENCODABLE: &[u8] =
@@ -44,18 +45,19 @@ pub(crate) fn event(name: &str, args: &RawValue, channel: Option<&str>) -> Bytes
 }
 
 /// Encodes the welcome frame.
-pub(crate) fn welcome(socket: &str) -> Bytes {
+pub(crate) fn welcome(welcome: &Welcome<'_>) -> Bytes {
     #[derive(Serialize)]
-    struct Welcome<'a> {
+    struct Frame<'a> {
         #[serde(rename = "type")]
         kind: &'static str,
         protocol: u32,
-        socket: &'a str,
+        #[serde(flatten)]
+        welcome: &'a Welcome<'a>,
     }
-    to_bytes(&Welcome {
+    to_bytes(&Frame {
         kind: "welcome",
         protocol: 1,
-        socket,
+        welcome,
     })
 }
 
@@ -103,6 +105,19 @@ struct Envelope<'a> {
     channels: Option<&'a RawValue>,
     #[serde(borrow)]
     method: Option<&'a RawValue>,
+    #[serde(borrow)]
+    op: Option<&'a RawValue>,
+}
+
+/// Refuses a frame for one of its fields.
+fn refuse(id: Option<u64>, name: &str, what: &str, expected: &str) -> Refusal {
+    Refusal {
+        id,
+        error: ErrorReply::new(
+            ErrorCode::BadRequest,
+            format!("`{name}` {what}: expected {expected}"),
+        ),
+    }
 }
 
 /// Reads a required field as `T`, or refuses the frame naming the field.
@@ -112,15 +127,8 @@ fn field<T: DeserializeOwned>(
     raw: Option<&RawValue>,
     expected: &str,
 ) -> Result<T, Refusal> {
-    let refuse = |what: &str| Refusal {
-        id,
-        error: ErrorReply::new(
-            ErrorCode::BadRequest,
-            format!("`{name}` {what}: expected {expected}"),
-        ),
-    };
-    let raw = raw.ok_or_else(|| refuse("is missing"))?;
-    serde_json::from_str(raw.get()).map_err(|_| refuse("has the wrong type"))
+    let raw = raw.ok_or_else(|| refuse(id, name, "is missing", expected))?;
+    serde_json::from_str(raw.get()).map_err(|_| refuse(id, name, "has the wrong type", expected))
 }
 
 /// Reads `channels`: one channel name or an array of them.
@@ -157,12 +165,22 @@ pub(crate) fn decode(frame: &str) -> Result<Request, Refusal> {
             id,
             method: field(Some(id), "method", envelope.method, "a string")?,
         }),
+        "heartbeat" => {
+            let expected = r#""start", "beat" or "stop""#;
+            let op = match field::<String>(Some(id), "op", envelope.op, expected)?.as_str() {
+                "start" => HeartbeatOp::Start,
+                "beat" => HeartbeatOp::Beat,
+                "stop" => HeartbeatOp::Stop,
+                _ => return Err(refuse(Some(id), "op", "has an unknown value", expected)),
+            };
+            Ok(Request::Heartbeat { id, op })
+        }
         other => Err(Refusal {
             id: Some(id),
             error: ErrorReply::new(
                 ErrorCode::UnknownType,
                 format!(
-                    "unknown frame type {:?}: expected subscribe, unsubscribe, list or rpc",
+                    "unknown frame type {:?}: expected subscribe, unsubscribe, list, rpc or heartbeat",
                     other.chars().take(40).collect::<String>()
                 ),
             ),
@@ -206,6 +224,14 @@ mod tests {
                 method: "chat.send".into()
             }
         );
+        for (text, op) in [
+            ("start", HeartbeatOp::Start),
+            ("beat", HeartbeatOp::Beat),
+            ("stop", HeartbeatOp::Stop),
+        ] {
+            let frame = format!(r#"{{"type":"heartbeat","id":5,"op":"{text}"}}"#);
+            assert_eq!(decode(&frame).unwrap(), Request::Heartbeat { id: 5, op });
+        }
     }
 
     #[test]
@@ -221,6 +247,9 @@ mod tests {
         let (id, _, m) = code(r#"{"type":"subscribe","id":9,"channels":[1]}"#);
         assert_eq!(id, Some(9));
         assert!(m.contains("`channels` has the wrong type"), "{m}");
+        let (id, c, m) = code(r#"{"type":"heartbeat","id":6,"op":"pause"}"#);
+        assert_eq!((id, c), (Some(6), ErrorCode::BadRequest));
+        assert!(m.contains("`op` has an unknown value"), "{m}");
         let (id, c, m) = code(r#"{"type":"list"}"#);
         assert_eq!((id, c), (None, ErrorCode::BadRequest));
         assert!(m.contains("`id` is missing"), "{m}");

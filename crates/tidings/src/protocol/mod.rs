@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::fanout::Event;
+use crate::presence::HeartbeatOp;
 
 /// The encoding of a connection's frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,9 +38,9 @@ impl Encoding {
     }
 
     /// Encodes the frame sent once when a socket opens.
-    pub(crate) fn welcome(self, socket: &str) -> Bytes {
+    pub(crate) fn welcome(self, welcome: &Welcome<'_>) -> Bytes {
         match self {
-            Self::Json => json::welcome(socket),
+            Self::Json => json::welcome(welcome),
         }
     }
 
@@ -65,6 +66,27 @@ impl Encoding {
     }
 }
 
+/// What a socket learns when it opens.
+#[derive(Debug, Serialize)]
+pub(crate) struct Welcome<'a> {
+    /// The socket's id.
+    pub(crate) socket: &'a str,
+    /// How often the client should beat, in milliseconds.
+    pub(crate) beat_delay_ms: u64,
+    /// The server heartbeat, if the server sends one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) heartbeat: Option<ServerBeat<'a>>,
+}
+
+/// The server heartbeat a client should expect.
+#[derive(Debug, Serialize)]
+pub(crate) struct ServerBeat<'a> {
+    /// The exact text of the heartbeat frame.
+    pub(crate) message: &'a str,
+    /// How often it comes, in milliseconds.
+    pub(crate) interval_ms: u64,
+}
+
 /// A request from a client, decoded.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Request {
@@ -76,6 +98,8 @@ pub(crate) enum Request {
     List { id: u64 },
     /// Call a server method.
     Rpc { id: u64, method: String },
+    /// Start, beat or stop the session's heartbeat.
+    Heartbeat { id: u64, op: HeartbeatOp },
 }
 
 /// A refused frame: the request id when it could be read, and the error to send back.
@@ -145,6 +169,8 @@ pub enum CloseReason {
     SlowConsumer,
     /// The session store could not be reached when the socket opened; reconnect later. Code 1011.
     StoreUnavailable,
+    /// The client answered no ping for a whole ping interval. Code 4001.
+    PingTimeout,
 }
 
 impl CloseReason {
@@ -155,6 +181,7 @@ impl CloseReason {
             Self::BinaryFrame => 1003,
             Self::SlowConsumer => 4000,
             Self::StoreUnavailable => 1011,
+            Self::PingTimeout => 4001,
         }
     }
 
@@ -165,6 +192,7 @@ impl CloseReason {
             Self::BinaryFrame => "binary frames are not supported",
             Self::SlowConsumer => "outbound queue full: client reads too slowly",
             Self::StoreUnavailable => "session store unavailable",
+            Self::PingTimeout => "no answer to ping",
         }
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,8 +17,9 @@ use tokio_websockets::{CloseCode, Config, Limits as WsLimits, Message, ServerBui
 use crate::error::{SessionError, StoreError};
 use crate::fanout::{Outbox, Outgoing};
 use crate::hub::{Hub, Session};
-use crate::ids::SessionId;
-use crate::protocol::{CloseReason, Encoding, ErrorCode, ErrorReply, Request};
+use crate::ids::{SessionId, SocketId};
+use crate::presence::{HeartbeatOp, PresenceKind};
+use crate::protocol::{CloseReason, Encoding, ErrorCode, ErrorReply, Request, ServerBeat, Welcome};
 
 /// How long a closing socket may take to accept its close frame before it is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -44,23 +46,44 @@ where
             return;
         }
     };
-    let welcome = encoding.welcome(&guard.id().to_string());
+    let server_heartbeat = &hub.shared.server_heartbeat;
+    let heartbeat = server_heartbeat.message.as_deref();
+    let welcome = encoding.welcome(&Welcome {
+        socket: &guard.id().to_string(),
+        beat_delay_ms: millis(hub.presence().options().beat_delay),
+        heartbeat: heartbeat.map(|message| ServerBeat {
+            message,
+            interval_ms: millis(server_heartbeat.interval),
+        }),
+    });
     // The outbox is fresh and far from full; a refusal here means the socket is already closing.
     let _ = outbox.push(Outgoing::Frame(welcome));
     tracing::debug!(socket = %guard.id(), %session, "socket open");
     let reader = Reader {
         session: hub.session(session),
-        hub,
+        hub: hub.clone(),
+        socket: guard.id(),
         outbox: &outbox,
         encoding,
+        heartbeat,
+        beating: AtomicBool::new(false),
     };
     tokio::select! {
         () = reader.run(&mut stream) => {}
         () = write(&mut sink, &outbox, encoding) => {}
     }
     tracing::debug!(socket = %guard.id(), "socket closed");
+    if reader.beating.load(Ordering::Relaxed) {
+        let (session, socket) = (reader.session.id().clone(), guard.id().clone());
+        tokio::spawn(async move { hub.presence().leave(&session, &socket).await });
+    }
     // Leave every index before the connection closes: a client that sees it end finds no trace.
     drop(guard);
+}
+
+/// A duration in whole milliseconds, as the protocol gives them.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Sends a close frame, waiting at most [`CLOSE_TIMEOUT`] for the peer to take it.
@@ -80,7 +103,7 @@ where
     S: Sink<Message> + Unpin,
 {
     while let Some(item) = batch.pop_front() {
-        sink.feed(Message::text(item.into_bytes(encoding))).await?;
+        sink.feed(item.into_message(encoding)).await?;
     }
     sink.flush().await
 }
@@ -119,20 +142,29 @@ where
 struct Reader<'a> {
     hub: Hub,
     session: Session,
+    socket: &'a SocketId,
     outbox: &'a Outbox,
     encoding: Encoding,
+    /// The server heartbeat's text: when a client sends it, it is only a sign of life.
+    heartbeat: Option<&'a str>,
+    /// Whether the socket has started beating and not stopped.
+    beating: AtomicBool,
 }
 
 impl Reader<'_> {
     /// Reads until the client closes; after asking the writer to close, waits for it to finish.
-    async fn run<S>(self, stream: &mut S)
+    async fn run<S>(&self, stream: &mut S)
     where
         S: futures_util::Stream<Item = Result<Message, tokio_websockets::Error>> + Unpin,
     {
         while let Some(message) = stream.next().await {
+            self.outbox.heard();
             match message {
                 Ok(message) => {
                     if let Some(text) = message.as_text() {
+                        if Some(text) == self.heartbeat {
+                            continue;
+                        }
                         let reply = self.answer(text).await;
                         // A full outbox has already marked the socket closing; the reply goes with it.
                         let _ = self.outbox.push(Outgoing::Frame(reply));
@@ -162,22 +194,40 @@ impl Reader<'_> {
                 return enc.error(refusal.id, &refusal.error);
             }
         };
-        let (id, result) = match request {
-            Request::Subscribe { id, channels } => (id, self.subscribe(channels).await),
-            Request::Unsubscribe { id, channels } => (
-                id,
-                self.session.unsubscribe(channels).await.map_err(refusal),
-            ),
-            Request::List { id } => (id, self.session.list().await.map_err(refusal)),
+        match request {
+            Request::Subscribe { id, channels } => self.respond(id, self.subscribe(channels).await),
+            Request::Unsubscribe { id, channels } => {
+                let result = self.session.unsubscribe(channels).await;
+                self.respond(id, result.map_err(refusal))
+            }
+            Request::List { id } => self.respond(id, self.session.list().await.map_err(refusal)),
             Request::Rpc { id, method } => {
                 let message = format!("no RPC method {method:?} is registered");
-                (id, Err(ErrorReply::new(ErrorCode::UnknownMethod, message)))
+                let error = ErrorReply::new(ErrorCode::UnknownMethod, message);
+                self.respond::<()>(id, Err(error))
             }
-        };
-        match result {
-            Ok(channels) => enc.reply(id, &channels),
-            Err(error) => enc.error(Some(id), &error),
+            Request::Heartbeat { id, op } => self.respond(id, self.heartbeat(op).await),
         }
+    }
+
+    /// Encodes the reply to request `id`.
+    fn respond<T: serde::Serialize>(&self, id: u64, result: Result<T, ErrorReply>) -> Bytes {
+        match result {
+            Ok(result) => self.encoding.reply(id, &result),
+            Err(error) => self.encoding.error(Some(id), &error),
+        }
+    }
+
+    /// Starts, beats or stops the session's heartbeat; returns the event it caused, if any.
+    async fn heartbeat(&self, op: HeartbeatOp) -> Result<Option<&'static str>, ErrorReply> {
+        let session = self.session.id();
+        let user = self.hub.shared.local.user_of(session);
+        let presence = self.hub.presence();
+        let kind = presence.heartbeat(op, session, self.socket, user).await;
+        let kind = kind.map_err(|e| refusal(SessionError::Store(e)))?;
+        self.beating
+            .store(op != HeartbeatOp::Stop, Ordering::Relaxed);
+        Ok(kind.map(PresenceKind::as_str))
     }
 
     /// Subscribes the session to channels the config marks public; refuses any other.

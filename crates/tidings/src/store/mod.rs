@@ -1,11 +1,14 @@
-//! Session stores: where sessions (user id, channel subscriptions, idle expiry) live.
+//! Stores: where sessions (user id, channel subscriptions, idle expiry) and presence (which
+//! sessions are beating) live.
 //!
-//! [`MemoryStore`] keeps them in this process (the default). Every operation names the session;
-//! an unknown or expired session is [`StoreError::NotFound`].
+//! [`MemoryStore`] keeps both in this process (the default). Every session operation names the
+//! session; an unknown or expired session is [`StoreError::NotFound`].
 
 mod memory;
+mod presence;
 
 pub use memory::MemoryStore;
+pub use presence::{BeatOutcome, Connected, PresenceStore};
 
 use std::sync::Arc;
 use std::time::Duration;

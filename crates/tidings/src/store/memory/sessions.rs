@@ -1,19 +1,22 @@
-//! The in-memory session store, for one process.
+//! Sessions in memory.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use super::{SessionState, SessionStore};
+use super::MemoryStore;
 use crate::error::StoreError;
 use crate::ids::SessionId;
+use crate::store::{SessionState, SessionStore};
+
+/// The sessions, by id.
+pub(super) type Sessions = HashMap<SessionId, Entry>;
 
 #[derive(Debug)]
-struct Entry {
+pub(super) struct Entry {
     user: Option<Arc<str>>,
     channels: BTreeSet<Arc<str>>,
     expires_at: Instant,
@@ -25,18 +28,7 @@ impl Entry {
     }
 }
 
-/// Sessions in this process's memory; they vanish with it.
-#[derive(Debug, Default)]
-pub struct MemoryStore {
-    sessions: Mutex<HashMap<SessionId, Entry>>,
-}
-
 impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// Runs `f` on a live session, or fails with `NotFound`.
     fn with<T>(
         &self,

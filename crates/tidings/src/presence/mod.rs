@@ -1,0 +1,201 @@
+//! Heartbeat and presence: which sessions are still there, and the events when that changes.
+//!
+//! Clients start, beat and stop (`docs/presence.md`); the [`PresenceStore`] decides in one
+//! atomic step what each of those means, so an event is emitted by exactly one node. Events go
+//! to Rust subscribers ([`Presence::events`]) and to the backend ([`Webhook`]); neither can slow
+//! down a beat or a purge. `purge` runs every `purge_delay` and removes expired sessions.
+
+mod event;
+mod options;
+pub(crate) mod purge;
+mod webhook;
+
+pub use event::{PresenceEvent, PresenceEvents, PresenceKind};
+pub use options::Heartbeat;
+pub use webhook::{SIGNATURE_HEADER, Webhook};
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::broadcast;
+
+use crate::error::{BuildError, StoreError};
+use crate::ids::{NodeId, SessionId, SocketId};
+use crate::stats::Counters;
+use crate::store::{BeatOutcome, Connected, PresenceStore};
+
+/// How many events a Rust subscriber may fall behind before it misses some.
+pub const EVENTS_BUFFER: usize = 4096;
+
+/// How many expired sessions one step of a purge removes.
+const PURGE_BATCH: usize = 1000;
+
+/// What a client's heartbeat frame asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HeartbeatOp {
+    /// The client starts beating (`heartbeatStart()`).
+    Start,
+    /// A beat, every `beat_delay`.
+    Beat,
+    /// The client stops beating (`heartbeatStop()`, e.g. on `pagehide`).
+    Stop,
+}
+
+/// The presence of one hub's sessions. Get it with [`Hub::presence`](crate::Hub::presence).
+pub struct Presence {
+    options: Heartbeat,
+    store: Arc<dyn PresenceStore>,
+    events: broadcast::Sender<PresenceEvent>,
+    webhook: Option<webhook::Queue>,
+    counters: Arc<Counters>,
+}
+
+impl Presence {
+    /// Checks the options and starts the webhook worker, if there is a webhook.
+    pub(crate) fn new(
+        options: Heartbeat,
+        store: Arc<dyn PresenceStore>,
+        webhook: Option<Webhook>,
+        node: &NodeId,
+        counters: Arc<Counters>,
+    ) -> Result<Self, BuildError> {
+        options.validate()?;
+        let webhook = match webhook {
+            Some(webhook) => {
+                let url = webhook.validate()?;
+                let queue = webhook::Queue::start(webhook, url, node.clone(), counters.clone())?;
+                Some(queue)
+            }
+            None => None,
+        };
+        Ok(Self {
+            options,
+            store,
+            events: broadcast::channel(EVENTS_BUFFER).0,
+            webhook,
+            counters,
+        })
+    }
+
+    /// The heartbeat options in force.
+    pub fn options(&self) -> &Heartbeat {
+        &self.options
+    }
+
+    /// Every live session, with its user id.
+    pub async fn all_connected(&self) -> Result<Vec<Connected>, StoreError> {
+        self.store.connected().await
+    }
+
+    /// Whether a session is live: it beat within `expire_delay`.
+    pub async fn is_connected(&self, session: &SessionId) -> Result<bool, StoreError> {
+        self.store.is_connected(session).await
+    }
+
+    /// Removes every expired session now, emitting `disconnect` for each; returns how many.
+    pub async fn purge(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let gone = self.store.purge(PURGE_BATCH).await?;
+            let n = gone.len();
+            total += n;
+            for Connected { session, user } in gone {
+                self.emit(PresenceKind::Disconnect, session, user, None);
+            }
+            if n < PURGE_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// The presence events from now on.
+    pub fn events(&self) -> PresenceEvents {
+        PresenceEvents::new(self.events.subscribe())
+    }
+
+    /// Applies a client's heartbeat frame; returns the event it caused, if any.
+    pub(crate) async fn heartbeat(
+        &self,
+        op: HeartbeatOp,
+        session: &SessionId,
+        socket: &SocketId,
+        user: Option<Arc<str>>,
+    ) -> Result<Option<PresenceKind>, StoreError> {
+        if op == HeartbeatOp::Stop {
+            let Some(gone) = self.store.stop(session, socket).await? else {
+                return Ok(None);
+            };
+            self.emit(
+                PresenceKind::Disconnect,
+                gone.session,
+                gone.user,
+                Some(socket),
+            );
+            return Ok(Some(PresenceKind::Disconnect));
+        }
+        let expire = self.options.expire_delay;
+        let outcome = self
+            .store
+            .beat(session, socket, user.clone(), expire)
+            .await?;
+        if self.options.logging >= 2 {
+            tracing::info!(heartbeat = %self.options.name, %session, %socket, ?op, "beat");
+        }
+        let kind = match (outcome, op) {
+            (BeatOutcome::Live, HeartbeatOp::Beat) => return Ok(None),
+            (BeatOutcome::Live, _) => PresenceKind::Reconnect,
+            (BeatOutcome::New, _) => PresenceKind::Connect,
+            (BeatOutcome::Expired { user }, _) => {
+                self.emit(PresenceKind::Disconnect, session.clone(), user, None);
+                PresenceKind::Connect
+            }
+        };
+        self.emit(kind, session.clone(), user, Some(socket));
+        Ok(Some(kind))
+    }
+
+    /// A socket that was beating closed: it no longer counts as beating for its session.
+    pub(crate) async fn leave(&self, session: &SessionId, socket: &SocketId) {
+        if let Err(e) = self.store.leave(session, socket).await {
+            tracing::warn!(error = %e, %session, %socket, "could not record a closed socket's leaving");
+        }
+    }
+
+    /// The delay between purges.
+    pub(crate) fn purge_delay(&self) -> Duration {
+        self.options.purge_delay
+    }
+
+    /// Logs an event and hands it to the subscribers and the webhook, never waiting.
+    fn emit(
+        &self,
+        kind: PresenceKind,
+        session: SessionId,
+        user: Option<Arc<str>>,
+        socket: Option<&SocketId>,
+    ) {
+        let event = PresenceEvent {
+            kind,
+            session,
+            user,
+            socket: socket.cloned(),
+            at: SystemTime::now(),
+        };
+        if self.options.logging >= 1 {
+            tracing::info!(
+                heartbeat = %self.options.name,
+                session = %event.session,
+                user = event.user.as_deref(),
+                socket = event.socket.as_ref().map(tracing::field::display),
+                "{}",
+                kind.as_str()
+            );
+        }
+        self.counters.presence_event(kind);
+        if let Some(webhook) = &self.webhook {
+            webhook.push(event.clone());
+        }
+        // No subscriber is fine: the event has gone to the log and the webhook.
+        let _ = self.events.send(event);
+    }
+}

@@ -1,0 +1,20 @@
+//! The in-memory store (the seed's `fakeRedis`): sessions and presence of one process, gone with it.
+
+mod presence;
+mod sessions;
+
+use parking_lot::Mutex;
+
+/// Sessions and presence in this process's memory; two nodes cannot share it.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    sessions: Mutex<sessions::Sessions>,
+    presence: Mutex<presence::Tracked>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
