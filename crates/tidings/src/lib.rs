@@ -36,6 +36,8 @@ mod protocol;
 mod socket;
 mod stats;
 pub mod store;
+#[cfg(test)]
+mod testing;
 
 pub use error::{
     BuildError, BusError, EventsLagged, IdError, NameError, PublishError, SessionError, StoreError,

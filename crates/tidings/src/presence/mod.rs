@@ -8,6 +8,8 @@
 mod event;
 mod options;
 pub(crate) mod purge;
+#[cfg(test)]
+mod tests;
 mod webhook;
 
 pub use event::{PresenceEvent, PresenceEvents, PresenceKind};

@@ -74,8 +74,7 @@ where
     }
     tracing::debug!(socket = %guard.id(), "socket closed");
     if reader.beating.load(Ordering::Relaxed) {
-        let (session, socket) = (reader.session.id().clone(), guard.id().clone());
-        tokio::spawn(async move { hub.presence().leave(&session, &socket).await });
+        hub.presence().leave(reader.session.id(), guard.id()).await;
     }
     // Leave every index before the connection closes: a client that sees it end finds no trace.
     drop(guard);
