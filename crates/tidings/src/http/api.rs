@@ -14,6 +14,7 @@ use crate::hub::{Audience, Hub, Session};
 use crate::ids::{SessionId, SocketId};
 use crate::names::IntoNames;
 use crate::stats::Stats;
+use crate::store::Connected;
 
 /// The API's routes, relative to where they are nested (`/api`).
 pub(crate) fn routes() -> Router<Hub> {
@@ -24,6 +25,9 @@ pub(crate) fn routes() -> Router<Hub> {
         .route("/sessions/{id}/unsubscribe", post(unsubscribe))
         .route("/sessions/{id}/reset", post(reset))
         .route("/sessions/{id}/user", put(set_user))
+        .route("/presence", get(all_connected))
+        .route("/presence/purge", post(purge))
+        .route("/presence/{id}", get(is_connected))
         .route("/stats", get(stats))
 }
 
@@ -192,6 +196,47 @@ async fn set_user(
         .set_user_id(b.user_id.as_deref())
         .await?;
     Ok(Json(b))
+}
+
+#[derive(Serialize)]
+struct ConnectedView {
+    sessions: Vec<Connected>,
+}
+
+/// `GET /presence`: every live session with its user id.
+async fn all_connected(State(hub): State<Hub>) -> Result<Json<ConnectedView>, ApiError> {
+    let sessions = hub.presence().all_connected().await?;
+    Ok(Json(ConnectedView { sessions }))
+}
+
+#[derive(Serialize)]
+struct IsConnectedView {
+    session: String,
+    connected: bool,
+}
+
+/// `GET /presence/{id}`: whether a session is live.
+async fn is_connected(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+) -> Result<Json<IsConnectedView>, ApiError> {
+    let session = session(&hub, &id)?;
+    let connected = hub.presence().is_connected(session.id()).await?;
+    Ok(Json(IsConnectedView {
+        session: id,
+        connected,
+    }))
+}
+
+#[derive(Serialize)]
+struct PurgeView {
+    disconnected: usize,
+}
+
+/// `POST /presence/purge`: removes expired sessions now, emitting their `disconnect`s.
+async fn purge(State(hub): State<Hub>) -> Result<Json<PurgeView>, ApiError> {
+    let disconnected = hub.presence().purge().await?;
+    Ok(Json(PurgeView { disconnected }))
 }
 
 async fn stats(State(hub): State<Hub>) -> Json<Stats> {

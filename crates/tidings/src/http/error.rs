@@ -115,3 +115,9 @@ impl From<SessionError> for ApiError {
         }
     }
 }
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        SessionError::Store(error).into()
+    }
+}

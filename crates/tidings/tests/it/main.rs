@@ -2,6 +2,7 @@
 
 mod api;
 mod bad_input;
+mod presence;
 mod publish;
 mod sessions;
 mod slow_consumer;

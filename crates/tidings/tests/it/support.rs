@@ -221,3 +221,79 @@ pub fn event(name: &str, args: Value) -> Value {
 pub fn channel_event(name: &str, args: Value, channel: &str) -> Value {
     json!({"type": "event", "event": name, "args": args, "channel": channel})
 }
+
+/// One request a [`Backend`] received.
+#[derive(Debug)]
+pub struct Received {
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// A stand-in for the app's backend: a real HTTP server that records every POST and answers
+/// each with the next status of its script (200 once the script runs out). A status of 0 holds
+/// the request until [`Backend::release`] is called, then answers 200.
+pub struct Backend {
+    pub url: String,
+    received: tokio::sync::mpsc::UnboundedReceiver<Received>,
+    release: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Backend {
+    /// Starts a backend answering with `script`, then 200.
+    pub async fn start(script: &[u16]) -> Self {
+        use std::sync::{Arc, Mutex};
+        let (tx, received) = tokio::sync::mpsc::unbounded_channel();
+        let release = Arc::new(tokio::sync::Notify::new());
+        let script = Arc::new(Mutex::new(script.iter().copied().collect::<Vec<_>>()));
+        let state = (tx, release.clone(), script);
+        let app = axum::Router::new()
+            .fallback(
+                |axum::extract::State((tx, release, script)): axum::extract::State<(
+                    tokio::sync::mpsc::UnboundedSender<Received>,
+                    Arc<tokio::sync::Notify>,
+                    Arc<Mutex<Vec<u16>>>,
+                )>,
+                 headers: http::HeaderMap,
+                 body: bytes::Bytes| async move {
+                    let status = {
+                        let mut script = script.lock().unwrap();
+                        if script.is_empty() {
+                            200
+                        } else {
+                            script.remove(0)
+                        }
+                    };
+                    let _ = tx.send(Received {
+                        headers,
+                        body: body.to_vec(),
+                    });
+                    if status == 0 {
+                        release.notified().await;
+                    }
+                    http::StatusCode::from_u16(status.max(200)).unwrap()
+                },
+            )
+            .with_state(state);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            url,
+            received,
+            release,
+        }
+    }
+
+    /// The next request received.
+    pub async fn next(&mut self) -> Received {
+        tokio::time::timeout(PATIENCE, self.received.recv())
+            .await
+            .expect("a request within the patience limit")
+            .expect("backend running")
+    }
+
+    /// Lets a held request answer.
+    pub fn release(&self) {
+        self.release.notify_one();
+    }
+}
