@@ -229,6 +229,36 @@ pub struct Received {
     pub body: Vec<u8>,
 }
 
+/// What a [`Backend`]'s handler shares.
+#[derive(Clone)]
+struct BackendState {
+    received: tokio::sync::mpsc::UnboundedSender<Received>,
+    release: std::sync::Arc<tokio::sync::Notify>,
+    script: std::sync::Arc<std::sync::Mutex<Vec<u16>>>,
+}
+
+/// Records a request and answers with the next status of the script.
+async fn answer(
+    axum::extract::State(state): axum::extract::State<BackendState>,
+    headers: http::HeaderMap,
+    body: bytes::Bytes,
+) -> http::StatusCode {
+    let status = {
+        let mut script = state.script.lock().unwrap();
+        if script.is_empty() {
+            200
+        } else {
+            script.remove(0)
+        }
+    };
+    let body = body.to_vec();
+    let _ = state.received.send(Received { headers, body });
+    if status == 0 {
+        state.release.notified().await;
+    }
+    http::StatusCode::from_u16(status.max(200)).unwrap()
+}
+
 /// A stand-in for the app's backend: a real HTTP server that records every POST and answers
 /// each with the next status of its script (200 once the script runs out). A status of 0 holds
 /// the request until [`Backend::release`] is called, then answers 200.
@@ -241,39 +271,14 @@ pub struct Backend {
 impl Backend {
     /// Starts a backend answering with `script`, then 200.
     pub async fn start(script: &[u16]) -> Self {
-        use std::sync::{Arc, Mutex};
         let (tx, received) = tokio::sync::mpsc::unbounded_channel();
-        let release = Arc::new(tokio::sync::Notify::new());
-        let script = Arc::new(Mutex::new(script.iter().copied().collect::<Vec<_>>()));
-        let state = (tx, release.clone(), script);
-        let app = axum::Router::new()
-            .fallback(
-                |axum::extract::State((tx, release, script)): axum::extract::State<(
-                    tokio::sync::mpsc::UnboundedSender<Received>,
-                    Arc<tokio::sync::Notify>,
-                    Arc<Mutex<Vec<u16>>>,
-                )>,
-                 headers: http::HeaderMap,
-                 body: bytes::Bytes| async move {
-                    let status = {
-                        let mut script = script.lock().unwrap();
-                        if script.is_empty() {
-                            200
-                        } else {
-                            script.remove(0)
-                        }
-                    };
-                    let _ = tx.send(Received {
-                        headers,
-                        body: body.to_vec(),
-                    });
-                    if status == 0 {
-                        release.notified().await;
-                    }
-                    http::StatusCode::from_u16(status.max(200)).unwrap()
-                },
-            )
-            .with_state(state);
+        let state = BackendState {
+            received: tx,
+            release: Default::default(),
+            script: std::sync::Arc::new(std::sync::Mutex::new(script.to_vec())),
+        };
+        let release = state.release.clone();
+        let app = axum::Router::new().fallback(answer).with_state(state);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
