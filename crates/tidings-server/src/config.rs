@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::CommandFactory;
 use serde::{Deserialize, Serialize};
 use tidings::http::HttpOptions;
-use tidings::{Hub, Limits, NodeId};
+use tidings::{Heartbeat, Hub, Limits, NodeId, ServerHeartbeat, Webhook};
 
 /// Every setting of `tidings serve`. Each is optional here; unset ones take the library's defaults.
 #[derive(clap::Args, Serialize, Deserialize, Debug, Default, PartialEq)]
@@ -67,6 +67,166 @@ pub struct Settings {
     /// Largest HTTP API request body, in bytes [default: 1048576]
     #[arg(long, env = "TIDINGS_MAX_BODY", value_name = "BYTES")]
     pub max_body: Option<usize>,
+
+    #[command(flatten)]
+    #[serde(default, skip_serializing_if = "is_unset")]
+    pub heartbeat: HeartbeatSettings,
+
+    #[command(flatten)]
+    #[serde(default, skip_serializing_if = "is_unset")]
+    pub server_heartbeat: ServerHeartbeatSettings,
+
+    #[command(flatten)]
+    #[serde(default, skip_serializing_if = "is_unset")]
+    pub webhook: WebhookSettings,
+}
+
+/// The `[heartbeat]` table: how clients' heartbeats are judged (ss-heartbeat-responder's options).
+#[derive(clap::Args, Serialize, Deserialize, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatSettings {
+    /// Name in presence logs and prefix of presence keys in a shared store [default: heartbeat]
+    #[arg(
+        id = "heartbeat_name",
+        long = "heartbeat-name",
+        env = "TIDINGS_HEARTBEAT_NAME",
+        value_name = "NAME"
+    )]
+    pub name: Option<String>,
+
+    /// 0: log nothing; 1: connect, reconnect, disconnect; 2: also every beat [default: 0]
+    #[arg(
+        id = "heartbeat_logging",
+        long = "heartbeat-logging",
+        env = "TIDINGS_HEARTBEAT_LOGGING",
+        value_name = "0|1|2"
+    )]
+    pub logging: Option<u8>,
+
+    /// Seconds between purges of expired sessions [default: 25]
+    #[arg(
+        id = "heartbeat_purge_delay",
+        long = "heartbeat-purge-delay",
+        env = "TIDINGS_HEARTBEAT_PURGE_DELAY",
+        value_name = "SECONDS"
+    )]
+    pub purge_delay: Option<u64>,
+
+    /// Seconds between a client's beats; clients learn it on connect [default: 30]
+    #[arg(
+        id = "heartbeat_beat_delay",
+        long = "heartbeat-beat-delay",
+        env = "TIDINGS_HEARTBEAT_BEAT_DELAY",
+        value_name = "SECONDS"
+    )]
+    pub beat_delay: Option<u64>,
+
+    /// Seconds a beat keeps its session live; must exceed beat_delay [default: 40]
+    #[arg(
+        id = "heartbeat_expire_delay",
+        long = "heartbeat-expire-delay",
+        env = "TIDINGS_HEARTBEAT_EXPIRE_DELAY",
+        value_name = "SECONDS"
+    )]
+    pub expire_delay: Option<u64>,
+}
+
+/// The `[server_heartbeat]` table: the server's heartbeat frame and pings.
+#[derive(clap::Args, Serialize, Deserialize, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerHeartbeatSettings {
+    /// Text frame the server sends every interval; empty sends none [default: --heartbeat--]
+    #[arg(
+        id = "server_heartbeat_message",
+        long = "server-heartbeat-message",
+        env = "TIDINGS_SERVER_HEARTBEAT_MESSAGE",
+        value_name = "TEXT",
+        allow_hyphen_values = true
+    )]
+    pub message: Option<String>,
+
+    /// Seconds between server heartbeat frames [default: 4]
+    #[arg(
+        id = "server_heartbeat_interval",
+        long = "server-heartbeat-interval",
+        env = "TIDINGS_SERVER_HEARTBEAT_INTERVAL",
+        value_name = "SECONDS"
+    )]
+    pub interval: Option<u64>,
+
+    /// Seconds between pings; a socket silent for a whole interval is closed (4001); 0: no pings [default: 30]
+    #[arg(
+        id = "server_heartbeat_ping_interval",
+        long = "server-heartbeat-ping-interval",
+        env = "TIDINGS_SERVER_HEARTBEAT_PING_INTERVAL",
+        value_name = "SECONDS"
+    )]
+    pub ping_interval: Option<u64>,
+}
+
+/// The `[webhook]` table: presence events POSTed to the backend.
+#[derive(clap::Args, Serialize, Deserialize, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// URL presence events are POSTed to (http://); unset: no webhook
+    #[arg(
+        id = "webhook_url",
+        long = "webhook-url",
+        env = "TIDINGS_WEBHOOK_URL",
+        value_name = "URL"
+    )]
+    pub url: Option<String>,
+
+    /// Key of the HMAC-SHA256 signature in X-Tidings-Signature (required with url)
+    #[arg(
+        id = "webhook_secret",
+        long = "webhook-secret",
+        env = "TIDINGS_WEBHOOK_SECRET",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub secret: Option<String>,
+
+    /// Most events waiting to be sent; newer ones are dropped and counted [default: 10000]
+    #[arg(
+        id = "webhook_queue",
+        long = "webhook-queue",
+        env = "TIDINGS_WEBHOOK_QUEUE",
+        value_name = "N"
+    )]
+    pub queue: Option<usize>,
+
+    /// Most events in one POST [default: 100]
+    #[arg(
+        id = "webhook_batch",
+        long = "webhook-batch",
+        env = "TIDINGS_WEBHOOK_BATCH",
+        value_name = "N"
+    )]
+    pub batch: Option<usize>,
+
+    /// Attempts per batch, with doubling backoff from 0.5 s, before it is dropped [default: 8]
+    #[arg(
+        id = "webhook_attempts",
+        long = "webhook-attempts",
+        env = "TIDINGS_WEBHOOK_ATTEMPTS",
+        value_name = "N"
+    )]
+    pub attempts: Option<u32>,
+
+    /// Seconds one POST may take [default: 10]
+    #[arg(
+        id = "webhook_timeout",
+        long = "webhook-timeout",
+        env = "TIDINGS_WEBHOOK_TIMEOUT",
+        value_name = "SECONDS"
+    )]
+    pub timeout: Option<u64>,
+}
+
+/// Whether no field of a settings table is set (it is then left out of `--print-config`).
+fn is_unset<T: Default + PartialEq>(table: &T) -> bool {
+    *table == T::default()
 }
 
 /// The address `tidings serve` listens on by default.
@@ -104,16 +264,40 @@ pub fn merge(flags: &Settings, file: Option<&Path>) -> Result<Settings, String> 
             to_map(&settings)?
         }
     };
-    merged.extend(to_map(flags)?);
+    overlay(&mut merged, to_map(flags)?);
     serde_json::from_value(merged.into()).map_err(|e| format!("invalid configuration: {e}"))
 }
 
-/// The settings that are set, as a JSON object.
-fn to_map(settings: &Settings) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-    match serde_json::to_value(settings).map_err(|e| e.to_string())? {
-        serde_json::Value::Object(map) => {
-            Ok(map.into_iter().filter(|(_, v)| !v.is_null()).collect())
+/// A JSON object.
+type Map = serde_json::Map<String, serde_json::Value>;
+
+/// Sets every key of `over` in `base`, table by table.
+fn overlay(base: &mut Map, over: Map) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(serde_json::Value::Object(base)), serde_json::Value::Object(over)) => {
+                overlay(base, over);
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
         }
+    }
+}
+
+/// The settings that are set, as a JSON object (tables hold only their set keys).
+fn to_map(settings: &Settings) -> Result<Map, String> {
+    /// Drops unset keys.
+    fn set_only(map: Map) -> Map {
+        let set = map.into_iter().filter(|(_, v)| !v.is_null());
+        set.map(|(k, v)| match v {
+            serde_json::Value::Object(table) => (k, set_only(table).into()),
+            v => (k, v),
+        })
+        .collect()
+    }
+    match serde_json::to_value(settings).map_err(|e| e.to_string())? {
+        serde_json::Value::Object(map) => Ok(set_only(map)),
         _ => Err("settings are not a table".into()),
     }
 }
@@ -167,6 +351,12 @@ impl Settings {
         if let Some(ttl) = self.session_ttl {
             builder = builder.session_ttl(Duration::from_secs(ttl));
         }
+        builder = builder
+            .heartbeat(self.heartbeat.options())
+            .server_heartbeat(self.server_heartbeat.options());
+        if let Some(webhook) = self.webhook.options()? {
+            builder = builder.webhook(webhook);
+        }
         let hub = builder.build().map_err(|e| e.to_string())?;
         let mut http = HttpOptions::new();
         if let Some(key) = self.api_key {
@@ -179,6 +369,62 @@ impl Settings {
             http = http.max_body(max_body);
         }
         Ok(Plan { hub, http, listen })
+    }
+}
+
+/// Sets `target` to `value` seconds when given.
+fn seconds(target: &mut Duration, value: Option<u64>) {
+    if let Some(value) = value {
+        *target = Duration::from_secs(value);
+    }
+}
+
+impl HeartbeatSettings {
+    /// The library's options, with these settings over its defaults.
+    fn options(self) -> Heartbeat {
+        let mut options = Heartbeat::default();
+        options.name = self.name.unwrap_or(options.name);
+        options.logging = self.logging.unwrap_or(options.logging);
+        seconds(&mut options.purge_delay, self.purge_delay);
+        seconds(&mut options.beat_delay, self.beat_delay);
+        seconds(&mut options.expire_delay, self.expire_delay);
+        options
+    }
+}
+
+impl ServerHeartbeatSettings {
+    /// The library's options, with these settings over its defaults (empty message, 0 s: off).
+    fn options(self) -> ServerHeartbeat {
+        let mut options = ServerHeartbeat::default();
+        if let Some(message) = self.message {
+            options.message = Some(message).filter(|m| !m.is_empty());
+        }
+        seconds(&mut options.interval, self.interval);
+        if let Some(ping) = self.ping_interval {
+            options.ping_interval = Some(Duration::from_secs(ping)).filter(|d| !d.is_zero());
+        }
+        options
+    }
+}
+
+impl WebhookSettings {
+    /// The library's webhook, if a URL is set.
+    fn options(self) -> Result<Option<Webhook>, String> {
+        let Some(url) = self.url else {
+            return match self.secret {
+                None => Ok(None),
+                Some(_) => Err("webhook.secret is set but webhook.url is not".into()),
+            };
+        };
+        let secret = self
+            .secret
+            .ok_or("webhook.url is set but webhook.secret is not: events are always signed")?;
+        let mut webhook = Webhook::new(url, secret);
+        webhook.queue = self.queue.unwrap_or(webhook.queue);
+        webhook.batch = self.batch.unwrap_or(webhook.batch);
+        webhook.attempts = self.attempts.unwrap_or(webhook.attempts);
+        seconds(&mut webhook.timeout, self.timeout);
+        Ok(Some(webhook))
     }
 }
 
@@ -203,6 +449,61 @@ mod tests {
         let merged = merge(&flags, Some(&f)).unwrap();
         assert_eq!(merged.max_name_len, Some(7));
         assert_eq!(merged.session_ttl, Some(60));
+    }
+
+    #[test]
+    fn tables_merge_key_by_key() {
+        let f = file(
+            "tables",
+            "[heartbeat]\nbeat_delay = 10\nexpire_delay = 15\n[webhook]\nurl = \"http://127.0.0.1:9/\"\n",
+        );
+        let flags = Settings {
+            heartbeat: HeartbeatSettings {
+                expire_delay: Some(20),
+                ..HeartbeatSettings::default()
+            },
+            ..Settings::default()
+        };
+        let merged = merge(&flags, Some(&f)).unwrap();
+        assert_eq!(merged.heartbeat.beat_delay, Some(10));
+        assert_eq!(merged.heartbeat.expire_delay, Some(20));
+        assert_eq!(merged.webhook.url.as_deref(), Some("http://127.0.0.1:9/"));
+        let f = file("table-typo", "[heartbeat]\npurge_dely = 5\n");
+        let err = merge(&Settings::default(), Some(&f)).unwrap_err();
+        assert!(err.contains("purge_dely"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn heartbeat_and_webhook_settings_that_cannot_work_are_refused() {
+        let tight = Settings {
+            heartbeat: HeartbeatSettings {
+                beat_delay: Some(40),
+                ..HeartbeatSettings::default()
+            },
+            ..Settings::default()
+        };
+        let err = tight.plan().err().unwrap();
+        assert!(err.contains("heartbeat.expire_delay"), "{err}");
+        assert!(err.contains("longer than beat_delay"), "{err}");
+        let unsigned = Settings {
+            webhook: WebhookSettings {
+                url: Some("http://127.0.0.1:9/".into()),
+                ..WebhookSettings::default()
+            },
+            ..Settings::default()
+        };
+        let err = unsigned.plan().err().unwrap();
+        assert!(err.contains("webhook.secret"), "{err}");
+        let off = Settings {
+            server_heartbeat: ServerHeartbeatSettings {
+                message: Some(String::new()),
+                ping_interval: Some(0),
+                ..ServerHeartbeatSettings::default()
+            },
+            ..Settings::default()
+        };
+        let options = off.server_heartbeat.options();
+        assert_eq!((options.message, options.ping_interval), (None, None));
     }
 
     #[test]
@@ -254,14 +555,35 @@ mod tests {
         serve.write_long_help(&mut help).unwrap();
         let help = String::from_utf8(help).unwrap();
         let d = Limits::default();
+        let (h, s) = (Heartbeat::default(), ServerHeartbeat::default());
+        let w = Webhook::new("", "");
+        let secs = |d: Duration| d.as_secs().to_string();
         for (flag, value) in [
-            ("--max-frame-size", d.max_frame_size),
-            ("--max-args-size", d.max_args_size),
-            ("--max-channels-per-session", d.max_channels_per_session),
-            ("--max-name-len", d.max_name_len),
-            ("--outbound-queue", d.outbound_queue),
+            ("--max-frame-size", d.max_frame_size.to_string()),
+            ("--max-args-size", d.max_args_size.to_string()),
+            (
+                "--max-channels-per-session",
+                d.max_channels_per_session.to_string(),
+            ),
+            ("--max-name-len", d.max_name_len.to_string()),
+            ("--outbound-queue", d.outbound_queue.to_string()),
+            ("--heartbeat-name", h.name),
+            ("--heartbeat-logging", h.logging.to_string()),
+            ("--heartbeat-purge-delay", secs(h.purge_delay)),
+            ("--heartbeat-beat-delay", secs(h.beat_delay)),
+            ("--heartbeat-expire-delay", secs(h.expire_delay)),
+            ("--server-heartbeat-message", s.message.unwrap()),
+            ("--server-heartbeat-interval", secs(s.interval)),
+            (
+                "--server-heartbeat-ping-interval",
+                secs(s.ping_interval.unwrap()),
+            ),
+            ("--webhook-queue", w.queue.to_string()),
+            ("--webhook-batch", w.batch.to_string()),
+            ("--webhook-attempts", w.attempts.to_string()),
+            ("--webhook-timeout", secs(w.timeout)),
         ] {
-            let line = help.split(flag).nth(1).unwrap();
+            let line = help.split(&format!("{flag} <")).nth(1).unwrap();
             let section = line.split("\n  -").next().unwrap();
             assert!(
                 section.contains(&format!("[default: {value}]")),

@@ -29,7 +29,9 @@ enum Command {
 /// Options of `tidings serve`: from a TOML file, `TIDINGS_*` variables and flags, flags winning.
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// TOML config file; its keys are the long flags' names with `_` for `-`
+    /// TOML config file; its keys are the long flags' names with `_` for `-`, those of
+    /// --heartbeat-*, --server-heartbeat-* and --webhook-* in tables [heartbeat], [server_heartbeat]
+    /// and [webhook] (e.g. --heartbeat-beat-delay is beat_delay under [heartbeat])
     #[arg(long, short, env = "TIDINGS_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 

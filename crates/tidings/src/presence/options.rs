@@ -48,16 +48,16 @@ impl Heartbeat {
             );
         }
         let delays = [
-            ("purge_delay", self.purge_delay),
-            ("beat_delay", self.beat_delay),
-            ("expire_delay", self.expire_delay),
+            ("heartbeat.purge_delay", self.purge_delay),
+            ("heartbeat.beat_delay", self.beat_delay),
+            ("heartbeat.expire_delay", self.expire_delay),
         ];
         if let Some((name, _)) = delays.iter().find(|(_, d)| d.is_zero()) {
             return invalid(name, "must be more than 0".into());
         }
         if self.expire_delay <= self.beat_delay {
             return invalid(
-                "expire_delay",
+                "heartbeat.expire_delay",
                 format!(
                     "{:?} must be longer than beat_delay ({:?}): otherwise a session that beats on \
                      time expires between two beats",
@@ -80,7 +80,7 @@ mod tests {
             ..Heartbeat::default()
         };
         let err = options.validate().unwrap_err().to_string();
-        assert!(err.contains("expire_delay"), "{err}");
+        assert!(err.contains("heartbeat.expire_delay"), "{err}");
         assert!(err.contains("longer than beat_delay"), "{err}");
         assert!(Heartbeat::default().validate().is_ok());
         let zero = Heartbeat {
