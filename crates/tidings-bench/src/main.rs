@@ -4,6 +4,7 @@
 //! `worker` and `bare-server` are the processes it starts.
 
 mod bare;
+mod heartbeat;
 mod peer;
 mod report;
 mod scenario;
@@ -147,20 +148,54 @@ async fn run_suite(args: SuiteArgs) -> Result<(), String> {
             outcomes.push(outcome);
         }
     }
+    let measured = args.servers.contains(&Kind::Tidings)
+        && suite::unavailable(Kind::Tidings, &programs).is_none();
+    let heartbeat = if measured {
+        let h = heartbeat::measure(&programs, args.quick).await;
+        eprintln!(
+            "{:<20} {:<14} {:>6} sockets: {:.0} beats/s, p99 {} µs; purge of {} sessions {:.1} ms{}",
+            "tidings",
+            "heartbeat",
+            h.sockets,
+            h.per_second,
+            h.latency_us[2],
+            h.purged,
+            h.purge_ms,
+            h.error
+                .as_deref()
+                .map(|e| format!(" ERROR {e}"))
+                .unwrap_or_default()
+        );
+        Some(h)
+    } else {
+        None
+    };
     let notes = std::fs::read_to_string(&args.notes).unwrap_or_default();
-    let text = report::markdown(&outcomes, &unavailable, &args.command, &notes);
+    let text = report::markdown(
+        &outcomes,
+        heartbeat.as_ref(),
+        &unavailable,
+        &args.command,
+        &notes,
+    );
     std::fs::write(&args.out, text).map_err(|e| format!("{}: {e}", args.out.display()))?;
     if let Some(json) = &args.json {
-        let raw = serde_json::to_string_pretty(&outcomes).map_err(|e| e.to_string())?;
+        let all = serde_json::json!({ "fanout": outcomes, "heartbeat": heartbeat });
+        let raw = serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?;
         std::fs::write(json, raw).map_err(|e| format!("{}: {e}", json.display()))?;
     }
     let incomplete: Vec<_> = outcomes.iter().filter(|o| !o.complete()).collect();
-    let passed = outcomes.len() - incomplete.len();
-    eprintln!("bench: {passed} passed, {} failed", incomplete.len());
-    if args.quick && (!incomplete.is_empty() || outcomes.is_empty()) {
+    let heartbeat_failed = heartbeat.as_ref().and_then(|h| h.error.clone());
+    let failed = incomplete.len() + usize::from(heartbeat_failed.is_some());
+    let passed = outcomes.len() + usize::from(heartbeat.is_some()) - failed;
+    eprintln!("bench: {passed} passed, {failed} failed");
+    if args.quick && (failed > 0 || outcomes.is_empty()) {
         return Err(format!(
-            "{} runs lost deliveries or sockets",
-            incomplete.len()
+            "{} runs lost deliveries or sockets{}",
+            incomplete.len(),
+            heartbeat_failed
+                .map(|e| format!("; heartbeat: {e}"))
+                .unwrap_or_default()
         ));
     }
     Ok(())

@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use crate::heartbeat::HeartbeatOutcome;
 use crate::peer::Kind;
 use crate::scenario::Grouping;
 use crate::suite::Outcome;
@@ -50,6 +51,7 @@ fn ms(us: u64) -> String {
 /// The report, followed by the hand-written analysis in `notes` (if any).
 pub fn markdown(
     outcomes: &[Outcome],
+    heartbeat: Option<&HeartbeatOutcome>,
     unavailable: &[(Kind, String)],
     command: &str,
     notes: &str,
@@ -150,6 +152,9 @@ pub fn markdown(
         );
     }
     let _ = writeln!(out);
+    if let Some(h) = heartbeat {
+        heartbeat_section(&mut out, h);
+    }
     if !unavailable.is_empty() {
         let _ = writeln!(out, "## Not measured\n");
         for (kind, why) in unavailable {
@@ -159,4 +164,44 @@ pub fn markdown(
     }
     out.push_str(notes);
     out
+}
+
+/// The heartbeat section: beats answered per second, and the purge of many expired sessions.
+fn heartbeat_section(out: &mut String, h: &HeartbeatOutcome) {
+    let _ = writeln!(out, "## Heartbeat (tidings)\n");
+    if let Some(e) = &h.error {
+        let _ = writeln!(out, "Failed: {e}\n");
+    }
+    let _ = writeln!(
+        out,
+        "{} sockets, one session each, start their heartbeat, then each sends a beat and waits for \
+         its reply, for {:.0} s, against `tidings serve` (in-memory store).\n",
+        h.sockets, h.seconds
+    );
+    let _ = writeln!(
+        out,
+        "| beats answered | beats/s | p50 ms | p90 ms | p99 ms | max ms |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    let [p50, p90, p99, max] = h.latency_us;
+    let _ = writeln!(
+        out,
+        "| {} | {:.0} | {} | {} | {} | {} |\n",
+        h.beats,
+        h.per_second,
+        ms(p50),
+        ms(p90),
+        ms(p99),
+        ms(max)
+    );
+    let _ = writeln!(
+        out,
+        "Purge: {} sessions tracked in the in-memory store ({:.0} ns per beat recorded, no socket), \
+         expired, then removed by one `purge()` with a `disconnect` event each: **{:.1} ms** \
+         ({:.2} µs per session).\n",
+        h.purged,
+        h.store_beat_ns,
+        h.purge_ms,
+        h.purge_ms * 1000.0 / h.purged.max(1) as f64
+    );
 }

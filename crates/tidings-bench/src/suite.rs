@@ -47,9 +47,10 @@ pub struct Programs {
 }
 
 /// A server process started for one run.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    ws: SocketAddr,
+    /// Its WebSocket address.
+    pub(crate) ws: SocketAddr,
     http: SocketAddr,
 }
 
@@ -72,7 +73,7 @@ pub fn unavailable(kind: Kind, programs: &Programs) -> Option<String> {
 
 impl Server {
     /// Starts a server of `kind` on free ports and waits until it accepts connections.
-    async fn start(kind: Kind, programs: &Programs) -> Result<Self, String> {
+    pub(crate) async fn start(kind: Kind, programs: &Programs) -> Result<Self, String> {
         let ws = free_port()?;
         let http = if kind == Kind::Bare { free_port()? } else { ws };
         let port = ws.port().to_string();
@@ -137,6 +138,11 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Err(format!("{kind:?} did not start listening on {ws}"))
+    }
+
+    /// Stops the server.
+    pub(crate) async fn stop(mut self) {
+        let _ = self.child.kill().await;
     }
 
     /// Resident memory of the server process, in KiB.
@@ -332,7 +338,7 @@ pub async fn measure(kind: Kind, scenario: &Scenario, programs: &Programs) -> Ou
 }
 
 async fn run(kind: Kind, scenario: &Scenario, programs: &Programs) -> Result<Outcome, String> {
-    let mut server = Server::start(kind, programs).await?;
+    let server = Server::start(kind, programs).await?;
     let rss_before_kib = server.rss_kib();
     let workers_needed = scenario
         .sockets
@@ -421,7 +427,7 @@ async fn run(kind: Kind, scenario: &Scenario, programs: &Programs) -> Result<Out
         }
         let _ = worker.child.wait().await;
     }
-    let _ = server.child.kill().await;
+    server.stop().await;
     let seconds = (last_ns.saturating_sub(start_ns)) as f64 / 1e9;
     let q = |p: f64| latency.value_at_quantile(p);
     Ok(Outcome {
