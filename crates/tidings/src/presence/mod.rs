@@ -44,6 +44,22 @@ pub(crate) enum HeartbeatOp {
 }
 
 /// The presence of one hub's sessions. Get it with [`Hub::presence`](crate::Hub::presence).
+///
+/// ```
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use futures_util::StreamExt;
+///
+/// let hub = tidings::Hub::builder().build()?;
+/// let mut events = hub.presence().events();
+/// tokio::spawn(async move {
+///     while let Some(Ok(event)) = events.next().await {
+///         println!("{} {} (user {:?})", event.kind.as_str(), event.session, event.user);
+///     }
+/// });
+/// assert!(hub.presence().all_connected().await?.is_empty());
+/// assert_eq!(hub.presence().purge().await?, 0);
+/// # Ok(()) }
+/// ```
 pub struct Presence {
     options: Heartbeat,
     store: Arc<dyn PresenceStore>,
