@@ -13,6 +13,12 @@ use crate::{Hub, ServerHeartbeat};
 const EXPIRE: Duration = Duration::from_secs(40);
 const MS: Duration = Duration::from_millis(1);
 
+/// A hub with these heartbeat and server heartbeat options.
+fn hub_with(heartbeat: Heartbeat, server_heartbeat: ServerHeartbeat) -> Hub {
+    let builder = Hub::builder().heartbeat(heartbeat);
+    builder.server_heartbeat(server_heartbeat).build().unwrap()
+}
+
 /// A hub with these heartbeat options and no server heartbeat or pings.
 fn hub(heartbeat: Heartbeat) -> Hub {
     let quiet = ServerHeartbeat {
@@ -20,8 +26,7 @@ fn hub(heartbeat: Heartbeat) -> Hub {
         ping_interval: None,
         ..ServerHeartbeat::default()
     };
-    let builder = Hub::builder().heartbeat(heartbeat).server_heartbeat(quiet);
-    builder.build().unwrap()
+    hub_with(heartbeat, quiet)
 }
 
 /// A hub whose purge loop stays out of the way (it first runs after an hour).
@@ -115,14 +120,20 @@ async fn a_beat_for_an_untracked_or_purged_session_connects() {
     none_left(&mut events);
 }
 
+/// Two tabs of one new session, both started.
+async fn two_beating_tabs(hub: &Hub) -> (Tab, Tab) {
+    let mut a = Tab::open(hub, None).await;
+    let mut b = Tab::open(hub, Some(&a.session)).await;
+    a.heartbeat("start").await;
+    b.heartbeat("start").await;
+    (a, b)
+}
+
 #[tokio::test(start_paused = true)]
 async fn stop_disconnects_only_when_the_last_beating_tab_stops() {
     let hub = hub(Heartbeat::default());
     let mut events = hub.presence().events();
-    let mut a = Tab::open(&hub, None).await;
-    let mut b = Tab::open(&hub, Some(&a.session)).await;
-    a.heartbeat("start").await;
-    b.heartbeat("start").await;
+    let (mut a, mut b) = two_beating_tabs(&hub).await;
     next(&mut events);
     next(&mut events);
     assert_eq!(b.heartbeat("stop").await, Value::Null);
@@ -142,10 +153,7 @@ async fn stop_disconnects_only_when_the_last_beating_tab_stops() {
 async fn a_closed_tab_does_not_keep_another_tabs_stop_from_disconnecting() {
     let hub = hub(Heartbeat::default());
     let mut events = hub.presence().events();
-    let mut a = Tab::open(&hub, None).await;
-    let mut b = Tab::open(&hub, Some(&a.session)).await;
-    a.heartbeat("start").await;
-    b.heartbeat("start").await;
+    let (mut a, b) = two_beating_tabs(&hub).await;
     b.close().await;
     assert_eq!(a.heartbeat("stop").await, "disconnect");
     let kinds: Vec<_> = (0..3).map(|_| next(&mut events).kind).collect();
@@ -196,22 +204,23 @@ async fn a_beat_just_inside_expire_delay_keeps_the_session_and_just_outside_lose
     none_left(&mut events);
 }
 
+/// Starts `n` new sessions straight through presence, each with a socket id of its own.
+async fn start_sessions(hub: &Hub, n: usize) {
+    for seq in 0..n as u64 {
+        let session = SessionId::random().unwrap();
+        let socket = SocketId::new(hub.node_id().clone(), seq);
+        let presence = hub.presence();
+        let started = presence.heartbeat(HeartbeatOp::Start, &session, &socket, None);
+        assert_eq!(started.await.unwrap(), Some(PresenceKind::Connect));
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn purge_on_demand_removes_every_expired_session_past_a_batch() {
     let hub = hub_without_purge_loop();
     let presence = hub.presence();
-    let node = hub.node_id().clone();
     let n = PURGE_BATCH * 2 + 7;
-    for seq in 0..n as u64 {
-        let (session, socket) = (
-            SessionId::random().unwrap(),
-            SocketId::new(node.clone(), seq),
-        );
-        presence
-            .heartbeat(HeartbeatOp::Start, &session, &socket, None)
-            .await
-            .unwrap();
-    }
+    start_sessions(&hub, n).await;
     assert_eq!(presence.all_connected().await.unwrap().len(), n);
     tokio::time::advance(EXPIRE + MS).await;
     assert_eq!(presence.purge().await.unwrap(), n);
@@ -223,18 +232,8 @@ async fn a_subscriber_that_never_reads_does_not_hold_up_the_purge() {
     let hub = hub_without_purge_loop();
     let presence = hub.presence();
     let mut idle = presence.events();
-    let node = hub.node_id().clone();
     let n = EVENTS_BUFFER as u64;
-    for seq in 0..n {
-        let (session, socket) = (
-            SessionId::random().unwrap(),
-            SocketId::new(node.clone(), seq),
-        );
-        presence
-            .heartbeat(HeartbeatOp::Start, &session, &socket, None)
-            .await
-            .unwrap();
-    }
+    start_sessions(&hub, EVENTS_BUFFER).await;
     tokio::time::advance(EXPIRE + MS).await;
     assert_eq!(presence.purge().await.unwrap(), n as usize);
     // It missed the oldest events, is told how many, then reads the rest.
@@ -252,13 +251,11 @@ async fn a_subscriber_that_never_reads_does_not_hold_up_the_purge() {
 
 #[tokio::test(start_paused = true)]
 async fn heartbeat_frames_from_the_server_come_every_interval_and_from_clients_are_ignored() {
-    let hub = Hub::builder()
-        .server_heartbeat(ServerHeartbeat {
-            ping_interval: None,
-            ..ServerHeartbeat::default()
-        })
-        .build()
-        .unwrap();
+    let server_heartbeat = ServerHeartbeat {
+        ping_interval: None,
+        ..ServerHeartbeat::default()
+    };
+    let hub = hub_with(Heartbeat::default(), server_heartbeat);
     let mut tab = Tab::open(&hub, None).await;
     let expected = json!({"message": "--heartbeat--", "interval_ms": 4000});
     assert_eq!(tab.welcome["heartbeat"], expected);
@@ -275,13 +272,11 @@ async fn heartbeat_frames_from_the_server_come_every_interval_and_from_clients_a
 
 #[tokio::test(start_paused = true)]
 async fn a_socket_that_answers_no_ping_is_closed_and_one_that_answers_stays() {
-    let hub = Hub::builder()
-        .server_heartbeat(ServerHeartbeat {
-            message: None,
-            ..ServerHeartbeat::default()
-        })
-        .build()
-        .unwrap();
+    let server_heartbeat = ServerHeartbeat {
+        message: None,
+        ..ServerHeartbeat::default()
+    };
+    let hub = hub_with(Heartbeat::default(), server_heartbeat);
     let silent = Tab::open(&hub, None).await;
     Tab::open(&hub, None).await.keep_reading();
     // The silent tab reads nothing from here on, so it answers no ping.
