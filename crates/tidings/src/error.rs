@@ -64,7 +64,7 @@ pub enum StoreError {
         max: usize,
     },
     /// The store backend cannot be reached.
-    #[error("session store unavailable: {0}")]
+    #[error("store unavailable: {0}")]
     Unavailable(String),
 }
 

@@ -1,12 +1,15 @@
 //! Stores: where sessions (user id, channel subscriptions, idle expiry) and presence (which
 //! sessions are beating) live.
 //!
-//! [`MemoryStore`] keeps both in this process (the default). Every session operation names the
+//! [`MemoryStore`] keeps both in this process (the default); [`RedisStore`] keeps presence in
+//! Redis, shared by many nodes. Every session operation names the
 //! session; an unknown or expired session is [`StoreError::NotFound`].
 
 mod memory;
 mod presence;
+mod redis;
 
+pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 pub use presence::{BeatOutcome, Connected, PresenceStore};
 

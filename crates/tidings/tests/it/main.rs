@@ -4,6 +4,7 @@ mod api;
 mod bad_input;
 mod presence;
 mod publish;
+mod redis_presence;
 mod sessions;
 mod slow_consumer;
 mod support;

@@ -1,0 +1,72 @@
+//! The Redis store: presence shared by every node that uses the same Redis, with one Lua script
+//! per operation so each step is atomic across nodes.
+//!
+//! Keys, all in one hash slot (`{name}` is the heartbeat `name`, default `heartbeat`):
+//! - `{name}:expiry`: sorted set, session id → when its last beat expires (ms, Redis clock);
+//! - `{name}:user`: hash, session id → user id;
+//! - `{name}:sockets:<session id>`: hash, socket id → when that socket's last beat expires.
+//!
+//! Time is always the Redis server's (`TIME`), so nodes' clocks never disagree.
+
+mod presence;
+
+use std::time::Duration;
+
+use redis::Script;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::error::StoreError;
+
+/// How long connecting to Redis may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The store's scripts, each prefixed with `now.lua`.
+struct Scripts {
+    beat: Script,
+    stop: Script,
+    purge: Script,
+    connected: Script,
+}
+
+/// Presence in Redis, shared by every node connected to it.
+pub struct RedisStore {
+    connection: ConnectionManager,
+    prefix: String,
+    scripts: Scripts,
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://[:password@]host:port/db`); `name` prefixes every key (the
+    /// heartbeat `name`). Reconnects by itself after the connection is lost.
+    pub async fn connect(url: &str, name: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        // Fail fast while Redis is away; the next command tries to reconnect again.
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_connection_timeout(Some(CONNECT_TIMEOUT));
+        let connection = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(unavailable)?;
+        let script = |body: &str| Script::new(&format!("{}{body}", include_str!("now.lua")));
+        Ok(Self {
+            connection,
+            prefix: format!("{{{name}}}"),
+            scripts: Scripts {
+                beat: script(include_str!("beat.lua")),
+                stop: script(include_str!("stop.lua")),
+                purge: script(include_str!("purge.lua")),
+                connected: script(include_str!("connected.lua")),
+            },
+        })
+    }
+
+    /// A key under this store's prefix.
+    fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.prefix)
+    }
+}
+
+/// A Redis error as the store reports it.
+fn unavailable(error: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis: {error}"))
+}
