@@ -273,6 +273,15 @@ impl Index {
         self.sockets.values().map(|s| &s.outbox)
     }
 
+    /// The outboxes of slice `slice` of `slices`: the sockets whose number is `slice` modulo `slices`.
+    pub(crate) fn slice(&self, slice: u64, slices: u64) -> impl Iterator<Item = &Arc<Outbox>> {
+        let mine = move |seq: &u64| *seq % slices == slice;
+        self.sockets
+            .iter()
+            .filter(move |(seq, _)| mine(seq))
+            .map(|(_, s)| &s.outbox)
+    }
+
     /// The user id a local session is bound to.
     pub(crate) fn user_of(&self, session: &SessionId) -> Option<Arc<str>> {
         self.sessions.get(session)?.user.clone()

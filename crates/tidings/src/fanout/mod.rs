@@ -115,10 +115,11 @@ impl Local {
         self.index.read().outboxes().for_each(|o| o.close(reason));
     }
 
-    /// Queues the same frame (the server heartbeat) to every socket.
-    pub(crate) fn send_to_all(&self, frame: &Bytes) {
+    /// Queues the same frame (the server heartbeat) to the sockets of one slice (see
+    /// `socket/keepalive.rs`): slice `slice` of `slices`.
+    pub(crate) fn send_to_slice(&self, frame: &Bytes, slice: u64, slices: u64) {
         let mut slow = 0;
-        self.index.read().outboxes().for_each(|o| {
+        self.index.read().slice(slice, slices).for_each(|o| {
             if o.push(Outgoing::Frame(frame.clone())) == Err(PushError::Full) {
                 slow += 1;
             }
@@ -126,10 +127,11 @@ impl Local {
         self.count_slow(slow);
     }
 
-    /// A ping round: closes the sockets not heard from since the last round, pings the others.
-    pub(crate) fn ping(&self) {
+    /// A ping round over one slice of the sockets: closes those not heard from since their last
+    /// round, pings the others.
+    pub(crate) fn ping_slice(&self, slice: u64, slices: u64) {
         let (mut silent, mut slow) = (0, 0);
-        self.index.read().outboxes().for_each(|o| {
+        self.index.read().slice(slice, slices).for_each(|o| {
             if !o.take_heard() {
                 o.close(CloseReason::PingTimeout);
                 silent += 1;

@@ -259,14 +259,18 @@ async fn heartbeat_frames_from_the_server_come_every_interval_and_from_clients_a
     let mut tab = Tab::open(&hub, None).await;
     let expected = json!({"message": "--heartbeat--", "interval_ms": 4000});
     assert_eq!(tab.welcome["heartbeat"], expected);
+    // The first comes within one interval (sockets are served in slices); then one per interval.
     let start = tokio::time::Instant::now();
     assert_eq!(tab.recv().await, "--heartbeat--");
-    assert_eq!(start.elapsed(), Duration::from_secs(4));
+    assert!(start.elapsed() <= Duration::from_secs(4));
+    let first = tokio::time::Instant::now();
+    assert_eq!(tab.recv().await, "--heartbeat--");
+    assert_eq!(first.elapsed(), Duration::from_secs(4));
     tab.send_text("--heartbeat--").await;
     let reply = tab.request(json!({"type": "list"})).await;
     assert_eq!(reply["result"], json!([]));
     // The reply came before the next server heartbeat, and nothing was refused.
-    assert_eq!(start.elapsed(), Duration::from_secs(4));
+    assert_eq!(first.elapsed(), Duration::from_secs(4));
     assert_eq!(hub.stats().refused_frames, 0);
 }
 

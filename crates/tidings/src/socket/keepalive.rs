@@ -1,9 +1,12 @@
 //! The server's side of link liveness: a heartbeat text frame and RFC 6455 pings to every socket.
 //!
-//! One task per node, not one timer per socket: each round walks the node's outboxes once and
-//! queues the same shared frame to each (django-websocket-redis's `--heartbeat--`, which clients
-//! count to tell a dead link). Each ping round closes (4001) the sockets that sent nothing,
-//! not even a pong, since the round before, and pings the rest.
+//! One task per node, not one timer per socket. The sockets are split in [`SLICES`] slices by
+//! number, and each round serves one slice, so a socket still gets one heartbeat per `interval`
+//! but the node never writes to all of its sockets at once (which would stall other deliveries
+//! behind a burst as large as a broadcast). A heartbeat round queues the same shared frame to its
+//! slice (django-websocket-redis's `--heartbeat--`, which clients count to tell a dead link); a
+//! ping round closes (4001) the sockets of its slice that sent nothing, not even a pong, since
+//! their previous round, and pings the rest.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -13,6 +16,9 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use crate::error::BuildError;
 use crate::fanout::Local;
+
+/// How many slices the sockets are split into for heartbeat and ping rounds.
+const SLICES: u32 = 16;
 
 /// The server heartbeat and pings. The defaults: `--heartbeat--` every 4 s, a ping every 30 s.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,11 +94,13 @@ async fn tick(ticker: &mut Option<Interval>) {
 /// Sends heartbeats and pings until the node is dropped (at once if there is neither).
 pub(crate) async fn run(local: Weak<Local>, options: ServerHeartbeat) {
     let frame = options.frame();
-    let mut beats = frame.as_ref().map(|_| ticker(options.interval));
-    let mut pings = options.ping_interval.map(ticker);
+    let mut beats = frame.as_ref().map(|_| ticker(options.interval / SLICES));
+    let mut pings = options.ping_interval.map(|d| ticker(d / SLICES));
     if beats.is_none() && pings.is_none() {
         return;
     }
+    let slices = u64::from(SLICES);
+    let (mut beat_rounds, mut ping_rounds) = (0u64, 0u64);
     loop {
         let ping = tokio::select! {
             () = tick(&mut beats) => false,
@@ -102,8 +110,14 @@ pub(crate) async fn run(local: Weak<Local>, options: ServerHeartbeat) {
             return;
         };
         match &frame {
-            _ if ping => local.ping(),
-            Some(frame) => local.send_to_all(frame),
+            _ if ping => {
+                local.ping_slice(ping_rounds % slices, slices);
+                ping_rounds += 1;
+            }
+            Some(frame) => {
+                local.send_to_slice(frame, beat_rounds % slices, slices);
+                beat_rounds += 1;
+            }
             None => {}
         }
     }
