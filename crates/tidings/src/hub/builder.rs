@@ -133,11 +133,11 @@ impl HubBuilder {
         let store = self.store.unwrap_or_else(|| memory.clone());
         let presence_store = self.presence_store.unwrap_or(memory);
         let counters = Arc::new(Counters::default());
-        let _guard = runtime.enter();
         let presence = Arc::new(Presence::new(
             self.heartbeat,
             presence_store,
             self.webhook,
+            &runtime,
             &node,
             counters.clone(),
         )?);
@@ -145,10 +145,7 @@ impl HubBuilder {
         let inbox: Arc<dyn Inbox> = local.clone();
         bus.attach(&node, Arc::downgrade(&inbox));
         runtime.spawn(presence::purge::run(Arc::downgrade(&presence)));
-        runtime.spawn(keepalive::run(
-            Arc::downgrade(&local),
-            self.server_heartbeat.clone(),
-        ));
+        keepalive::spawn(&runtime, &Arc::downgrade(&local), &self.server_heartbeat);
         let shared = Arc::new(Shared {
             node,
             limits: self.limits,

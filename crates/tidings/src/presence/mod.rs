@@ -17,8 +17,9 @@ pub use options::Heartbeat;
 pub use webhook::{SIGNATURE_HEADER, Webhook};
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
+use tokio::runtime::Handle;
 use tokio::sync::broadcast;
 
 use crate::error::{BuildError, StoreError};
@@ -69,11 +70,12 @@ pub struct Presence {
 }
 
 impl Presence {
-    /// Checks the options and starts the webhook worker, if there is a webhook.
+    /// Checks the options and starts the webhook worker of node `node`, if there is a webhook.
     pub(crate) fn new(
         options: Heartbeat,
         store: Arc<dyn PresenceStore>,
         webhook: Option<Webhook>,
+        runtime: &Handle,
         node: &NodeId,
         counters: Arc<Counters>,
     ) -> Result<Self, BuildError> {
@@ -81,8 +83,14 @@ impl Presence {
         let webhook = match webhook {
             Some(webhook) => {
                 let url = webhook.validate()?;
-                let queue = webhook::Queue::start(webhook, url, node.clone(), counters.clone())?;
-                Some(queue)
+                let node = node.clone();
+                Some(webhook::Queue::start(
+                    webhook,
+                    url,
+                    runtime,
+                    node,
+                    counters.clone(),
+                )?)
             }
             None => None,
         };
@@ -177,11 +185,6 @@ impl Presence {
         if let Err(e) = self.store.leave(session, socket).await {
             tracing::warn!(error = %e, %session, %socket, "could not record a closed socket's leaving");
         }
-    }
-
-    /// The delay between purges.
-    pub(crate) fn purge_delay(&self) -> Duration {
-        self.options.purge_delay
     }
 
     /// Logs an event and hands it to the subscribers and the webhook, never waiting.

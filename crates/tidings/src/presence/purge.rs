@@ -6,7 +6,7 @@ use super::Presence;
 
 /// Purges until the presence is dropped with its hub.
 pub(crate) async fn run(presence: Weak<Presence>) {
-    let Some(delay) = presence.upgrade().map(|p| p.purge_delay()) else {
+    let Some(delay) = presence.upgrade().map(|p| p.options().purge_delay) else {
         return;
     };
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + delay, delay);

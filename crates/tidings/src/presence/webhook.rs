@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
 use sha2::Sha256;
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use super::PresenceEvent;
@@ -118,6 +120,7 @@ impl Queue {
     pub(super) fn start(
         webhook: Webhook,
         url: reqwest::Url,
+        runtime: &Handle,
         node: NodeId,
         counters: Arc<Counters>,
     ) -> Result<Self, BuildError> {
@@ -136,7 +139,7 @@ impl Queue {
             client,
             counters: counters.clone(),
         };
-        tokio::spawn(worker.run(receiver));
+        runtime.spawn(worker.run(receiver));
         Ok(Self {
             sender,
             dropping: AtomicBool::new(false),
@@ -162,6 +165,17 @@ impl Queue {
             }
         }
     }
+}
+
+/// An error with each of its causes, `a: b: c` (reqwest's own text omits them).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text = format!("{text}: {e}");
+        cause = e.source();
+    }
+    text
 }
 
 /// The body of one POST.
@@ -196,7 +210,7 @@ impl Worker {
             node: &self.node,
             events,
         }) {
-            Ok(body) => body,
+            Ok(body) => Bytes::from(body),
             Err(e) => {
                 tracing::error!(error = %e, "webhook batch could not be encoded");
                 self.counters.webhook_failed(n);
@@ -225,21 +239,16 @@ impl Worker {
     }
 
     /// One POST; any status but 2xx is a failure.
-    async fn post(&self, body: &[u8], signature: &str) -> Result<(), String> {
+    async fn post(&self, body: &Bytes, signature: &str) -> Result<(), String> {
         let response = self
             .client
             .post(self.url.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(SIGNATURE_HEADER, signature)
-            .body(body.to_vec())
+            .body(body.clone())
             .send()
             .await
-            .map_err(|e| {
-                format!(
-                    "{e}: {}",
-                    std::error::Error::source(&e).map_or(String::new(), ToString::to_string)
-                )
-            })?;
+            .map_err(|e| with_causes(&e))?;
         let status = response.status();
         if status.is_success() {
             Ok(())

@@ -59,10 +59,11 @@ where
     // The outbox is fresh and far from full; a refusal here means the socket is already closing.
     let _ = outbox.push(Outgoing::Frame(welcome));
     tracing::debug!(socket = %guard.id(), %session, "socket open");
+    let socket = guard.id().clone();
     let reader = Reader {
         session: hub.session(session),
         hub: hub.clone(),
-        socket: guard.id(),
+        socket: &socket,
         outbox: &outbox,
         encoding,
         heartbeat,
@@ -73,11 +74,11 @@ where
         () = write(&mut sink, &outbox, encoding) => {}
     }
     tracing::debug!(socket = %guard.id(), "socket closed");
-    if reader.beating.load(Ordering::Relaxed) {
-        hub.presence().leave(reader.session.id(), guard.id()).await;
-    }
     // Leave every index before the connection closes: a client that sees it end finds no trace.
     drop(guard);
+    if reader.beating.load(Ordering::Relaxed) {
+        hub.presence().leave(reader.session.id(), &socket).await;
+    }
 }
 
 /// A duration in whole milliseconds, as the protocol gives them.

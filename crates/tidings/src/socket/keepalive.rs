@@ -1,8 +1,8 @@
 //! The server's side of link liveness: a heartbeat text frame and RFC 6455 pings to every socket.
 //!
-//! One task per node, not one timer per socket. The sockets are split in [`SLICES`] slices by
-//! number, and each round serves one slice, so a socket still gets one heartbeat per `interval`
-//! but the node never writes to all of its sockets at once (which would stall other deliveries
+//! One task per node for heartbeats and one for pings, not a timer per socket. The sockets are
+//! split in [`SLICES`] slices by number, and each round serves one slice, so a socket still gets
+//! one heartbeat per `interval` but the node never writes to all of its sockets at once (which would stall other deliveries
 //! behind a burst as large as a broadcast). A heartbeat round queues the same shared frame to its
 //! slice (django-websocket-redis's `--heartbeat--`, which clients count to tell a dead link); a
 //! ping round closes (4001) the sockets of its slice that sent nothing, not even a pong, since
@@ -12,13 +12,14 @@ use std::sync::Weak;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio::runtime::Handle;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::error::BuildError;
 use crate::fanout::Local;
 
 /// How many slices the sockets are split into for heartbeat and ping rounds.
-const SLICES: u32 = 16;
+const SLICES: u64 = 16;
 
 /// The server heartbeat and pings. The defaults: `--heartbeat--` every 4 s, a ping every 30 s.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,51 +75,28 @@ impl ServerHeartbeat {
     }
 }
 
-/// A ticker that first fires one period from now.
-fn ticker(period: Duration) -> Interval {
+/// Starts the heartbeat rounds and the ping rounds that are configured, until the node is dropped.
+pub(crate) fn spawn(runtime: &Handle, local: &Weak<Local>, options: &ServerHeartbeat) {
+    if let Some(frame) = options.frame() {
+        let round = move |local: &Local, slice| local.send_to_slice(&frame, slice, SLICES);
+        runtime.spawn(rounds(local.clone(), options.interval, round));
+    }
+    if let Some(interval) = options.ping_interval {
+        let round = |local: &Local, slice| local.ping_slice(slice, SLICES);
+        runtime.spawn(rounds(local.clone(), interval, round));
+    }
+}
+
+/// Runs `round` on slice after slice, so that each slice has one round per `interval`.
+async fn rounds(local: Weak<Local>, interval: Duration, round: impl Fn(&Local, u64)) {
+    let period = interval / SLICES as u32;
     let mut tick = tokio::time::interval_at(Instant::now() + period, period);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    tick
-}
-
-/// Waits for a ticker's next tick; forever if there is none.
-async fn tick(ticker: &mut Option<Interval>) {
-    match ticker {
-        Some(ticker) => {
-            ticker.tick().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-/// Sends heartbeats and pings until the node is dropped (at once if there is neither).
-pub(crate) async fn run(local: Weak<Local>, options: ServerHeartbeat) {
-    let frame = options.frame();
-    let mut beats = frame.as_ref().map(|_| ticker(options.interval / SLICES));
-    let mut pings = options.ping_interval.map(|d| ticker(d / SLICES));
-    if beats.is_none() && pings.is_none() {
-        return;
-    }
-    let slices = u64::from(SLICES);
-    let (mut beat_rounds, mut ping_rounds) = (0u64, 0u64);
-    loop {
-        let ping = tokio::select! {
-            () = tick(&mut beats) => false,
-            () = tick(&mut pings) => true,
-        };
+    for n in 0u64.. {
+        tick.tick().await;
         let Some(local) = local.upgrade() else {
             return;
         };
-        match &frame {
-            _ if ping => {
-                local.ping_slice(ping_rounds % slices, slices);
-                ping_rounds += 1;
-            }
-            Some(frame) => {
-                local.send_to_slice(frame, beat_rounds % slices, slices);
-                beat_rounds += 1;
-            }
-            None => {}
-        }
+        round(&local, n % SLICES);
     }
 }
