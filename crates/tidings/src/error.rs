@@ -143,4 +143,7 @@ pub enum BuildError {
     /// `build` was called outside a Tokio runtime.
     #[error("Hub::build must be called inside a Tokio runtime")]
     NoRuntime,
+    /// The bus refused the node (a Redis or NATS bus serves one hub).
+    #[error(transparent)]
+    Bus(#[from] BusError),
 }

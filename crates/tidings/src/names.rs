@@ -43,3 +43,22 @@ impl<S: AsRef<str>> IntoNames for Vec<S> {
         self.as_slice().into_names()
     }
 }
+
+/// One name or an array of names, as JSON APIs take them.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    /// `"a"`.
+    One(String),
+    /// `["a", "b"]`.
+    Many(Vec<String>),
+}
+
+impl IntoNames for OneOrMany {
+    fn into_names(self) -> Vec<Arc<str>> {
+        match self {
+            Self::One(name) => name.into_names(),
+            Self::Many(names) => names.into_names(),
+        }
+    }
+}

@@ -20,6 +20,7 @@ pub(crate) struct Counters {
     webhook_sent: AtomicU64,
     webhook_dropped: AtomicU64,
     webhook_failed: AtomicU64,
+    bus_malformed: AtomicU64,
 }
 
 impl Counters {
@@ -69,6 +70,11 @@ impl Counters {
     pub(crate) fn webhook_failed(&self, n: u64) {
         self.webhook_failed.fetch_add(n, Relaxed);
     }
+
+    /// Counts a bus or ingest message that could not be read.
+    pub(crate) fn bus_malformed(&self) {
+        self.bus_malformed.fetch_add(1, Relaxed);
+    }
 }
 
 /// A snapshot of one node: its index sizes and running totals.
@@ -97,6 +103,8 @@ pub struct Stats {
     pub webhook_dropped: u64,
     /// Presence events dropped because the webhook kept failing.
     pub webhook_failed: u64,
+    /// Messages from the bus (ingest included) skipped because they could not be read.
+    pub bus_malformed: u64,
 }
 
 impl Counters {
@@ -114,6 +122,7 @@ impl Counters {
             webhook_sent: self.webhook_sent.load(Relaxed),
             webhook_dropped: self.webhook_dropped.load(Relaxed),
             webhook_failed: self.webhook_failed.load(Relaxed),
+            bus_malformed: self.bus_malformed.load(Relaxed),
         }
     }
 }

@@ -26,10 +26,11 @@ impl MemoryBus {
 
 #[async_trait]
 impl Bus for MemoryBus {
-    fn attach(&self, _node: &NodeId, inbox: Weak<dyn Inbox>) {
+    fn attach(&self, _node: &NodeId, inbox: Weak<dyn Inbox>) -> Result<(), BusError> {
         let mut nodes = self.nodes.write();
         nodes.retain(|n| n.strong_count() > 0);
         nodes.push(inbox);
+        Ok(())
     }
 
     async fn publish(&self, message: BusMessage) -> Result<(), BusError> {

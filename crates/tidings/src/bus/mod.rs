@@ -2,15 +2,26 @@
 //!
 //! A node hands the bus its [`Inbox`] and declares, topic by topic, what its local sockets need
 //! ([`Bus::set_interest`]); the bus delivers every message to each node interested in its topic.
-//! [`MemoryBus`] is the in-process bus for one process (the default).
+//! [`MemoryBus`] is the in-process bus for one process (the default); [`RedisBus`] and
+//! [`NatsBus`] carry messages between processes (see `docs/scaling.md`).
 
+mod ingest;
 mod memory;
+mod nats;
+mod redis;
+mod shared;
+mod wire;
 
+pub use self::nats::{NatsBus, NatsTransport};
+pub use self::redis::{RedisBus, RedisTransport};
 pub use memory::MemoryBus;
+pub use shared::{BusOptions, Receiver, SharedBus, Transport};
 
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 use crate::error::BusError;
 use crate::fanout::Event;
@@ -30,7 +41,8 @@ pub enum Target {
 }
 
 /// A change to a session, applied by every node to its sockets of that session.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", content = "arg", rename_all = "snake_case")]
 pub enum SessionOp {
     /// Subscribe to these channels.
     Subscribe(Vec<Arc<str>>),
@@ -76,13 +88,17 @@ pub enum Topic {
 pub trait Inbox: Send + Sync {
     /// Delivers one message to the node's sockets.
     fn receive(&self, message: &BusMessage);
+
+    /// Reports a message that arrived on `subject` but could not be read (skipped).
+    fn malformed(&self, subject: &str, payload: &[u8], error: &str);
 }
 
 /// Carries messages between the nodes of a cluster.
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
-    /// Registers a node's inbox; the bus holds it weakly.
-    fn attach(&self, node: &NodeId, inbox: Weak<dyn Inbox>);
+    /// Registers a node's inbox; the bus holds it weakly. A bus that serves one node only
+    /// refuses a second.
+    fn attach(&self, node: &NodeId, inbox: Weak<dyn Inbox>) -> Result<(), BusError>;
 
     /// Sends a message to every node interested in it, this one included.
     async fn publish(&self, message: BusMessage) -> Result<(), BusError>;
@@ -90,4 +106,14 @@ pub trait Bus: Send + Sync + 'static {
     /// Declares that this node now wants (or no longer wants) messages on `topic`.
     /// Called with the node's index locked, in order: it must not block.
     fn set_interest(&self, topic: &Topic, interested: bool);
+
+    /// Whether the bus can carry messages now (for `/readyz`).
+    fn is_ready(&self) -> bool {
+        true
+    }
+
+    /// Publishes a presence event (JSON) where backends can read it, if the bus has such a place.
+    async fn presence(&self, _payload: Bytes) -> Result<(), BusError> {
+        Ok(())
+    }
 }

@@ -186,4 +186,10 @@ impl Inbox for Local {
             }
         }
     }
+
+    fn malformed(&self, subject: &str, payload: &[u8], error: &str) {
+        self.counters.bus_malformed();
+        let start = String::from_utf8_lossy(&payload[..payload.len().min(200)]);
+        tracing::warn!(subject, %error, payload = %start, "skipping a malformed bus message");
+    }
 }

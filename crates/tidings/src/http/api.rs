@@ -12,7 +12,7 @@ use super::ApiError;
 use super::body::JsonBody;
 use crate::hub::{Audience, Hub, Session};
 use crate::ids::{SessionId, SocketId};
-use crate::names::IntoNames;
+use crate::names::{IntoNames, OneOrMany};
 use crate::stats::Stats;
 use crate::store::Connected;
 
@@ -29,23 +29,6 @@ pub(crate) fn routes() -> Router<Hub> {
         .route("/presence/purge", post(purge))
         .route("/presence/{id}", get(is_connected))
         .route("/stats", get(stats))
-}
-
-/// One name or an array of names.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl IntoNames for OneOrMany {
-    fn into_names(self) -> Vec<std::sync::Arc<str>> {
-        match self {
-            Self::One(name) => name.into_names(),
-            Self::Many(names) => names.into_names(),
-        }
-    }
 }
 
 /// A publish: the event, its arguments (default `[]`) and the one target field its route takes.

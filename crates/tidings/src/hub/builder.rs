@@ -143,7 +143,7 @@ impl HubBuilder {
         )?);
         let local = Arc::new(Local::new(node.clone(), bus.clone(), counters.clone()));
         let inbox: Arc<dyn Inbox> = local.clone();
-        bus.attach(&node, Arc::downgrade(&inbox));
+        bus.attach(&node, Arc::downgrade(&inbox))?;
         runtime.spawn(presence::purge::run(Arc::downgrade(&presence)));
         keepalive::spawn(&runtime, &Arc::downgrade(&local), &self.server_heartbeat);
         let shared = Arc::new(Shared {

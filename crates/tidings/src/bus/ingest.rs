@@ -1,0 +1,145 @@
+//! External publishes in SocketStream's JSON format, read from the ingest channel (`ss:event`):
+//!
+//! ```text
+//! {"t":"all","e":EVENT,"p":[ARGS]}
+//! {"t":"channel","channels":[…],"e":EVENT,"p":[ARGS]}
+//! {"t":"user","users":[…],"e":EVENT,"p":[ARGS]}
+//! {"t":"socketId","socketId":ID,"e":EVENT,"p":[ARGS]}
+//! ```
+//!
+//! `channels` and `users` take one name or an array; `p` may be left out for no arguments. Every
+//! node reads each message and delivers it to its own sockets.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{BusMessage, Target};
+use crate::fanout::Event;
+use crate::ids::SocketId;
+use crate::names::{IntoNames, OneOrMany};
+
+/// An ingest message as sent.
+#[derive(Deserialize)]
+struct Ingest<'a> {
+    t: &'a str,
+    e: String,
+    #[serde(borrow)]
+    p: Option<&'a RawValue>,
+    channels: Option<OneOrMany>,
+    users: Option<OneOrMany>,
+    #[serde(rename = "socketId")]
+    socket_id: Option<String>,
+}
+
+/// Reads one ingest message as the bus messages it stands for (one per channel or user); the
+/// error says what is wrong with it.
+pub(crate) fn decode(payload: &[u8]) -> Result<Vec<BusMessage>, String> {
+    let ingest: Ingest = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    if ingest.e.is_empty() {
+        return Err("\"e\" (the event name) is empty".into());
+    }
+    let args: Arc<RawValue> = match ingest.p {
+        None => Arc::from(RawValue::from_string("[]".into()).map_err(|e| e.to_string())?),
+        Some(p) if p.get().starts_with('[') => Arc::from(p.to_owned()),
+        Some(_) => return Err("\"p\" (the arguments) is not an array".into()),
+    };
+    let names = |field: &str, names: Option<OneOrMany>| {
+        let names = names.map(IntoNames::into_names).unwrap_or_default();
+        if names.is_empty() || names.iter().any(|n| n.is_empty()) {
+            return Err(format!("\"{field}\" must name at least one, none empty"));
+        }
+        Ok(names)
+    };
+    let targets: Vec<(Target, Option<Arc<str>>)> = match ingest.t {
+        "all" => vec![(Target::All, None)],
+        "channel" => names("channels", ingest.channels)?
+            .into_iter()
+            .map(|c| (Target::Channel(c.clone()), Some(c)))
+            .collect(),
+        "user" => names("users", ingest.users)?
+            .into_iter()
+            .map(|u| (Target::User(u), None))
+            .collect(),
+        "socketId" => {
+            let id = ingest.socket_id.ok_or("\"socketId\" is missing")?;
+            let id: SocketId = id.parse().map_err(|e| format!("{e}"))?;
+            vec![(Target::Socket(id), None)]
+        }
+        other => return Err(format!("unknown \"t\" {other:?}")),
+    };
+    let name: Arc<str> = ingest.e.into();
+    Ok(targets
+        .into_iter()
+        .map(|(target, channel)| BusMessage::Publish {
+            target,
+            event: Event::new(name.clone(), args.clone(), channel),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn targets(json: &str) -> Vec<(Target, Option<String>, String)> {
+        decode(json.as_bytes())
+            .unwrap()
+            .into_iter()
+            .map(|m| match m {
+                BusMessage::Publish { target, event } => (
+                    target,
+                    event.channel().map(String::from),
+                    format!("{} {}", event.name(), event.args().get()),
+                ),
+                BusMessage::Session { .. } => panic!("ingest never makes session operations"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn socketstream_formats_are_read_as_is() {
+        assert_eq!(
+            targets(r#"{"t":"all","e":"flash","p":["hi"]}"#),
+            [(Target::All, None, r#"flash ["hi"]"#.into())]
+        );
+        assert_eq!(
+            targets(r#"{"t":"channel","channels":["a","b"],"e":"m","p":[1]}"#),
+            [
+                (
+                    Target::Channel("a".into()),
+                    Some("a".into()),
+                    "m [1]".into()
+                ),
+                (
+                    Target::Channel("b".into()),
+                    Some("b".into()),
+                    "m [1]".into()
+                ),
+            ]
+        );
+        assert_eq!(
+            targets(r#"{"t":"user","users":"u1","e":"m"}"#),
+            [(Target::User("u1".into()), None, "m []".into())]
+        );
+        assert_eq!(
+            targets(r#"{"t":"socketId","socketId":"n1.4","e":"m","p":[]}"#),
+            [(Target::Socket("n1.4".parse().unwrap()), None, "m []".into())]
+        );
+    }
+
+    #[test]
+    fn malformed_messages_say_why() {
+        let why = |json: &str| decode(json.as_bytes()).unwrap_err();
+        assert!(why("not json").contains("expected"));
+        assert!(why(r#"{"t":"all"}"#).contains("missing field `e`"));
+        assert!(why(r#"{"t":"all","e":""}"#).contains("empty"));
+        assert!(why(r#"{"t":"all","e":"x","p":{}}"#).contains("not an array"));
+        assert!(why(r#"{"t":"channel","e":"x","p":[]}"#).contains("channels"));
+        assert!(why(r#"{"t":"user","users":[],"e":"x"}"#).contains("users"));
+        assert!(why(r#"{"t":"socketId","e":"x"}"#).contains("socketId"));
+        assert!(why(r#"{"t":"socketId","socketId":"zz","e":"x"}"#).contains("socket id"));
+        assert!(why(r#"{"t":"everyone","e":"x"}"#).contains("unknown"));
+    }
+}

@@ -1,0 +1,124 @@
+//! The Redis bus: Redis pub/sub over RESP3, one connection to publish and one to receive.
+//!
+//! The receiving connection is a redis-rs `ConnectionManager` with a push sender and automatic
+//! resubscription: when Redis comes back it reconnects and subscribes again to every channel it
+//! had confirmed; subscriptions that failed meanwhile are retried by the interest task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncTypedCommands, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
+
+use super::shared::{BusOptions, Receiver, SharedBus, Transport};
+use crate::error::BusError;
+
+/// How long connecting or answering may take before the bus counts Redis as away.
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Events between nodes over Redis pub/sub (see `docs/scaling.md` for the channels).
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use tidings::bus::{BusOptions, RedisBus};
+///
+/// let bus = RedisBus::connect("redis://127.0.0.1:6379", BusOptions::default()).await?;
+/// let hub = tidings::Hub::builder().bus(Arc::new(bus)).build()?;
+/// # Ok(()) }
+/// ```
+pub type RedisBus = SharedBus<RedisTransport>;
+
+/// Redis connections that carry the bus.
+pub struct RedisTransport {
+    publisher: ConnectionManager,
+    subscriber: ConnectionManager,
+}
+
+impl SharedBus<RedisTransport> {
+    /// Connects to Redis at `url` (`redis://[:password@]host:port/db`).
+    pub async fn connect(url: &str, options: BusOptions) -> Result<Self, BusError> {
+        let unavailable = |e: redis::RedisError| BusError::Unavailable(format!("redis: {e}"));
+        let info = url.into_connection_info().map_err(unavailable)?;
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(settings)).map_err(unavailable)?;
+        let receiver = Self::receiver(&options, ':');
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT));
+        let publisher = client
+            .get_connection_manager_with_config(config.clone())
+            .await
+            .map_err(unavailable)?;
+        let pushes = receiver.clone();
+        let config = config
+            .set_push_sender(move |info: PushInfo| {
+                receive(&pushes, info);
+                Ok::<(), std::convert::Infallible>(())
+            })
+            .set_automatic_resubscription();
+        let subscriber = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(unavailable)?;
+        let transport = RedisTransport {
+            publisher,
+            subscriber,
+        };
+        Ok(Self::start(transport, receiver))
+    }
+}
+
+/// Handles one push from Redis: a message, or the news that the connection dropped.
+fn receive(receiver: &Arc<Receiver>, info: PushInfo) {
+    match (info.kind, info.data.as_slice()) {
+        (PushKind::Message, [Value::BulkString(channel), Value::BulkString(payload)]) => {
+            receiver.deliver(channel, payload)
+        }
+        (PushKind::Disconnection, _) => receiver.set_ready(false),
+        _ => {}
+    }
+}
+
+#[async_trait]
+impl Transport for RedisTransport {
+    async fn send(&self, subject: String, payload: Bytes) -> Result<(), String> {
+        let mut publisher = self.publisher.clone();
+        publisher
+            .publish(subject, payload.as_ref())
+            .await
+            .map(drop)
+            .map_err(|e| format!("redis: {e}"))
+    }
+
+    async fn subscribe(&self, subjects: Vec<String>) -> Result<(), String> {
+        let mut subscriber = self.subscriber.clone();
+        subscriber
+            .subscribe(subjects)
+            .await
+            .map_err(|e| format!("redis: {e}"))
+    }
+
+    async fn unsubscribe(&self, subjects: Vec<String>) -> Result<(), String> {
+        let mut subscriber = self.subscriber.clone();
+        subscriber
+            .unsubscribe(subjects)
+            .await
+            .map_err(|e| format!("redis: {e}"))
+    }
+
+    async fn ping(&self) -> Result<(), String> {
+        let mut subscriber = self.subscriber.clone();
+        subscriber
+            .ping()
+            .await
+            .map(drop)
+            .map_err(|e| format!("redis: {e}"))
+    }
+}

@@ -1,0 +1,312 @@
+//! A bus shared by many nodes over a message broker ([`RedisBus`](super::RedisBus),
+//! [`NatsBus`](super::NatsBus)): what both do, whatever carries the bytes.
+//!
+//! - Interest: the node's index reports topics gained and lost (under its lock, so this must not
+//!   block); [`Wanted`] keeps the latest wish per subject and a task applies them in batches.
+//!   When a batch fails (broker away), it is kept and retried: no subscription is lost.
+//! - Publishing: an event is sent on its subject, then delivered to this node's own sockets
+//!   directly (the node skips its own messages when they come back). A session operation is
+//!   applied here first, and sent once this node's subscriptions it caused are confirmed, so a
+//!   publish that follows reaches the session.
+//! - Receiving: [`Receiver`] decodes each message once per node and hands it to the node's inbox;
+//!   a malformed one is counted and skipped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::{Notify, watch};
+
+use super::{Bus, BusMessage, Inbox, Target, Topic, ingest, wire};
+use crate::error::BusError;
+use crate::ids::NodeId;
+
+/// How long a session operation waits for this node's subscriptions before failing.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the link is checked while nothing else happens.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// How long to wait before retrying subscriptions that failed.
+const RETRY_AFTER: Duration = Duration::from_millis(250);
+
+/// Settings common to the shared buses.
+#[derive(Clone, Debug)]
+pub struct BusOptions {
+    /// Prefixes every subject (default `tidings`): clusters with different prefixes can share
+    /// one broker.
+    pub prefix: String,
+    /// Where external publishes in SocketStream's format arrive (default `ss:event`); `None`
+    /// to take none.
+    pub ingest: Option<String>,
+}
+
+impl Default for BusOptions {
+    fn default() -> Self {
+        Self {
+            prefix: "tidings".into(),
+            ingest: Some("ss:event".into()),
+        }
+    }
+}
+
+/// What carries bytes between nodes: a broker connection.
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Sends `payload` on `subject`.
+    async fn send(&self, subject: String, payload: Bytes) -> Result<(), String>;
+    /// Starts receiving `subjects` (into the [`Receiver`] the transport was made with).
+    async fn subscribe(&self, subjects: Vec<String>) -> Result<(), String>;
+    /// Stops receiving `subjects`.
+    async fn unsubscribe(&self, subjects: Vec<String>) -> Result<(), String>;
+    /// Checks that the broker answers.
+    async fn ping(&self) -> Result<(), String>;
+}
+
+/// Subjects this node wants: the latest wish per subject, applied by the interest task.
+#[derive(Default)]
+pub(crate) struct Wanted {
+    pending: Mutex<(HashMap<String, bool>, u64)>,
+    changed: Notify,
+    applied: watch::Sender<u64>,
+}
+
+impl Wanted {
+    /// Records a wish; never blocks.
+    fn set(&self, subject: String, on: bool) {
+        let mut pending = self.pending.lock();
+        pending.0.insert(subject, on);
+        pending.1 += 1;
+        self.changed.notify_one();
+    }
+
+    /// Takes every wish recorded so far, with the version they bring the node to.
+    fn take(&self) -> (HashMap<String, bool>, u64) {
+        let mut pending = self.pending.lock();
+        (std::mem::take(&mut pending.0), pending.1)
+    }
+
+    /// Puts back wishes that could not be applied, unless a newer wish replaced them.
+    fn restore(&self, batch: HashMap<String, bool>) {
+        let mut pending = self.pending.lock();
+        for (subject, on) in batch {
+            pending.0.entry(subject).or_insert(on);
+        }
+    }
+
+    /// Resolves once every wish recorded before the call is applied.
+    async fn flushed(&self) -> Result<(), BusError> {
+        let version = self.pending.lock().1;
+        let mut applied = self.applied.subscribe();
+        let reached = applied.wait_for(|v| *v >= version);
+        match tokio::time::timeout(FLUSH_TIMEOUT, reached).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(BusError::Unavailable(
+                "subscriptions could not be made in time".into(),
+            )),
+        }
+    }
+}
+
+/// Delivers what arrives from the broker to this node.
+pub struct Receiver {
+    subjects: wire::Subjects,
+    ingest: Option<String>,
+    node: OnceLock<(NodeId, Weak<dyn Inbox>)>,
+    ready: AtomicBool,
+}
+
+impl Receiver {
+    /// Handles one message that arrived on `subject`.
+    pub(crate) fn deliver(&self, subject: &[u8], payload: &[u8]) {
+        let Some((node, inbox)) = self.node.get() else {
+            return;
+        };
+        let Some(inbox) = inbox.upgrade() else {
+            return;
+        };
+        let subject = String::from_utf8_lossy(subject);
+        if self.ingest.as_deref() == Some(subject.as_ref()) {
+            match ingest::decode(payload) {
+                Ok(messages) => messages.iter().for_each(|m| inbox.receive(m)),
+                Err(error) => inbox.malformed(&subject, payload, &error),
+            }
+        } else if !wire::sent_by(payload, node) {
+            match wire::decode(&self.subjects, &subject, payload) {
+                Ok(message) => inbox.receive(&message),
+                Err(error) => inbox.malformed(&subject, payload, &error),
+            }
+        }
+    }
+
+    /// Records whether the broker is reachable.
+    pub(crate) fn set_ready(&self, ready: bool) {
+        if self.ready.swap(ready, Ordering::Relaxed) != ready {
+            match ready {
+                true => tracing::info!("event bus connected"),
+                false => tracing::warn!("event bus unreachable; retrying"),
+            }
+        }
+    }
+}
+
+/// A bus shared by the nodes connected to one broker over transport `T`.
+pub struct SharedBus<T> {
+    transport: Arc<T>,
+    receiver: Arc<Receiver>,
+    wanted: Arc<Wanted>,
+}
+
+impl<T: Transport> SharedBus<T> {
+    /// A receiver for a transport about to be made with these options.
+    pub(crate) fn receiver(options: &BusOptions, separator: char) -> Arc<Receiver> {
+        Arc::new(Receiver {
+            subjects: wire::Subjects::new(&options.prefix, separator),
+            ingest: options.ingest.clone(),
+            node: OnceLock::new(),
+            ready: AtomicBool::new(true),
+        })
+    }
+
+    /// A bus over a connected transport that delivers into `receiver`; starts the interest task.
+    pub(crate) fn start(transport: T, receiver: Arc<Receiver>) -> Self {
+        let bus = Self {
+            transport: Arc::new(transport),
+            receiver,
+            wanted: Arc::default(),
+        };
+        tokio::spawn(apply_interest(
+            Arc::downgrade(&bus.transport),
+            bus.receiver.clone(),
+            bus.wanted.clone(),
+        ));
+        bus
+    }
+
+    /// This node's id (set when the hub attaches).
+    fn node(&self) -> Result<&NodeId, BusError> {
+        let node = self.receiver.node.get().map(|(node, _)| node);
+        node.ok_or_else(|| BusError::Unavailable("no node attached to the bus".into()))
+    }
+
+    /// Hands a message to this node's own sockets.
+    fn deliver_here(&self, message: &BusMessage) {
+        let inbox = self.receiver.node.get().and_then(|(_, i)| i.upgrade());
+        if let Some(inbox) = inbox {
+            inbox.receive(message);
+        }
+    }
+
+    /// Sends one payload, reporting a failure as the bus being unavailable.
+    async fn send(&self, subject: String, payload: Bytes) -> Result<(), BusError> {
+        self.transport.send(subject, payload).await.map_err(|e| {
+            self.receiver.set_ready(false);
+            BusError::Unavailable(e)
+        })
+    }
+}
+
+#[async_trait]
+impl<T: Transport> Bus for SharedBus<T> {
+    fn attach(&self, node: &NodeId, inbox: Weak<dyn Inbox>) -> Result<(), BusError> {
+        let subjects = &self.receiver.subjects;
+        let always = [Some(subjects.all()), Some(subjects.node(node))];
+        self.receiver
+            .node
+            .set((node.clone(), inbox))
+            .map_err(|_| BusError::Unavailable("this bus already serves a node".into()))?;
+        let ingest = self.receiver.ingest.clone();
+        for subject in always.into_iter().chain([ingest]).flatten() {
+            self.wanted.set(subject, true);
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, message: BusMessage) -> Result<(), BusError> {
+        let node = self.node()?;
+        if let BusMessage::Publish {
+            target: Target::Socket(socket),
+            ..
+        } = &message
+            && socket.node() == node
+        {
+            self.deliver_here(&message);
+            return Ok(());
+        }
+        let subject = self.receiver.subjects.of_message(&message);
+        let payload = wire::encode(node, &message);
+        if let BusMessage::Session { .. } = message {
+            self.deliver_here(&message);
+            self.wanted.flushed().await?;
+            return self.send(subject, payload).await;
+        }
+        self.send(subject, payload).await?;
+        self.deliver_here(&message);
+        Ok(())
+    }
+
+    fn set_interest(&self, topic: &Topic, interested: bool) {
+        self.wanted
+            .set(self.receiver.subjects.of_topic(topic), interested);
+    }
+
+    fn is_ready(&self) -> bool {
+        self.receiver.ready.load(Ordering::Relaxed)
+    }
+
+    async fn presence(&self, payload: Bytes) -> Result<(), BusError> {
+        self.send(self.receiver.subjects.presence(), payload).await
+    }
+}
+
+/// Applies the node's wishes in batches until the bus is dropped; checks the link when idle.
+async fn apply_interest(
+    transport: Weak<impl Transport>,
+    receiver: Arc<Receiver>,
+    wanted: Arc<Wanted>,
+) {
+    loop {
+        let changed = tokio::time::timeout(CHECK_EVERY, wanted.changed.notified()).await;
+        let Some(transport) = transport.upgrade() else {
+            return;
+        };
+        if changed.is_err() {
+            receiver.set_ready(transport.ping().await.is_ok());
+        }
+        let (batch, version) = wanted.take();
+        if batch.is_empty() {
+            wanted.applied.send_replace(version);
+            continue;
+        }
+        let (on, off): (Vec<_>, Vec<_>) = batch.iter().partition(|(_, on)| **on);
+        let names = |list: Vec<(&String, &bool)>| {
+            list.into_iter().map(|(s, _)| s.clone()).collect::<Vec<_>>()
+        };
+        let (on, off) = (names(on), names(off));
+        let subscribed = match on.is_empty() {
+            true => Ok(()),
+            false => transport.subscribe(on).await,
+        };
+        let result = match (subscribed, off.is_empty()) {
+            (Ok(()), false) => transport.unsubscribe(off).await,
+            (other, _) => other,
+        };
+        match result {
+            Ok(()) => {
+                receiver.set_ready(true);
+                wanted.applied.send_replace(version);
+            }
+            Err(error) => {
+                tracing::debug!(%error, "could not change subscriptions; retrying");
+                receiver.set_ready(false);
+                wanted.restore(batch);
+                wanted.changed.notify_one();
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
+        }
+    }
+}

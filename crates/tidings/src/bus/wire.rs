@@ -1,0 +1,304 @@
+//! How bus messages travel between nodes over Redis or NATS: one subject per target, and a small
+//! JSON body naming the node that sent it.
+//!
+//! Subjects (Redis channels), with prefix `tidings` and separator `:` (Redis) or `.` (NATS):
+//! `tidings:all`, `tidings:channel:<name>`, `tidings:user:<id>`, `tidings:node:<node id>` (events
+//! for one socket), `tidings:session:<id>` (session operations), `tidings:presence` (presence
+//! events, for backends). Bodies: `{"from":"<node>","event":"<name>","args":[…]}` for an event
+//! (a channel event's channel is the subject's), `{"from":"<node>","op":{"op":"subscribe",
+//! "arg":[…]}}` for a session operation.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::{BusMessage, SessionOp, Target, Topic};
+use crate::fanout::Event;
+use crate::ids::NodeId;
+
+/// Subject kinds, as they appear after the prefix.
+const ALL: &str = "all";
+const CHANNEL: &str = "channel";
+const USER: &str = "user";
+const NODE: &str = "node";
+const SESSION: &str = "session";
+const PRESENCE: &str = "presence";
+
+/// Marks a NATS subject token that had to be encoded (base64url of the name).
+const ENCODED: char = '~';
+
+/// Names the subjects of one cluster on one bus.
+#[derive(Clone, Debug)]
+pub(crate) struct Subjects {
+    prefix: String,
+    separator: char,
+}
+
+impl Subjects {
+    /// Subjects `<prefix><separator><kind>…`; `separator` is `:` on Redis and `.` on NATS, where
+    /// names that are not plain tokens are sent base64url-encoded behind a `~`.
+    pub(crate) fn new(prefix: &str, separator: char) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            separator,
+        }
+    }
+
+    /// The subject of one kind, with no name (`all`, `presence`).
+    fn bare(&self, kind: &str) -> String {
+        format!("{}{}{kind}", self.prefix, self.separator)
+    }
+
+    /// The subject of one kind and one name.
+    fn named(&self, kind: &str, name: &str) -> String {
+        let sep = self.separator;
+        let plain = sep == ':'
+            || (!name.starts_with(ENCODED)
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-:".contains(&b)));
+        if plain {
+            format!("{}{sep}{kind}{sep}{name}", self.prefix)
+        } else {
+            use base64::Engine;
+            let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(name);
+            format!("{}{sep}{kind}{sep}{ENCODED}{encoded}", self.prefix)
+        }
+    }
+
+    /// Events for every socket.
+    pub(crate) fn all(&self) -> String {
+        self.bare(ALL)
+    }
+
+    /// Presence events, for backends.
+    pub(crate) fn presence(&self) -> String {
+        self.bare(PRESENCE)
+    }
+
+    /// Events for the sockets of one node.
+    pub(crate) fn node(&self, node: &NodeId) -> String {
+        self.named(NODE, node.as_str())
+    }
+
+    /// Where a message goes.
+    pub(crate) fn of_message(&self, message: &BusMessage) -> String {
+        match message {
+            BusMessage::Publish { target, .. } => match target {
+                Target::All => self.all(),
+                Target::Channel(c) => self.named(CHANNEL, c),
+                Target::User(u) => self.named(USER, u),
+                Target::Socket(s) => self.node(s.node()),
+            },
+            BusMessage::Session { session, .. } => self.named(SESSION, session.as_str()),
+        }
+    }
+
+    /// The subject that carries a topic.
+    pub(crate) fn of_topic(&self, topic: &Topic) -> String {
+        match topic {
+            Topic::Channel(c) => self.named(CHANNEL, c),
+            Topic::User(u) => self.named(USER, u),
+            Topic::Session(s) => self.named(SESSION, s.as_str()),
+        }
+    }
+
+    /// The kind and name a subject carries; `None` if it is not one of ours.
+    fn route<'s>(&self, subject: &'s str) -> Option<(&'static str, Cow<'s, str>)> {
+        let rest = subject.strip_prefix(&self.prefix)?;
+        let rest = rest.strip_prefix(self.separator)?;
+        let (kind, name) = match rest.split_once(self.separator) {
+            Some((kind, name)) => (kind, name),
+            None => (rest, ""),
+        };
+        let kind = [ALL, CHANNEL, USER, NODE, SESSION]
+            .into_iter()
+            .find(|k| *k == kind)?;
+        let name = match name.strip_prefix(ENCODED) {
+            Some(encoded) if self.separator != ':' => {
+                use base64::Engine;
+                let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(encoded)
+                    .ok()?;
+                Cow::Owned(String::from_utf8(bytes).ok()?)
+            }
+            _ => Cow::Borrowed(name),
+        };
+        Some((kind, name))
+    }
+}
+
+/// The body of a message between nodes.
+#[derive(Serialize, Deserialize)]
+struct Body<'a> {
+    /// The node that sent it.
+    #[serde(borrow)]
+    from: Cow<'a, str>,
+    /// An event's name.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    event: Option<Cow<'a, str>>,
+    /// An event's arguments.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    args: Option<&'a RawValue>,
+    /// For a socket-addressed event, the socket.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    socket: Option<Cow<'a, str>>,
+    /// A session operation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    op: Option<SessionOp>,
+}
+
+/// Encodes a message sent by `from` (its subject comes from [`Subjects::of_message`]).
+pub(crate) fn encode(from: &NodeId, message: &BusMessage) -> Bytes {
+    let mut body = Body {
+        from: Cow::Borrowed(from.as_str()),
+        event: None,
+        args: None,
+        socket: None,
+        op: None,
+    };
+    let socket;
+    match message {
+        BusMessage::Publish { target, event } => {
+            body.event = Some(Cow::Borrowed(event.name()));
+            body.args = Some(event.args());
+            if let Target::Socket(id) = target {
+                socket = id.to_string();
+                body.socket = Some(Cow::Borrowed(&socket));
+            }
+        }
+        BusMessage::Session { op, .. } => body.op = Some(op.clone()),
+    }
+    Bytes::from(serde_json::to_vec(&body).expect("a bus message always serializes"))
+}
+
+/// Whether `payload` was sent by `node` (a prefix check, before any parsing).
+pub(crate) fn sent_by(payload: &[u8], node: &NodeId) -> bool {
+    payload
+        .strip_prefix(br#"{"from":""#)
+        .and_then(|rest| rest.strip_prefix(node.as_str().as_bytes()))
+        .is_some_and(|rest| rest.first() == Some(&b'"'))
+}
+
+/// Decodes a message that arrived on `subject`; the error says what was wrong.
+pub(crate) fn decode(
+    subjects: &Subjects,
+    subject: &str,
+    payload: &[u8],
+) -> Result<BusMessage, String> {
+    let (kind, name) = subjects
+        .route(subject)
+        .ok_or_else(|| format!("unknown subject {subject:?}"))?;
+    let body: Body = serde_json::from_slice(payload).map_err(|e| format!("bad body: {e}"))?;
+    if kind == SESSION {
+        let session = name.parse().map_err(|e| format!("{e}"))?;
+        let op = body.op.ok_or("a session message without \"op\"")?;
+        return Ok(BusMessage::Session { session, op });
+    }
+    let (Some(event), Some(args)) = (body.event, body.args) else {
+        return Err("an event without \"event\" and \"args\"".into());
+    };
+    if !args.get().starts_with('[') {
+        return Err("\"args\" is not an array".into());
+    }
+    let name: Arc<str> = Arc::from(name.as_ref());
+    let (target, channel) = match kind {
+        ALL => (Target::All, None),
+        CHANNEL => (Target::Channel(name.clone()), Some(name)),
+        USER => (Target::User(name), None),
+        _ => {
+            let socket = body.socket.ok_or("a node message without \"socket\"")?;
+            let socket = socket.parse().map_err(|e| format!("{e}"))?;
+            (Target::Socket(socket), None)
+        }
+    };
+    let args: Arc<RawValue> = Arc::from(args.to_owned());
+    let event = Event::new(event.as_ref().into(), args, channel);
+    Ok(BusMessage::Publish { target, event })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{SessionId, SocketId};
+
+    fn event(channel: Option<&str>) -> Arc<Event> {
+        let args: Arc<RawValue> = RawValue::from_string(r#"[1,"two"]"#.into()).unwrap().into();
+        Event::new("e".into(), args, channel.map(Into::into))
+    }
+
+    fn round_trip(subjects: &Subjects, message: BusMessage) -> (String, BusMessage) {
+        let node = NodeId::new("n1").unwrap();
+        let subject = subjects.of_message(&message);
+        let payload = encode(&node, &message);
+        assert!(sent_by(&payload, &node));
+        assert!(!sent_by(&payload, &NodeId::new("n").unwrap()));
+        (
+            subject.clone(),
+            decode(subjects, &subject, &payload).unwrap(),
+        )
+    }
+
+    #[test]
+    fn every_message_survives_the_trip_on_both_separators() {
+        let socket: SocketId = "n2.7".parse().unwrap();
+        for subjects in [Subjects::new("t", ':'), Subjects::new("t", '.')] {
+            for (target, channel) in [
+                (Target::All, None),
+                (Target::Channel("a.b c*".into()), Some("a.b c*")),
+                (Target::User("u:1".into()), None),
+                (Target::Socket(socket.clone()), None),
+            ] {
+                let sent = BusMessage::Publish {
+                    target: target.clone(),
+                    event: event(channel),
+                };
+                let (_, got) = round_trip(&subjects, sent);
+                let BusMessage::Publish { target: t, event } = got else {
+                    panic!("not a publish")
+                };
+                assert_eq!(t, target);
+                assert_eq!((event.name(), event.args().get()), ("e", r#"[1,"two"]"#));
+                assert_eq!(event.channel(), channel);
+            }
+            let session = SessionId::random().unwrap();
+            let op = SessionOp::Subscribe(vec!["x".into(), "y".into()]);
+            let sent = BusMessage::Session {
+                session: session.clone(),
+                op: op.clone(),
+            };
+            let (_, got) = round_trip(&subjects, sent);
+            assert!(
+                matches!(got, BusMessage::Session { session: s, op: o } if s == session && o == op)
+            );
+        }
+    }
+
+    #[test]
+    fn nats_subjects_stay_single_tokens() {
+        let subjects = Subjects::new("tidings", '.');
+        let subject = subjects.of_topic(&Topic::Channel("a.b >".into()));
+        assert_eq!(subject.matches('.').count(), 2, "{subject}");
+        assert_eq!(
+            subjects.of_topic(&Topic::User("bob".into())),
+            "tidings.user.bob"
+        );
+    }
+
+    #[test]
+    fn bad_messages_say_what_is_wrong() {
+        let subjects = Subjects::new("tidings", ':');
+        let bad = |subject: &str, payload: &str| {
+            decode(&subjects, subject, payload.as_bytes()).unwrap_err()
+        };
+        assert!(bad("other:all", "{}").contains("unknown subject"));
+        assert!(bad("tidings:all", "nope").contains("bad body"));
+        assert!(bad("tidings:all", r#"{"from":"n"}"#).contains("without"));
+        assert!(bad("tidings:all", r#"{"from":"n","event":"e","args":{}}"#).contains("array"));
+        assert!(bad("tidings:node:n", r#"{"from":"n","event":"e","args":[]}"#).contains("socket"));
+        assert!(bad("tidings:session:s", r#"{"from":"n"}"#).contains("op"));
+    }
+}
