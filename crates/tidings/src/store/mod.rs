@@ -1,7 +1,7 @@
 //! Stores: where sessions (user id, channel subscriptions, idle expiry) and presence (which
 //! sessions are beating) live.
 //!
-//! [`MemoryStore`] keeps both in this process (the default); [`RedisStore`] keeps presence in
+//! [`MemoryStore`] keeps both in this process (the default); [`RedisStore`] keeps both in
 //! Redis, shared by many nodes. Every session operation names the
 //! session; an unknown or expired session is [`StoreError::NotFound`].
 

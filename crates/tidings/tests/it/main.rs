@@ -5,6 +5,7 @@ mod bad_input;
 mod presence;
 mod publish;
 mod redis_presence;
+mod redis_sessions;
 mod sessions;
 mod slow_consumer;
 mod support;

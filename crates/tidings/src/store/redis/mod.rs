@@ -1,14 +1,16 @@
-//! The Redis store: presence shared by every node that uses the same Redis, with one Lua script
-//! per operation so each step is atomic across nodes.
+//! The Redis store: sessions and presence shared by every node that uses the same Redis, with one
+//! Lua script per operation so each step is atomic across nodes.
 //!
-//! Keys, all in one hash slot (`{name}` is the heartbeat `name`, default `heartbeat`):
+//! Keys (`{name}` is the heartbeat `name`, default `heartbeat`; presence keys share a hash slot):
 //! - `{name}:expiry`: sorted set, session id → when its last beat expires (ms, Redis clock);
 //! - `{name}:user`: hash, session id → user id;
-//! - `{name}:sockets:<session id>`: hash, socket id → when that socket's last beat expires.
+//! - `{name}:sockets:<session id>`: hash, socket id → when that socket's last beat expires;
+//! - `{name}:session:<session id>`: hash, the session (`_`, `user`, `c:<channel>`…), with a TTL.
 //!
 //! Time is always the Redis server's (`TIME`), so nodes' clocks never disagree.
 
 mod presence;
+mod sessions;
 
 use std::time::Duration;
 
@@ -20,15 +22,18 @@ use crate::error::StoreError;
 /// How long connecting to Redis may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The store's scripts, each prefixed with `now.lua`.
+/// The store's scripts: presence ones prefixed with `now.lua`, session ones with `session.lua`.
 struct Scripts {
     beat: Script,
     stop: Script,
     purge: Script,
     connected: Script,
+    subscribe: Script,
+    unsubscribe: Script,
+    set_user: Script,
 }
 
-/// Presence in Redis, shared by every node connected to it.
+/// Sessions and presence in Redis, shared by every node connected to it.
 pub struct RedisStore {
     connection: ConnectionManager,
     prefix: String,
@@ -48,6 +53,7 @@ impl RedisStore {
             .await
             .map_err(unavailable)?;
         let script = |body: &str| Script::new(&format!("{}{body}", include_str!("now.lua")));
+        let session = |body: &str| Script::new(&format!("{}{body}", include_str!("session.lua")));
         Ok(Self {
             connection,
             prefix: format!("{{{name}}}"),
@@ -56,6 +62,9 @@ impl RedisStore {
                 stop: script(include_str!("stop.lua")),
                 purge: script(include_str!("purge.lua")),
                 connected: script(include_str!("connected.lua")),
+                subscribe: session(include_str!("subscribe.lua")),
+                unsubscribe: session(include_str!("unsubscribe.lua")),
+                set_user: session(include_str!("set_user.lua")),
             },
         })
     }

@@ -1,0 +1,155 @@
+//! Sessions on Redis: one hash per session (`{name}:session:<id>`) that expires by itself
+//! (`PEXPIRE`), so any node finds a session's channels and user id at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::Script;
+
+use super::{RedisStore, unavailable};
+use crate::error::StoreError;
+use crate::ids::SessionId;
+use crate::store::{SessionState, SessionStore};
+
+/// Field prefix of a subscribed channel.
+const CHANNEL: &str = "c:";
+
+/// What a session script answers: `None` when the session does not exist.
+type Reply = Option<Vec<String>>;
+
+/// Milliseconds of a TTL, for `PEXPIRE`.
+fn millis(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl RedisStore {
+    /// The key of a session's hash.
+    fn session_key(&self, id: &SessionId) -> String {
+        self.key(&format!("session:{id}"))
+    }
+
+    /// Runs a session script on `id` with `args`; `NotFound` when the session does not exist.
+    async fn run(
+        &self,
+        script: &Script,
+        id: &SessionId,
+        args: &[&str],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut invocation = script.prepare_invoke();
+        invocation.key(self.session_key(id));
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let reply: Reply = invocation
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)?;
+        reply.ok_or_else(|| StoreError::NotFound(id.clone()))
+    }
+}
+
+/// The channels of an `{'ok', channel…}` reply, sorted.
+fn channels(reply: Vec<String>) -> Vec<Arc<str>> {
+    let mut channels: Vec<Arc<str>> = reply.into_iter().skip(1).map(Arc::from).collect();
+    channels.sort_unstable();
+    channels
+}
+
+/// Names as script arguments.
+fn names(channels: &[Arc<str>]) -> impl Iterator<Item = &str> {
+    channels.iter().map(|c| c.as_ref())
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn create(&self, id: &SessionId, ttl: Duration) -> Result<(), StoreError> {
+        let key = self.session_key(id);
+        redis::pipe()
+            .atomic()
+            .hset(&key, "_", "")
+            .ignore()
+            .pexpire(&key, millis(ttl))
+            .ignore()
+            .exec_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn load(&self, id: &SessionId) -> Result<Option<SessionState>, StoreError> {
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.session_key(id))
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let mut state = SessionState::default();
+        for (field, value) in fields {
+            if let Some(channel) = field.strip_prefix(CHANNEL) {
+                state.channels.push(channel.into());
+            } else if field == "user" {
+                state.user = Some(value.into());
+            }
+        }
+        state.channels.sort_unstable();
+        Ok(Some(state))
+    }
+
+    async fn subscribe(
+        &self,
+        id: &SessionId,
+        channels: &[Arc<str>],
+        max: usize,
+    ) -> Result<Vec<Arc<str>>, StoreError> {
+        let limit = max.to_string();
+        let args: Vec<&str> = [limit.as_str()]
+            .into_iter()
+            .chain(names(channels))
+            .collect();
+        let reply = self.run(&self.scripts.subscribe, id, &args).await?;
+        if reply.first().map(String::as_str) == Some("full") {
+            return Err(StoreError::TooManyChannels { max });
+        }
+        Ok(self::channels(reply))
+    }
+
+    async fn unsubscribe(
+        &self,
+        id: &SessionId,
+        channels: &[Arc<str>],
+    ) -> Result<Vec<Arc<str>>, StoreError> {
+        let args: Vec<&str> = ["some"].into_iter().chain(names(channels)).collect();
+        let reply = self.run(&self.scripts.unsubscribe, id, &args).await?;
+        Ok(self::channels(reply))
+    }
+
+    async fn reset(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.run(&self.scripts.unsubscribe, id, &["all"])
+            .await
+            .map(drop)
+    }
+
+    async fn set_user(&self, id: &SessionId, user: Option<Arc<str>>) -> Result<(), StoreError> {
+        let args = match &user {
+            Some(user) => ["1", user.as_ref()],
+            None => ["0", ""],
+        };
+        self.run(&self.scripts.set_user, id, &args).await.map(drop)
+    }
+
+    async fn touch(&self, ids: &[SessionId], ttl: Duration) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.pexpire(self.session_key(id), millis(ttl)).ignore();
+        }
+        pipe.exec_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)
+    }
+}
