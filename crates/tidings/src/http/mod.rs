@@ -64,7 +64,8 @@ impl HttpOptions {
     }
 }
 
-/// The routes: `GET /ws` (WebSocket), `/api/…` (backend API), `GET /healthz`.
+/// The routes: `GET /ws` (WebSocket), `/api/…` (backend API), `GET /healthz` (the process
+/// answers), `GET /readyz` (503 while the bus is unreachable).
 pub fn router(hub: Hub, options: HttpOptions) -> Router {
     let api = api::routes()
         .fallback(|| async {
@@ -78,8 +79,19 @@ pub fn router(hub: Hub, options: HttpOptions) -> Router {
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
+        .route("/readyz", get(readyz))
         .nest("/api", api)
         .with_state(hub)
+}
+
+/// `200 {"status":"ready"}`, or `503 {"status":"unavailable","reason":…}` while the bus is away.
+async fn readyz(State(hub): State<Hub>) -> Response {
+    if hub.is_ready() {
+        return axum::Json(serde_json::json!({"status": "ready"})).into_response();
+    }
+    let body =
+        serde_json::json!({"status": "unavailable", "reason": "the event bus is unreachable"});
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }
 
 /// Compares two byte strings in time independent of where they differ.

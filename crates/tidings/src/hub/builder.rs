@@ -145,6 +145,10 @@ impl HubBuilder {
         let inbox: Arc<dyn Inbox> = local.clone();
         bus.attach(&node, Arc::downgrade(&inbox))?;
         runtime.spawn(presence::purge::run(Arc::downgrade(&presence)));
+        runtime.spawn(presence::relay::run(
+            presence.events(),
+            Arc::downgrade(&bus),
+        ));
         keepalive::spawn(&runtime, &Arc::downgrade(&local), &self.server_heartbeat);
         let shared = Arc::new(Shared {
             node,

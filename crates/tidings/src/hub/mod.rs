@@ -127,6 +127,12 @@ impl Hub {
         self.publish(audience, event, to_raw(args)?).await
     }
 
+    /// Whether the node can reach its bus: `false` while Redis or NATS is away (local delivery
+    /// goes on; publishes fail with [`BusError`](crate::BusError)).
+    pub fn is_ready(&self) -> bool {
+        self.shared.bus.is_ready()
+    }
+
     /// Heartbeat and presence: who is connected, `purge()`, and the presence events.
     pub fn presence(&self) -> &Presence {
         &self.shared.presence

@@ -8,6 +8,7 @@
 mod event;
 mod options;
 pub(crate) mod purge;
+pub(crate) mod relay;
 #[cfg(test)]
 mod tests;
 mod webhook;

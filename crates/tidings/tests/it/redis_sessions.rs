@@ -99,7 +99,10 @@ async fn redis_keeps_the_ttl_and_touch_refreshes_it() {
     let touched = pttl(&prefix, &id).await;
     assert!(touched > 60_000, "{touched}");
     let unknown = SessionId::random().unwrap();
-    store.touch(&[unknown.clone()], TTL).await.unwrap();
+    store
+        .touch(std::slice::from_ref(&unknown), TTL)
+        .await
+        .unwrap();
     assert_eq!(
         store.load(&unknown).await.unwrap(),
         None,
