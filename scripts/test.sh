@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of tidings: unit, integration (real TCP, WebSocket and HTTP), the binary's, doc
 # tests, and the benchmark harness in quick mode (counts every delivery; no speed claims).
-# Installs and starts what the tests need where it is missing: Redis on 127.0.0.1:6379, Node.js and
-# npm, the Socket.IO peer's packages.
+# Installs and starts what the tests need where it is missing: Redis on 127.0.0.1:6379 (and
+# redis-cli), NATS on 127.0.0.1:4222, Python's redis package (in target/py), Node.js and npm, the
+# Socket.IO peer's packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,14 +11,39 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "scripts/test.sh: cargo is missing; install Rust from https://rustup.rs" >&2
   exit 1
 fi
-# Redis on its default port: the presence store's tests use it.
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-if ! listening 6379; then
-  command -v redis-server >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q redis-server; }
-  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
-  for _ in $(seq 50); do listening 6379 && break; sleep 0.1; done
-  listening 6379 || { echo "scripts/test.sh: redis-server did not start on 6379" >&2; exit 1; }
+# Waits for a server to listen on port $1; fails naming it ($2) if it does not.
+await_port() {
+  for _ in $(seq 50); do listening "$1" && return 0; sleep 0.1; done
+  echo "scripts/test.sh: $2 did not start on $1" >&2
+  exit 1
+}
+# Redis on its default port (the store, bus and cluster tests use it; some start their own
+# redis-server on a free port), and redis-cli for the ingest example.
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+  apt-get update -q && apt-get install -y -q redis-server redis-tools
 fi
+if ! listening 6379; then
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  await_port 6379 redis-server
+fi
+# NATS on its default port: the NATS bus tests use it.
+if ! listening 4222; then
+  command -v nats-server >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q nats-server; }
+  nats-server --addr 127.0.0.1 --port 4222 >/dev/null 2>&1 &
+  await_port 4222 nats-server
+fi
+# Python with the redis package, to run the documented Python ingest example.
+target_dir="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$target_dir"
+py="$(cd "$target_dir" && pwd)/py"
+if ! "$py/bin/python" -c "import redis" 2>/dev/null; then
+  python3 -m venv "$py" 2>/dev/null || {
+    apt-get update -q && apt-get install -y -q python3-venv && python3 -m venv "$py"
+  }
+  "$py/bin/pip" install -q redis
+fi
+export PYTHON_WITH_REDIS="$py/bin/python"
 if ! command -v npm >/dev/null 2>&1; then
   apt-get update -q && apt-get install -y -q nodejs npm
 fi
@@ -25,6 +51,5 @@ fi
 
 cargo test --workspace --locked
 cargo build --workspace --locked --bins
-target_dir="${CARGO_TARGET_DIR:-target}"
 "$target_dir/debug/tidings-bench" suite --quick --servers tidings,bare,socketio \
   --out "$target_dir/bench-quick.md" --command "scripts/test.sh (quick mode)"

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use tidings::http::HttpOptions;
 use tidings::{Heartbeat, Hub, Limits, NodeId, ServerHeartbeat, Webhook};
 
+use crate::cluster::{BusKind, Cluster, NatsSettings, RedisSettings, StoreKind};
+
 /// Every setting of `tidings serve`. Each is optional here; unset ones take the library's defaults.
 #[derive(clap::Args, Serialize, Deserialize, Debug, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +69,31 @@ pub struct Settings {
     /// Largest HTTP API request body, in bytes [default: 1048576]
     #[arg(long, env = "TIDINGS_MAX_BODY", value_name = "BYTES")]
     pub max_body: Option<usize>,
+
+    /// Event bus between nodes: memory (one node), redis or nats [default: memory]
+    #[arg(long, env = "TIDINGS_BUS", value_name = "KIND")]
+    pub bus: Option<BusKind>,
+
+    /// Where sessions and presence live: memory (one node) or redis [default: memory]
+    #[arg(long, env = "TIDINGS_STORE", value_name = "KIND")]
+    pub store: Option<StoreKind>,
+
+    /// Prefix of every subject on a redis or nats bus [default: tidings]
+    #[arg(long, env = "TIDINGS_BUS_PREFIX", value_name = "PREFIX")]
+    pub bus_prefix: Option<String>,
+
+    /// Channel (subject) where external publishes in SocketStream's format arrive; empty for
+    /// none [default: ss:event]
+    #[arg(long, env = "TIDINGS_INGEST_CHANNEL", value_name = "NAME")]
+    pub ingest_channel: Option<String>,
+
+    #[command(flatten)]
+    #[serde(default, skip_serializing_if = "is_unset")]
+    pub redis: RedisSettings,
+
+    #[command(flatten)]
+    #[serde(default, skip_serializing_if = "is_unset")]
+    pub nats: NatsSettings,
 
     #[command(flatten)]
     #[serde(default, skip_serializing_if = "is_unset")]
@@ -314,7 +341,7 @@ pub struct Plan {
 
 impl Settings {
     /// Builds the hub and checks the settings; errors name the setting at fault.
-    pub fn plan(self) -> Result<Plan, String> {
+    pub async fn plan(self) -> Result<Plan, String> {
         let listen = match self.listen {
             Some(addr) => addr,
             None => DEFAULT_LISTEN.parse().map_err(|e| format!("listen: {e}"))?,
@@ -351,8 +378,19 @@ impl Settings {
         if let Some(ttl) = self.session_ttl {
             builder = builder.session_ttl(Duration::from_secs(ttl));
         }
+        let heartbeat = self.heartbeat.options();
+        let cluster = Cluster {
+            bus: self.bus,
+            store: self.store,
+            bus_prefix: self.bus_prefix,
+            ingest: self.ingest_channel,
+            redis: &self.redis,
+            nats: &self.nats,
+            name: &heartbeat.name,
+        };
+        builder = cluster.apply(builder).await?;
         builder = builder
-            .heartbeat(self.heartbeat.options())
+            .heartbeat(heartbeat)
             .server_heartbeat(self.server_heartbeat.options());
         if let Some(webhook) = self.webhook.options()? {
             builder = builder.webhook(webhook);
@@ -482,7 +520,7 @@ mod tests {
             },
             ..Settings::default()
         };
-        let err = tight.plan().err().unwrap();
+        let err = tight.plan().await.err().unwrap();
         assert!(err.contains("heartbeat.expire_delay"), "{err}");
         assert!(err.contains("longer than beat_delay"), "{err}");
         let unsigned = Settings {
@@ -492,7 +530,7 @@ mod tests {
             },
             ..Settings::default()
         };
-        let err = unsigned.plan().err().unwrap();
+        let err = unsigned.plan().await.err().unwrap();
         assert!(err.contains("webhook.secret"), "{err}");
         let off = Settings {
             server_heartbeat: ServerHeartbeatSettings {
@@ -531,19 +569,19 @@ mod tests {
             outbound_queue: Some(0),
             ..Settings::default()
         };
-        let err = zero.plan().err().unwrap();
+        let err = zero.plan().await.err().unwrap();
         assert!(err.contains("outbound_queue"), "{err}");
         let exposed = Settings {
             listen: Some("0.0.0.0:7400".parse().unwrap()),
             ..Settings::default()
         };
-        let err = exposed.plan().err().unwrap();
+        let err = exposed.plan().await.err().unwrap();
         assert!(err.contains("api_key"), "{err}");
         let pattern = Settings {
             public_channels: Some(vec!["a*b".into()]),
             ..Settings::default()
         };
-        let err = pattern.plan().err().unwrap();
+        let err = pattern.plan().await.err().unwrap();
         assert!(err.contains("a*b"), "{err}");
     }
 

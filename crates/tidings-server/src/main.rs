@@ -1,5 +1,6 @@
 //! `tidings`: the realtime messaging server. A thin command line over the `tidings` library.
 
+mod cluster;
 mod config;
 
 use std::path::PathBuf;
@@ -30,8 +31,9 @@ enum Command {
 #[derive(clap::Args)]
 struct ServeArgs {
     /// TOML config file; its keys are the long flags' names with `_` for `-`, those of
-    /// --heartbeat-*, --server-heartbeat-* and --webhook-* in tables [heartbeat], [server_heartbeat]
-    /// and [webhook] (e.g. --heartbeat-beat-delay is beat_delay under [heartbeat])
+    /// --redis-*, --nats-*, --heartbeat-*, --server-heartbeat-* and --webhook-* in tables
+    /// [redis], [nats], [heartbeat], [server_heartbeat] and [webhook] (e.g.
+    /// --heartbeat-beat-delay is beat_delay under [heartbeat])
     #[arg(long, short, env = "TIDINGS_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 
@@ -76,7 +78,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         print!("{}", toml::to_string(&settings).map_err(|e| e.to_string())?);
         return Ok(());
     }
-    let plan = settings.plan()?;
+    let plan = settings.plan().await?;
     let listener = tokio::net::TcpListener::bind(plan.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", plan.listen))?;

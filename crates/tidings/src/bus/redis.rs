@@ -114,11 +114,11 @@ impl Transport for RedisTransport {
     }
 
     async fn ping(&self) -> Result<(), String> {
-        let mut subscriber = self.subscriber.clone();
-        subscriber
-            .ping()
-            .await
-            .map(drop)
-            .map_err(|e| format!("redis: {e}"))
+        // Both connections: a failed command is what makes a connection manager reconnect.
+        for connection in [&self.subscriber, &self.publisher] {
+            let mut connection = connection.clone();
+            connection.ping().await.map_err(|e| format!("redis: {e}"))?;
+        }
+        Ok(())
     }
 }

@@ -14,9 +14,22 @@ use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
 /// A guard against a hung test, not a synchronization: every awaited frame arrives far sooner.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// A running tidings server.
+/// A running tidings server in this process: its hub, and its endpoints as a [`Node`].
 pub struct Server {
     pub hub: Hub,
+    node: Node,
+}
+
+impl std::ops::Deref for Server {
+    type Target = Node;
+
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
+
+/// A tidings server reached over the network (in this process or not): its API and WebSocket.
+pub struct Node {
     pub addr: SocketAddr,
     http: reqwest::Client,
     key: Option<String>,
@@ -37,9 +50,7 @@ impl Server {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self {
             hub,
-            addr,
-            http: reqwest::Client::new(),
-            key: None,
+            node: Node::at(addr),
         }
     }
 
@@ -55,8 +66,31 @@ impl Server {
 
     /// Sends this bearer key with API requests.
     pub fn key(mut self, key: &str) -> Self {
-        self.key = Some(key.into());
+        self.node.key = Some(key.into());
         self
+    }
+
+    /// Sends `client` a marker event and asserts it is the next frame: nothing was queued before it.
+    pub async fn assert_nothing_pending(&self, client: &mut Client) {
+        self.hub
+            .socket(&client.socket_id(), "marker", ())
+            .await
+            .unwrap();
+        assert_eq!(
+            client.recv().await,
+            json!({"type": "event", "event": "marker", "args": []})
+        );
+    }
+}
+
+impl Node {
+    /// The server listening on `addr`.
+    pub fn at(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            http: reqwest::Client::new(),
+            key: None,
+        }
     }
 
     /// An API request; returns the status and the JSON body.
@@ -126,18 +160,6 @@ impl Server {
         assert_eq!(welcome["type"], "welcome", "{welcome}");
         client.socket = welcome["socket"].as_str().unwrap().to_owned();
         client
-    }
-
-    /// Sends `client` a marker event and asserts it is the next frame: nothing was queued before it.
-    pub async fn assert_nothing_pending(&self, client: &mut Client) {
-        self.hub
-            .socket(&client.socket_id(), "marker", ())
-            .await
-            .unwrap();
-        assert_eq!(
-            client.recv().await,
-            json!({"type": "event", "event": "marker", "args": []})
-        );
     }
 }
 

@@ -1,0 +1,573 @@
+//! Three real `tidings` processes on loopback ports, sharing a real Redis (and NATS): everything
+//! that works on one node works across nodes. Each test uses its own subject and key prefixes,
+//! so tests never see each other's traffic.
+
+#[allow(dead_code)]
+#[path = "../../tidings/tests/it/support.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use support::{Client, Node, channel_event, event};
+use tidings::SessionId;
+
+const REDIS: &str = "redis://127.0.0.1:6379/";
+const NATS: &str = "nats://127.0.0.1:4222";
+
+/// A guard against a hung test, not a synchronization.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// One `tidings serve` process; killed when dropped.
+struct Process {
+    child: Child,
+    node: Node,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl std::ops::Deref for Process {
+    type Target = Node;
+
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
+
+/// Starts `tidings serve` with `args` (plus a loopback port and no server heartbeat frames) and
+/// waits for its startup line.
+fn start(args: &[String]) -> Process {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tidings"));
+    for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("TIDINGS_")) {
+        command.env_remove(name);
+    }
+    let mut child = command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--server-heartbeat-message",
+            "",
+        ])
+        .args(args)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tidings starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("startup line names the address: {line:?}"))
+        .parse()
+        .unwrap();
+    Process {
+        child,
+        node: Node::at(addr),
+    }
+}
+
+/// Settings shared by the nodes of one test: its own prefixes, so tests never meet.
+struct Setup {
+    prefix: String,
+    args: Vec<String>,
+}
+
+impl Setup {
+    /// Nodes on `bus` ("redis" or "nats") with the Redis store at `redis`.
+    fn new(bus: &str, redis: &str) -> Self {
+        let prefix = format!("t{}", SessionId::random().unwrap());
+        let mut args: Vec<String> = [
+            "--bus",
+            bus,
+            "--store",
+            "redis",
+            "--redis-url",
+            redis,
+            "--bus-prefix",
+            &prefix,
+            "--heartbeat-name",
+            &prefix,
+        ]
+        .map(String::from)
+        .into();
+        args.extend(["--ingest-channel".into(), format!("{prefix}:ingest")]);
+        if bus == "nats" {
+            args.extend(["--nats-url".into(), NATS.into()]);
+        }
+        Self { prefix, args }
+    }
+
+    /// Starts `n` nodes.
+    fn nodes(&self, n: usize, extra: &[&str]) -> Vec<Process> {
+        let mut args = self.args.clone();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        (0..n).map(|_| start(&args)).collect()
+    }
+}
+
+/// A plain Redis connection, not tidings.
+async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(url).unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
+/// Publishes through a node's HTTP API (the route named by the body's target field); returns
+/// the status and body.
+async fn publish_with(node: &Node, body: Value) -> (u16, Value) {
+    let target = ["channels", "users", "socket"]
+        .into_iter()
+        .find(|field| body.get(field).is_some())
+        .map_or("all", |field| field.trim_end_matches('s'));
+    node.post(&format!("/publish/{target}"), body).await
+}
+
+/// Publishes through a node's HTTP API; returns the status.
+async fn publish(node: &Node, body: Value) -> u16 {
+    publish_with(node, body).await.0
+}
+
+/// Asserts `client` gets exactly the `expected` frames (in any order: NATS keeps order per
+/// subject, not across subjects) before a marker that `via` sends to it last.
+async fn expect_exactly(via: &Node, client: &mut Client, expected: &[Value]) {
+    let marker = json!({"event": "marker", "socket": client.socket});
+    assert_eq!(publish(via, marker).await, 200);
+    let mut got = Vec::new();
+    loop {
+        let frame = client.recv().await;
+        if frame == event("marker", json!([])) && got.len() >= expected.len() {
+            break;
+        }
+        got.push(frame.to_string());
+    }
+    let mut expected: Vec<String> = expected.iter().map(Value::to_string).collect();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected);
+}
+
+/// Each publish target, published on A, reaches the right sockets on B and C exactly once.
+async fn every_target_crosses_nodes(bus: &str) {
+    let setup = Setup::new(bus, REDIS);
+    let nodes = setup.nodes(3, &[]);
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let mut on_b = b.connect().await;
+    let mut on_c = c.connect().await;
+    let reply = on_b
+        .request(json!({"type": "subscribe", "channels": ["public:news"]}))
+        .await;
+    assert_eq!(reply["result"], json!(["public:news"]), "{reply}");
+    let path = format!("/sessions/{}/user", on_c.session());
+    let (status, body) = c
+        .api(reqwest::Method::PUT, &path, Some(r#"{"user_id":"carol"}"#))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    assert_eq!(publish(a, json!({"event": "hi", "args": [1]})).await, 200);
+    let channel =
+        json!({"event": "news", "args": ["x"], "channels": ["public:news", "public:other"]});
+    assert_eq!(publish(a, channel).await, 200);
+    let user = json!({"event": "dm", "args": [], "users": ["carol", "dave"]});
+    assert_eq!(publish(a, user).await, 200);
+    let socket = json!({"event": "you", "args": [], "socket": on_b.socket});
+    assert_eq!(publish(a, socket).await, 200);
+
+    let all = event("hi", json!([1]));
+    let news = channel_event("news", json!(["x"]), "public:news");
+    expect_exactly(a, &mut on_b, &[all.clone(), news, event("you", json!([]))]).await;
+    expect_exactly(a, &mut on_c, &[all, event("dm", json!([]))]).await;
+}
+
+#[tokio::test]
+async fn every_target_crosses_nodes_on_redis() {
+    every_target_crosses_nodes("redis").await;
+}
+
+#[tokio::test]
+async fn every_target_crosses_nodes_on_nats() {
+    every_target_crosses_nodes("nats").await;
+}
+
+/// Session operations reach every tab on every node; a reconnect elsewhere keeps the session.
+async fn sessions_follow_their_tabs(bus: &str) {
+    let setup = Setup::new(bus, REDIS);
+    let nodes = setup.nodes(3, &[]);
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let mut tab_a = a.connect().await;
+    let mut tab_c = c.tab(&tab_a).await;
+    let reply = tab_a
+        .request(json!({"type": "subscribe", "channels": ["public:a", "public:b"]}))
+        .await;
+    assert_eq!(reply["result"], json!(["public:a", "public:b"]), "{reply}");
+    let path = format!("/sessions/{}/user", tab_a.session());
+    let (status, _) = a
+        .api(reqwest::Method::PUT, &path, Some(r#"{"user_id":"ann"}"#))
+        .await;
+    assert_eq!(status, 200);
+    // The subscribe made on A reached the tab on C: its node subscribed for it.
+    let channel = json!({"event": "m", "args": [], "channels": "public:a"});
+    assert_eq!(publish(a, channel.clone()).await, 200);
+    let m = channel_event("m", json!([]), "public:a");
+    expect_exactly(a, &mut tab_c, std::slice::from_ref(&m)).await;
+    expect_exactly(a, &mut tab_a, &[m]).await;
+
+    // Unsubscribe on A: the tab on C stops getting the channel too.
+    let path = format!("/sessions/{}/unsubscribe", tab_a.session());
+    let (status, body) = a.post(&path, json!({"channels": "public:a"})).await;
+    assert_eq!(
+        (status, &body["channels"]),
+        (200, &json!(["public:b"])),
+        "{body}"
+    );
+    assert_eq!(publish(a, channel).await, 200);
+    expect_exactly(a, &mut tab_c, &[]).await;
+
+    // The tab on A goes; its browser reconnects to B and keeps channels and user id.
+    let cookie = tab_a.cookie.clone();
+    drop(tab_a);
+    let mut on_b = b.open(Some(&cookie)).await;
+    let reply = on_b.request(json!({"type": "list"})).await;
+    assert_eq!(reply["result"], json!(["public:b"]), "{reply}");
+    let both = [
+        json!({"event": "b", "args": [], "channels": "public:b"}),
+        json!({"event": "u", "args": [], "users": "ann"}),
+    ];
+    for body in both {
+        assert_eq!(publish(c, body).await, 200);
+    }
+    let expected = [
+        channel_event("b", json!([]), "public:b"),
+        event("u", json!([])),
+    ];
+    expect_exactly(c, &mut on_b, &expected).await;
+}
+
+#[tokio::test]
+async fn sessions_follow_their_tabs_on_redis() {
+    sessions_follow_their_tabs("redis").await;
+}
+
+#[tokio::test]
+async fn sessions_follow_their_tabs_on_nats() {
+    sessions_follow_their_tabs("nats").await;
+}
+
+/// Sessions that stop beating on three nodes at once: every node purges, each disconnect is
+/// emitted once, and the events reach Redis for backends.
+#[tokio::test]
+async fn three_nodes_purging_emit_each_disconnect_once() {
+    let setup = Setup::new("redis", REDIS);
+    let fast = [
+        "--heartbeat-purge-delay",
+        "1",
+        "--heartbeat-beat-delay",
+        "1",
+        "--heartbeat-expire-delay",
+        "2",
+    ];
+    let nodes = setup.nodes(3, &fast);
+    let client = redis::Client::open(REDIS).unwrap();
+    let mut events = client.get_async_pubsub().await.unwrap();
+    events
+        .subscribe(format!("{}:presence", setup.prefix))
+        .await
+        .unwrap();
+    let mut events = events.into_on_message();
+    let (mut sessions, mut tabs) = (Vec::new(), Vec::new());
+    for node in &nodes {
+        for _ in 0..5 {
+            let mut tab = node.connect().await;
+            let reply = tab
+                .request(json!({"type": "heartbeat", "op": "start"}))
+                .await;
+            assert_eq!(reply["result"], "connect", "{reply}");
+            sessions.push(tab.session().to_string());
+            // The tab stays open but never beats again.
+            tabs.push(tab);
+        }
+    }
+    let mut disconnected = Vec::new();
+    while disconnected.len() < sessions.len() {
+        let message = tokio::time::timeout(PATIENCE, events.next())
+            .await
+            .expect("presence events within the patience limit")
+            .unwrap();
+        let event: Value = serde_json::from_slice(message.get_payload_bytes()).unwrap();
+        if event["event"] == "disconnect" {
+            disconnected.push(event["session"].as_str().unwrap().to_owned());
+        }
+    }
+    let (connected, _) = nodes[0].api(reqwest::Method::GET, "/presence", None).await;
+    assert_eq!(connected, 200);
+    let mut total = 0;
+    for node in &nodes {
+        let (_, stats) = node.api(reqwest::Method::GET, "/stats", None).await;
+        total += stats["disconnects"].as_u64().unwrap();
+    }
+    disconnected.sort();
+    sessions.sort();
+    assert_eq!(disconnected, sessions, "each session disconnected once");
+    assert_eq!(total, 15, "the nodes emitted 15 disconnects between them");
+}
+
+/// A node is killed: a browser that comes back on another node keeps its channels; a session
+/// that never comes back expires, and another node emits its disconnect.
+#[tokio::test]
+async fn a_killed_nodes_sessions_move_or_expire() {
+    let setup = Setup::new("redis", REDIS);
+    let fast = [
+        "--heartbeat-purge-delay",
+        "1",
+        "--heartbeat-beat-delay",
+        "1",
+        "--heartbeat-expire-delay",
+        "2",
+    ];
+    let mut nodes = setup.nodes(2, &fast);
+    let client = redis::Client::open(REDIS).unwrap();
+    let mut events = client.get_async_pubsub().await.unwrap();
+    events
+        .subscribe(format!("{}:presence", setup.prefix))
+        .await
+        .unwrap();
+    let mut events = events.into_on_message();
+    let mut tabs = Vec::new();
+    for _ in 0..2 {
+        let mut tab = nodes[0].connect().await;
+        tab.request(json!({"type": "subscribe", "channels": ["public:k"]}))
+            .await;
+        tab.request(json!({"type": "heartbeat", "op": "start"}))
+            .await;
+        tabs.push(tab);
+    }
+    let (back, gone) = (tabs[0].cookie.clone(), tabs[1].session().to_string());
+    drop(nodes.remove(0));
+    for tab in &mut tabs {
+        tab.closed().await;
+    }
+    let mut on_b = nodes[0].open(Some(&back)).await;
+    let reply = on_b.request(json!({"type": "list"})).await;
+    assert_eq!(reply["result"], json!(["public:k"]), "{reply}");
+    let reply = on_b
+        .request(json!({"type": "heartbeat", "op": "beat"}))
+        .await;
+    assert_eq!(reply["result"], Value::Null, "still connected: {reply}");
+    loop {
+        let message = tokio::time::timeout(PATIENCE, events.next())
+            .await
+            .expect("the lost session's disconnect within the patience limit")
+            .unwrap();
+        let event: Value = serde_json::from_slice(message.get_payload_bytes()).unwrap();
+        if event["event"] == "disconnect" {
+            // The returning session beat later, so it cannot expire first.
+            assert_eq!(
+                event["session"],
+                gone.as_str(),
+                "the session that never came back"
+            );
+            break;
+        }
+    }
+    let (_, stats) = nodes[0].api(reqwest::Method::GET, "/stats", None).await;
+    assert!(
+        stats["disconnects"].as_u64() >= Some(1),
+        "the live node emitted it: {stats}"
+    );
+}
+
+/// SocketStream's format, put on Redis by a plain client, reaches sockets on every node; malformed
+/// messages are counted by every node and skipped.
+#[tokio::test]
+async fn socketstream_ingest_from_a_plain_redis_client() {
+    let setup = Setup::new("redis", REDIS);
+    let nodes = setup.nodes(2, &[]);
+    let mut on_a = nodes[0].connect().await;
+    let mut on_b = nodes[1].connect().await;
+    on_b.request(json!({"type": "subscribe", "channels": ["public:x"]}))
+        .await;
+    let path = format!("/sessions/{}/user", on_a.session());
+    nodes[0]
+        .api(reqwest::Method::PUT, &path, Some(r#"{"user_id":"u1"}"#))
+        .await;
+    let ingest = format!("{}:ingest", setup.prefix);
+    let mut redis = redis(REDIS).await;
+    let messages = [
+        json!({"t": "all", "e": "flash", "p": ["hi"]}).to_string(),
+        "not json".into(),
+        json!({"t": "channel", "channels": ["public:x"], "e": "m", "p": [1]}).to_string(),
+        json!({"t": "everyone", "e": "x", "p": []}).to_string(),
+        json!({"t": "user", "users": ["u1"], "e": "dm", "p": []}).to_string(),
+        json!({"t": "socketId", "socketId": on_b.socket, "e": "you", "p": [2]}).to_string(),
+    ];
+    for message in &messages {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(&ingest)
+            .arg(message)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
+    // The documented examples: redis-cli and Python (redis-py).
+    let cli = Command::new("redis-cli")
+        .args(["PUBLISH", &ingest, r#"{"t":"all","e":"cli","p":[]}"#])
+        .stdout(Stdio::null())
+        .status()
+        .expect("redis-cli runs");
+    assert!(cli.success());
+    let python = std::env::var("PYTHON_WITH_REDIS").unwrap_or_else(|_| "python3".into());
+    let script = format!(
+        "import json, redis\nr = redis.Redis()\nr.publish({ingest:?}, json.dumps({{'t': 'channel', 'channels': ['public:x'], 'e': 'py', 'p': [3]}}))\n"
+    );
+    let py = Command::new(&python).args(["-c", &script]).status();
+    assert!(
+        py.is_ok_and(|s| s.success()),
+        "{python} with the redis package runs the example"
+    );
+
+    let flash = event("flash", json!(["hi"]));
+    expect_exactly(
+        &nodes[0],
+        &mut on_a,
+        &[
+            flash.clone(),
+            event("dm", json!([])),
+            event("cli", json!([])),
+        ],
+    )
+    .await;
+    let expected = [
+        flash,
+        channel_event("m", json!([1]), "public:x"),
+        event("you", json!([2])),
+        event("cli", json!([])),
+        channel_event("py", json!([3]), "public:x"),
+    ];
+    expect_exactly(&nodes[1], &mut on_b, &expected).await;
+    for node in &nodes {
+        let (_, stats) = node.api(reqwest::Method::GET, "/stats", None).await;
+        assert_eq!(stats["bus_malformed"], 2, "{stats}");
+    }
+}
+
+/// A redis-server of this test's own, on a free port, that the test can kill and restart.
+struct OwnRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Self { port, child: None };
+        redis.restart();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Starts redis-server on the port and waits until it answers.
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        self.child = Some(child);
+        let client = redis::Client::open(self.url()).unwrap();
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while client.get_connection().is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server answers");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `/readyz` until it answers `status`.
+async fn readyz_becomes(node: &Node, status: u16) {
+    let url = format!("http://{}/readyz", node.addr);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let now = reqwest::get(&url).await.unwrap().status().as_u16();
+        if now == status {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never said {status}"
+        );
+        // A poll interval: readiness is only observable by asking.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Redis goes away and comes back: local delivery goes on, bus publishes get 503, and the nodes
+/// reconnect and resubscribe by themselves.
+#[tokio::test]
+async fn nodes_ride_out_a_redis_restart() {
+    let mut own = OwnRedis::start();
+    let setup = Setup::new("redis", &own.url());
+    let nodes = setup.nodes(2, &[]);
+    let mut on_b = nodes[1].connect().await;
+    on_b.request(json!({"type": "subscribe", "channels": ["public:r"]}))
+        .await;
+    readyz_becomes(&nodes[0], 200).await;
+
+    own.kill();
+    readyz_becomes(&nodes[0], 503).await;
+    let (status, body) =
+        publish_with(&nodes[0], json!({"event": "lost", "channels": "public:r"})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("unavailable")),
+        "{body}"
+    );
+
+    own.restart();
+    readyz_becomes(&nodes[0], 200).await;
+    readyz_becomes(&nodes[1], 200).await;
+    let channel = json!({"event": "back", "args": [], "channels": "public:r"});
+    assert_eq!(publish(&nodes[0], channel).await, 200);
+    assert_eq!(
+        on_b.recv().await,
+        channel_event("back", json!([]), "public:r")
+    );
+}
