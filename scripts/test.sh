@@ -53,3 +53,4 @@ cargo test --workspace --locked
 cargo build --workspace --locked --bins
 "$target_dir/debug/tidings-bench" suite --quick --servers tidings,bare,socketio \
   --out "$target_dir/bench-quick.md" --command "scripts/test.sh (quick mode)"
+"$target_dir/debug/tidings-bench" cluster --quick >/dev/null

@@ -64,7 +64,7 @@ pub async fn measure(programs: &Programs, quick: bool) -> HeartbeatOutcome {
 }
 
 /// A histogram of microseconds up to a minute.
-fn histogram() -> Result<Histogram<u64>, String> {
+pub(crate) fn histogram() -> Result<Histogram<u64>, String> {
     Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())
 }
 
@@ -91,7 +91,11 @@ async fn beats(programs: &Programs, outcome: &mut HeartbeatOutcome) -> Result<()
 }
 
 /// The reply to request `id`, skipping server heartbeats; its `result` must be `expected`.
-async fn reply<S>(ws: &mut S, id: u64, expected: &serde_json::Value) -> Result<(), String>
+pub(crate) async fn reply<S>(
+    ws: &mut S,
+    id: u64,
+    expected: &serde_json::Value,
+) -> Result<(), String>
 where
     S: futures_util::Stream<Item = Result<Message, tokio_websockets::Error>> + Unpin,
 {

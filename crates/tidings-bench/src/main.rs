@@ -1,9 +1,11 @@
 //! `tidings-bench`: the load generator and benchmark suite of tidings.
 //!
 //! `tidings-bench suite` runs every scenario against every server and writes a report;
-//! `worker` and `bare-server` are the processes it starts.
+//! `tidings-bench cluster` measures two nodes over Redis and NATS; `worker` and `bare-server` are
+//! the processes the suite starts.
 
 mod bare;
+mod cluster;
 mod heartbeat;
 mod peer;
 mod report;
@@ -33,6 +35,15 @@ struct Cli {
 enum Command {
     /// Run the scenarios against the servers and write the report.
     Suite(SuiteArgs),
+    /// Two nodes: publish on A, receive on B, over Redis and over NATS (both must be running).
+    Cluster {
+        /// Small numbers: checks that every publish arrives (not a speed test).
+        #[arg(long)]
+        quick: bool,
+        /// The `tidings` binary [default: next to this one].
+        #[arg(long)]
+        tidings_bin: Option<PathBuf>,
+    },
     /// One load-generating process (started by `suite`).
     Worker(worker::WorkerArgs),
     /// The limit server: bare tokio writes of a pre-encoded frame.
@@ -94,6 +105,9 @@ fn main() -> ExitCode {
             runtime().and_then(|rt| rt.block_on(bare::run(listen, http)))
         }
         Command::Suite(args) => runtime().and_then(|rt| rt.block_on(run_suite(args))),
+        Command::Cluster { quick, tidings_bin } => {
+            runtime().and_then(|rt| rt.block_on(run_cluster(quick, tidings_bin)))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -199,6 +213,47 @@ async fn run_suite(args: SuiteArgs) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Runs the two-node scenario on both buses and prints a Markdown table; fails if a publish was
+/// lost.
+async fn run_cluster(quick: bool, tidings_bin: Option<PathBuf>) -> Result<(), String> {
+    let bench = std::env::current_exe().map_err(|e| e.to_string())?;
+    let beside = |name: &str| bench.parent().map(|d| d.join(name)).unwrap_or_default();
+    let programs = suite::Programs {
+        tidings: tidings_bin.unwrap_or_else(|| beside("tidings")),
+        bench: bench.clone(),
+        socketio: PathBuf::new(),
+        sockudo: PathBuf::new(),
+    };
+    println!(
+        "| bus | sockets on B | publishes/s A→B | frames received | p50 µs | p90 µs | p99 µs | max µs |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut failed = Vec::new();
+    for bus in ["redis", "nats"] {
+        let o = cluster::measure(&programs, bus, quick).await;
+        let [p50, p90, p99, max] = o.latency_us;
+        println!(
+            "| {bus} | {} | {:.0} | {}/{} | {p50} | {p90} | {p99} | {max} |",
+            o.sockets,
+            o.per_second,
+            o.received,
+            o.published * o.sockets as u64
+        );
+        if let Some(e) = o.error {
+            failed.push(format!("{bus}: {e}"));
+        }
+    }
+    match cluster::redis_benchmark(quick) {
+        Ok(line) => println!("\n`redis-benchmark -q -c 64 PUBLISH` on the same Redis: {line}"),
+        Err(e) => println!("\nredis-benchmark: {e}"),
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
 }
 
 /// A program's path: as given if it has a slash, else found on `PATH`.

@@ -74,6 +74,15 @@ pub fn unavailable(kind: Kind, programs: &Programs) -> Option<String> {
 impl Server {
     /// Starts a server of `kind` on free ports and waits until it accepts connections.
     pub(crate) async fn start(kind: Kind, programs: &Programs) -> Result<Self, String> {
+        Self::start_with(kind, programs, &[]).await
+    }
+
+    /// Like [`Server::start`], with extra arguments for `tidings serve`.
+    pub(crate) async fn start_with(
+        kind: Kind,
+        programs: &Programs,
+        extra: &[String],
+    ) -> Result<Self, String> {
         let ws = free_port()?;
         let http = if kind == Kind::Bare { free_port()? } else { ws };
         let port = ws.port().to_string();
@@ -88,6 +97,7 @@ impl Server {
                     "*",
                 ]);
                 c.args(["--max-channels-per-session", "16"])
+                    .args(extra)
                     .env("RUST_LOG", "warn");
                 c
             }

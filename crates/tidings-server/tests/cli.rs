@@ -74,10 +74,22 @@ fn bad_configuration_is_refused_naming_the_key() {
     assert_refused(&["--bus", "kafka"], &[], "--bus");
     assert_refused(&["--redis-port", "1"], &[], "neither bus nor store");
     assert_refused(&["--nats-url", "nats://x"], &[], "bus is not \"nats\"");
-    let unreachable = ["--store", "redis", "--redis-url", "redis://:pw@127.0.0.1:1/"];
+    let unreachable = [
+        "--store",
+        "redis",
+        "--redis-url",
+        "redis://:pw@127.0.0.1:1/",
+    ];
     assert_refused(&unreachable, &[], "store unavailable: redis");
     assert_refused(&unreachable, &[], "redis://***@127.0.0.1:1/");
-    let nats = ["--bus", "nats", "--store", "redis", "--nats-url", "nats://127.0.0.1:1"];
+    let nats = [
+        "--bus",
+        "nats",
+        "--store",
+        "redis",
+        "--nats-url",
+        "nats://127.0.0.1:1",
+    ];
     assert_refused(&nats, &[], "event bus unavailable: nats");
     let missing = "/nonexistent/tidings.toml";
     assert_refused(&["--config", missing], &[], missing);

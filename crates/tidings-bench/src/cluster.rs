@@ -1,0 +1,239 @@
+//! The two-node scenario: publish on node A, receive on node B's sockets, over Redis or NATS.
+//!
+//! Node A is a hub in this process on a real [`RedisBus`] or [`NatsBus`]; node B is a real
+//! `tidings serve --bus redis|nats` process. Publishers on A send channel events in a closed loop
+//! for a fixed time; each of B's sockets, subscribed to the channel, reads every event and records
+//! how long it took from `publish` on A to the frame on B. Next to it, `redis-benchmark` PUBLISH
+//! on the same Redis gives the broker's own rate.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tidings::bus::{Bus, BusOptions, NatsBus, RedisBus};
+use tidings::{Hub, ServerHeartbeat, SessionId};
+use tokio_websockets::{ClientBuilder, Message};
+
+use crate::heartbeat::{histogram, reply};
+use crate::peer::Kind;
+use crate::suite::{Programs, Server};
+
+const REDIS: &str = "redis://127.0.0.1:6379/";
+const NATS: &str = "nats://127.0.0.1:4222";
+
+/// What one bus's run measured.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ClusterOutcome {
+    /// `redis` or `nats`.
+    pub bus: String,
+    /// Why it could not run, if it could not.
+    pub error: Option<String>,
+    /// Sockets on node B.
+    pub sockets: usize,
+    /// Publishes sent on A.
+    pub published: u64,
+    /// Publishes per second that crossed to B.
+    pub per_second: f64,
+    /// Frames B's sockets received (must be published × sockets).
+    pub received: u64,
+    /// Publish on A to frame on B, microseconds: p50, p90, p99, max.
+    pub latency_us: [u64; 4],
+}
+
+/// Microseconds since the epoch: both nodes run on this machine's clock.
+fn now_us() -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(now.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Runs the scenario on `bus` ("redis" or "nats").
+pub async fn measure(programs: &Programs, bus: &str, quick: bool) -> ClusterOutcome {
+    let (sockets, seconds, publishers) = if quick { (4, 0.5, 4) } else { (10, 10.0, 64) };
+    let mut outcome = ClusterOutcome {
+        bus: bus.into(),
+        sockets,
+        ..ClusterOutcome::default()
+    };
+    if let Err(e) = run(
+        programs,
+        &mut outcome,
+        Duration::from_secs_f64(seconds),
+        publishers,
+    )
+    .await
+    {
+        outcome.error = Some(e);
+    }
+    outcome
+}
+
+/// Starts both nodes, runs the publishers, and collects what B's sockets saw.
+async fn run(
+    programs: &Programs,
+    outcome: &mut ClusterOutcome,
+    seconds: Duration,
+    publishers: usize,
+) -> Result<(), String> {
+    let prefix = format!("bench{}", SessionId::random().map_err(|e| e.to_string())?);
+    let options = BusOptions {
+        prefix: prefix.clone(),
+        ingest: None,
+    };
+    let bus: Arc<dyn Bus> = match outcome.bus.as_str() {
+        "redis" => Arc::new(
+            RedisBus::connect(REDIS, options)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+        _ => Arc::new(
+            NatsBus::connect(NATS, options)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    let quiet = ServerHeartbeat {
+        message: None,
+        ping_interval: None,
+        ..ServerHeartbeat::default()
+    };
+    let a = Hub::builder()
+        .bus(bus)
+        .server_heartbeat(quiet)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut extra: Vec<String> = [
+        "--bus",
+        &outcome.bus,
+        "--store",
+        "redis",
+        "--redis-url",
+        REDIS,
+        "--bus-prefix",
+        &prefix,
+        "--heartbeat-name",
+        &prefix,
+        "--server-heartbeat-message",
+        "",
+    ]
+    .map(String::from)
+    .into();
+    if outcome.bus == "nats" {
+        extra.extend(["--nats-url".into(), NATS.into()]);
+    }
+    let b = Server::start_with(Kind::Tidings, programs, &extra).await?;
+    let mut readers = tokio::task::JoinSet::new();
+    for _ in 0..outcome.sockets {
+        let url = format!("ws://{}/ws", b.ws);
+        let (mut ws, _) = ClientBuilder::new()
+            .uri(&url)
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let subscribe = r#"{"type":"subscribe","id":1,"channels":["bench"]}"#;
+        ws.send(Message::text(subscribe))
+            .await
+            .map_err(|e| e.to_string())?;
+        reply(&mut ws, 1, &serde_json::json!(["bench"])).await?;
+        readers.spawn(read_until_end(ws));
+    }
+    let until = Instant::now() + seconds;
+    let started = Instant::now();
+    let mut senders = tokio::task::JoinSet::new();
+    for _ in 0..publishers {
+        let a = a.clone();
+        senders.spawn(async move {
+            let mut sent = 0u64;
+            while Instant::now() < until {
+                a.channel("bench", "t", (now_us(),))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sent += 1;
+            }
+            Ok::<u64, String>(sent)
+        });
+    }
+    while let Some(sent) = senders.join_next().await {
+        outcome.published += sent.map_err(|e| e.to_string())??;
+    }
+    a.channel("bench", "end", ())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut latency = histogram()?;
+    while let Some(read) = readers.join_next().await {
+        let (received, h) = read.map_err(|e| e.to_string())??;
+        outcome.received += received;
+        latency.add(&h).map_err(|e| e.to_string())?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    b.stop().await;
+    outcome.per_second = outcome.published as f64 / elapsed;
+    let q = |p: f64| latency.value_at_quantile(p);
+    outcome.latency_us = [q(0.5), q(0.9), q(0.99), latency.max()];
+    let expected = outcome.published * outcome.sockets as u64;
+    if outcome.received != expected {
+        return Err(format!(
+            "received {} of {expected} frames",
+            outcome.received
+        ));
+    }
+    Ok(())
+}
+
+/// Reads channel events until `end`; returns how many and their latencies.
+async fn read_until_end<S>(mut ws: S) -> Result<(u64, Histogram<u64>), String>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_websockets::Error>> + Unpin,
+{
+    let mut latency = histogram()?;
+    let mut received = 0;
+    while let Some(message) = ws.next().await {
+        let message = message.map_err(|e| e.to_string())?;
+        let Some(text) = message.as_text() else {
+            continue;
+        };
+        let frame: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        match frame["event"].as_str() {
+            Some("end") => return Ok((received, latency)),
+            Some("t") => {
+                let sent = frame["args"][0]
+                    .as_u64()
+                    .ok_or("an event without its time")?;
+                latency.saturating_record(now_us().saturating_sub(sent).max(1));
+                received += 1;
+            }
+            _ => {}
+        }
+    }
+    Err("socket closed before the end".into())
+}
+
+/// `redis-benchmark` PUBLISH on the same Redis: the broker's own rate, for comparison.
+pub fn redis_benchmark(quick: bool) -> Result<String, String> {
+    let n = if quick { "10000" } else { "500000" };
+    let out = std::process::Command::new("redis-benchmark")
+        .args([
+            "-q",
+            "-n",
+            n,
+            "-c",
+            "64",
+            "PUBLISH",
+            "bench-idle",
+            "{\"t\":1}",
+        ])
+        .output()
+        .map_err(|e| format!("redis-benchmark: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .split('\r')
+        .flat_map(|l| l.lines())
+        .filter(|l| l.contains("requests per second"))
+        .next_back()
+        .ok_or_else(|| format!("redis-benchmark said {text:?}"))?;
+    Ok(line.trim().to_owned())
+}
