@@ -232,8 +232,7 @@ pub fn redis_benchmark(quick: bool) -> Result<String, String> {
     let line = text
         .split('\r')
         .flat_map(|l| l.lines())
-        .filter(|l| l.contains("requests per second"))
-        .next_back()
+        .rfind(|l| l.contains("requests per second"))
         .ok_or_else(|| format!("redis-benchmark said {text:?}"))?;
     Ok(line.trim().to_owned())
 }
