@@ -1,9 +1,10 @@
 //! The two-node scenario: publish on node A, receive on node B's sockets, over Redis or NATS.
 //!
 //! Node A is a hub in this process on a real [`RedisBus`] or [`NatsBus`]; node B is a real
-//! `tidings serve --bus redis|nats` process. Publishers on A send channel events in a closed loop
-//! for a fixed time; each of B's sockets, subscribed to the channel, reads every event and records
-//! how long it took from `publish` on A to the frame on B. Next to it, `redis-benchmark` PUBLISH
+//! `tidings serve --bus redis|nats` process. Publishers on A send channel events for a fixed time,
+//! at most `WINDOW` ahead of what B's first socket has received (a closed loop with a window, so
+//! the rate is what crosses, not what queues up); each of B's sockets, subscribed to the channel,
+//! reads every event and records how long it took from `publish` on A to the frame on B. Next to it, `redis-benchmark` PUBLISH
 //! on the same Redis gives the broker's own rate.
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tidings::bus::{Bus, BusOptions, NatsBus, RedisBus};
 use tidings::{Hub, ServerHeartbeat, SessionId};
+use tokio::sync::Semaphore;
 use tokio_websockets::{ClientBuilder, Message};
 
 use crate::heartbeat::{histogram, reply};
@@ -22,6 +24,9 @@ use crate::suite::{Programs, Server};
 
 const REDIS: &str = "redis://127.0.0.1:6379/";
 const NATS: &str = "nats://127.0.0.1:4222";
+
+/// Publishes that may be in flight, not yet received by B's first socket.
+const WINDOW: usize = 256;
 
 /// What one bus's run measured.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -124,9 +129,12 @@ async fn run(
     if outcome.bus == "nats" {
         extra.extend(["--nats-url".into(), NATS.into()]);
     }
+    // Room for the window on every socket, so no reader is closed as a slow consumer.
+    extra.extend(["--outbound-queue".into(), (WINDOW * 16).to_string()]);
     let b = Server::start_with(Kind::Tidings, programs, &extra).await?;
+    let window = Arc::new(Semaphore::new(WINDOW));
     let mut readers = tokio::task::JoinSet::new();
-    for _ in 0..outcome.sockets {
+    for n in 0..outcome.sockets {
         let url = format!("ws://{}/ws", b.ws);
         let (mut ws, _) = ClientBuilder::new()
             .uri(&url)
@@ -139,16 +147,17 @@ async fn run(
             .await
             .map_err(|e| e.to_string())?;
         reply(&mut ws, 1, &serde_json::json!(["bench"])).await?;
-        readers.spawn(read_until_end(ws));
+        readers.spawn(read_until_end(ws, (n == 0).then(|| window.clone())));
     }
     let until = Instant::now() + seconds;
     let started = Instant::now();
     let mut senders = tokio::task::JoinSet::new();
     for _ in 0..publishers {
-        let a = a.clone();
+        let (a, window) = (a.clone(), window.clone());
         senders.spawn(async move {
             let mut sent = 0u64;
             while Instant::now() < until {
+                window.acquire().await.map_err(|e| e.to_string())?.forget();
                 a.channel("bench", "t", (now_us(),))
                     .await
                     .map_err(|e| e.to_string())?;
@@ -184,8 +193,12 @@ async fn run(
     Ok(())
 }
 
-/// Reads channel events until `end`; returns how many and their latencies.
-async fn read_until_end<S>(mut ws: S) -> Result<(u64, Histogram<u64>), String>
+/// Reads channel events until `end`, giving each back to `window` if it holds it; returns how
+/// many and their latencies.
+async fn read_until_end<S>(
+    mut ws: S,
+    window: Option<Arc<Semaphore>>,
+) -> Result<(u64, Histogram<u64>), String>
 where
     S: futures_util::Stream<Item = Result<Message, tokio_websockets::Error>> + Unpin,
 {
@@ -205,6 +218,9 @@ where
                     .ok_or("an event without its time")?;
                 latency.saturating_record(now_us().saturating_sub(sent).max(1));
                 received += 1;
+                if let Some(window) = &window {
+                    window.add_permits(1);
+                }
             }
             _ => {}
         }
