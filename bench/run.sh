@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks tidings against Socket.IO 4, sockudo and the bare tokio limit on this machine, in one
-# run, and writes docs/benchmarks.md (and docs/benchmarks.json).
+# run, then two nodes over Redis and NATS (tidings-bench cluster; needs both running on their
+# default ports), and writes docs/benchmarks.md (and docs/benchmarks.json).
 #   bench/run.sh           the full suite (about 10 minutes)
 #   bench/run.sh --quick   small numbers: checks the harness and counts every delivery, no speed claims
 # Peers that cannot be installed are reported in the output as not measured.
@@ -32,5 +33,20 @@ if [ ! -x "$sockudo_root/bin/sockudo" ]; then
     || echo "bench: sockudo failed to build; it will be reported as not measured" >&2
 fi
 
-exec target/release/tidings-bench suite $quick --out "$out" --json "${out%.md}.json" \
+target/release/tidings-bench suite $quick --out "$out" --json "${out%.md}.json" \
   --sockudo-bin "$sockudo_root/bin/sockudo" --command "bench/run.sh${quick:+ $quick}"
+status=$?
+{
+  echo
+  echo "## Two nodes: publish on A, receive on B, over Redis and NATS"
+  echo
+  echo "Command: \`bench/run.sh${quick:+ $quick}\` (its last step, \`tidings-bench cluster${quick:+ $quick}\`)."
+  echo "Node A is a hub in the bench process on a real RedisBus or NatsBus; node B is"
+  echo "\`tidings serve --bus redis|nats --store redis\` with 10 sockets subscribed to one channel."
+  echo "64 publishers on A send channel events for 10 s, at most 256 ahead of what B's first socket"
+  echo "has received; latency is publish on A to frame read on B. Redis, NATS, both nodes and the"
+  echo "readers share the machine's 2 cores."
+  echo
+  target/release/tidings-bench cluster $quick || status=1
+} >> "$out"
+exit $status
