@@ -265,27 +265,43 @@ async fn sessions_follow_their_tabs_on_nats() {
     sessions_follow_their_tabs("nats").await;
 }
 
+/// Heartbeat settings under which a session that stops beating is purged within seconds.
+const FAST_HEARTBEAT: [&str; 6] = [
+    "--heartbeat-purge-delay",
+    "1",
+    "--heartbeat-beat-delay",
+    "1",
+    "--heartbeat-expire-delay",
+    "2",
+];
+
+/// The presence events the nodes of a test publish on Redis, read by a plain Redis client.
+async fn presence_events(prefix: &str) -> impl futures_util::Stream<Item = redis::Msg> + Unpin {
+    let client = redis::Client::open(REDIS).unwrap();
+    let mut events = client.get_async_pubsub().await.unwrap();
+    events
+        .subscribe(format!("{prefix}:presence"))
+        .await
+        .unwrap();
+    events.into_on_message()
+}
+
+/// The next presence event, as JSON.
+async fn next_event(events: &mut (impl futures_util::Stream<Item = redis::Msg> + Unpin)) -> Value {
+    let message = tokio::time::timeout(PATIENCE, events.next())
+        .await
+        .expect("a presence event within the patience limit")
+        .unwrap();
+    serde_json::from_slice(message.get_payload_bytes()).unwrap()
+}
+
 /// Sessions that stop beating on three nodes at once: every node purges, each disconnect is
 /// emitted once, and the events reach Redis for backends.
 #[tokio::test]
 async fn three_nodes_purging_emit_each_disconnect_once() {
     let setup = Setup::new("redis", REDIS);
-    let fast = [
-        "--heartbeat-purge-delay",
-        "1",
-        "--heartbeat-beat-delay",
-        "1",
-        "--heartbeat-expire-delay",
-        "2",
-    ];
-    let nodes = setup.nodes(3, &fast);
-    let client = redis::Client::open(REDIS).unwrap();
-    let mut events = client.get_async_pubsub().await.unwrap();
-    events
-        .subscribe(format!("{}:presence", setup.prefix))
-        .await
-        .unwrap();
-    let mut events = events.into_on_message();
+    let nodes = setup.nodes(3, &FAST_HEARTBEAT);
+    let mut events = presence_events(&setup.prefix).await;
     let (mut sessions, mut tabs) = (Vec::new(), Vec::new());
     for node in &nodes {
         for _ in 0..5 {
@@ -301,11 +317,7 @@ async fn three_nodes_purging_emit_each_disconnect_once() {
     }
     let mut disconnected = Vec::new();
     while disconnected.len() < sessions.len() {
-        let message = tokio::time::timeout(PATIENCE, events.next())
-            .await
-            .expect("presence events within the patience limit")
-            .unwrap();
-        let event: Value = serde_json::from_slice(message.get_payload_bytes()).unwrap();
+        let event = next_event(&mut events).await;
         if event["event"] == "disconnect" {
             disconnected.push(event["session"].as_str().unwrap().to_owned());
         }
@@ -328,22 +340,8 @@ async fn three_nodes_purging_emit_each_disconnect_once() {
 #[tokio::test]
 async fn a_killed_nodes_sessions_move_or_expire() {
     let setup = Setup::new("redis", REDIS);
-    let fast = [
-        "--heartbeat-purge-delay",
-        "1",
-        "--heartbeat-beat-delay",
-        "1",
-        "--heartbeat-expire-delay",
-        "2",
-    ];
-    let mut nodes = setup.nodes(2, &fast);
-    let client = redis::Client::open(REDIS).unwrap();
-    let mut events = client.get_async_pubsub().await.unwrap();
-    events
-        .subscribe(format!("{}:presence", setup.prefix))
-        .await
-        .unwrap();
-    let mut events = events.into_on_message();
+    let mut nodes = setup.nodes(2, &FAST_HEARTBEAT);
+    let mut events = presence_events(&setup.prefix).await;
     let mut tabs = Vec::new();
     for _ in 0..2 {
         let mut tab = nodes[0].connect().await;
@@ -366,11 +364,7 @@ async fn a_killed_nodes_sessions_move_or_expire() {
         .await;
     assert_eq!(reply["result"], Value::Null, "still connected: {reply}");
     loop {
-        let message = tokio::time::timeout(PATIENCE, events.next())
-            .await
-            .expect("the lost session's disconnect within the patience limit")
-            .unwrap();
-        let event: Value = serde_json::from_slice(message.get_payload_bytes()).unwrap();
+        let event = next_event(&mut events).await;
         if event["event"] == "disconnect" {
             // The returning session beat later, so it cannot expire first.
             assert_eq!(
