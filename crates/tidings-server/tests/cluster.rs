@@ -141,22 +141,57 @@ async fn publish(node: &Node, body: Value) -> u16 {
 }
 
 /// Asserts `client` gets exactly the `expected` frames (in any order: NATS keeps order per
-/// subject, not across subjects) before a marker that `via` sends to it last.
+/// subject, not across subjects, so the marker may overtake them there) and nothing else before
+/// a marker that `via` sends to it last. `probe` events
+/// (from [`until_subscribed`]) are left out.
 async fn expect_exactly(via: &Node, client: &mut Client, expected: &[Value]) {
     let marker = json!({"event": "marker", "socket": client.socket});
     assert_eq!(publish(via, marker).await, 200);
-    let mut got = Vec::new();
-    loop {
+    let (mut got, mut marked) = (Vec::new(), false);
+    while !marked || got.len() < expected.len() {
         let frame = client.recv().await;
-        if frame == event("marker", json!([])) && got.len() >= expected.len() {
-            break;
+        if frame == event("marker", json!([])) {
+            marked = true;
+        } else if frame["event"] != "probe" {
+            got.push(frame.to_string());
         }
-        got.push(frame.to_string());
     }
     let mut expected: Vec<String> = expected.iter().map(Value::to_string).collect();
     expected.sort();
     got.sort();
     assert_eq!(got, expected);
+}
+
+/// Waits until `client`'s node has subscribed it to `channel` on the broker (a subscribe made on
+/// another node reaches it a moment later): publishes `probe` events on `via` until one arrives.
+async fn until_subscribed(via: &Node, client: &mut Client, channel: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let probe = json!({"event": "probe", "args": [], "channels": channel});
+        assert_eq!(publish(via, probe).await, 200);
+        if let Ok(frame) = tokio::time::timeout(Duration::from_millis(50), client.recv()).await {
+            assert_eq!(frame["event"], "probe", "{frame}");
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{channel} never reached the client"
+        );
+    }
+}
+
+/// Polls `node`'s stats until its index holds `channels` channels.
+async fn until_channels(node: &Node, channels: u64) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (_, stats) = node.api(reqwest::Method::GET, "/stats", None).await;
+        if stats["index"]["channels"] == channels {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stats}");
+        // A poll interval: the index is only observable by asking.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Each publish target, published on A, reaches the right sockets on B and C exactly once.
@@ -217,7 +252,8 @@ async fn sessions_follow_their_tabs(bus: &str) {
         .api(reqwest::Method::PUT, &path, Some(r#"{"user_id":"ann"}"#))
         .await;
     assert_eq!(status, 200);
-    // The subscribe made on A reached the tab on C: its node subscribed for it.
+    // The subscribe made on A reaches the tab on C once C's node has subscribed for it.
+    until_subscribed(a, &mut tab_c, "public:a").await;
     let channel = json!({"event": "m", "args": [], "channels": "public:a"});
     assert_eq!(publish(a, channel.clone()).await, 200);
     let m = channel_event("m", json!([]), "public:a");
@@ -232,6 +268,7 @@ async fn sessions_follow_their_tabs(bus: &str) {
         (200, &json!(["public:b"])),
         "{body}"
     );
+    until_channels(c, 1).await;
     assert_eq!(publish(a, channel).await, 200);
     expect_exactly(a, &mut tab_c, &[]).await;
 

@@ -107,6 +107,12 @@ pub trait Bus: Send + Sync + 'static {
     /// Called with the node's index locked, in order: it must not block.
     fn set_interest(&self, topic: &Topic, interested: bool);
 
+    /// Resolves once every interest declared before the call is in effect at the broker, so a
+    /// message published after it reaches this node.
+    async fn flushed(&self) -> Result<(), BusError> {
+        Ok(())
+    }
+
     /// Whether the bus can carry messages now (for `/readyz`).
     fn is_ready(&self) -> bool {
         true

@@ -241,7 +241,7 @@ impl<T: Transport> Bus for SharedBus<T> {
         let payload = wire::encode(node, &message);
         if let BusMessage::Session { .. } = message {
             self.deliver_here(&message);
-            self.wanted.flushed().await?;
+            self.flushed().await?;
             return self.send(subject, payload).await;
         }
         self.send(subject, payload).await?;
@@ -252,6 +252,10 @@ impl<T: Transport> Bus for SharedBus<T> {
     fn set_interest(&self, topic: &Topic, interested: bool) {
         self.wanted
             .set(self.receiver.subjects.of_topic(topic), interested);
+    }
+
+    async fn flushed(&self) -> Result<(), BusError> {
+        self.wanted.flushed().await
     }
 
     fn is_ready(&self) -> bool {

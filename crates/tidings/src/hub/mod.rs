@@ -226,7 +226,8 @@ impl Hub {
         Ok((id, true))
     }
 
-    /// Registers a socket of `session` and gives it the session's channels and user id.
+    /// Registers a socket of `session` and gives it the session's channels and user id, once the
+    /// bus subscriptions they need are in effect.
     /// The returned guard removes the socket from every index when dropped.
     pub(crate) async fn attach(
         &self,
@@ -241,6 +242,10 @@ impl Hub {
         if self.shared.local.attach(seq, session, outbox) {
             let state = self.shared.store.load(session).await?;
             self.shared.local.load(session, state.unwrap_or_default());
+        }
+        // The socket is told it is connected only once its channels reach this node.
+        if let Err(e) = self.shared.bus.flushed().await {
+            tracing::warn!(error = %e, "a socket starts before its subscriptions are in effect");
         }
         Ok(guard)
     }
