@@ -132,9 +132,9 @@ pub enum BuildError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A public channel pattern is malformed.
+    /// A channel pattern is malformed.
     #[error(
-        "invalid public channel pattern {0:?}: use a name, or a prefix followed by a single trailing `*`"
+        "invalid channel pattern {0:?}: use a name, or a prefix followed by a single trailing `*`"
     )]
     InvalidPattern(String),
     /// The node id is invalid or could not be generated.

@@ -22,7 +22,8 @@
 //! node's sockets) → `socket` (one task per connection); `store` keeps sessions, `protocol`
 //! encodes frames, `http` serves it all.
 
-mod access;
+pub mod auth;
+mod backend;
 pub mod bus;
 mod error;
 mod fanout;
@@ -33,12 +34,14 @@ mod limits;
 mod names;
 pub mod presence;
 mod protocol;
+pub mod rpc;
 mod socket;
 mod stats;
 pub mod store;
 #[cfg(test)]
 mod testing;
 
+pub use backend::SIGNATURE_HEADER;
 pub use error::{
     BuildError, BusError, EventsLagged, IdError, NameError, PublishError, SessionError, StoreError,
 };

@@ -18,6 +18,8 @@ pub struct Limits {
     pub max_name_len: usize,
     /// Most messages waiting to be written to one socket; past it the socket is closed (code 4000).
     pub outbound_queue: usize,
+    /// Most RPC calls one socket may have running at once; past it a call gets `too_many_calls`.
+    pub max_calls_per_socket: usize,
 }
 
 impl Default for Limits {
@@ -28,6 +30,7 @@ impl Default for Limits {
             max_channels_per_session: 256,
             max_name_len: 200,
             outbound_queue: 1024,
+            max_calls_per_socket: 16,
         }
     }
 }
@@ -41,6 +44,7 @@ impl Limits {
             ("max_channels_per_session", self.max_channels_per_session),
             ("max_name_len", self.max_name_len),
             ("outbound_queue", self.outbound_queue),
+            ("max_calls_per_socket", self.max_calls_per_socket),
         ];
         for (name, value) in positive {
             if value == 0 {

@@ -1,17 +1,21 @@
 //! Configuring and building a [`Hub`].
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use serde::Serialize;
+
 use super::{Hub, Shared, upkeep};
-use crate::access::PublicChannels;
+use crate::auth::{ChannelRules, TokenKey};
 use crate::bus::{Bus, Inbox, MemoryBus};
 use crate::error::BuildError;
 use crate::fanout::Local;
 use crate::ids::NodeId;
 use crate::limits::Limits;
 use crate::presence::{self, Heartbeat, Presence, Webhook};
+use crate::rpc::{Methods, RpcError, RpcProxy, RpcRequest};
 use crate::socket::{ServerHeartbeat, keepalive};
 use crate::stats::Counters;
 use crate::store::{MemoryStore, PresenceStore, SessionStore};
@@ -22,6 +26,10 @@ pub struct HubBuilder {
     limits: Limits,
     session_ttl: Duration,
     public_channels: Vec<String>,
+    user_channels: Vec<String>,
+    token_key: Option<TokenKey>,
+    methods: Methods,
+    rpc_proxy: Option<RpcProxy>,
     bus: Option<Arc<dyn Bus>>,
     store: Option<Arc<dyn SessionStore>>,
     presence_store: Option<Arc<dyn PresenceStore>>,
@@ -37,6 +45,10 @@ impl Default for HubBuilder {
             limits: Limits::default(),
             session_ttl: Duration::from_secs(24 * 60 * 60),
             public_channels: vec!["public:*".into()],
+            user_channels: vec!["user:*".into()],
+            token_key: None,
+            methods: Methods::default(),
+            rpc_proxy: None,
             bus: None,
             store: None,
             presence_store: None,
@@ -73,6 +85,38 @@ impl HubBuilder {
         patterns: impl IntoIterator<Item = S>,
     ) -> Self {
         self.public_channels = patterns.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// User channels: prefixes ending in `*`; a client may subscribe to one only when its
+    /// session's user id is the rest of the name (default: `user:*`; an empty list has none).
+    pub fn user_channels<S: Into<String>>(mut self, patterns: impl IntoIterator<Item = S>) -> Self {
+        self.user_channels = patterns.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Accepts connection and subscription tokens checked with `key` (default: none; a client
+    /// that sends a token is then refused with close code 4003).
+    pub fn token_key(mut self, key: TokenKey) -> Self {
+        self.token_key = Some(key);
+        self
+    }
+
+    /// Answers the RPC method `name` with `handler`; a later handler of the same name replaces it.
+    pub fn rpc<F, Fut, T>(mut self, name: &str, handler: F) -> Self
+    where
+        F: Fn(RpcRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, RpcError>> + Send + 'static,
+        T: Serialize,
+    {
+        self.methods.add(name, handler);
+        self
+    }
+
+    /// Sends calls of methods without a Rust handler to the backend (default: none, and such
+    /// calls get `unknown_method`).
+    pub fn rpc_proxy(mut self, proxy: RpcProxy) -> Self {
+        self.rpc_proxy = Some(proxy);
         self
     }
 
@@ -122,7 +166,11 @@ impl HubBuilder {
                 reason: "must be at least 1 second".into(),
             });
         }
-        let public = PublicChannels::new(&self.public_channels)?;
+        let rules = ChannelRules::new(&self.public_channels, &self.user_channels)?;
+        let mut methods = self.methods;
+        if let Some(proxy) = &self.rpc_proxy {
+            methods.set_proxy(proxy)?;
+        }
         let node = match self.node_id {
             Some(node) => node,
             None => NodeId::random()?,
@@ -154,7 +202,9 @@ impl HubBuilder {
             node,
             limits: self.limits,
             session_ttl: self.session_ttl,
-            public,
+            rules,
+            token_key: self.token_key,
+            methods,
             local,
             bus,
             store,

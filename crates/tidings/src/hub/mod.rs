@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::access::PublicChannels;
+use crate::auth::{ChannelRules, TokenKey};
 use crate::bus::{Bus, BusMessage, Target};
 use crate::error::{PublishError, SessionError};
 use crate::fanout::{Event, Local, Outbox};
@@ -23,9 +23,10 @@ use crate::limits::Limits;
 use crate::names::IntoNames;
 use crate::presence::Presence;
 use crate::protocol::CloseReason;
+use crate::rpc::Methods;
 use crate::socket::ServerHeartbeat;
 use crate::stats::{Counters, Stats};
-use crate::store::SessionStore;
+use crate::store::{SessionState, SessionStore};
 
 /// Who a publish is for.
 #[derive(Clone, Debug)]
@@ -55,7 +56,9 @@ pub(crate) struct Shared {
     pub(crate) node: NodeId,
     pub(crate) limits: Limits,
     pub(crate) session_ttl: Duration,
-    pub(crate) public: PublicChannels,
+    pub(crate) rules: ChannelRules,
+    pub(crate) token_key: Option<TokenKey>,
+    pub(crate) methods: Methods,
     pub(crate) local: Arc<Local>,
     pub(crate) bus: Arc<dyn Bus>,
     pub(crate) store: Arc<dyn SessionStore>,
@@ -210,20 +213,33 @@ impl Hub {
         Ok(())
     }
 
-    /// Finds the session a handshake asked for, or creates one. Returns it and whether it is new.
+    /// Finds the session a handshake's cookie names, or creates one. Returns it and its state
+    /// (`None` when it is new).
     pub(crate) async fn open_session(
         &self,
         requested: Option<SessionId>,
-    ) -> Result<(SessionId, bool), SessionError> {
-        let store = &self.shared.store;
+    ) -> Result<(SessionId, Option<SessionState>), SessionError> {
         if let Some(id) = requested
-            && store.load(&id).await?.is_some()
+            && let Some(state) = self.shared.store.load(&id).await?
         {
-            return Ok((id, false));
+            return Ok((id, Some(state)));
         }
         let id = SessionId::random()?;
-        store.create(&id, self.shared.session_ttl).await?;
-        Ok((id, true))
+        self.shared
+            .store
+            .create(&id, self.shared.session_ttl)
+            .await?;
+        Ok((id, None))
+    }
+
+    /// Joins the session a token names, creating it under that id if it does not exist.
+    pub(crate) async fn join_session(&self, id: &SessionId) -> Result<SessionState, SessionError> {
+        let store = &self.shared.store;
+        if let Some(state) = store.load(id).await? {
+            return Ok(state);
+        }
+        store.create(id, self.shared.session_ttl).await?;
+        Ok(store.load(id).await?.unwrap_or_default())
     }
 
     /// Registers a socket of `session` and gives it the session's channels and user id, once the
@@ -295,8 +311,8 @@ mod tests {
     async fn a_session_expires_its_ttl_after_its_last_socket_leaves() {
         let ttl = Duration::from_secs(60);
         let hub = Hub::builder().session_ttl(ttl).build().unwrap();
-        let (sid, is_new) = hub.open_session(None).await.unwrap();
-        assert!(is_new);
+        let (sid, state) = hub.open_session(None).await.unwrap();
+        assert!(state.is_none());
         let tab = hub.attach(&sid, Arc::new(Outbox::new(4))).await.unwrap();
         tokio::time::sleep(ttl * 5).await;
         assert!(
@@ -305,10 +321,8 @@ mod tests {
         );
         drop(tab);
         tokio::time::sleep(ttl - Duration::from_secs(1)).await;
-        assert_eq!(
-            hub.open_session(Some(sid.clone())).await.unwrap(),
-            (sid.clone(), false)
-        );
+        let (same, state) = hub.open_session(Some(sid.clone())).await.unwrap();
+        assert_eq!((same, state.is_some()), (sid.clone(), true));
         let tab = hub.attach(&sid, Arc::new(Outbox::new(4))).await.unwrap();
         drop(tab);
         tokio::time::sleep(ttl + Duration::from_secs(1)).await;
@@ -317,9 +331,9 @@ mod tests {
             matches!(err, SessionError::Store(crate::StoreError::NotFound(_))),
             "{err}"
         );
-        let (fresh, is_new) = hub.open_session(Some(sid.clone())).await.unwrap();
+        let (fresh, state) = hub.open_session(Some(sid.clone())).await.unwrap();
         assert!(
-            is_new && fresh != sid,
+            state.is_none() && fresh != sid,
             "an expired session is never revived"
         );
     }

@@ -31,6 +31,11 @@ impl Session {
         &self.id
     }
 
+    /// The hub the session lives in.
+    pub(crate) fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
     /// Tells every socket of the session, on every node.
     async fn broadcast(&self, op: SessionOp) -> Result<(), SessionError> {
         let session = self.id.clone();

@@ -15,7 +15,7 @@ mod webhook;
 
 pub use event::{PresenceEvent, PresenceEvents, PresenceKind};
 pub use options::Heartbeat;
-pub use webhook::{SIGNATURE_HEADER, Webhook};
+pub use webhook::Webhook;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -83,15 +83,15 @@ impl Presence {
         options.validate()?;
         let webhook = match webhook {
             Some(webhook) => {
-                let url = webhook.validate()?;
+                let endpoint = webhook.validate()?;
                 let node = node.clone();
                 Some(webhook::Queue::start(
                     webhook,
-                    url,
+                    endpoint,
                     runtime,
                     node,
                     counters.clone(),
-                )?)
+                ))
             }
             None => None,
         };

@@ -10,26 +10,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
-use sha2::Sha256;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use super::PresenceEvent;
+use crate::backend::{Endpoint, Keys, with_causes};
 use crate::error::BuildError;
 use crate::ids::NodeId;
 use crate::stats::Counters;
-
-/// The header holding `sha256=<hex HMAC-SHA256 of the body, keyed with the secret>`.
-pub const SIGNATURE_HEADER: &str = "x-tidings-signature";
 
 /// Where and how presence events are POSTed to the backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Webhook {
     /// The URL events are POSTed to (`http://`).
     pub url: String,
-    /// The key of the HMAC-SHA256 signature in [`SIGNATURE_HEADER`].
+    /// The key of the HMAC-SHA256 signature in [`SIGNATURE_HEADER`](crate::SIGNATURE_HEADER).
     pub secret: String,
     /// Most events waiting to be sent; past it new events are dropped (default 10,000).
     pub queue: usize,
@@ -60,51 +56,27 @@ impl Webhook {
         }
     }
 
-    /// Refuses options that cannot work.
-    pub(crate) fn validate(&self) -> Result<reqwest::Url, BuildError> {
-        let invalid = |name, reason: String| BuildError::InvalidSetting { name, reason };
-        let url = reqwest::Url::parse(&self.url)
-            .map_err(|e| invalid("webhook.url", format!("{:?} is not a URL: {e}", self.url)))?;
-        if url.scheme() != "http" {
-            return Err(invalid(
-                "webhook.url",
-                format!(
-                    "{:?}: only http:// is supported; put the backend beside tidings or behind a \
-                     local TLS proxy",
-                    self.url
-                ),
-            ));
-        }
-        if self.secret.is_empty() {
-            return Err(invalid("webhook.secret", "must not be empty".into()));
-        }
+    /// Refuses options that cannot work; the endpoint to POST to.
+    pub(crate) fn validate(&self) -> Result<Endpoint, BuildError> {
+        let keys = Keys {
+            url: "webhook.url",
+            secret: "webhook.secret",
+            timeout: "webhook.timeout",
+        };
+        let endpoint = Endpoint::new(&keys, &self.url, &self.secret, self.timeout)?;
         let counts = [
             ("webhook.queue", self.queue),
             ("webhook.batch", self.batch),
             ("webhook.attempts", self.attempts as usize),
         ];
         if let Some((name, _)) = counts.iter().find(|(_, n)| *n == 0) {
-            return Err(invalid(name, "must be at least 1".into()));
+            return Err(BuildError::InvalidSetting {
+                name,
+                reason: "must be at least 1".into(),
+            });
         }
-        if self.timeout.is_zero() {
-            return Err(invalid("webhook.timeout", "must be more than 0".into()));
-        }
-        Ok(url)
+        Ok(endpoint)
     }
-}
-
-/// `sha256=` and the hex HMAC-SHA256 of `body` keyed with `secret`.
-pub(crate) fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let mut out = String::with_capacity(7 + 2 * digest.len());
-    out.push_str("sha256=");
-    for byte in digest {
-        out.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
-        out.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
-    }
-    out
 }
 
 /// The queue in front of the webhook worker.
@@ -119,32 +91,24 @@ impl Queue {
     /// Starts the worker for `webhook` and returns its queue.
     pub(super) fn start(
         webhook: Webhook,
-        url: reqwest::Url,
+        endpoint: Endpoint,
         runtime: &Handle,
         node: NodeId,
         counters: Arc<Counters>,
-    ) -> Result<Self, BuildError> {
-        let client = reqwest::Client::builder()
-            .timeout(webhook.timeout)
-            .build()
-            .map_err(|e| BuildError::InvalidSetting {
-                name: "webhook",
-                reason: format!("HTTP client: {e}"),
-            })?;
+    ) -> Self {
         let (sender, receiver) = mpsc::channel(webhook.queue);
         let worker = Worker {
             webhook,
-            url,
+            endpoint,
             node,
-            client,
             counters: counters.clone(),
         };
         runtime.spawn(worker.run(receiver));
-        Ok(Self {
+        Self {
             sender,
             dropping: AtomicBool::new(false),
             counters,
-        })
+        }
     }
 
     /// Queues an event, or drops and counts it when the queue is full.
@@ -167,17 +131,6 @@ impl Queue {
     }
 }
 
-/// An error with each of its causes, `a: b: c` (reqwest's own text omits them).
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        text = format!("{text}: {e}");
-        cause = e.source();
-    }
-    text
-}
-
 /// The body of one POST.
 #[derive(Serialize)]
 struct Batch<'a> {
@@ -188,9 +141,8 @@ struct Batch<'a> {
 /// Sends queued events in batches until every queue handle is gone.
 struct Worker {
     webhook: Webhook,
-    url: reqwest::Url,
+    endpoint: Endpoint,
     node: NodeId,
-    client: reqwest::Client,
     counters: Arc<Counters>,
 }
 
@@ -217,10 +169,9 @@ impl Worker {
                 return;
             }
         };
-        let signature = sign(self.webhook.secret.as_bytes(), &body);
         let mut backoff = self.webhook.backoff;
         for attempt in 1..=self.webhook.attempts {
-            match self.post(&body, &signature).await {
+            match self.post(body.clone()).await {
                 Ok(()) => {
                     self.counters.webhook_sent(n);
                     return;
@@ -239,21 +190,13 @@ impl Worker {
     }
 
     /// One POST; any status but 2xx is a failure.
-    async fn post(&self, body: &Bytes, signature: &str) -> Result<(), String> {
-        let response = self
-            .client
-            .post(self.url.clone())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(SIGNATURE_HEADER, signature)
-            .body(body.clone())
-            .send()
-            .await
-            .map_err(|e| with_causes(&e))?;
-        let status = response.status();
+    async fn post(&self, body: Bytes) -> Result<(), String> {
+        let response = self.endpoint.post(body).await;
+        let status = response.map_err(|e| with_causes(&e))?.status();
         if status.is_success() {
             Ok(())
         } else {
-            Err(format!("{} answered {status}", self.url))
+            Err(format!("{} answered {status}", self.endpoint.url()))
         }
     }
 }
@@ -263,28 +206,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signature_matches_rfc_4231_test_case_2() {
-        let sig = sign(b"Jefe", b"what do ya want for nothing?");
-        assert_eq!(
-            sig,
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-    }
-
-    #[test]
-    fn only_plain_http_urls_with_a_secret_are_accepted() {
+    fn errors_name_the_webhook_setting() {
         assert!(
             Webhook::new("http://127.0.0.1:9/hook", "s")
                 .validate()
                 .is_ok()
         );
-        let err = Webhook::new("https://example.com/", "s")
-            .validate()
-            .unwrap_err();
-        assert!(err.to_string().contains("only http://"), "{err}");
         let err = Webhook::new("not a url", "s").validate().unwrap_err();
         assert!(err.to_string().contains("webhook.url"), "{err}");
         let err = Webhook::new("http://h/", "").validate().unwrap_err();
         assert!(err.to_string().contains("webhook.secret"), "{err}");
+        let mut webhook = Webhook::new("http://h/", "s");
+        webhook.batch = 0;
+        let err = webhook.validate().unwrap_err();
+        assert!(err.to_string().contains("webhook.batch"), "{err}");
     }
 }

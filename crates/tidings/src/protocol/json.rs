@@ -107,6 +107,10 @@ struct Envelope<'a> {
     method: Option<&'a RawValue>,
     #[serde(borrow)]
     op: Option<&'a RawValue>,
+    #[serde(borrow)]
+    token: Option<&'a RawValue>,
+    #[serde(borrow)]
+    params: Option<&'a RawValue>,
 }
 
 /// Refuses a frame for one of its fields.
@@ -140,6 +144,11 @@ fn channels(id: u64, raw: Option<&RawValue>) -> Result<Vec<String>, Refusal> {
     field(Some(id), "channels", raw, expected)
 }
 
+/// `[]`: the params of a call that sent none.
+fn no_params() -> Box<RawValue> {
+    RawValue::from_string("[]".to_owned()).unwrap_or_else(|_| unreachable!("`[]` is JSON"))
+}
+
 /// Decodes one client text frame.
 pub(crate) fn decode(frame: &str) -> Result<Request, Refusal> {
     let envelope: Envelope = serde_json::from_str(frame).map_err(|e| Refusal {
@@ -155,6 +164,10 @@ pub(crate) fn decode(frame: &str) -> Result<Request, Refusal> {
         "subscribe" => Ok(Request::Subscribe {
             id,
             channels: channels(id, envelope.channels)?,
+            token: match envelope.token {
+                None => None,
+                token => Some(field(Some(id), "token", token, "a token (string)")?),
+            },
         }),
         "unsubscribe" => Ok(Request::Unsubscribe {
             id,
@@ -164,6 +177,10 @@ pub(crate) fn decode(frame: &str) -> Result<Request, Refusal> {
         "rpc" => Ok(Request::Rpc {
             id,
             method: field(Some(id), "method", envelope.method, "a string")?,
+            params: match envelope.params {
+                Some(params) if params.get() != "null" => params.to_owned(),
+                _ => no_params(),
+            },
         }),
         "heartbeat" => {
             let expected = r#""start", "beat" or "stop""#;
@@ -199,30 +216,27 @@ mod tests {
 
     #[test]
     fn decodes_every_request_type() {
+        let decoded = |frame: &str| format!("{:?}", decode(frame).unwrap());
         assert_eq!(
-            decode(r#"{"type":"subscribe","id":1,"channels":["a","b"]}"#).unwrap(),
-            Request::Subscribe {
-                id: 1,
-                channels: vec!["a".into(), "b".into()]
-            }
+            decoded(r#"{"type":"subscribe","id":1,"channels":["a","b"]}"#),
+            r#"Subscribe { id: 1, channels: ["a", "b"], token: None }"#
         );
         assert_eq!(
-            decode(r#"{"type":"unsubscribe","id":2,"channels":"a"}"#).unwrap(),
-            Request::Unsubscribe {
-                id: 2,
-                channels: vec!["a".into()]
-            }
+            decoded(r#"{"type":"subscribe","id":1,"channels":"a","token":"t.t.t"}"#),
+            r#"Subscribe { id: 1, channels: ["a"], token: Some("t.t.t") }"#
         );
         assert_eq!(
-            decode(r#"{"id":3,"type":"list"}"#).unwrap(),
-            Request::List { id: 3 }
+            decoded(r#"{"type":"unsubscribe","id":2,"channels":"a"}"#),
+            r#"Unsubscribe { id: 2, channels: ["a"] }"#
+        );
+        assert_eq!(decoded(r#"{"id":3,"type":"list"}"#), "List { id: 3 }");
+        assert_eq!(
+            decoded(r#"{"type":"rpc","id":4,"method":"chat.send","params":[1, {"a":2}]}"#),
+            r#"Rpc { id: 4, method: "chat.send", params: RawValue([1, {"a":2}]) }"#
         );
         assert_eq!(
-            decode(r#"{"type":"rpc","id":4,"method":"chat.send","params":[1]}"#).unwrap(),
-            Request::Rpc {
-                id: 4,
-                method: "chat.send".into()
-            }
+            decoded(r#"{"type":"rpc","id":4,"method":"m"}"#),
+            r#"Rpc { id: 4, method: "m", params: RawValue([]) }"#
         );
         for (text, op) in [
             ("start", HeartbeatOp::Start),
@@ -230,7 +244,7 @@ mod tests {
             ("stop", HeartbeatOp::Stop),
         ] {
             let frame = format!(r#"{{"type":"heartbeat","id":5,"op":"{text}"}}"#);
-            assert_eq!(decode(&frame).unwrap(), Request::Heartbeat { id: 5, op });
+            assert!(matches!(decode(&frame), Ok(Request::Heartbeat { id: 5, op: o }) if o == op));
         }
     }
 
@@ -250,6 +264,9 @@ mod tests {
         let (id, c, m) = code(r#"{"type":"heartbeat","id":6,"op":"pause"}"#);
         assert_eq!((id, c), (Some(6), ErrorCode::BadRequest));
         assert!(m.contains("`op` has an unknown value"), "{m}");
+        let (id, c, m) = code(r#"{"type":"subscribe","id":3,"channels":"a","token":7}"#);
+        assert_eq!((id, c), (Some(3), ErrorCode::BadRequest));
+        assert!(m.contains("`token` has the wrong type"), "{m}");
         let (id, c, m) = code(r#"{"type":"list"}"#);
         assert_eq!((id, c), (None, ErrorCode::BadRequest));
         assert!(m.contains("`id` is missing"), "{m}");
@@ -282,6 +299,11 @@ mod tests {
         assert_eq!(
             &error(Some(1), &e)[..],
             br#"{"type":"reply","id":1,"error":{"code":"malformed_frame","message":"bad"}}"#
+        );
+        let e = ErrorReply::new(ErrorCode::App("room_full".into()), "full");
+        assert_eq!(
+            &error(Some(2), &e)[..],
+            br#"{"type":"reply","id":2,"error":{"code":"room_full","message":"full"}}"#
         );
     }
 }

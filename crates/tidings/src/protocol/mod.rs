@@ -8,6 +8,7 @@ pub(crate) mod json;
 
 use bytes::Bytes;
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use crate::fanout::Event;
 use crate::presence::HeartbeatOp;
@@ -88,16 +89,24 @@ pub(crate) struct ServerBeat<'a> {
 }
 
 /// A request from a client, decoded.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub(crate) enum Request {
-    /// Subscribe the session to public channels.
-    Subscribe { id: u64, channels: Vec<String> },
+    /// Subscribe the session to channels the rules (or a subscription token) allow.
+    Subscribe {
+        id: u64,
+        channels: Vec<String>,
+        token: Option<String>,
+    },
     /// Unsubscribe the session from channels.
     Unsubscribe { id: u64, channels: Vec<String> },
     /// List the session's channels.
     List { id: u64 },
-    /// Call a server method.
-    Rpc { id: u64, method: String },
+    /// Call a server method with its params (`[]` when the client sent none).
+    Rpc {
+        id: u64,
+        method: String,
+        params: Box<RawValue>,
+    },
     /// Start, beat or stop the session's heartbeat.
     Heartbeat { id: u64, op: HeartbeatOp },
 }
@@ -121,6 +130,9 @@ pub(crate) struct ErrorReply {
     /// The channel the error is about, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) channel: Option<String>,
+    /// The channel rule that refused a subscription (`token`, `user`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) rule: Option<&'static str>,
 }
 
 impl ErrorReply {
@@ -130,12 +142,13 @@ impl ErrorReply {
             code,
             message: message.into(),
             channel: None,
+            rule: None,
         }
     }
 }
 
 /// Error codes of error replies (`docs/protocol.md` lists each).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum ErrorCode {
     /// The frame is not a JSON object.
@@ -148,14 +161,26 @@ pub(crate) enum ErrorCode {
     InvalidName,
     /// The client may not subscribe to this channel.
     ForbiddenChannel,
+    /// A subscription token is malformed, badly signed or not for this session.
+    InvalidToken,
+    /// A subscription token has expired.
+    TokenExpired,
     /// The session would hold more channels than allowed.
     TooManyChannels,
     /// No RPC method of that name.
     UnknownMethod,
+    /// The RPC params do not fit the method.
+    BadParams,
+    /// The socket has as many RPC calls running as allowed.
+    TooManyCalls,
     /// A backend (store, bus) cannot be reached; retry later.
     Unavailable,
-    /// The server could not encode its reply.
+    /// The server failed: a reply it could not encode, an RPC handler that panicked.
     Internal,
+    /// An RPC method's own code (`RpcError::App`), or the proxy's `backend_timeout` and
+    /// `backend_error`.
+    #[serde(untagged)]
+    App(String),
 }
 
 /// Why the server closes a socket, with its WebSocket close code.
@@ -171,6 +196,11 @@ pub enum CloseReason {
     StoreUnavailable,
     /// The client answered no ping for a whole ping interval. Code 4001.
     PingTimeout,
+    /// The connection token has expired: connect again with a new one. Code 4002.
+    TokenExpired,
+    /// The connection token is malformed, badly signed, or says something that cannot hold; the
+    /// text says which. Code 4003.
+    TokenInvalid(&'static str),
 }
 
 impl CloseReason {
@@ -182,6 +212,8 @@ impl CloseReason {
             Self::SlowConsumer => 4000,
             Self::StoreUnavailable => 1011,
             Self::PingTimeout => 4001,
+            Self::TokenExpired => 4002,
+            Self::TokenInvalid(_) => 4003,
         }
     }
 
@@ -193,6 +225,8 @@ impl CloseReason {
             Self::SlowConsumer => "outbound queue full: client reads too slowly",
             Self::StoreUnavailable => "session store unavailable",
             Self::PingTimeout => "no answer to ping",
+            Self::TokenExpired => "token expired",
+            Self::TokenInvalid(text) => text,
         }
     }
 }

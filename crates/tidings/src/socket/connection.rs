@@ -10,16 +10,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
 use futures_util::{Sink, SinkExt, StreamExt};
+use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_websockets::{CloseCode, Config, Limits as WsLimits, Message, ServerBuilder};
+use tokio_websockets::{
+    CloseCode, Config, Limits as WsLimits, Message, ServerBuilder, WebSocketStream,
+};
 
-use crate::error::{SessionError, StoreError};
+use super::admission::Admission;
+
+use crate::auth::{Claims, TokenError};
+use crate::error::{PublishError, SessionError, StoreError};
 use crate::fanout::{Outbox, Outgoing};
 use crate::hub::{Hub, Session};
-use crate::ids::{SessionId, SocketId};
+use crate::ids::SocketId;
 use crate::presence::{HeartbeatOp, PresenceKind};
 use crate::protocol::{CloseReason, Encoding, ErrorCode, ErrorReply, Request, ServerBeat, Welcome};
+use crate::rpc::{Answer, RpcError, RpcRequest};
 
 /// How long a closing socket may take to accept its close frame before it is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -27,15 +36,37 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Initial read buffer of a socket; it grows as a message needs. Small, so idle sockets are small.
 const READ_BUFFER: usize = 256;
 
-/// Runs a socket of `session` over an upgraded connection until either side closes it.
-pub(crate) async fn run<S>(hub: Hub, io: S, session: SessionId)
+/// Speaks WebSocket over an upgraded connection, with the hub's limits.
+fn serve<S>(hub: &Hub, io: S) -> WebSocketStream<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     let limits = WsLimits::default().max_payload_len(Some(hub.limits().max_frame_size));
     let config = Config::default().read_buffer_capacity(READ_BUFFER);
-    let ws = ServerBuilder::new().limits(limits).config(config).serve(io);
-    let (mut sink, mut stream) = ws.split();
+    ServerBuilder::new().limits(limits).config(config).serve(io)
+}
+
+/// Closes a socket that was refused at the handshake (a bad token), with the reason.
+pub(crate) async fn refuse<S>(hub: &Hub, io: S, reason: CloseReason)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut ws = serve(hub, io);
+    close(&mut ws, reason).await;
+    // Wait (briefly) for the client's close frame, so the code reaches it before the TCP close.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+/// Runs a socket admitted at the handshake until either side closes it.
+pub(crate) async fn run<S>(hub: Hub, io: S, admission: Admission)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Admission { session, granted } = admission;
+    let (mut sink, mut stream) = serve(&hub, io).split();
     let encoding = Encoding::Json;
     let outbox = Arc::new(Outbox::new(hub.limits().outbound_queue));
     let guard = match hub.attach(&session, outbox.clone()).await {
@@ -68,6 +99,7 @@ where
         encoding,
         heartbeat,
         beating: AtomicBool::new(false),
+        granted,
     };
     tokio::select! {
         () = reader.run(&mut stream) => {}
@@ -149,15 +181,27 @@ struct Reader<'a> {
     heartbeat: Option<&'a str>,
     /// Whether the socket has started beating and not stopped.
     beating: AtomicBool,
+    /// Channels the connection token granted.
+    granted: Vec<String>,
 }
 
 impl Reader<'_> {
     /// Reads until the client closes; after asking the writer to close, waits for it to finish.
+    /// RPC calls run beside the reading, and each reply is queued when its call ends.
     async fn run<S>(&self, stream: &mut S)
     where
         S: futures_util::Stream<Item = Result<Message, tokio_websockets::Error>> + Unpin,
     {
-        while let Some(message) = stream.next().await {
+        let mut calls = FuturesUnordered::new();
+        loop {
+            let message = tokio::select! {
+                message = stream.next() => message,
+                Some(reply) = calls.next(), if !calls.is_empty() => {
+                    let _ = self.outbox.push(Outgoing::Frame(reply));
+                    continue;
+                }
+            };
+            let Some(message) = message else { return };
             self.outbox.heard();
             match message {
                 Ok(message) => {
@@ -165,9 +209,14 @@ impl Reader<'_> {
                         if Some(text) == self.heartbeat {
                             continue;
                         }
-                        let reply = self.answer(text).await;
-                        // A full outbox has already marked the socket closing; the reply goes with it.
-                        let _ = self.outbox.push(Outgoing::Frame(reply));
+                        match self.answer(text, calls.len()).await {
+                            // A full outbox has already marked the socket closing; the reply
+                            // goes with it.
+                            Answered::Now(reply) => {
+                                let _ = self.outbox.push(Outgoing::Frame(reply));
+                            }
+                            Answered::Later(call) => calls.push(call),
+                        }
                     } else if message.is_binary() {
                         self.hub.shared.counters.refused_frame();
                         self.outbox.close(CloseReason::BinaryFrame);
@@ -184,30 +233,67 @@ impl Reader<'_> {
         }
     }
 
-    /// Decodes a frame and returns the reply to send.
-    async fn answer(&self, frame: &str) -> Bytes {
+    /// Decodes a frame and answers it, or starts the RPC call that will (`running` are running).
+    async fn answer(&self, frame: &str, running: usize) -> Answered {
         let enc = self.encoding;
         let request = match enc.decode(frame) {
             Ok(request) => request,
             Err(refusal) => {
                 self.hub.shared.counters.refused_frame();
-                return enc.error(refusal.id, &refusal.error);
+                return Answered::Now(enc.error(refusal.id, &refusal.error));
             }
         };
-        match request {
-            Request::Subscribe { id, channels } => self.respond(id, self.subscribe(channels).await),
+        Answered::Now(match request {
+            Request::Subscribe {
+                id,
+                channels,
+                token,
+            } => self.respond(id, self.subscribe(channels, token.as_deref()).await),
             Request::Unsubscribe { id, channels } => {
                 let result = self.session.unsubscribe(channels).await;
                 self.respond(id, result.map_err(refusal))
             }
             Request::List { id } => self.respond(id, self.session.list().await.map_err(refusal)),
-            Request::Rpc { id, method } => {
-                let message = format!("no RPC method {method:?} is registered");
-                let error = ErrorReply::new(ErrorCode::UnknownMethod, message);
-                self.respond::<()>(id, Err(error))
+            Request::Rpc { id, method, params } => {
+                let max = self.hub.limits().max_calls_per_socket;
+                if running >= max {
+                    let message = format!("{max} calls are running on this socket; wait for one");
+                    let error = ErrorReply::new(ErrorCode::TooManyCalls, message);
+                    return Answered::Now(enc.error(Some(id), &error));
+                }
+                return Answered::Later(self.call(id, method, params));
             }
             Request::Heartbeat { id, op } => self.respond(id, self.heartbeat(op).await),
-        }
+        })
+    }
+
+    /// Starts an RPC call; the future resolves to its encoded reply.
+    fn call(&self, id: u64, method: String, params: Box<RawValue>) -> BoxFuture<'static, Bytes> {
+        let user = self.hub.shared.local.user_of(self.session.id());
+        let request = RpcRequest::new(
+            method.into(),
+            params,
+            self.socket.clone(),
+            self.session.clone(),
+            user,
+        );
+        let answer = self.hub.shared.methods.call(request);
+        let encoding = self.encoding;
+        Box::pin(async move {
+            let error = match answer.await {
+                Answer::Returned(Ok(result)) => return encoding.reply(id, &result),
+                Answer::Returned(Err(e)) => rpc_refusal(e),
+                Answer::Unknown(method) => ErrorReply::new(
+                    ErrorCode::UnknownMethod,
+                    format!("no RPC method {method:?} is registered"),
+                ),
+                Answer::Panicked(method) => {
+                    tracing::error!(%method, "RPC handler panicked");
+                    ErrorReply::new(ErrorCode::Internal, format!("method {method:?} failed"))
+                }
+            };
+            encoding.error(Some(id), &error)
+        })
     }
 
     /// Encodes the reply to request `id`.
@@ -230,18 +316,92 @@ impl Reader<'_> {
         Ok(kind.map(PresenceKind::as_str))
     }
 
-    /// Subscribes the session to channels the config marks public; refuses any other.
-    async fn subscribe(&self, channels: Vec<String>) -> Result<Vec<String>, ErrorReply> {
-        if let Some(channel) = channels.iter().find(|c| !self.hub.shared.public.allows(c)) {
-            return Err(ErrorReply {
-                code: ErrorCode::ForbiddenChannel,
-                message: format!(
-                    "channel {channel:?} is not public: only the backend can subscribe a session to it"
-                ),
-                channel: Some(channel.clone()),
-            });
+    /// Subscribes the session to channels the rules allow it by itself, or that a token granted
+    /// (the connection's, or `token` given with the request); refuses the whole request otherwise.
+    async fn subscribe(
+        &self,
+        channels: Vec<String>,
+        token: Option<&str>,
+    ) -> Result<Vec<String>, ErrorReply> {
+        let claims = match (token, &self.hub.shared.token_key) {
+            (None, _) => None,
+            (Some(_), None) => {
+                let message = "this server takes no tokens";
+                return Err(ErrorReply::new(ErrorCode::InvalidToken, message));
+            }
+            (Some(token), Some(key)) => Some(key.verify(token).map_err(token_refusal)?),
+        };
+        if let Some(claims) = &claims {
+            self.check_token_holder(claims)?;
+        }
+        let granted = |channel: &String| {
+            self.granted.contains(channel)
+                || claims
+                    .as_ref()
+                    .is_some_and(|c| c.channels.contains(channel))
+        };
+        let user = self.hub.shared.local.user_of(self.session.id());
+        for channel in channels.iter().filter(|c| !granted(c)) {
+            if let Err(forbidden) = self.hub.shared.rules.judge(channel, user.as_deref()) {
+                return Err(ErrorReply {
+                    code: ErrorCode::ForbiddenChannel,
+                    message: forbidden.message,
+                    channel: Some(channel.clone()),
+                    rule: Some(forbidden.rule.as_str()),
+                });
+            }
         }
         self.session.subscribe(channels).await.map_err(refusal)
+    }
+
+    /// Refuses a subscription token made for another user or session.
+    fn check_token_holder(&self, claims: &Claims) -> Result<(), ErrorReply> {
+        let user = self.hub.shared.local.user_of(self.session.id());
+        let wrong = if claims.sub.is_some() && claims.sub.as_deref() != user.as_deref() {
+            "its sub is not this session's user id"
+        } else if claims
+            .sid
+            .as_ref()
+            .is_some_and(|sid| sid != self.session.id().as_str())
+        {
+            "its sid is not this session"
+        } else {
+            return Ok(());
+        };
+        let message = format!("token invalid: {wrong}");
+        Err(ErrorReply::new(ErrorCode::InvalidToken, message))
+    }
+}
+
+/// What a request gets: a reply now, or a call whose reply comes when it ends.
+enum Answered {
+    Now(Bytes),
+    Later(BoxFuture<'static, Bytes>),
+}
+
+/// The error reply for a refused subscription token.
+fn token_refusal(error: TokenError) -> ErrorReply {
+    let code = match error {
+        TokenError::Expired => ErrorCode::TokenExpired,
+        _ => ErrorCode::InvalidToken,
+    };
+    ErrorReply::new(code, error.to_string())
+}
+
+/// The error reply for a failed RPC call.
+fn rpc_refusal(error: RpcError) -> ErrorReply {
+    match error {
+        RpcError::BadParams(_) => ErrorReply::new(ErrorCode::BadParams, error.to_string()),
+        RpcError::App { code, message } => ErrorReply::new(ErrorCode::App(code), message),
+        RpcError::Session(e) => refusal(e),
+        RpcError::Publish(e) => {
+            let code = match e {
+                PublishError::Bus(_) => ErrorCode::Unavailable,
+                PublishError::Name(_) => ErrorCode::InvalidName,
+                _ => ErrorCode::BadRequest,
+            };
+            ErrorReply::new(code, e.to_string())
+        }
     }
 }
 

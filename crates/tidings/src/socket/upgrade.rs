@@ -1,6 +1,6 @@
 //! The WebSocket handshake (RFC 6455 over hyper's HTTP upgrade), with the session cookie.
 
-use axum::extract::{Request, State};
+use axum::extract::{Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use super::admission::{self, Refusal};
 use super::{SESSION_COOKIE, connection};
 use crate::http::ApiError;
 use crate::hub::Hub;
@@ -45,8 +46,20 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .find_map(|(k, v)| (k == name).then_some(v))
 }
 
+/// The query parameters of `/ws`.
+#[derive(serde::Deserialize)]
+pub(crate) struct Params {
+    /// A connection token signed by the backend.
+    token: Option<String>,
+}
+
 /// Answers a WebSocket upgrade: finds or creates the session, then hands the socket to its task.
-pub(crate) async fn handle(State(hub): State<Hub>, mut request: Request) -> Response {
+/// A refused token still gets its socket, closed at once with a code the browser can read.
+pub(crate) async fn handle(
+    State(hub): State<Hub>,
+    Query(params): Query<Params>,
+    mut request: Request,
+) -> Response {
     let headers = request.headers();
     let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
     let upgrade = has_token(headers, header::UPGRADE, "websocket")
@@ -87,9 +100,19 @@ pub(crate) async fn handle(State(hub): State<Hub>, mut request: Request) -> Resp
         )
         .into_response();
     };
-    let (session, _) = match hub.open_session(requested).await {
-        Ok(opened) => opened,
-        Err(e) => {
+    let admitted = admission::admit(&hub, requested, params.token.as_deref()).await;
+    let set_cookie = match &admitted {
+        Ok(admission) => {
+            let (session, max_age) = (&admission.session, hub.shared.session_ttl.as_secs());
+            Some(format!(
+                "{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}"
+            ))
+        }
+        Err(Refusal::Token(reason)) => {
+            tracing::debug!(reason = reason.text(), "connection token refused");
+            None
+        }
+        Err(Refusal::Store(e)) => {
             tracing::warn!(error = %e, "handshake refused: no session");
             return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -99,13 +122,15 @@ pub(crate) async fn handle(State(hub): State<Hub>, mut request: Request) -> Resp
             .into_response();
         }
     };
-    let max_age = hub.shared.session_ttl.as_secs();
-    let set_cookie =
-        format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}");
     tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => connection::run(hub, TokioIo::new(upgraded), session).await,
-            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+        let io = match on_upgrade.await {
+            Ok(upgraded) => TokioIo::new(upgraded),
+            Err(e) => return tracing::debug!(error = %e, "upgrade failed"),
+        };
+        match admitted {
+            Ok(admission) => connection::run(hub, io, admission).await,
+            Err(Refusal::Token(reason)) => connection::refuse(&hub, io, reason).await,
+            Err(Refusal::Store(_)) => {}
         }
     });
     let accept = accept_key(key.as_bytes());
@@ -113,9 +138,11 @@ pub(crate) async fn handle(State(hub): State<Hub>, mut request: Request) -> Resp
     let h = response.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    // Both values are built from base64 and our own session id: always valid header values.
-    if let (Ok(accept), Ok(cookie)) = (accept.parse(), set_cookie.parse()) {
+    // Both values are built from base64 and a session id: always valid header values.
+    if let Ok(accept) = accept.parse() {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    if let Some(Ok(cookie)) = set_cookie.map(|c| c.parse()) {
         h.insert(header::SET_COOKIE, cookie);
     }
     response

@@ -33,7 +33,8 @@ pub struct SessionState {
 /// Keeps sessions.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
-    /// Creates an empty session that expires after `ttl` unless touched.
+    /// Creates an empty session that expires after `ttl` unless touched; a live session of that
+    /// id is kept as it is (two nodes joining one token's session never wipe each other's work).
     async fn create(&self, id: &SessionId, ttl: Duration) -> Result<(), StoreError>;
 
     /// Reads a session; `None` if it does not exist or has expired.

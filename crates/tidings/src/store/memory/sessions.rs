@@ -46,12 +46,21 @@ impl MemoryStore {
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn create(&self, id: &SessionId, ttl: Duration) -> Result<(), StoreError> {
-        let entry = Entry {
-            user: None,
-            channels: BTreeSet::new(),
-            expires_at: Instant::now() + ttl,
-        };
-        self.sessions.lock().insert(id.clone(), entry);
+        let now = Instant::now();
+        let mut sessions = self.sessions.lock();
+        match sessions.get_mut(id) {
+            Some(entry) if entry.expires_at > now => {
+                entry.expires_at = entry.expires_at.max(now + ttl);
+            }
+            _ => {
+                let entry = Entry {
+                    user: None,
+                    channels: BTreeSet::new(),
+                    expires_at: now + ttl,
+                };
+                sessions.insert(id.clone(), entry);
+            }
+        }
         Ok(())
     }
 

@@ -1,0 +1,144 @@
+//! Signed HTTP POSTs to the app's backend: the presence webhook and the RPC proxy.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::error::BuildError;
+
+/// The header holding `sha256=<hex HMAC-SHA256 of the body, keyed with the secret>`.
+pub const SIGNATURE_HEADER: &str = "x-tidings-signature";
+
+/// `sha256=` and the hex HMAC-SHA256 of `body` keyed with `secret`.
+pub(crate) fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let mut out = String::with_capacity(7 + 2 * digest.len());
+    out.push_str("sha256=");
+    for byte in digest {
+        out.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
+        out.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
+    }
+    out
+}
+
+/// An error with each of its causes, `a: b: c` (reqwest's own text omits them).
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text = format!("{text}: {e}");
+        cause = e.source();
+    }
+    text
+}
+
+/// The config keys of an endpoint's settings, for error messages.
+pub(crate) struct Keys {
+    pub(crate) url: &'static str,
+    pub(crate) secret: &'static str,
+    pub(crate) timeout: &'static str,
+}
+
+/// A backend URL that takes signed JSON POSTs.
+#[derive(Clone, Debug)]
+pub(crate) struct Endpoint {
+    url: reqwest::Url,
+    secret: Bytes,
+    client: reqwest::Client,
+}
+
+impl Endpoint {
+    /// Checks the settings (plain `http://`, a secret, a timeout) and makes the HTTP client.
+    pub(crate) fn new(
+        keys: &Keys,
+        url: &str,
+        secret: &str,
+        timeout: Duration,
+    ) -> Result<Self, BuildError> {
+        let invalid = |name, reason: String| BuildError::InvalidSetting { name, reason };
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| invalid(keys.url, format!("{url:?} is not a URL: {e}")))?;
+        if parsed.scheme() != "http" {
+            return Err(invalid(
+                keys.url,
+                format!(
+                    "{url:?}: only http:// is supported; put the backend beside tidings or behind a \
+                     local TLS proxy"
+                ),
+            ));
+        }
+        if secret.is_empty() {
+            return Err(invalid(keys.secret, "must not be empty".into()));
+        }
+        if timeout.is_zero() {
+            return Err(invalid(keys.timeout, "must be more than 0".into()));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| invalid(keys.url, format!("HTTP client: {e}")))?;
+        Ok(Self {
+            url: parsed,
+            secret: Bytes::copy_from_slice(secret.as_bytes()),
+            client,
+        })
+    }
+
+    /// The URL POSTed to.
+    pub(crate) fn url(&self) -> &reqwest::Url {
+        &self.url
+    }
+
+    /// POSTs a JSON body with its signature; the response whatever its status.
+    pub(crate) async fn post(&self, body: Bytes) -> Result<reqwest::Response, reqwest::Error> {
+        let signature = sign(&self.secret, &body);
+        self.client
+            .post(self.url.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(SIGNATURE_HEADER, signature)
+            .body(body)
+            .send()
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEYS: Keys = Keys {
+        url: "hook.url",
+        secret: "hook.secret",
+        timeout: "hook.timeout",
+    };
+
+    fn endpoint(url: &str, secret: &str) -> Result<Endpoint, BuildError> {
+        Endpoint::new(&KEYS, url, secret, Duration::from_secs(1))
+    }
+
+    #[test]
+    fn signature_matches_rfc_4231_test_case_2() {
+        let sig = sign(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            sig,
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn only_plain_http_urls_with_a_secret_and_a_timeout_are_accepted() {
+        assert!(endpoint("http://127.0.0.1:9/hook", "s").is_ok());
+        let err = endpoint("https://example.com/", "s").unwrap_err();
+        assert!(err.to_string().contains("only http://"), "{err}");
+        let err = endpoint("not a url", "s").unwrap_err();
+        assert!(err.to_string().contains("hook.url"), "{err}");
+        let err = endpoint("http://h/", "").unwrap_err();
+        assert!(err.to_string().contains("hook.secret"), "{err}");
+        let err = Endpoint::new(&KEYS, "http://h/", "s", Duration::ZERO).unwrap_err();
+        assert!(err.to_string().contains("hook.timeout"), "{err}");
+    }
+}

@@ -1,0 +1,218 @@
+//! RPC: clients call methods by name; Rust handlers answer them, or the backend does through the
+//! [`RpcProxy`].
+//!
+//! ```
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use tidings::rpc::{RpcError, RpcRequest};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Send { room: String, text: String }
+//!
+//! let hub = tidings::Hub::builder()
+//!     .rpc("chat.send", |req: RpcRequest| async move {
+//!         let (msg,): (Send,) = req.params()?;
+//!         if msg.text.is_empty() {
+//!             return Err(RpcError::new("empty_message", "say something"));
+//!         }
+//!         req.session().subscribe(msg.room.as_str()).await?;
+//!         req.hub().channel(msg.room.as_str(), "chat.message", (&msg.text,)).await?;
+//!         Ok(serde_json::json!({"sent": true}))
+//!     })
+//!     .build()?;
+//! # let _ = hub; Ok(()) }
+//! ```
+
+mod proxy;
+
+pub use proxy::RpcProxy;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use thiserror::Error;
+
+use crate::error::{PublishError, SessionError};
+use crate::hub::{Hub, Session};
+use crate::ids::SocketId;
+
+/// One call of a method by a client.
+pub struct RpcRequest {
+    method: Arc<str>,
+    params: Box<RawValue>,
+    socket: SocketId,
+    session: Session,
+    user: Option<Arc<str>>,
+}
+
+impl RpcRequest {
+    pub(crate) fn new(
+        method: Arc<str>,
+        params: Box<RawValue>,
+        socket: SocketId,
+        session: Session,
+        user: Option<Arc<str>>,
+    ) -> Self {
+        Self {
+            method,
+            params,
+            socket,
+            session,
+            user,
+        }
+    }
+
+    /// The method's name.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The params, read as `T` (`ss.rpc(method, a, b)` sends `[a, b]`: read a tuple or a `Vec`).
+    pub fn params<T: DeserializeOwned>(&self) -> Result<T, RpcError> {
+        let mut de = serde_json::Deserializer::from_str(self.params.get());
+        serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            RpcError::BadParams(match path.as_str() {
+                "." => inner.to_string(),
+                _ => format!("{path}: {inner}"),
+            })
+        })
+    }
+
+    /// The params as the client sent them (`[]` when it sent none).
+    pub fn raw_params(&self) -> &RawValue {
+        &self.params
+    }
+
+    /// The calling socket (browser tab): publish to it with [`Hub::socket`].
+    pub fn socket_id(&self) -> &SocketId {
+        &self.socket
+    }
+
+    /// The calling session: subscribe it, unsubscribe it, bind its user id, list its channels.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The session's user id when the call arrived.
+    pub fn user_id(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// The hub, to publish.
+    pub fn hub(&self) -> &Hub {
+        self.session.hub()
+    }
+}
+
+/// Why a method failed; the client gets it as an error reply.
+#[derive(Debug, Error)]
+pub enum RpcError {
+    /// The params do not fit the method (code `bad_params`).
+    #[error("bad params: {0}")]
+    BadParams(String),
+    /// An error of the app's own, with its code (`{"code": code, "message": message}`).
+    #[error("{message}")]
+    App {
+        /// A stable machine-readable code, the app's own.
+        code: String,
+        /// A human-readable explanation.
+        message: String,
+    },
+    /// A session operation failed (its usual code: `too_many_channels`, `unavailable`…).
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// A publish failed (`bad_request`, or `unavailable` when the bus is away).
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+impl RpcError {
+    /// An error of the app's own.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::App {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What a call gives back: the result as JSON, or why it failed.
+pub(crate) type Outcome = Result<Box<RawValue>, RpcError>;
+
+/// A registered method.
+type Method = Arc<dyn Fn(RpcRequest) -> BoxFuture<'static, Outcome> + Send + Sync>;
+
+/// How a call went, as the socket reports it.
+pub(crate) enum Answer {
+    /// The method returned, with a result or an error.
+    Returned(Outcome),
+    /// No method of that name, and no proxy.
+    Unknown(Arc<str>),
+    /// The method panicked; the node goes on.
+    Panicked(Arc<str>),
+}
+
+/// The methods of a hub: Rust handlers by name, then the proxy for any other name.
+#[derive(Clone, Default)]
+pub(crate) struct Methods {
+    named: HashMap<Arc<str>, Method>,
+    proxy: Option<Arc<proxy::Proxy>>,
+}
+
+impl Methods {
+    /// Registers a handler; a later one of the same name replaces it.
+    pub(crate) fn add<F, Fut, T>(&mut self, name: &str, handler: F)
+    where
+        F: Fn(RpcRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, RpcError>> + Send + 'static,
+        T: Serialize,
+    {
+        let method: Method = Arc::new(move |request| {
+            let call = handler(request);
+            Box::pin(async move {
+                let result = call.await?;
+                serde_json::value::to_raw_value(&result)
+                    .map_err(|e| RpcError::new("internal", format!("result not encodable: {e}")))
+            })
+        });
+        self.named.insert(name.into(), method);
+    }
+
+    /// Sends every name without a handler to the backend.
+    pub(crate) fn set_proxy(&mut self, proxy: &RpcProxy) -> Result<(), crate::BuildError> {
+        self.proxy = Some(Arc::new(proxy::Proxy::new(proxy)?));
+        Ok(())
+    }
+
+    /// Calls the method a request names. The future owns all it needs, and a panic in the
+    /// handler (while it is called or polled) becomes [`Answer::Panicked`].
+    pub(crate) fn call(&self, request: RpcRequest) -> BoxFuture<'static, Answer> {
+        let name = request.method.clone();
+        let call: BoxFuture<'static, Outcome> = match (self.named.get(&name), &self.proxy) {
+            (Some(method), _) => {
+                let method = method.clone();
+                match std::panic::catch_unwind(AssertUnwindSafe(|| method(request))) {
+                    Ok(call) => call,
+                    Err(_) => return Box::pin(std::future::ready(Answer::Panicked(name))),
+                }
+            }
+            (None, Some(proxy)) => {
+                let proxy = proxy.clone();
+                Box::pin(async move { proxy.call(request).await })
+            }
+            (None, None) => return Box::pin(std::future::ready(Answer::Unknown(name))),
+        };
+        Box::pin(AssertUnwindSafe(call).catch_unwind().map(|r| match r {
+            Ok(outcome) => Answer::Returned(outcome),
+            Err(_) => Answer::Panicked(name),
+        }))
+    }
+}

@@ -1,0 +1,121 @@
+//! What a handshake's cookie and token decide: the socket's session, its user id, its channels.
+
+use crate::auth::{Claims, TokenError};
+use crate::error::{SessionError, StoreError};
+use crate::hub::Hub;
+use crate::ids::SessionId;
+use crate::protocol::CloseReason;
+
+/// A socket let in: its session, and the channels its connection token grants.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    /// The session the socket joins.
+    pub(crate) session: SessionId,
+    /// Channels the connection token listed: the client may subscribe to them again later.
+    pub(crate) granted: Vec<String>,
+}
+
+/// Why a socket is not let in.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// The token is refused: the socket is opened only to be closed with this reason.
+    Token(CloseReason),
+    /// The store failed: the handshake is answered 503.
+    Store(SessionError),
+}
+
+impl From<SessionError> for Refusal {
+    fn from(error: SessionError) -> Self {
+        Self::Store(error)
+    }
+}
+
+impl From<TokenError> for CloseReason {
+    fn from(error: TokenError) -> Self {
+        match error {
+            TokenError::Expired => CloseReason::TokenExpired,
+            TokenError::Invalid(text) => CloseReason::TokenInvalid(text),
+            TokenError::Key(_) => CloseReason::TokenInvalid("token invalid: key unusable"),
+        }
+    }
+}
+
+/// The close reason for a token that says something that cannot hold.
+fn invalid(text: &'static str) -> Refusal {
+    Refusal::Token(CloseReason::TokenInvalid(text))
+}
+
+/// Admits a socket. Without a token: the cookie's session, or a new one. With a valid token:
+/// session `sid` if it names one, else the cookie's session unless it belongs to another user;
+/// then the session is bound to `sub` and subscribed to `channels`.
+pub(crate) async fn admit(
+    hub: &Hub,
+    cookie: Option<SessionId>,
+    token: Option<&str>,
+) -> Result<Admission, Refusal> {
+    let claims = match (token, &hub.shared.token_key) {
+        (None, _) => return Ok(Admission::new(hub.open_session(cookie).await?.0)),
+        (Some(_), None) => return Err(invalid("token invalid: this server takes no tokens")),
+        (Some(token), Some(key)) => key.verify(token).map_err(|e| Refusal::Token(e.into()))?,
+    };
+    let Claims {
+        sub, sid, channels, ..
+    } = claims;
+    let limits = hub.limits();
+    if let Some(user) = &sub {
+        limits
+            .check_name("user id", user)
+            .map_err(|_| invalid("token invalid: sub breaks the name limits"))?;
+    }
+    if channels
+        .iter()
+        .any(|c| limits.check_name("channel", c).is_err())
+    {
+        return Err(invalid("token invalid: a channel breaks the name limits"));
+    }
+    let (session, user) = match sid {
+        Some(sid) => {
+            let id: SessionId = sid
+                .parse()
+                .map_err(|_| invalid("token invalid: sid is not a session id"))?;
+            let state = hub.join_session(&id).await?;
+            (id, state.user)
+        }
+        None => match hub.open_session(cookie).await? {
+            (id, Some(state)) if sub.is_none() || state.user.is_none() => (id, state.user),
+            (id, Some(state)) if state.user.as_deref() == sub.as_deref() => (id, state.user),
+            // The browser's session belongs to another user: it is not inherited.
+            (_, Some(_)) => (hub.open_session(None).await?.0, None),
+            (id, None) => (id, None),
+        },
+    };
+    let handle = hub.session(session.clone());
+    if sub.is_some() && user.as_deref() != sub.as_deref() {
+        handle.set_user_id(sub.as_deref()).await?;
+    }
+    if !channels.is_empty() {
+        handle
+            .subscribe(channels.clone())
+            .await
+            .map_err(|e| match e {
+                SessionError::Store(StoreError::TooManyChannels { .. }) => {
+                    invalid("token invalid: more channels than max_channels_per_session")
+                }
+                e => Refusal::Store(e),
+            })?;
+    }
+    Ok(Admission {
+        session,
+        granted: channels,
+    })
+}
+
+impl Admission {
+    /// A socket of `session` with no token.
+    pub(crate) fn new(session: SessionId) -> Self {
+        Self {
+            session,
+            granted: Vec::new(),
+        }
+    }
+}
