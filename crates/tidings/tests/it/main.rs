@@ -3,9 +3,12 @@
 mod api;
 mod bad_input;
 mod presence;
+mod proxy;
 mod publish;
 mod redis_presence;
 mod redis_sessions;
+mod rpc;
 mod sessions;
 mod slow_consumer;
 mod support;
+mod tokens;

@@ -136,13 +136,54 @@ impl Node {
 
     /// Opens a socket, with a session cookie if given, and reads its welcome.
     pub async fn open(&self, cookie: Option<&str>) -> Client {
-        let uri = format!("ws://{}/ws", self.addr);
+        self.open_with(cookie, None).await
+    }
+
+    /// A new browser connecting with a connection token.
+    pub async fn connect_with_token(&self, token: &str) -> Client {
+        self.open_with(None, Some(token)).await
+    }
+
+    /// Connects with a token the server must refuse; returns the close code and reason.
+    pub async fn refused_token(&self, token: &str) -> (u16, String) {
+        let (mut ws, response) = self.handshake(None, Some(token)).await;
+        assert!(
+            response.headers().get(header::SET_COOKIE).is_none(),
+            "a refused socket gets no session"
+        );
+        let message = tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .expect("a close frame within the patience limit")
+            .expect("connection open")
+            .expect("frame readable");
+        let (code, reason) = message.as_close().expect("a close frame, not a welcome");
+        (u16::from(code), reason.to_owned())
+    }
+
+    /// The WebSocket handshake, with a cookie and a token if given.
+    async fn handshake(
+        &self,
+        cookie: Option<&str>,
+        token: Option<&str>,
+    ) -> (
+        WebSocketStream<MaybeTlsStream<TcpStream>>,
+        http::Response<()>,
+    ) {
+        let uri = match token {
+            Some(token) => format!("ws://{}/ws?token={token}", self.addr),
+            None => format!("ws://{}/ws", self.addr),
+        };
         let mut builder = ClientBuilder::new().uri(&uri).unwrap();
         if let Some(cookie) = cookie {
             let value = HeaderValue::from_str(&format!("{SESSION_COOKIE}={cookie}")).unwrap();
             builder = builder.add_header(header::COOKIE, value).unwrap();
         }
-        let (ws, response) = builder.connect().await.expect("websocket handshake");
+        builder.connect().await.expect("websocket handshake")
+    }
+
+    /// Opens a socket, with a session cookie and a token if given, and reads its welcome.
+    pub async fn open_with(&self, cookie: Option<&str>, token: Option<&str>) -> Client {
+        let (ws, response) = self.handshake(cookie, token).await;
         let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
         let cookie = set_cookie
             .strip_prefix(&format!("{SESSION_COOKIE}="))

@@ -1,0 +1,203 @@
+//! Connection tokens and channel rules, over real sockets.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tidings::Hub;
+use tidings::auth::{Claims, TokenKey};
+use tidings::http::HttpOptions;
+
+use crate::support::{Server, channel_event, event};
+
+const SECRET: &[u8] = b"backend and tidings share this";
+
+/// A server that checks tokens with [`SECRET`].
+async fn server() -> Server {
+    let builder = Hub::builder().token_key(TokenKey::hs256(SECRET));
+    Server::with(builder, HttpOptions::new()).await
+}
+
+/// Claims valid for ten minutes.
+fn claims() -> Claims {
+    Claims::new(Duration::from_secs(600))
+}
+
+fn sign(claims: &Claims) -> String {
+    claims.sign_hs256(SECRET).unwrap()
+}
+
+#[tokio::test]
+async fn a_token_binds_the_user_and_subscribes_its_channels() {
+    let server = server().await;
+    let token = sign(&claims().user("fred").channels(["private:ops", "team"]));
+    let mut fred = server.connect_with_token(&token).await;
+    let state = server.hub.session(fred.session()).state().await.unwrap();
+    assert_eq!(state.user.as_deref(), Some("fred"));
+    let reply = fred.request(json!({"type": "list"})).await;
+    assert_eq!(reply["result"], json!(["private:ops", "team"]));
+    server.hub.user("fred", "dm", ("hi fred",)).await.unwrap();
+    assert_eq!(fred.recv().await, event("dm", json!(["hi fred"])));
+    server.hub.channel("team", "news", ()).await.unwrap();
+    assert_eq!(fred.recv().await, channel_event("news", json!([]), "team"));
+    // A second tab of the same browser, without a token, is the same user.
+    let mut tab = server.tab(&fred).await;
+    server.hub.user("fred", "dm", ("both",)).await.unwrap();
+    for c in [&mut fred, &mut tab] {
+        assert_eq!(c.recv().await, event("dm", json!(["both"])));
+    }
+}
+
+#[tokio::test]
+async fn a_token_with_sid_joins_that_session_on_any_socket() {
+    let server = server().await;
+    let token = sign(&claims().user("ann").session("backend-session-17"));
+    let first = server.connect_with_token(&token).await;
+    assert_eq!(first.cookie, "backend-session-17");
+    let mut second = server.connect_with_token(&token).await;
+    assert_eq!(second.cookie, "backend-session-17");
+    server
+        .hub
+        .session(first.session())
+        .subscribe("room")
+        .await
+        .unwrap();
+    server.hub.channel("room", "hello", ()).await.unwrap();
+    assert_eq!(
+        second.recv().await,
+        channel_event("hello", json!([]), "room")
+    );
+}
+
+#[tokio::test]
+async fn a_browser_session_of_another_user_is_not_inherited() {
+    let server = server().await;
+    let token = sign(&claims().user("bob").channels(["private:bob"]));
+    let bob = server.connect_with_token(&token).await;
+    let token = sign(&claims().user("eve"));
+    let mut eve = server.open_with(Some(&bob.cookie), Some(&token)).await;
+    assert_ne!(eve.cookie, bob.cookie, "eve gets a session of her own");
+    let reply = eve.request(json!({"type": "list"})).await;
+    assert_eq!(reply["result"], json!([]), "bob's channels stay bob's");
+    let bob_state = server.hub.session(bob.session()).state().await.unwrap();
+    assert_eq!(bob_state.user.as_deref(), Some("bob"));
+}
+
+#[tokio::test]
+async fn expired_forged_and_malformed_tokens_close_with_documented_codes() {
+    let server = server().await;
+    let expired = Claims {
+        exp: 1_000_000_000,
+        ..claims().user("fred")
+    };
+    assert_eq!(
+        server.refused_token(&sign(&expired)).await,
+        (4002, "token expired".to_owned())
+    );
+    let forged = claims().user("fred").sign_hs256(b"guessed").unwrap();
+    assert_eq!(
+        server.refused_token(&forged).await,
+        (4003, "token invalid: bad signature".to_owned())
+    );
+    assert_eq!(
+        server.refused_token("eyJhbGciOiJIUzI1NiJ9.garbage.x").await,
+        (4003, "token invalid: malformed".to_owned())
+    );
+    assert_eq!(
+        server
+            .refused_token(&sign(&claims().session("not a session id!")))
+            .await,
+        (4003, "token invalid: sid is not a session id".to_owned())
+    );
+    assert_eq!(server.hub.stats().index.sockets, 0);
+    let plain = Server::start().await;
+    assert_eq!(
+        plain.refused_token(&sign(&claims())).await,
+        (
+            4003,
+            "token invalid: this server takes no tokens".to_owned()
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_private_channel_needs_a_token_that_lists_it() {
+    let server = server().await;
+    let mut fred = server
+        .connect_with_token(&sign(&claims().user("fred")))
+        .await;
+    let reply = fred
+        .request(json!({"type": "subscribe", "channels": "private:ops"}))
+        .await;
+    assert_eq!(reply["error"]["code"], "forbidden_channel", "{reply}");
+    assert_eq!(reply["error"]["channel"], "private:ops");
+    assert_eq!(reply["error"]["rule"], "token");
+    // A subscription token for this user lets it in.
+    let grant = sign(&claims().user("fred").channels(["private:ops"]));
+    let reply = fred
+        .request(json!({"type": "subscribe", "channels": "private:ops", "token": grant}))
+        .await;
+    assert_eq!(reply["result"], json!(["private:ops"]), "{reply}");
+    // … but not into a channel it does not list.
+    let reply = fred
+        .request(
+            json!({"type": "subscribe", "channels": ["private:ops", "private:hr"], "token": grant}),
+        )
+        .await;
+    assert_eq!(reply["error"]["channel"], "private:hr", "{reply}");
+    // A token made for another user, or expired, is refused.
+    let bobs = sign(&claims().user("bob").channels(["private:ops"]));
+    let reply = fred
+        .request(json!({"type": "subscribe", "channels": "private:ops", "token": bobs}))
+        .await;
+    assert_eq!(reply["error"]["code"], "invalid_token", "{reply}");
+    let old = sign(&Claims {
+        exp: 1_000_000_000,
+        ..claims().channels(["private:ops"])
+    });
+    let reply = fred
+        .request(json!({"type": "subscribe", "channels": "private:ops", "token": old}))
+        .await;
+    assert_eq!(reply["error"]["code"], "token_expired", "{reply}");
+}
+
+#[tokio::test]
+async fn channels_of_the_connection_token_may_be_joined_again() {
+    let server = server().await;
+    let token = sign(&claims().channels(["private:ops"]));
+    let mut client = server.connect_with_token(&token).await;
+    let reply = client
+        .request(json!({"type": "unsubscribe", "channels": "private:ops"}))
+        .await;
+    assert_eq!(reply["result"], json!([]));
+    let reply = client
+        .request(json!({"type": "subscribe", "channels": "private:ops"}))
+        .await;
+    assert_eq!(reply["result"], json!(["private:ops"]), "{reply}");
+}
+
+#[tokio::test]
+async fn a_user_channel_is_its_user_s_only() {
+    let server = server().await;
+    let mut fred = server
+        .connect_with_token(&sign(&claims().user("fred")))
+        .await;
+    let reply = fred
+        .request(json!({"type": "subscribe", "channels": "user:fred"}))
+        .await;
+    assert_eq!(reply["result"], json!(["user:fred"]), "{reply}");
+    let reply = fred
+        .request(json!({"type": "subscribe", "channels": "user:bob"}))
+        .await;
+    assert_eq!(reply["error"]["code"], "forbidden_channel", "{reply}");
+    assert_eq!(reply["error"]["rule"], "user");
+    let message = reply["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"user:bob\"") && message.contains("\"fred\""),
+        "{message}"
+    );
+    let mut anonymous = server.connect().await;
+    let reply = anonymous
+        .request(json!({"type": "subscribe", "channels": "user:fred"}))
+        .await;
+    assert_eq!(reply["error"]["rule"], "user", "{reply}");
+}
