@@ -11,6 +11,7 @@ use tidings::http::HttpOptions;
 use tidings::{Heartbeat, Hub, Limits, NodeId, ServerHeartbeat, Webhook};
 
 use crate::cluster::{BusKind, Cluster, NatsSettings, RedisSettings, StoreKind};
+use crate::integration::{RpcProxySettings, TokenSettings};
 
 /// Every setting of `tidings serve`. Each is optional here; unset ones take the library's defaults.
 #[derive(clap::Args, Serialize, Deserialize, Debug, Default, PartialEq)]
@@ -41,6 +42,15 @@ pub struct Settings {
         value_delimiter = ','
     )]
     pub public_channels: Option<Vec<String>>,
+
+    /// Channels a client may subscribe to only as the user they name: prefixes ending in `*`, comma-separated [default: user:*]
+    #[arg(
+        long,
+        env = "TIDINGS_USER_CHANNELS",
+        value_name = "PATTERNS",
+        value_delimiter = ','
+    )]
+    pub user_channels: Option<Vec<String>>,
 
     /// Seconds a session outlives its last socket [default: 86400]
     #[arg(long, env = "TIDINGS_SESSION_TTL", value_name = "SECONDS")]
@@ -106,6 +116,14 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default, skip_serializing_if = "is_unset")]
     pub webhook: WebhookSettings,
+
+    #[command(flatten)]
+    #[serde(default, skip_serializing_if = "is_unset")]
+    pub token: TokenSettings,
+
+    #[command(flatten)]
+    #[serde(default, skip_serializing_if = "is_unset")]
+    pub rpc_proxy: RpcProxySettings,
 }
 
 /// The `[heartbeat]` table: how clients' heartbeats are judged (ss-heartbeat-responder's options).
@@ -375,6 +393,11 @@ impl Settings {
         if let Some(patterns) = self.public_channels {
             builder = builder.public_channels(patterns);
         }
+        if let Some(patterns) = self.user_channels {
+            builder = builder.user_channels(patterns);
+        }
+        builder = self.token.apply(builder)?;
+        builder = self.rpc_proxy.apply(builder)?;
         if let Some(ttl) = self.session_ttl {
             builder = builder.session_ttl(Duration::from_secs(ttl));
         }

@@ -2,6 +2,7 @@
 
 mod cluster;
 mod config;
+mod integration;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,9 +32,9 @@ enum Command {
 #[derive(clap::Args)]
 struct ServeArgs {
     /// TOML config file; its keys are the long flags' names with `_` for `-`, those of
-    /// --redis-*, --nats-*, --heartbeat-*, --server-heartbeat-* and --webhook-* in tables
-    /// [redis], [nats], [heartbeat], [server_heartbeat] and [webhook] (e.g.
-    /// --heartbeat-beat-delay is beat_delay under [heartbeat])
+    /// --redis-*, --nats-*, --heartbeat-*, --server-heartbeat-*, --webhook-*, --token-* and
+    /// --rpc-proxy-* in tables [redis], [nats], [heartbeat], [server_heartbeat], [webhook],
+    /// [token] and [rpc_proxy] (e.g. --heartbeat-beat-delay is beat_delay under [heartbeat])
     #[arg(long, short, env = "TIDINGS_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 

@@ -74,6 +74,34 @@ fn bad_configuration_is_refused_naming_the_key() {
     assert_refused(&["--bus", "kafka"], &[], "--bus");
     assert_refused(&["--redis-port", "1"], &[], "neither bus nor store");
     assert_refused(&["--nats-url", "nats://x"], &[], "bus is not \"nats\"");
+    assert_refused(&["--user-channels", "me"], &[], "user_channels");
+    assert_refused(&["--token-algorithm", "RS256"], &[], "token.algorithm");
+    assert_refused(
+        &[
+            "--token-public-key",
+            "/nonexistent.pem",
+            "--token-algorithm",
+            "ES256",
+        ],
+        &[],
+        "token.public_key",
+    );
+    assert_refused(
+        &["--token-secret", "s", "--token-algorithm", "RS256"],
+        &[],
+        "token.algorithm",
+    );
+    assert_refused(
+        &["--rpc-proxy-url", "http://127.0.0.1:9/"],
+        &[],
+        "rpc_proxy.secret",
+    );
+    assert_refused(
+        &["--rpc-proxy-url", "https://x/", "--rpc-proxy-secret", "s"],
+        &[],
+        "rpc_proxy.url",
+    );
+    assert_refused(&["--rpc-proxy-secret", "s"], &[], "rpc_proxy.url");
     let unreachable = [
         "--store",
         "redis",
