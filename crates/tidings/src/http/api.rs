@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::routing::{get, post, put};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,11 @@ use crate::stats::Stats;
 use crate::store::Connected;
 
 /// The API's routes, relative to where they are nested (`/api`).
-pub(crate) fn routes() -> Router<Hub> {
+pub(crate) fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Hub: FromRef<S>,
+{
     Router::new()
         .route("/publish/{target}", post(publish))
         .route("/sessions/{id}", get(session_state))

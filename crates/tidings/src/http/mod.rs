@@ -20,7 +20,7 @@ pub(crate) use error::ApiError;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -64,9 +64,41 @@ impl HttpOptions {
     }
 }
 
-/// The routes: `GET /ws` (WebSocket), `/api/…` (backend API), `GET /healthz` (the process
-/// answers), `GET /readyz` (503 while the bus is unreachable).
+/// The routes with their hub, ready to serve or to merge into a stateless app: `GET /ws`
+/// (WebSocket), `/api/…` (backend API), `GET /healthz` (the process answers), `GET /readyz`
+/// (503 while the bus is unreachable).
 pub fn router(hub: Hub, options: HttpOptions) -> Router {
+    routes(options).with_state(hub)
+}
+
+/// The same routes for an app with a state of its own that holds the hub (`Hub: FromRef<S>`):
+/// merge or nest them into the app's router, then give it the app's state.
+///
+/// ```
+/// use axum::extract::{FromRef, State};
+/// use axum::routing::get;
+/// use tidings::Hub;
+///
+/// #[derive(Clone)]
+/// struct App { hub: Hub, name: &'static str }
+///
+/// impl FromRef<App> for Hub {
+///     fn from_ref(app: &App) -> Hub { app.hub.clone() }
+/// }
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let app = App { hub: Hub::builder().build()?, name: "chat" };
+/// let router: axum::Router = axum::Router::new()
+///     .route("/", get(|State(app): State<App>| async move { app.name }))
+///     .nest("/realtime", tidings::http::routes(tidings::http::HttpOptions::new()))
+///     .with_state(app);
+/// # let _ = router; Ok(()) }
+/// ```
+pub fn routes<S>(options: HttpOptions) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Hub: FromRef<S>,
+{
     let api = api::routes()
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
@@ -81,7 +113,6 @@ pub fn router(hub: Hub, options: HttpOptions) -> Router {
         )
         .route("/readyz", get(readyz))
         .nest("/api", api)
-        .with_state(hub)
 }
 
 /// `200 {"status":"ready"}`, or `503 {"status":"unavailable","reason":…}` while the bus is away.

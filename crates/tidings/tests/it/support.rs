@@ -31,6 +31,8 @@ impl std::ops::Deref for Server {
 /// A tidings server reached over the network (in this process or not): its API and WebSocket.
 pub struct Node {
     pub addr: SocketAddr,
+    /// Where tidings' routes are nested in the app ("" at the root).
+    base: String,
     http: reqwest::Client,
     key: Option<String>,
 }
@@ -88,9 +90,16 @@ impl Node {
     pub fn at(addr: SocketAddr) -> Self {
         Self {
             addr,
+            base: String::new(),
             http: reqwest::Client::new(),
             key: None,
         }
+    }
+
+    /// The same server, with tidings' routes nested under `base` (e.g. `/realtime`).
+    pub fn under(mut self, base: &str) -> Self {
+        self.base = base.to_owned();
+        self
     }
 
     /// An API request; returns the status and the JSON body.
@@ -100,9 +109,10 @@ impl Node {
         path: &str,
         body: Option<&str>,
     ) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("http://{}/api{path}", self.addr));
+        let mut request = self.http.request(
+            method,
+            format!("http://{}{}/api{path}", self.addr, self.base),
+        );
         if let Some(key) = &self.key {
             request = request.bearer_auth(key);
         }
@@ -169,9 +179,10 @@ impl Node {
         WebSocketStream<MaybeTlsStream<TcpStream>>,
         http::Response<()>,
     ) {
+        let (addr, base) = (self.addr, &self.base);
         let uri = match token {
-            Some(token) => format!("ws://{}/ws?token={token}", self.addr),
-            None => format!("ws://{}/ws", self.addr),
+            Some(token) => format!("ws://{addr}{base}/ws?token={token}"),
+            None => format!("ws://{addr}{base}/ws"),
         };
         let mut builder = ClientBuilder::new().uri(&uri).unwrap();
         if let Some(cookie) = cookie {
