@@ -2,16 +2,17 @@
 //! that works on one node works across nodes. Each test uses its own subject and key prefixes,
 //! so tests never see each other's traffic.
 
+mod process;
 #[allow(dead_code)]
 #[path = "../../tidings/tests/it/support.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use process::{Process, start};
 use serde_json::{Value, json};
 use support::{Client, Node, channel_event, event};
 use tidings::SessionId;
@@ -21,64 +22,6 @@ const NATS: &str = "nats://127.0.0.1:4222";
 
 /// A guard against a hung test, not a synchronization.
 const PATIENCE: Duration = Duration::from_secs(20);
-
-/// One `tidings serve` process; killed when dropped.
-struct Process {
-    child: Child,
-    node: Node,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl std::ops::Deref for Process {
-    type Target = Node;
-
-    fn deref(&self) -> &Node {
-        &self.node
-    }
-}
-
-/// Starts `tidings serve` with `args` (plus a loopback port and no server heartbeat frames) and
-/// waits for its startup line.
-fn start(args: &[String]) -> Process {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tidings"));
-    for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("TIDINGS_")) {
-        command.env_remove(name);
-    }
-    let mut child = command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--server-heartbeat-message",
-            "",
-        ])
-        .args(args)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("tidings starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("startup line names the address: {line:?}"))
-        .parse()
-        .unwrap();
-    Process {
-        child,
-        node: Node::at(addr),
-    }
-}
 
 /// Settings shared by the nodes of one test: its own prefixes, so tests never meet.
 struct Setup {

@@ -22,7 +22,14 @@ impl Drop for Example {
 /// already unless a filter left it out; then this builds it).
 fn start() -> (Example, SocketAddr) {
     let built = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "tidings", "--example", "axum_chat"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "tidings",
+            "--example",
+            "axum_chat",
+        ])
         .status()
         .unwrap();
     assert!(built.success(), "the example builds");

@@ -1,0 +1,65 @@
+//! `tidings serve` as a real process, for tests that run several or run one beside another program.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+use crate::support::Node;
+
+/// One `tidings serve` process; killed when dropped.
+pub struct Process {
+    child: Child,
+    node: Node,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl std::ops::Deref for Process {
+    type Target = Node;
+
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
+
+/// Starts `tidings serve` with `args` (plus a loopback port and no server heartbeat frames) and
+/// waits for its startup line.
+pub fn start(args: &[String]) -> Process {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tidings"));
+    for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("TIDINGS_")) {
+        command.env_remove(name);
+    }
+    let mut child = command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--server-heartbeat-message",
+            "",
+        ])
+        .args(args)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tidings starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("startup line names the address: {line:?}"))
+        .parse()
+        .unwrap();
+    Process {
+        child,
+        node: Node::at(addr),
+    }
+}
