@@ -76,6 +76,10 @@ pub struct Settings {
     #[arg(long, env = "TIDINGS_OUTBOUND_QUEUE", value_name = "N")]
     pub outbound_queue: Option<usize>,
 
+    /// Most RPC calls one socket may have running at once [default: 16]
+    #[arg(long, env = "TIDINGS_MAX_CALLS_PER_SOCKET", value_name = "N")]
+    pub max_calls_per_socket: Option<usize>,
+
     /// Largest HTTP API request body, in bytes [default: 1048576]
     #[arg(long, env = "TIDINGS_MAX_BODY", value_name = "BYTES")]
     pub max_body: Option<usize>,
@@ -380,6 +384,7 @@ impl Settings {
             ),
             (&mut limits.max_name_len, self.max_name_len),
             (&mut limits.outbound_queue, self.outbound_queue),
+            (&mut limits.max_calls_per_socket, self.max_calls_per_socket),
         ];
         for (limit, value) in overrides {
             if let Some(value) = value {

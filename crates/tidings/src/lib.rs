@@ -20,7 +20,8 @@
 //!
 //! The tree follows the data: `hub` (the API) → `bus` (between nodes) → `fanout` (to this
 //! node's sockets) → `socket` (one task per connection); `store` keeps sessions, `protocol`
-//! encodes frames, `http` serves it all.
+//! encodes frames, `http` serves it all. [`auth`] checks the backend's tokens and the channel
+//! rules, [`rpc`] answers clients' calls (in Rust, or through the backend).
 
 pub mod auth;
 mod backend;
