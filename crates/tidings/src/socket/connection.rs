@@ -192,11 +192,14 @@ impl Reader<'_> {
     where
         S: futures_util::Stream<Item = Result<Message, tokio_websockets::Error>> + Unpin,
     {
-        let mut calls = FuturesUnordered::new();
+        // Made on the first call: most sockets never call, and an idle socket stays small.
+        let mut calls: Option<FuturesUnordered<BoxFuture<'static, Bytes>>> = None;
         loop {
             let message = tokio::select! {
                 message = stream.next() => message,
-                Some(reply) = calls.next(), if !calls.is_empty() => {
+                Some(reply) = async { calls.as_mut()?.next().await },
+                    if calls.as_ref().is_some_and(|c| !c.is_empty()) =>
+                {
                     let _ = self.outbox.push(Outgoing::Frame(reply));
                     continue;
                 }
@@ -209,13 +212,18 @@ impl Reader<'_> {
                         if Some(text) == self.heartbeat {
                             continue;
                         }
-                        match self.answer(text, calls.len()).await {
+                        match self
+                            .answer(text, calls.as_ref().map_or(0, |c| c.len()))
+                            .await
+                        {
                             // A full outbox has already marked the socket closing; the reply
                             // goes with it.
                             Answered::Now(reply) => {
                                 let _ = self.outbox.push(Outgoing::Frame(reply));
                             }
-                            Answered::Later(call) => calls.push(call),
+                            Answered::Later(call) => {
+                                calls.get_or_insert_with(FuturesUnordered::new).push(call);
+                            }
                         }
                     } else if message.is_binary() {
                         self.hub.shared.counters.refused_frame();
