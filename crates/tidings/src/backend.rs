@@ -48,6 +48,7 @@ pub(crate) struct Keys {
 pub(crate) struct Endpoint {
     url: reqwest::Url,
     secret: Bytes,
+    timeout: Duration,
     client: reqwest::Client,
 }
 
@@ -84,6 +85,7 @@ impl Endpoint {
         Ok(Self {
             url: parsed,
             secret: Bytes::copy_from_slice(secret.as_bytes()),
+            timeout,
             client,
         })
     }
@@ -91,6 +93,11 @@ impl Endpoint {
     /// The URL POSTed to.
     pub(crate) fn url(&self) -> &reqwest::Url {
         &self.url
+    }
+
+    /// How long a POST may take.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// POSTs a JSON body with its signature; the response whatever its status.

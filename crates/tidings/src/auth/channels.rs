@@ -43,7 +43,7 @@ pub(crate) struct Forbidden {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ChannelRules {
     exact: HashMap<String, ChannelRule>,
-    /// Longest first.
+    /// Prefix patterns as written (`user:*`), longest first.
     prefixes: Vec<(String, ChannelRule)>,
 }
 
@@ -56,8 +56,8 @@ impl ChannelRules {
             let taken = match pattern.strip_suffix('*') {
                 _ if pattern.is_empty() => return Err(BuildError::InvalidPattern(pattern.clone())),
                 Some(prefix) if !prefix.contains('*') => {
-                    let taken = rules.prefixes.iter().any(|(p, _)| p == prefix);
-                    rules.prefixes.push((prefix.to_owned(), rule));
+                    let taken = rules.prefixes.iter().any(|(p, _)| p == pattern);
+                    rules.prefixes.push((pattern.clone(), rule));
                     taken
                 }
                 None if !pattern.contains('*') && rule == ChannelRule::Public => {
@@ -90,17 +90,17 @@ impl ChannelRules {
     }
 
     /// The rule of `channel`, the pattern that set it and the part past the pattern's prefix.
-    fn find<'c>(&self, channel: &'c str) -> (ChannelRule, Option<String>, &'c str) {
-        if let Some(rule) = self.exact.get(channel) {
-            return (*rule, Some(channel.to_owned()), "");
+    fn find<'a, 'c>(&'a self, channel: &'c str) -> (ChannelRule, &'a str, &'c str) {
+        if let Some((pattern, rule)) = self.exact.get_key_value(channel) {
+            return (*rule, pattern, "");
         }
         self.prefixes
             .iter()
-            .find_map(|(prefix, rule)| {
-                let rest = channel.strip_prefix(prefix.as_str())?;
-                Some((*rule, Some(format!("{prefix}*")), rest))
+            .find_map(|(pattern, rule)| {
+                let prefix = pattern.strip_suffix('*')?;
+                Some((*rule, pattern.as_str(), channel.strip_prefix(prefix)?))
             })
-            .unwrap_or((ChannelRule::Token, None, channel))
+            .unwrap_or((ChannelRule::Token, "", channel))
     }
 
     /// Whether a client of a session with user id `user` may subscribe to `channel` by itself.
@@ -110,7 +110,6 @@ impl ChannelRules {
             ChannelRule::Public => return Ok(()),
             ChannelRule::User if user == Some(rest) => return Ok(()),
             ChannelRule::User => {
-                let pattern = pattern.unwrap_or_default();
                 let who = match user {
                     Some(user) => format!("this session's user id is {user:?}"),
                     None => "this session has no user id".to_owned(),

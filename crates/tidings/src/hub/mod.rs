@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::auth::{ChannelRules, TokenKey};
+use crate::auth::{ChannelRules, Claims, TokenError, TokenKey};
 use crate::bus::{Bus, BusMessage, Target};
 use crate::error::{PublishError, SessionError};
 use crate::fanout::{Event, Local, Outbox};
@@ -240,6 +240,16 @@ impl Hub {
         }
         store.create(id, self.shared.session_ttl).await?;
         Ok(store.load(id).await?.unwrap_or_default())
+    }
+
+    /// Checks a token sent by a client (on connect or with a `subscribe`) with the hub's key.
+    pub(crate) fn verify_token(&self, token: &str) -> Result<Claims, TokenError> {
+        match &self.shared.token_key {
+            Some(key) => key.verify(token),
+            None => Err(TokenError::Invalid(
+                "token invalid: this server takes no tokens",
+            )),
+        }
     }
 
     /// Registers a socket of `session` and gives it the session's channels and user id, once the

@@ -80,7 +80,6 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 /// A checked proxy with its HTTP client.
 pub(crate) struct Proxy {
     endpoint: Endpoint,
-    timeout: Duration,
 }
 
 impl Proxy {
@@ -91,10 +90,7 @@ impl Proxy {
             timeout: "rpc_proxy.timeout",
         };
         let endpoint = Endpoint::new(&keys, &options.url, &options.secret, options.timeout)?;
-        Ok(Self {
-            endpoint,
-            timeout: options.timeout,
-        })
+        Ok(Self { endpoint })
     }
 
     /// POSTs the call, applies the session operations of the reply, returns its result.
@@ -111,7 +107,7 @@ impl Proxy {
         let backend_error = |message: String| RpcError::new("backend_error", message);
         let response = self.endpoint.post(Bytes::from(body)).await.map_err(|e| {
             if e.is_timeout() {
-                let timeout = self.timeout;
+                let timeout = self.endpoint.timeout();
                 let message = format!("the backend did not answer {method} within {timeout:?}");
                 RpcError::new("backend_timeout", message)
             } else {

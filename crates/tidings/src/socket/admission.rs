@@ -53,11 +53,12 @@ pub(crate) async fn admit(
     cookie: Option<SessionId>,
     token: Option<&str>,
 ) -> Result<Admission, Refusal> {
-    let claims = match (token, &hub.shared.token_key) {
-        (None, _) => return Ok(Admission::new(hub.open_session(cookie).await?.0)),
-        (Some(_), None) => return Err(invalid("token invalid: this server takes no tokens")),
-        (Some(token), Some(key)) => key.verify(token).map_err(|e| Refusal::Token(e.into()))?,
+    let Some(token) = token else {
+        return Ok(Admission::new(hub.open_session(cookie).await?.0));
     };
+    let claims = hub
+        .verify_token(token)
+        .map_err(|e| Refusal::Token(e.into()))?;
     let Claims {
         sub, sid, channels, ..
     } = claims;
@@ -81,13 +82,16 @@ pub(crate) async fn admit(
             let state = hub.join_session(&id).await?;
             (id, state.user)
         }
-        None => match hub.open_session(cookie).await? {
-            (id, Some(state)) if sub.is_none() || state.user.is_none() => (id, state.user),
-            (id, Some(state)) if state.user.as_deref() == sub.as_deref() => (id, state.user),
-            // The browser's session belongs to another user: it is not inherited.
-            (_, Some(_)) => (hub.open_session(None).await?.0, None),
-            (id, None) => (id, None),
-        },
+        None => {
+            let (id, state) = hub.open_session(cookie).await?;
+            match (state.and_then(|s| s.user), &sub) {
+                // The browser's session belongs to another user: it is not inherited.
+                (Some(owner), Some(sub)) if *owner != **sub => {
+                    (hub.open_session(None).await?.0, None)
+                }
+                (owner, _) => (id, owner),
+            }
+        }
     };
     let handle = hub.session(session.clone());
     if sub.is_some() && user.as_deref() != sub.as_deref() {

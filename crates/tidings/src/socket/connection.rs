@@ -331,16 +331,13 @@ impl Reader<'_> {
         channels: Vec<String>,
         token: Option<&str>,
     ) -> Result<Vec<String>, ErrorReply> {
-        let claims = match (token, &self.hub.shared.token_key) {
-            (None, _) => None,
-            (Some(_), None) => {
-                let message = "this server takes no tokens";
-                return Err(ErrorReply::new(ErrorCode::InvalidToken, message));
-            }
-            (Some(token), Some(key)) => Some(key.verify(token).map_err(token_refusal)?),
+        let user = self.hub.shared.local.user_of(self.session.id());
+        let claims = match token {
+            Some(token) => Some(self.hub.verify_token(token).map_err(token_refusal)?),
+            None => None,
         };
         if let Some(claims) = &claims {
-            self.check_token_holder(claims)?;
+            self.check_token_holder(claims, user.as_deref())?;
         }
         let granted = |channel: &String| {
             self.granted.contains(channel)
@@ -348,7 +345,6 @@ impl Reader<'_> {
                     .as_ref()
                     .is_some_and(|c| c.channels.contains(channel))
         };
-        let user = self.hub.shared.local.user_of(self.session.id());
         for channel in channels.iter().filter(|c| !granted(c)) {
             if let Err(forbidden) = self.hub.shared.rules.judge(channel, user.as_deref()) {
                 return Err(ErrorReply {
@@ -363,9 +359,8 @@ impl Reader<'_> {
     }
 
     /// Refuses a subscription token made for another user or session.
-    fn check_token_holder(&self, claims: &Claims) -> Result<(), ErrorReply> {
-        let user = self.hub.shared.local.user_of(self.session.id());
-        let wrong = if claims.sub.is_some() && claims.sub.as_deref() != user.as_deref() {
+    fn check_token_holder(&self, claims: &Claims, user: Option<&str>) -> Result<(), ErrorReply> {
+        let wrong = if claims.sub.is_some() && claims.sub.as_deref() != user {
             "its sub is not this session's user id"
         } else if claims
             .sid
