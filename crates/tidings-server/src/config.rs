@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::CommandFactory;
 use serde::{Deserialize, Serialize};
 use tidings::http::HttpOptions;
-use tidings::{Heartbeat, Hub, Limits, NodeId, ServerHeartbeat, Webhook};
+use tidings::{Heartbeat, Hub, HubBuilder, Limits, NodeId, ServerHeartbeat, Webhook};
 
 use crate::cluster::{BusKind, Cluster, NatsSettings, RedisSettings, StoreKind};
 use crate::integration::{RpcProxySettings, TokenSettings};
@@ -362,8 +362,9 @@ pub struct Plan {
 }
 
 impl Settings {
-    /// Builds the hub and checks the settings; errors name the setting at fault.
-    pub async fn plan(self) -> Result<Plan, String> {
+    /// Builds the hub, with the RPC methods `methods` adds, and checks the settings; errors name
+    /// the setting at fault.
+    pub async fn plan(self, methods: fn(HubBuilder) -> HubBuilder) -> Result<Plan, String> {
         let listen = match self.listen {
             Some(addr) => addr,
             None => DEFAULT_LISTEN.parse().map_err(|e| format!("listen: {e}"))?,
@@ -391,7 +392,7 @@ impl Settings {
                 *limit = value;
             }
         }
-        let mut builder = Hub::builder().limits(limits);
+        let mut builder = methods(Hub::builder().limits(limits));
         if let Some(id) = &self.node_id {
             builder = builder.node_id(NodeId::new(id).map_err(|e| format!("node_id: {e}"))?);
         }
@@ -548,7 +549,7 @@ mod tests {
             },
             ..Settings::default()
         };
-        let err = tight.plan().await.err().unwrap();
+        let err = tight.plan(std::convert::identity).await.err().unwrap();
         assert!(err.contains("heartbeat.expire_delay"), "{err}");
         assert!(err.contains("longer than beat_delay"), "{err}");
         let unsigned = Settings {
@@ -558,7 +559,7 @@ mod tests {
             },
             ..Settings::default()
         };
-        let err = unsigned.plan().await.err().unwrap();
+        let err = unsigned.plan(std::convert::identity).await.err().unwrap();
         assert!(err.contains("webhook.secret"), "{err}");
         let off = Settings {
             server_heartbeat: ServerHeartbeatSettings {
@@ -597,19 +598,19 @@ mod tests {
             outbound_queue: Some(0),
             ..Settings::default()
         };
-        let err = zero.plan().await.err().unwrap();
+        let err = zero.plan(std::convert::identity).await.err().unwrap();
         assert!(err.contains("outbound_queue"), "{err}");
         let exposed = Settings {
             listen: Some("0.0.0.0:7400".parse().unwrap()),
             ..Settings::default()
         };
-        let err = exposed.plan().await.err().unwrap();
+        let err = exposed.plan(std::convert::identity).await.err().unwrap();
         assert!(err.contains("api_key"), "{err}");
         let pattern = Settings {
             public_channels: Some(vec!["a*b".into()]),
             ..Settings::default()
         };
-        let err = pattern.plan().await.err().unwrap();
+        let err = pattern.plan(std::convert::identity).await.err().unwrap();
         assert!(err.contains("a*b"), "{err}");
     }
 

@@ -2,6 +2,7 @@
 
 mod cluster;
 mod config;
+mod demo;
 mod integration;
 
 use std::path::PathBuf;
@@ -42,6 +43,10 @@ struct ServeArgs {
     #[arg(long)]
     print_config: bool,
 
+    /// Serve a demo chat page at / (its rooms become public channels)
+    #[arg(long)]
+    demo: bool,
+
     #[command(flatten)]
     settings: config::Settings,
 }
@@ -74,12 +79,20 @@ fn fail(message: &str) -> ExitCode {
 /// Loads the configuration, then serves until SIGINT or SIGTERM.
 async fn serve(args: ServeArgs) -> Result<(), String> {
     config::check_environment(std::env::vars())?;
-    let settings = config::merge(&args.settings, args.config.as_deref())?;
+    let mut settings = config::merge(&args.settings, args.config.as_deref())?;
+    if args.demo {
+        settings.public_channels = Some(demo::public_channels(settings.public_channels));
+    }
     if args.print_config {
         print!("{}", toml::to_string(&settings).map_err(|e| e.to_string())?);
         return Ok(());
     }
-    let plan = settings.plan().await?;
+    let methods = if args.demo {
+        demo::methods
+    } else {
+        std::convert::identity
+    };
+    let plan = settings.plan(methods).await?;
     let listener = tokio::net::TcpListener::bind(plan.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", plan.listen))?;
@@ -90,7 +103,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         plan.hub.node_id()
     );
     let hub = plan.hub.clone();
-    let app = tidings::http::router(plan.hub, plan.http);
+    let mut app = tidings::http::router(plan.hub, plan.http);
+    if args.demo {
+        app = demo::page(app);
+        tokio::spawn(demo::relay_presence(hub.clone()));
+        println!("demo chat: http://{addr}/");
+    }
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -13,6 +13,7 @@
 
 mod api;
 mod body;
+mod client;
 mod error;
 
 pub(crate) use error::ApiError;
@@ -66,7 +67,8 @@ impl HttpOptions {
 
 /// The routes with their hub, ready to serve or to merge into a stateless app: `GET /ws`
 /// (WebSocket), `/api/…` (backend API), `GET /healthz` (the process answers), `GET /readyz`
-/// (503 while the bus is unreachable).
+/// (503 while the bus is unreachable), `GET /tidings.js` and `GET /tidings-<version>.js` (the
+/// browser client).
 pub fn router(hub: Hub, options: HttpOptions) -> Router {
     routes(options).with_state(hub)
 }
@@ -113,6 +115,7 @@ where
         )
         .route("/readyz", get(readyz))
         .nest("/api", api)
+        .merge(client::routes())
 }
 
 /// `200 {"status":"ready"}`, or `503 {"status":"unavailable","reason":…}` while the bus is away.

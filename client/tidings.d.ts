@@ -1,0 +1,81 @@
+// Type declarations of tidings.js.
+
+/** This client's version. */
+export const VERSION: string;
+
+/** An error the server answered (its `code`, e.g. `forbidden_channel`), or one of the client's:
+ * `disconnected` (the connection closed before the reply), `queue_full`, `closed`. */
+export class TidingsError extends Error {
+  readonly code: string;
+  /** The channel a `forbidden_channel` error names. */
+  readonly channel?: string;
+  /** The rule that refused it (`token`, `user`). */
+  readonly rule?: string;
+}
+
+/** Reconnect delays, in milliseconds: attempt n waits a random time below min(maxDelay, minDelay × 2^n). */
+export interface ReconnectOptions {
+  /** Default 500. */
+  minDelay?: number;
+  /** Default 30000. */
+  maxDelay?: number;
+}
+
+export interface ConnectOptions {
+  /** The WebSocket constructor; default `globalThis.WebSocket`. */
+  WebSocket?: new (url: string) => WebSocket;
+  /** A connection token signed by the backend, or a function giving one; called on every
+   * connect, so an expired token (close 4002) is replaced. */
+  token?: string | (() => string | Promise<string>);
+  /** Backoff of reconnects; `false` never reconnects. */
+  reconnect?: ReconnectOptions | false;
+  /** Requests kept while disconnected (default 1000); past it they reject with `queue_full`. */
+  maxQueue?: number;
+}
+
+/** Why a connection was lost. */
+export interface DisconnectInfo {
+  /** The close code (docs/protocol.md); 4001 also when 3 server heartbeats were missed. */
+  code: number;
+  reason: string;
+  /** Whether the client will reconnect by itself. */
+  reconnecting: boolean;
+}
+
+export type Handler = (...args: any[]) => void;
+
+export interface Lifecycle {
+  on(name: "ready" | "reconnect", handler: () => void): void;
+  on(name: "disconnect", handler: (info: DisconnectInfo) => void): void;
+  off(name: "ready" | "reconnect" | "disconnect", handler?: Handler): void;
+}
+
+export class Tidings {
+  /** Event handlers: a channel event passes the channel name as the handler's last argument. */
+  readonly event: { on(name: string, handler: Handler): void; off(name: string, handler?: Handler): void };
+  /** Lifecycle events: `ready` (first connect), `reconnect`, `disconnect`. */
+  readonly server: Lifecycle;
+  /** The session's channels (every tab of it); each call resolves with the channels held. */
+  readonly channel: {
+    subscribe(channels: string | string[], token?: string): Promise<string[]>;
+    unsubscribe(channels: string | string[]): Promise<string[]>;
+    list(): Promise<string[]>;
+  };
+  /** This tab's socket id while connected. */
+  readonly socketId: string | null;
+  constructor(url?: string | URL, options?: ConnectOptions);
+  /** Calls a server method with `params`; resolves with its result. */
+  rpc<T = unknown>(method: string, ...params: unknown[]): Promise<T>;
+  /** Starts the presence heartbeat; it restarts after every reconnect until stopped. */
+  heartbeatStart(): void;
+  /** Stops the heartbeat (done by itself on `pagehide`). */
+  heartbeatStop(): void;
+  /** Closes for good. */
+  close(): void;
+}
+
+/** Connects to a tidings server: by default the one this module was loaded from (`…/ws`). */
+export function connect(url?: string | URL, options?: ConnectOptions): Tidings;
+
+/** The delay before reconnect attempt `attempt` (full jitter). */
+export function backoff(attempt: number, options?: ReconnectOptions, random?: () => number): number;
