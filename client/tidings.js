@@ -234,14 +234,18 @@ export class Tidings {
   #watchHeartbeat(interval) {
     this.#heard = false;
     this.#missed = 0;
-    this.#watch = setInterval(() => {
+    const check = () => {
       this.#missed = this.#heard ? 0 : this.#missed + 1;
       this.#heard = false;
-      if (this.#missed < MISSED_HEARTBEATS) return;
+      if (this.#missed < MISSED_HEARTBEATS) {
+        this.#watch = setTimeout(check, interval);
+        return;
+      }
       const ws = this.#ws;
       this.#lost(4001, `missed ${MISSED_HEARTBEATS} server heartbeats`);
       ws.close();
-    }, interval);
+    };
+    this.#watch = setTimeout(check, interval);
   }
 
   #startBeating() {
@@ -275,7 +279,7 @@ export class Tidings {
     this.#ws = null;
     this.#ready = false;
     this.socketId = null;
-    clearInterval(this.#watch);
+    clearTimeout(this.#watch);
     clearInterval(this.#beatTimer);
     const failed = new TidingsError("disconnected", `tidings: the connection closed (${code}) before the reply`);
     for (const call of this.#pending.values()) call.reject(failed);

@@ -1,0 +1,266 @@
+// The client's timers under fake time: reconnect backoff, close codes, server heartbeat counting,
+// the presence heartbeat, and requests across reconnects.
+import assert from "node:assert/strict";
+import { afterEach, beforeEach, mock, test } from "node:test";
+
+import { TidingsError, connect } from "../../tidings.js";
+import { FakeSocket, latest, sockets } from "./fake_socket.js";
+
+let page;
+
+beforeEach(() => {
+  page = new EventTarget();
+  mock.timers.enable({ apis: ["setTimeout", "setInterval"] });
+  mock.method(Math, "random", () => 0.5);
+  globalThis.addEventListener = page.addEventListener.bind(page);
+  globalThis.removeEventListener = page.removeEventListener.bind(page);
+  sockets.length = 0;
+});
+
+afterEach(() => {
+  mock.timers.reset();
+  mock.restoreAll();
+  delete globalThis.addEventListener;
+  delete globalThis.removeEventListener;
+});
+
+/** Advances fake time by `n` intervals of `ms`, one at a time (timers set by timers keep time). */
+function intervals(n, ms) {
+  for (let i = 0; i < n; i++) mock.timers.tick(ms);
+}
+
+/** A client on fake sockets, with its lifecycle events recorded. */
+function client(options = {}) {
+  const ss = connect("ws://tidings.test/ws", { WebSocket: FakeSocket, ...options });
+  const seen = [];
+  for (const name of ["ready", "reconnect", "disconnect"]) {
+    ss.server.on(name, (info) => seen.push(info ? `${name} ${info.code} ${info.reconnecting}` : name));
+  }
+  return { ss, seen };
+}
+
+test("a lost connection is retried after a full-jitter delay that doubles per attempt", () => {
+  const { ss, seen } = client({ reconnect: { minDelay: 1000, maxDelay: 8000 } });
+  latest().welcome();
+  latest().drop(1006);
+  assert.deepEqual(seen, ["ready", "disconnect 1006 true"]);
+  const delays = [];
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const before = sockets.length;
+    let waited = 0;
+    while (sockets.length === before) {
+      mock.timers.tick(1);
+      waited += 1;
+    }
+    delays.push(waited);
+    if (attempt < 4) latest().drop(1006);
+  }
+  // Math.random() is 0.5: half of min(8000, 1000 × 2^attempt).
+  assert.deepEqual(delays, [500, 1000, 2000, 4000, 4000]);
+  latest().welcome();
+  assert.deepEqual(seen, ["ready", "disconnect 1006 true", "reconnect"]);
+  ss.close();
+});
+
+test("a welcome resets the backoff", () => {
+  const { ss } = client();
+  for (let i = 0; i < 3; i++) {
+    latest().drop(1006);
+    mock.timers.tick(30000);
+  }
+  latest().welcome();
+  const count = sockets.length;
+  latest().drop(1006);
+  mock.timers.tick(249);
+  assert.equal(sockets.length, count);
+  mock.timers.tick(1);
+  assert.equal(sockets.length, count + 1);
+  ss.close();
+});
+
+test("terminal close codes stop reconnecting and say so", async () => {
+  for (const code of [1002, 1003, 1007, 1009, 4002, 4003]) {
+    sockets.length = 0;
+    const { ss, seen } = client();
+    latest().welcome();
+    latest().drop(code, "why");
+    mock.timers.tick(60000);
+    assert.equal(sockets.length, 1, `close ${code} must not reconnect`);
+    assert.deepEqual(seen, ["ready", `disconnect ${code} false`]);
+    await assert.rejects(ss.rpc("x"), { code: "closed" });
+  }
+});
+
+test("a refused token closes even before a welcome, and is reported", () => {
+  const { seen } = client({ token: "expired" });
+  assert.match(latest().url, /\?token=expired$/);
+  latest().drop(4002, "token expired");
+  assert.deepEqual(seen, ["disconnect 4002 false"]);
+});
+
+test("an expired token is replaced when the token is a function", async () => {
+  let minted = 0;
+  const { ss } = client({ token: () => `t${++minted}` });
+  await Promise.resolve();
+  assert.match(latest().url, /token=t1$/);
+  latest().drop(4002, "token expired");
+  mock.timers.tick(250);
+  await Promise.resolve();
+  assert.equal(sockets.length, 2);
+  assert.match(latest().url, /token=t2$/);
+  ss.close();
+});
+
+test("a server going away (1001) is reconnected at once, then with backoff", () => {
+  const { ss } = client();
+  latest().welcome();
+  latest().drop(1001, "going away");
+  mock.timers.tick(0);
+  assert.equal(sockets.length, 2);
+  latest().drop(1006);
+  mock.timers.tick(499);
+  assert.equal(sockets.length, 2, "the second attempt waits backoff(1)");
+  mock.timers.tick(1);
+  assert.equal(sockets.length, 3);
+  ss.close();
+});
+
+test("the browser's online event retries at once", () => {
+  const { ss } = client({ reconnect: { minDelay: 10000, maxDelay: 60000 } });
+  latest().drop(1006);
+  mock.timers.tick(100);
+  assert.equal(sockets.length, 1);
+  page.dispatchEvent(new Event("online"));
+  assert.equal(sockets.length, 2);
+  mock.timers.tick(60000);
+  assert.equal(sockets.length, 2, "the cancelled retry does not fire");
+  ss.close();
+});
+
+test("three missed server heartbeats drop the link and reconnect", () => {
+  const { ss, seen } = client();
+  const first = latest();
+  first.welcome({ interval: 1000 });
+  for (let i = 0; i < 5; i++) {
+    mock.timers.tick(1000);
+    first.receive("--heartbeat--");
+  }
+  // The last heartbeat counts for the interval it came in; then silence.
+  intervals(3, 1000);
+  assert.equal(first.closedWith, null, "two missed in a row are tolerated");
+  assert.deepEqual(seen, ["ready"]);
+  intervals(1, 1000);
+  assert.equal(first.closedWith, 1005);
+  assert.deepEqual(seen, ["ready", "disconnect 4001 true"]);
+  mock.timers.tick(250);
+  assert.equal(sockets.length, 2);
+  first.receive({ type: "event", event: "late", args: [] });
+  first.drop(1006);
+  assert.deepEqual(seen, ["ready", "disconnect 4001 true"], "the dropped socket is ignored");
+  ss.close();
+});
+
+test("any frame from the server counts as a sign of life", () => {
+  const { ss } = client();
+  latest().welcome({ interval: 1000 });
+  for (let i = 0; i < 10; i++) {
+    mock.timers.tick(1000);
+    latest().receive({ type: "event", event: "tick", args: [i] });
+  }
+  assert.equal(latest().closedWith, null);
+  ss.close();
+});
+
+test("the presence heartbeat beats, restarts after a reconnect, and stops", () => {
+  const { ss } = client();
+  ss.heartbeatStart();
+  const first = latest();
+  assert.equal(first.sent.length, 0, "nothing is sent before the welcome");
+  first.welcome({ beat: 5000, interval: 1000 });
+  assert.equal(first.last("heartbeat").op, "start");
+  for (let i = 0; i < 5; i++) {
+    mock.timers.tick(1000);
+    first.receive("--heartbeat--");
+  }
+  assert.deepEqual(first.sent.map((f) => f.op), ["start", "beat"]);
+  first.drop(1006);
+  intervals(5, 1000);
+  assert.equal(first.sent.length, 2, "no beats on a closed socket");
+  latest().welcome({ beat: 5000 });
+  assert.equal(latest().last("heartbeat").op, "start");
+  ss.heartbeatStop();
+  assert.equal(latest().last("heartbeat").op, "stop");
+  for (let i = 0; i < 20; i++) {
+    mock.timers.tick(1000);
+    latest().receive("--heartbeat--");
+  }
+  assert.equal(latest().sent.length, 2);
+  ss.close();
+});
+
+test("pagehide stops the heartbeat", () => {
+  const { ss } = client();
+  latest().welcome();
+  ss.heartbeatStart();
+  page.dispatchEvent(new Event("pagehide"));
+  assert.deepEqual(latest().sent.map((f) => f.op), ["start", "stop"]);
+  ss.close();
+});
+
+test("requests wait for the connection; replies resolve or reject by id", async () => {
+  const { ss } = client();
+  const subscribed = ss.channel.subscribe("public:news");
+  const called = ss.rpc("chat.send", "lobby", "hi");
+  const socket = latest();
+  assert.equal(socket.sent.length, 0);
+  socket.welcome();
+  const [sub, rpc] = socket.sent;
+  assert.deepEqual(sub, { type: "subscribe", channels: "public:news", id: sub.id });
+  assert.deepEqual(rpc, { type: "rpc", method: "chat.send", params: ["lobby", "hi"], id: rpc.id });
+  socket.receive({ type: "reply", id: rpc.id, error: { code: "unknown_method", message: "no such method" } });
+  socket.receive({ type: "reply", id: sub.id, result: ["public:news"] });
+  assert.deepEqual(await subscribed, ["public:news"]);
+  await assert.rejects(called, (e) => e instanceof TidingsError && e.code === "unknown_method");
+  ss.close();
+});
+
+test("a request in flight when the link drops rejects with disconnected", async () => {
+  const { ss } = client();
+  latest().welcome();
+  const called = ss.rpc("slow");
+  latest().drop(1006);
+  await assert.rejects(called, { code: "disconnected" });
+  ss.close();
+});
+
+test("past maxQueue, requests made while disconnected are refused", async () => {
+  const { ss } = client({ maxQueue: 2 });
+  const waiting = [ss.rpc("a"), ss.rpc("b")];
+  await assert.rejects(ss.rpc("c"), { code: "queue_full" });
+  ss.close();
+  for (const request of waiting) await assert.rejects(request, { code: "closed" });
+});
+
+test("a channel event passes the channel as the handler's last argument", () => {
+  const { ss } = client();
+  latest().welcome();
+  const got = [];
+  const handler = (...args) => got.push(args);
+  ss.event.on("chatMessage", handler);
+  latest().receive({ type: "event", event: "chatMessage", args: [{ text: "hi" }], channel: "disney" });
+  latest().receive({ type: "event", event: "chatMessage", args: ["direct"] });
+  ss.event.off("chatMessage", handler);
+  latest().receive({ type: "event", event: "chatMessage", args: ["unheard"] });
+  assert.deepEqual(got, [[{ text: "hi" }, "disney"], ["direct"]]);
+  ss.close();
+});
+
+test("close() stops for good", () => {
+  const { ss, seen } = client();
+  latest().welcome();
+  ss.close();
+  assert.equal(latest().closedWith, 1000);
+  mock.timers.tick(60000);
+  assert.equal(sockets.length, 1);
+  assert.deepEqual(seen, ["ready"]);
+});

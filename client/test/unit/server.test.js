@@ -1,0 +1,89 @@
+// The module in Node against a real `tidings serve`: the global WebSocket (Node 22+, or Node 20
+// with --experimental-websocket, as `npm test` runs it), and the script as the server serves it.
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { after, before, test } from "node:test";
+
+import { TidingsError, VERSION, connect } from "../../tidings.js";
+import { Server } from "../support/server.js";
+
+let server;
+
+before(async () => {
+  server = await Server.start();
+});
+
+after(() => server.kill());
+
+/** Resolves with the first call's arguments of `name` on `target` (`ss.event` or `ss.server`). */
+function next(target, name) {
+  return new Promise((resolve) => {
+    const handler = (...args) => {
+      target.off(name, handler);
+      resolve(args);
+    };
+    target.on(name, handler);
+  });
+}
+
+test("events, channels and RPC errors over a real connection", async () => {
+  const ss = connect(server.url.replace("http", "ws") + "/ws");
+  await next(ss.server, "ready");
+  assert.match(ss.socketId, /^[\w-]+\.\d+$/);
+  assert.deepEqual(await ss.channel.subscribe("public:news"), ["public:news"]);
+  assert.deepEqual(await ss.channel.list(), ["public:news"]);
+
+  const flash = next(ss.event, "flash");
+  await server.publish("all", { event: "flash", args: ["going down", 10] });
+  assert.deepEqual(await flash, ["going down", 10]);
+  const news = next(ss.event, "news");
+  await server.publish("channel", { channels: "public:news", event: "news", args: [{ title: "hi" }] });
+  assert.deepEqual(await news, [{ title: "hi" }, "public:news"]);
+  const mine = next(ss.event, "mine");
+  await server.publish("socket", { socket: ss.socketId, event: "mine", args: [] });
+  assert.deepEqual(await mine, []);
+
+  await assert.rejects(ss.channel.subscribe("secret"), (e) => {
+    assert.ok(e instanceof TidingsError);
+    assert.equal(e.code, "forbidden_channel");
+    assert.equal(e.channel, "secret");
+    assert.equal(e.rule, "token");
+    return true;
+  });
+  await assert.rejects(ss.rpc("nothing.here", 1), { code: "unknown_method", message: /nothing\.here/ });
+  assert.deepEqual(await ss.channel.unsubscribe("public:news"), []);
+  ss.close();
+});
+
+test("the presence heartbeat reaches the server's presence", async () => {
+  const ss = connect(new URL("/ws", server.url.replace("http", "ws")));
+  await next(ss.server, "ready");
+  const live = async () => (await (await fetch(`${server.url}/api/presence`)).json()).sessions;
+  // A socket's requests other than RPC are answered in order: once `list` is answered, the
+  // heartbeat frame sent before it has been applied.
+  ss.heartbeatStart();
+  await ss.channel.list();
+  assert.equal((await live()).length, 1);
+  ss.heartbeatStop();
+  await ss.channel.list();
+  assert.deepEqual(await live(), []);
+  ss.close();
+});
+
+test("the server serves this file at /tidings.js, revalidated, and at a versioned path, immutable", async () => {
+  const source = await readFile(new URL("../../tidings.js", import.meta.url), "utf8");
+  const latest = await fetch(`${server.url}/tidings.js`);
+  assert.equal(latest.status, 200);
+  assert.equal(await latest.text(), source);
+  assert.equal(latest.headers.get("content-type"), "text/javascript; charset=utf-8");
+  assert.equal(latest.headers.get("cache-control"), "no-cache");
+  assert.equal(latest.headers.get("access-control-allow-origin"), "*");
+  const etag = latest.headers.get("etag");
+  assert.match(etag, /^"[0-9a-f]{16}"$/);
+  const again = await fetch(`${server.url}/tidings.js`, { headers: { "if-none-match": etag } });
+  assert.equal(again.status, 304);
+  const versioned = await fetch(`${server.url}/tidings-${VERSION}.js`);
+  assert.equal(await versioned.text(), source);
+  assert.equal(versioned.headers.get("cache-control"), "public, max-age=31536000, immutable");
+  assert.equal((await fetch(`${server.url}/tidings-0.0.0.js`)).status, 404);
+});
