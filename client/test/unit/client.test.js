@@ -255,6 +255,25 @@ test("a channel event passes the channel as the handler's last argument", () => 
   ss.close();
 });
 
+test("frames it cannot use are skipped; a URL must be a WebSocket's", (t) => {
+  const { ss } = client();
+  const warned = t.mock.method(console, "warn", () => {});
+  latest().welcome();
+  for (const junk of ["not json", "null", "[1]", '{"type":"novel"}', '{"type":"reply","id":99,"result":1}']) {
+    latest().receive(junk);
+  }
+  latest().receive({ type: "error", error: { code: "malformed_frame", message: "frame is not a JSON object" } });
+  assert.equal(warned.mock.callCount(), 1);
+  assert.match(warned.mock.calls[0].arguments[0], /frame is not a JSON object/);
+  const got = [];
+  ss.event.on("ok", (...args) => got.push(args));
+  latest().receive({ type: "event", event: "ok", args: [1] });
+  assert.deepEqual(got, [[1]]);
+  assert.throws(() => connect("ftp://host/ws", { WebSocket: FakeSocket }), /not a WebSocket URL/);
+  assert.throws(() => connect(undefined, { WebSocket: FakeSocket }), /needs a URL/);
+  ss.close();
+});
+
 test("close() stops for good", () => {
   const { ss, seen } = client();
   latest().welcome();

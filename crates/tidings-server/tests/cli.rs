@@ -49,6 +49,22 @@ fn flags_beat_environment_beat_file() {
     assert!(out.contains("outbound_queue = 9"), "{out}");
 }
 
+#[test]
+fn the_demo_adds_its_rooms_to_the_configured_public_channels() {
+    let (code, out, err) = run(tidings().args([
+        "serve",
+        "--print-config",
+        "--demo",
+        "--public-channels",
+        "lobby",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(r#"public_channels = ["lobby", "disney", "kids", "sports", "music"]"#),
+        "{out}"
+    );
+}
+
 /// Asserts that `tidings serve ARGS` with `ENV` exits with code 2 and an error naming `key`.
 fn assert_refused(args: &[&str], env: &[(&str, &str)], key: &str) {
     let mut command = tidings();
