@@ -198,12 +198,16 @@ test("the presence heartbeat beats, restarts after a reconnect, and stops", () =
   ss.close();
 });
 
-test("pagehide stops the heartbeat", () => {
+test("pagehide stops the heartbeat; a page restored from the back-forward cache restarts it", () => {
   const { ss } = client();
   latest().welcome();
   ss.heartbeatStart();
   page.dispatchEvent(new Event("pagehide"));
   assert.deepEqual(latest().sent.map((f) => f.op), ["start", "stop"]);
+  page.dispatchEvent(Object.assign(new Event("pageshow"), { persisted: false }));
+  assert.equal(latest().sent.length, 2, "a fresh load starts nothing by itself");
+  page.dispatchEvent(Object.assign(new Event("pageshow"), { persisted: true }));
+  assert.deepEqual(latest().sent.map((f) => f.op), ["start", "stop", "start"]);
   ss.close();
 });
 
