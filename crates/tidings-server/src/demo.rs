@@ -102,12 +102,16 @@ async fn login(req: RpcRequest) -> Result<String, RpcError> {
     Ok(name.to_owned())
 }
 
+/// The caller's name, or `login_first` when the session has none.
+fn named(req: &RpcRequest) -> Result<&str, RpcError> {
+    req.user_id()
+        .ok_or_else(|| RpcError::new("login_first", "choose a name first"))
+}
+
 /// `chat.send(room, text)`: publishes `chatMessage {from, text}` to the room.
 async fn send(req: RpcRequest) -> Result<bool, RpcError> {
     let (room, text): (String, String) = req.params()?;
-    let Some(from) = req.user_id() else {
-        return Err(RpcError::new("login_first", "choose a name first"));
-    };
+    let from = named(&req)?;
     if !ROOMS.contains(&room.as_str()) {
         return Err(RpcError::new("no_such_room", format!("no room \"{room}\"")));
     }
@@ -123,9 +127,7 @@ async fn send(req: RpcRequest) -> Result<bool, RpcError> {
 
 /// `chat.announce()`: tells every socket the server is going down (event `flash`).
 async fn announce(req: RpcRequest) -> Result<bool, RpcError> {
-    if req.user_id().is_none() {
-        return Err(RpcError::new("login_first", "choose a name first"));
-    }
+    named(&req)?;
     req.hub().all("flash", [GOING_DOWN]).await?;
     Ok(true)
 }
