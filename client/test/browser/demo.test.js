@@ -53,7 +53,7 @@ async function open(context) {
   return page;
 }
 
-/** Waits until the page shows it is connected. */
+/** Waits until the page shows it is connected (the demo says so once it has drawn the session). */
 async function connected(page) {
   await page.locator("#status", { hasText: /^connected$/ }).waitFor();
 }
