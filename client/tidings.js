@@ -20,6 +20,9 @@ export class TidingsError extends Error {
   }
 }
 
+/** The error of a request made to, or waiting in, a client that was closed. */
+const closed = () => new TidingsError("closed", "tidings: the client was closed");
+
 /**
  * The delay before reconnect attempt `attempt` (0 for the first): "full jitter", a random time
  * between 0 and min(maxDelay, minDelay × 2^attempt) milliseconds.
@@ -260,7 +263,7 @@ export class Tidings {
   /** Sends a request and waits for its reply; while disconnected, queues it (up to `maxQueue`). */
   #request(frame) {
     return new Promise((resolve, reject) => {
-      if (this.#closed) return reject(new TidingsError("closed", "tidings: the client was closed"));
+      if (this.#closed) return reject(closed());
       const request = { frame, resolve, reject };
       if (this.#ready) return this.#send(frame, request);
       if (this.#queue.length >= this.#options.maxQueue) {
@@ -288,7 +291,7 @@ export class Tidings {
     for (const call of this.#pending.values()) call.reject(failed);
     this.#pending.clear();
     if (this.#closed) {
-      for (const request of this.#queue) request.reject(new TidingsError("closed", "tidings: the client was closed"));
+      for (const request of this.#queue) request.reject(closed());
       this.#queue = [];
     }
     return wasReady;

@@ -7,9 +7,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 
-import { chromium } from "playwright-core";
-
 import { Proxy } from "../support/proxy.js";
+import { launch } from "../support/browser.js";
 import { Server } from "../support/server.js";
 
 const SERVER_ARGS = [
@@ -32,10 +31,7 @@ let fred1, fred2, wilma;
 before(async () => {
   server = await Server.start(SERVER_ARGS);
   proxy = await Proxy.start(server.port);
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: process.getuid?.() === 0 ? ["--no-sandbox"] : [],
-  });
+  browser = await launch();
 });
 
 after(async () => {

@@ -7,8 +7,7 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { pathToFileURL } from "node:url";
 
-import { chromium } from "playwright-core";
-
+import { launch } from "../support/browser.js";
 import { Server } from "../support/server.js";
 
 let server;
@@ -16,10 +15,7 @@ let browser;
 
 before(async () => {
   server = await Server.start();
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: process.getuid?.() === 0 ? ["--no-sandbox"] : [],
-  });
+  browser = await launch();
 });
 
 after(async () => {
