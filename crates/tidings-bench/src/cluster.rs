@@ -14,7 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tidings::bus::{Bus, BusOptions, NatsBus, RedisBus};
-use tidings::{Hub, ServerHeartbeat, SessionId};
+use tidings::{Hub, KeepAlive, SessionId};
 use tokio::sync::Semaphore;
 use tokio_websockets::{ClientBuilder, Message};
 
@@ -84,10 +84,9 @@ async fn run(
     publishers: usize,
 ) -> Result<(), String> {
     let prefix = format!("bench{}", SessionId::random().map_err(|e| e.to_string())?);
-    let options = BusOptions {
-        prefix: prefix.clone(),
-        ingest: None,
-    };
+    let mut options = BusOptions::default();
+    options.prefix = prefix.clone();
+    options.ingest = None;
     let bus: Arc<dyn Bus> = match outcome.bus.as_str() {
         "redis" => Arc::new(
             RedisBus::connect(REDIS, options)
@@ -100,14 +99,12 @@ async fn run(
                 .map_err(|e| e.to_string())?,
         ),
     };
-    let quiet = ServerHeartbeat {
-        message: None,
-        ping_interval: None,
-        ..ServerHeartbeat::default()
-    };
+    let mut quiet = KeepAlive::default();
+    quiet.message = None;
+    quiet.ping_interval = None;
     let a = Hub::builder()
         .bus(bus)
-        .server_heartbeat(quiet)
+        .keep_alive(quiet)
         .build()
         .map_err(|e| e.to_string())?;
     let mut extra: Vec<String> = [

@@ -13,7 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tidings::store::{MemoryStore, PresenceStore};
-use tidings::{Heartbeat, Hub, ServerHeartbeat, SessionId, SocketId};
+use tidings::{Heartbeat, Hub, KeepAlive, SessionId, SocketId};
 use tokio_websockets::{ClientBuilder, Message};
 
 use crate::peer::Kind;
@@ -145,19 +145,15 @@ async fn beat_loop(url: String, until: Instant) -> Result<(u64, Histogram<u64>),
 /// `n` sessions tracked in an in-process hub's memory store, expired, then purged at once.
 async fn purge(n: usize, outcome: &mut HeartbeatOutcome) -> Result<(), String> {
     let store = Arc::new(MemoryStore::new());
-    let quiet = ServerHeartbeat {
-        message: None,
-        ping_interval: None,
-        ..ServerHeartbeat::default()
-    };
-    let options = Heartbeat {
-        purge_delay: Duration::from_secs(3600),
-        ..Heartbeat::default()
-    };
+    let mut quiet = KeepAlive::default();
+    quiet.message = None;
+    quiet.ping_interval = None;
+    let mut options = Heartbeat::default();
+    options.purge_delay = Duration::from_secs(3600);
     let hub = Hub::builder()
         .presence_store(store.clone())
         .heartbeat(options)
-        .server_heartbeat(quiet)
+        .keep_alive(quiet)
         .build()
         .map_err(|e| e.to_string())?;
     let socket: SocketId = format!("{}.1", hub.node_id())

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::CommandFactory;
 use serde::{Deserialize, Serialize};
 use tidings::http::HttpOptions;
-use tidings::{Heartbeat, Hub, HubBuilder, Limits, NodeId, ServerHeartbeat, Webhook};
+use tidings::{Heartbeat, Hub, HubBuilder, KeepAlive, Limits, NodeId, Webhook};
 
 use crate::cluster::{BusKind, Cluster, NatsSettings, RedisSettings, StoreKind};
 use crate::integration::{RpcProxySettings, TokenSettings};
@@ -420,7 +420,7 @@ impl Settings {
         builder = cluster.apply(builder).await?;
         builder = builder
             .heartbeat(heartbeat)
-            .server_heartbeat(self.server_heartbeat.options());
+            .keep_alive(self.server_heartbeat.options());
         if let Some(webhook) = self.webhook.options()? {
             builder = builder.webhook(webhook);
         }
@@ -461,8 +461,8 @@ impl HeartbeatSettings {
 
 impl ServerHeartbeatSettings {
     /// The library's options, with these settings over its defaults (empty message, 0 s: off).
-    fn options(self) -> ServerHeartbeat {
-        let mut options = ServerHeartbeat::default();
+    fn options(self) -> KeepAlive {
+        let mut options = KeepAlive::default();
         if let Some(message) = self.message {
             options.message = Some(message).filter(|m| !m.is_empty());
         }
@@ -622,7 +622,7 @@ mod tests {
         serve.write_long_help(&mut help).unwrap();
         let help = String::from_utf8(help).unwrap();
         let d = Limits::default();
-        let (h, s) = (Heartbeat::default(), ServerHeartbeat::default());
+        let (h, s) = (Heartbeat::default(), KeepAlive::default());
         let w = Webhook::new("", "");
         let secs = |d: Duration| d.as_secs().to_string();
         for (flag, value) in [

@@ -2,23 +2,7 @@
 
 use thiserror::Error;
 
-use crate::ids::{SessionId, SocketId};
-
-/// An id that is not well formed, or could not be generated.
-#[derive(Debug, Error)]
-pub enum IdError {
-    /// The text is not a valid id of that kind.
-    #[error("invalid {kind} {value:?}")]
-    Invalid {
-        /// Which id ("session id", "socket id", "node id").
-        kind: &'static str,
-        /// The offending text (at most 80 characters of it).
-        value: String,
-    },
-    /// The operating system gave no randomness.
-    #[error("no randomness available: {0}")]
-    Random(String),
-}
+use crate::ids::{IdError, SessionId, SocketId};
 
 /// A channel name, user id or event name that breaks a rule.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -146,4 +130,89 @@ pub enum BuildError {
     /// The bus refused the node (a Redis or NATS bus serves one hub).
     #[error(transparent)]
     Bus(#[from] BusError),
+}
+
+/// Why a method failed; the client gets it as an error reply.
+#[derive(Debug, Error)]
+pub enum RpcError {
+    /// The params do not fit the method (code `bad_params`).
+    #[error("bad params: {0}")]
+    BadParams(String),
+    /// An error of the app's own, with its code (`{"code": code, "message": message}`).
+    #[error("{message}")]
+    App {
+        /// A stable machine-readable code, the app's own.
+        code: String,
+        /// A human-readable explanation.
+        message: String,
+    },
+    /// A session operation failed (its usual code: `too_many_channels`, `unavailable`…).
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// A publish failed (`bad_request`, or `unavailable` when the bus is away).
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+impl RpcError {
+    /// An error of the app's own.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::App {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    /// Its `exp` has passed (by more than the 60 s leeway).
+    #[error("token expired")]
+    Expired,
+    /// It is malformed, badly signed, or says something that cannot hold; the text says which.
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// A key could not be read or used.
+    #[error("invalid token key: {0}")]
+    Key(String),
+}
+
+/// Why a client's request (a frame from its socket) was refused; `protocol` gives each its code.
+#[derive(Debug, Error)]
+pub(crate) enum RequestError {
+    /// The channel rules refuse a subscription to `channel`.
+    #[error("{message}")]
+    Forbidden {
+        /// The refused channel.
+        channel: String,
+        /// The rule that refused it (`token`, `user`).
+        rule: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// A subscription token is refused.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// A subscription token was made for another user or session; the text says which.
+    #[error("token invalid: {0}")]
+    NotTokenHolder(&'static str),
+    /// A session operation failed.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// An RPC method failed.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    /// No RPC method of that name.
+    #[error("no RPC method {0:?} is registered")]
+    UnknownMethod(std::sync::Arc<str>),
+    /// An RPC method panicked.
+    #[error("method {0:?} failed")]
+    Panicked(std::sync::Arc<str>),
+    /// The socket has as many RPC calls running as allowed.
+    #[error("{0} calls are running on this socket; wait for one")]
+    TooManyCalls(usize),
+    /// The socket has as many requests waiting as allowed.
+    #[error("{0} requests are waiting on this socket; wait for their replies")]
+    TooManyRequests(usize),
 }

@@ -8,7 +8,23 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Serialize, Serializer};
 
-use crate::error::IdError;
+use thiserror::Error;
+
+/// An id that is not well formed, or could not be generated.
+#[derive(Debug, Error)]
+pub enum IdError {
+    /// The text is not a valid id of that kind.
+    #[error("invalid {kind} {value:?}")]
+    Invalid {
+        /// Which id ("session id", "socket id", "node id").
+        kind: &'static str,
+        /// The offending text (at most 80 characters of it).
+        value: String,
+    },
+    /// The operating system gave no randomness.
+    #[error("no randomness available: {0}")]
+    Random(String),
+}
 
 /// Longest node or session id accepted, in bytes.
 const MAX_ID_LEN: usize = 64;

@@ -32,10 +32,10 @@ pub mod http;
 mod hub;
 mod ids;
 mod limits;
+mod model;
 mod names;
 pub mod presence;
 mod protocol;
-pub mod rpc;
 mod socket;
 mod stats;
 pub mod store;
@@ -44,14 +44,15 @@ mod testing;
 
 pub use backend::SIGNATURE_HEADER;
 pub use error::{
-    BuildError, BusError, EventsLagged, IdError, NameError, PublishError, SessionError, StoreError,
+    BuildError, BusError, EventsLagged, NameError, PublishError, SessionError, StoreError,
 };
-pub use fanout::{Event, IndexSizes};
+pub use fanout::KeepAlive;
+pub use hub::rpc;
 pub use hub::{Hub, HubBuilder, Session};
-pub use ids::{NodeId, SessionId, SocketId};
+pub use ids::{IdError, NodeId, SessionId, SocketId};
 pub use limits::Limits;
 pub use names::IntoNames;
 pub use presence::{Heartbeat, Presence, PresenceEvent, PresenceKind, Webhook};
 pub use protocol::CloseReason;
-pub use socket::{SESSION_COOKIE, ServerHeartbeat};
-pub use stats::Stats;
+pub use socket::SESSION_COOKIE;
+pub use stats::{IndexSizes, Stats};

@@ -4,9 +4,16 @@ use std::sync::Arc;
 
 use crate::error::{BuildError, NameError};
 
-/// Limits enforced by the hub and its sockets. Every one is configurable; write
-/// `Limits { outbound_queue: 64, ..Limits::default() }` to change one.
+/// Limits enforced by the hub and its sockets. Every one is configurable:
+///
+/// ```
+/// let mut limits = tidings::Limits::default();
+/// limits.outbound_queue = 64;
+/// let hub = tidings::Hub::builder().limits(limits);
+/// # let _ = hub;
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Largest WebSocket message a client may send, in bytes (close code 1009 past it).
     pub max_frame_size: usize,
@@ -20,6 +27,9 @@ pub struct Limits {
     pub outbound_queue: usize,
     /// Most RPC calls one socket may have running at once; past it a call gets `too_many_calls`.
     pub max_calls_per_socket: usize,
+    /// Most other requests (subscribe, unsubscribe, list, heartbeat) one socket may have waiting
+    /// for their replies; past it a request gets `too_many_requests`.
+    pub max_requests_per_socket: usize,
 }
 
 impl Default for Limits {
@@ -31,6 +41,7 @@ impl Default for Limits {
             max_name_len: 200,
             outbound_queue: 1024,
             max_calls_per_socket: 16,
+            max_requests_per_socket: 32,
         }
     }
 }
@@ -45,6 +56,7 @@ impl Limits {
             ("max_name_len", self.max_name_len),
             ("outbound_queue", self.outbound_queue),
             ("max_calls_per_socket", self.max_calls_per_socket),
+            ("max_requests_per_socket", self.max_requests_per_socket),
         ];
         for (name, value) in positive {
             if value == 0 {

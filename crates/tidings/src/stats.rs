@@ -4,8 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
 
-use crate::fanout::IndexSizes;
-use crate::presence::PresenceKind;
+use crate::model::PresenceKind;
 
 /// Running totals, shared by the fan-out path, the sockets and presence.
 #[derive(Debug, Default)]
@@ -75,6 +74,20 @@ impl Counters {
     pub(crate) fn bus_malformed(&self) {
         self.bus_malformed.fetch_add(1, Relaxed);
     }
+}
+
+/// How big each index is; all zero when no socket is connected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct IndexSizes {
+    /// Connected sockets.
+    pub sockets: usize,
+    /// Sessions with at least one connected socket.
+    pub sessions: usize,
+    /// Channels with at least one connected subscriber.
+    pub channels: usize,
+    /// User ids with at least one connected socket.
+    pub users: usize,
 }
 
 /// A snapshot of one node: its index sizes and running totals.

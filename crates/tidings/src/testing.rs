@@ -28,7 +28,7 @@ impl Tab {
     pub(crate) async fn open(hub: &Hub, session: Option<&SessionId>) -> Self {
         let (session, _) = hub.open_session(session.cloned()).await.unwrap();
         let (client, server) = tokio::io::duplex(64 * 1024);
-        let admission = crate::socket::admission::Admission::new(session.clone());
+        let admission = crate::hub::Admission::new(session.clone());
         tokio::spawn(crate::socket::connection::run(
             hub.clone(),
             server,

@@ -19,7 +19,8 @@
 mod channels;
 mod token;
 
+pub use crate::error::TokenError;
 pub use channels::ChannelRule;
-pub use token::{Claims, TokenError, TokenKey};
+pub use token::{Claims, TokenKey};
 
 pub(crate) use channels::ChannelRules;

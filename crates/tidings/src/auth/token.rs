@@ -2,10 +2,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::error::TokenError;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
 /// Seconds of clock difference allowed between the backend that signs and the node that checks.
 pub const LEEWAY_SECS: u64 = 60;
@@ -66,20 +66,6 @@ impl Claims {
         jsonwebtoken::encode(&Header::default(), self, &EncodingKey::from_secret(secret))
             .map_err(|e| TokenError::Key(e.to_string()))
     }
-}
-
-/// Why a token was refused.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum TokenError {
-    /// Its `exp` has passed (by more than [`LEEWAY_SECS`]).
-    #[error("token expired")]
-    Expired,
-    /// It is malformed, badly signed, or says something that cannot hold; the text says which.
-    #[error("{0}")]
-    Invalid(&'static str),
-    /// A key could not be read or used.
-    #[error("invalid token key: {0}")]
-    Key(String),
 }
 
 /// The key tokens are checked with.

@@ -15,9 +15,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{BusMessage, Target};
-use crate::fanout::Event;
 use crate::ids::SocketId;
+use crate::model::{BusMessage, Event, Target};
 use crate::names::{IntoNames, OneOrMany};
 
 /// An ingest message as sent.

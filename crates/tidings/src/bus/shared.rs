@@ -21,9 +21,10 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 
-use super::{Bus, BusMessage, Inbox, Target, Topic, ingest, wire};
+use super::{Bus, Inbox, ingest, wire};
 use crate::error::BusError;
 use crate::ids::NodeId;
+use crate::model::{BusMessage, Target, Topic};
 
 /// How long a session operation waits for this node's subscriptions before failing.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,6 +37,7 @@ const RETRY_AFTER: Duration = Duration::from_millis(250);
 
 /// Settings common to the shared buses.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct BusOptions {
     /// Prefixes every subject (default `tidings`): clusters with different prefixes can share
     /// one broker.

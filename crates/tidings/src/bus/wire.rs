@@ -15,9 +15,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{BusMessage, SessionOp, Target, Topic};
-use crate::fanout::Event;
 use crate::ids::NodeId;
+use crate::model::{BusMessage, Event, SessionOp, Target, Topic};
 
 /// Subject kinds, as they appear after the prefix.
 const ALL: &str = "all";

@@ -9,8 +9,9 @@ use std::mem;
 use std::sync::Arc;
 
 use super::Outbox;
-use crate::bus::{SessionOp, Target, Topic};
 use crate::ids::{NodeId, SessionId};
+use crate::model::{SessionOp, Target, Topic};
+use crate::stats::IndexSizes;
 use crate::store::SessionState;
 
 /// The sockets that receive one channel's or one user's events.
@@ -74,19 +75,6 @@ impl LocalSession {
             }
         }
     }
-}
-
-/// How big each index is; all zero when no socket is connected.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct IndexSizes {
-    /// Connected sockets.
-    pub sockets: usize,
-    /// Sessions with at least one connected socket.
-    pub sessions: usize,
-    /// Channels with at least one connected subscriber.
-    pub channels: usize,
-    /// User ids with at least one connected socket.
-    pub users: usize,
 }
 
 /// The sockets of each channel and each user.

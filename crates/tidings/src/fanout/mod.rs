@@ -5,12 +5,11 @@
 //! and no allocation per recipient. Session operations take the write lock and update the index;
 //! the bus hears about interest changes while the lock is held, so it sees them in order.
 
-mod event;
 mod index;
+pub(crate) mod keepalive;
 mod outbox;
 
-pub use event::Event;
-pub use index::IndexSizes;
+pub use keepalive::KeepAlive;
 pub(crate) use outbox::{Outbox, Outgoing};
 
 use std::sync::Arc;
@@ -19,10 +18,11 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use tokio::sync::Notify;
 
-use crate::bus::{Bus, BusMessage, Inbox};
+use crate::bus::{Bus, Inbox};
 use crate::ids::{NodeId, SessionId};
+use crate::model::BusMessage;
 use crate::protocol::CloseReason;
-use crate::stats::Counters;
+use crate::stats::{Counters, IndexSizes};
 use crate::store::SessionState;
 use index::{Index, Interest};
 use outbox::PushError;

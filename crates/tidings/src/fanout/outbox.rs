@@ -21,7 +21,7 @@ use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use tokio_websockets::Message;
 
-use super::Event;
+use crate::model::Event;
 use crate::protocol::{CloseReason, Encoding};
 
 /// One item waiting to be written.
@@ -40,7 +40,7 @@ impl Outgoing {
     /// The WebSocket message to write for this item.
     pub(crate) fn into_message(self, encoding: Encoding) -> Message {
         match self {
-            Self::Event(event) => Message::text(event.frame(encoding)),
+            Self::Event(event) => Message::text(encoding.event(&event)),
             Self::Frame(bytes) => Message::text(bytes),
             Self::Ping => Message::ping(Bytes::new()),
         }

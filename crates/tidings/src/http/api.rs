@@ -10,8 +10,9 @@ use serde_json::value::RawValue;
 
 use super::ApiError;
 use super::body::JsonBody;
-use crate::hub::{Audience, Hub, Session};
+use crate::hub::{Hub, Session};
 use crate::ids::{SessionId, SocketId};
+use crate::model::Target;
 use crate::names::{IntoNames, OneOrMany};
 use crate::stats::Stats;
 use crate::store::Connected;
@@ -82,18 +83,18 @@ async fn publish(
     if let Some(field) = required.filter(|r| !given.iter().any(|(f, on)| f == r && *on)) {
         return Err(bad(field, format!("missing field `{field}`")));
     }
-    let audience = match (body.channels, body.users, body.socket) {
-        (Some(channels), _, _) => Audience::Channels(channels.into_names()),
-        (_, Some(users), _) => Audience::Users(users.into_names()),
-        (_, _, Some(socket)) => Audience::Socket(
+    let targets = match (body.channels, body.users, body.socket) {
+        (Some(channels), _, _) => hub.targets("channel", channels.into_names(), Target::Channel)?,
+        (_, Some(users), _) => hub.targets("user id", users.into_names(), Target::User)?,
+        (_, _, Some(socket)) => vec![Target::Socket(
             socket
                 .parse::<SocketId>()
                 .map_err(|e| bad("socket", e.to_string()))?,
-        ),
-        (None, None, None) => Audience::All,
+        )],
+        (None, None, None) => vec![Target::All],
     };
     let args = body.args.unwrap_or_else(|| RawValue::NULL.to_owned());
-    hub.publish(audience, &body.event, args).await?;
+    hub.publish(targets, &body.event, args).await?;
     Ok(Json(Done { ok: true }))
 }
 

@@ -6,6 +6,7 @@ use http::StatusCode;
 use serde::Serialize;
 
 use crate::error::{NameError, PublishError, SessionError, StoreError};
+use crate::socket::HandshakeError;
 
 /// An HTTP API error.
 #[derive(Debug, Serialize)]
@@ -119,5 +120,17 @@ impl From<SessionError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         SessionError::Store(error).into()
+    }
+}
+
+impl From<HandshakeError> for ApiError {
+    fn from(error: HandshakeError) -> Self {
+        let (status, code) = match &error {
+            HandshakeError::NotWebSocket => (StatusCode::UPGRADE_REQUIRED, "upgrade_required"),
+            HandshakeError::UnsupportedVersion => (StatusCode::BAD_REQUEST, "unsupported_version"),
+            HandshakeError::NotUpgradable => (StatusCode::BAD_REQUEST, "upgrade_unavailable"),
+            HandshakeError::NoSession(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        };
+        Self::new(status, code, error.to_string())
     }
 }

@@ -21,17 +21,18 @@ pub(crate) use error::ApiError;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRef, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, StatusCode, header};
 
 use crate::hub::Hub;
-use crate::socket::upgrade;
+use crate::socket::{HandshakeError, upgrade};
 
 /// Settings of the HTTP endpoints.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct HttpOptions {
     api_key: Option<Arc<str>>,
     max_body: usize,
@@ -108,7 +109,7 @@ where
         .layer(DefaultBodyLimit::max(options.max_body))
         .layer(middleware::from_fn_with_state(options.api_key, require_key));
     Router::new()
-        .route("/ws", get(upgrade::handle))
+        .route("/ws", get(websocket))
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
@@ -116,6 +117,35 @@ where
         .route("/readyz", get(readyz))
         .nest("/api", api)
         .merge(client::routes())
+}
+
+/// The query parameters of `/ws`.
+#[derive(serde::Deserialize)]
+struct WebSocketParams {
+    /// A connection token signed by the backend.
+    token: Option<String>,
+}
+
+/// `GET /ws`: the WebSocket handshake, or a JSON error for a request that cannot be one.
+async fn websocket(
+    State(hub): State<Hub>,
+    Query(params): Query<WebSocketParams>,
+    request: Request,
+) -> Response {
+    match upgrade(hub, params.token.as_deref(), request).await {
+        Ok(response) => response,
+        Err(HandshakeError::NotWebSocket) => {
+            let mut response = ApiError::from(HandshakeError::NotWebSocket).into_response();
+            let h = response.headers_mut();
+            h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            h.insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
+            response
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
 }
 
 /// `200 {"status":"ready"}`, or `503 {"status":"unavailable","reason":…}` while the bus is away.

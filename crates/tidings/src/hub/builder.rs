@@ -12,11 +12,11 @@ use crate::auth::{ChannelRules, TokenKey};
 use crate::bus::{Bus, Inbox, MemoryBus};
 use crate::error::BuildError;
 use crate::fanout::Local;
+use crate::fanout::{KeepAlive, keepalive};
+use crate::hub::rpc::{Methods, RpcError, RpcProxy, RpcRequest};
 use crate::ids::NodeId;
 use crate::limits::Limits;
 use crate::presence::{self, Heartbeat, Presence, Webhook};
-use crate::rpc::{Methods, RpcError, RpcProxy, RpcRequest};
-use crate::socket::{ServerHeartbeat, keepalive};
 use crate::stats::Counters;
 use crate::store::{MemoryStore, PresenceStore, SessionStore};
 
@@ -34,7 +34,7 @@ pub struct HubBuilder {
     store: Option<Arc<dyn SessionStore>>,
     presence_store: Option<Arc<dyn PresenceStore>>,
     heartbeat: Heartbeat,
-    server_heartbeat: ServerHeartbeat,
+    keep_alive: KeepAlive,
     webhook: Option<Webhook>,
 }
 
@@ -53,7 +53,7 @@ impl Default for HubBuilder {
             store: None,
             presence_store: None,
             heartbeat: Heartbeat::default(),
-            server_heartbeat: ServerHeartbeat::default(),
+            keep_alive: KeepAlive::default(),
             webhook: None,
         }
     }
@@ -144,9 +144,9 @@ impl HubBuilder {
         self
     }
 
-    /// The server's heartbeat frames and pings (default: [`ServerHeartbeat::default`]).
-    pub fn server_heartbeat(mut self, server_heartbeat: ServerHeartbeat) -> Self {
-        self.server_heartbeat = server_heartbeat;
+    /// The server's heartbeat frames and pings (default: [`KeepAlive::default`]).
+    pub fn keep_alive(mut self, keep_alive: KeepAlive) -> Self {
+        self.keep_alive = keep_alive;
         self
     }
 
@@ -175,7 +175,7 @@ impl HubBuilder {
             Some(node) => node,
             None => NodeId::random()?,
         };
-        self.server_heartbeat.validate()?;
+        self.keep_alive.validate()?;
         let bus = self.bus.unwrap_or_else(|| Arc::new(MemoryBus::new()));
         let memory = Arc::new(MemoryStore::new());
         let store = self.store.unwrap_or_else(|| memory.clone());
@@ -197,7 +197,7 @@ impl HubBuilder {
             presence.events(),
             Arc::downgrade(&bus),
         ));
-        keepalive::spawn(&runtime, &Arc::downgrade(&local), &self.server_heartbeat);
+        keepalive::spawn(&runtime, &Arc::downgrade(&local), &self.keep_alive);
         let shared = Arc::new(Shared {
             node,
             limits: self.limits,
@@ -209,7 +209,7 @@ impl HubBuilder {
             bus,
             store,
             presence,
-            server_heartbeat: self.server_heartbeat,
+            keep_alive: self.keep_alive,
             counters,
             next_seq: AtomicU64::new(1),
         });

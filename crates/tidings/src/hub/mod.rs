@@ -1,10 +1,15 @@
 //! The hub: the publish API and session operations of one node, over its bus and store.
 
+mod admission;
 mod builder;
+mod client;
+pub mod rpc;
 mod session;
 mod upkeep;
 
+pub(crate) use admission::{Admission, AdmitError, admit};
 pub use builder::HubBuilder;
+pub(crate) use client::Client;
 pub use session::Session;
 
 use std::sync::Arc;
@@ -14,28 +19,19 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::auth::{ChannelRules, Claims, TokenError, TokenKey};
-use crate::bus::{Bus, BusMessage, Target};
-use crate::error::{PublishError, SessionError};
-use crate::fanout::{Event, Local, Outbox};
+use crate::auth::{ChannelRules, Claims, TokenKey};
+use crate::bus::Bus;
+use crate::error::{PublishError, SessionError, TokenError};
+use crate::fanout::{KeepAlive, Local, Outbox};
 use crate::ids::{NodeId, SessionId, SocketId};
 use crate::limits::Limits;
+use crate::model::{BusMessage, Event, Target};
 use crate::names::IntoNames;
 use crate::presence::Presence;
 use crate::protocol::CloseReason;
-use crate::rpc::Methods;
-use crate::socket::ServerHeartbeat;
 use crate::stats::{Counters, Stats};
 use crate::store::{SessionState, SessionStore};
-
-/// Who a publish is for.
-#[derive(Clone, Debug)]
-pub(crate) enum Audience {
-    All,
-    Channels(Vec<Arc<str>>),
-    Users(Vec<Arc<str>>),
-    Socket(SocketId),
-}
+use rpc::Methods;
 
 /// One node of tidings: publish to browsers and manage sessions. Cheap to clone.
 ///
@@ -48,23 +44,23 @@ pub(crate) enum Audience {
 /// ```
 #[derive(Clone)]
 pub struct Hub {
-    pub(crate) shared: Arc<Shared>,
+    shared: Arc<Shared>,
 }
 
 /// What every clone of a hub shares.
 pub(crate) struct Shared {
-    pub(crate) node: NodeId,
-    pub(crate) limits: Limits,
-    pub(crate) session_ttl: Duration,
-    pub(crate) rules: ChannelRules,
-    pub(crate) token_key: Option<TokenKey>,
-    pub(crate) methods: Methods,
-    pub(crate) local: Arc<Local>,
-    pub(crate) bus: Arc<dyn Bus>,
-    pub(crate) store: Arc<dyn SessionStore>,
-    pub(crate) presence: Arc<Presence>,
-    pub(crate) server_heartbeat: ServerHeartbeat,
-    pub(crate) counters: Arc<Counters>,
+    node: NodeId,
+    limits: Limits,
+    session_ttl: Duration,
+    rules: ChannelRules,
+    token_key: Option<TokenKey>,
+    methods: Methods,
+    local: Arc<Local>,
+    bus: Arc<dyn Bus>,
+    store: Arc<dyn SessionStore>,
+    presence: Arc<Presence>,
+    keep_alive: KeepAlive,
+    counters: Arc<Counters>,
     next_seq: AtomicU64,
 }
 
@@ -93,7 +89,7 @@ impl Hub {
     /// (a tuple, a `Vec`, `json!([…])`) or be `()` for none; the client's handler gets them
     /// as its arguments.
     pub async fn all(&self, event: &str, args: impl Serialize) -> Result<(), PublishError> {
-        self.publish(Audience::All, event, to_raw(args)?).await
+        self.publish(vec![Target::All], event, to_raw(args)?).await
     }
 
     /// Sends an event to the sessions subscribed to one or more channels; each gets it once per
@@ -104,8 +100,8 @@ impl Hub {
         event: &str,
         args: impl Serialize,
     ) -> Result<(), PublishError> {
-        let audience = Audience::Channels(channels.into_names());
-        self.publish(audience, event, to_raw(args)?).await
+        let targets = self.targets("channel", channels.into_names(), Target::Channel)?;
+        self.publish(targets, event, to_raw(args)?).await
     }
 
     /// Sends an event to every session bound to one or more user ids.
@@ -115,8 +111,8 @@ impl Hub {
         event: &str,
         args: impl Serialize,
     ) -> Result<(), PublishError> {
-        let audience = Audience::Users(users.into_names());
-        self.publish(audience, event, to_raw(args)?).await
+        let targets = self.targets("user id", users.into_names(), Target::User)?;
+        self.publish(targets, event, to_raw(args)?).await
     }
 
     /// Sends an event to one socket (one browser tab).
@@ -126,8 +122,8 @@ impl Hub {
         event: &str,
         args: impl Serialize,
     ) -> Result<(), PublishError> {
-        let audience = Audience::Socket(socket.clone());
-        self.publish(audience, event, to_raw(args)?).await
+        self.publish(vec![Target::Socket(socket.clone())], event, to_raw(args)?)
+            .await
     }
 
     /// Whether the node can reach its bus: `false` while Redis or NATS is away (local delivery
@@ -156,11 +152,40 @@ impl Hub {
         self.shared.local.drained().await;
     }
 
+    /// The session ttl: how long a session outlives its last socket.
+    pub(crate) fn session_ttl(&self) -> Duration {
+        self.shared.session_ttl
+    }
+
+    /// The server heartbeat and pings.
+    pub(crate) fn keep_alive(&self) -> &KeepAlive {
+        &self.shared.keep_alive
+    }
+
+    /// The node's running totals.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    /// One target per name, each checked; `kind` names them in errors ("channel", "user id").
+    pub(crate) fn targets(
+        &self,
+        kind: &'static str,
+        names: Vec<Arc<str>>,
+        target: fn(Arc<str>) -> Target,
+    ) -> Result<Vec<Target>, PublishError> {
+        if names.is_empty() {
+            return Err(PublishError::NoTargets(kind));
+        }
+        self.shared.limits.check_names(kind, &names)?;
+        Ok(names.into_iter().map(target).collect())
+    }
+
     /// Checks a publish and hands one shared event per target to the bus.
     /// `args` must be a JSON array; `null` (from `()`, or omitted in the HTTP API) means none.
     pub(crate) async fn publish(
         &self,
-        audience: Audience,
+        targets: Vec<Target>,
         event: &str,
         args: Box<RawValue>,
     ) -> Result<(), PublishError> {
@@ -179,31 +204,17 @@ impl Hub {
             return Err(PublishError::ArgsTooLarge { size, max });
         }
         let (name, args): (Arc<str>, Arc<RawValue>) = (event.into(), args.into());
-        let named = |kind, names: Vec<Arc<str>>| -> Result<Vec<Arc<str>>, PublishError> {
-            if names.is_empty() {
-                return Err(PublishError::NoTargets(kind));
+        for target in targets {
+            if let Target::Socket(id) = &target
+                && id.node() == &self.shared.node
+                && !self.shared.local.has_socket(id.seq())
+            {
+                return Err(PublishError::UnknownSocket(id.clone()));
             }
-            limits.check_names(kind, &names)?;
-            Ok(names)
-        };
-        let messages: Vec<(Target, Option<Arc<str>>)> = match audience {
-            Audience::All => vec![(Target::All, None)],
-            Audience::Socket(id) => {
-                if id.node() == &self.shared.node && !self.shared.local.has_socket(id.seq()) {
-                    return Err(PublishError::UnknownSocket(id));
-                }
-                vec![(Target::Socket(id), None)]
-            }
-            Audience::Channels(channels) => named("channel", channels)?
-                .into_iter()
-                .map(|c| (Target::Channel(c.clone()), Some(c)))
-                .collect(),
-            Audience::Users(users) => named("user id", users)?
-                .into_iter()
-                .map(|u| (Target::User(u), None))
-                .collect(),
-        };
-        for (target, channel) in messages {
+            let channel = match &target {
+                Target::Channel(channel) => Some(channel.clone()),
+                _ => None,
+            };
             let event = Event::new(name.clone(), args.clone(), channel);
             self.shared
                 .bus

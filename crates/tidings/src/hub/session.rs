@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use super::Hub;
-use crate::bus::{BusMessage, SessionOp};
 use crate::error::{SessionError, StoreError};
 use crate::ids::SessionId;
+use crate::model::{BusMessage, SessionOp};
 use crate::names::IntoNames;
 use crate::store::SessionState;
 

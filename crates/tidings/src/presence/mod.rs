@@ -13,7 +13,8 @@ pub(crate) mod relay;
 mod tests;
 mod webhook;
 
-pub use event::{PresenceEvent, PresenceEvents, PresenceKind};
+pub use crate::model::{PresenceEvent, PresenceKind};
+pub use event::PresenceEvents;
 pub use options::Heartbeat;
 pub use webhook::Webhook;
 
@@ -25,6 +26,7 @@ use tokio::sync::broadcast;
 
 use crate::error::{BuildError, StoreError};
 use crate::ids::{NodeId, SessionId, SocketId};
+use crate::model::HeartbeatOp;
 use crate::stats::Counters;
 use crate::store::{BeatOutcome, Connected, PresenceStore};
 
@@ -33,17 +35,6 @@ pub const EVENTS_BUFFER: usize = 4096;
 
 /// How many expired sessions one step of a purge removes.
 const PURGE_BATCH: usize = 1000;
-
-/// What a client's heartbeat frame asks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum HeartbeatOp {
-    /// The client starts beating (`heartbeatStart()`).
-    Start,
-    /// A beat, every `beat_delay`.
-    Beat,
-    /// The client stops beating (`heartbeatStop()`, e.g. on `pagehide`).
-    Stop,
-}
 
 /// The presence of one hub's sessions. Get it with [`Hub::presence`](crate::Hub::presence).
 ///

@@ -6,6 +6,7 @@ use crate::error::BuildError;
 
 /// How clients' heartbeats are judged. The defaults are ss-heartbeat-responder's.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Heartbeat {
     /// Name used in logs and as the store's key prefix (default `heartbeat`).
     pub name: String,

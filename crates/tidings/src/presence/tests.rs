@@ -8,23 +8,23 @@ use serde_json::{Value, json};
 use super::*;
 use crate::EventsLagged;
 use crate::testing::Tab;
-use crate::{Hub, ServerHeartbeat};
+use crate::{Hub, KeepAlive};
 
 const EXPIRE: Duration = Duration::from_secs(40);
 const MS: Duration = Duration::from_millis(1);
 
 /// A hub with these heartbeat and server heartbeat options.
-fn hub_with(heartbeat: Heartbeat, server_heartbeat: ServerHeartbeat) -> Hub {
+fn hub_with(heartbeat: Heartbeat, keep_alive: KeepAlive) -> Hub {
     let builder = Hub::builder().heartbeat(heartbeat);
-    builder.server_heartbeat(server_heartbeat).build().unwrap()
+    builder.keep_alive(keep_alive).build().unwrap()
 }
 
 /// A hub with these heartbeat options and no server heartbeat or pings.
 fn hub(heartbeat: Heartbeat) -> Hub {
-    let quiet = ServerHeartbeat {
+    let quiet = KeepAlive {
         message: None,
         ping_interval: None,
-        ..ServerHeartbeat::default()
+        ..KeepAlive::default()
     };
     hub_with(heartbeat, quiet)
 }
@@ -251,11 +251,11 @@ async fn a_subscriber_that_never_reads_does_not_hold_up_the_purge() {
 
 #[tokio::test(start_paused = true)]
 async fn heartbeat_frames_from_the_server_come_every_interval_and_from_clients_are_ignored() {
-    let server_heartbeat = ServerHeartbeat {
+    let keep_alive = KeepAlive {
         ping_interval: None,
-        ..ServerHeartbeat::default()
+        ..KeepAlive::default()
     };
-    let hub = hub_with(Heartbeat::default(), server_heartbeat);
+    let hub = hub_with(Heartbeat::default(), keep_alive);
     let mut tab = Tab::open(&hub, None).await;
     let expected = json!({"message": "--heartbeat--", "interval_ms": 4000});
     assert_eq!(tab.welcome["heartbeat"], expected);
@@ -276,11 +276,11 @@ async fn heartbeat_frames_from_the_server_come_every_interval_and_from_clients_a
 
 #[tokio::test(start_paused = true)]
 async fn a_socket_that_answers_no_ping_is_closed_and_one_that_answers_stays() {
-    let server_heartbeat = ServerHeartbeat {
+    let keep_alive = KeepAlive {
         message: None,
-        ..ServerHeartbeat::default()
+        ..KeepAlive::default()
     };
-    let hub = hub_with(Heartbeat::default(), server_heartbeat);
+    let hub = hub_with(Heartbeat::default(), keep_alive);
     let silent = Tab::open(&hub, None).await;
     Tab::open(&hub, None).await.keep_reading();
     // The silent tab reads nothing from here on, so it answers no ping.
@@ -312,12 +312,12 @@ async fn options_that_cannot_work_are_refused() {
         err.contains("expire_delay") && err.contains("beat_delay"),
         "{err}"
     );
-    let json_like = ServerHeartbeat {
+    let json_like = KeepAlive {
         message: Some("{\"beat\":1}".into()),
-        ..ServerHeartbeat::default()
+        ..KeepAlive::default()
     };
     let err = Hub::builder()
-        .server_heartbeat(json_like)
+        .keep_alive(json_like)
         .build()
         .err()
         .unwrap()

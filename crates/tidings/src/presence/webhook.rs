@@ -22,6 +22,7 @@ use crate::stats::Counters;
 
 /// Where and how presence events are POSTed to the backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Webhook {
     /// The URL events are POSTed to (`http://`).
     pub url: String,

@@ -5,8 +5,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{ErrorCode, ErrorReply, Refusal, Request, Welcome};
-use crate::presence::HeartbeatOp;
+use super::{BadFrame, ErrorCode, ErrorReply, Request, Welcome};
+use crate::model::HeartbeatOp;
 
 /// Sent in place of a frame whose result could not be serialized.
 const UNENCODABLE: &[u8] =
@@ -114,8 +114,8 @@ struct Envelope<'a> {
 }
 
 /// Refuses a frame for one of its fields.
-fn refuse(id: Option<u64>, name: &str, what: &str, expected: &str) -> Refusal {
-    Refusal {
+fn refuse(id: Option<u64>, name: &str, what: &str, expected: &str) -> BadFrame {
+    BadFrame {
         id,
         error: ErrorReply::new(
             ErrorCode::BadRequest,
@@ -130,13 +130,13 @@ fn field<T: DeserializeOwned>(
     name: &str,
     raw: Option<&RawValue>,
     expected: &str,
-) -> Result<T, Refusal> {
+) -> Result<T, BadFrame> {
     let raw = raw.ok_or_else(|| refuse(id, name, "is missing", expected))?;
     serde_json::from_str(raw.get()).map_err(|_| refuse(id, name, "has the wrong type", expected))
 }
 
 /// Reads `channels`: one channel name or an array of them.
-fn channels(id: u64, raw: Option<&RawValue>) -> Result<Vec<String>, Refusal> {
+fn channels(id: u64, raw: Option<&RawValue>) -> Result<Vec<String>, BadFrame> {
     let expected = "a channel name or an array of channel names";
     if let Some(one) = raw.and_then(|r| serde_json::from_str::<String>(r.get()).ok()) {
         return Ok(vec![one]);
@@ -150,8 +150,8 @@ fn no_params() -> Box<RawValue> {
 }
 
 /// Decodes one client text frame.
-pub(crate) fn decode(frame: &str) -> Result<Request, Refusal> {
-    let envelope: Envelope = serde_json::from_str(frame).map_err(|e| Refusal {
+pub(crate) fn decode(frame: &str) -> Result<Request, BadFrame> {
+    let envelope: Envelope = serde_json::from_str(frame).map_err(|e| BadFrame {
         id: None,
         error: ErrorReply::new(
             ErrorCode::MalformedFrame,
@@ -192,7 +192,7 @@ pub(crate) fn decode(frame: &str) -> Result<Request, Refusal> {
             };
             Ok(Request::Heartbeat { id, op })
         }
-        other => Err(Refusal {
+        other => Err(BadFrame {
             id: Some(id),
             error: ErrorReply::new(
                 ErrorCode::UnknownType,

@@ -4,14 +4,15 @@
 //! is a new variant of [`Encoding`] and a module beside `json`; the hub never encodes anything
 //! itself, it hands each socket a shared [`Event`](crate::Event) that caches one frame per encoding.
 
+mod errors;
 pub(crate) mod json;
 
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::fanout::Event;
-use crate::presence::HeartbeatOp;
+use crate::ids::SocketId;
+use crate::model::{Event, FRAME_SLOTS, HeartbeatOp};
 
 /// The encoding of a connection's frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,22 +21,22 @@ pub(crate) enum Encoding {
     Json,
 }
 
-impl Encoding {
-    /// How many encodings exist: the size of an event's frame cache.
-    pub(crate) const COUNT: usize = 1;
+// Every encoding has its slot in an event's frame cache.
+const _: () = assert!(FRAME_SLOTS == 1);
 
+impl Encoding {
     /// This encoding's slot in an event's frame cache.
-    pub(crate) fn slot(self) -> usize {
+    fn slot(self) -> usize {
         match self {
             Self::Json => 0,
         }
     }
 
-    /// Encodes an event frame.
+    /// An event's frame: encoded by the first socket that writes it, shared by every other.
     pub(crate) fn event(self, event: &Event) -> Bytes {
-        match self {
+        event.frame(self.slot(), |event| match self {
             Self::Json => json::event(event.name(), event.args(), event.channel()),
-        }
+        })
     }
 
     /// Encodes the frame sent once when a socket opens.
@@ -60,7 +61,7 @@ impl Encoding {
     }
 
     /// Decodes one client frame.
-    pub(crate) fn decode(self, frame: &str) -> Result<Request, Refusal> {
+    pub(crate) fn decode(self, frame: &str) -> Result<Request, BadFrame> {
         match self {
             Self::Json => json::decode(frame),
         }
@@ -71,7 +72,7 @@ impl Encoding {
 #[derive(Debug, Serialize)]
 pub(crate) struct Welcome<'a> {
     /// The socket's id.
-    pub(crate) socket: &'a str,
+    pub(crate) socket: &'a SocketId,
     /// How often the client should beat, in milliseconds.
     pub(crate) beat_delay_ms: u64,
     /// The server heartbeat, if the server sends one.
@@ -111,9 +112,22 @@ pub(crate) enum Request {
     Heartbeat { id: u64, op: HeartbeatOp },
 }
 
-/// A refused frame: the request id when it could be read, and the error to send back.
+impl Request {
+    /// The request's id, which its reply carries.
+    pub(crate) fn id(&self) -> u64 {
+        match self {
+            Self::Subscribe { id, .. }
+            | Self::Unsubscribe { id, .. }
+            | Self::List { id }
+            | Self::Rpc { id, .. }
+            | Self::Heartbeat { id, .. } => *id,
+        }
+    }
+}
+
+/// A frame that could not be read: the request id when it could be, and the error to send back.
 #[derive(Debug, PartialEq)]
-pub(crate) struct Refusal {
+pub(crate) struct BadFrame {
     /// The request's id, if the frame had a readable one.
     pub(crate) id: Option<u64>,
     /// The error reply.
@@ -173,6 +187,8 @@ pub(crate) enum ErrorCode {
     BadParams,
     /// The socket has as many RPC calls running as allowed.
     TooManyCalls,
+    /// The socket has as many requests waiting for the store as allowed.
+    TooManyRequests,
     /// A backend (store, bus) cannot be reached; retry later.
     Unavailable,
     /// The server failed: a reply it could not encode, an RPC handler that panicked.
@@ -228,5 +244,25 @@ impl CloseReason {
             Self::TokenExpired => "token expired",
             Self::TokenInvalid(text) => text,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn an_event_frame_is_encoded_once_and_shared() {
+        let args: Arc<RawValue> = RawValue::from_string("[1]".into()).unwrap().into();
+        let event = Event::new("e".into(), args, Some("c".into()));
+        let a = Encoding::Json.event(&event);
+        let b = Encoding::Json.event(&event);
+        assert_eq!(a.as_ptr(), b.as_ptr(), "both recipients share one buffer");
+        assert_eq!(
+            &a[..],
+            br#"{"type":"event","event":"e","args":[1],"channel":"c"}"#
+        );
     }
 }

@@ -6,29 +6,22 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{Sink, SinkExt, StreamExt};
-use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_websockets::{
     CloseCode, Config, Limits as WsLimits, Message, ServerBuilder, WebSocketStream,
 };
 
-use super::admission::Admission;
-
-use crate::auth::{Claims, TokenError};
-use crate::error::{PublishError, SessionError, StoreError};
+use crate::error::RequestError;
 use crate::fanout::{Outbox, Outgoing};
-use crate::hub::{Hub, Session};
-use crate::ids::SocketId;
-use crate::presence::{HeartbeatOp, PresenceKind};
-use crate::protocol::{CloseReason, Encoding, ErrorCode, ErrorReply, Request, ServerBeat, Welcome};
-use crate::rpc::{Answer, RpcError, RpcRequest};
+use crate::hub::{Admission, Client, Hub};
+use crate::model::PresenceKind;
+use crate::protocol::{CloseReason, Encoding, Request};
 
 /// How long a closing socket may take to accept its close frame before it is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -77,29 +70,16 @@ where
             return;
         }
     };
-    let server_heartbeat = &hub.shared.server_heartbeat;
-    let heartbeat = server_heartbeat.message.as_deref();
-    let welcome = encoding.welcome(&Welcome {
-        socket: &guard.id().to_string(),
-        beat_delay_ms: millis(hub.presence().options().beat_delay),
-        heartbeat: heartbeat.map(|message| ServerBeat {
-            message,
-            interval_ms: millis(server_heartbeat.interval),
-        }),
-    });
+    let client = Client::new(hub.clone(), session, guard.id().clone(), granted);
     // The outbox is fresh and far from full; a refusal here means the socket is already closing.
-    let _ = outbox.push(Outgoing::Frame(welcome));
-    tracing::debug!(socket = %guard.id(), %session, "socket open");
-    let socket = guard.id().clone();
+    let _ = outbox.push(Outgoing::Frame(encoding.welcome(&client.welcome())));
+    tracing::debug!(socket = %guard.id(), "socket open");
     let reader = Reader {
-        session: hub.session(session),
-        hub: hub.clone(),
-        socket: &socket,
+        hub: &hub,
+        client: &client,
         outbox: &outbox,
         encoding,
-        heartbeat,
-        beating: AtomicBool::new(false),
-        granted,
+        heartbeat: hub.keep_alive().message.as_deref(),
     };
     tokio::select! {
         () = reader.run(&mut stream) => {}
@@ -108,14 +88,7 @@ where
     tracing::debug!(socket = %guard.id(), "socket closed");
     // Leave every index before the connection closes: a client that sees it end finds no trace.
     drop(guard);
-    if reader.beating.load(Ordering::Relaxed) {
-        hub.presence().leave(reader.session.id(), &socket).await;
-    }
-}
-
-/// A duration in whole milliseconds, as the protocol gives them.
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    client.leave().await;
 }
 
 /// Sends a close frame, waiting at most [`CLOSE_TIMEOUT`] for the peer to take it.
@@ -170,36 +143,89 @@ where
     }
 }
 
-/// The read side of a socket: decodes and answers client frames.
+/// A reply on its way: the encoded frame, and whether it ends an RPC call.
+type Pending<'a> = BoxFuture<'a, (Bytes, bool)>;
+
+/// The read side of a socket: decodes client frames, hands them to its [`Client`], and queues
+/// the encoded replies.
 struct Reader<'a> {
-    hub: Hub,
-    session: Session,
-    socket: &'a SocketId,
+    hub: &'a Hub,
+    client: &'a Client,
     outbox: &'a Outbox,
     encoding: Encoding,
     /// The server heartbeat's text: when a client sends it, it is only a sign of life.
     heartbeat: Option<&'a str>,
-    /// Whether the socket has started beating and not stopped.
-    beating: AtomicBool,
-    /// Channels the connection token granted.
-    granted: Vec<String>,
 }
 
-impl Reader<'_> {
+/// The requests of one socket that are waiting for their replies, beside the read loop.
+///
+/// Changes to the session (`subscribe`, `unsubscribe`, `heartbeat`) run one at a time in the
+/// order they came, so a client's changes apply in its order; `list` and RPC calls run at once.
+/// Made on a socket's first request: an idle socket holds nothing here.
+#[derive(Default)]
+struct Waiting<'a> {
+    /// Session changes, in order: only the first runs.
+    changes: VecDeque<Pending<'a>>,
+    /// Lists and RPC calls, running side by side.
+    running: Option<FuturesUnordered<Pending<'a>>>,
+    /// How many of `running` are RPC calls.
+    calls: usize,
+}
+
+impl<'a> Waiting<'a> {
+    /// Requests waiting (RPC calls apart).
+    fn requests(&self) -> usize {
+        self.changes.len() + self.running.as_ref().map_or(0, |r| r.len()) - self.calls
+    }
+
+    /// Runs `reply` beside the others; `call` when it is an RPC call.
+    fn run(&mut self, reply: Pending<'a>, call: bool) {
+        self.calls += usize::from(call);
+        self.running
+            .get_or_insert_with(Default::default)
+            .push(reply);
+    }
+
+    /// The next reply ready, whichever request it answers.
+    async fn next(&mut self) -> Bytes {
+        let running = async {
+            match self.running.as_mut() {
+                Some(running) if !running.is_empty() => running.next().await,
+                _ => None,
+            }
+        };
+        let change = async {
+            match self.changes.front_mut() {
+                Some(change) => Some(change.await),
+                None => None,
+            }
+        };
+        let (reply, call, changed) = tokio::select! {
+            Some((reply, call)) = running => (reply, call, false),
+            Some((reply, _)) = change => (reply, false, true),
+            else => return std::future::pending().await,
+        };
+        if changed {
+            self.changes.pop_front();
+        }
+        self.calls -= usize::from(call);
+        reply
+    }
+}
+
+impl<'a> Reader<'a> {
     /// Reads until the client closes; after asking the writer to close, waits for it to finish.
-    /// RPC calls run beside the reading, and each reply is queued when its call ends.
+    /// Requests run beside the reading, and each reply is queued when its request ends.
     async fn run<S>(&self, stream: &mut S)
     where
         S: futures_util::Stream<Item = Result<Message, tokio_websockets::Error>> + Unpin,
     {
-        // Made on the first call: most sockets never call, and an idle socket stays small.
-        let mut calls: Option<FuturesUnordered<BoxFuture<'static, Bytes>>> = None;
+        let mut waiting = Waiting::default();
         loop {
             let message = tokio::select! {
                 message = stream.next() => message,
-                Some(reply) = async { calls.as_mut()?.next().await },
-                    if calls.as_ref().is_some_and(|c| !c.is_empty()) =>
-                {
+                reply = waiting.next() => {
+                    // A full outbox has already marked the socket closing; the reply goes with it.
                     let _ = self.outbox.push(Outgoing::Frame(reply));
                     continue;
                 }
@@ -209,24 +235,11 @@ impl Reader<'_> {
             match message {
                 Ok(message) => {
                     if let Some(text) = message.as_text() {
-                        if Some(text) == self.heartbeat {
-                            continue;
-                        }
-                        match self
-                            .answer(text, calls.as_ref().map_or(0, |c| c.len()))
-                            .await
-                        {
-                            // A full outbox has already marked the socket closing; the reply
-                            // goes with it.
-                            Answered::Now(reply) => {
-                                let _ = self.outbox.push(Outgoing::Frame(reply));
-                            }
-                            Answered::Later(call) => {
-                                calls.get_or_insert_with(FuturesUnordered::new).push(call);
-                            }
+                        if Some(text) != self.heartbeat {
+                            self.answer(text, &mut waiting);
                         }
                     } else if message.is_binary() {
-                        self.hub.shared.counters.refused_frame();
+                        self.hub.counters().refused_frame();
                         self.outbox.close(CloseReason::BinaryFrame);
                         return std::future::pending().await;
                     }
@@ -234,187 +247,86 @@ impl Reader<'_> {
                 Err(e) => {
                     // The protocol layer has queued the matching close frame (1009 for an
                     // oversized message, 1002 for a protocol error); keep polling to send it.
-                    self.hub.shared.counters.refused_frame();
+                    self.hub.counters().refused_frame();
                     tracing::debug!(error = %e, "socket read failed");
                 }
             }
         }
     }
 
-    /// Decodes a frame and answers it, or starts the RPC call that will (`running` are running).
-    async fn answer(&self, frame: &str, running: usize) -> Answered {
-        let enc = self.encoding;
-        let request = match enc.decode(frame) {
+    /// Decodes a frame and starts answering it; the reply is queued when it is ready.
+    fn answer(&self, frame: &str, waiting: &mut Waiting<'a>) {
+        let request = match self.encoding.decode(frame) {
             Ok(request) => request,
-            Err(refusal) => {
-                self.hub.shared.counters.refused_frame();
-                return Answered::Now(enc.error(refusal.id, &refusal.error));
+            Err(bad) => {
+                self.hub.counters().refused_frame();
+                let reply = self.encoding.error(bad.id, &bad.error);
+                let _ = self.outbox.push(Outgoing::Frame(reply));
+                return;
             }
         };
-        Answered::Now(match request {
+        let limits = self.hub.limits();
+        let (id, full) = match &request {
+            Request::Rpc { id, .. } => (*id, waiting.calls >= limits.max_calls_per_socket),
+            other => (
+                other.id(),
+                waiting.requests() >= limits.max_requests_per_socket,
+            ),
+        };
+        if full {
+            let error = match request {
+                Request::Rpc { .. } => RequestError::TooManyCalls(limits.max_calls_per_socket),
+                _ => RequestError::TooManyRequests(limits.max_requests_per_socket),
+            };
+            let reply = self.encoding.error(Some(id), &error.into());
+            let _ = self.outbox.push(Outgoing::Frame(reply));
+            return;
+        }
+        let (client, enc) = (self.client, self.encoding);
+        match request {
             Request::Subscribe {
-                id,
-                channels,
-                token,
-            } => self.respond(id, self.subscribe(channels, token.as_deref()).await),
-            Request::Unsubscribe { id, channels } => {
-                let result = self.session.unsubscribe(channels).await;
-                self.respond(id, result.map_err(refusal))
+                channels, token, ..
+            } => waiting.changes.push_back(Box::pin(async move {
+                (
+                    respond(enc, id, client.subscribe(channels, token.as_deref()).await),
+                    false,
+                )
+            })),
+            Request::Unsubscribe { channels, .. } => {
+                waiting.changes.push_back(Box::pin(async move {
+                    (respond(enc, id, client.unsubscribe(channels).await), false)
+                }));
             }
-            Request::List { id } => self.respond(id, self.session.list().await.map_err(refusal)),
-            Request::Rpc { id, method, params } => {
-                let max = self.hub.limits().max_calls_per_socket;
-                if running >= max {
-                    let message = format!("{max} calls are running on this socket; wait for one");
-                    let error = ErrorReply::new(ErrorCode::TooManyCalls, message);
-                    return Answered::Now(enc.error(Some(id), &error));
-                }
-                return Answered::Later(self.call(id, method, params));
-            }
-            Request::Heartbeat { id, op } => self.respond(id, self.heartbeat(op).await),
-        })
-    }
-
-    /// Starts an RPC call; the future resolves to its encoded reply.
-    fn call(&self, id: u64, method: String, params: Box<RawValue>) -> BoxFuture<'static, Bytes> {
-        let user = self.hub.shared.local.user_of(self.session.id());
-        let request = RpcRequest::new(
-            method.into(),
-            params,
-            self.socket.clone(),
-            self.session.clone(),
-            user,
-        );
-        let answer = self.hub.shared.methods.call(request);
-        let encoding = self.encoding;
-        Box::pin(async move {
-            let error = match answer.await {
-                Answer::Returned(Ok(result)) => return encoding.reply(id, &result),
-                Answer::Returned(Err(e)) => rpc_refusal(e),
-                Answer::Unknown(method) => ErrorReply::new(
-                    ErrorCode::UnknownMethod,
-                    format!("no RPC method {method:?} is registered"),
-                ),
-                Answer::Panicked(method) => {
-                    tracing::error!(%method, "RPC handler panicked");
-                    ErrorReply::new(ErrorCode::Internal, format!("method {method:?} failed"))
-                }
-            };
-            encoding.error(Some(id), &error)
-        })
-    }
-
-    /// Encodes the reply to request `id`.
-    fn respond<T: serde::Serialize>(&self, id: u64, result: Result<T, ErrorReply>) -> Bytes {
-        match result {
-            Ok(result) => self.encoding.reply(id, &result),
-            Err(error) => self.encoding.error(Some(id), &error),
-        }
-    }
-
-    /// Starts, beats or stops the session's heartbeat; returns the event it caused, if any.
-    async fn heartbeat(&self, op: HeartbeatOp) -> Result<Option<&'static str>, ErrorReply> {
-        let session = self.session.id();
-        let user = self.hub.shared.local.user_of(session);
-        let presence = self.hub.presence();
-        let kind = presence.heartbeat(op, session, self.socket, user).await;
-        let kind = kind.map_err(|e| refusal(SessionError::Store(e)))?;
-        self.beating
-            .store(op != HeartbeatOp::Stop, Ordering::Relaxed);
-        Ok(kind.map(PresenceKind::as_str))
-    }
-
-    /// Subscribes the session to channels the rules allow it by itself, or that a token granted
-    /// (the connection's, or `token` given with the request); refuses the whole request otherwise.
-    async fn subscribe(
-        &self,
-        channels: Vec<String>,
-        token: Option<&str>,
-    ) -> Result<Vec<String>, ErrorReply> {
-        let user = self.hub.shared.local.user_of(self.session.id());
-        let claims = match token {
-            Some(token) => Some(self.hub.verify_token(token).map_err(token_refusal)?),
-            None => None,
-        };
-        if let Some(claims) = &claims {
-            self.check_token_holder(claims, user.as_deref())?;
-        }
-        let granted = |channel: &String| {
-            self.granted.contains(channel)
-                || claims
-                    .as_ref()
-                    .is_some_and(|c| c.channels.contains(channel))
-        };
-        for channel in channels.iter().filter(|c| !granted(c)) {
-            if let Err(forbidden) = self.hub.shared.rules.judge(channel, user.as_deref()) {
-                return Err(ErrorReply {
-                    code: ErrorCode::ForbiddenChannel,
-                    message: forbidden.message,
-                    channel: Some(channel.clone()),
-                    rule: Some(forbidden.rule.as_str()),
-                });
+            Request::Heartbeat { op, .. } => waiting.changes.push_back(Box::pin(async move {
+                let kind = client.heartbeat(op).await;
+                (
+                    respond(enc, id, kind.map(|k| k.map(PresenceKind::as_str))),
+                    false,
+                )
+            })),
+            Request::List { .. } => waiting.run(
+                Box::pin(async move { (respond(enc, id, client.list().await), false) }),
+                false,
+            ),
+            Request::Rpc { method, params, .. } => {
+                let call = client.call(method, params);
+                waiting.run(
+                    Box::pin(async move { (respond(enc, id, call.await), true) }),
+                    true,
+                );
             }
         }
-        self.session.subscribe(channels).await.map_err(refusal)
-    }
-
-    /// Refuses a subscription token made for another user or session.
-    fn check_token_holder(&self, claims: &Claims, user: Option<&str>) -> Result<(), ErrorReply> {
-        let wrong = if claims.sub.is_some() && claims.sub.as_deref() != user {
-            "its sub is not this session's user id"
-        } else if claims
-            .sid
-            .as_ref()
-            .is_some_and(|sid| sid != self.session.id().as_str())
-        {
-            "its sid is not this session"
-        } else {
-            return Ok(());
-        };
-        let message = format!("token invalid: {wrong}");
-        Err(ErrorReply::new(ErrorCode::InvalidToken, message))
     }
 }
 
-/// What a request gets: a reply now, or a call whose reply comes when it ends.
-enum Answered {
-    Now(Bytes),
-    Later(BoxFuture<'static, Bytes>),
-}
-
-/// The error reply for a refused subscription token.
-fn token_refusal(error: TokenError) -> ErrorReply {
-    let code = match error {
-        TokenError::Expired => ErrorCode::TokenExpired,
-        _ => ErrorCode::InvalidToken,
-    };
-    ErrorReply::new(code, error.to_string())
-}
-
-/// The error reply for a failed RPC call.
-fn rpc_refusal(error: RpcError) -> ErrorReply {
-    match error {
-        RpcError::BadParams(_) => ErrorReply::new(ErrorCode::BadParams, error.to_string()),
-        RpcError::App { code, message } => ErrorReply::new(ErrorCode::App(code), message),
-        RpcError::Session(e) => refusal(e),
-        RpcError::Publish(e) => {
-            let code = match e {
-                PublishError::Bus(_) => ErrorCode::Unavailable,
-                PublishError::Name(_) => ErrorCode::InvalidName,
-                _ => ErrorCode::BadRequest,
-            };
-            ErrorReply::new(code, e.to_string())
-        }
+/// Encodes the reply to request `id`.
+fn respond<T: serde::Serialize>(
+    encoding: Encoding,
+    id: u64,
+    result: Result<T, RequestError>,
+) -> Bytes {
+    match result {
+        Ok(result) => encoding.reply(id, &result),
+        Err(error) => encoding.error(Some(id), &error.into()),
     }
-}
-
-/// The error reply for a failed session operation.
-fn refusal(error: SessionError) -> ErrorReply {
-    let code = match &error {
-        SessionError::Name(_) => ErrorCode::InvalidName,
-        SessionError::Store(StoreError::TooManyChannels { .. }) => ErrorCode::TooManyChannels,
-        SessionError::Store(_) | SessionError::Bus(_) => ErrorCode::Unavailable,
-        SessionError::Id(_) => ErrorCode::Internal,
-    };
-    ErrorReply::new(code, error.to_string())
 }

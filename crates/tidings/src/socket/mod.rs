@@ -1,12 +1,11 @@
-//! WebSocket connections: the upgrade handshake, then one task per socket, and the server's
-//! heartbeat and pings to all of them.
+//! The WebSocket transport, I/O only: the upgrade handshake, then one task per socket that reads
+//! frames, hands each to the hub's [`Client`](crate::hub::Client) and writes what its outbox
+//! holds. What a request means and whether it is allowed is the hub's business.
 
-pub(crate) mod admission;
 pub(crate) mod connection;
-pub(crate) mod keepalive;
-pub(crate) mod upgrade;
+mod upgrade;
 
-pub use keepalive::ServerHeartbeat;
+pub(crate) use upgrade::{HandshakeError, upgrade};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "tidings.sid";

@@ -1,6 +1,6 @@
 //! The WebSocket handshake (RFC 6455 over hyper's HTTP upgrade), with the session cookie.
 
-use axum::extract::{Query, Request, State};
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -8,10 +8,9 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use super::admission::{self, Refusal};
 use super::{SESSION_COOKIE, connection};
-use crate::http::ApiError;
-use crate::hub::Hub;
+use crate::error::SessionError;
+use crate::hub::{AdmitError, Hub, admit};
 use crate::ids::SessionId;
 
 /// The GUID RFC 6455 appends to the client's key.
@@ -46,82 +45,63 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .find_map(|(k, v)| (k == name).then_some(v))
 }
 
-/// The query parameters of `/ws`.
-#[derive(serde::Deserialize)]
-pub(crate) struct Params {
-    /// A connection token signed by the backend.
-    token: Option<String>,
+/// Why a request cannot become a WebSocket.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HandshakeError {
+    /// Not a WebSocket upgrade request.
+    #[error("this endpoint takes WebSocket connections")]
+    NotWebSocket,
+    /// A WebSocket version other than 13.
+    #[error("only WebSocket version 13 is supported")]
+    UnsupportedVersion,
+    /// The connection cannot be upgraded (not HTTP/1.1).
+    #[error("this connection cannot be upgraded (WebSocket needs HTTP/1.1)")]
+    NotUpgradable,
+    /// No session could be found or made.
+    #[error(transparent)]
+    NoSession(SessionError),
 }
 
 /// Answers a WebSocket upgrade: finds or creates the session, then hands the socket to its task.
 /// A refused token still gets its socket, closed at once with a code the browser can read.
-pub(crate) async fn handle(
-    State(hub): State<Hub>,
-    Query(params): Query<Params>,
+pub(crate) async fn upgrade(
+    hub: Hub,
+    token: Option<&str>,
     mut request: Request,
-) -> Response {
+) -> Result<Response, HandshakeError> {
     let headers = request.headers();
     let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
     let upgrade = has_token(headers, header::UPGRADE, "websocket")
         && has_token(headers, header::CONNECTION, "upgrade");
     let (Some(key), true) = (key, upgrade) else {
-        let mut response = ApiError::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "upgrade_required",
-            "this endpoint takes WebSocket connections",
-        )
-        .into_response();
-        let h = response.headers_mut();
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        h.insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-        return response;
+        return Err(HandshakeError::NotWebSocket);
     };
     if headers
         .get(header::SEC_WEBSOCKET_VERSION)
         .map(|v| v.as_bytes())
         != Some(b"13")
     {
-        return ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "unsupported_version",
-            "only WebSocket version 13 is supported",
-        )
-        .into_response();
+        return Err(HandshakeError::UnsupportedVersion);
     }
     let requested = cookie(headers, SESSION_COOKIE).and_then(|v| v.parse::<SessionId>().ok());
     let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
-        return ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "upgrade_unavailable",
-            "this connection cannot be upgraded (WebSocket needs HTTP/1.1)",
-        )
-        .into_response();
+        return Err(HandshakeError::NotUpgradable);
     };
-    let admitted = admission::admit(&hub, requested, params.token.as_deref()).await;
-    let set_cookie = match &admitted {
-        Ok(admission) => {
-            let (session, max_age) = (&admission.session, hub.shared.session_ttl.as_secs());
-            Some(format!(
-                "{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}"
-            ))
-        }
-        Err(Refusal::Token(reason)) => {
+    let admitted = match admit(&hub, requested, token).await {
+        Ok(admission) => Ok(admission),
+        Err(AdmitError::Token(reason)) => {
             tracing::debug!(reason = reason.text(), "connection token refused");
-            None
+            Err(reason)
         }
-        Err(Refusal::Store(e)) => {
+        Err(AdmitError::Store(e)) => {
             tracing::warn!(error = %e, "handshake refused: no session");
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                e.to_string(),
-            )
-            .into_response();
+            return Err(HandshakeError::NoSession(e));
         }
     };
+    let set_cookie = admitted.as_ref().ok().map(|admission| {
+        let (session, max_age) = (&admission.session, hub.session_ttl().as_secs());
+        format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}")
+    });
     tokio::spawn(async move {
         let io = match on_upgrade.await {
             Ok(upgraded) => TokioIo::new(upgraded),
@@ -129,8 +109,7 @@ pub(crate) async fn handle(
         };
         match admitted {
             Ok(admission) => connection::run(hub, io, admission).await,
-            Err(Refusal::Token(reason)) => connection::refuse(&hub, io, reason).await,
-            Err(Refusal::Store(_)) => {}
+            Err(reason) => connection::refuse(&hub, io, reason).await,
         }
     });
     let accept = accept_key(key.as_bytes());
@@ -145,7 +124,7 @@ pub(crate) async fn handle(
     if let Some(Ok(cookie)) = set_cookie.map(|c| c.parse()) {
         h.insert(header::SET_COOKIE, cookie);
     }
-    response
+    Ok(response)
 }
 
 #[cfg(test)]

@@ -54,10 +54,8 @@ async fn unknown_type_missing_field_and_unknown_method_name_the_problem() {
 
 #[tokio::test]
 async fn oversized_frame_closes_with_1009_and_leaves_no_socket() {
-    let limits = Limits {
-        max_frame_size: 1024,
-        ..Limits::default()
-    };
+    let mut limits = Limits::default();
+    limits.max_frame_size = 1024;
     let server = Server::with_limits(limits).await;
     let mut c = server.connect().await;
     c.send_text(&"x".repeat(2000)).await;

@@ -14,10 +14,9 @@ const SECRET: &str = "s3cret";
 
 /// A webhook to `backend` that retries after 10 ms.
 fn webhook(backend: &Backend) -> Webhook {
-    Webhook {
-        backoff: Duration::from_millis(10),
-        ..Webhook::new(&backend.url, SECRET)
-    }
+    let mut webhook = Webhook::new(&backend.url, SECRET);
+    webhook.backoff = Duration::from_millis(10);
+    webhook
 }
 
 /// Checks a webhook request's signature with an HMAC computed here, and returns its body.
@@ -124,11 +123,9 @@ async fn a_failed_webhook_is_retried_with_the_same_signed_body() {
 #[tokio::test]
 async fn a_full_webhook_queue_drops_new_events_and_counts_them() {
     let mut backend = Backend::start(&[0]).await;
-    let builder = Hub::builder().webhook(Webhook {
-        queue: 1,
-        batch: 1,
-        ..webhook(&backend)
-    });
+    let mut small = webhook(&backend);
+    (small.queue, small.batch) = (1, 1);
+    let builder = Hub::builder().webhook(small);
     let server = Server::with(builder, HttpOptions::new()).await;
     let start = json!({"type": "heartbeat", "op": "start"});
     server.connect().await.request(start.clone()).await;

@@ -106,11 +106,9 @@ async fn three_nodes_purging_at_once_emit_one_disconnect_per_session() {
     let mut hubs = Vec::new();
     for _ in 0..3 {
         let store: Arc<dyn PresenceStore> = Arc::new(store(&name).await);
-        let options = Heartbeat {
-            name: name.clone(),
-            purge_delay: Duration::from_secs(3600),
-            ..Heartbeat::default()
-        };
+        let mut options = Heartbeat::default();
+        options.name = name.clone();
+        options.purge_delay = Duration::from_secs(3600);
         let hub = Hub::builder()
             .presence_store(store)
             .heartbeat(options)

@@ -133,10 +133,8 @@ async fn typed_errors_bad_params_panics_and_unknown_methods_are_error_replies() 
 #[tokio::test]
 async fn calls_run_beside_other_requests_up_to_the_limit() {
     let release = Arc::new(Semaphore::new(0));
-    let limits = Limits {
-        max_calls_per_socket: 2,
-        ..Limits::default()
-    };
+    let mut limits = Limits::default();
+    limits.max_calls_per_socket = 2;
     let server = server(release.clone(), limits).await;
     let mut client = server.connect().await;
     for id in [101, 102, 103] {

@@ -90,15 +90,8 @@ async fn closing_sockets_leaves_every_index_empty() {
         session.set_user_id(Some("u")).await.unwrap();
     }
     let sizes = server.hub.stats().index;
-    assert_eq!(
-        sizes,
-        IndexSizes {
-            sockets: 3,
-            sessions: 2,
-            channels: 2,
-            users: 1
-        }
-    );
+    let counts = (sizes.sockets, sizes.sessions, sizes.channels, sizes.users);
+    assert_eq!(counts, (3, 2, 2, 1));
     drop(tab2); // a tab that vanishes without a close frame
     use futures_util::SinkExt;
     tab1.ws.close().await.unwrap();
@@ -187,10 +180,8 @@ async fn an_unknown_cookie_gets_a_new_session() {
 
 #[tokio::test]
 async fn too_many_channels_is_refused_whole() {
-    let limits = Limits {
-        max_channels_per_session: 2,
-        ..Limits::default()
-    };
+    let mut limits = Limits::default();
+    limits.max_channels_per_session = 2;
     let server = Server::with_limits(limits).await;
     let mut c = server.connect().await;
     let reply = c

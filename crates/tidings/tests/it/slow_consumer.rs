@@ -7,10 +7,8 @@ use crate::support::Server;
 
 #[tokio::test]
 async fn slow_consumer_is_closed_while_a_fast_one_keeps_receiving() {
-    let limits = Limits {
-        outbound_queue: 16,
-        ..Limits::default()
-    };
+    let mut limits = Limits::default();
+    limits.outbound_queue = 16;
     let server = Server::with_limits(limits).await;
     let mut fast = server.connect().await;
     let mut slow = server.connect().await; // never reads until the end

@@ -7,7 +7,7 @@ use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, header};
 use serde_json::{Value, json};
 use tidings::http::HttpOptions;
-use tidings::{Hub, HubBuilder, Limits, SESSION_COOKIE, ServerHeartbeat, SessionId, SocketId};
+use tidings::{Hub, HubBuilder, KeepAlive, Limits, SESSION_COOKIE, SessionId, SocketId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
 
@@ -244,9 +244,7 @@ impl Client {
                 .expect("connection open")
                 .expect("frame readable");
             match message.as_text() {
-                Some(text)
-                    if text == ServerHeartbeat::default().message.as_deref().unwrap_or("") =>
-                {
+                Some(text) if text == KeepAlive::default().message.as_deref().unwrap_or("") => {
                     continue;
                 }
                 Some(text) => return serde_json::from_str(text).expect("frame is JSON"),

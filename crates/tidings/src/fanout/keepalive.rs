@@ -15,15 +15,16 @@ use bytes::Bytes;
 use tokio::runtime::Handle;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::Local;
 use crate::error::BuildError;
-use crate::fanout::Local;
 
 /// How many slices the sockets are split into for heartbeat and ping rounds.
 const SLICES: u64 = 16;
 
 /// The server heartbeat and pings. The defaults: `--heartbeat--` every 4 s, a ping every 30 s.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerHeartbeat {
+#[non_exhaustive]
+pub struct KeepAlive {
     /// The text frame sent every `interval`; clients ignore it but for counting. `None`: none.
     pub message: Option<String>,
     /// How often the message is sent (default 4 s, as django-websocket-redis).
@@ -33,7 +34,7 @@ pub struct ServerHeartbeat {
     pub ping_interval: Option<Duration>,
 }
 
-impl Default for ServerHeartbeat {
+impl Default for KeepAlive {
     fn default() -> Self {
         Self {
             message: Some("--heartbeat--".into()),
@@ -43,7 +44,7 @@ impl Default for ServerHeartbeat {
     }
 }
 
-impl ServerHeartbeat {
+impl KeepAlive {
     /// Refuses options that cannot work.
     pub(crate) fn validate(&self) -> Result<(), BuildError> {
         let invalid = |name, reason: &str| {
@@ -76,7 +77,7 @@ impl ServerHeartbeat {
 }
 
 /// Starts the heartbeat rounds and the ping rounds that are configured, until the node is dropped.
-pub(crate) fn spawn(runtime: &Handle, local: &Weak<Local>, options: &ServerHeartbeat) {
+pub(crate) fn spawn(runtime: &Handle, local: &Weak<Local>, options: &KeepAlive) {
     if let Some(frame) = options.frame() {
         let round = move |local: &Local, slice| local.send_to_slice(&frame, slice, SLICES);
         runtime.spawn(rounds(local.clone(), options.interval, round));

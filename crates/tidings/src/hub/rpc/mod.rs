@@ -36,9 +36,8 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
-use thiserror::Error;
 
-use crate::error::{PublishError, SessionError};
+pub use crate::error::RpcError;
 use crate::hub::{Hub, Session};
 use crate::ids::SocketId;
 
@@ -112,38 +111,6 @@ impl RpcRequest {
     }
 }
 
-/// Why a method failed; the client gets it as an error reply.
-#[derive(Debug, Error)]
-pub enum RpcError {
-    /// The params do not fit the method (code `bad_params`).
-    #[error("bad params: {0}")]
-    BadParams(String),
-    /// An error of the app's own, with its code (`{"code": code, "message": message}`).
-    #[error("{message}")]
-    App {
-        /// A stable machine-readable code, the app's own.
-        code: String,
-        /// A human-readable explanation.
-        message: String,
-    },
-    /// A session operation failed (its usual code: `too_many_channels`, `unavailable`…).
-    #[error(transparent)]
-    Session(#[from] SessionError),
-    /// A publish failed (`bad_request`, or `unavailable` when the bus is away).
-    #[error(transparent)]
-    Publish(#[from] PublishError),
-}
-
-impl RpcError {
-    /// An error of the app's own.
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::App {
-            code: code.into(),
-            message: message.into(),
-        }
-    }
-}
-
 /// What a call gives back: the result as JSON, or why it failed.
 pub(crate) type Outcome = Result<Box<RawValue>, RpcError>;
 
@@ -187,7 +154,7 @@ impl Methods {
     }
 
     /// Sends every name without a handler to the backend.
-    pub(crate) fn set_proxy(&mut self, proxy: &RpcProxy) -> Result<(), crate::BuildError> {
+    pub(crate) fn set_proxy(&mut self, proxy: &RpcProxy) -> Result<(), crate::error::BuildError> {
         self.proxy = Some(Arc::new(proxy::Proxy::new(proxy)?));
         Ok(())
     }

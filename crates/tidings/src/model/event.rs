@@ -5,8 +5,6 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
-use crate::protocol::Encoding;
-
 /// A published event: its name, its JSON `args` array and, for a channel event, the channel.
 ///
 /// Every recipient gets the same `Arc<Event>`; the first socket that writes it encodes the frame
@@ -16,8 +14,11 @@ pub struct Event {
     name: Arc<str>,
     args: Arc<RawValue>,
     channel: Option<Arc<str>>,
-    frames: [OnceLock<Bytes>; Encoding::COUNT],
+    frames: [OnceLock<Bytes>; FRAME_SLOTS],
 }
+
+/// How many encoded frames an event caches: one per wire encoding (`protocol::Encoding`).
+pub(crate) const FRAME_SLOTS: usize = 1;
 
 impl Event {
     /// An event ready to publish; `args` must be a JSON array.
@@ -45,11 +46,9 @@ impl Event {
         self.channel.as_deref()
     }
 
-    /// The encoded frame, computed on first use and shared afterwards.
-    pub(crate) fn frame(&self, encoding: Encoding) -> Bytes {
-        self.frames[encoding.slot()]
-            .get_or_init(|| encoding.event(self))
-            .clone()
+    /// The frame cached in `slot`, made by `encode` on first use and shared afterwards.
+    pub(crate) fn frame(&self, slot: usize, encode: impl FnOnce(&Self) -> Bytes) -> Bytes {
+        self.frames[slot].get_or_init(|| encode(self)).clone()
     }
 }
 
@@ -58,15 +57,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn frame_is_encoded_once_and_shared() {
+    fn frame_is_made_once_and_shared() {
         let args: Arc<RawValue> = RawValue::from_string("[1]".into()).unwrap().into();
         let event = Event::new("e".into(), args, Some("c".into()));
-        let a = event.frame(Encoding::Json);
-        let b = event.frame(Encoding::Json);
-        assert_eq!(a.as_ptr(), b.as_ptr(), "both recipients share one buffer");
+        let mut made = 0;
+        let a = event.frame(0, |_| {
+            made += 1;
+            Bytes::from_static(b"frame")
+        });
+        let b = event.frame(0, |_| unreachable!("made once"));
         assert_eq!(
-            &a[..],
-            br#"{"type":"event","event":"e","args":[1],"channel":"c"}"#
+            (made, a.as_ptr()),
+            (1, b.as_ptr()),
+            "both recipients share one buffer"
         );
     }
 }

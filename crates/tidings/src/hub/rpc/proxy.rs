@@ -18,6 +18,7 @@ use crate::names::OneOrMany;
 
 /// Where calls without a Rust handler go: the backend's URL, the signing secret and a timeout.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RpcProxy {
     /// The URL calls are POSTed to (`http://`).
     pub url: String,

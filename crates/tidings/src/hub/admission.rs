@@ -1,8 +1,8 @@
 //! What a handshake's cookie and token decide: the socket's session, its user id, its channels.
 
-use crate::auth::{Claims, TokenError};
+use super::Hub;
+use crate::auth::Claims;
 use crate::error::{SessionError, StoreError};
-use crate::hub::Hub;
 use crate::ids::SessionId;
 use crate::protocol::CloseReason;
 
@@ -17,32 +17,22 @@ pub(crate) struct Admission {
 
 /// Why a socket is not let in.
 #[derive(Debug)]
-pub(crate) enum Refusal {
+pub(crate) enum AdmitError {
     /// The token is refused: the socket is opened only to be closed with this reason.
     Token(CloseReason),
     /// The store failed: the handshake is answered 503.
     Store(SessionError),
 }
 
-impl From<SessionError> for Refusal {
+impl From<SessionError> for AdmitError {
     fn from(error: SessionError) -> Self {
         Self::Store(error)
     }
 }
 
-impl From<TokenError> for CloseReason {
-    fn from(error: TokenError) -> Self {
-        match error {
-            TokenError::Expired => CloseReason::TokenExpired,
-            TokenError::Invalid(text) => CloseReason::TokenInvalid(text),
-            TokenError::Key(_) => CloseReason::TokenInvalid("token invalid: key unusable"),
-        }
-    }
-}
-
 /// The close reason for a token that says something that cannot hold.
-fn invalid(text: &'static str) -> Refusal {
-    Refusal::Token(CloseReason::TokenInvalid(text))
+fn invalid(text: &'static str) -> AdmitError {
+    AdmitError::Token(CloseReason::TokenInvalid(text))
 }
 
 /// Admits a socket. Without a token: the cookie's session, or a new one. With a valid token:
@@ -52,13 +42,13 @@ pub(crate) async fn admit(
     hub: &Hub,
     cookie: Option<SessionId>,
     token: Option<&str>,
-) -> Result<Admission, Refusal> {
+) -> Result<Admission, AdmitError> {
     let Some(token) = token else {
         return Ok(Admission::new(hub.open_session(cookie).await?.0));
     };
     let claims = hub
         .verify_token(token)
-        .map_err(|e| Refusal::Token(e.into()))?;
+        .map_err(|e| AdmitError::Token(e.into()))?;
     let Claims {
         sub, sid, channels, ..
     } = claims;
@@ -105,7 +95,7 @@ pub(crate) async fn admit(
                 SessionError::Store(StoreError::TooManyChannels { .. }) => {
                     invalid("token invalid: more channels than max_channels_per_session")
                 }
-                e => Refusal::Store(e),
+                e => AdmitError::Store(e),
             })?;
     }
     Ok(Admission {

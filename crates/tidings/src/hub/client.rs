@@ -1,0 +1,184 @@
+//! One connected client as the hub sees it, whatever carries its frames: what each request means
+//! and whether it is allowed. A transport (the WebSocket layer in `socket/`) decodes a frame,
+//! calls one of these methods and encodes what it returns; it decides nothing itself.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::value::RawValue;
+
+use super::rpc::{Answer, RpcRequest};
+use super::{Hub, Session};
+use crate::auth::Claims;
+use crate::error::RequestError;
+use crate::ids::{SessionId, SocketId};
+use crate::model::{HeartbeatOp, PresenceKind};
+use crate::protocol::{ServerBeat, Welcome};
+
+/// A client's socket: its session, its id, what its connection token granted.
+pub(crate) struct Client {
+    hub: Hub,
+    session: Session,
+    socket: SocketId,
+    /// Channels the connection token granted.
+    granted: Vec<String>,
+    /// Whether the socket has started beating and not stopped.
+    beating: AtomicBool,
+}
+
+impl Client {
+    /// The client of socket `socket`, joined to `session`.
+    pub(crate) fn new(
+        hub: Hub,
+        session: SessionId,
+        socket: SocketId,
+        granted: Vec<String>,
+    ) -> Self {
+        Self {
+            session: hub.session(session),
+            hub,
+            socket,
+            granted,
+            beating: AtomicBool::new(false),
+        }
+    }
+
+    /// What the client learns when its socket opens.
+    pub(crate) fn welcome(&self) -> Welcome<'_> {
+        let keep_alive = self.hub.keep_alive();
+        Welcome {
+            socket: &self.socket,
+            beat_delay_ms: millis(self.hub.presence().options().beat_delay),
+            heartbeat: keep_alive.message.as_deref().map(|message| ServerBeat {
+                message,
+                interval_ms: millis(keep_alive.interval),
+            }),
+        }
+    }
+
+    /// The user id of the client's session, as this node knows it.
+    fn user(&self) -> Option<Arc<str>> {
+        self.hub.shared.local.user_of(self.session.id())
+    }
+
+    /// Subscribes the session to channels the rules allow it by itself, or that a token granted
+    /// (the connection's, or `token` given with the request); refuses the whole request otherwise.
+    pub(crate) async fn subscribe(
+        &self,
+        channels: Vec<String>,
+        token: Option<&str>,
+    ) -> Result<Vec<String>, RequestError> {
+        let user = self.user();
+        let claims = match token {
+            Some(token) => Some(self.hub.verify_token(token)?),
+            None => None,
+        };
+        if let Some(claims) = &claims {
+            self.check_token_holder(claims, user.as_deref())?;
+        }
+        let granted = |channel: &String| {
+            self.granted.contains(channel)
+                || claims
+                    .as_ref()
+                    .is_some_and(|c| c.channels.contains(channel))
+        };
+        for channel in channels.iter().filter(|c| !granted(c)) {
+            if let Err(forbidden) = self.hub.shared.rules.judge(channel, user.as_deref()) {
+                return Err(RequestError::Forbidden {
+                    channel: channel.clone(),
+                    rule: forbidden.rule.as_str(),
+                    message: forbidden.message,
+                });
+            }
+        }
+        Ok(self.session.subscribe(channels).await?)
+    }
+
+    /// Refuses a subscription token made for another user or session.
+    fn check_token_holder(&self, claims: &Claims, user: Option<&str>) -> Result<(), RequestError> {
+        if claims.sub.is_some() && claims.sub.as_deref() != user {
+            return Err(RequestError::NotTokenHolder(
+                "its sub is not this session's user id",
+            ));
+        }
+        if claims
+            .sid
+            .as_ref()
+            .is_some_and(|sid| sid != self.session.id().as_str())
+        {
+            return Err(RequestError::NotTokenHolder("its sid is not this session"));
+        }
+        Ok(())
+    }
+
+    /// Unsubscribes the session from channels; returns the channels left.
+    pub(crate) async fn unsubscribe(
+        &self,
+        channels: Vec<String>,
+    ) -> Result<Vec<String>, RequestError> {
+        Ok(self.session.unsubscribe(channels).await?)
+    }
+
+    /// The session's channels.
+    pub(crate) async fn list(&self) -> Result<Vec<String>, RequestError> {
+        Ok(self.session.list().await?)
+    }
+
+    /// Starts, beats or stops the session's heartbeat; returns the event it caused, if any.
+    pub(crate) async fn heartbeat(
+        &self,
+        op: HeartbeatOp,
+    ) -> Result<Option<PresenceKind>, RequestError> {
+        let session = self.session.id();
+        let presence = self.hub.presence();
+        let kind = presence
+            .heartbeat(op, session, &self.socket, self.user())
+            .await
+            .map_err(|e| RequestError::Session(e.into()))?;
+        self.beating
+            .store(op != HeartbeatOp::Stop, Ordering::Relaxed);
+        Ok(kind)
+    }
+
+    /// Calls an RPC method; the future owns what it needs, so it can outlive this borrow.
+    pub(crate) fn call(
+        &self,
+        method: String,
+        params: Box<RawValue>,
+    ) -> impl Future<Output = Result<Box<RawValue>, RequestError>> + Send + 'static {
+        let request = RpcRequest::new(
+            method.into(),
+            params,
+            self.socket.clone(),
+            self.session.clone(),
+            self.user(),
+        );
+        let answer = self.hub.shared.methods.call(request);
+        async move {
+            match answer.await {
+                Answer::Returned(result) => Ok(result?),
+                Answer::Unknown(method) => Err(RequestError::UnknownMethod(method)),
+                Answer::Panicked(method) => {
+                    tracing::error!(%method, "RPC handler panicked");
+                    Err(RequestError::Panicked(method))
+                }
+            }
+        }
+    }
+
+    /// Ends the client: a socket that was beating leaves its session's beating sockets.
+    pub(crate) async fn leave(self) {
+        if self.beating.load(Ordering::Relaxed) {
+            self.hub
+                .presence()
+                .leave(self.session.id(), &self.socket)
+                .await;
+        }
+    }
+}
+
+/// A duration in whole milliseconds, as the protocol gives them.
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

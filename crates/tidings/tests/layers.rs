@@ -1,0 +1,136 @@
+//! The library's layers import downward only (docs/architecture.md, "Layers"): each top-level
+//! module may use modules of lower layers, never one of its own layer or above, so no import
+//! cycle can form. This test reads the sources and checks every `crate::` path outside tests.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The layers, bottom first. A new top-level module must be placed here.
+const LAYERS: &[&[&str]] = &[
+    &["ids", "names"],
+    &["error"],
+    &["limits", "model"],
+    &["auth", "backend", "protocol", "stats"],
+    &["bus", "store"],
+    &["fanout", "presence"],
+    &["hub"],
+    &["socket"],
+    &["http"],
+];
+
+/// Test-only modules, outside the layering.
+const TEST_ONLY: &[&str] = &["testing", "tests"];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|layer| layer.contains(&module))
+}
+
+/// Every `.rs` file under `dir`.
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The code of a file without comments and without its trailing `mod tests`.
+fn code(text: &str) -> String {
+    let text = text
+        .split("#[cfg(test)]\nmod tests")
+        .next()
+        .unwrap_or_default();
+    text.lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The first segment of every path after `crate::`, braces included (`crate::{a::B, c}`).
+fn crate_paths(code: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for (at, _) in code.match_indices("crate::") {
+        let rest = &code[at + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let (mut depth, mut start) = (0, 0);
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => {
+                        found.insert(first_segment(&group[start..i]));
+                        break;
+                    }
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        found.insert(first_segment(&group[start..i]));
+                        start = i + 1;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            found.insert(first_segment(rest));
+        }
+    }
+    found.remove("");
+    found
+}
+
+fn first_segment(path: &str) -> String {
+    let path = path.trim();
+    let end = path
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(path.len());
+    path[..end].to_string()
+}
+
+#[test]
+fn modules_import_only_lower_layers() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut broken = Vec::new();
+    for file in files {
+        let relative = file.strip_prefix(&src).unwrap();
+        let module = relative.iter().next().unwrap().to_str().unwrap();
+        let module = module.trim_end_matches(".rs");
+        let name = file.file_stem().unwrap().to_str().unwrap();
+        if module == "lib" || TEST_ONLY.contains(&module) || TEST_ONLY.contains(&name) {
+            continue;
+        }
+        let Some(layer) = layer_of(module) else {
+            broken.push(format!("{module}: not placed in LAYERS"));
+            continue;
+        };
+        for used in crate_paths(&code(&fs::read_to_string(&file).unwrap())) {
+            if used == module {
+                continue;
+            }
+            match layer_of(&used) {
+                Some(l) if l < layer => {}
+                Some(_) => broken.push(format!(
+                    "{}: imports `{used}`, which is not below `{module}`",
+                    relative.display()
+                )),
+                None => broken.push(format!(
+                    "{}: uses `crate::{used}`; name items by their module's path",
+                    relative.display()
+                )),
+            }
+        }
+    }
+    assert!(broken.is_empty(), "layering broken:\n{}", broken.join("\n"));
+}
+
+#[test]
+fn the_checker_reads_grouped_and_nested_paths() {
+    let code = code(
+        "use crate::{fanout::{Local, Outbox}, hub};\n// use crate::http;\nx(crate::bus::Bus);\n",
+    );
+    let expected: BTreeSet<String> = ["bus", "fanout", "hub"].map(String::from).into();
+    assert_eq!(crate_paths(&code), expected);
+}
