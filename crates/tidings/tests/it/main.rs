@@ -11,5 +11,6 @@ mod redis_sessions;
 mod rpc;
 mod sessions;
 mod slow_consumer;
+mod slow_store;
 mod support;
 mod tokens;
