@@ -80,6 +80,11 @@ pub struct Settings {
     #[arg(long, env = "TIDINGS_MAX_CALLS_PER_SOCKET", value_name = "N")]
     pub max_calls_per_socket: Option<usize>,
 
+    /// Most other requests (subscribe, unsubscribe, list, heartbeat) one socket may have
+    /// waiting for their replies [default: 32]
+    #[arg(long, env = "TIDINGS_MAX_REQUESTS_PER_SOCKET", value_name = "N")]
+    pub max_requests_per_socket: Option<usize>,
+
     /// Largest HTTP API request body, in bytes [default: 1048576]
     #[arg(long, env = "TIDINGS_MAX_BODY", value_name = "BYTES")]
     pub max_body: Option<usize>,
@@ -386,6 +391,7 @@ impl Settings {
             (&mut limits.max_name_len, self.max_name_len),
             (&mut limits.outbound_queue, self.outbound_queue),
             (&mut limits.max_calls_per_socket, self.max_calls_per_socket),
+            (&mut limits.max_requests_per_socket, self.max_requests_per_socket),
         ];
         for (limit, value) in overrides {
             if let Some(value) = value {
