@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use tidings::bus::{Bus, BusOptions, NatsBus, RedisBus};
+use tidings::bus::{BusOptions, NatsBus, RedisBus};
 use tidings::{Hub, KeepAlive, SessionId};
 use tokio::sync::Semaphore;
 use tokio_websockets::{ClientBuilder, Message};
@@ -87,26 +87,23 @@ async fn run(
     let mut options = BusOptions::default();
     options.prefix = prefix.clone();
     options.ingest = None;
-    let bus: Arc<dyn Bus> = match outcome.bus.as_str() {
-        "redis" => Arc::new(
+    let mut quiet = KeepAlive::default();
+    quiet.message = None;
+    quiet.ping_interval = None;
+    let builder = Hub::builder().keep_alive(quiet);
+    let builder = match outcome.bus.as_str() {
+        "redis" => builder.bus(
             RedisBus::connect(REDIS, options)
                 .await
                 .map_err(|e| e.to_string())?,
         ),
-        _ => Arc::new(
+        _ => builder.bus(
             NatsBus::connect(NATS, options)
                 .await
                 .map_err(|e| e.to_string())?,
         ),
     };
-    let mut quiet = KeepAlive::default();
-    quiet.message = None;
-    quiet.ping_interval = None;
-    let a = Hub::builder()
-        .bus(bus)
-        .keep_alive(quiet)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let a = builder.build().map_err(|e| e.to_string())?;
     let mut extra: Vec<String> = [
         "--bus",
         &outcome.bus,

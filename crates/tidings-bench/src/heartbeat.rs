@@ -13,7 +13,8 @@ use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tidings::store::{MemoryStore, PresenceStore};
-use tidings::{Heartbeat, Hub, KeepAlive, SessionId, SocketId};
+use tidings::presence::Heartbeat;
+use tidings::{Hub, KeepAlive, SessionId, SocketId};
 use tokio_websockets::{ClientBuilder, Message};
 
 use crate::peer::Kind;

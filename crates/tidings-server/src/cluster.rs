@@ -204,14 +204,14 @@ impl Cluster<'_> {
                 let bus = RedisBus::connect(&redis_url, options)
                     .await
                     .map_err(|e| format!("bus: {e} (at {})", redacted(&redis_url)))?;
-                builder = builder.bus(Arc::new(bus));
+                builder = builder.bus(bus);
             }
             BusKind::Nats => {
                 let url = self.nats.url.as_deref().unwrap_or("nats://127.0.0.1:4222");
                 let bus = NatsBus::connect(url, options)
                     .await
                     .map_err(|e| format!("bus: {e} (at {})", redacted(url)))?;
-                builder = builder.bus(Arc::new(bus));
+                builder = builder.bus(bus);
             }
         }
         Ok(builder)

@@ -8,7 +8,8 @@ use std::time::Duration;
 use clap::CommandFactory;
 use serde::{Deserialize, Serialize};
 use tidings::http::HttpOptions;
-use tidings::{Heartbeat, Hub, HubBuilder, KeepAlive, Limits, NodeId, Webhook};
+use tidings::presence::{Heartbeat, Webhook};
+use tidings::{Hub, HubBuilder, KeepAlive, Limits, NodeId};
 
 use crate::cluster::{BusKind, Cluster, NatsSettings, RedisSettings, StoreKind};
 use crate::integration::{RpcProxySettings, TokenSettings};
@@ -391,7 +392,10 @@ impl Settings {
             (&mut limits.max_name_len, self.max_name_len),
             (&mut limits.outbound_queue, self.outbound_queue),
             (&mut limits.max_calls_per_socket, self.max_calls_per_socket),
-            (&mut limits.max_requests_per_socket, self.max_requests_per_socket),
+            (
+                &mut limits.max_requests_per_socket,
+                self.max_requests_per_socket,
+            ),
         ];
         for (limit, value) in overrides {
             if let Some(value) = value {

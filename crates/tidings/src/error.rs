@@ -1,5 +1,7 @@
 //! Error types, one enum per operation family.
 
+use std::sync::Arc;
+
 use thiserror::Error;
 
 use crate::ids::{IdError, SessionId, SocketId};
@@ -29,10 +31,37 @@ pub enum NameError {
 
 /// Why the event bus could not carry a message.
 #[derive(Debug, Error, Clone)]
+#[non_exhaustive]
 pub enum BusError {
-    /// The bus backend cannot be reached.
+    /// The broker failed or cannot be reached; the source is its client's error.
+    #[error("event bus unavailable: {broker}: {source}")]
+    Broker {
+        /// Which broker: `redis` or `nats`.
+        broker: &'static str,
+        /// The client's error.
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// The bus cannot carry messages now, for the reason given (not connected, no answer in
+    /// time, no node attached).
     #[error("event bus unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(&'static str),
+    /// The bus already serves a node: a Redis or NATS bus serves one hub.
+    #[error("this bus already serves a node")]
+    Taken,
+}
+
+impl BusError {
+    /// A broker client's error.
+    pub(crate) fn broker(
+        broker: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Broker {
+            broker,
+            source: Arc::new(source),
+        }
+    }
 }
 
 /// Why the session store could not do what was asked.
@@ -47,9 +76,31 @@ pub enum StoreError {
         /// The limit.
         max: usize,
     },
-    /// The store backend cannot be reached.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    /// The store's backend failed or cannot be reached; the source is its client's error.
+    #[error("store unavailable: {backend}: {source}")]
+    Unavailable {
+        /// Which backend: `redis`.
+        backend: &'static str,
+        /// The client's error.
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store holds data that cannot be read (written by something else); the text says what.
+    #[error("store holds unreadable data: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// A backend client's error.
+    pub(crate) fn backend(
+        backend: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Unavailable {
+            backend,
+            source: Arc::new(source),
+        }
+    }
 }
 
 /// Why a publish was refused.
@@ -205,10 +256,10 @@ pub(crate) enum RequestError {
     Rpc(#[from] RpcError),
     /// No RPC method of that name.
     #[error("no RPC method {0:?} is registered")]
-    UnknownMethod(std::sync::Arc<str>),
+    UnknownMethod(Arc<str>),
     /// An RPC method panicked.
     #[error("method {0:?} failed")]
-    Panicked(std::sync::Arc<str>),
+    Panicked(Arc<str>),
     /// The socket has as many RPC calls running as allowed.
     #[error("{0} calls are running on this socket; wait for one")]
     TooManyCalls(usize),

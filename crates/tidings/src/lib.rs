@@ -18,10 +18,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The tree follows the data: `hub` (the API) → `bus` (between nodes) → `fanout` (to this
-//! node's sockets) → `socket` (one task per connection); `store` keeps sessions, `protocol`
-//! encodes frames, `http` serves it all. [`auth`] checks the backend's tokens and the channel
-//! rules, [`rpc`] answers clients' calls (in Rust, or through the backend).
+//! The modules are layers that import downward only (`docs/architecture.md`): the message model at
+//! the bottom; [`bus`] (between nodes), [`store`] (sessions and presence) and the fan-out (to
+//! this node's sockets) over it; [`presence`] and the hub over those ([`rpc`] answers clients'
+//! calls, [`auth`] checks tokens and channel rules); the WebSocket transport and [`http`] on top.
 
 pub mod auth;
 mod backend;
@@ -52,7 +52,5 @@ pub use hub::{Hub, HubBuilder, Session};
 pub use ids::{IdError, NodeId, SessionId, SocketId};
 pub use limits::Limits;
 pub use names::IntoNames;
-pub use presence::{Heartbeat, Presence, PresenceEvent, PresenceKind, Webhook};
-pub use protocol::CloseReason;
 pub use socket::SESSION_COOKIE;
 pub use stats::{IndexSizes, Stats};

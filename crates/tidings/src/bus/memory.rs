@@ -1,20 +1,34 @@
 //! The in-process bus: delivers each message synchronously to every node of this process.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use parking_lot::RwLock;
 
-use super::{Bus, BusMessage, Inbox, Topic};
+use super::{Bus, Carrier, Inbox, Link, Sealed};
 use crate::error::BusError;
 use crate::ids::NodeId;
+use crate::model::{BusMessage, Topic};
 
 /// The in-process bus, for one process (share one between hubs to run several nodes in it).
 ///
 /// Every node sees every message and ignores what it has no sockets for, so interest is not tracked.
+/// Clones share one bus: give a clone to each hub that should hear the others.
+#[derive(Clone, Default)]
+pub struct MemoryBus(Arc<Nodes>);
+
+/// The nodes of an in-process bus.
 #[derive(Default)]
-pub struct MemoryBus {
+struct Nodes {
     nodes: RwLock<Vec<Weak<dyn Inbox>>>,
+}
+
+impl Bus for MemoryBus {}
+
+impl Sealed for MemoryBus {
+    fn link(self) -> Link {
+        Link(self.0)
+    }
 }
 
 impl MemoryBus {
@@ -25,7 +39,7 @@ impl MemoryBus {
 }
 
 #[async_trait]
-impl Bus for MemoryBus {
+impl Carrier for Nodes {
     fn attach(&self, _node: &NodeId, inbox: Weak<dyn Inbox>) -> Result<(), BusError> {
         let mut nodes = self.nodes.write();
         nodes.retain(|n| n.strong_count() > 0);

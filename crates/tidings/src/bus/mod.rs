@@ -1,7 +1,7 @@
 //! The event bus: carries publishes and session operations between nodes.
 //!
-//! A node hands the bus its [`Inbox`] and declares, topic by topic, what its local sockets need
-//! ([`Bus::set_interest`]); the bus delivers every message to each node interested in its topic.
+//! A node hands the bus its inbox and declares, topic by topic, what its local sockets need; the
+//! bus delivers every message to each node interested in its topic.
 //! [`MemoryBus`] is the in-process bus for one process (the default); [`RedisBus`] and
 //! [`NatsBus`] carry messages between processes (see `docs/scaling.md`).
 
@@ -12,10 +12,11 @@ mod redis;
 mod shared;
 mod wire;
 
-pub use self::nats::{NatsBus, NatsTransport};
-pub use self::redis::{RedisBus, RedisTransport};
+pub use self::nats::NatsBus;
+pub use self::redis::RedisBus;
 pub use memory::MemoryBus;
-pub use shared::{BusOptions, Receiver, SharedBus, Transport};
+pub(crate) use sealed::{Link, Sealed};
+pub use shared::BusOptions;
 
 use std::sync::Weak;
 
@@ -27,7 +28,7 @@ use crate::ids::NodeId;
 use crate::model::{BusMessage, Topic};
 
 /// The receiving side of a node: where the bus delivers messages.
-pub trait Inbox: Send + Sync {
+pub(crate) trait Inbox: Send + Sync {
     /// Delivers one message to the node's sockets.
     fn receive(&self, message: &BusMessage);
 
@@ -35,9 +36,30 @@ pub trait Inbox: Send + Sync {
     fn malformed(&self, subject: &str, payload: &[u8], error: &str);
 }
 
+/// A bus a hub can use: [`MemoryBus`], [`RedisBus`] or [`NatsBus`], given to
+/// [`HubBuilder::bus`](crate::HubBuilder::bus).
+///
+/// Sealed: every node of a cluster relies on its bus's delivery, ordering and interest rules
+/// (`docs/scaling.md`), so tidings provides each implementation and tests it against a real
+/// broker. To carry messages over another broker, open an issue.
+pub trait Bus: Sealed {}
+
+mod sealed {
+    use std::sync::Arc;
+
+    /// Keeps [`Bus`](super::Bus) implemented by this crate alone.
+    pub trait Sealed {
+        /// What carries the messages.
+        fn link(self) -> Link;
+    }
+
+    /// A bus, as the hub holds it.
+    pub struct Link(pub(crate) Arc<dyn super::Carrier>);
+}
+
 /// Carries messages between the nodes of a cluster.
 #[async_trait]
-pub trait Bus: Send + Sync + 'static {
+pub(crate) trait Carrier: Send + Sync + 'static {
     /// Registers a node's inbox; the bus holds it weakly. A bus that serves one node only
     /// refuses a second.
     fn attach(&self, node: &NodeId, inbox: Weak<dyn Inbox>) -> Result<(), BusError>;

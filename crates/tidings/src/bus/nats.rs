@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
 use super::shared::{BusOptions, Receiver, SharedBus, Transport};
+use super::{Bus, Link, Sealed};
 use crate::error::BusError;
 
 /// How long connecting or flushing may take before the bus counts NATS as away.
@@ -26,37 +27,44 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 ///
 /// ```no_run
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use std::sync::Arc;
 /// use tidings::bus::{BusOptions, NatsBus};
 ///
 /// let bus = NatsBus::connect("nats://127.0.0.1:4222", BusOptions::default()).await?;
-/// let hub = tidings::Hub::builder().bus(Arc::new(bus)).build()?;
+/// let hub = tidings::Hub::builder().bus(bus).build()?;
 /// # Ok(()) }
 /// ```
-pub type NatsBus = SharedBus<NatsTransport>;
+pub struct NatsBus(Arc<SharedBus<NatsTransport>>);
+
+impl Bus for NatsBus {}
+
+impl Sealed for NatsBus {
+    fn link(self) -> Link {
+        Link(self.0)
+    }
+}
 
 /// A NATS connection that carries the bus, and the tasks reading its subscriptions.
-pub struct NatsTransport {
+pub(crate) struct NatsTransport {
     client: async_nats::Client,
     receiver: Arc<Receiver>,
     readers: Mutex<HashMap<String, JoinHandle<()>>>,
 }
 
-impl SharedBus<NatsTransport> {
+impl NatsBus {
     /// Connects to NATS at `url` (`nats://[user:password@]host:port`).
     pub async fn connect(url: &str, options: BusOptions) -> Result<Self, BusError> {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(TIMEOUT)
             .connect(url)
             .await
-            .map_err(|e| BusError::Unavailable(format!("nats: {e}")))?;
-        let receiver = Self::receiver(&options, '.');
+            .map_err(|e| BusError::broker("nats", e))?;
+        let receiver = SharedBus::<NatsTransport>::receiver(&options, '.');
         let transport = NatsTransport {
             client,
             receiver: receiver.clone(),
             readers: Mutex::default(),
         };
-        Ok(Self::start(transport, receiver))
+        Ok(Self(Arc::new(SharedBus::start(transport, receiver))))
     }
 }
 
@@ -68,17 +76,17 @@ impl Drop for NatsTransport {
 
 #[async_trait]
 impl Transport for NatsTransport {
-    async fn send(&self, subject: String, payload: Bytes) -> Result<(), String> {
+    async fn send(&self, subject: String, payload: Bytes) -> Result<(), BusError> {
         if self.client.connection_state() != State::Connected {
-            return Err("nats: not connected".into());
+            return Err(BusError::Unavailable("nats: not connected"));
         }
         self.client
             .publish(subject, payload)
             .await
-            .map_err(|e| format!("nats: {e}"))
+            .map_err(|e| BusError::broker("nats", e))
     }
 
-    async fn subscribe(&self, subjects: Vec<String>) -> Result<(), String> {
+    async fn subscribe(&self, subjects: Vec<String>) -> Result<(), BusError> {
         for subject in subjects {
             if self.readers.lock().contains_key(&subject) {
                 continue;
@@ -87,7 +95,7 @@ impl Transport for NatsTransport {
                 .client
                 .subscribe(subject.clone())
                 .await
-                .map_err(|e| format!("nats: {e}"))?;
+                .map_err(|e| BusError::broker("nats", e))?;
             let receiver = self.receiver.clone();
             let reader = tokio::spawn(async move {
                 while let Some(message) = subscriber.next().await {
@@ -99,10 +107,13 @@ impl Transport for NatsTransport {
             }
         }
         // Returns once the server has taken the subscriptions, so a publish that follows finds them.
-        self.client.flush().await.map_err(|e| format!("nats: {e}"))
+        self.client
+            .flush()
+            .await
+            .map_err(|e| BusError::broker("nats", e))
     }
 
-    async fn unsubscribe(&self, subjects: Vec<String>) -> Result<(), String> {
+    async fn unsubscribe(&self, subjects: Vec<String>) -> Result<(), BusError> {
         let mut readers = self.readers.lock();
         for subject in subjects {
             if let Some(reader) = readers.remove(&subject) {
@@ -112,12 +123,12 @@ impl Transport for NatsTransport {
         Ok(())
     }
 
-    async fn ping(&self) -> Result<(), String> {
+    async fn ping(&self) -> Result<(), BusError> {
         match tokio::time::timeout(TIMEOUT, self.client.flush()).await {
             Ok(Ok(())) if self.client.connection_state() == State::Connected => Ok(()),
-            Ok(Ok(())) => Err("nats: not connected".into()),
-            Ok(Err(e)) => Err(format!("nats: {e}")),
-            Err(_) => Err("nats: no answer".into()),
+            Ok(Ok(())) => Err(BusError::Unavailable("nats: not connected")),
+            Ok(Err(e)) => Err(BusError::broker("nats", e)),
+            Err(_) => Err(BusError::Unavailable("nats: no answer")),
         }
     }
 }

@@ -13,6 +13,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncTypedCommands, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
 
 use super::shared::{BusOptions, Receiver, SharedBus, Transport};
+use super::{Bus, Link, Sealed};
 use crate::error::BusError;
 
 /// How long connecting or answering may take before the bus counts Redis as away.
@@ -22,32 +23,39 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 ///
 /// ```no_run
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use std::sync::Arc;
 /// use tidings::bus::{BusOptions, RedisBus};
 ///
 /// let bus = RedisBus::connect("redis://127.0.0.1:6379", BusOptions::default()).await?;
-/// let hub = tidings::Hub::builder().bus(Arc::new(bus)).build()?;
+/// let hub = tidings::Hub::builder().bus(bus).build()?;
 /// # Ok(()) }
 /// ```
-pub type RedisBus = SharedBus<RedisTransport>;
+pub struct RedisBus(Arc<SharedBus<RedisTransport>>);
+
+impl Bus for RedisBus {}
+
+impl Sealed for RedisBus {
+    fn link(self) -> Link {
+        Link(self.0)
+    }
+}
 
 /// Redis connections that carry the bus.
-pub struct RedisTransport {
+pub(crate) struct RedisTransport {
     publisher: ConnectionManager,
     subscriber: ConnectionManager,
 }
 
-impl SharedBus<RedisTransport> {
+impl RedisBus {
     /// Connects to Redis at `url` (`redis://[:password@]host:port/db`).
     pub async fn connect(url: &str, options: BusOptions) -> Result<Self, BusError> {
-        let unavailable = |e: redis::RedisError| BusError::Unavailable(format!("redis: {e}"));
+        let unavailable = |e| BusError::broker("redis", e);
         let info = url.into_connection_info().map_err(unavailable)?;
         let settings = info
             .redis_settings()
             .clone()
             .set_protocol(ProtocolVersion::RESP3);
         let client = redis::Client::open(info.set_redis_settings(settings)).map_err(unavailable)?;
-        let receiver = Self::receiver(&options, ':');
+        let receiver = SharedBus::<RedisTransport>::receiver(&options, ':');
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(1)
             .set_connection_timeout(Some(TIMEOUT))
@@ -71,7 +79,7 @@ impl SharedBus<RedisTransport> {
             publisher,
             subscriber,
         };
-        Ok(Self::start(transport, receiver))
+        Ok(Self(Arc::new(SharedBus::start(transport, receiver))))
     }
 }
 
@@ -88,36 +96,39 @@ fn receive(receiver: &Arc<Receiver>, info: PushInfo) {
 
 #[async_trait]
 impl Transport for RedisTransport {
-    async fn send(&self, subject: String, payload: Bytes) -> Result<(), String> {
+    async fn send(&self, subject: String, payload: Bytes) -> Result<(), BusError> {
         let mut publisher = self.publisher.clone();
         publisher
             .publish(subject, payload.as_ref())
             .await
             .map(drop)
-            .map_err(|e| format!("redis: {e}"))
+            .map_err(|e| BusError::broker("redis", e))
     }
 
-    async fn subscribe(&self, subjects: Vec<String>) -> Result<(), String> {
+    async fn subscribe(&self, subjects: Vec<String>) -> Result<(), BusError> {
         let mut subscriber = self.subscriber.clone();
         subscriber
             .subscribe(subjects)
             .await
-            .map_err(|e| format!("redis: {e}"))
+            .map_err(|e| BusError::broker("redis", e))
     }
 
-    async fn unsubscribe(&self, subjects: Vec<String>) -> Result<(), String> {
+    async fn unsubscribe(&self, subjects: Vec<String>) -> Result<(), BusError> {
         let mut subscriber = self.subscriber.clone();
         subscriber
             .unsubscribe(subjects)
             .await
-            .map_err(|e| format!("redis: {e}"))
+            .map_err(|e| BusError::broker("redis", e))
     }
 
-    async fn ping(&self) -> Result<(), String> {
+    async fn ping(&self) -> Result<(), BusError> {
         // Both connections: a failed command is what makes a connection manager reconnect.
         for connection in [&self.subscriber, &self.publisher] {
             let mut connection = connection.clone();
-            connection.ping().await.map_err(|e| format!("redis: {e}"))?;
+            connection
+                .ping()
+                .await
+                .map_err(|e| BusError::broker("redis", e))?;
         }
         Ok(())
     }

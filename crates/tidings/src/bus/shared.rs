@@ -21,7 +21,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 
-use super::{Bus, Inbox, ingest, wire};
+use super::{Carrier, Inbox, ingest, wire};
 use crate::error::BusError;
 use crate::ids::NodeId;
 use crate::model::{BusMessage, Target, Topic};
@@ -58,15 +58,15 @@ impl Default for BusOptions {
 
 /// What carries bytes between nodes: a broker connection.
 #[async_trait]
-pub trait Transport: Send + Sync + 'static {
+pub(crate) trait Transport: Send + Sync + 'static {
     /// Sends `payload` on `subject`.
-    async fn send(&self, subject: String, payload: Bytes) -> Result<(), String>;
+    async fn send(&self, subject: String, payload: Bytes) -> Result<(), BusError>;
     /// Starts receiving `subjects` (into the [`Receiver`] the transport was made with).
-    async fn subscribe(&self, subjects: Vec<String>) -> Result<(), String>;
+    async fn subscribe(&self, subjects: Vec<String>) -> Result<(), BusError>;
     /// Stops receiving `subjects`.
-    async fn unsubscribe(&self, subjects: Vec<String>) -> Result<(), String>;
+    async fn unsubscribe(&self, subjects: Vec<String>) -> Result<(), BusError>;
     /// Checks that the broker answers.
-    async fn ping(&self) -> Result<(), String>;
+    async fn ping(&self) -> Result<(), BusError>;
 }
 
 /// Subjects this node wants: the latest wish per subject, applied by the interest task.
@@ -108,14 +108,14 @@ impl Wanted {
         match tokio::time::timeout(FLUSH_TIMEOUT, reached).await {
             Ok(Ok(_)) => Ok(()),
             _ => Err(BusError::Unavailable(
-                "subscriptions could not be made in time".into(),
+                "subscriptions could not be made in time",
             )),
         }
     }
 }
 
 /// Delivers what arrives from the broker to this node.
-pub struct Receiver {
+pub(crate) struct Receiver {
     subjects: wire::Subjects,
     ingest: Option<String>,
     node: OnceLock<(NodeId, Weak<dyn Inbox>)>,
@@ -157,7 +157,7 @@ impl Receiver {
 }
 
 /// A bus shared by the nodes connected to one broker over transport `T`.
-pub struct SharedBus<T> {
+pub(crate) struct SharedBus<T> {
     transport: Arc<T>,
     receiver: Arc<Receiver>,
     wanted: Arc<Wanted>,
@@ -192,7 +192,7 @@ impl<T: Transport> SharedBus<T> {
     /// This node's id (set when the hub attaches).
     fn node(&self) -> Result<&NodeId, BusError> {
         let node = self.receiver.node.get().map(|(node, _)| node);
-        node.ok_or_else(|| BusError::Unavailable("no node attached to the bus".into()))
+        node.ok_or_else(|| BusError::Unavailable("no node attached to the bus"))
     }
 
     /// Hands a message to this node's own sockets.
@@ -205,22 +205,23 @@ impl<T: Transport> SharedBus<T> {
 
     /// Sends one payload, reporting a failure as the bus being unavailable.
     async fn send(&self, subject: String, payload: Bytes) -> Result<(), BusError> {
-        self.transport.send(subject, payload).await.map_err(|e| {
+        let sent = self.transport.send(subject, payload).await;
+        if sent.is_err() {
             self.receiver.set_ready(false);
-            BusError::Unavailable(e)
-        })
+        }
+        sent
     }
 }
 
 #[async_trait]
-impl<T: Transport> Bus for SharedBus<T> {
+impl<T: Transport> Carrier for SharedBus<T> {
     fn attach(&self, node: &NodeId, inbox: Weak<dyn Inbox>) -> Result<(), BusError> {
         let subjects = &self.receiver.subjects;
         let always = [Some(subjects.all()), Some(subjects.node(node))];
         self.receiver
             .node
             .set((node.clone(), inbox))
-            .map_err(|_| BusError::Unavailable("this bus already serves a node".into()))?;
+            .map_err(|_| BusError::Taken)?;
         let ingest = self.receiver.ingest.clone();
         for subject in always.into_iter().chain([ingest]).flatten() {
             self.wanted.set(subject, true);

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use tokio::sync::Notify;
 
-use crate::bus::{Bus, Inbox};
+use crate::bus::{Carrier, Inbox};
 use crate::ids::{NodeId, SessionId};
 use crate::model::BusMessage;
 use crate::protocol::CloseReason;
@@ -31,7 +31,7 @@ use outbox::PushError;
 pub(crate) struct Local {
     node: NodeId,
     index: RwLock<Index>,
-    bus: Arc<dyn Bus>,
+    bus: Arc<dyn Carrier>,
     counters: Arc<Counters>,
     /// Woken when the last socket leaves.
     drained: Notify,
@@ -39,7 +39,7 @@ pub(crate) struct Local {
 
 impl Local {
     /// An empty node that reports interest changes to `bus`.
-    pub(crate) fn new(node: NodeId, bus: Arc<dyn Bus>, counters: Arc<Counters>) -> Self {
+    pub(crate) fn new(node: NodeId, bus: Arc<dyn Carrier>, counters: Arc<Counters>) -> Self {
         Self {
             node,
             index: RwLock::default(),

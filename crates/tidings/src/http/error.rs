@@ -107,7 +107,8 @@ impl From<SessionError> for ApiError {
             SessionError::Store(StoreError::TooManyChannels { .. }) => {
                 Self::new(StatusCode::CONFLICT, "too_many_channels", message).field("channels")
             }
-            SessionError::Store(StoreError::Unavailable(_)) | SessionError::Bus(_) => {
+            SessionError::Store(StoreError::Unavailable { .. } | StoreError::Corrupt(_))
+            | SessionError::Bus(_) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
             SessionError::Id(_) => {

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{Hub, Shared, upkeep};
 use crate::auth::{ChannelRules, TokenKey};
-use crate::bus::{Bus, Inbox, MemoryBus};
+use crate::bus::{Bus, Carrier, Inbox, MemoryBus, Sealed};
 use crate::error::BuildError;
 use crate::fanout::Local;
 use crate::fanout::{KeepAlive, keepalive};
@@ -30,7 +30,7 @@ pub struct HubBuilder {
     token_key: Option<TokenKey>,
     methods: Methods,
     rpc_proxy: Option<RpcProxy>,
-    bus: Option<Arc<dyn Bus>>,
+    bus: Option<Arc<dyn Carrier>>,
     store: Option<Arc<dyn SessionStore>>,
     presence_store: Option<Arc<dyn PresenceStore>>,
     heartbeat: Heartbeat,
@@ -121,8 +121,8 @@ impl HubBuilder {
     }
 
     /// The event bus (default: a [`MemoryBus`] of this hub alone).
-    pub fn bus(mut self, bus: Arc<dyn Bus>) -> Self {
-        self.bus = Some(bus);
+    pub fn bus(mut self, bus: impl Bus) -> Self {
+        self.bus = Some(bus.link().0);
         self
     }
 
@@ -176,7 +176,7 @@ impl HubBuilder {
             None => NodeId::random()?,
         };
         self.keep_alive.validate()?;
-        let bus = self.bus.unwrap_or_else(|| Arc::new(MemoryBus::new()));
+        let bus = self.bus.unwrap_or_else(|| MemoryBus::new().link().0);
         let memory = Arc::new(MemoryStore::new());
         let store = self.store.unwrap_or_else(|| memory.clone());
         let presence_store = self.presence_store.unwrap_or(memory);

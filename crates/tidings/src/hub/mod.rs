@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::auth::{ChannelRules, Claims, TokenKey};
-use crate::bus::Bus;
+use crate::bus::Carrier;
 use crate::error::{PublishError, SessionError, TokenError};
 use crate::fanout::{KeepAlive, Local, Outbox};
 use crate::ids::{NodeId, SessionId, SocketId};
@@ -56,7 +56,7 @@ pub(crate) struct Shared {
     token_key: Option<TokenKey>,
     methods: Methods,
     local: Arc<Local>,
-    bus: Arc<dyn Bus>,
+    bus: Arc<dyn Carrier>,
     store: Arc<dyn SessionStore>,
     presence: Arc<Presence>,
     keep_alive: KeepAlive,

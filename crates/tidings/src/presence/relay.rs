@@ -6,11 +6,11 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::PresenceEvents;
-use crate::bus::Bus;
+use crate::bus::Carrier;
 
 /// Publishes every event this node emits, as JSON, until the bus is dropped. An event that cannot
 /// be published (bus away) is logged and skipped; one missed because this task fell behind too.
-pub(crate) async fn run(mut events: PresenceEvents, bus: Weak<dyn Bus>) {
+pub(crate) async fn run(mut events: PresenceEvents, bus: Weak<dyn Carrier>) {
     while let Some(event) = events.next().await {
         let Some(bus) = bus.upgrade() else {
             return;

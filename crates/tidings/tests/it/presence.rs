@@ -6,7 +6,8 @@ use futures_util::StreamExt;
 use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 use tidings::http::HttpOptions;
-use tidings::{Hub, PresenceKind, Webhook};
+use tidings::Hub;
+use tidings::presence::{PresenceKind, Webhook};
 
 use crate::support::{Backend, Received, Server};
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tidings::store::{BeatOutcome, PresenceStore, RedisStore};
-use tidings::{Heartbeat, Hub, PresenceKind, SessionId, SocketId};
+use tidings::presence::{Heartbeat, PresenceKind};
+use tidings::{Hub, SessionId, SocketId};
 
 const REDIS: &str = "redis://127.0.0.1:6379/";
 const SHORT: Duration = Duration::from_millis(150);

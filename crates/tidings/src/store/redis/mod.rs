@@ -77,5 +77,5 @@ impl RedisStore {
 
 /// A Redis error as the store reports it.
 fn unavailable(error: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(format!("redis: {error}"))
+    StoreError::backend("redis", error)
 }

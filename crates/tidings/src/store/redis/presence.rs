@@ -16,9 +16,9 @@ fn sessions(pairs: Vec<Option<String>>) -> Result<Vec<Connected>, StoreError> {
         .chunks(2)
         .map(|pair| {
             let id = pair[0].as_deref().unwrap_or_default();
-            let session = id.parse().map_err(|_| {
-                StoreError::Unavailable(format!("redis holds a bad session id {id:?}"))
-            })?;
+            let session = id
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("bad session id {id:?}")))?;
             let user = pair.get(1).cloned().flatten().map(Arc::from);
             Ok(Connected { session, user })
         })
