@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use tidings::store::{MemoryStore, PresenceStore};
 use tidings::presence::Heartbeat;
+use tidings::store::{MemoryStore, PresenceStore};
 use tidings::{Hub, KeepAlive, SessionId, SocketId};
 use tokio_websockets::{ClientBuilder, Message};
 

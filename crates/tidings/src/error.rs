@@ -51,6 +51,7 @@ pub enum BusError {
     Taken,
 }
 
+#[cfg(any(feature = "redis", feature = "nats"))]
 impl BusError {
     /// A broker client's error.
     pub(crate) fn broker(
@@ -90,6 +91,7 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+#[cfg(feature = "redis")]
 impl StoreError {
     /// A backend client's error.
     pub(crate) fn backend(

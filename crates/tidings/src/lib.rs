@@ -24,6 +24,7 @@
 //! calls, [`auth`] checks tokens and channel rules); the WebSocket transport and [`http`] on top.
 
 pub mod auth;
+#[cfg(feature = "backend")]
 mod backend;
 pub mod bus;
 mod error;
@@ -42,6 +43,7 @@ pub mod store;
 #[cfg(test)]
 mod testing;
 
+#[cfg(feature = "backend")]
 pub use backend::SIGNATURE_HEADER;
 pub use error::{
     BuildError, BusError, EventsLagged, NameError, PublishError, SessionError, StoreError,

@@ -56,21 +56,25 @@ impl Counters {
     }
 
     /// Counts events the webhook delivered.
+    #[cfg(feature = "backend")]
     pub(crate) fn webhook_sent(&self, n: u64) {
         self.webhook_sent.fetch_add(n, Relaxed);
     }
 
     /// Counts events dropped because the webhook queue was full.
+    #[cfg(feature = "backend")]
     pub(crate) fn webhook_dropped(&self, n: u64) {
         self.webhook_dropped.fetch_add(n, Relaxed);
     }
 
     /// Counts events dropped after the webhook's last attempt failed.
+    #[cfg(feature = "backend")]
     pub(crate) fn webhook_failed(&self, n: u64) {
         self.webhook_failed.fetch_add(n, Relaxed);
     }
 
     /// Counts a bus or ingest message that could not be read.
+    #[cfg(any(feature = "redis", feature = "nats"))]
     pub(crate) fn bus_malformed(&self) {
         self.bus_malformed.fetch_add(1, Relaxed);
     }

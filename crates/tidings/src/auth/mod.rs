@@ -17,10 +17,14 @@
 //! ```
 
 mod channels;
+mod claims;
+#[cfg(feature = "tokens")]
 mod token;
 
 pub use crate::error::TokenError;
 pub use channels::ChannelRule;
-pub use token::{Claims, TokenKey};
+pub use claims::Claims;
+#[cfg(feature = "tokens")]
+pub use token::{LEEWAY_SECS, TokenKey};
 
 pub(crate) use channels::ChannelRules;

@@ -1,66 +1,14 @@
 //! Connection and subscription tokens: JWTs the backend signs (HS256, RS256 or ES256).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
+use super::Claims;
 use crate::error::TokenError;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
 
 /// Seconds of clock difference allowed between the backend that signs and the node that checks.
 pub const LEEWAY_SECS: u64 = 60;
 
-/// What a token says: who the browser is, which session it joins, which channels it may hear.
-///
-/// Sent on connect (`/ws?token=…`), it binds the session to `sub`, joins session `sid` and
-/// subscribes it to `channels`. Sent with a `subscribe` request, it lets the client subscribe to
-/// the `channels` it lists (and, when it has `sub` or `sid`, only that user's or session's).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
-    /// The user id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sub: Option<String>,
-    /// The session to join (created if it does not exist).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sid: Option<String>,
-    /// Channels the token grants (and, on connect, subscribes the session to).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub channels: Vec<String>,
-    /// Expiry, in seconds since the Unix epoch (required: a token without it is refused).
-    #[serde(default)]
-    pub exp: u64,
-}
-
 impl Claims {
-    /// Claims that expire `valid_for` from now, naming nobody and granting nothing yet.
-    pub fn new(valid_for: Duration) -> Self {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        Self {
-            exp: (now + valid_for).as_secs(),
-            ..Self::default()
-        }
-    }
-
-    /// Sets the user id (`sub`).
-    pub fn user(mut self, id: impl Into<String>) -> Self {
-        self.sub = Some(id.into());
-        self
-    }
-
-    /// Sets the session to join (`sid`).
-    pub fn session(mut self, id: impl Into<String>) -> Self {
-        self.sid = Some(id.into());
-        self
-    }
-
-    /// Sets the channels granted (`channels`).
-    pub fn channels<S: Into<String>>(mut self, channels: impl IntoIterator<Item = S>) -> Self {
-        self.channels = channels.into_iter().map(Into::into).collect();
-        self
-    }
-
     /// Signs the claims with HS256: what a Rust backend (or a test) hands to a browser.
     pub fn sign_hs256(&self, secret: &[u8]) -> Result<String, TokenError> {
         jsonwebtoken::encode(&Header::default(), self, &EncodingKey::from_secret(secret))
@@ -130,6 +78,8 @@ impl TokenKey {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const SECRET: &[u8] = b"test secret";

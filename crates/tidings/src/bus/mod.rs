@@ -5,17 +5,25 @@
 //! [`MemoryBus`] is the in-process bus for one process (the default); [`RedisBus`] and
 //! [`NatsBus`] carry messages between processes (see `docs/scaling.md`).
 
+#[cfg(any(feature = "redis", feature = "nats"))]
 mod ingest;
 mod memory;
+#[cfg(feature = "nats")]
 mod nats;
+#[cfg(feature = "redis")]
 mod redis;
+#[cfg(any(feature = "redis", feature = "nats"))]
 mod shared;
+#[cfg(any(feature = "redis", feature = "nats"))]
 mod wire;
 
+#[cfg(feature = "nats")]
 pub use self::nats::NatsBus;
+#[cfg(feature = "redis")]
 pub use self::redis::RedisBus;
 pub use memory::MemoryBus;
 pub(crate) use sealed::{Link, Sealed};
+#[cfg(any(feature = "redis", feature = "nats"))]
 pub use shared::BusOptions;
 
 use std::sync::Weak;
@@ -33,6 +41,7 @@ pub(crate) trait Inbox: Send + Sync {
     fn receive(&self, message: &BusMessage);
 
     /// Reports a message that arrived on `subject` but could not be read (skipped).
+    #[cfg(any(feature = "redis", feature = "nats"))]
     fn malformed(&self, subject: &str, payload: &[u8], error: &str);
 }
 

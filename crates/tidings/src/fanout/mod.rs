@@ -187,6 +187,7 @@ impl Inbox for Local {
         }
     }
 
+    #[cfg(any(feature = "redis", feature = "nats"))]
     fn malformed(&self, subject: &str, payload: &[u8], error: &str) {
         self.counters.bus_malformed();
         let start = String::from_utf8_lossy(&payload[..payload.len().min(200)]);

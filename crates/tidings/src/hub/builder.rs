@@ -8,15 +8,21 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{Hub, Shared, upkeep};
-use crate::auth::{ChannelRules, TokenKey};
+use crate::auth::ChannelRules;
+#[cfg(feature = "tokens")]
+use crate::auth::TokenKey;
 use crate::bus::{Bus, Carrier, Inbox, MemoryBus, Sealed};
 use crate::error::BuildError;
 use crate::fanout::Local;
 use crate::fanout::{KeepAlive, keepalive};
-use crate::hub::rpc::{Methods, RpcError, RpcProxy, RpcRequest};
+#[cfg(feature = "backend")]
+use crate::hub::rpc::RpcProxy;
+use crate::hub::rpc::{Methods, RpcError, RpcRequest};
 use crate::ids::NodeId;
 use crate::limits::Limits;
-use crate::presence::{self, Heartbeat, Presence, Webhook};
+#[cfg(feature = "backend")]
+use crate::presence::Webhook;
+use crate::presence::{self, Heartbeat, Presence};
 use crate::stats::Counters;
 use crate::store::{MemoryStore, PresenceStore, SessionStore};
 
@@ -27,14 +33,17 @@ pub struct HubBuilder {
     session_ttl: Duration,
     public_channels: Vec<String>,
     user_channels: Vec<String>,
+    #[cfg(feature = "tokens")]
     token_key: Option<TokenKey>,
     methods: Methods,
+    #[cfg(feature = "backend")]
     rpc_proxy: Option<RpcProxy>,
     bus: Option<Arc<dyn Carrier>>,
     store: Option<Arc<dyn SessionStore>>,
     presence_store: Option<Arc<dyn PresenceStore>>,
     heartbeat: Heartbeat,
     keep_alive: KeepAlive,
+    #[cfg(feature = "backend")]
     webhook: Option<Webhook>,
 }
 
@@ -46,14 +55,17 @@ impl Default for HubBuilder {
             session_ttl: Duration::from_secs(24 * 60 * 60),
             public_channels: vec!["public:*".into()],
             user_channels: vec!["user:*".into()],
+            #[cfg(feature = "tokens")]
             token_key: None,
             methods: Methods::default(),
+            #[cfg(feature = "backend")]
             rpc_proxy: None,
             bus: None,
             store: None,
             presence_store: None,
             heartbeat: Heartbeat::default(),
             keep_alive: KeepAlive::default(),
+            #[cfg(feature = "backend")]
             webhook: None,
         }
     }
@@ -97,6 +109,7 @@ impl HubBuilder {
 
     /// Accepts connection and subscription tokens checked with `key` (default: none; a client
     /// that sends a token is then refused with close code 4003).
+    #[cfg(feature = "tokens")]
     pub fn token_key(mut self, key: TokenKey) -> Self {
         self.token_key = Some(key);
         self
@@ -115,6 +128,7 @@ impl HubBuilder {
 
     /// Sends calls of methods without a Rust handler to the backend (default: none, and such
     /// calls get `unknown_method`).
+    #[cfg(feature = "backend")]
     pub fn rpc_proxy(mut self, proxy: RpcProxy) -> Self {
         self.rpc_proxy = Some(proxy);
         self
@@ -151,6 +165,7 @@ impl HubBuilder {
     }
 
     /// POSTs presence events to the backend (default: none).
+    #[cfg(feature = "backend")]
     pub fn webhook(mut self, webhook: Webhook) -> Self {
         self.webhook = Some(webhook);
         self
@@ -167,7 +182,9 @@ impl HubBuilder {
             });
         }
         let rules = ChannelRules::new(&self.public_channels, &self.user_channels)?;
+        #[cfg_attr(not(feature = "backend"), expect(unused_mut))]
         let mut methods = self.methods;
+        #[cfg(feature = "backend")]
         if let Some(proxy) = &self.rpc_proxy {
             methods.set_proxy(proxy)?;
         }
@@ -181,14 +198,13 @@ impl HubBuilder {
         let store = self.store.unwrap_or_else(|| memory.clone());
         let presence_store = self.presence_store.unwrap_or(memory);
         let counters = Arc::new(Counters::default());
-        let presence = Arc::new(Presence::new(
-            self.heartbeat,
-            presence_store,
-            self.webhook,
-            &runtime,
-            &node,
-            counters.clone(),
-        )?);
+        #[cfg_attr(not(feature = "backend"), expect(unused_mut))]
+        let mut presence = Presence::new(self.heartbeat, presence_store, counters.clone())?;
+        #[cfg(feature = "backend")]
+        if let Some(webhook) = self.webhook {
+            presence.start_webhook(webhook, &runtime, &node)?;
+        }
+        let presence = Arc::new(presence);
         let local = Arc::new(Local::new(node.clone(), bus.clone(), counters.clone()));
         let inbox: Arc<dyn Inbox> = local.clone();
         bus.attach(&node, Arc::downgrade(&inbox))?;
@@ -203,6 +219,7 @@ impl HubBuilder {
             limits: self.limits,
             session_ttl: self.session_ttl,
             rules,
+            #[cfg(feature = "tokens")]
             token_key: self.token_key,
             methods,
             local,

@@ -11,21 +11,22 @@ pub(crate) mod purge;
 pub(crate) mod relay;
 #[cfg(test)]
 mod tests;
+#[cfg(feature = "backend")]
 mod webhook;
 
 pub use crate::model::{PresenceEvent, PresenceKind};
 pub use event::PresenceEvents;
 pub use options::Heartbeat;
+#[cfg(feature = "backend")]
 pub use webhook::Webhook;
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tokio::runtime::Handle;
 use tokio::sync::broadcast;
 
 use crate::error::{BuildError, StoreError};
-use crate::ids::{NodeId, SessionId, SocketId};
+use crate::ids::{SessionId, SocketId};
 use crate::model::HeartbeatOp;
 use crate::stats::Counters;
 use crate::store::{BeatOutcome, Connected, PresenceStore};
@@ -57,42 +58,42 @@ pub struct Presence {
     options: Heartbeat,
     store: Arc<dyn PresenceStore>,
     events: broadcast::Sender<PresenceEvent>,
+    #[cfg(feature = "backend")]
     webhook: Option<webhook::Queue>,
     counters: Arc<Counters>,
 }
 
 impl Presence {
-    /// Checks the options and starts the webhook worker of node `node`, if there is a webhook.
+    /// Checks the options.
     pub(crate) fn new(
         options: Heartbeat,
         store: Arc<dyn PresenceStore>,
-        webhook: Option<Webhook>,
-        runtime: &Handle,
-        node: &NodeId,
         counters: Arc<Counters>,
     ) -> Result<Self, BuildError> {
         options.validate()?;
-        let webhook = match webhook {
-            Some(webhook) => {
-                let endpoint = webhook.validate()?;
-                let node = node.clone();
-                Some(webhook::Queue::start(
-                    webhook,
-                    endpoint,
-                    runtime,
-                    node,
-                    counters.clone(),
-                ))
-            }
-            None => None,
-        };
         Ok(Self {
             options,
             store,
             events: broadcast::channel(EVENTS_BUFFER).0,
-            webhook,
+            #[cfg(feature = "backend")]
+            webhook: None,
             counters,
         })
+    }
+
+    /// Checks the webhook and starts its worker for node `node`.
+    #[cfg(feature = "backend")]
+    pub(crate) fn start_webhook(
+        &mut self,
+        webhook: Webhook,
+        runtime: &tokio::runtime::Handle,
+        node: &crate::ids::NodeId,
+    ) -> Result<(), BuildError> {
+        let endpoint = webhook.validate()?;
+        let counters = self.counters.clone();
+        let queue = webhook::Queue::start(webhook, endpoint, runtime, node.clone(), counters);
+        self.webhook = Some(queue);
+        Ok(())
     }
 
     /// The heartbeat options in force.
@@ -205,6 +206,7 @@ impl Presence {
             );
         }
         self.counters.presence_event(kind);
+        #[cfg(feature = "backend")]
         if let Some(webhook) = &self.webhook {
             webhook.push(event.clone());
         }

@@ -93,7 +93,10 @@ mod tests {
         );
         let full = SessionError::Store(StoreError::TooManyChannels { max: 1 });
         assert_eq!(code(full.into()), ErrorCode::TooManyChannels);
-        let away = StoreError::backend("redis", std::io::Error::other("down"));
+        let away = StoreError::Unavailable {
+            backend: "redis",
+            source: std::sync::Arc::new(std::io::Error::other("down")),
+        };
         assert_eq!(
             code(SessionError::Store(away).into()),
             ErrorCode::Unavailable

@@ -7,8 +7,10 @@
 
 mod memory;
 mod presence;
+#[cfg(feature = "redis")]
 mod redis;
 
+#[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 pub use presence::{BeatOutcome, Connected, PresenceStore};

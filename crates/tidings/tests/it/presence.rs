@@ -5,8 +5,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
-use tidings::http::HttpOptions;
 use tidings::Hub;
+use tidings::http::HttpOptions;
 use tidings::presence::{PresenceKind, Webhook};
 
 use crate::support::{Backend, Received, Server};

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tidings::store::{BeatOutcome, PresenceStore, RedisStore};
 use tidings::presence::{Heartbeat, PresenceKind};
+use tidings::store::{BeatOutcome, PresenceStore, RedisStore};
 use tidings::{Hub, SessionId, SocketId};
 
 const REDIS: &str = "redis://127.0.0.1:6379/";

@@ -22,8 +22,10 @@
 //! # let _ = hub; Ok(()) }
 //! ```
 
+#[cfg(feature = "backend")]
 mod proxy;
 
+#[cfg(feature = "backend")]
 pub use proxy::RpcProxy;
 
 use std::collections::HashMap;
@@ -131,6 +133,7 @@ pub(crate) enum Answer {
 #[derive(Clone, Default)]
 pub(crate) struct Methods {
     named: HashMap<Arc<str>, Method>,
+    #[cfg(feature = "backend")]
     proxy: Option<Arc<proxy::Proxy>>,
 }
 
@@ -154,28 +157,41 @@ impl Methods {
     }
 
     /// Sends every name without a handler to the backend.
+    #[cfg(feature = "backend")]
     pub(crate) fn set_proxy(&mut self, proxy: &RpcProxy) -> Result<(), crate::error::BuildError> {
         self.proxy = Some(Arc::new(proxy::Proxy::new(proxy)?));
         Ok(())
+    }
+
+    /// The call, sent to the backend, of a method with no Rust handler; `None` without a proxy.
+    #[cfg(feature = "backend")]
+    fn proxied(&self, request: RpcRequest) -> Option<BoxFuture<'static, Outcome>> {
+        let proxy = self.proxy.clone()?;
+        Some(Box::pin(async move { proxy.call(request).await }))
+    }
+
+    /// Without the `backend` feature there is no proxy.
+    #[cfg(not(feature = "backend"))]
+    fn proxied(&self, _request: RpcRequest) -> Option<BoxFuture<'static, Outcome>> {
+        None
     }
 
     /// Calls the method a request names. The future owns all it needs, and a panic in the
     /// handler (while it is called or polled) becomes [`Answer::Panicked`].
     pub(crate) fn call(&self, request: RpcRequest) -> BoxFuture<'static, Answer> {
         let name = request.method.clone();
-        let call: BoxFuture<'static, Outcome> = match (self.named.get(&name), &self.proxy) {
-            (Some(method), _) => {
+        let call: BoxFuture<'static, Outcome> = match self.named.get(&name) {
+            Some(method) => {
                 let method = method.clone();
                 match std::panic::catch_unwind(AssertUnwindSafe(|| method(request))) {
                     Ok(call) => call,
                     Err(_) => return Box::pin(std::future::ready(Answer::Panicked(name))),
                 }
             }
-            (None, Some(proxy)) => {
-                let proxy = proxy.clone();
-                Box::pin(async move { proxy.call(request).await })
-            }
-            (None, None) => return Box::pin(std::future::ready(Answer::Unknown(name))),
+            None => match self.proxied(request) {
+                Some(call) => call,
+                None => return Box::pin(std::future::ready(Answer::Unknown(name))),
+            },
         };
         Box::pin(AssertUnwindSafe(call).catch_unwind().map(|r| match r {
             Ok(outcome) => Answer::Returned(outcome),
