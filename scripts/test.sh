@@ -22,7 +22,7 @@ await_port() {
 # Redis on its default port (the store, bus and cluster tests use it; some start their own
 # redis-server on a free port), and redis-cli for the ingest example.
 if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
-  apt-get update -q && apt-get install -y -q redis-server redis-tools
+  apt-get update -q && apt-get install -y -q --no-install-recommends redis-server redis-tools
 fi
 if ! listening 6379; then
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
@@ -30,7 +30,7 @@ if ! listening 6379; then
 fi
 # NATS on its default port: the NATS bus tests use it.
 if ! listening 4222; then
-  command -v nats-server >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q nats-server; }
+  command -v nats-server >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q --no-install-recommends nats-server; }
   nats-server --addr 127.0.0.1 --port 4222 >/dev/null 2>&1 &
   await_port 4222 nats-server
 fi
@@ -41,13 +41,13 @@ target_abs="$(cd "$target_dir" && pwd)"
 py="$target_abs/py"
 if ! "$py/bin/python" -c "import redis" 2>/dev/null; then
   python3 -m venv "$py" 2>/dev/null || {
-    apt-get update -q && apt-get install -y -q python3-venv && python3 -m venv "$py"
+    apt-get update -q && apt-get install -y -q --no-install-recommends python3-venv && python3 -m venv "$py"
   }
   "$py/bin/pip" install -q redis
 fi
 export PYTHON_WITH_REDIS="$py/bin/python"
 if ! command -v npm >/dev/null 2>&1; then
-  apt-get update -q && apt-get install -y -q nodejs npm
+  apt-get update -q && apt-get install -y -q --no-install-recommends nodejs npm
 fi
 # The client's tests need Node 20+ (Debian 12 ships 18): take Node 20 from the npm registry then.
 if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
@@ -60,11 +60,19 @@ fi
 (cd client && npm ci --no-audit --no-fund --silent)
 # Debian's Chromium for the browser tests (playwright-core drives it; it downloads no browser).
 if ! command -v chromium >/dev/null 2>&1; then
-  apt-get update -q && apt-get install -y -q chromium
+  apt-get update -q && apt-get install -y -q --no-install-recommends chromium
 fi
 
 cargo test --workspace --locked
 cargo build --workspace --locked --bins
+# The library's Cargo features: none (an in-memory embedder), then each alone.
+for features in "" redis nats tokens backend; do
+  cargo clippy -p tidings --locked --all-targets --no-default-features --features "$features" \
+    -- -D warnings
+done
+# The library as a dependency of a project outside this workspace, and as a package.
+command -v curl >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q --no-install-recommends curl; }
+bash scripts/dependent.sh
 # tidings.js: unit tests under fake timers and against a real server, then the demo in Chromium.
 # (TIDINGS_BIN only here: `tidings serve` refuses TIDINGS_* variables it does not know.)
 (cd client && export TIDINGS_BIN="$target_abs/debug/tidings" SCREENSHOT_DIR="$target_abs" &&

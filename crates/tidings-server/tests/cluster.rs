@@ -3,6 +3,8 @@
 //! so tests never see each other's traffic.
 
 mod process;
+#[path = "../../tidings/tests/it/services.rs"]
+mod services;
 #[allow(dead_code)]
 #[path = "../../tidings/tests/it/support.rs"]
 mod support;
@@ -16,9 +18,6 @@ use process::{Process, start};
 use serde_json::{Value, json};
 use support::{Client, Node, channel_event, event};
 use tidings::SessionId;
-
-const REDIS: &str = "redis://127.0.0.1:6379/";
-const NATS: &str = "nats://127.0.0.1:4222";
 
 /// A guard against a hung test, not a synchronization.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -49,7 +48,7 @@ impl Setup {
         .into();
         args.extend(["--ingest-channel".into(), format!("{prefix}:ingest")]);
         if bus == "nats" {
-            args.extend(["--nats-url".into(), NATS.into()]);
+            args.extend(["--nats-url".into(), services::nats().into()]);
         }
         Self { prefix, args }
     }
@@ -139,7 +138,7 @@ async fn until_channels(node: &Node, channels: u64) {
 
 /// Each publish target, published on A, reaches the right sockets on B and C exactly once.
 async fn every_target_crosses_nodes(bus: &str) {
-    let setup = Setup::new(bus, REDIS);
+    let setup = Setup::new(bus, services::redis());
     let nodes = setup.nodes(3, &[]);
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let mut on_b = b.connect().await;
@@ -181,7 +180,7 @@ async fn every_target_crosses_nodes_on_nats() {
 
 /// Session operations reach every tab on every node; a reconnect elsewhere keeps the session.
 async fn sessions_follow_their_tabs(bus: &str) {
-    let setup = Setup::new(bus, REDIS);
+    let setup = Setup::new(bus, services::redis());
     let nodes = setup.nodes(3, &[]);
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let mut tab_a = a.connect().await;
@@ -257,7 +256,7 @@ const FAST_HEARTBEAT: [&str; 6] = [
 
 /// The presence events the nodes of a test publish on Redis, read by a plain Redis client.
 async fn presence_events(prefix: &str) -> impl futures_util::Stream<Item = redis::Msg> + Unpin {
-    let client = redis::Client::open(REDIS).unwrap();
+    let client = redis::Client::open(services::redis()).unwrap();
     let mut events = client.get_async_pubsub().await.unwrap();
     events
         .subscribe(format!("{prefix}:presence"))
@@ -279,7 +278,7 @@ async fn next_event(events: &mut (impl futures_util::Stream<Item = redis::Msg> +
 /// emitted once, and the events reach Redis for backends.
 #[tokio::test]
 async fn three_nodes_purging_emit_each_disconnect_once() {
-    let setup = Setup::new("redis", REDIS);
+    let setup = Setup::new("redis", services::redis());
     let nodes = setup.nodes(3, &FAST_HEARTBEAT);
     let mut events = presence_events(&setup.prefix).await;
     let (mut sessions, mut tabs) = (Vec::new(), Vec::new());
@@ -319,7 +318,7 @@ async fn three_nodes_purging_emit_each_disconnect_once() {
 /// that never comes back expires, and another node emits its disconnect.
 #[tokio::test]
 async fn a_killed_nodes_sessions_move_or_expire() {
-    let setup = Setup::new("redis", REDIS);
+    let setup = Setup::new("redis", services::redis());
     let mut nodes = setup.nodes(2, &FAST_HEARTBEAT);
     let mut events = presence_events(&setup.prefix).await;
     let mut tabs = Vec::new();
@@ -366,7 +365,7 @@ async fn a_killed_nodes_sessions_move_or_expire() {
 /// messages are counted by every node and skipped.
 #[tokio::test]
 async fn socketstream_ingest_from_a_plain_redis_client() {
-    let setup = Setup::new("redis", REDIS);
+    let setup = Setup::new("redis", services::redis());
     let nodes = setup.nodes(2, &[]);
     let mut on_a = nodes[0].connect().await;
     let mut on_b = nodes[1].connect().await;
@@ -377,7 +376,7 @@ async fn socketstream_ingest_from_a_plain_redis_client() {
         .api(reqwest::Method::PUT, &path, Some(r#"{"user_id":"u1"}"#))
         .await;
     let ingest = format!("{}:ingest", setup.prefix);
-    let mut redis = redis(REDIS).await;
+    let mut redis = redis(services::redis()).await;
     let messages = [
         json!({"t": "all", "e": "flash", "p": ["hi"]}).to_string(),
         "not json".into(),

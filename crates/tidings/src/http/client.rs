@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use sha2::{Digest, Sha256};
 
 /// The client's source, from the repository's `client/` folder (its npm package).
-const SCRIPT: &str = include_str!("../../../../client/tidings.js");
+const SCRIPT: &str = include_str!("../../client/tidings.js");
 
 /// The path of this version's immutable copy: `/tidings-<version>.js`.
 const VERSIONED_PATH: &str = concat!("/tidings-", env!("CARGO_PKG_VERSION"), ".js");

@@ -5,18 +5,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::services::redis;
 use futures_util::StreamExt;
 use tidings::presence::{Heartbeat, PresenceKind};
 use tidings::store::{BeatOutcome, PresenceStore, RedisStore};
 use tidings::{Hub, SessionId, SocketId};
 
-const REDIS: &str = "redis://127.0.0.1:6379/";
 const SHORT: Duration = Duration::from_millis(150);
 const LONG: Duration = Duration::from_secs(60);
 
 /// A store with a key prefix of its own.
 async fn store(prefix: &str) -> RedisStore {
-    RedisStore::connect(REDIS, prefix)
+    RedisStore::connect(redis(), prefix)
         .await
         .expect("Redis on 127.0.0.1:6379")
 }

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::services::redis;
 use tidings::store::{RedisStore, SessionStore};
 use tidings::{SessionId, StoreError};
 
-const REDIS: &str = "redis://127.0.0.1:6379/";
 const TTL: Duration = Duration::from_secs(60);
 
 fn names(list: &[&str]) -> Vec<Arc<str>> {
@@ -16,7 +16,7 @@ fn names(list: &[&str]) -> Vec<Arc<str>> {
 
 /// The session's remaining TTL on Redis, in milliseconds.
 async fn pttl(prefix: &str, id: &SessionId) -> i64 {
-    let client = redis::Client::open(REDIS).unwrap();
+    let client = redis::Client::open(redis()).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
     redis::cmd("PTTL")
         .arg(format!("{{{prefix}}}:session:{id}"))
@@ -28,7 +28,7 @@ async fn pttl(prefix: &str, id: &SessionId) -> i64 {
 #[tokio::test]
 async fn sessions_keep_channels_and_user_with_the_limit_atomic() {
     let prefix = format!("test-{}", SessionId::random().unwrap());
-    let store = RedisStore::connect(REDIS, &prefix).await.unwrap();
+    let store = RedisStore::connect(redis(), &prefix).await.unwrap();
     let id = SessionId::random().unwrap();
     assert_eq!(store.load(&id).await.unwrap(), None);
     store.create(&id, TTL).await.unwrap();
@@ -87,7 +87,7 @@ async fn sessions_keep_channels_and_user_with_the_limit_atomic() {
 #[tokio::test]
 async fn redis_keeps_the_ttl_and_touch_refreshes_it() {
     let prefix = format!("test-{}", SessionId::random().unwrap());
-    let store = RedisStore::connect(REDIS, &prefix).await.unwrap();
+    let store = RedisStore::connect(redis(), &prefix).await.unwrap();
     let id = SessionId::random().unwrap();
     store.create(&id, TTL).await.unwrap();
     let first = pttl(&prefix, &id).await;
