@@ -2,6 +2,8 @@
 //! tokens, answers the RPC proxy, and publishes through the HTTP API and through Redis ingest.
 
 mod process;
+#[path = "../../tidings/tests/it/services.rs"]
+mod services;
 #[allow(dead_code)]
 #[path = "../../tidings/tests/it/support.rs"]
 mod support;
@@ -63,6 +65,8 @@ async fn the_python_backend_mints_tokens_answers_rpc_and_publishes() {
         "redis",
         "--store",
         "redis",
+        "--redis-url",
+        services::redis(),
         "--bus-prefix",
         &prefix,
         "--heartbeat-name",

@@ -134,3 +134,41 @@ fn the_checker_reads_grouped_and_nested_paths() {
     let expected: BTreeSet<String> = ["bus", "fanout", "hub"].map(String::from).into();
     assert_eq!(crate_paths(&code), expected);
 }
+
+/// The names at the top of the source tree drawn in docs/architecture.md (`name/` for a folder).
+fn drawn_tree() -> BTreeSet<String> {
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/architecture.md");
+    let doc = fs::read_to_string(doc).unwrap();
+    let tree = doc
+        .split("```\ncrates/tidings/src/\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("docs/architecture.md draws crates/tidings/src/ in a code block");
+    tree.lines()
+        .filter(|line| line.starts_with("  ") && !line.starts_with("   "))
+        .filter_map(|line| line.split_whitespace().next())
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn the_tree_in_the_architecture_doc_matches_the_sources() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut actual = BTreeSet::new();
+    for entry in fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        if TEST_ONLY.contains(&name.trim_end_matches(".rs")) {
+            continue;
+        }
+        actual.insert(match entry.path().is_dir() {
+            true => format!("{name}/"),
+            false => name,
+        });
+    }
+    assert_eq!(
+        drawn_tree(),
+        actual,
+        "docs/architecture.md's tree against src/"
+    );
+}

@@ -116,7 +116,7 @@ impl Local {
     }
 
     /// Queues the same frame (the server heartbeat) to the sockets of one slice (see
-    /// `socket/keepalive.rs`): slice `slice` of `slices`.
+    /// `fanout/keepalive.rs`): slice `slice` of `slices`.
     pub(crate) fn send_to_slice(&self, frame: &Bytes, slice: u64, slices: u64) {
         let mut slow = 0;
         self.index.read().slice(slice, slices).for_each(|o| {

@@ -15,7 +15,10 @@ pub fn redis() -> &'static str {
 }
 
 /// NATS on its default port, as the tests that need it reach it; fails fast when it is not up.
-#[allow(dead_code, reason = "the server's cluster tests use it; they include this file")]
+#[allow(
+    dead_code,
+    reason = "the server's cluster tests use it; they include this file"
+)]
 pub fn nats() -> &'static str {
     require("NATS", 4222, "nats-server --addr 127.0.0.1 --port 4222 &");
     "nats://127.0.0.1:4222"
