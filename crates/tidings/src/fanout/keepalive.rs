@@ -17,6 +17,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::Local;
 use crate::error::BuildError;
+use crate::protocol::frame;
 
 /// How many slices the sockets are split into for heartbeat and ping rounds.
 const SLICES: u64 = 16;
@@ -70,9 +71,10 @@ impl KeepAlive {
         Ok(())
     }
 
-    /// The message as a frame, ready to share.
+    /// The message as a whole text frame, ready to share.
     pub(crate) fn frame(&self) -> Option<Bytes> {
-        self.message.clone().map(Bytes::from)
+        let message = self.message.as_deref()?;
+        Some(frame::copy(frame::TEXT, message.as_bytes()))
     }
 }
 

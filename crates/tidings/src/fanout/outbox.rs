@@ -19,30 +19,32 @@ use std::task::Poll;
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
-use tokio_websockets::Message;
 
 use crate::model::Event;
-use crate::protocol::{CloseReason, Encoding};
+use crate::protocol::{CloseReason, Encoding, frame};
 
 /// One item waiting to be written.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
     /// A published event, shared with its other recipients.
     Event(Arc<Event>),
-    /// A text frame for this socket alone (a reply, the welcome), or shared (the server
+    /// A whole frame for this socket alone (a reply, the welcome, a pong), or shared (the server
     /// heartbeat).
     Frame(Bytes),
     /// An RFC 6455 ping.
     Ping,
 }
 
+/// An empty ping frame.
+const PING: &[u8] = &[frame::PING, 0];
+
 impl Outgoing {
-    /// The WebSocket message to write for this item.
-    pub(crate) fn into_message(self, encoding: Encoding) -> Message {
+    /// The whole frame to write for this item.
+    pub(crate) fn into_frame(self, encoding: Encoding) -> Bytes {
         match self {
-            Self::Event(event) => Message::text(encoding.event(&event)),
-            Self::Frame(bytes) => Message::text(bytes),
-            Self::Ping => Message::ping(Bytes::new()),
+            Self::Event(event) => encoding.event(&event),
+            Self::Frame(bytes) => bytes,
+            Self::Ping => Bytes::from_static(PING),
         }
     }
 }
@@ -59,6 +61,9 @@ pub(crate) enum PushError {
 #[derive(Debug, Default)]
 struct State {
     queue: VecDeque<Outgoing>,
+    /// The pong for the client's latest ping, if not yet written: one at most, whatever the
+    /// client sends.
+    pong: Option<Bytes>,
     closing: Option<CloseReason>,
 }
 
@@ -83,7 +88,7 @@ impl Outbox {
         }
     }
 
-    /// Notes that the peer sent something (a frame, a pong).
+    /// Notes that the peer sent something (a message, a pong; its own pings do not count).
     pub(crate) fn heard(&self) {
         self.heard.store(true, Ordering::Relaxed);
     }
@@ -115,6 +120,20 @@ impl Outbox {
         Ok(())
     }
 
+    /// Queues the pong for a client's ping, in place of an earlier pong not yet written.
+    pub(crate) fn pong(&self, frame: Bytes) {
+        let mut state = self.state.lock();
+        if state.closing.is_some() {
+            return;
+        }
+        let wake = state.queue.is_empty() && state.pong.is_none();
+        state.pong = Some(frame);
+        drop(state);
+        if wake {
+            self.writer.wake();
+        }
+    }
+
     /// Asks the writer to close the socket after what is queued; the first reason given wins.
     pub(crate) fn close(&self, reason: CloseReason) {
         self.state.lock().closing.get_or_insert(reason);
@@ -127,10 +146,13 @@ impl Outbox {
         poll_fn(|cx| {
             self.writer.register(cx.waker());
             let mut state = self.state.lock();
-            if state.queue.is_empty() && state.closing.is_none() {
+            if state.queue.is_empty() && state.pong.is_none() && state.closing.is_none() {
                 return Poll::Pending;
             }
             std::mem::swap(&mut state.queue, batch);
+            if let Some(pong) = state.pong.take() {
+                batch.push_front(Outgoing::Frame(pong));
+            }
             Poll::Ready(state.closing)
         })
         .await
@@ -172,7 +194,7 @@ mod tests {
         assert_eq!(outbox.next_batch(&mut batch).await, None);
         let bytes: Vec<_> = batch
             .drain(..)
-            .map(|o| o.into_message(Encoding::Json).as_payload()[0])
+            .map(|o| o.into_frame(Encoding::Json)[0])
             .collect();
         assert_eq!(bytes, [1, 2]);
         assert_eq!(outbox.len(), 0);
@@ -223,5 +245,25 @@ mod tests {
         tokio::task::yield_now().await;
         outbox.push(frame(1)).unwrap();
         assert_eq!(writer.await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_pong_replaces_an_unwritten_pong_and_goes_first() {
+        let outbox = Outbox::new(2);
+        outbox.push(frame(1)).unwrap();
+        for n in 0..1000u16 {
+            outbox.pong(Bytes::copy_from_slice(&n.to_be_bytes()));
+        }
+        let mut batch = VecDeque::new();
+        outbox.next_batch(&mut batch).await;
+        let frames: Vec<_> = batch
+            .drain(..)
+            .map(|o| o.into_frame(Encoding::Json))
+            .collect();
+        assert_eq!(
+            frames,
+            [&999u16.to_be_bytes()[..], &[1]],
+            "one pong, the latest, first"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! The JSON encoding of the protocol: text frames, one JSON object each.
+//! The JSON encoding of the protocol: text frames, one JSON object each, built whole (header and
+//! payload in one buffer, `frame.rs`).
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -12,15 +13,16 @@ use crate::model::HeartbeatOp;
 const UNENCODABLE: &[u8] =
     br#"{"type":"error","error":{"code":"internal","message":"reply could not be encoded"}}"#;
 
-/// Serializes a frame; a value that cannot be serialized becomes an `internal` error frame.
+/// Serializes a whole text frame; a value that cannot be serialized becomes an `internal` error
+/// frame.
 fn to_bytes(frame: &impl Serialize) -> Bytes {
-    match serde_json::to_vec(frame) {
-        Ok(bytes) => Bytes::from(bytes),
-        Err(e) => {
-            tracing::error!(error = %e, "frame could not be encoded");
-            Bytes::from_static(UNENCODABLE)
-        }
-    }
+    super::frame::build(super::frame::TEXT, |buffer| {
+        serde_json::to_writer(buffer, frame)
+    })
+    .unwrap_or_else(|e| {
+        tracing::error!(error = %e, "frame could not be encoded");
+        super::frame::copy(super::frame::TEXT, UNENCODABLE)
+    })
 }
 
 /// `{"type":"event","event":…,"args":[…],"channel":…}`
@@ -208,6 +210,7 @@ pub(crate) fn decode(frame: &str) -> Result<Request, BadFrame> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::frame::payload;
 
     fn code(frame: &str) -> (Option<u64>, ErrorCode, String) {
         let r = decode(frame).unwrap_err();
@@ -276,11 +279,11 @@ mod tests {
     fn event_frames_carry_the_channel_only_when_given() {
         let args = RawValue::from_string(r#"[1,"x"]"#.into()).unwrap();
         assert_eq!(
-            &event("chat", &args, Some("room \"1\""))[..],
+            payload(&event("chat", &args, Some("room \"1\""))),
             br#"{"type":"event","event":"chat","args":[1,"x"],"channel":"room \"1\""}"#
         );
         assert_eq!(
-            &event("flash", &args, None)[..],
+            payload(&event("flash", &args, None)),
             br#"{"type":"event","event":"flash","args":[1,"x"]}"#
         );
     }
@@ -288,21 +291,21 @@ mod tests {
     #[test]
     fn replies_and_errors() {
         assert_eq!(
-            &reply(5, &["a"])[..],
+            payload(&reply(5, &["a"])),
             br#"{"type":"reply","id":5,"result":["a"]}"#
         );
         let e = ErrorReply::new(ErrorCode::MalformedFrame, "bad");
         assert_eq!(
-            &error(None, &e)[..],
+            payload(&error(None, &e)),
             br#"{"type":"error","error":{"code":"malformed_frame","message":"bad"}}"#
         );
         assert_eq!(
-            &error(Some(1), &e)[..],
+            payload(&error(Some(1), &e)),
             br#"{"type":"reply","id":1,"error":{"code":"malformed_frame","message":"bad"}}"#
         );
         let e = ErrorReply::new(ErrorCode::App("room_full".into()), "full");
         assert_eq!(
-            &error(Some(2), &e)[..],
+            payload(&error(Some(2), &e)),
             br#"{"type":"reply","id":2,"error":{"code":"room_full","message":"full"}}"#
         );
     }

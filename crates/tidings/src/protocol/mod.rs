@@ -5,6 +5,7 @@
 //! itself, it hands each socket a shared [`Event`](crate::Event) that caches one frame per encoding.
 
 mod errors;
+pub(crate) mod frame;
 pub(crate) mod json;
 
 use bytes::Bytes;
@@ -201,7 +202,7 @@ pub(crate) enum ErrorCode {
 
 /// Why the server closes a socket, with its WebSocket close code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CloseReason {
+pub(crate) enum CloseReason {
     /// The server is shutting down; reconnect (to another node). Code 1001.
     GoingAway,
     /// The client sent a binary frame; only text frames are understood. Code 1003.
@@ -217,12 +218,23 @@ pub enum CloseReason {
     /// The connection token is malformed, badly signed, or says something that cannot hold; the
     /// text says which. Code 4003.
     TokenInvalid(&'static str),
+    /// A message (whole, or its fragments together) is over `max_frame_size`. Code 1009.
+    TooBig,
+    /// A text message is not UTF-8. Code 1007.
+    InvalidUtf8,
+    /// The client broke RFC 6455 (an unmasked frame, a bad opcode, a fragmented control frame…).
+    /// Code 1002.
+    ProtocolError,
+    /// The client sent more pings than the server answers. Code 1008.
+    PingFlood,
+    /// The client closed: the same code goes back, or an empty close for an empty one.
+    Reply(Option<u16>),
 }
 
 impl CloseReason {
-    /// The WebSocket close code.
-    pub fn code(self) -> u16 {
-        match self {
+    /// The WebSocket close code; `None` for an empty close.
+    pub(crate) fn code(self) -> Option<u16> {
+        Some(match self {
             Self::GoingAway => 1001,
             Self::BinaryFrame => 1003,
             Self::SlowConsumer => 4000,
@@ -230,11 +242,16 @@ impl CloseReason {
             Self::PingTimeout => 4001,
             Self::TokenExpired => 4002,
             Self::TokenInvalid(_) => 4003,
-        }
+            Self::TooBig => 1009,
+            Self::InvalidUtf8 => 1007,
+            Self::ProtocolError => 1002,
+            Self::PingFlood => 1008,
+            Self::Reply(code) => return code,
+        })
     }
 
     /// The close reason text sent with the code.
-    pub fn text(self) -> &'static str {
+    pub(crate) fn text(self) -> &'static str {
         match self {
             Self::GoingAway => "server shutting down",
             Self::BinaryFrame => "binary frames are not supported",
@@ -243,7 +260,17 @@ impl CloseReason {
             Self::PingTimeout => "no answer to ping",
             Self::TokenExpired => "token expired",
             Self::TokenInvalid(text) => text,
+            Self::TooBig => "message too big",
+            Self::InvalidUtf8 => "text is not UTF-8",
+            Self::ProtocolError => "WebSocket protocol error",
+            Self::PingFlood => "too many pings",
+            Self::Reply(_) => "",
         }
+    }
+
+    /// The close frame that says it.
+    pub(crate) fn frame(self) -> Bytes {
+        frame::close(self.code(), self.text())
     }
 }
 
@@ -261,7 +288,7 @@ mod tests {
         let b = Encoding::Json.event(&event);
         assert_eq!(a.as_ptr(), b.as_ptr(), "both recipients share one buffer");
         assert_eq!(
-            &a[..],
+            frame::payload(&a),
             br#"{"type":"event","event":"e","args":[1],"channel":"c"}"#
         );
     }

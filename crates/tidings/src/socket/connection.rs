@@ -1,54 +1,66 @@
 //! One socket's task: a read loop and a write loop running side by side.
 //!
-//! The read loop decodes client frames and answers them; the write loop drains the outbox in
-//! batches, feeding every queued frame to the WebSocket sink before one flush (one vectored write).
-//! Either loop ending ends the task; dropping the socket's guard removes it from every index.
+//! The read loop reads client messages (`ws.rs`) and answers them; the write loop drains the
+//! outbox in batches, writing every queued frame whole, many per `writev`. Either loop ending
+//! ends the task; dropping the socket's guard removes it from every index.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{Sink, SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_websockets::{
-    CloseCode, Config, Limits as WsLimits, Message, ServerBuilder, WebSocketStream,
-};
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::time::Instant;
+use tungstenite::Message;
 
+use super::ws::{ReadError, Reader as WsReader, Writer};
 use crate::error::RequestError;
 use crate::fanout::{Outbox, Outgoing};
 use crate::hub::{Admission, Client, Hub};
 use crate::model::PresenceKind;
-use crate::protocol::{CloseReason, Encoding, Request};
+use crate::protocol::{CloseReason, Encoding, Request, frame};
 
 /// How long a closing socket may take to accept its close frame before it is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Initial read buffer of a socket; it grows as a message needs. Small, so idle sockets are small.
-const READ_BUFFER: usize = 256;
+/// Most pings a client may send in [`PING_WINDOW`]; past it the socket closes with 1008.
+const MAX_PINGS: u32 = 64;
 
-/// Speaks WebSocket over an upgraded connection, with the hub's limits.
-fn serve<S>(hub: &Hub, io: S) -> WebSocketStream<S>
+/// The window [`MAX_PINGS`] counts over.
+const PING_WINDOW: Duration = Duration::from_secs(1);
+
+/// The two halves of a socket's WebSocket stream, with the hub's limits.
+fn serve<S>(hub: &Hub, io: S) -> (WsReader<ReadHalf<S>>, Writer<WriteHalf<S>>)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite,
 {
-    let limits = WsLimits::default().max_payload_len(Some(hub.limits().max_frame_size));
-    let config = Config::default().read_buffer_capacity(READ_BUFFER);
-    ServerBuilder::new().limits(limits).config(config).serve(io)
+    let (read, write) = tokio::io::split(io);
+    let reader = WsReader::new(read, hub.limits().max_frame_size);
+    (reader, Writer::new(write))
+}
+
+/// Sends a close frame, waiting at most [`CLOSE_TIMEOUT`] for the peer to take it.
+async fn close<W: AsyncWrite + Unpin>(writer: &mut Writer<W>, reason: CloseReason) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.close(reason)).await;
 }
 
 /// Closes a socket that was refused at the handshake (a bad token), with the reason.
 pub(crate) async fn refuse<S>(hub: &Hub, io: S, reason: CloseReason)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite,
 {
-    let mut ws = serve(hub, io);
-    close(&mut ws, reason).await;
+    let (mut reader, mut writer) = serve(hub, io);
+    close(&mut writer, reason).await;
     // Wait (briefly) for the client's close frame, so the code reaches it before the TCP close.
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        while let Some(Ok(_)) = ws.next().await {}
+        while let Ok(message) = reader.next().await {
+            if message.is_close() {
+                return;
+            }
+        }
     })
     .await;
 }
@@ -56,17 +68,17 @@ where
 /// Runs a socket admitted at the handshake until either side closes it.
 pub(crate) async fn run<S>(hub: Hub, io: S, admission: Admission)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let Admission { session, granted } = admission;
-    let (mut sink, mut stream) = serve(&hub, io).split();
+    let (mut stream, mut writer) = serve(&hub, io);
     let encoding = Encoding::Json;
     let outbox = Arc::new(Outbox::new(hub.limits().outbound_queue));
     let guard = match hub.attach(&session, outbox.clone()).await {
         Ok(guard) => guard,
         Err(e) => {
             tracing::warn!(error = %e, "socket refused: could not load its session");
-            close(&mut sink, CloseReason::StoreUnavailable).await;
+            close(&mut writer, CloseReason::StoreUnavailable).await;
             return;
         }
     };
@@ -83,7 +95,7 @@ where
     };
     tokio::select! {
         () = reader.run(&mut stream) => {}
-        () = write(&mut sink, &outbox, encoding) => {}
+        () = write(&mut writer, &outbox, encoding) => {}
     }
     tracing::debug!(socket = %guard.id(), "socket closed");
     // Leave every index before the connection closes: a client that sees it end finds no trace.
@@ -91,40 +103,15 @@ where
     client.leave().await;
 }
 
-/// Sends a close frame, waiting at most [`CLOSE_TIMEOUT`] for the peer to take it.
-async fn close<S: Sink<Message> + Unpin>(sink: &mut S, reason: CloseReason) {
-    let code = CloseCode::try_from(reason.code()).ok();
-    let frame = Message::close(code, reason.text());
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(frame)).await;
-}
-
-/// Feeds a batch to the sink and flushes it once.
-async fn send_batch<S>(
-    sink: &mut S,
-    batch: &mut VecDeque<Outgoing>,
-    encoding: Encoding,
-) -> Result<(), S::Error>
-where
-    S: Sink<Message> + Unpin,
-{
-    while let Some(item) = batch.pop_front() {
-        sink.feed(item.into_message(encoding)).await?;
-    }
-    sink.flush().await
-}
-
 /// The write loop: drains the outbox until the socket closes.
-async fn write<S>(sink: &mut S, outbox: &Outbox, encoding: Encoding)
-where
-    S: Sink<Message> + Unpin,
-    S::Error: std::fmt::Display,
-{
+async fn write<W: AsyncWrite + Unpin>(writer: &mut Writer<W>, outbox: &Outbox, encoding: Encoding) {
     let mut batch = VecDeque::new();
     loop {
         let closing = outbox.next_batch(&mut batch).await;
+        let frames = batch.drain(..).map(|item| item.into_frame(encoding));
         // While writing, a slow consumer's close request interrupts the write.
         let interrupted = tokio::select! {
-            sent = send_batch(sink, &mut batch, encoding) => match sent {
+            sent = writer.write(frames) => match sent {
                 Ok(()) => None,
                 Err(e) => {
                     tracing::debug!(error = %e, "socket write failed");
@@ -134,12 +121,30 @@ where
             reason = outbox.closed(), if closing.is_none() => Some(reason),
         };
         if let Some(reason) = interrupted.or(closing) {
-            close(sink, reason).await;
+            close(writer, reason).await;
             return;
         }
         if batch.capacity() > 64 {
             batch = VecDeque::new();
         }
+    }
+}
+
+/// Counts a client's pings: more than [`MAX_PINGS`] in [`PING_WINDOW`] is a flood.
+struct Pings {
+    since: Instant,
+    count: u32,
+}
+
+impl Pings {
+    /// Counts one ping; `false` once the client sends too many.
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.since) > PING_WINDOW {
+            (self.since, self.count) = (now, 0);
+        }
+        self.count += 1;
+        self.count <= MAX_PINGS
     }
 }
 
@@ -216,11 +221,12 @@ impl<'a> Waiting<'a> {
 impl<'a> Reader<'a> {
     /// Reads until the client closes; after asking the writer to close, waits for it to finish.
     /// Requests run beside the reading, and each reply is queued when its request ends.
-    async fn run<S>(&self, stream: &mut S)
-    where
-        S: futures_util::Stream<Item = Result<Message, tokio_websockets::Error>> + Unpin,
-    {
+    async fn run<R: AsyncRead + Unpin>(&self, stream: &mut WsReader<R>) {
         let mut waiting = Waiting::default();
+        let mut pings = Pings {
+            since: Instant::now(),
+            count: 0,
+        };
         loop {
             let message = tokio::select! {
                 message = stream.next() => message,
@@ -230,27 +236,37 @@ impl<'a> Reader<'a> {
                     continue;
                 }
             };
-            let Some(message) = message else { return };
-            self.outbox.heard();
-            match message {
-                Ok(message) => {
-                    if let Some(text) = message.as_text() {
-                        if Some(text) != self.heartbeat {
-                            self.answer(text, &mut waiting);
-                        }
-                    } else if message.is_binary() {
-                        self.hub.counters().refused_frame();
-                        self.outbox.close(CloseReason::BinaryFrame);
-                        return std::future::pending().await;
+            let refused = match message {
+                Ok(Message::Text(text)) => {
+                    self.outbox.heard();
+                    if Some(text.as_str()) != self.heartbeat {
+                        self.answer(&text, &mut waiting);
                     }
+                    continue;
                 }
-                Err(e) => {
-                    // The protocol layer has queued the matching close frame (1009 for an
-                    // oversized message, 1002 for a protocol error); keep polling to send it.
-                    self.hub.counters().refused_frame();
-                    tracing::debug!(error = %e, "socket read failed");
+                // A client's own pings are not a sign that it reads: they do not count as heard.
+                Ok(Message::Ping(data)) if pings.allow() => {
+                    self.outbox.pong(frame::copy(frame::PONG, &data));
+                    continue;
                 }
-            }
+                Ok(Message::Ping(_)) => CloseReason::PingFlood,
+                Ok(Message::Pong(_) | Message::Frame(_)) => {
+                    self.outbox.heard();
+                    continue;
+                }
+                Ok(Message::Close(close)) => {
+                    let code = close.map(|close| u16::from(close.code));
+                    self.outbox.close(CloseReason::Reply(code));
+                    return std::future::pending().await;
+                }
+                Ok(Message::Binary(_)) => CloseReason::BinaryFrame,
+                Err(ReadError::Refused(reason)) => reason,
+                Err(ReadError::Gone) => return,
+            };
+            self.hub.counters().refused_frame();
+            tracing::debug!(reason = refused.text(), "closing a socket for what it sent");
+            self.outbox.close(refused);
+            return std::future::pending().await;
         }
     }
 

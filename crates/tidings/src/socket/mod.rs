@@ -2,8 +2,11 @@
 //! frames, hands each to the hub's [`Client`](crate::hub::Client) and writes what its outbox
 //! holds. What a request means and whether it is allowed is the hub's business.
 
+#[cfg(test)]
+mod conformance;
 pub(crate) mod connection;
 mod upgrade;
+mod ws;
 
 pub(crate) use upgrade::{HandshakeError, upgrade};
 

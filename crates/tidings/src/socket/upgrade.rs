@@ -62,13 +62,8 @@ pub(crate) enum HandshakeError {
     NoSession(SessionError),
 }
 
-/// Answers a WebSocket upgrade: finds or creates the session, then hands the socket to its task.
-/// A refused token still gets its socket, closed at once with a code the browser can read.
-pub(crate) async fn upgrade(
-    hub: Hub,
-    token: Option<&str>,
-    mut request: Request,
-) -> Result<Response, HandshakeError> {
+/// A WebSocket upgrade request's key and the connection to come; refuses anything else.
+pub(super) fn handshake(request: &mut Request) -> Result<(HeaderValue, OnUpgrade), HandshakeError> {
     let headers = request.headers();
     let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
     let upgrade = has_token(headers, header::UPGRADE, "websocket")
@@ -83,10 +78,34 @@ pub(crate) async fn upgrade(
     {
         return Err(HandshakeError::UnsupportedVersion);
     }
-    let requested = cookie(headers, SESSION_COOKIE).and_then(|v| v.parse::<SessionId>().ok());
-    let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
-        return Err(HandshakeError::NotUpgradable);
-    };
+    let on_upgrade = request.extensions_mut().remove::<OnUpgrade>();
+    Ok((key, on_upgrade.ok_or(HandshakeError::NotUpgradable)?))
+}
+
+/// The `101 Switching Protocols` answer to a handshake with `key`.
+pub(super) fn switching_protocols(key: &HeaderValue) -> Response {
+    let accept = accept_key(key.as_bytes());
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let h = response.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    // Built from base64: always a valid header value.
+    if let Ok(accept) = accept.parse() {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}
+
+/// Answers a WebSocket upgrade: finds or creates the session, then hands the socket to its task.
+/// A refused token still gets its socket, closed at once with a code the browser can read.
+pub(crate) async fn upgrade(
+    hub: Hub,
+    token: Option<&str>,
+    mut request: Request,
+) -> Result<Response, HandshakeError> {
+    let (key, on_upgrade) = handshake(&mut request)?;
+    let requested =
+        cookie(request.headers(), SESSION_COOKIE).and_then(|v| v.parse::<SessionId>().ok());
     let admitted = match admit(&hub, requested, token).await {
         Ok(admission) => Ok(admission),
         Err(AdmitError::Token(reason)) => {
@@ -112,17 +131,10 @@ pub(crate) async fn upgrade(
             Err(reason) => connection::refuse(&hub, io, reason).await,
         }
     });
-    let accept = accept_key(key.as_bytes());
-    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
-    let h = response.headers_mut();
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    // Both values are built from base64 and a session id: always valid header values.
-    if let Ok(accept) = accept.parse() {
-        h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    }
+    let mut response = switching_protocols(&key);
+    // Built from a session id: always a valid header value.
     if let Some(Ok(cookie)) = set_cookie.map(|c| c.parse()) {
-        h.insert(header::SET_COOKIE, cookie);
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     Ok(response)
 }

@@ -1,0 +1,230 @@
+//! The WebSocket stream of one socket, split in two halves that tidings drives itself.
+//!
+//! - [`Reader`]: tungstenite's protocol state machine parses, unmasks, reassembles fragments,
+//!   enforces the size limit on whole messages and validates UTF-8, reading straight from the
+//!   connection into a buffer that starts at 256 bytes and grows as a message needs. Everything
+//!   tungstenite would write (pongs, close replies) is discarded: the socket answers through its
+//!   outbox instead, where a pong takes one slot whatever the client sends.
+//! - [`Writer`]: whole frames (`protocol/frame.rs`), written with one iovec per frame and as many
+//!   frames per `writev` as the kernel takes.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io::{self, IoSlice, Read, Write};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tungstenite::Message;
+use tungstenite::error::{CapacityError, Error, ProtocolError};
+use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
+
+use crate::protocol::CloseReason;
+
+/// Initial read buffer of a socket; it grows as a message needs. Small, so idle sockets are small.
+const READ_BUFFER: usize = 256;
+
+/// The most iovecs one `writev` takes on Linux (`IOV_MAX`).
+const IOV_MAX: usize = 1024;
+
+/// Why a socket stopped reading.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// The client broke the protocol; the socket closes with this reason.
+    Refused(CloseReason),
+    /// The connection failed or ended without a close frame.
+    Gone,
+}
+
+/// The read half: messages from the client.
+pub(crate) struct Reader<R> {
+    io: R,
+    context: WebSocketContext,
+}
+
+/// The connection as tungstenite sees it: reads poll the real connection, writes are dropped.
+struct Adapter<'a, 'b, R> {
+    io: &'a mut R,
+    cx: &'a mut Context<'b>,
+}
+
+impl<R: AsyncRead + Unpin> Read for Adapter<'_, '_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut buf = ReadBuf::new(buf);
+        match Pin::new(&mut *self.io).poll_read(self.cx, &mut buf) {
+            Poll::Ready(Ok(())) => Ok(buf.filled().len()),
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+impl<R> Write for Adapter<'_, '_, R> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<R: AsyncRead + Unpin> Reader<R> {
+    /// A reader over the read half of an upgraded connection; messages over `max_message` bytes
+    /// (whole, or their fragments together) are refused.
+    pub(crate) fn new(io: R, max_message: usize) -> Self {
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .max_message_size(Some(max_message))
+            .max_frame_size(Some(max_message));
+        Self {
+            io,
+            context: WebSocketContext::new(Role::Server, Some(config)),
+        }
+    }
+
+    /// The next message: text, binary, ping, pong or close.
+    pub(crate) async fn next(&mut self) -> Result<Message, ReadError> {
+        poll_fn(|cx| {
+            let mut adapter = Adapter {
+                io: &mut self.io,
+                cx,
+            };
+            match self.context.read(&mut adapter) {
+                Ok(message) => Poll::Ready(Ok(message)),
+                Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+                Err(e) => Poll::Ready(Err(refusal(e))),
+            }
+        })
+        .await
+    }
+}
+
+/// What a read error means for the socket.
+fn refusal(error: Error) -> ReadError {
+    ReadError::Refused(match error {
+        Error::Capacity(CapacityError::MessageTooLong { .. }) => CloseReason::TooBig,
+        Error::Utf8(_) => CloseReason::InvalidUtf8,
+        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return ReadError::Gone,
+        Error::Protocol(_) | Error::Capacity(_) | Error::AttackAttempt => {
+            CloseReason::ProtocolError
+        }
+        _ => return ReadError::Gone,
+    })
+}
+
+/// The write half: whole frames, many per syscall.
+pub(crate) struct Writer<W> {
+    io: W,
+    /// Frames not yet written, the first possibly in part.
+    frames: VecDeque<Bytes>,
+    /// Whether the first frame is written in part: nothing else may be written before its rest.
+    midway: bool,
+}
+
+impl<W: AsyncWrite + Unpin> Writer<W> {
+    /// A writer over the write half of an upgraded connection.
+    pub(crate) fn new(io: W) -> Self {
+        Self {
+            io,
+            frames: VecDeque::new(),
+            midway: false,
+        }
+    }
+
+    /// Writes `frames` after any left from before, then flushes.
+    pub(crate) async fn write(&mut self, frames: impl Iterator<Item = Bytes>) -> io::Result<()> {
+        self.frames.extend(frames);
+        poll_fn(|cx| self.poll_write(cx)).await?;
+        if self.frames.capacity() > 64 {
+            self.frames = VecDeque::new();
+        }
+        std::future::poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx)).await
+    }
+
+    /// Writes until every frame is out, one iovec per frame (the slices live only in this poll).
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.frames.is_empty() {
+            let mut slices = [IoSlice::new(&[]); IOV_MAX];
+            let count = self.frames.len().min(IOV_MAX);
+            for (slice, frame) in slices.iter_mut().zip(&self.frames) {
+                *slice = IoSlice::new(frame);
+            }
+            let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?;
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.consume(written);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Drops the `written` bytes from the front of the frames.
+    fn consume(&mut self, mut written: usize) {
+        while written > 0 {
+            let Some(front) = self.frames.front_mut() else {
+                return;
+            };
+            if written < front.len() {
+                front.advance(written);
+                self.midway = true;
+                return;
+            }
+            written -= front.len();
+            self.frames.pop_front();
+            self.midway = false;
+        }
+    }
+
+    /// Sends a close frame for `reason`, unless a frame is half written (the peer could not read
+    /// it; the connection just ends).
+    pub(crate) async fn close(&mut self, reason: CloseReason) -> io::Result<()> {
+        if self.midway {
+            return Ok(());
+        }
+        self.frames.clear();
+        self.write(std::iter::once(reason.frame())).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+    use crate::protocol::frame;
+
+    #[tokio::test]
+    async fn frames_go_out_whole_and_in_order_through_a_small_pipe() {
+        let (client, server) = tokio::io::duplex(7);
+        let (_, write) = tokio::io::split(server);
+        let mut writer = Writer::new(write);
+        let frames: Vec<Bytes> = (0..50u8)
+            .map(|n| frame::copy(frame::TEXT, &[n; 3]))
+            .collect();
+        let expected: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
+        let reading = tokio::spawn(async move {
+            let mut client = client;
+            let mut got = vec![0; expected.len()];
+            client.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, expected);
+        });
+        writer.write(frames.into_iter()).await.unwrap();
+        reading.await.unwrap();
+        assert!(!writer.midway && writer.frames.is_empty());
+    }
+
+    #[test]
+    fn a_half_written_frame_is_remembered() {
+        let (_, server) = tokio::io::duplex(1);
+        let mut writer = Writer::new(server);
+        writer
+            .frames
+            .extend([Bytes::from_static(b"abc"), Bytes::from_static(b"de")]);
+        writer.consume(4);
+        assert_eq!((writer.midway, &writer.frames[0][..]), (true, &b"e"[..]));
+        writer.consume(1);
+        assert!(!writer.midway && writer.frames.is_empty());
+    }
+}
