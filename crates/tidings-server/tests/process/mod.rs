@@ -19,6 +19,19 @@ impl Drop for Process {
     }
 }
 
+impl Process {
+    /// The process's resident memory, in KiB.
+    #[allow(
+        dead_code,
+        reason = "not every test binary that includes this module measures it"
+    )]
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
 impl std::ops::Deref for Process {
     type Target = Node;
 

@@ -54,15 +54,7 @@ where
 {
     let (mut reader, mut writer) = serve(hub, io);
     close(&mut writer, reason).await;
-    // Wait (briefly) for the client's close frame, so the code reaches it before the TCP close.
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        while let Ok(message) = reader.next().await {
-            if message.is_close() {
-                return;
-            }
-        }
-    })
-    .await;
+    linger(&mut reader).await;
 }
 
 /// Runs a socket admitted at the handshake until either side closes it.
@@ -93,14 +85,31 @@ where
         encoding,
         heartbeat: hub.keep_alive().message.as_deref(),
     };
-    tokio::select! {
-        () = reader.run(&mut stream) => {}
-        () = write(&mut writer, &outbox, encoding) => {}
-    }
+    let closed = tokio::select! {
+        () = reader.run(&mut stream) => false,
+        () = write(&mut writer, &outbox, encoding) => true,
+    };
     tracing::debug!(socket = %guard.id(), "socket closed");
     // Leave every index before the connection closes: a client that sees it end finds no trace.
     drop(guard);
     client.leave().await;
+    if closed {
+        linger(&mut stream).await;
+    }
+}
+
+/// After the server's close frame, reads (and drops) what the client still sends until its own
+/// close, for at most [`CLOSE_TIMEOUT`]: closing a connection with unread data would reset it,
+/// and the client could lose the close frame.
+async fn linger<R: AsyncRead + Unpin>(stream: &mut WsReader<R>) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        while let Ok(message) = stream.next().await {
+            if message.is_close() {
+                return;
+            }
+        }
+    })
+    .await;
 }
 
 /// The write loop: drains the outbox until the socket closes.

@@ -15,3 +15,4 @@ mod slow_consumer;
 mod slow_store;
 mod support;
 mod tokens;
+mod websocket;

@@ -8,6 +8,7 @@ use http::{HeaderValue, header};
 use serde_json::{Value, json};
 use tidings::http::HttpOptions;
 use tidings::{Hub, HubBuilder, KeepAlive, Limits, SESSION_COOKIE, SessionId, SocketId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
 
@@ -379,5 +380,102 @@ impl Backend {
     /// Lets a held request answer.
     pub fn release(&self) {
         self.release.notify_one();
+    }
+}
+
+/// A WebSocket spoken byte by byte over TCP, for frames a well-behaved client never sends.
+pub struct Raw {
+    pub stream: TcpStream,
+}
+
+impl Node {
+    /// A raw connection past the handshake and the welcome frame.
+    pub async fn raw(&self) -> Raw {
+        let mut stream = TcpStream::connect(self.addr).await.unwrap();
+        let request = format!(
+            "GET {}/ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            self.base, self.addr
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(stream.read_u8().await.unwrap());
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        let mut raw = Raw { stream };
+        let (first, welcome) = raw.frame().await;
+        assert_eq!(first, 0x81, "the welcome frame");
+        assert!(welcome.starts_with(br#"{"type":"welcome""#));
+        raw
+    }
+}
+
+impl Raw {
+    /// Sends one frame: `first` is its first byte (FIN and opcode), masked unless `unmasked`.
+    pub async fn send(&mut self, first: u8, payload: &[u8], unmasked: bool) {
+        self.try_send(first, payload, unmasked).await.unwrap();
+    }
+
+    /// Sends one frame, or fails if the server has gone.
+    pub async fn try_send(
+        &mut self,
+        first: u8,
+        payload: &[u8],
+        unmasked: bool,
+    ) -> std::io::Result<()> {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        let mut frame = vec![first];
+        let bit = if unmasked { 0 } else { 0x80 };
+        match payload.len() {
+            len @ 0..=125 => frame.push(bit | len as u8),
+            len @ 126..=0xFFFF => {
+                frame.push(bit | 126);
+                frame.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            len => {
+                frame.push(bit | 127);
+                frame.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+        if unmasked {
+            frame.extend_from_slice(payload);
+        } else {
+            frame.extend_from_slice(&mask);
+            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        }
+        self.stream.write_all(&frame).await
+    }
+
+    /// The server's next frame: its first byte and its payload.
+    pub async fn frame(&mut self) -> (u8, Vec<u8>) {
+        let first = self.stream.read_u8().await.expect("a frame");
+        let len = match self.stream.read_u8().await.unwrap() {
+            126 => u64::from(self.stream.read_u16().await.unwrap()),
+            127 => self.stream.read_u64().await.unwrap(),
+            len => u64::from(len),
+        };
+        let mut payload = vec![0; len as usize];
+        self.stream.read_exact(&mut payload).await.unwrap();
+        (first, payload)
+    }
+
+    /// Reads the server's frames until its close frame; returns its code (`None`: none given).
+    pub async fn close_code(&mut self) -> Option<u16> {
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                let (first, payload) = self.frame().await;
+                if first == 0x88 {
+                    return (payload.len() >= 2)
+                        .then(|| u16::from_be_bytes([payload[0], payload[1]]));
+                }
+            }
+        })
+        .await
+        .expect("a close frame within the patience limit")
     }
 }
