@@ -3,8 +3,8 @@
 # tests, the browser client's (Node, then headless Chromium on the demo chat), and the benchmark
 # harness in quick mode (counts every delivery; no speed claims).
 # Installs and starts what the tests need where it is missing: Redis on 127.0.0.1:6379 (and
-# redis-cli), NATS on 127.0.0.1:4222, Python's redis package (in target/py), Node.js and npm,
-# Debian's Chromium, the client's and the Socket.IO peer's npm packages.
+# redis-cli), NATS on 127.0.0.1:4222, Python's redis and kosoku packages (in target/py), Node.js
+# and npm, Debian's Chromium, the client's and the Socket.IO peer's npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +46,8 @@ if ! "$py/bin/python" -c "import redis" 2>/dev/null; then
   "$py/bin/pip" install -q redis
 fi
 export PYTHON_WITH_REDIS="$py/bin/python"
+# Autobahn|Testsuite, as kosoku from PyPI, for the WebSocket conformance test.
+"$py/bin/python" -c "import kosoku" 2>/dev/null || "$py/bin/pip" install -q kosoku
 if ! command -v npm >/dev/null 2>&1; then
   apt-get update -q && apt-get install -y -q --no-install-recommends nodejs npm
 fi
@@ -64,6 +66,9 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 cargo test --workspace --locked
+# RFC 6455 conformance: Autobahn's cases 1-7, 9 and 10 against an echo on tidings' WebSocket stack.
+KOSOKU="$py/bin/kosoku" KOSOKU_REPORTS="$target_abs/autobahn" \
+  cargo test -p tidings --locked --lib conformance -- --ignored
 cargo build --workspace --locked --bins
 # The library's Cargo features: none (an in-memory embedder), then each alone.
 for features in "" redis nats tokens backend; do

@@ -32,6 +32,8 @@ pub struct Scenario {
     pub messages: usize,
     /// Publishes per second; 0 for as fast as the server takes them.
     pub rate: u32,
+    /// Runs per server; the report keeps the median (by msgs/s).
+    pub runs: usize,
 }
 
 impl Scenario {
@@ -81,15 +83,17 @@ pub fn suite(quick: bool, max_sockets: usize) -> Vec<Scenario> {
             channels: 1,
             messages: scale(200, 20),
             rate: 20,
+            runs: 1,
         },
         Scenario {
             name: "broadcast-max",
-            title: "one channel, all sockets subscribed, publishes as fast as accepted",
+            title: "one channel, all sockets subscribed, publishes as fast as accepted (median of 3 runs)",
             sockets: n,
             grouping: Grouping::One,
             channels: 1,
             messages: scale(100, 20),
             rate: 0,
+            runs: scale(3, 1),
         },
         Scenario {
             name: "channels",
@@ -99,6 +103,7 @@ pub fn suite(quick: bool, max_sockets: usize) -> Vec<Scenario> {
             channels: scale(1000, 20),
             messages: scale(10_000, 200),
             rate: 2000,
+            runs: 1,
         },
         Scenario {
             name: "users",
@@ -108,6 +113,7 @@ pub fn suite(quick: bool, max_sockets: usize) -> Vec<Scenario> {
             channels: 1,
             messages: scale(10_000, 200),
             rate: 2000,
+            runs: 1,
         },
     ];
     let idle = [1_000, 10_000, max_sockets].map(|sockets| Scenario {
@@ -118,6 +124,7 @@ pub fn suite(quick: bool, max_sockets: usize) -> Vec<Scenario> {
         channels: 1,
         messages: 0,
         rate: 0,
+        runs: 1,
     });
     fanout.into_iter().chain(idle).collect()
 }
@@ -136,6 +143,7 @@ mod tests {
             channels,
             messages,
             rate: 0,
+            runs: 1,
         };
         assert_eq!(s(Grouping::One, 1, 3).expected(), 30);
         // 10 sockets over 3 channels: sizes 4, 3, 3; messages go to c0, c1, c2, c0.

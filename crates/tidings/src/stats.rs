@@ -104,7 +104,8 @@ pub struct Stats {
     pub delivered: u64,
     /// Sockets closed because their outbound queue was full (close code 4000).
     pub slow_consumer_closes: u64,
-    /// Client frames refused (malformed, unknown type, oversized, binary).
+    /// Client frames refused (malformed, unknown type, oversized, binary, a protocol error, a ping
+    /// flood).
     pub refused_frames: u64,
     /// Sockets closed because they did not answer a ping in time (close code 4001).
     pub ping_timeouts: u64,
