@@ -442,24 +442,30 @@ struct OwnRedis {
 }
 
 impl OwnRedis {
+    /// A redis-server on a free port. A port found free can be taken again before redis-server
+    /// binds it (by another test's connection), so a server that exits at once is tried again.
     fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut redis = Self { port, child: None };
-        redis.restart();
-        redis
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut redis = Self { port, child: None };
+            if redis.restart() {
+                return redis;
+            }
+        }
+        panic!("redis-server could not start on a free port");
     }
 
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    /// Starts redis-server on the port and waits until it answers.
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
+    /// Starts redis-server on the port and waits until it answers; `false` if it exited.
+    fn restart(&mut self) -> bool {
+        let mut child = Command::new("redis-server")
             .args([
                 "--port",
                 &self.port.to_string(),
@@ -471,13 +477,17 @@ impl OwnRedis {
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server runs");
-        self.child = Some(child);
         let client = redis::Client::open(self.url()).unwrap();
         let deadline = std::time::Instant::now() + PATIENCE;
         while client.get_connection().is_err() {
+            if child.try_wait().unwrap().is_some() {
+                return false;
+            }
             assert!(std::time::Instant::now() < deadline, "redis-server answers");
             std::thread::sleep(Duration::from_millis(10));
         }
+        self.child = Some(child);
+        true
     }
 
     fn kill(&mut self) {
@@ -534,7 +544,7 @@ async fn nodes_ride_out_a_redis_restart() {
         "{body}"
     );
 
-    own.restart();
+    assert!(own.restart(), "redis-server starts again on its port");
     readyz_becomes(&nodes[0], 200).await;
     readyz_becomes(&nodes[1], 200).await;
     let channel = json!({"event": "back", "args": [], "channels": "public:r"});
