@@ -121,10 +121,15 @@ impl Members {
     }
 }
 
-/// The four indexes of a node's sockets.
+/// How many slices the sockets are split into for the keep-alive rounds (`keepalive.rs`).
+pub(crate) const SLICES: u64 = 1024;
+
+/// The indexes of a node's sockets.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     sockets: HashMap<u64, SocketEntry>,
+    /// Socket numbers by slice (number modulo [`SLICES`]), so a round finds its slice at once.
+    slices: Vec<Vec<u64>>,
     sessions: HashMap<SessionId, LocalSession>,
     members: Members,
 }
@@ -146,6 +151,10 @@ impl Index {
                 outbox: outbox.clone(),
             },
         );
+        if self.slices.is_empty() {
+            self.slices = vec![Vec::new(); SLICES as usize];
+        }
+        self.slices[(seq % SLICES) as usize].push(seq);
         let is_new = !self.sessions.contains_key(session);
         let local = self.sessions.entry(session.clone()).or_insert_with(|| {
             interest.push((Topic::Session(session.clone()), true));
@@ -214,6 +223,9 @@ impl Index {
     /// socket on this node.
     pub(crate) fn detach(&mut self, seq: u64, interest: &mut Interest) -> Option<SessionId> {
         let entry = self.sockets.remove(&seq)?;
+        if let Some(slice) = self.slices.get_mut((seq % SLICES) as usize) {
+            slice.retain(|s| *s != seq);
+        }
         let local = self.sessions.get_mut(&entry.session)?;
         local.sockets.retain(|s| *s != seq);
         if local.pending.is_none() {
@@ -261,13 +273,15 @@ impl Index {
         self.sockets.values().map(|s| &s.outbox)
     }
 
-    /// The outboxes of slice `slice` of `slices`: the sockets whose number is `slice` modulo `slices`.
-    pub(crate) fn slice(&self, slice: u64, slices: u64) -> impl Iterator<Item = &Arc<Outbox>> {
-        let mine = move |seq: &u64| *seq % slices == slice;
-        self.sockets
-            .iter()
-            .filter(move |(seq, _)| mine(seq))
-            .map(|(_, s)| &s.outbox)
+    /// The outboxes of slice `slice`: the sockets whose number is `slice` modulo [`SLICES`].
+    pub(crate) fn slice(&self, slice: u64) -> impl Iterator<Item = &Arc<Outbox>> {
+        let seqs = self
+            .slices
+            .get((slice % SLICES) as usize)
+            .into_iter()
+            .flatten();
+        seqs.filter_map(|seq| self.sockets.get(seq))
+            .map(|s| &s.outbox)
     }
 
     /// The user id a local session is bound to.
@@ -443,5 +457,20 @@ mod tests {
         assert!(interest.is_empty());
         index.apply(&b, &SessionOp::Reset, &mut interest);
         assert_eq!(interest, vec![(Topic::Channel("c".into()), false)]);
+    }
+
+    #[test]
+    fn a_slice_holds_the_sockets_of_its_number_and_forgets_them_when_they_leave() {
+        let mut index = Index::default();
+        let mut interest = Interest::new();
+        let sid: SessionId = "s".parse().unwrap();
+        for seq in [3, 3 + SLICES, 4] {
+            index.attach(seq, &sid, outbox(), &mut interest);
+        }
+        assert_eq!(index.slice(3).count(), 2);
+        assert_eq!(index.slice(4).count(), 1);
+        index.detach(3, &mut interest);
+        assert_eq!(index.slice(3).count(), 1);
+        assert_eq!(index.slice(5).count(), 0);
     }
 }

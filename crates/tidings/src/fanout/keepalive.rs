@@ -5,10 +5,13 @@
 //! one heartbeat per `interval` but the node never writes to many of its sockets at once: a
 //! round is a burst of writes that other deliveries wait behind. With 16 slices a round of
 //! 10,000 sockets was 625 writes, and it set the p99 of small publishes (12 ms against the bare
-//! limit's 0.6 ms); with 256 it is 40 writes every 16 ms (p99 0.9 ms, `docs/benchmarks.md`). A heartbeat round queues the same shared frame to its
-//! slice (django-websocket-redis's `--heartbeat--`, which clients count to tell a dead link); a
-//! ping round closes (4001) the sockets of its slice that sent nothing, not even a pong, since
-//! their previous round, and pings the rest.
+//! limit's 0.6 ms); with 1,024 it is 10 writes every 4 ms. The index keeps the sockets of each
+//! slice together, so a round costs its slice, not a walk over every socket.
+//!
+//! A heartbeat round queues the same shared frame to its slice (django-websocket-redis's
+//! `--heartbeat--`, which clients count to tell a dead link); a ping round closes (4001) the
+//! sockets of its slice that sent nothing, not even a pong, since their previous round, and
+//! pings the rest.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -18,12 +21,9 @@ use tokio::runtime::Handle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::Local;
+use super::index::SLICES;
 use crate::error::BuildError;
 use crate::protocol::frame;
-
-/// How many slices the sockets are split into for heartbeat and ping rounds (a round walks the
-/// index once, so more slices cost more walks: 64 a second at the default 4 s interval).
-const SLICES: u64 = 256;
 
 /// The server heartbeat and pings. The defaults: `--heartbeat--` every 4 s, a ping every 30 s.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,11 +84,11 @@ impl KeepAlive {
 /// Starts the heartbeat rounds and the ping rounds that are configured, until the node is dropped.
 pub(crate) fn spawn(runtime: &Handle, local: &Weak<Local>, options: &KeepAlive) {
     if let Some(frame) = options.frame() {
-        let round = move |local: &Local, slice| local.send_to_slice(&frame, slice, SLICES);
+        let round = move |local: &Local, slice| local.send_to_slice(&frame, slice);
         runtime.spawn(rounds(local.clone(), options.interval, round));
     }
     if let Some(interval) = options.ping_interval {
-        let round = |local: &Local, slice| local.ping_slice(slice, SLICES);
+        let round = |local: &Local, slice| local.ping_slice(slice);
         runtime.spawn(rounds(local.clone(), interval, round));
     }
 }

@@ -116,10 +116,10 @@ impl Local {
     }
 
     /// Queues the same frame (the server heartbeat) to the sockets of one slice (see
-    /// `fanout/keepalive.rs`): slice `slice` of `slices`.
-    pub(crate) fn send_to_slice(&self, frame: &Bytes, slice: u64, slices: u64) {
+    /// `fanout/keepalive.rs`).
+    pub(crate) fn send_to_slice(&self, frame: &Bytes, slice: u64) {
         let mut slow = 0;
-        self.index.read().slice(slice, slices).for_each(|o| {
+        self.index.read().slice(slice).for_each(|o| {
             if o.push(Outgoing::Frame(frame.clone())) == Err(PushError::Full) {
                 slow += 1;
             }
@@ -129,9 +129,9 @@ impl Local {
 
     /// A ping round over one slice of the sockets: closes those not heard from since their last
     /// round, pings the others.
-    pub(crate) fn ping_slice(&self, slice: u64, slices: u64) {
+    pub(crate) fn ping_slice(&self, slice: u64) {
         let (mut silent, mut slow) = (0, 0);
-        self.index.read().slice(slice, slices).for_each(|o| {
+        self.index.read().slice(slice).for_each(|o| {
             if !o.take_heard() {
                 o.close(CloseReason::PingTimeout);
                 silent += 1;
