@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::time::Instant;
 use tungstenite::Message;
 
-use super::ws::{ReadError, Reader as WsReader, Writer};
+use super::ws::{ReadError, Reader as WsReader, Writer, recycle};
 use crate::error::RequestError;
 use crate::fanout::{Outbox, Outgoing};
 use crate::hub::{Admission, Client, Hub};
@@ -117,6 +117,7 @@ async fn write<W: AsyncWrite + Unpin>(writer: &mut Writer<W>, outbox: &Outbox, e
     let mut batch = VecDeque::new();
     loop {
         let closing = outbox.next_batch(&mut batch).await;
+        let used = batch.len();
         let frames = batch.drain(..).map(|item| item.into_frame(encoding));
         // While writing, a slow consumer's close request interrupts the write.
         let interrupted = tokio::select! {
@@ -133,9 +134,7 @@ async fn write<W: AsyncWrite + Unpin>(writer: &mut Writer<W>, outbox: &Outbox, e
             close(writer, reason).await;
             return;
         }
-        if batch.capacity() > 64 {
-            batch = VecDeque::new();
-        }
+        recycle(&mut batch, used);
     }
 }
 

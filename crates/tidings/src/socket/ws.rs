@@ -28,6 +28,17 @@ const READ_BUFFER: usize = 256;
 /// The most iovecs one `writev` takes on Linux (`IOV_MAX`).
 const IOV_MAX: usize = 1024;
 
+/// Room a socket's batch buffers keep between batches without a reason.
+const KEEP: usize = 64;
+
+/// Frees a batch buffer's room once a batch (`used` items) no longer needs most of it: a busy
+/// socket keeps its room (no allocation per batch), a socket that goes quiet gives it back.
+pub(super) fn recycle<T>(buffer: &mut VecDeque<T>, used: usize) {
+    if buffer.capacity() > KEEP && used < buffer.capacity() / 4 {
+        *buffer = VecDeque::new();
+    }
+}
+
 /// Why a socket stopped reading.
 #[derive(Debug)]
 pub(crate) enum ReadError {
@@ -136,10 +147,9 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     /// Writes `frames` after any left from before, then flushes.
     pub(crate) async fn write(&mut self, frames: impl Iterator<Item = Bytes>) -> io::Result<()> {
         self.frames.extend(frames);
+        let used = self.frames.len();
         poll_fn(|cx| self.poll_write(cx)).await?;
-        if self.frames.capacity() > 64 {
-            self.frames = VecDeque::new();
-        }
+        recycle(&mut self.frames, used);
         std::future::poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx)).await
     }
 
@@ -226,5 +236,17 @@ mod tests {
         assert_eq!((writer.midway, &writer.frames[0][..]), (true, &b"e"[..]));
         writer.consume(1);
         assert!(!writer.midway && writer.frames.is_empty());
+    }
+
+    #[test]
+    fn a_busy_buffer_keeps_its_room_and_a_quiet_one_gives_it_back() {
+        let mut buffer: VecDeque<u8> = VecDeque::with_capacity(200);
+        recycle(&mut buffer, 150);
+        assert!(buffer.capacity() >= 200, "kept while batches fill it");
+        recycle(&mut buffer, 3);
+        assert_eq!(buffer.capacity(), 0, "given back once they do not");
+        let mut small: VecDeque<u8> = VecDeque::with_capacity(KEEP);
+        recycle(&mut small, 0);
+        assert!(small.capacity() >= KEEP, "a little room is always kept");
     }
 }
