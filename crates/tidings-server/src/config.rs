@@ -86,6 +86,11 @@ pub struct Settings {
     #[arg(long, env = "TIDINGS_MAX_REQUESTS_PER_SOCKET", value_name = "N")]
     pub max_requests_per_socket: Option<usize>,
 
+    /// Seconds a write to a socket may make no progress before the socket is dropped
+    /// [default: 10]
+    #[arg(long, env = "TIDINGS_WRITE_TIMEOUT", value_name = "SECONDS")]
+    pub write_timeout: Option<u64>,
+
     /// Largest HTTP API request body, in bytes [default: 1048576]
     #[arg(long, env = "TIDINGS_MAX_BODY", value_name = "BYTES")]
     pub max_body: Option<usize>,
@@ -401,6 +406,9 @@ impl Settings {
             if let Some(value) = value {
                 *limit = value;
             }
+        }
+        if let Some(seconds) = self.write_timeout {
+            limits.write_timeout = Duration::from_secs(seconds);
         }
         let mut builder = methods(Hub::builder().limits(limits));
         if let Some(id) = &self.node_id {

@@ -1,6 +1,7 @@
 //! Limits on what clients and publishers may send, each with a sane default.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::{BuildError, NameError};
 
@@ -30,6 +31,9 @@ pub struct Limits {
     /// Most other requests (subscribe, unsubscribe, list, heartbeat) one socket may have waiting
     /// for their replies; past it a request gets `too_many_requests`.
     pub max_requests_per_socket: usize,
+    /// Longest a write to a socket may make no progress (the client reads nothing); past it the
+    /// socket is dropped, without a close handshake, and counted as a slow consumer.
+    pub write_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -42,6 +46,7 @@ impl Default for Limits {
             outbound_queue: 1024,
             max_calls_per_socket: 16,
             max_requests_per_socket: 32,
+            write_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -65,6 +70,12 @@ impl Limits {
                     reason: "must be at least 1".into(),
                 });
             }
+        }
+        if self.write_timeout.is_zero() {
+            return Err(BuildError::InvalidSetting {
+                name: "write_timeout",
+                reason: "must be more than 0".into(),
+            });
         }
         if self.max_frame_size < 128 {
             return Err(BuildError::InvalidSetting {

@@ -102,7 +102,8 @@ pub struct Stats {
     pub index: IndexSizes,
     /// Events queued to sockets since start.
     pub delivered: u64,
-    /// Sockets closed because their outbound queue was full (close code 4000).
+    /// Sockets closed because their outbound queue was full (close code 4000), or dropped because
+    /// their writes made no progress for `write_timeout`.
     pub slow_consumer_closes: u64,
     /// Client frames refused (malformed, unknown type, oversized, binary, a protocol error, a ping
     /// flood).

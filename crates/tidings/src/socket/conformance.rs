@@ -21,6 +21,9 @@ use crate::protocol::{CloseReason, frame};
 /// The largest message the echo takes: Autobahn's biggest (case 9.1.6, 16 MiB).
 const MAX_MESSAGE: usize = 16 << 20;
 
+/// Longest the echo waits for Autobahn to take a write.
+const STALL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A binary frame.
 const BINARY: u8 = 0x82;
 
@@ -45,7 +48,7 @@ async fn echo<S: AsyncRead + AsyncWrite>(io: S) {
             }
             Err(ReadError::Gone) => return,
         };
-        if writer.write(std::iter::once(reply)).await.is_err() {
+        if writer.write(std::iter::once(reply), STALL).await.is_err() {
             return;
         }
     }

@@ -87,7 +87,7 @@ where
     };
     let closed = tokio::select! {
         () = reader.run(&mut stream) => false,
-        () = write(&mut writer, &outbox, encoding) => true,
+        () = write(&mut writer, &outbox, encoding, &hub) => true,
     };
     tracing::debug!(socket = %guard.id(), "socket closed");
     // Leave every index before the connection closes: a client that sees it end finds no trace.
@@ -112,8 +112,15 @@ async fn linger<R: AsyncRead + Unpin>(stream: &mut WsReader<R>) {
     .await;
 }
 
-/// The write loop: drains the outbox until the socket closes.
-async fn write<W: AsyncWrite + Unpin>(writer: &mut Writer<W>, outbox: &Outbox, encoding: Encoding) {
+/// The write loop: drains the outbox until the socket closes. A write that makes no progress for
+/// `write_timeout` (the client reads nothing) drops the socket, counted as a slow consumer.
+async fn write<W: AsyncWrite + Unpin>(
+    writer: &mut Writer<W>,
+    outbox: &Outbox,
+    encoding: Encoding,
+    hub: &Hub,
+) {
+    let stall = hub.limits().write_timeout;
     let mut batch = VecDeque::new();
     loop {
         let closing = outbox.next_batch(&mut batch).await;
@@ -121,8 +128,13 @@ async fn write<W: AsyncWrite + Unpin>(writer: &mut Writer<W>, outbox: &Outbox, e
         let frames = batch.drain(..).map(|item| item.into_frame(encoding));
         // While writing, a slow consumer's close request interrupts the write.
         let interrupted = tokio::select! {
-            sent = writer.write(frames) => match sent {
+            sent = writer.write(frames, stall) => match sent {
                 Ok(()) => None,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    hub.counters().slow_consumers(1);
+                    tracing::debug!(?stall, "dropping a socket whose writes made no progress");
+                    return;
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "socket write failed");
                     return;

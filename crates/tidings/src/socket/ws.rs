@@ -13,6 +13,7 @@ use std::future::poll_fn;
 use std::io::{self, IoSlice, Read, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -27,6 +28,9 @@ const READ_BUFFER: usize = 256;
 
 /// The most iovecs one `writev` takes on Linux (`IOV_MAX`).
 const IOV_MAX: usize = 1024;
+
+/// Longest a close frame may wait for the peer to take it.
+const CLOSE_STALL: Duration = Duration::from_secs(2);
 
 /// Room a socket's batch buffers keep between batches without a reason.
 const KEEP: usize = 64;
@@ -144,18 +148,32 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         }
     }
 
-    /// Writes `frames` after any left from before, then flushes.
-    pub(crate) async fn write(&mut self, frames: impl Iterator<Item = Bytes>) -> io::Result<()> {
+    /// Writes `frames` after any left from before, then flushes; fails with `TimedOut` when the
+    /// connection takes nothing for `stall` (the peer does not read).
+    pub(crate) async fn write(
+        &mut self,
+        frames: impl Iterator<Item = Bytes>,
+        stall: Duration,
+    ) -> io::Result<()> {
         self.frames.extend(frames);
         let used = self.frames.len();
-        poll_fn(|cx| self.poll_write(cx)).await?;
+        while !self.frames.is_empty() {
+            let progress = poll_fn(|cx| self.poll_write(cx));
+            tokio::time::timeout(stall, progress)
+                .await
+                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        }
         recycle(&mut self.frames, used);
-        std::future::poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx)).await
+        let flushed = poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx));
+        tokio::time::timeout(stall, flushed)
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
     }
 
-    /// Writes until every frame is out, one iovec per frame (the slices live only in this poll).
+    /// Writes frames, one iovec per frame (the slices live only in this poll), until every frame
+    /// is out or a `writev` has made some progress.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.frames.is_empty() {
+        if !self.frames.is_empty() {
             let mut slices = [IoSlice::new(&[]); IOV_MAX];
             let count = self.frames.len().min(IOV_MAX);
             for (slice, frame) in slices.iter_mut().zip(&self.frames) {
@@ -194,7 +212,8 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             return Ok(());
         }
         self.frames.clear();
-        self.write(std::iter::once(reason.frame())).await
+        self.write(std::iter::once(reason.frame()), CLOSE_STALL)
+            .await
     }
 }
 
@@ -220,7 +239,8 @@ mod tests {
             client.read_exact(&mut got).await.unwrap();
             assert_eq!(got, expected);
         });
-        writer.write(frames.into_iter()).await.unwrap();
+        let stall = Duration::from_secs(10);
+        writer.write(frames.into_iter(), stall).await.unwrap();
         reading.await.unwrap();
         assert!(!writer.midway && writer.frames.is_empty());
     }

@@ -120,3 +120,31 @@ async fn pings_do_not_keep_a_client_that_never_answers_alive() {
     assert_eq!(raw.close_code().await, Some(4001));
     assert_eq!(server.hub.stats().ping_timeouts, 1);
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_once_writes_make_no_progress() {
+    let mut limits = Limits::default();
+    limits.write_timeout = Duration::from_millis(300);
+    let mut keep_alive = KeepAlive::default();
+    (keep_alive.message, keep_alive.ping_interval) = (None, None);
+    let builder = Hub::builder().limits(limits).keep_alive(keep_alive);
+    let server = Server::with(builder, HttpOptions::new()).await;
+    let mut raw = server.raw().await;
+    let subscribe = json!({"type": "subscribe", "id": 1, "channels": "public:big"}).to_string();
+    raw.send(TEXT, subscribe.as_bytes(), false).await;
+    let (_, reply) = raw.frame().await;
+    assert!(reply.starts_with(br#"{"type":"reply","id":1"#));
+    // 24 MB the client never reads: more than the kernel buffers, fewer frames than the queue.
+    let big = "x".repeat(60_000);
+    for _ in 0..400 {
+        server
+            .hub
+            .channel("public:big", "e", (&big,))
+            .await
+            .unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(10), server.hub.drained())
+        .await
+        .expect("the stalled socket is dropped");
+    assert_eq!(server.hub.stats().slow_consumer_closes, 1);
+}
