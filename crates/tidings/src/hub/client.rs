@@ -69,6 +69,13 @@ impl Client {
         channels: Vec<String>,
         token: Option<&str>,
     ) -> Result<Vec<String>, RequestError> {
+        // A name that breaks the limits is `invalid_name` whatever the rules would say.
+        let limits = self.hub.limits();
+        for channel in &channels {
+            limits
+                .check_name("channel", channel)
+                .map_err(|e| RequestError::Session(e.into()))?;
+        }
         let user = self.user();
         let claims = match token {
             Some(token) => Some(self.hub.verify_token(token)?),

@@ -160,7 +160,12 @@ pub(crate) fn decode(frame: &str) -> Result<Request, BadFrame> {
             format!("frame is not a JSON object: {e}"),
         ),
     })?;
-    let kind: String = field(None, "type", envelope.kind, "a string")?;
+    // The id first: a frame with a readable id is answered with a reply to it, whatever else is
+    // wrong with it.
+    let id: Option<u64> = envelope
+        .id
+        .and_then(|id| serde_json::from_str(id.get()).ok());
+    let kind: String = field(id, "type", envelope.kind, "a string")?;
     let id: u64 = field(None, "id", envelope.id, "an unsigned integer")?;
     match kind.as_str() {
         "subscribe" => Ok(Request::Subscribe {
@@ -308,5 +313,16 @@ mod tests {
             payload(&error(Some(2), &e)),
             br#"{"type":"reply","id":2,"error":{"code":"room_full","message":"full"}}"#
         );
+    }
+
+    #[test]
+    fn a_frame_with_a_readable_id_gets_a_reply_whatever_else_is_wrong() {
+        let (id, c, m) = code(r#"{"id":7}"#);
+        assert_eq!((id, c), (Some(7), ErrorCode::BadRequest));
+        assert!(m.contains("`type` is missing"), "{m}");
+        let (id, c, _) = code(r#"{"id":8,"type":3}"#);
+        assert_eq!((id, c), (Some(8), ErrorCode::BadRequest));
+        let (id, _, _) = code(r#"{"id":"x","type":"list"}"#);
+        assert_eq!(id, None, "an unreadable id gets an error frame");
     }
 }

@@ -82,3 +82,47 @@ async fn plain_http_on_the_websocket_endpoint_is_told_to_upgrade() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "upgrade_required");
 }
+
+#[tokio::test]
+async fn a_frame_with_a_readable_id_but_no_type_gets_a_reply_to_that_id() {
+    let server = Server::start().await;
+    let mut c = server.connect().await;
+    c.send_text(r#"{"id": 5}"#).await;
+    let reply = c.recv().await;
+    assert_eq!(
+        (reply["type"].as_str(), reply["id"].as_u64()),
+        (Some("reply"), Some(5)),
+        "{reply}"
+    );
+    assert_eq!(reply["error"]["code"], "bad_request");
+    c.send_text(r#"{"id": 6, "type": 1}"#).await;
+    let reply = c.recv().await;
+    assert_eq!(
+        (reply["id"].as_u64(), reply["error"]["code"].as_str()),
+        (Some(6), Some("bad_request"))
+    );
+}
+
+#[tokio::test]
+async fn a_bad_channel_name_is_invalid_name_before_any_channel_rule() {
+    let server = Server::start().await;
+    let mut c = server.connect().await;
+    for name in [String::new(), format!("private:{}", "x".repeat(300))] {
+        let reply = c
+            .request(json!({"type": "subscribe", "channels": [name]}))
+            .await;
+        assert_eq!(reply["error"]["code"], "invalid_name", "{reply}");
+    }
+}
+
+#[tokio::test]
+async fn a_connection_reset_is_not_a_refused_frame() {
+    let server = Server::start().await;
+    let mut raw = server.raw().await;
+    // A request whose reply the client never reads: closing with it unread resets the connection.
+    raw.send(0x81, br#"{"type":"list","id":1}"#, false).await;
+    raw.stream.peek(&mut [0; 1]).await.unwrap();
+    drop(raw);
+    server.hub.drained().await;
+    assert_eq!(server.hub.stats().refused_frames, 0);
+}
