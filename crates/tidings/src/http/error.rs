@@ -129,6 +129,7 @@ impl From<HandshakeError> for ApiError {
         let (status, code) = match &error {
             HandshakeError::NotWebSocket => (StatusCode::UPGRADE_REQUIRED, "upgrade_required"),
             HandshakeError::UnsupportedVersion => (StatusCode::BAD_REQUEST, "unsupported_version"),
+            HandshakeError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             HandshakeError::NotUpgradable => (StatusCode::BAD_REQUEST, "upgrade_unavailable"),
             HandshakeError::NoSession(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };

@@ -54,6 +54,9 @@ pub(crate) enum HandshakeError {
     /// A WebSocket version other than 13.
     #[error("only WebSocket version 13 is supported")]
     UnsupportedVersion,
+    /// `Sec-WebSocket-Key` is not 16 bytes in base64, or `Host` is missing (RFC 6455 §4.2.1).
+    #[error("{0}")]
+    BadRequest(&'static str),
     /// The connection cannot be upgraded (not HTTP/1.1).
     #[error("this connection cannot be upgraded (WebSocket needs HTTP/1.1)")]
     NotUpgradable,
@@ -77,6 +80,14 @@ pub(super) fn handshake(request: &mut Request) -> Result<(HeaderValue, OnUpgrade
         != Some(b"13")
     {
         return Err(HandshakeError::UnsupportedVersion);
+    }
+    if STANDARD.decode(key.as_bytes()).map(|k| k.len()) != Ok(16) {
+        return Err(HandshakeError::BadRequest(
+            "Sec-WebSocket-Key must be 16 bytes in base64",
+        ));
+    }
+    if !headers.contains_key(header::HOST) {
+        return Err(HandshakeError::BadRequest("a Host header is required"));
     }
     let on_upgrade = request.extensions_mut().remove::<OnUpgrade>();
     Ok((key, on_upgrade.ok_or(HandshakeError::NotUpgradable)?))

@@ -126,3 +126,42 @@ async fn a_connection_reset_is_not_a_refused_frame() {
     server.hub.drained().await;
     assert_eq!(server.hub.stats().refused_frames, 0);
 }
+
+/// The status code of the answer to a raw HTTP request.
+async fn status_of(server: &Server, request: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0; 12];
+    stream.read_exact(&mut head).await.unwrap();
+    std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_handshake_with_a_bad_key_or_no_host_is_refused_with_400() {
+    let server = Server::start().await;
+    let request = |key: &str, host: bool| {
+        let host = if host { "Host: localhost\r\n" } else { "" };
+        format!(
+            "GET /ws HTTP/1.1\r\n{host}Upgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+    };
+    let good = "dGhlIHNhbXBsZSBub25jZQ==";
+    assert_eq!(status_of(&server, &request(good, true)).await, 101);
+    assert_eq!(
+        status_of(&server, &request("abc", true)).await,
+        400,
+        "not base64 of 16 bytes"
+    );
+    assert_eq!(
+        status_of(&server, &request("YWJj", true)).await,
+        400,
+        "3 bytes"
+    );
+    assert_eq!(
+        status_of(&server, &request(good, false)).await,
+        400,
+        "no Host"
+    );
+}
