@@ -86,6 +86,10 @@ pub struct Settings {
     #[arg(long, env = "TIDINGS_MAX_REQUESTS_PER_SOCKET", value_name = "N")]
     pub max_requests_per_socket: Option<usize>,
 
+    /// Deepest nesting of arrays and objects in a published event's args [default: 64]
+    #[arg(long, env = "TIDINGS_MAX_ARGS_DEPTH", value_name = "LEVELS")]
+    pub max_args_depth: Option<usize>,
+
     /// Seconds a write to a socket may make no progress before the socket is dropped
     /// [default: 10]
     #[arg(long, env = "TIDINGS_WRITE_TIMEOUT", value_name = "SECONDS")]
@@ -401,6 +405,7 @@ impl Settings {
                 &mut limits.max_requests_per_socket,
                 self.max_requests_per_socket,
             ),
+            (&mut limits.max_args_depth, self.max_args_depth),
         ];
         for (limit, value) in overrides {
             if let Some(value) = value {

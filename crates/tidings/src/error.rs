@@ -120,6 +120,12 @@ pub enum PublishError {
     /// The arguments could not be serialized.
     #[error("args could not be serialized: {0}")]
     Args(#[source] serde_json::Error),
+    /// The arguments nest arrays and objects deeper than `max_args_depth`.
+    #[error("args nest deeper than {max} levels")]
+    ArgsTooDeep {
+        /// The limit.
+        max: usize,
+    },
     /// The serialized arguments exceed `max_args_size`.
     #[error("args are {size} bytes; the limit is {max}")]
     ArgsTooLarge {

@@ -34,6 +34,9 @@ pub struct Limits {
     /// Longest a write to a socket may make no progress (the client reads nothing); past it the
     /// socket is dropped, without a close handshake, and counted as a slow consumer.
     pub write_timeout: Duration,
+    /// Deepest nesting of arrays and objects in a published event's `args` (the array itself
+    /// is level 1): deeper JSON breaks ordinary parsers in browsers' and backends' hands.
+    pub max_args_depth: usize,
 }
 
 impl Default for Limits {
@@ -47,6 +50,7 @@ impl Default for Limits {
             max_calls_per_socket: 16,
             max_requests_per_socket: 32,
             write_timeout: Duration::from_secs(10),
+            max_args_depth: 64,
         }
     }
 }
@@ -62,6 +66,7 @@ impl Limits {
             ("outbound_queue", self.outbound_queue),
             ("max_calls_per_socket", self.max_calls_per_socket),
             ("max_requests_per_socket", self.max_requests_per_socket),
+            ("max_args_depth", self.max_args_depth),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -87,6 +92,30 @@ impl Limits {
             });
         }
         Ok(())
+    }
+
+    /// The nesting depth of a JSON text (strings skipped), stopping once it passes the limit.
+    pub(crate) fn args_depth(&self, json: &str) -> usize {
+        let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
+        for byte in json.bytes() {
+            match (in_string, escaped, byte) {
+                (true, true, _) => escaped = false,
+                (true, false, b'\\') => escaped = true,
+                (true, false, b'"') => in_string = false,
+                (true, false, _) => {}
+                (false, _, b'"') => in_string = true,
+                (false, _, b'[' | b'{') => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                    if deepest > self.max_args_depth {
+                        break;
+                    }
+                }
+                (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        deepest
     }
 
     /// Checks every name of a list (see [`Limits::check_name`]).
@@ -147,5 +176,14 @@ mod tests {
             limits.check_name("user id", "abcd"),
             Err(NameError::TooLong { len: 4, max: 3, .. })
         ));
+    }
+
+    #[test]
+    fn args_depth_counts_arrays_and_objects_but_not_strings() {
+        let limits = Limits::default();
+        assert_eq!(limits.args_depth(r#"[1, {"a": [2]}, "[[[{{"]"#), 3);
+        assert_eq!(limits.args_depth(r#"["\"[[", []]"#), 2);
+        let deep = format!("{}{}", "[".repeat(30_000), "]".repeat(30_000));
+        assert_eq!(limits.args_depth(&deep), 65, "stops just past the limit");
     }
 }

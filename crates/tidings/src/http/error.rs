@@ -74,6 +74,9 @@ impl From<PublishError> for ApiError {
             PublishError::ArgsNotArray | PublishError::Args(_) => {
                 Self::new(StatusCode::BAD_REQUEST, "bad_request", message).field("args")
             }
+            PublishError::ArgsTooDeep { .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "args_too_deep", message).field("args")
+            }
             PublishError::ArgsTooLarge { .. } => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "args_too_large", message).field("args")
             }

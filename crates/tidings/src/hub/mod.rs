@@ -206,6 +206,10 @@ impl Hub {
             let max = limits.max_args_size;
             return Err(PublishError::ArgsTooLarge { size, max });
         }
+        if limits.args_depth(args.get()) > limits.max_args_depth {
+            let max = limits.max_args_depth;
+            return Err(PublishError::ArgsTooDeep { max });
+        }
         let (name, args): (Arc<str>, Arc<RawValue>) = (event.into(), args.into());
         for target in targets {
             if let Target::Socket(id) = &target

@@ -134,3 +134,39 @@ async fn oversized_bodies_and_args_are_413() {
     );
     assert_eq!(reply["error"]["field"], "args");
 }
+
+#[tokio::test]
+async fn args_nested_past_the_depth_limit_are_400_and_reach_nobody() {
+    let server = Server::start().await;
+    let mut client = server.connect().await;
+    let deep = format!(
+        r#"{{"event":"e","args":{}{}}}"#,
+        "[".repeat(30_000),
+        "]".repeat(30_000)
+    );
+    let (status, reply) = server
+        .api(reqwest::Method::POST, "/publish/all", Some(&deep))
+        .await;
+    assert_eq!(
+        (
+            status,
+            reply["error"]["code"].as_str(),
+            reply["error"]["field"].as_str()
+        ),
+        (400, Some("args_too_deep"), Some("args"))
+    );
+    let ok = format!(
+        r#"{{"event":"e","args":{}{}}}"#,
+        "[".repeat(64),
+        "]".repeat(64)
+    );
+    let (status, _) = server
+        .api(reqwest::Method::POST, "/publish/all", Some(&ok))
+        .await;
+    assert_eq!(status, 200, "64 levels pass");
+    let frame = client.recv().await;
+    assert_eq!(
+        frame["event"], "e",
+        "only the second publish arrives: {frame}"
+    );
+}
