@@ -56,7 +56,9 @@ test("the README's hello page shows what the README's curl publishes", { timeout
   await subscribed;
 
   const curl = block(readme, "sh");
-  const [, route, body] = curl.match(/127\.0\.0\.1:7400\/api\/publish\/(\w+) -d '(.*)'/);
+  const [, route, body] = curl.match(
+    /127\.0\.0\.1:7400\/api\/publish\/(\w+) -H 'content-type: application\/json' -d '(.*)'/,
+  );
   await server.publish(route, JSON.parse(body));
   const line = page.locator("#news li");
   await line.waitFor();

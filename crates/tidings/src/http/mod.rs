@@ -107,7 +107,8 @@ where
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
         })
         .layer(DefaultBodyLimit::max(options.max_body))
-        .layer(middleware::from_fn_with_state(options.api_key, require_key));
+        .layer(middleware::from_fn_with_state(options.api_key, require_key))
+        .layer(middleware::from_fn(preflight));
     Router::new()
         .route("/ws", get(websocket))
         .route(
@@ -161,6 +162,15 @@ async fn readyz(State(hub): State<Hub>) -> Response {
 /// Compares two byte strings in time independent of where they differ.
 fn same_key(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Answers a CORS preflight (`OPTIONS`) with 204 and no `Access-Control-Allow-*` header: no web
+/// page of another origin may call the API from a browser.
+async fn preflight(request: Request, next: Next) -> Response {
+    if request.method() == http::Method::OPTIONS {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    next.run(request).await
 }
 
 /// Refuses API requests without the right bearer key, when a key is configured.

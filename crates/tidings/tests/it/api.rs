@@ -170,3 +170,58 @@ async fn args_nested_past_the_depth_limit_are_400_and_reach_nobody() {
         "only the second publish arrives: {frame}"
     );
 }
+
+#[tokio::test]
+async fn a_body_that_is_not_declared_json_is_415_and_publishes_nothing() {
+    let server = Server::start().await;
+    let mut client = server.connect().await;
+    let url = format!("http://{}/api/publish/all", server.addr);
+    let body = r#"{"event":"forged"}"#;
+    let http = reqwest::Client::new();
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let mut request = http.post(&url).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 415, "{content_type:?}");
+        let reply: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(reply["error"]["code"], "unsupported_media_type");
+    }
+    let declared = http
+        .post(&url)
+        .header("content-type", "application/json; charset=utf-8");
+    let response = declared.body(r#"{"event":"real"}"#).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        client.recv().await["event"],
+        "real",
+        "only the JSON publish arrives"
+    );
+}
+
+#[tokio::test]
+async fn a_cors_preflight_gets_no_permission() {
+    let server = Server::start().await;
+    let response = reqwest::Client::new()
+        .request(
+            Method::OPTIONS,
+            format!("http://{}/api/publish/all", server.addr),
+        )
+        .header("origin", "http://evil.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let allowed = response
+        .headers()
+        .keys()
+        .filter(|k| k.as_str().starts_with("access-control-"));
+    assert_eq!(allowed.count(), 0, "no Access-Control-Allow-* header");
+}
