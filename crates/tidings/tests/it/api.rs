@@ -139,14 +139,20 @@ async fn oversized_bodies_and_args_are_413() {
 async fn args_nested_past_the_depth_limit_are_400_and_reach_nobody() {
     let server = Server::start().await;
     let mut client = server.connect().await;
-    let deep = format!(
-        r#"{{"event":"e","args":{}{}}}"#,
-        "[".repeat(30_000),
-        "]".repeat(30_000)
-    );
-    let (status, reply) = server
-        .api(reqwest::Method::POST, "/publish/all", Some(&deep))
-        .await;
+    let nested = |levels: usize| {
+        let body = format!(
+            r#"{{"event":"e","args":{}{}}}"#,
+            "[".repeat(levels),
+            "]".repeat(levels)
+        );
+        let server = &server;
+        async move {
+            server
+                .api(reqwest::Method::POST, "/publish/all", Some(&body))
+                .await
+        }
+    };
+    let (status, reply) = nested(30_000).await;
     assert_eq!(
         (
             status,
@@ -155,14 +161,7 @@ async fn args_nested_past_the_depth_limit_are_400_and_reach_nobody() {
         ),
         (400, Some("args_too_deep"), Some("args"))
     );
-    let ok = format!(
-        r#"{{"event":"e","args":{}{}}}"#,
-        "[".repeat(64),
-        "]".repeat(64)
-    );
-    let (status, _) = server
-        .api(reqwest::Method::POST, "/publish/all", Some(&ok))
-        .await;
+    let (status, _) = nested(64).await;
     assert_eq!(status, 200, "64 levels pass");
     let frame = client.recv().await;
     assert_eq!(
