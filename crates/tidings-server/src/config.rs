@@ -86,6 +86,14 @@ pub struct Settings {
     #[arg(long, env = "TIDINGS_MAX_REQUESTS_PER_SOCKET", value_name = "N")]
     pub max_requests_per_socket: Option<usize>,
 
+    /// Requests a socket may send per second, on average [default: 100]
+    #[arg(long, env = "TIDINGS_REQUEST_RATE", value_name = "N")]
+    pub request_rate: Option<usize>,
+
+    /// Requests a socket may send at once, above the rate [default: 200]
+    #[arg(long, env = "TIDINGS_REQUEST_BURST", value_name = "N")]
+    pub request_burst: Option<usize>,
+
     /// Deepest nesting of arrays and objects in a published event's args [default: 64]
     #[arg(long, env = "TIDINGS_MAX_ARGS_DEPTH", value_name = "LEVELS")]
     pub max_args_depth: Option<usize>,
@@ -406,6 +414,8 @@ impl Settings {
                 self.max_requests_per_socket,
             ),
             (&mut limits.max_args_depth, self.max_args_depth),
+            (&mut limits.request_rate, self.request_rate),
+            (&mut limits.request_burst, self.request_burst),
         ];
         for (limit, value) in overrides {
             if let Some(value) = value {

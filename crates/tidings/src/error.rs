@@ -271,6 +271,9 @@ pub(crate) enum RequestError {
     /// The socket has as many RPC calls running as allowed.
     #[error("{0} calls are running on this socket; wait for one")]
     TooManyCalls(usize),
+    /// The socket sends requests faster than `request_rate`.
+    #[error("more than {0} requests a second; slow down")]
+    RateLimited(usize),
     /// The socket has as many requests waiting as allowed.
     #[error("{0} requests are waiting on this socket; wait for their replies")]
     TooManyRequests(usize),

@@ -37,6 +37,12 @@ pub struct Limits {
     /// Deepest nesting of arrays and objects in a published event's `args` (the array itself
     /// is level 1): deeper JSON breaks ordinary parsers in browsers' and backends' hands.
     pub max_args_depth: usize,
+    /// Requests a socket may send per second, on average; past it a request gets
+    /// `rate_limited`, and a socket that keeps sending twice `request_burst` requests past it is
+    /// closed with 1008.
+    pub request_rate: usize,
+    /// Requests a socket may send at once, above `request_rate`.
+    pub request_burst: usize,
 }
 
 impl Default for Limits {
@@ -51,6 +57,8 @@ impl Default for Limits {
             max_requests_per_socket: 32,
             write_timeout: Duration::from_secs(10),
             max_args_depth: 64,
+            request_rate: 100,
+            request_burst: 200,
         }
     }
 }
@@ -67,6 +75,8 @@ impl Limits {
             ("max_calls_per_socket", self.max_calls_per_socket),
             ("max_requests_per_socket", self.max_requests_per_socket),
             ("max_args_depth", self.max_args_depth),
+            ("request_rate", self.request_rate),
+            ("request_burst", self.request_burst),
         ];
         for (name, value) in positive {
             if value == 0 {

@@ -11,6 +11,7 @@ use crate::model::PresenceKind;
 pub(crate) struct Counters {
     delivered: AtomicU64,
     slow_consumers: AtomicU64,
+    rate_limited: AtomicU64,
     refused_frames: AtomicU64,
     ping_timeouts: AtomicU64,
     connects: AtomicU64,
@@ -33,6 +34,11 @@ impl Counters {
     /// Counts sockets closed because their outbound queue was full.
     pub(crate) fn slow_consumers(&self, n: u64) {
         self.slow_consumers.fetch_add(n, Relaxed);
+    }
+
+    /// Counts requests refused for the request rate.
+    pub(crate) fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Relaxed);
     }
 
     /// Counts client frames refused (malformed, unknown, oversized, binary).
@@ -105,6 +111,8 @@ pub struct Stats {
     /// Sockets closed because their outbound queue was full (close code 4000), or dropped because
     /// their writes made no progress for `write_timeout`.
     pub slow_consumer_closes: u64,
+    /// Client requests refused with `rate_limited` (past `request_rate`).
+    pub rate_limited: u64,
     /// Client frames refused (malformed, unknown type, oversized, binary, a protocol error, a ping
     /// flood).
     pub refused_frames: u64,
@@ -133,6 +141,7 @@ impl Counters {
             index,
             delivered: self.delivered.load(Relaxed),
             slow_consumer_closes: self.slow_consumers.load(Relaxed),
+            rate_limited: self.rate_limited.load(Relaxed),
             refused_frames: self.refused_frames.load(Relaxed),
             ping_timeouts: self.ping_timeouts.load(Relaxed),
             connects: self.connects.load(Relaxed),

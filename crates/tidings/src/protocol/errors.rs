@@ -46,6 +46,7 @@ impl From<RequestError> for ErrorReply {
             RequestError::Panicked(_) => ErrorCode::Internal,
             RequestError::TooManyCalls(_) => ErrorCode::TooManyCalls,
             RequestError::TooManyRequests(_) => ErrorCode::TooManyRequests,
+            RequestError::RateLimited(_) => ErrorCode::RateLimited,
         };
         ErrorReply::new(code, error.to_string())
     }

@@ -190,6 +190,8 @@ pub(crate) enum ErrorCode {
     TooManyCalls,
     /// The socket has as many requests waiting for the store as allowed.
     TooManyRequests,
+    /// The socket sends requests faster than `request_rate`.
+    RateLimited,
     /// A backend (store, bus) cannot be reached; retry later.
     Unavailable,
     /// The server failed: a reply it could not encode, an RPC handler that panicked.
@@ -227,6 +229,8 @@ pub(crate) enum CloseReason {
     ProtocolError,
     /// The client sent more pings than the server answers. Code 1008.
     PingFlood,
+    /// The client kept sending requests far past `request_rate`. Code 1008.
+    RateLimited,
     /// The client closed: the same code goes back, or an empty close for an empty one.
     Reply(Option<u16>),
 }
@@ -245,7 +249,7 @@ impl CloseReason {
             Self::TooBig => 1009,
             Self::InvalidUtf8 => 1007,
             Self::ProtocolError => 1002,
-            Self::PingFlood => 1008,
+            Self::PingFlood | Self::RateLimited => 1008,
             Self::Reply(code) => return code,
         })
     }
@@ -264,6 +268,7 @@ impl CloseReason {
             Self::InvalidUtf8 => "text is not UTF-8",
             Self::ProtocolError => "WebSocket protocol error",
             Self::PingFlood => "too many pings",
+            Self::RateLimited => "too many requests",
             Self::Reply(_) => "",
         }
     }

@@ -32,6 +32,49 @@ const MAX_PINGS: u32 = 64;
 /// The window [`MAX_PINGS`] counts over.
 const PING_WINDOW: Duration = Duration::from_secs(1);
 
+/// A token bucket over a socket's requests: `request_rate` a second, `request_burst` at once.
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    /// Requests refused in a row.
+    refused: usize,
+}
+
+/// What the bucket says of a request.
+enum Throttle {
+    Pass,
+    Refuse,
+    /// Refused more than twice the burst in a row: the client does not slow down.
+    Close,
+}
+
+impl Bucket {
+    /// A full bucket.
+    fn new(burst: usize) -> Self {
+        Self {
+            tokens: burst as f64,
+            last: Instant::now(),
+            refused: 0,
+        }
+    }
+
+    /// Takes a token for one request.
+    fn take(&mut self, rate: usize, burst: usize) -> Throttle {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * rate as f64;
+        (self.tokens, self.last) = ((self.tokens + refill).min(burst as f64), now);
+        if self.tokens >= 1.0 {
+            (self.tokens, self.refused) = (self.tokens - 1.0, 0);
+            return Throttle::Pass;
+        }
+        self.refused += 1;
+        match self.refused > 2 * burst {
+            true => Throttle::Close,
+            false => Throttle::Refuse,
+        }
+    }
+}
+
 /// The two halves of a socket's WebSocket stream, with the hub's limits.
 fn serve<S>(hub: &Hub, io: S) -> (WsReader<ReadHalf<S>>, Writer<WriteHalf<S>>)
 where
@@ -247,6 +290,7 @@ impl<'a> Reader<'a> {
             since: Instant::now(),
             count: 0,
         };
+        let mut bucket = Bucket::new(self.hub.limits().request_burst);
         loop {
             let message = tokio::select! {
                 message = stream.next() => message,
@@ -259,10 +303,12 @@ impl<'a> Reader<'a> {
             let refused = match message {
                 Ok(Message::Text(text)) => {
                     self.outbox.heard();
-                    if Some(text.as_str()) != self.heartbeat {
-                        self.answer(&text, &mut waiting);
+                    if Some(text.as_str()) == self.heartbeat
+                        || self.answer(&text, &mut waiting, &mut bucket)
+                    {
+                        continue;
                     }
-                    continue;
+                    CloseReason::RateLimited
                 }
                 // A client's own pings are not a sign that it reads: they do not count as heard.
                 Ok(Message::Ping(data)) if pings.allow() => {
@@ -290,18 +336,30 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Decodes a frame and starts answering it; the reply is queued when it is ready.
-    fn answer(&self, frame: &str, waiting: &mut Waiting<'a>) {
+    /// Decodes a frame and starts answering it; the reply is queued when it is ready. `false`
+    /// when the client keeps sending far past its request rate: the socket must close.
+    fn answer(&self, frame: &str, waiting: &mut Waiting<'a>, bucket: &mut Bucket) -> bool {
         let request = match self.encoding.decode(frame) {
             Ok(request) => request,
             Err(bad) => {
                 self.hub.counters().refused_frame();
                 let reply = self.encoding.error(bad.id, &bad.error);
                 let _ = self.outbox.push(Outgoing::Frame(reply));
-                return;
+                return true;
             }
         };
         let limits = self.hub.limits();
+        match bucket.take(limits.request_rate, limits.request_burst) {
+            Throttle::Pass => {}
+            Throttle::Refuse => {
+                self.hub.counters().rate_limited();
+                let error = RequestError::RateLimited(limits.request_rate);
+                let reply = self.encoding.error(Some(request.id()), &error.into());
+                let _ = self.outbox.push(Outgoing::Frame(reply));
+                return true;
+            }
+            Throttle::Close => return false,
+        }
         let (id, full) = match &request {
             Request::Rpc { id, .. } => (*id, waiting.calls >= limits.max_calls_per_socket),
             other => (
@@ -316,7 +374,7 @@ impl<'a> Reader<'a> {
             };
             let reply = self.encoding.error(Some(id), &error.into());
             let _ = self.outbox.push(Outgoing::Frame(reply));
-            return;
+            return true;
         }
         let (client, enc) = (self.client, self.encoding);
         match request {
@@ -352,6 +410,7 @@ impl<'a> Reader<'a> {
                 );
             }
         }
+        true
     }
 }
 
@@ -364,5 +423,62 @@ fn respond<T: serde::Serialize>(
     match result {
         Ok(result) => encoding.reply(id, &result),
         Err(error) => encoding.error(Some(id), &error.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use crate::testing::Tab;
+    use crate::{Hub, Limits};
+
+    /// A hub whose sockets may send 2 requests a second, 4 at once.
+    fn hub() -> Hub {
+        let mut limits = Limits::default();
+        (limits.request_rate, limits.request_burst) = (2, 4);
+        Hub::builder().limits(limits).build().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_past_the_rate_are_refused_then_allowed_again() {
+        let hub = hub();
+        let mut tab = Tab::open(&hub, None).await;
+        let mut codes = Vec::new();
+        for _ in 0..6 {
+            let reply = tab.request(json!({"type": "list"})).await;
+            codes.push(reply["error"]["code"].as_str().unwrap_or("ok").to_owned());
+        }
+        assert_eq!(
+            codes,
+            ["ok", "ok", "ok", "ok", "rate_limited", "rate_limited"]
+        );
+        assert_eq!(hub.stats().rate_limited, 2);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let reply = tab.request(json!({"type": "list"})).await;
+        assert_eq!(
+            reply["result"],
+            json!([]),
+            "a token came back after half a second"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_does_not_slow_down_is_closed_with_1008() {
+        let hub = hub();
+        let mut tab = Tab::open(&hub, None).await;
+        for _ in 0..4 + 2 * 4 + 1 {
+            tab.send_text(r#"{"type":"list","id":1}"#).await;
+        }
+        loop {
+            let frame = tab.recv().await;
+            if let Some(code) = frame.get("close") {
+                assert_eq!(code, 1008);
+                break;
+            }
+        }
+        assert_eq!(hub.stats().rate_limited, 8);
     }
 }
