@@ -107,6 +107,10 @@ pub struct Settings {
     #[arg(long, env = "TIDINGS_MAX_BODY", value_name = "BYTES")]
     pub max_body: Option<usize>,
 
+    /// Seconds a client may take to send an HTTP API body (408 past it) [default: 30]
+    #[arg(long, env = "TIDINGS_BODY_TIMEOUT", value_name = "SECONDS")]
+    pub body_timeout: Option<u64>,
+
     /// Event bus between nodes: memory (one node), redis or nats [default: memory]
     #[arg(long, env = "TIDINGS_BUS", value_name = "KIND")]
     pub bus: Option<BusKind>,
@@ -464,6 +468,9 @@ impl Settings {
                 return Err("api_key: must not be empty".into());
             }
             http = http.api_key(key);
+        }
+        if let Some(seconds) = self.body_timeout {
+            http = http.body_timeout(Duration::from_secs(seconds));
         }
         if let Some(max_body) = self.max_body {
             http = http.max_body(max_body);

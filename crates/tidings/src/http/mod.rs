@@ -19,6 +19,7 @@ mod error;
 pub(crate) use error::ApiError;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef, Query, Request, State};
@@ -36,6 +37,7 @@ use crate::socket::{HandshakeError, upgrade};
 pub struct HttpOptions {
     api_key: Option<Arc<str>>,
     max_body: usize,
+    body_timeout: Duration,
 }
 
 impl Default for HttpOptions {
@@ -43,12 +45,13 @@ impl Default for HttpOptions {
         Self {
             api_key: None,
             max_body: 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
 
 impl HttpOptions {
-    /// No API key, 1 MiB request bodies.
+    /// No API key, 1 MiB request bodies, 30 s to send one.
     pub fn new() -> Self {
         Self::default()
     }
@@ -62,6 +65,12 @@ impl HttpOptions {
     /// The largest API request body, in bytes (413 past it).
     pub fn max_body(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
+        self
+    }
+
+    /// Longest a client may take to send an API request body (408 past it).
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
         self
     }
 }
@@ -107,6 +116,10 @@ where
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
         })
         .layer(DefaultBodyLimit::max(options.max_body))
+        .layer(middleware::from_fn_with_state(
+            (options.max_body, options.body_timeout),
+            read_body,
+        ))
         .layer(middleware::from_fn_with_state(options.api_key, require_key))
         .layer(middleware::from_fn(preflight));
     Router::new()
@@ -171,6 +184,39 @@ async fn preflight(request: Request, next: Next) -> Response {
         return StatusCode::NO_CONTENT.into_response();
     }
     next.run(request).await
+}
+
+/// Reads an API request's body before its handler, within `max_body` bytes and `body_timeout`:
+/// a declared length past the limit is refused before a byte is read (413), and a client that
+/// stalls gets 408 instead of holding the connection.
+async fn read_body(
+    State((max_body, timeout)): State<(usize, Duration)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = |message: String| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", message).into_response()
+    };
+    if declared.is_some_and(|length| length > max_body as u64) {
+        return too_large(format!("the body is larger than {max_body} bytes"));
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, max_body)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => return too_large(format!("the body is larger than {max_body} bytes")),
+        Err(_) => {
+            let message = format!("the body did not arrive within {timeout:?}");
+            return ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", message)
+                .into_response();
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 /// Refuses API requests without the right bearer key, when a key is configured.

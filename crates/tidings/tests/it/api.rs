@@ -224,3 +224,36 @@ async fn a_cors_preflight_gets_no_permission() {
         .filter(|k| k.as_str().starts_with("access-control-"));
     assert_eq!(allowed.count(), 0, "no Access-Control-Allow-* header");
 }
+
+/// Sends raw bytes to the server and returns the status code it answers with.
+async fn status_after(server: &Server, bytes: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut head = [0; 12];
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_exact(&mut head),
+    );
+    read.await
+        .expect("an answer without the rest of the body")
+        .unwrap();
+    std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_declared_body_past_the_limit_is_413_before_it_is_sent() {
+    let server = Server::start().await;
+    let head = "POST /api/publish/all HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n\
+                content-length: 10000000000\r\n\r\n{";
+    assert_eq!(status_after(&server, head.as_bytes()).await, 413);
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_is_408() {
+    let options = HttpOptions::new().body_timeout(std::time::Duration::from_millis(200));
+    let server = Server::with(Hub::builder(), options).await;
+    let head = "POST /api/publish/all HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n\
+                content-length: 100\r\n\r\n{\"event\":";
+    assert_eq!(status_after(&server, head.as_bytes()).await, 408);
+}
