@@ -53,6 +53,16 @@ pub struct Settings {
     )]
     pub user_channels: Option<Vec<String>>,
 
+    /// Origins whose pages may open a WebSocket, comma-separated (`https://app.example.com`,
+    /// `https://*.example.com`) [default: any on a loopback address, else the server's own]
+    #[arg(
+        long,
+        env = "TIDINGS_ALLOWED_ORIGINS",
+        value_name = "ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Option<Vec<String>>,
+
     /// Seconds a session outlives its last socket [default: 86400]
     #[arg(long, env = "TIDINGS_SESSION_TTL", value_name = "SECONDS")]
     pub session_ttl: Option<u64>,
@@ -475,6 +485,11 @@ impl Settings {
         if let Some(max_body) = self.max_body {
             http = http.max_body(max_body);
         }
+        http = match self.allowed_origins {
+            Some(origins) => http.allowed_origins(origins),
+            None if !listen.ip().is_loopback() => http.same_origin_only(),
+            None => http,
+        };
         Ok(Plan { hub, http, listen })
     }
 }

@@ -15,6 +15,7 @@ mod api;
 mod body;
 mod client;
 mod error;
+mod origin;
 
 pub(crate) use error::ApiError;
 
@@ -30,6 +31,7 @@ use http::{HeaderValue, StatusCode, header};
 
 use crate::hub::Hub;
 use crate::socket::{HandshakeError, upgrade};
+use origin::Origins;
 
 /// Settings of the HTTP endpoints.
 #[derive(Clone, Debug)]
@@ -38,6 +40,7 @@ pub struct HttpOptions {
     api_key: Option<Arc<str>>,
     max_body: usize,
     body_timeout: Duration,
+    origins: Origins,
 }
 
 impl Default for HttpOptions {
@@ -46,12 +49,13 @@ impl Default for HttpOptions {
             api_key: None,
             max_body: 1024 * 1024,
             body_timeout: Duration::from_secs(30),
+            origins: Origins::Any,
         }
     }
 }
 
 impl HttpOptions {
-    /// No API key, 1 MiB request bodies, 30 s to send one.
+    /// No API key, 1 MiB request bodies, 30 s to send one, WebSockets from pages of any origin.
     pub fn new() -> Self {
         Self::default()
     }
@@ -65,6 +69,24 @@ impl HttpOptions {
     /// The largest API request body, in bytes (413 past it).
     pub fn max_body(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
+        self
+    }
+
+    /// Lets only pages of these origins open a WebSocket (403 for others): exact origins
+    /// (`https://app.example.com`, with a port when not the scheme's default) or a scheme and a
+    /// domain's subdomains (`https://*.example.com`). A client that sends no `Origin` (not a
+    /// browser) is let in.
+    pub fn allowed_origins<S: Into<String>>(
+        mut self,
+        origins: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.origins = Origins::List(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Lets only pages served from the host a WebSocket request was sent to open one.
+    pub fn same_origin_only(mut self) -> Self {
+        self.origins = Origins::SameHost;
         self
     }
 
@@ -123,7 +145,13 @@ where
         .layer(middleware::from_fn_with_state(options.api_key, require_key))
         .layer(middleware::from_fn(preflight));
     Router::new()
-        .route("/ws", get(websocket))
+        .route(
+            "/ws",
+            get(websocket).layer(middleware::from_fn_with_state(
+                options.origins,
+                check_origin,
+            )),
+        )
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
@@ -175,6 +203,15 @@ async fn readyz(State(hub): State<Hub>) -> Response {
 /// Compares two byte strings in time independent of where they differ.
 fn same_key(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Refuses a WebSocket handshake from a page of an origin that is not allowed (403).
+async fn check_origin(State(origins): State<Origins>, request: Request, next: Next) -> Response {
+    if origins.allow(request.headers()) {
+        return next.run(request).await;
+    }
+    let message = "this page's origin may not open a WebSocket here (allowed_origins)";
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden_origin", message).into_response()
 }
 
 /// Answers a CORS preflight (`OPTIONS`) with 204 and no `Access-Control-Allow-*` header: no web

@@ -2,7 +2,8 @@
 
 use futures_util::SinkExt;
 use serde_json::json;
-use tidings::Limits;
+use tidings::http::HttpOptions;
+use tidings::{Hub, Limits};
 use tokio_websockets::Message;
 
 use crate::support::Server;
@@ -163,5 +164,34 @@ async fn a_handshake_with_a_bad_key_or_no_host_is_refused_with_400() {
         status_of(&server, &request(good, false)).await,
         400,
         "no Host"
+    );
+}
+
+#[tokio::test]
+async fn a_handshake_from_an_origin_not_allowed_is_403() {
+    let options = HttpOptions::new().allowed_origins(["http://app.example.com"]);
+    let server = Server::with(Hub::builder(), options).await;
+    let request = |origin: Option<&str>| {
+        let origin = origin
+            .map(|o| format!("Origin: {o}\r\n"))
+            .unwrap_or_default();
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: rt.example.com\r\n{origin}Upgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+    };
+    assert_eq!(
+        status_of(&server, &request(Some("http://evil.example.com"))).await,
+        403
+    );
+    assert_eq!(
+        status_of(&server, &request(Some("http://app.example.com"))).await,
+        101
+    );
+    assert_eq!(
+        status_of(&server, &request(None)).await,
+        101,
+        "not a browser"
     );
 }
