@@ -96,6 +96,10 @@ pub struct Settings {
     #[arg(long, env = "TIDINGS_MAX_REQUESTS_PER_SOCKET", value_name = "N")]
     pub max_requests_per_socket: Option<usize>,
 
+    /// Most sockets this node holds; past it a handshake gets 503 (0: no limit) [default: 0]
+    #[arg(long, env = "TIDINGS_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
     /// Requests a socket may send per second, on average [default: 100]
     #[arg(long, env = "TIDINGS_REQUEST_RATE", value_name = "N")]
     pub request_rate: Option<usize>,
@@ -430,6 +434,7 @@ impl Settings {
             (&mut limits.max_args_depth, self.max_args_depth),
             (&mut limits.request_rate, self.request_rate),
             (&mut limits.request_burst, self.request_burst),
+            (&mut limits.max_connections, self.max_connections),
         ];
         for (limit, value) in overrides {
             if let Some(value) = value {

@@ -43,6 +43,9 @@ pub struct Limits {
     pub request_rate: usize,
     /// Requests a socket may send at once, above `request_rate`.
     pub request_burst: usize,
+    /// Most sockets this node holds; past it a handshake gets 503 (0: no limit). Keep it below
+    /// the process's open-file limit, so the API and `/healthz` keep answering.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -59,6 +62,7 @@ impl Default for Limits {
             max_args_depth: 64,
             request_rate: 100,
             request_burst: 200,
+            max_connections: 0,
         }
     }
 }

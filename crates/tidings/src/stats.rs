@@ -12,6 +12,7 @@ pub(crate) struct Counters {
     delivered: AtomicU64,
     slow_consumers: AtomicU64,
     rate_limited: AtomicU64,
+    refused_connections: AtomicU64,
     refused_frames: AtomicU64,
     ping_timeouts: AtomicU64,
     connects: AtomicU64,
@@ -34,6 +35,11 @@ impl Counters {
     /// Counts sockets closed because their outbound queue was full.
     pub(crate) fn slow_consumers(&self, n: u64) {
         self.slow_consumers.fetch_add(n, Relaxed);
+    }
+
+    /// Counts handshakes refused because the node holds `max_connections` sockets.
+    pub(crate) fn refused_connection(&self) {
+        self.refused_connections.fetch_add(1, Relaxed);
     }
 
     /// Counts requests refused for the request rate.
@@ -113,6 +119,8 @@ pub struct Stats {
     pub slow_consumer_closes: u64,
     /// Client requests refused with `rate_limited` (past `request_rate`).
     pub rate_limited: u64,
+    /// WebSocket handshakes refused with 503 because the node held `max_connections` sockets.
+    pub refused_connections: u64,
     /// Client frames refused (malformed, unknown type, oversized, binary, a protocol error, a ping
     /// flood).
     pub refused_frames: u64,
@@ -142,6 +150,7 @@ impl Counters {
             delivered: self.delivered.load(Relaxed),
             slow_consumer_closes: self.slow_consumers.load(Relaxed),
             rate_limited: self.rate_limited.load(Relaxed),
+            refused_connections: self.refused_connections.load(Relaxed),
             refused_frames: self.refused_frames.load(Relaxed),
             ping_timeouts: self.ping_timeouts.load(Relaxed),
             connects: self.connects.load(Relaxed),

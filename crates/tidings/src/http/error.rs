@@ -135,6 +135,7 @@ impl From<HandshakeError> for ApiError {
             HandshakeError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             HandshakeError::NotUpgradable => (StatusCode::BAD_REQUEST, "upgrade_unavailable"),
             HandshakeError::NoSession(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            HandshakeError::Full(_) => (StatusCode::SERVICE_UNAVAILABLE, "too_many_connections"),
         };
         Self::new(status, code, error.to_string())
     }

@@ -60,6 +60,9 @@ pub(crate) enum HandshakeError {
     /// The connection cannot be upgraded (not HTTP/1.1).
     #[error("this connection cannot be upgraded (WebSocket needs HTTP/1.1)")]
     NotUpgradable,
+    /// The node holds `max_connections` sockets.
+    #[error("this node holds its most sockets ({0}); try again later or another node")]
+    Full(usize),
     /// No session could be found or made.
     #[error(transparent)]
     NoSession(SessionError),
@@ -115,6 +118,11 @@ pub(crate) async fn upgrade(
     mut request: Request,
 ) -> Result<Response, HandshakeError> {
     let (key, on_upgrade) = handshake(&mut request)?;
+    let max = hub.limits().max_connections;
+    if max > 0 && hub.stats().index.sockets >= max {
+        hub.counters().refused_connection();
+        return Err(HandshakeError::Full(max));
+    }
     let requested =
         cookie(request.headers(), SESSION_COOKIE).and_then(|v| v.parse::<SessionId>().ok());
     let admitted = match admit(&hub, requested, token).await {

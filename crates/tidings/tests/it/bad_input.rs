@@ -195,3 +195,17 @@ async fn a_handshake_from_an_origin_not_allowed_is_403() {
         "not a browser"
     );
 }
+
+#[tokio::test]
+async fn a_handshake_past_max_connections_is_503_and_counted() {
+    let mut limits = Limits::default();
+    limits.max_connections = 2;
+    let server = Server::with_limits(limits).await;
+    let _first = server.connect().await;
+    let _second = server.connect().await;
+    let request = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    assert_eq!(status_of(&server, request).await, 503);
+    let stats = server.hub.stats();
+    assert_eq!((stats.index.sockets, stats.refused_connections), (2, 1));
+}
