@@ -22,13 +22,13 @@ if command -v npm >/dev/null 2>&1; then
   (cd bench/peers/socketio && npm ci --no-audit --no-fund --silent) \
     || echo "bench: npm install of socket.io failed; it will be reported as not measured" >&2
 else
-  echo "bench: npm is missing (apt-get install nodejs npm); Socket.IO will be reported as not measured" >&2
+  echo "bench: npm is missing (apt-get install --no-install-recommends nodejs npm); Socket.IO will be reported as not measured" >&2
 fi
 
 # sockudo (Rust, Pusher protocol) from crates.io; its build needs protoc.
 sockudo_root="${SOCKUDO_ROOT:-$HOME/.cache/tidings-bench/sockudo}"
 if [ ! -x "$sockudo_root/bin/sockudo" ]; then
-  command -v protoc >/dev/null 2>&1 || apt-get install -y -q protobuf-compiler libprotobuf-dev >/dev/null
+  command -v protoc >/dev/null 2>&1 || apt-get install -y -q --no-install-recommends protobuf-compiler libprotobuf-dev >/dev/null
   cargo install sockudo --locked --no-default-features --features redis,nats --root "$sockudo_root" \
     || echo "bench: sockudo failed to build; it will be reported as not measured" >&2
 fi
