@@ -23,16 +23,14 @@ use crate::hub::{Admission, Client, Hub};
 use crate::model::PresenceKind;
 use crate::protocol::{CloseReason, Encoding, Request, frame};
 
-/// How long a closing socket may take to accept its close frame before it is dropped.
+/// How long a closed socket waits for the client's close frame before the connection ends.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Most pings a client may send in [`PING_WINDOW`]; past it the socket closes with 1008.
-const MAX_PINGS: u32 = 64;
+/// Pings a client may send per second, and at once; past it the socket closes with 1008.
+const MAX_PINGS: usize = 64;
 
-/// The window [`MAX_PINGS`] counts over.
-const PING_WINDOW: Duration = Duration::from_secs(1);
-
-/// A token bucket over a socket's requests: `request_rate` a second, `request_burst` at once.
+/// A token bucket over what a socket sends (its requests, its pings): `rate` a second, `burst`
+/// at once.
 struct Bucket {
     tokens: f64,
     last: Instant,
@@ -85,9 +83,11 @@ where
     (reader, Writer::new(write))
 }
 
-/// Sends a close frame, waiting at most [`CLOSE_TIMEOUT`] for the peer to take it.
+/// Sends a close frame; the writer gives the peer a short while to take it.
 async fn close<W: AsyncWrite + Unpin>(writer: &mut Writer<W>, reason: CloseReason) {
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.close(reason)).await;
+    if let Err(e) = writer.close(reason).await {
+        tracing::debug!(error = %e, "close frame not sent");
+    }
 }
 
 /// Closes a socket that was refused at the handshake (a bad token), with the reason.
@@ -193,24 +193,6 @@ async fn write<W: AsyncWrite + Unpin>(
     }
 }
 
-/// Counts a client's pings: more than [`MAX_PINGS`] in [`PING_WINDOW`] is a flood.
-struct Pings {
-    since: Instant,
-    count: u32,
-}
-
-impl Pings {
-    /// Counts one ping; `false` once the client sends too many.
-    fn allow(&mut self) -> bool {
-        let now = Instant::now();
-        if now.duration_since(self.since) > PING_WINDOW {
-            (self.since, self.count) = (now, 0);
-        }
-        self.count += 1;
-        self.count <= MAX_PINGS
-    }
-}
-
 /// A reply on its way: the encoded frame, and whether it ends an RPC call.
 type Pending<'a> = BoxFuture<'a, (Bytes, bool)>;
 
@@ -286,10 +268,7 @@ impl<'a> Reader<'a> {
     /// Requests run beside the reading, and each reply is queued when its request ends.
     async fn run<R: AsyncRead + Unpin>(&self, stream: &mut WsReader<R>) {
         let mut waiting = Waiting::default();
-        let mut pings = Pings {
-            since: Instant::now(),
-            count: 0,
-        };
+        let mut pings = Bucket::new(MAX_PINGS);
         let mut bucket = Bucket::new(self.hub.limits().request_burst);
         loop {
             let message = tokio::select! {
@@ -311,7 +290,9 @@ impl<'a> Reader<'a> {
                     CloseReason::RateLimited
                 }
                 // A client's own pings are not a sign that it reads: they do not count as heard.
-                Ok(Message::Ping(data)) if pings.allow() => {
+                Ok(Message::Ping(data))
+                    if matches!(pings.take(MAX_PINGS, MAX_PINGS), Throttle::Pass) =>
+                {
                     self.outbox.pong(frame::copy(frame::PONG, &data));
                     continue;
                 }

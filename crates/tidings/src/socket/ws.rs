@@ -9,7 +9,7 @@
 //!   frames per `writev` as the kernel takes.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice, Read, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -129,6 +129,13 @@ fn refusal(error: Error) -> ReadError {
     })
 }
 
+/// `io`'s result, or `TimedOut` if it takes longer than `stall`.
+async fn within(stall: Duration, io: impl Future<Output = io::Result<()>>) -> io::Result<()> {
+    tokio::time::timeout(stall, io)
+        .await
+        .map_err(|_| io::ErrorKind::TimedOut)?
+}
+
 /// The write half: whole frames, many per syscall.
 pub(crate) struct Writer<W> {
     io: W,
@@ -158,16 +165,10 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         self.frames.extend(frames);
         let used = self.frames.len();
         while !self.frames.is_empty() {
-            let progress = poll_fn(|cx| self.poll_write(cx));
-            tokio::time::timeout(stall, progress)
-                .await
-                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+            within(stall, poll_fn(|cx| self.poll_write(cx))).await?;
         }
         recycle(&mut self.frames, used);
-        let flushed = poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx));
-        tokio::time::timeout(stall, flushed)
-            .await
-            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+        within(stall, poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx))).await
     }
 
     /// Writes frames, one iovec per frame (the slices live only in this poll), until every frame
