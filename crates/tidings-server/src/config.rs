@@ -87,6 +87,11 @@ pub struct Settings {
     #[arg(long, env = "TIDINGS_OUTBOUND_QUEUE", value_name = "N")]
     pub outbound_queue: Option<usize>,
 
+    /// Most bytes queued for one socket before it is closed as a slow consumer
+    /// [default: 1048576]
+    #[arg(long, env = "TIDINGS_OUTBOUND_QUEUE_BYTES", value_name = "BYTES")]
+    pub outbound_queue_bytes: Option<usize>,
+
     /// Most RPC calls one socket may have running at once [default: 16]
     #[arg(long, env = "TIDINGS_MAX_CALLS_PER_SOCKET", value_name = "N")]
     pub max_calls_per_socket: Option<usize>,
@@ -426,6 +431,7 @@ impl Settings {
             ),
             (&mut limits.max_name_len, self.max_name_len),
             (&mut limits.outbound_queue, self.outbound_queue),
+            (&mut limits.outbound_queue_bytes, self.outbound_queue_bytes),
             (&mut limits.max_calls_per_socket, self.max_calls_per_socket),
             (
                 &mut limits.max_requests_per_socket,
@@ -694,6 +700,7 @@ mod tests {
             ),
             ("--max-name-len", d.max_name_len.to_string()),
             ("--outbound-queue", d.outbound_queue.to_string()),
+            ("--outbound-queue-bytes", d.outbound_queue_bytes.to_string()),
             ("--heartbeat-name", h.name),
             ("--heartbeat-logging", h.logging.to_string()),
             ("--heartbeat-purge-delay", secs(h.purge_delay)),

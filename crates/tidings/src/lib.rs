@@ -33,6 +33,7 @@ pub mod http;
 mod hub;
 mod ids;
 mod limits;
+mod logs;
 mod model;
 mod names;
 pub mod presence;

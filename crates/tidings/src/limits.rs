@@ -26,6 +26,10 @@ pub struct Limits {
     pub max_name_len: usize,
     /// Most messages waiting to be written to one socket; past it the socket is closed (code 4000).
     pub outbound_queue: usize,
+    /// Most bytes waiting to be written to one socket (events, replies, RPC results), besides
+    /// the batch being written; past it the socket is closed (code 4000). At least
+    /// `max_args_size` + 1 KiB, so one largest event fits.
+    pub outbound_queue_bytes: usize,
     /// Most RPC calls one socket may have running at once; past it a call gets `too_many_calls`.
     pub max_calls_per_socket: usize,
     /// Most other requests (subscribe, unsubscribe, list, heartbeat) one socket may have waiting
@@ -56,6 +60,7 @@ impl Default for Limits {
             max_channels_per_session: 256,
             max_name_len: 200,
             outbound_queue: 1024,
+            outbound_queue_bytes: 1024 * 1024,
             max_calls_per_socket: 16,
             max_requests_per_socket: 32,
             write_timeout: Duration::from_secs(10),
@@ -94,6 +99,17 @@ impl Limits {
             return Err(BuildError::InvalidSetting {
                 name: "write_timeout",
                 reason: "must be more than 0".into(),
+            });
+        }
+        if self.outbound_queue_bytes < self.max_args_size + 1024 {
+            return Err(BuildError::InvalidSetting {
+                name: "outbound_queue_bytes",
+                reason: format!(
+                    "{} bytes cannot hold one event of max_args_size ({}); use at least {}",
+                    self.outbound_queue_bytes,
+                    self.max_args_size,
+                    self.max_args_size + 1024
+                ),
             });
         }
         if self.max_frame_size < 128 {

@@ -32,7 +32,7 @@ impl Counters {
         }
     }
 
-    /// Counts sockets closed because their outbound queue was full.
+    /// Counts sockets closed as slow consumers: a full outbound queue, or writes that stalled.
     pub(crate) fn slow_consumers(&self, n: u64) {
         self.slow_consumers.fetch_add(n, Relaxed);
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// The layers, bottom first. A new top-level module must be placed here.
 const LAYERS: &[&[&str]] = &[
-    &["ids", "names"],
+    &["ids", "logs", "names"],
     &["error"],
     &["limits", "model"],
     &["auth", "backend", "protocol", "stats"],

@@ -315,7 +315,7 @@ mod tests {
     }
 
     fn outbox() -> Arc<Outbox> {
-        Arc::new(Outbox::new(8))
+        Arc::new(Outbox::new(8, 1 << 20))
     }
 
     fn node() -> NodeId {

@@ -25,7 +25,6 @@ use crate::protocol::CloseReason;
 use crate::stats::{Counters, IndexSizes};
 use crate::store::SessionState;
 use index::{Index, Interest};
-use outbox::PushError;
 
 /// This node's sockets, indexed for delivery.
 pub(crate) struct Local {
@@ -118,25 +117,22 @@ impl Local {
     /// Queues the same frame (the server heartbeat) to the sockets of one slice (see
     /// `fanout/keepalive.rs`).
     pub(crate) fn send_to_slice(&self, frame: &Bytes, slice: u64) {
-        let mut slow = 0;
+        // A full queue marks its socket closing; its writer counts it.
         self.index.read().slice(slice).for_each(|o| {
-            if o.push(Outgoing::Frame(frame.clone())) == Err(PushError::Full) {
-                slow += 1;
-            }
+            let _ = o.push(Outgoing::Frame(frame.clone()));
         });
-        self.count_slow(slow);
     }
 
     /// A ping round over one slice of the sockets: closes those not heard from since their last
     /// round, pings the others.
     pub(crate) fn ping_slice(&self, slice: u64) {
-        let (mut silent, mut slow) = (0, 0);
+        let mut silent = 0;
         self.index.read().slice(slice).for_each(|o| {
             if !o.take_heard() {
                 o.close(CloseReason::PingTimeout);
                 silent += 1;
-            } else if o.push(Outgoing::Ping) == Err(PushError::Full) {
-                slow += 1;
+            } else {
+                let _ = o.push(Outgoing::Ping);
             }
         });
         if silent > 0 {
@@ -144,18 +140,6 @@ impl Local {
             tracing::debug!(
                 sockets = silent,
                 "closing sockets that did not answer a ping"
-            );
-        }
-        self.count_slow(slow);
-    }
-
-    /// Counts and reports sockets closed as slow consumers.
-    fn count_slow(&self, slow: u64) {
-        if slow > 0 {
-            self.counters.slow_consumers(slow);
-            tracing::warn!(
-                sockets = slow,
-                "closing slow consumers: outbound queue full"
             );
         }
     }
@@ -170,16 +154,11 @@ impl Inbox for Local {
     fn receive(&self, message: &BusMessage) {
         match message {
             BusMessage::Publish { target, event } => {
-                let (mut delivered, mut slow) = (0, 0);
+                let mut delivered = 0;
                 self.index.read().for_each(target, &self.node, |outbox| {
-                    match outbox.push(Outgoing::Event(event.clone())) {
-                        Ok(()) => delivered += 1,
-                        Err(PushError::Full) => slow += 1,
-                        Err(PushError::Closed) => {}
-                    }
+                    delivered += u64::from(outbox.push(Outgoing::Event(event.clone())).is_ok());
                 });
                 self.counters.delivered(delivered);
-                self.count_slow(slow);
             }
             BusMessage::Session { session, op } => {
                 self.change(|index, interest| index.apply(session, op, interest));

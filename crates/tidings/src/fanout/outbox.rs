@@ -3,8 +3,9 @@
 //! Publishers push without waiting; the socket's writer takes everything queued in one batch.
 //! Only that writer ever waits on an outbox, so one lock-free `AtomicWaker` wakes it: a push costs
 //! an uncontended lock, a queue push and, when the queue was empty, one atomic swap and a wake.
-//! When the queue is full the socket is marked for closing with [`CloseReason::SlowConsumer`]
-//! and its queue is dropped: one slow reader never holds up a publisher or other sockets.
+//! The queue is bounded twice, in items and in bytes (a shared event counts its frame's size:
+//! a stalled socket keeps it alive). When either bound is reached the socket is marked for
+//! closing with [`CloseReason::SlowConsumer`] and its queue is dropped: one slow reader never holds up a publisher or other sockets.
 //! An idle outbox holds no heap memory beyond itself.
 //!
 //! The outbox is also where the server's ping round notes whether the peer has been heard from
@@ -39,6 +40,15 @@ pub(crate) enum Outgoing {
 const PING: &[u8] = &[frame::PING, 0];
 
 impl Outgoing {
+    /// About how many bytes this item's frame takes.
+    fn size(&self) -> usize {
+        match self {
+            Self::Event(event) => event.size(),
+            Self::Frame(bytes) => bytes.len(),
+            Self::Ping => PING.len(),
+        }
+    }
+
     /// The whole frame to write for this item.
     pub(crate) fn into_frame(self, encoding: Encoding) -> Bytes {
         match self {
@@ -52,7 +62,7 @@ impl Outgoing {
 /// Why a push did not queue the item.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum PushError {
-    /// The queue was full: the socket is now closing as a slow consumer.
+    /// The queue was full (in items or bytes): the socket is now closing as a slow consumer.
     Full,
     /// The socket is already closing.
     Closed,
@@ -61,6 +71,8 @@ pub(crate) enum PushError {
 #[derive(Debug, Default)]
 struct State {
     queue: VecDeque<Outgoing>,
+    /// The size of what `queue` holds.
+    bytes: usize,
     /// The pong for the client's latest ping, if not yet written: one at most, whatever the
     /// client sends.
     pong: Option<Bytes>,
@@ -73,17 +85,20 @@ pub(crate) struct Outbox {
     state: Mutex<State>,
     writer: AtomicWaker,
     capacity: usize,
+    /// Most bytes the queue may hold.
+    max_bytes: usize,
     /// Whether the peer sent anything since the last ping round.
     heard: AtomicBool,
 }
 
 impl Outbox {
-    /// An empty outbox holding at most `capacity` items.
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// An empty outbox holding at most `capacity` items and `max_bytes` bytes.
+    pub(crate) fn new(capacity: usize, max_bytes: usize) -> Self {
         Self {
             state: Mutex::default(),
             writer: AtomicWaker::new(),
             capacity,
+            max_bytes,
             heard: AtomicBool::new(true),
         }
     }
@@ -100,18 +115,20 @@ impl Outbox {
 
     /// Queues an item; when the queue is full, marks the socket as a slow consumer instead.
     pub(crate) fn push(&self, item: Outgoing) -> Result<(), PushError> {
+        let size = item.size();
         let mut state = self.state.lock();
         if state.closing.is_some() {
             return Err(PushError::Closed);
         }
-        if state.queue.len() >= self.capacity {
+        if state.queue.len() >= self.capacity || state.bytes + size > self.max_bytes {
             state.closing = Some(CloseReason::SlowConsumer);
-            state.queue = VecDeque::new();
+            (state.queue, state.bytes) = (VecDeque::new(), 0);
             drop(state);
             self.writer.wake();
             return Err(PushError::Full);
         }
         let wake = state.queue.is_empty();
+        state.bytes += size;
         state.queue.push_back(item);
         drop(state);
         if wake {
@@ -150,6 +167,7 @@ impl Outbox {
                 return Poll::Pending;
             }
             std::mem::swap(&mut state.queue, batch);
+            state.bytes = 0;
             if let Some(pong) = state.pong.take() {
                 batch.push_front(Outgoing::Frame(pong));
             }
@@ -187,7 +205,7 @@ mod tests {
 
     #[tokio::test]
     async fn drains_everything_queued_in_one_batch() {
-        let outbox = Outbox::new(4);
+        let outbox = Outbox::new(4, 1024);
         outbox.push(frame(1)).unwrap();
         outbox.push(frame(2)).unwrap();
         let mut batch = VecDeque::new();
@@ -202,7 +220,7 @@ mod tests {
 
     #[tokio::test]
     async fn full_queue_closes_as_slow_consumer_and_drops_its_items() {
-        let outbox = Outbox::new(2);
+        let outbox = Outbox::new(2, 1024);
         outbox.push(frame(1)).unwrap();
         outbox.push(frame(2)).unwrap();
         assert_eq!(outbox.push(frame(3)), Err(PushError::Full));
@@ -218,8 +236,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn bytes_past_the_budget_close_as_slow_consumer_until_the_writer_drains() {
+        let outbox = Outbox::new(100, 10);
+        let four = || Outgoing::Frame(Bytes::from_static(b"four"));
+        outbox.push(four()).unwrap();
+        outbox.push(four()).unwrap();
+        let mut batch = VecDeque::new();
+        assert_eq!(outbox.next_batch(&mut batch).await, None);
+        outbox.push(four()).unwrap();
+        outbox.push(four()).unwrap();
+        assert_eq!(outbox.push(four()), Err(PushError::Full), "12 bytes > 10");
+        assert_eq!(outbox.closed().await, CloseReason::SlowConsumer);
+    }
+
+    #[tokio::test]
     async fn close_keeps_queued_items_for_the_writer_and_first_reason_wins() {
-        let outbox = Outbox::new(2);
+        let outbox = Outbox::new(2, 1024);
         outbox.push(frame(1)).unwrap();
         outbox.close(CloseReason::GoingAway);
         outbox.close(CloseReason::BinaryFrame);
@@ -233,7 +265,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_writer_is_woken_by_a_push() {
-        let outbox = Arc::new(Outbox::new(2));
+        let outbox = Arc::new(Outbox::new(2, 1024));
         let writer = {
             let outbox = outbox.clone();
             tokio::spawn(async move {
@@ -249,7 +281,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_pong_replaces_an_unwritten_pong_and_goes_first() {
-        let outbox = Outbox::new(2);
+        let outbox = Outbox::new(2, 1024);
         outbox.push(frame(1)).unwrap();
         for n in 0..1000u16 {
             outbox.pong(Bytes::copy_from_slice(&n.to_be_bytes()));

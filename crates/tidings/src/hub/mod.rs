@@ -343,7 +343,10 @@ mod tests {
         let hub = Hub::builder().session_ttl(ttl).build().unwrap();
         let (sid, state) = hub.open_session(None).await.unwrap();
         assert!(state.is_none());
-        let tab = hub.attach(&sid, Arc::new(Outbox::new(4))).await.unwrap();
+        let tab = hub
+            .attach(&sid, Arc::new(Outbox::new(4, 1 << 20)))
+            .await
+            .unwrap();
         tokio::time::sleep(ttl * 5).await;
         assert!(
             hub.session(sid.clone()).state().await.is_ok(),
@@ -353,7 +356,10 @@ mod tests {
         tokio::time::sleep(ttl - Duration::from_secs(1)).await;
         let (same, state) = hub.open_session(Some(sid.clone())).await.unwrap();
         assert_eq!((same, state.is_some()), (sid.clone(), true));
-        let tab = hub.attach(&sid, Arc::new(Outbox::new(4))).await.unwrap();
+        let tab = hub
+            .attach(&sid, Arc::new(Outbox::new(4, 1 << 20)))
+            .await
+            .unwrap();
         drop(tab);
         tokio::time::sleep(ttl + Duration::from_secs(1)).await;
         let err = hub.session(sid.clone()).state().await.unwrap_err();

@@ -46,6 +46,15 @@ impl Event {
         self.channel.as_deref()
     }
 
+    /// About how many bytes its frame takes: what a socket's queue counts against its budget.
+    pub(crate) fn size(&self) -> usize {
+        const FRAMING: usize = 48;
+        FRAMING
+            + self.name.len()
+            + self.args.get().len()
+            + self.channel.as_ref().map_or(0, |c| c.len())
+    }
+
     /// The frame cached in `slot`, made by `encode` on first use and shared afterwards.
     pub(crate) fn frame(&self, slot: usize, encode: impl FnOnce(&Self) -> Bytes) -> Bytes {
         self.frames[slot].get_or_init(|| encode(self)).clone()

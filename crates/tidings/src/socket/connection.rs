@@ -20,6 +20,7 @@ use super::ws::{ReadError, Reader as WsReader, Writer, recycle};
 use crate::error::RequestError;
 use crate::fanout::{Outbox, Outgoing};
 use crate::hub::{Admission, Client, Hub};
+use crate::logs::Folded;
 use crate::model::PresenceKind;
 use crate::protocol::{CloseReason, Encoding, Request, frame};
 
@@ -108,7 +109,11 @@ where
     let Admission { session, granted } = admission;
     let (mut stream, mut writer) = serve(&hub, io);
     let encoding = Encoding::Json;
-    let outbox = Arc::new(Outbox::new(hub.limits().outbound_queue));
+    let limits = hub.limits();
+    let outbox = Arc::new(Outbox::new(
+        limits.outbound_queue,
+        limits.outbound_queue_bytes,
+    ));
     let guard = match hub.attach(&session, outbox.clone()).await {
         Ok(guard) => guard,
         Err(e) => {
@@ -156,7 +161,8 @@ async fn linger<R: AsyncRead + Unpin>(stream: &mut WsReader<R>) {
 }
 
 /// The write loop: drains the outbox until the socket closes. A write that makes no progress for
-/// `write_timeout` (the client reads nothing) drops the socket, counted as a slow consumer.
+/// `write_timeout` (the client reads nothing) drops the socket, counted as a slow consumer, as is
+/// a socket closed because its queue was full, whatever filled it (events, replies, RPC results).
 async fn write<W: AsyncWrite + Unpin>(
     writer: &mut Writer<W>,
     outbox: &Outbox,
@@ -174,8 +180,7 @@ async fn write<W: AsyncWrite + Unpin>(
             sent = writer.write(frames, stall) => match sent {
                 Ok(()) => None,
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    hub.counters().slow_consumers(1);
-                    tracing::debug!(?stall, "dropping a socket whose writes made no progress");
+                    slow_consumer(hub, "its writes made no progress for write_timeout");
                     return;
                 }
                 Err(e) => {
@@ -186,10 +191,26 @@ async fn write<W: AsyncWrite + Unpin>(
             reason = outbox.closed(), if closing.is_none() => Some(reason),
         };
         if let Some(reason) = interrupted.or(closing) {
+            if reason == CloseReason::SlowConsumer {
+                slow_consumer(hub, "its outbound queue was full");
+            }
             close(writer, reason).await;
             return;
         }
         recycle(&mut batch, used);
+    }
+}
+
+/// Counts a socket closed as a slow consumer, and logs it once per interval.
+fn slow_consumer(hub: &Hub, why: &'static str) {
+    static LOG: Folded = Folded::new();
+    hub.counters().slow_consumers(1);
+    if let Some(sockets) = LOG.note(1) {
+        tracing::warn!(
+            sockets,
+            last = why,
+            "closed slow consumers (clients that read too slowly) since the last such line"
+        );
     }
 }
 

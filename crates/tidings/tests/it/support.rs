@@ -383,6 +383,9 @@ impl Backend {
     }
 }
 
+/// The first byte of a whole text frame.
+pub const TEXT: u8 = 0x81;
+
 /// A WebSocket spoken byte by byte over TCP, for frames a well-behaved client never sends.
 pub struct Raw {
     pub stream: TcpStream,

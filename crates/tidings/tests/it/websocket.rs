@@ -7,10 +7,9 @@ use serde_json::json;
 use tidings::http::HttpOptions;
 use tidings::{Hub, KeepAlive, Limits};
 
-use crate::support::Server;
+use crate::support::{Server, TEXT};
 
 /// A final text frame.
-const TEXT: u8 = 0x81;
 
 #[tokio::test]
 async fn every_violation_keeps_its_close_code() {
@@ -125,6 +124,7 @@ async fn pings_do_not_keep_a_client_that_never_answers_alive() {
 async fn a_client_that_stops_reading_is_dropped_once_writes_make_no_progress() {
     let mut limits = Limits::default();
     limits.write_timeout = Duration::from_millis(300);
+    limits.outbound_queue_bytes = 64 * 1024 * 1024;
     let mut keep_alive = KeepAlive::default();
     (keep_alive.message, keep_alive.ping_interval) = (None, None);
     let builder = Hub::builder().limits(limits).keep_alive(keep_alive);
