@@ -101,9 +101,19 @@ pub struct Settings {
     #[arg(long, env = "TIDINGS_MAX_REQUESTS_PER_SOCKET", value_name = "N")]
     pub max_requests_per_socket: Option<usize>,
 
-    /// Most sockets this node holds; past it a handshake gets 503 (0: no limit) [default: 0]
+    /// Most sockets this node holds; past it a handshake gets 503 (0: no limit) [default: the
+    /// open-file limit less 512]
     #[arg(long, env = "TIDINGS_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
+
+    /// Most sockets one client IP address holds on this node (0: no limit; leave it 0 behind a
+    /// proxy) [default: 0]
+    #[arg(long, env = "TIDINGS_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// Most sockets one user id holds on this node (0: no limit) [default: 0]
+    #[arg(long, env = "TIDINGS_MAX_CONNECTIONS_PER_USER", value_name = "N")]
+    pub max_connections_per_user: Option<usize>,
 
     /// Requests a socket may send per second, on average [default: 100]
     #[arg(long, env = "TIDINGS_REQUEST_RATE", value_name = "N")]
@@ -125,6 +135,11 @@ pub struct Settings {
     /// Largest HTTP API request body, in bytes [default: 1048576]
     #[arg(long, env = "TIDINGS_MAX_BODY", value_name = "BYTES")]
     pub max_body: Option<usize>,
+
+    /// Seconds a client may take to send an HTTP request's head (then the connection is
+    /// closed) [default: 30]
+    #[arg(long, env = "TIDINGS_HEADER_TIMEOUT", value_name = "SECONDS")]
+    pub header_timeout: Option<u64>,
 
     /// Seconds a client may take to send an HTTP API body (408 past it) [default: 30]
     #[arg(long, env = "TIDINGS_BODY_TIMEOUT", value_name = "SECONDS")]
@@ -405,6 +420,8 @@ pub struct Plan {
     pub http: HttpOptions,
     /// Where to listen.
     pub listen: SocketAddr,
+    /// How long a client may take to send a request's head.
+    pub header_timeout: Duration,
 }
 
 impl Settings {
@@ -441,11 +458,24 @@ impl Settings {
             (&mut limits.request_rate, self.request_rate),
             (&mut limits.request_burst, self.request_burst),
             (&mut limits.max_connections, self.max_connections),
+            (
+                &mut limits.max_connections_per_ip,
+                self.max_connections_per_ip,
+            ),
+            (
+                &mut limits.max_connections_per_user,
+                self.max_connections_per_user,
+            ),
         ];
         for (limit, value) in overrides {
             if let Some(value) = value {
                 *limit = value;
             }
+        }
+        if self.max_connections.is_none()
+            && let Some(open_files) = crate::files::limit()
+        {
+            limits.max_connections = crate::files::socket_budget(open_files);
         }
         if let Some(seconds) = self.write_timeout {
             limits.write_timeout = Duration::from_secs(seconds);
@@ -501,7 +531,13 @@ impl Settings {
             None if !listen.ip().is_loopback() => http.same_origin_only(),
             None => http,
         };
-        Ok(Plan { hub, http, listen })
+        let header_timeout = Duration::from_secs(self.header_timeout.unwrap_or(30));
+        Ok(Plan {
+            hub,
+            http,
+            listen,
+            header_timeout,
+        })
     }
 }
 

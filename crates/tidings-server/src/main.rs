@@ -3,6 +3,7 @@
 mod cluster;
 mod config;
 mod demo;
+mod files;
 mod integration;
 
 use std::path::PathBuf;
@@ -92,6 +93,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     } else {
         std::convert::identity
     };
+    files::raise();
     let plan = settings.plan(methods).await?;
     let listener = tokio::net::TcpListener::bind(plan.listen)
         .await
@@ -109,8 +111,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         tokio::spawn(demo::relay_presence(hub.clone()));
         println!("demo chat: http://{addr}/");
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    tidings::http::serve(listener, app, plan.header_timeout, shutdown_signal())
         .await
         .map_err(|e| format!("server error: {e}"))?;
     hub.shutdown();

@@ -30,3 +30,22 @@ async fn ping_floods_from_clients_that_never_read_leave_the_node_as_it_was() {
     let (_, stats) = node.api(reqwest::Method::GET, "/stats", None).await;
     assert_eq!(stats["refused_frames"], 10, "{stats}");
 }
+
+#[tokio::test]
+async fn a_node_at_its_open_file_limit_refuses_sockets_and_keeps_answering_health_and_api() {
+    // 600 open files: the node keeps half for sockets (300), the rest for everything else.
+    let node = process::start_with_open_files(&[], 600);
+    let mut sockets = Vec::new();
+    for _ in 0..300 {
+        sockets.push(node.raw().await);
+    }
+    assert_eq!(node.handshake_status(None, None).await, 503);
+    let health = reqwest::get(format!("http://{}/healthz", node.addr))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let (status, stats) = node.api(reqwest::Method::GET, "/stats", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(stats["refused_connections"], 1, "{stats}");
+    assert_eq!(stats["index"]["sockets"], 300, "{stats}");
+}

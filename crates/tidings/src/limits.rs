@@ -50,6 +50,11 @@ pub struct Limits {
     /// Most sockets this node holds; past it a handshake gets 503 (0: no limit). Keep it below
     /// the process's open-file limit, so the API and `/healthz` keep answering.
     pub max_connections: usize,
+    /// Most sockets one client IP address holds on this node; past it a handshake gets 503
+    /// (0: no limit). Behind a proxy every client has the proxy's address: leave it 0 there.
+    pub max_connections_per_ip: usize,
+    /// Most sockets one user id holds on this node; past it a handshake gets 503 (0: no limit).
+    pub max_connections_per_user: usize,
 }
 
 impl Default for Limits {
@@ -68,6 +73,8 @@ impl Default for Limits {
             request_rate: 100,
             request_burst: 200,
             max_connections: 0,
+            max_connections_per_ip: 0,
+            max_connections_per_user: 0,
         }
     }
 }

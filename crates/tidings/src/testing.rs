@@ -26,9 +26,11 @@ pub(crate) struct Tab {
 impl Tab {
     /// Opens a tab of `session` (a reload or another tab), or of a new session.
     pub(crate) async fn open(hub: &Hub, session: Option<&SessionId>) -> Self {
-        let (session, _) = hub.open_session(session.cloned()).await.unwrap();
+        let admission = crate::hub::admit(hub, session.cloned(), None)
+            .await
+            .unwrap();
+        let session = admission.session.clone();
         let (client, server) = tokio::io::duplex(64 * 1024);
-        let admission = crate::hub::Admission::new(session.clone());
         tokio::spawn(crate::socket::connection::run(
             hub.clone(),
             server,

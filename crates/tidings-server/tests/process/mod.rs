@@ -43,7 +43,27 @@ impl std::ops::Deref for Process {
 /// Starts `tidings serve` with `args` (plus a loopback port and no server heartbeat frames) and
 /// waits for its startup line.
 pub fn start(args: &[String]) -> Process {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tidings"));
+    spawn(Command::new(env!("CARGO_BIN_EXE_tidings")), args)
+}
+
+/// Starts `tidings serve` as [`start`] does, in a process that may open at most `open_files`
+/// files (soft and hard limit).
+#[allow(
+    dead_code,
+    reason = "not every test binary that includes this module limits its files"
+)]
+pub fn start_with_open_files(args: &[String], open_files: u64) -> Process {
+    let mut shell = Command::new("sh");
+    shell.args([
+        "-c",
+        &format!("ulimit -n {open_files} && exec \"$0\" \"$@\""),
+        env!("CARGO_BIN_EXE_tidings"),
+    ]);
+    spawn(shell, args)
+}
+
+/// Runs `command serve …` and waits for its startup line.
+fn spawn(mut command: Command, args: &[String]) -> Process {
     for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("TIDINGS_")) {
         command.env_remove(name);
     }

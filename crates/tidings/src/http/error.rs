@@ -6,6 +6,7 @@ use http::StatusCode;
 use serde::Serialize;
 
 use crate::error::{NameError, PublishError, SessionError, StoreError};
+use crate::hub::Crowded;
 use crate::socket::HandshakeError;
 
 /// An HTTP API error.
@@ -135,7 +136,14 @@ impl From<HandshakeError> for ApiError {
             HandshakeError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             HandshakeError::NotUpgradable => (StatusCode::BAD_REQUEST, "upgrade_unavailable"),
             HandshakeError::NoSession(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            HandshakeError::Full(_) => (StatusCode::SERVICE_UNAVAILABLE, "too_many_connections"),
+            HandshakeError::Crowded(crowded) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                match crowded {
+                    Crowded::Node(_) => "too_many_connections",
+                    Crowded::Address(_) => "too_many_connections_from_address",
+                    Crowded::User(_) => "too_many_connections_for_user",
+                },
+            ),
         };
         Self::new(status, code, error.to_string())
     }

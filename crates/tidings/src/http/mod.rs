@@ -16,8 +16,10 @@ mod body;
 mod client;
 mod error;
 mod origin;
+mod serve;
 
 pub(crate) use error::ApiError;
+pub use serve::serve;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,7 @@
 //! What a handshake's cookie and token decide: the socket's session, its user id, its channels.
 
+use std::sync::Arc;
+
 use super::Hub;
 use crate::auth::Claims;
 use crate::error::{SessionError, StoreError};
@@ -13,6 +15,8 @@ pub(crate) struct Admission {
     pub(crate) session: SessionId,
     /// Channels the connection token listed: the client may subscribe to them again later.
     pub(crate) granted: Vec<String>,
+    /// The user id the session is bound to.
+    pub(crate) user: Option<Arc<str>>,
 }
 
 /// Why a socket is not let in.
@@ -44,7 +48,12 @@ pub(crate) async fn admit(
     token: Option<&str>,
 ) -> Result<Admission, AdmitError> {
     let Some(token) = token else {
-        return Ok(Admission::new(hub.open_session(cookie).await?.0));
+        let (session, state) = hub.open_session(cookie).await?;
+        return Ok(Admission {
+            session,
+            granted: Vec::new(),
+            user: state.and_then(|s| s.user),
+        });
     };
     let claims = hub
         .verify_token(token)
@@ -101,15 +110,6 @@ pub(crate) async fn admit(
     Ok(Admission {
         session,
         granted: channels,
+        user: sub.map(Into::into).or(user),
     })
-}
-
-impl Admission {
-    /// A socket of `session` with no token.
-    pub(crate) fn new(session: SessionId) -> Self {
-        Self {
-            session,
-            granted: Vec::new(),
-        }
-    }
 }

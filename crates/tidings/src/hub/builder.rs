@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Hub, Shared, upkeep};
+use super::{Hub, Shared, gate, upkeep};
 use crate::auth::ChannelRules;
 #[cfg(feature = "tokens")]
 use crate::auth::TokenKey;
@@ -214,6 +214,11 @@ impl HubBuilder {
             Arc::downgrade(&bus),
         ));
         keepalive::spawn(&runtime, &Arc::downgrade(&local), &self.keep_alive);
+        let gate = Arc::new(gate::Gate::new(
+            self.limits.max_connections,
+            self.limits.max_connections_per_ip,
+            self.limits.max_connections_per_user,
+        ));
         let shared = Arc::new(Shared {
             node,
             limits: self.limits,
@@ -228,6 +233,7 @@ impl HubBuilder {
             presence,
             keep_alive: self.keep_alive,
             counters,
+            gate,
             next_seq: AtomicU64::new(1),
         });
         runtime.spawn(upkeep::run(Arc::downgrade(&shared)));

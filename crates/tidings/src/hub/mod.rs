@@ -3,6 +3,7 @@
 mod admission;
 mod builder;
 mod client;
+mod gate;
 pub mod rpc;
 mod session;
 mod upkeep;
@@ -10,6 +11,7 @@ mod upkeep;
 pub(crate) use admission::{Admission, AdmitError, admit};
 pub use builder::HubBuilder;
 pub(crate) use client::Client;
+pub(crate) use gate::{Crowded, Pass};
 pub use session::Session;
 
 use std::sync::Arc;
@@ -64,6 +66,7 @@ pub(crate) struct Shared {
     presence: Arc<Presence>,
     keep_alive: KeepAlive,
     counters: Arc<Counters>,
+    gate: Arc<gate::Gate>,
     next_seq: AtomicU64,
 }
 
@@ -76,6 +79,12 @@ impl Hub {
     /// This node's id.
     pub fn node_id(&self) -> &NodeId {
         &self.shared.node
+    }
+
+    /// Lets a new socket from `address` in, unless the node or the address holds its most
+    /// sockets; the socket holds the pass until it ends.
+    pub(crate) fn enter(&self, address: Option<std::net::IpAddr>) -> Result<Pass, Crowded> {
+        self.shared.gate.enter(address)
     }
 
     /// The limits in force.

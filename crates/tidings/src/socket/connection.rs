@@ -106,7 +106,9 @@ pub(crate) async fn run<S>(hub: Hub, io: S, admission: Admission)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let Admission { session, granted } = admission;
+    let Admission {
+        session, granted, ..
+    } = admission;
     let (mut stream, mut writer) = serve(&hub, io);
     let encoding = Encoding::Json;
     let limits = hub.limits();

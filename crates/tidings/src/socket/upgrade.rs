@@ -1,6 +1,8 @@
 //! The WebSocket handshake (RFC 6455 over hyper's HTTP upgrade), with the session cookie.
 
-use axum::extract::Request;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -10,8 +12,9 @@ use hyper_util::rt::TokioIo;
 
 use super::{SESSION_COOKIE, connection};
 use crate::error::SessionError;
-use crate::hub::{AdmitError, Hub, admit};
+use crate::hub::{AdmitError, Crowded, Hub, admit};
 use crate::ids::SessionId;
+use crate::logs::Folded;
 
 /// The GUID RFC 6455 appends to the client's key.
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -60,9 +63,9 @@ pub(crate) enum HandshakeError {
     /// The connection cannot be upgraded (not HTTP/1.1).
     #[error("this connection cannot be upgraded (WebSocket needs HTTP/1.1)")]
     NotUpgradable,
-    /// The node holds `max_connections` sockets.
-    #[error("this node holds its most sockets ({0}); try again later or another node")]
-    Full(usize),
+    /// The node, the client's address or the user holds its most sockets.
+    #[error(transparent)]
+    Crowded(Crowded),
     /// No session could be found or made.
     #[error(transparent)]
     NoSession(SessionError),
@@ -118,11 +121,13 @@ pub(crate) async fn upgrade(
     mut request: Request,
 ) -> Result<Response, HandshakeError> {
     let (key, on_upgrade) = handshake(&mut request)?;
-    let max = hub.limits().max_connections;
-    if max > 0 && hub.stats().index.sockets >= max {
-        hub.counters().refused_connection();
-        return Err(HandshakeError::Full(max));
-    }
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    let pass = hub
+        .enter(address)
+        .map_err(|crowded| refuse(&hub, crowded))?;
     let requested =
         cookie(request.headers(), SESSION_COOKIE).and_then(|v| v.parse::<SessionId>().ok());
     let admitted = match admit(&hub, requested, token).await {
@@ -136,6 +141,8 @@ pub(crate) async fn upgrade(
             return Err(HandshakeError::NoSession(e));
         }
     };
+    let user = admitted.as_ref().ok().and_then(|a| a.user.clone());
+    let pass = pass.user(user).map_err(|crowded| refuse(&hub, crowded))?;
     let set_cookie = admitted.as_ref().ok().map(|admission| {
         let (session, max_age) = (&admission.session, hub.session_ttl().as_secs());
         format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}")
@@ -149,6 +156,7 @@ pub(crate) async fn upgrade(
             Ok(admission) => connection::run(hub, io, admission).await,
             Err(reason) => connection::refuse(&hub, io, reason).await,
         }
+        drop(pass);
     });
     let mut response = switching_protocols(&key);
     // Built from a session id: always a valid header value.
@@ -156,6 +164,16 @@ pub(crate) async fn upgrade(
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     Ok(response)
+}
+
+/// Counts a handshake refused for a connection limit, and logs it once per interval.
+fn refuse(hub: &Hub, crowded: Crowded) -> HandshakeError {
+    static LOG: Folded = Folded::new();
+    hub.counters().refused_connection();
+    if let Some(handshakes) = LOG.note(1) {
+        tracing::warn!(handshakes, last = %crowded, "refused handshakes for a connection limit");
+    }
+    HandshakeError::Crowded(crowded)
 }
 
 #[cfg(test)]

@@ -196,6 +196,35 @@ async fn a_handshake_from_an_origin_not_allowed_is_403() {
     );
 }
 
+/// The whole answer to a raw WebSocket handshake, which asks for the connection to close after
+/// an answer other than 101.
+async fn refusal(server: &Server) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
+#[tokio::test]
+async fn a_handshake_past_max_connections_per_ip_is_503_with_its_code() {
+    let mut limits = Limits::default();
+    limits.max_connections_per_ip = 2;
+    let server = Server::with_limits(limits).await;
+    let _first = server.connect().await;
+    let _second = server.connect().await;
+    let answer = refusal(&server).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains(r#""code":"too_many_connections_from_address""#),
+        "{answer}"
+    );
+    assert_eq!(server.hub.stats().refused_connections, 1);
+}
+
 #[tokio::test]
 async fn a_handshake_past_max_connections_is_503_and_counted() {
     let mut limits = Limits::default();

@@ -9,6 +9,7 @@ mod publish;
 mod redis_presence;
 mod redis_sessions;
 mod rpc;
+mod serve;
 mod services;
 mod sessions;
 mod slow_consumer;

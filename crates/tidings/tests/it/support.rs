@@ -15,6 +15,9 @@ use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
 /// A guard against a hung test, not a synchronization: every awaited frame arrives far sooner.
 const PATIENCE: Duration = Duration::from_secs(10);
 
+/// How long a test server gives a client to send a request's head.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A running tidings server in this process: its hub, and its endpoints as a [`Node`].
 pub struct Server {
     pub hub: Hub,
@@ -50,7 +53,8 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = tidings::http::router(hub.clone(), options);
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let serve = tidings::http::serve(listener, app, HEADER_TIMEOUT, std::future::pending());
+        tokio::spawn(async move { serve.await.unwrap() });
         Self {
             hub,
             node: Node::at(addr),
@@ -169,6 +173,25 @@ impl Node {
             .expect("frame readable");
         let (code, reason) = message.as_close().expect("a close frame, not a welcome");
         (u16::from(code), reason.to_owned())
+    }
+
+    /// The status a raw WebSocket handshake gets, with a session cookie and a token if given.
+    pub async fn handshake_status(&self, cookie: Option<&str>, token: Option<&str>) -> u16 {
+        let query = token.map(|t| format!("?token={t}")).unwrap_or_default();
+        let cookie = cookie
+            .map(|c| format!("Cookie: {SESSION_COOKIE}={c}\r\n"))
+            .unwrap_or_default();
+        let request = format!(
+            "GET {}/ws{query} HTTP/1.1\r\nHost: {}\r\n{cookie}Upgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n",
+            self.base, self.addr
+        );
+        let mut stream = TcpStream::connect(self.addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut head = [0; 12];
+        stream.read_exact(&mut head).await.unwrap();
+        std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap()
     }
 
     /// The WebSocket handshake, with a cookie and a token if given.

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tidings::Hub;
 use tidings::auth::{Claims, TokenKey};
 use tidings::http::HttpOptions;
+use tidings::{Hub, Limits};
 
 use crate::support::{Server, channel_event, event};
 
@@ -200,4 +200,29 @@ async fn a_user_channel_is_its_user_s_only() {
         .request(json!({"type": "subscribe", "channels": "user:fred"}))
         .await;
     assert_eq!(reply["error"]["rule"], "user", "{reply}");
+}
+
+#[tokio::test]
+async fn a_user_past_max_connections_per_user_is_refused_with_503_and_others_are_not() {
+    let mut limits = Limits::default();
+    limits.max_connections_per_user = 2;
+    let builder = Hub::builder()
+        .token_key(TokenKey::hs256(SECRET))
+        .limits(limits);
+    let server = Server::with(builder, HttpOptions::new()).await;
+    let (mut ann, mut bob) = (claims(), claims());
+    (ann.sub, bob.sub) = (Some("ann".into()), Some("bob".into()));
+    let _one = server.connect_with_token(&sign(&ann)).await;
+    let two = server.connect_with_token(&sign(&ann)).await;
+    let status = server.handshake_status(None, Some(&sign(&ann))).await;
+    assert_eq!(status, 503, "a third socket of ann");
+    // The session of ann's sockets is bound to her: its cookie alone counts as ann too.
+    let cookie = two.session();
+    assert_eq!(
+        server.handshake_status(Some(cookie.as_str()), None).await,
+        503
+    );
+    let _bob = server.connect_with_token(&sign(&bob)).await;
+    let _anonymous = server.connect().await;
+    assert_eq!(server.hub.stats().refused_connections, 2);
 }

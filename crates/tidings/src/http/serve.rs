@@ -1,0 +1,132 @@
+//! The accept loop: `axum::serve` with what a server on the open internet needs besides.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::logs::Folded;
+
+/// How long the accept loop rests after an error such as running out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves `app` on `listener` until `shutdown` resolves, then lets requests in progress finish
+/// (WebSockets are the hub's to close: [`Hub::shutdown`](crate::Hub::shutdown)).
+///
+/// Unlike `axum::serve`, a client gets `header_timeout` to send each request's head (then the
+/// connection is closed), so connections that never finish a request cannot pile up; every
+/// request carries the peer's address (`ConnectInfo<SocketAddr>`, which the per-address socket
+/// limit reads); and accept errors (out of file descriptors, say) are logged once per 10 s, with
+/// how many there were, while the loop keeps trying.
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use tidings::http::{HttpOptions, router, serve};
+///
+/// let hub = tidings::Hub::builder().build()?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:7400").await?;
+/// let app = router(hub, HttpOptions::new());
+/// serve(listener, app, Duration::from_secs(30), std::future::pending()).await?;
+/// # Ok(()) }
+/// ```
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let (stop, stopping) = watch::channel(());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        tokio::spawn(connection(
+            http.clone(),
+            stream,
+            peer,
+            app.clone(),
+            stopping.clone(),
+        ));
+    }
+    drop(stopping);
+    stop.send_replace(());
+    stop.closed().await;
+    Ok(())
+}
+
+/// Serves one connection until it ends, upgrades, or the server stops (then it finishes the
+/// request in progress).
+async fn connection(
+    http: http1::Builder,
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    mut stopping: watch::Receiver<()>,
+) {
+    // Frames are written whole, many per write: waiting to coalesce them only adds latency.
+    let _ = stream.set_nodelay(true);
+    let app = TowerToHyperService::new(app);
+    let service = service_fn(move |mut request: http::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        hyper::service::Service::call(&app, request)
+    });
+    let connection = http
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => return debug_end(result),
+        _ = stopping.changed() => connection.as_mut().graceful_shutdown(),
+    }
+    debug_end(connection.await);
+}
+
+/// Logs, at debug level, a connection that ended with an error (a header timeout, a reset).
+fn debug_end(result: Result<(), hyper::Error>) {
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "HTTP connection ended");
+    }
+}
+
+/// Logs an accept error once per interval, then rests a moment unless only that connection
+/// failed.
+async fn accept_failed(e: io::Error) {
+    static LOG: Folded = Folded::new();
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    if let Some(errors) = LOG.note(1) {
+        tracing::error!(
+            error = %e,
+            errors,
+            "cannot accept connections (out of file descriptors?); retrying"
+        );
+    }
+    tokio::time::sleep(ACCEPT_BACKOFF).await;
+}

@@ -1,0 +1,76 @@
+//! `tidings::http::serve`: the accept loop's timeouts, peer addresses and shutdown.
+
+use std::time::Duration;
+
+use tidings::Hub;
+use tidings::http::{HttpOptions, router, serve};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+/// Reads until the server closes the connection; what it sent before.
+async fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut got))
+        .await
+        .expect("the server closes the connection")
+        .expect("read");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn a_request_head_not_sent_within_the_header_timeout_closes_the_connection() {
+    let hub = Hub::builder().build().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(hub, HttpOptions::new());
+    let serving = serve(
+        listener,
+        app,
+        Duration::from_millis(200),
+        std::future::pending(),
+    );
+    tokio::spawn(serving);
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut slow).await;
+    assert!(!answer.contains("200 OK"), "{answer}");
+    let mut quick = TcpStream::connect(addr).await.unwrap();
+    quick
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut quick).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn serve_returns_after_shutdown_once_requests_in_progress_end() {
+    let hub = Hub::builder().build().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = tokio::spawn(serve(
+        listener,
+        router(hub, HttpOptions::new()),
+        Duration::from_secs(30),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0; 12];
+    idle.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), serving)
+        .await
+        .expect("an idle keep-alive connection does not hold the shutdown")
+        .unwrap()
+        .unwrap();
+}
