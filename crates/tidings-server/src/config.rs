@@ -67,6 +67,16 @@ pub struct Settings {
     #[arg(long, env = "TIDINGS_SESSION_TTL", value_name = "SECONDS")]
     pub session_ttl: Option<u64>,
 
+    /// Seconds a session holding no channel and no user id outlives its last socket
+    /// [default: 60]
+    #[arg(long, env = "TIDINGS_EMPTY_SESSION_TTL", value_name = "SECONDS")]
+    pub empty_session_ttl: Option<u64>,
+
+    /// Most sessions the in-memory store holds; past it a new client is closed with 4005
+    /// (0: no limit) [default: 250000]
+    #[arg(long, env = "TIDINGS_MAX_SESSIONS", value_name = "N")]
+    pub max_sessions: Option<usize>,
+
     /// Largest WebSocket message a client may send, in bytes [default: 65536]
     #[arg(long, env = "TIDINGS_MAX_FRAME_SIZE", value_name = "BYTES")]
     pub max_frame_size: Option<usize>,
@@ -458,6 +468,7 @@ impl Settings {
             (&mut limits.request_rate, self.request_rate),
             (&mut limits.request_burst, self.request_burst),
             (&mut limits.max_connections, self.max_connections),
+            (&mut limits.max_sessions, self.max_sessions),
             (
                 &mut limits.max_connections_per_ip,
                 self.max_connections_per_ip,
@@ -492,6 +503,9 @@ impl Settings {
         }
         builder = self.token.apply(builder)?;
         builder = self.rpc_proxy.apply(builder)?;
+        if let Some(ttl) = self.empty_session_ttl {
+            builder = builder.empty_session_ttl(Duration::from_secs(ttl));
+        }
         if let Some(ttl) = self.session_ttl {
             builder = builder.session_ttl(Duration::from_secs(ttl));
         }

@@ -77,6 +77,12 @@ pub enum StoreError {
         /// The limit.
         max: usize,
     },
+    /// The store holds `max_sessions` sessions: no new one is made.
+    #[error("the session store holds its most sessions ({max}); try again later")]
+    TooManySessions {
+        /// The limit.
+        max: usize,
+    },
     /// The store's backend failed or cannot be reached; the source is its client's error.
     #[error("store unavailable: {backend}: {source}")]
     Unavailable {

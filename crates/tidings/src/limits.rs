@@ -55,6 +55,10 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     /// Most sockets one user id holds on this node; past it a handshake gets 503 (0: no limit).
     pub max_connections_per_user: usize,
+    /// Most sessions the session store may hold when a new one is asked for; past it a new
+    /// client's socket is closed with 4005 (0: no limit). Only stores that count their sessions
+    /// (`MemoryStore`, this node's) apply it; with `RedisStore` sessions live in Redis.
+    pub max_sessions: usize,
 }
 
 impl Default for Limits {
@@ -75,6 +79,7 @@ impl Default for Limits {
             max_connections: 0,
             max_connections_per_ip: 0,
             max_connections_per_user: 0,
+            max_sessions: 250_000,
         }
     }
 }

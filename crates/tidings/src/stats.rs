@@ -112,6 +112,9 @@ pub struct IndexSizes {
 pub struct Stats {
     /// The size of each local index (all zero when no socket is connected).
     pub index: IndexSizes,
+    /// Sessions the session store holds, with or without a socket (`None` for a shared store
+    /// such as Redis, whose sessions are not this node's): what `max_sessions` bounds.
+    pub stored_sessions: Option<u64>,
     /// Events queued to sockets since start.
     pub delivered: u64,
     /// Sockets closed because their outbound queue was full (close code 4000), or dropped because
@@ -119,7 +122,9 @@ pub struct Stats {
     pub slow_consumer_closes: u64,
     /// Client requests refused with `rate_limited` (past `request_rate`).
     pub rate_limited: u64,
-    /// WebSocket handshakes refused with 503 because the node held `max_connections` sockets.
+    /// WebSocket handshakes refused for a limit: 503 for `max_connections`,
+    /// `max_connections_per_ip` or `max_connections_per_user`, close code 4005 for
+    /// `max_sessions`.
     pub refused_connections: u64,
     /// Client frames refused (malformed, unknown type, oversized, binary, a protocol error, a ping
     /// flood).
@@ -143,10 +148,11 @@ pub struct Stats {
 }
 
 impl Counters {
-    /// A snapshot, with the given index sizes.
-    pub(crate) fn snapshot(&self, index: IndexSizes) -> Stats {
+    /// A snapshot, with the given index sizes and stored sessions.
+    pub(crate) fn snapshot(&self, index: IndexSizes, stored_sessions: Option<usize>) -> Stats {
         Stats {
             index,
+            stored_sessions: stored_sessions.map(|n| n as u64),
             delivered: self.delivered.load(Relaxed),
             slow_consumer_closes: self.slow_consumers.load(Relaxed),
             rate_limited: self.rate_limited.load(Relaxed),

@@ -42,6 +42,12 @@ struct LocalSession {
 }
 
 impl LocalSession {
+    /// Whether the session holds anything a reload would miss: a channel or a user id (or
+    /// its state is not loaded yet, so it may).
+    fn holds(&self) -> bool {
+        self.pending.is_some() || !self.channels.is_empty() || self.user.is_some()
+    }
+
     /// The channel and user topics this session's sockets belong to.
     fn topics(&self) -> Vec<Topic> {
         let channels = self.channels.iter().map(|c| Topic::Channel(c.clone()));
@@ -220,8 +226,12 @@ impl Index {
     }
 
     /// Removes a socket from every index. Returns its session when it was the session's last
-    /// socket on this node.
-    pub(crate) fn detach(&mut self, seq: u64, interest: &mut Interest) -> Option<SessionId> {
+    /// socket on this node, and whether the session holds anything.
+    pub(crate) fn detach(
+        &mut self,
+        seq: u64,
+        interest: &mut Interest,
+    ) -> Option<(SessionId, bool)> {
         let entry = self.sockets.remove(&seq)?;
         if let Some(slice) = self.slices.get_mut((seq % SLICES) as usize) {
             slice.retain(|s| *s != seq);
@@ -236,9 +246,10 @@ impl Index {
         if !local.sockets.is_empty() {
             return None;
         }
+        let holds = local.holds();
         self.sessions.remove(&entry.session);
         interest.push((Topic::Session(entry.session.clone()), false));
-        Some(entry.session)
+        Some((entry.session, holds))
     }
 
     /// Calls `f` on the outbox of every local socket `target` names.
@@ -289,9 +300,16 @@ impl Index {
         self.sessions.get(session)?.user.clone()
     }
 
-    /// Sessions with a socket here.
-    pub(crate) fn session_ids(&self) -> Vec<SessionId> {
-        self.sessions.keys().cloned().collect()
+    /// Sessions with a socket here: those holding a channel or a user id, and the others.
+    pub(crate) fn live_sessions(&self) -> (Vec<SessionId>, Vec<SessionId>) {
+        let (mut holding, mut empty) = (Vec::new(), Vec::new());
+        for (id, local) in &self.sessions {
+            match local.holds() {
+                true => holding.push(id.clone()),
+                false => empty.push(id.clone()),
+            }
+        }
+        (holding, empty)
     }
 
     /// The size of each index.
@@ -338,6 +356,24 @@ mod tests {
     }
 
     #[test]
+    fn a_session_holds_something_once_it_has_a_channel_or_a_user() {
+        let mut index = Index::default();
+        let empty = ready_session(&mut index, 1, SessionState::default());
+        let state = SessionState {
+            user: Some("ann".into()),
+            channels: Vec::new(),
+        };
+        let held = ready_session(&mut index, 2, state);
+        assert_eq!(
+            index.live_sessions(),
+            (vec![held.clone()], vec![empty.clone()])
+        );
+        let mut interest = Interest::new();
+        index.apply(&empty, &SessionOp::Subscribe(names(&["a"])), &mut interest);
+        assert_eq!(index.detach(1, &mut interest), Some((empty, true)));
+    }
+
+    #[test]
     fn attach_subscribe_detach_leaves_no_residue() {
         let mut index = Index::default();
         let mut interest = Interest::new();
@@ -363,7 +399,11 @@ mod tests {
         let mut interest = Interest::new();
         assert_eq!(index.detach(1, &mut interest), None);
         assert!(interest.is_empty(), "the other tab still holds every topic");
-        assert_eq!(index.detach(2, &mut interest), Some(sid.clone()));
+        assert_eq!(
+            index.detach(2, &mut interest),
+            Some((sid.clone(), true)),
+            "the last tab: the session holds channels"
+        );
         assert_eq!(index.sizes(), IndexSizes::default());
         assert!(interest.contains(&(Topic::Channel("a".into()), false)));
         assert!(interest.contains(&(Topic::User("fred".into()), false)));

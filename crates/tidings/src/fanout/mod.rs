@@ -69,8 +69,9 @@ impl Local {
         self.change(|index, interest| index.load(session, state, interest));
     }
 
-    /// Removes a socket from every index; returns its session if no other local socket has it.
-    pub(crate) fn detach(&self, seq: u64) -> Option<SessionId> {
+    /// Removes a socket from every index; returns its session if no other local socket has it,
+    /// and whether the session holds a channel or a user id.
+    pub(crate) fn detach(&self, seq: u64) -> Option<(SessionId, bool)> {
         let (session, empty) = self.change(|index, interest| {
             let session = index.detach(seq, interest);
             (session, index.sizes().sockets == 0)
@@ -100,8 +101,8 @@ impl Local {
     }
 
     /// Sessions with a socket on this node.
-    pub(crate) fn session_ids(&self) -> Vec<SessionId> {
-        self.index.read().session_ids()
+    pub(crate) fn live_sessions(&self) -> (Vec<SessionId>, Vec<SessionId>) {
+        self.index.read().live_sessions()
     }
 
     /// The user id a local session is bound to.

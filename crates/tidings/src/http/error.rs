@@ -111,6 +111,11 @@ impl From<SessionError> for ApiError {
             SessionError::Store(StoreError::TooManyChannels { .. }) => {
                 Self::new(StatusCode::CONFLICT, "too_many_channels", message).field("channels")
             }
+            SessionError::Store(StoreError::TooManySessions { .. }) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_sessions",
+                message,
+            ),
             SessionError::Store(StoreError::Unavailable { .. } | StoreError::Corrupt(_))
             | SessionError::Bus(_) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)

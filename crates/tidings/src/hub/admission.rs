@@ -22,21 +22,27 @@ pub(crate) struct Admission {
 /// Why a socket is not let in.
 #[derive(Debug)]
 pub(crate) enum AdmitError {
-    /// The token is refused: the socket is opened only to be closed with this reason.
-    Token(CloseReason),
+    /// The token is refused, or no session can be made: the socket is opened only to be closed
+    /// with this reason, which a browser can read.
+    Close(CloseReason),
     /// The store failed: the handshake is answered 503.
     Store(SessionError),
 }
 
 impl From<SessionError> for AdmitError {
     fn from(error: SessionError) -> Self {
-        Self::Store(error)
+        match error {
+            SessionError::Store(StoreError::TooManySessions { .. }) => {
+                Self::Close(CloseReason::TooManySessions)
+            }
+            error => Self::Store(error),
+        }
     }
 }
 
 /// The close reason for a token that says something that cannot hold.
 fn invalid(text: &'static str) -> AdmitError {
-    AdmitError::Token(CloseReason::TokenInvalid(text))
+    AdmitError::Close(CloseReason::TokenInvalid(text))
 }
 
 /// Admits a socket. Without a token: the cookie's session, or a new one. With a valid token:
@@ -57,7 +63,7 @@ pub(crate) async fn admit(
     };
     let claims = hub
         .verify_token(token)
-        .map_err(|e| AdmitError::Token(e.into()))?;
+        .map_err(|e| AdmitError::Close(e.into()))?;
     let Claims {
         sub, sid, channels, ..
     } = claims;

@@ -31,6 +31,7 @@ pub struct HubBuilder {
     node_id: Option<NodeId>,
     limits: Limits,
     session_ttl: Duration,
+    empty_session_ttl: Duration,
     public_channels: Vec<String>,
     user_channels: Vec<String>,
     #[cfg(feature = "tokens")]
@@ -53,6 +54,7 @@ impl Default for HubBuilder {
             node_id: None,
             limits: Limits::default(),
             session_ttl: Duration::from_secs(24 * 60 * 60),
+            empty_session_ttl: Duration::from_secs(60),
             public_channels: vec!["public:*".into()],
             user_channels: vec!["user:*".into()],
             #[cfg(feature = "tokens")]
@@ -87,6 +89,14 @@ impl HubBuilder {
     /// How long a session outlives its last socket (default: 24 hours).
     pub fn session_ttl(mut self, ttl: Duration) -> Self {
         self.session_ttl = ttl;
+        self
+    }
+
+    /// How long a session holding nothing (no channel, no user id) outlives its last socket,
+    /// and lives when made (default: 60 seconds; at most `session_ttl`). A reload within it keeps
+    /// the session id; past it the client gets a new session and loses nothing.
+    pub fn empty_session_ttl(mut self, ttl: Duration) -> Self {
+        self.empty_session_ttl = ttl;
         self
     }
 
@@ -175,11 +185,16 @@ impl HubBuilder {
     pub fn build(self) -> Result<Hub, BuildError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         self.limits.validate()?;
-        if self.session_ttl < Duration::from_secs(1) {
-            return Err(BuildError::InvalidSetting {
-                name: "session_ttl",
-                reason: "must be at least 1 second".into(),
-            });
+        for (name, ttl) in [
+            ("session_ttl", self.session_ttl),
+            ("empty_session_ttl", self.empty_session_ttl),
+        ] {
+            if ttl < Duration::from_secs(1) {
+                return Err(BuildError::InvalidSetting {
+                    name,
+                    reason: "must be at least 1 second".into(),
+                });
+            }
         }
         let rules = ChannelRules::new(&self.public_channels, &self.user_channels)?;
         #[cfg_attr(not(feature = "backend"), expect(unused_mut))]
@@ -223,6 +238,7 @@ impl HubBuilder {
             node,
             limits: self.limits,
             session_ttl: self.session_ttl,
+            empty_session_ttl: self.empty_session_ttl.min(self.session_ttl),
             rules,
             #[cfg(feature = "tokens")]
             token_key: self.token_key,

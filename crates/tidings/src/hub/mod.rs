@@ -25,7 +25,7 @@ use serde_json::value::RawValue;
 use crate::auth::TokenKey;
 use crate::auth::{ChannelRules, Claims};
 use crate::bus::Carrier;
-use crate::error::{PublishError, SessionError, TokenError};
+use crate::error::{PublishError, SessionError, StoreError, TokenError};
 use crate::fanout::{KeepAlive, Local, Outbox};
 use crate::ids::{NodeId, SessionId, SocketId};
 use crate::limits::Limits;
@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     node: NodeId,
     limits: Limits,
     session_ttl: Duration,
+    /// How long a session holding nothing outlives its last socket (at most `session_ttl`).
+    empty_session_ttl: Duration,
     rules: ChannelRules,
     #[cfg(feature = "tokens")]
     token_key: Option<TokenKey>,
@@ -94,7 +96,10 @@ impl Hub {
 
     /// Index sizes and running totals of this node.
     pub fn stats(&self) -> Stats {
-        self.shared.counters.snapshot(self.shared.local.sizes())
+        let stored = self.shared.store.count();
+        self.shared
+            .counters
+            .snapshot(self.shared.local.sizes(), stored)
     }
 
     /// Sends an event to every connected socket. `args` must serialize to a JSON array
@@ -252,11 +257,27 @@ impl Hub {
             return Ok((id, Some(state)));
         }
         let id = SessionId::random()?;
-        self.shared
-            .store
-            .create(&id, self.shared.session_ttl)
-            .await?;
+        self.create_session(&id).await?;
         Ok((id, None))
+    }
+
+    /// Stores a new session, holding nothing yet, unless the store holds `max_sessions`.
+    async fn create_session(&self, id: &SessionId) -> Result<(), SessionError> {
+        let (store, max) = (&self.shared.store, self.shared.limits.max_sessions);
+        if let Some(stored) = store.count()
+            && max > 0
+            && stored >= max
+        {
+            return Err(StoreError::TooManySessions { max }.into());
+        }
+        store.create(id, self.shared.empty_session_ttl).await?;
+        Ok(())
+    }
+
+    /// Gives a session that now holds something (a channel, a user id) the whole `session_ttl`.
+    pub(crate) async fn keep_session(&self, id: &SessionId) -> Result<(), StoreError> {
+        let ids = std::slice::from_ref(id);
+        self.shared.store.touch(ids, self.shared.session_ttl).await
     }
 
     /// Joins the session a token names, creating it under that id if it does not exist.
@@ -265,7 +286,7 @@ impl Hub {
         if let Some(state) = store.load(id).await? {
             return Ok(state);
         }
-        store.create(id, self.shared.session_ttl).await?;
+        self.create_session(id).await?;
         Ok(store.load(id).await?.unwrap_or_default())
     }
 
@@ -328,10 +349,14 @@ impl SocketGuard {
 impl Drop for SocketGuard {
     fn drop(&mut self) {
         let shared = &self.hub.shared;
-        let Some(session) = shared.local.detach(self.id.seq()) else {
+        let Some((session, holds)) = shared.local.detach(self.id.seq()) else {
             return;
         };
-        let (store, ttl) = (shared.store.clone(), shared.session_ttl);
+        let store = shared.store.clone();
+        let ttl = match holds {
+            true => shared.session_ttl,
+            false => shared.empty_session_ttl,
+        };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if let Err(e) = store.touch(&[session], ttl).await {
@@ -380,6 +405,55 @@ mod tests {
         assert!(
             state.is_none() && fresh != sid,
             "an expired session is never revived"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_holding_nothing_lives_empty_session_ttl_others_session_ttl() {
+        let (ttl, empty_ttl) = (Duration::from_secs(3600), Duration::from_secs(30));
+        // No keep-alive rounds: hours of paused time pass.
+        let mut quiet = KeepAlive::default();
+        (quiet.message, quiet.ping_interval) = (None, None);
+        let hub = Hub::builder()
+            .session_ttl(ttl)
+            .empty_session_ttl(empty_ttl)
+            .keep_alive(quiet)
+            .build()
+            .unwrap();
+        let (empty, _) = hub.open_session(None).await.unwrap();
+        let (held, _) = hub.open_session(None).await.unwrap();
+        let tabs = [
+            hub.attach(&empty, Arc::new(Outbox::new(4, 1 << 20)))
+                .await
+                .unwrap(),
+            hub.attach(&held, Arc::new(Outbox::new(4, 1 << 20)))
+                .await
+                .unwrap(),
+        ];
+        hub.session(held.clone()).subscribe("a").await.unwrap();
+        tokio::time::sleep(empty_ttl * 10).await;
+        let alive = |sid: &SessionId| {
+            let session = hub.session(sid.clone());
+            async move { session.state().await.is_ok() }
+        };
+        assert!(alive(&empty).await, "kept while a socket is attached");
+        drop(tabs);
+        tokio::time::sleep(empty_ttl + Duration::from_secs(1)).await;
+        assert!(
+            !alive(&empty).await,
+            "gone empty_session_ttl after its last socket"
+        );
+        assert!(alive(&held).await, "a session holding a channel is kept");
+        tokio::time::sleep(ttl / 3).await;
+        assert_eq!(
+            hub.stats().stored_sessions,
+            Some(1),
+            "the empty one was swept"
+        );
+        tokio::time::sleep(ttl).await;
+        assert!(
+            !alive(&held).await,
+            "gone session_ttl after its last socket"
         );
     }
 }

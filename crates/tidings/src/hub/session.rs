@@ -57,6 +57,7 @@ impl Session {
         let max = shared.limits.max_channels_per_session;
         let all = shared.store.subscribe(&self.id, &channels, max).await?;
         if !channels.is_empty() {
+            self.hub.keep_session(&self.id).await?;
             self.broadcast(SessionOp::Subscribe(channels)).await?;
         }
         Ok(strings(all))
@@ -105,6 +106,9 @@ impl Session {
             .store
             .set_user(&self.id, user.clone())
             .await?;
+        if user.is_some() {
+            self.hub.keep_session(&self.id).await?;
+        }
         self.broadcast(SessionOp::SetUser(user)).await
     }
 

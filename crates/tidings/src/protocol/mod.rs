@@ -231,6 +231,8 @@ pub(crate) enum CloseReason {
     PingFlood,
     /// The client kept sending requests far past `request_rate`. Code 1008.
     RateLimited,
+    /// A new session was needed and the store holds `max_sessions`; reconnect later. Code 4005.
+    TooManySessions,
     /// The client closed: the same code goes back, or an empty close for an empty one.
     Reply(Option<u16>),
 }
@@ -250,6 +252,7 @@ impl CloseReason {
             Self::InvalidUtf8 => 1007,
             Self::ProtocolError => 1002,
             Self::PingFlood | Self::RateLimited => 1008,
+            Self::TooManySessions => 4005,
             Self::Reply(code) => return code,
         })
     }
@@ -269,6 +272,7 @@ impl CloseReason {
             Self::ProtocolError => "WebSocket protocol error",
             Self::PingFlood => "too many pings",
             Self::RateLimited => "too many requests",
+            Self::TooManySessions => "too many sessions: try again later",
             Self::Reply(_) => "",
         }
     }

@@ -11,10 +11,11 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use super::{SESSION_COOKIE, connection};
-use crate::error::SessionError;
+use crate::error::{SessionError, StoreError};
 use crate::hub::{AdmitError, Crowded, Hub, admit};
 use crate::ids::SessionId;
 use crate::logs::Folded;
+use crate::protocol::CloseReason;
 
 /// The GUID RFC 6455 appends to the client's key.
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -132,7 +133,16 @@ pub(crate) async fn upgrade(
         cookie(request.headers(), SESSION_COOKIE).and_then(|v| v.parse::<SessionId>().ok());
     let admitted = match admit(&hub, requested, token).await {
         Ok(admission) => Ok(admission),
-        Err(AdmitError::Token(reason)) => {
+        Err(AdmitError::Close(CloseReason::TooManySessions)) => {
+            count_refused(
+                &hub,
+                &StoreError::TooManySessions {
+                    max: hub.limits().max_sessions,
+                },
+            );
+            Err(CloseReason::TooManySessions)
+        }
+        Err(AdmitError::Close(reason)) => {
             tracing::debug!(reason = reason.text(), "connection token refused");
             Err(reason)
         }
@@ -166,14 +176,19 @@ pub(crate) async fn upgrade(
     Ok(response)
 }
 
-/// Counts a handshake refused for a connection limit, and logs it once per interval.
+/// Refuses a handshake for a connection limit.
 fn refuse(hub: &Hub, crowded: Crowded) -> HandshakeError {
+    count_refused(hub, &crowded);
+    HandshakeError::Crowded(crowded)
+}
+
+/// Counts a handshake refused for a limit (connections, sessions), and logs it once per interval.
+fn count_refused(hub: &Hub, why: &dyn std::fmt::Display) {
     static LOG: Folded = Folded::new();
     hub.counters().refused_connection();
     if let Some(handshakes) = LOG.note(1) {
-        tracing::warn!(handshakes, last = %crowded, "refused handshakes for a connection limit");
+        tracing::warn!(handshakes, last = %why, "refused handshakes for a limit");
     }
-    HandshakeError::Crowded(crowded)
 }
 
 #[cfg(test)]

@@ -70,4 +70,11 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn sweep(&self) -> Result<usize, StoreError> {
         Ok(0)
     }
+
+    /// How many sessions the store holds (expired ones not yet swept included), when it can tell
+    /// at once: `MemoryStore` does; a shared store, whose sessions are not this node's, answers
+    /// `None`. `Limits::max_sessions` and `Stats::stored_sessions` read it.
+    fn count(&self) -> Option<usize> {
+        None
+    }
 }

@@ -219,3 +219,24 @@ async fn session_state_is_readable_over_http() {
         json!({"id": c.cookie, "user_id": "ann", "channels": ["a", "b"]})
     );
 }
+
+#[tokio::test]
+async fn past_max_sessions_a_new_client_is_closed_with_4005_and_a_known_session_still_connects() {
+    let mut limits = Limits::default();
+    limits.max_sessions = 2;
+    let server = Server::with_limits(limits).await;
+    let first = server.connect().await;
+    let _second = server.connect().await;
+    assert_eq!(server.hub.stats().stored_sessions, Some(2));
+    let (code, reason) = server.refused(None).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (4005, "too many sessions: try again later")
+    );
+    let _reload = server.tab(&first).await;
+    let stats = server.hub.stats();
+    assert_eq!(
+        (stats.stored_sessions, stats.refused_connections),
+        (Some(2), 1)
+    );
+}

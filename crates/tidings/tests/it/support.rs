@@ -159,9 +159,10 @@ impl Node {
         self.open_with(None, Some(token)).await
     }
 
-    /// Connects with a token the server must refuse; returns the close code and reason.
-    pub async fn refused_token(&self, token: &str) -> (u16, String) {
-        let (mut ws, response) = self.handshake(None, Some(token)).await;
+    /// Connects (with a token if given) where the server must refuse; returns the close code
+    /// and reason.
+    pub async fn refused(&self, token: Option<&str>) -> (u16, String) {
+        let (mut ws, response) = self.handshake(None, token).await;
         assert!(
             response.headers().get(header::SET_COOKIE).is_none(),
             "a refused socket gets no session"

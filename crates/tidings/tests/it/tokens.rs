@@ -90,28 +90,28 @@ async fn expired_forged_and_malformed_tokens_close_with_documented_codes() {
         ..claims().user("fred")
     };
     assert_eq!(
-        server.refused_token(&sign(&expired)).await,
+        server.refused(Some(&sign(&expired))).await,
         (4002, "token expired".to_owned())
     );
     let forged = claims().user("fred").sign_hs256(b"guessed").unwrap();
     assert_eq!(
-        server.refused_token(&forged).await,
+        server.refused(Some(&forged)).await,
         (4003, "token invalid: bad signature".to_owned())
     );
     assert_eq!(
-        server.refused_token("eyJhbGciOiJIUzI1NiJ9.garbage.x").await,
+        server.refused(Some("eyJhbGciOiJIUzI1NiJ9.garbage.x")).await,
         (4003, "token invalid: malformed".to_owned())
     );
     assert_eq!(
         server
-            .refused_token(&sign(&claims().session("not a session id!")))
+            .refused(Some(&sign(&claims().session("not a session id!"))))
             .await,
         (4003, "token invalid: sid is not a session id".to_owned())
     );
     assert_eq!(server.hub.stats().index.sockets, 0);
     let plain = Server::start().await;
     assert_eq!(
-        plain.refused_token(&sign(&claims())).await,
+        plain.refused(Some(&sign(&claims()))).await,
         (
             4003,
             "token invalid: this server takes no tokens".to_owned()

@@ -131,6 +131,10 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
+    fn count(&self) -> Option<usize> {
+        Some(self.sessions.lock().len())
+    }
+
     async fn sweep(&self) -> Result<usize, StoreError> {
         let now = Instant::now();
         let mut sessions = self.sessions.lock();
