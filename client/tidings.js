@@ -5,7 +5,7 @@
 export const VERSION = "0.1.0";
 
 /** Close codes after which reconnecting cannot help (docs/protocol.md, "Close codes"). */
-const TERMINAL = new Set([1002, 1003, 1007, 1008, 1009, 4002, 4003]);
+const TERMINAL = new Set([1002, 1003, 1007, 1008, 1009, 4002, 4003, 4006, 4007]);
 
 /** Server heartbeats missed in a row after which the link is taken as dead. */
 const MISSED_HEARTBEATS = 3;

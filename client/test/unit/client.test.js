@@ -79,7 +79,7 @@ test("a welcome resets the backoff", () => {
 });
 
 test("terminal close codes stop reconnecting and say so", async () => {
-  for (const code of [1002, 1003, 1007, 1009, 4002, 4003]) {
+  for (const code of [1002, 1003, 1007, 1009, 4002, 4003, 4006, 4007]) {
     sockets.length = 0;
     const { ss, seen } = client();
     latest().welcome();

@@ -234,6 +234,49 @@ async fn sessions_follow_their_tabs(bus: &str) {
     expect_exactly(c, &mut on_b, &expected).await;
 }
 
+/// Kicks a user through one node, with a block, then a session through another: every node
+/// closes its sockets of them, and every node refuses the blocked user.
+async fn kicks_reach_every_node(bus: &str) {
+    use tidings::auth::Claims;
+    let secret = "cluster tokens";
+    let setup = Setup::new(bus, services::redis());
+    let nodes = setup.nodes(3, &["--token-secret", secret]);
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let mut claims = Claims::new(Duration::from_secs(600));
+    claims.sub = Some("ann".into());
+    let token = claims.sign_hs256(secret.as_bytes()).unwrap();
+    let mut ann_a = a.connect_with_token(&token).await;
+    let mut ann_c = c.connect_with_token(&token).await;
+    let mut other_a = a.connect().await;
+    let mut other_c = c.tab(&other_a).await;
+    let (status, _) = b.post("/users/ann/disconnect", json!({"block": 600})).await;
+    assert_eq!(status, 200);
+    assert_eq!(ann_a.closed().await, Some(4006));
+    assert_eq!(ann_c.closed().await, Some(4006));
+    for node in [a, b, c] {
+        assert_eq!(
+            node.refused(Some(&token)).await.0,
+            4007,
+            "blocked on every node"
+        );
+    }
+    let path = format!("/sessions/{}/disconnect", other_a.session());
+    let (status, _) = c.api(reqwest::Method::POST, &path, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(other_a.closed().await, Some(4006));
+    assert_eq!(other_c.closed().await, Some(4006));
+}
+
+#[tokio::test]
+async fn kicks_reach_every_node_on_redis() {
+    kicks_reach_every_node("redis").await;
+}
+
+#[tokio::test]
+async fn kicks_reach_every_node_on_nats() {
+    kicks_reach_every_node("nats").await;
+}
+
 #[tokio::test]
 async fn sessions_follow_their_tabs_on_redis() {
     sessions_follow_their_tabs("redis").await;

@@ -6,17 +6,20 @@
 //! for one socket), `tidings:session:<id>` (session operations), `tidings:presence` (presence
 //! events, for backends). Bodies: `{"from":"<node>","event":"<name>","args":[…]}` for an event
 //! (a channel event's channel is the subject's), `{"from":"<node>","op":{"op":"subscribe",
-//! "arg":[…]}}` for a session operation.
+//! "arg":[…]}}` for a session operation, `{"from":"<node>","kick":{"user":"<id>","block":<secs>}}`
+//! or `{"from":"<node>","kick":{"session":"<id>"}}` for sockets to close (on `all`: every node
+//! learns of a block).
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::ids::NodeId;
-use crate::model::{BusMessage, Event, SessionOp, Target, Topic};
+use crate::model::{BusMessage, Event, Kick, SessionOp, Target, Topic};
 
 /// Subject kinds, as they appear after the prefix.
 const ALL: &str = "all";
@@ -93,6 +96,7 @@ impl Subjects {
                 Target::Socket(s) => self.node(s.node()),
             },
             BusMessage::Session { session, .. } => self.named(SESSION, session.as_str()),
+            BusMessage::Kick(_) => self.all(),
         }
     }
 
@@ -148,6 +152,36 @@ struct Body<'a> {
     /// A session operation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     op: Option<SessionOp>,
+    /// Sockets to close.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    kick: Option<KickBody<'a>>,
+}
+
+/// A kick between nodes: a user (with a block in whole seconds) or a session.
+#[derive(Serialize, Deserialize)]
+struct KickBody<'a> {
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    user: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    block: Option<u64>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    session: Option<Cow<'a, str>>,
+}
+
+impl KickBody<'_> {
+    /// The kick it says.
+    fn kick(self) -> Result<Kick, String> {
+        match (self.user, self.session) {
+            (Some(user), None) => Ok(Kick::User {
+                user: user.as_ref().into(),
+                block: self.block.map(Duration::from_secs),
+            }),
+            (None, Some(session)) => {
+                Ok(Kick::Session(session.parse().map_err(|e| format!("{e}"))?))
+            }
+            _ => Err("a kick names one user or one session".into()),
+        }
+    }
 }
 
 /// Encodes a message sent by `from` (its subject comes from [`Subjects::of_message`]).
@@ -158,7 +192,9 @@ pub(crate) fn encode(from: &NodeId, message: &BusMessage) -> Bytes {
         args: None,
         socket: None,
         op: None,
+        kick: None,
     };
+    let session;
     let socket;
     match message {
         BusMessage::Publish { target, event } => {
@@ -170,6 +206,21 @@ pub(crate) fn encode(from: &NodeId, message: &BusMessage) -> Bytes {
             }
         }
         BusMessage::Session { op, .. } => body.op = Some(op.clone()),
+        BusMessage::Kick(Kick::User { user, block }) => {
+            body.kick = Some(KickBody {
+                user: Some(Cow::Borrowed(user)),
+                block: block.map(|b| b.as_millis().div_ceil(1000) as u64),
+                session: None,
+            });
+        }
+        BusMessage::Kick(Kick::Session(id)) => {
+            session = id.to_string();
+            body.kick = Some(KickBody {
+                user: None,
+                block: None,
+                session: Some(Cow::Borrowed(&session)),
+            });
+        }
     }
     Bytes::from(serde_json::to_vec(&body).expect("a bus message always serializes"))
 }
@@ -192,6 +243,9 @@ pub(crate) fn decode(
         .route(subject)
         .ok_or_else(|| format!("unknown subject {subject:?}"))?;
     let body: Body = serde_json::from_slice(payload).map_err(|e| format!("bad body: {e}"))?;
+    if let (ALL, Some(kick)) = (kind, body.kick) {
+        return Ok(BusMessage::Kick(kick.kick()?));
+    }
     if kind == SESSION {
         let session = name.parse().map_err(|e| format!("{e}"))?;
         let op = body.op.ok_or("a session message without \"op\"")?;
@@ -273,6 +327,21 @@ mod tests {
             assert!(
                 matches!(got, BusMessage::Session { session: s, op: o } if s == session && o == op)
             );
+            for kick in [
+                Kick::User {
+                    user: "u.1".into(),
+                    block: Some(Duration::from_secs(90)),
+                },
+                Kick::User {
+                    user: "u".into(),
+                    block: None,
+                },
+                Kick::Session(session.clone()),
+            ] {
+                let (subject, got) = round_trip(&subjects, BusMessage::Kick(kick.clone()));
+                assert_eq!(subject, subjects.all(), "every node hears a kick");
+                assert!(matches!(got, BusMessage::Kick(k) if k == kick));
+            }
         }
     }
 
@@ -299,5 +368,6 @@ mod tests {
         assert!(bad("tidings:all", r#"{"from":"n","event":"e","args":{}}"#).contains("array"));
         assert!(bad("tidings:node:n", r#"{"from":"n","event":"e","args":[]}"#).contains("socket"));
         assert!(bad("tidings:session:s", r#"{"from":"n"}"#).contains("op"));
+        assert!(bad("tidings:all", r#"{"from":"n","kick":{}}"#).contains("one user or one"));
     }
 }

@@ -274,6 +274,17 @@ impl Index {
         members.into_iter().flat_map(|m| m.values()).for_each(f);
     }
 
+    /// The outboxes of a session's sockets here.
+    pub(crate) fn session_outboxes(
+        &self,
+        session: &SessionId,
+    ) -> impl Iterator<Item = &Arc<Outbox>> {
+        let seqs = self.sessions.get(session).into_iter();
+        seqs.flat_map(|local| &local.sockets)
+            .filter_map(|seq| self.sockets.get(seq))
+            .map(|s| &s.outbox)
+    }
+
     /// Whether socket `seq` is connected here.
     pub(crate) fn has_socket(&self, seq: u64) -> bool {
         self.sockets.contains_key(&seq)

@@ -4,6 +4,7 @@
 //! members of the target and pushes the same `Arc<Event>` into each outbox: no encoding, no copy
 //! and no allocation per recipient. Session operations take the write lock and update the index;
 //! the bus hears about interest changes while the lock is held, so it sees them in order.
+//! A kick closes the sockets it names and may block a user for a while.
 
 mod index;
 pub(crate) mod keepalive;
@@ -12,15 +13,17 @@ mod outbox;
 pub use keepalive::KeepAlive;
 pub(crate) use outbox::{Outbox, Outgoing};
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::bus::{Carrier, Inbox};
 use crate::ids::{NodeId, SessionId};
-use crate::model::BusMessage;
+use crate::model::{BusMessage, Kick, Target};
 use crate::protocol::CloseReason;
 use crate::stats::{Counters, IndexSizes};
 use crate::store::SessionState;
@@ -34,6 +37,8 @@ pub(crate) struct Local {
     counters: Arc<Counters>,
     /// Woken when the last socket leaves.
     drained: Notify,
+    /// Users whose new sockets are refused, until when.
+    blocked: Mutex<HashMap<Arc<str>, Instant>>,
 }
 
 impl Local {
@@ -45,7 +50,44 @@ impl Local {
             bus,
             counters,
             drained: Notify::new(),
+            blocked: Mutex::default(),
         }
+    }
+
+    /// Whether a kick blocked `user` and the block still holds.
+    pub(crate) fn is_blocked(&self, user: &str) -> bool {
+        self.blocked
+            .lock()
+            .get(user)
+            .is_some_and(|until| *until > Instant::now())
+    }
+
+    /// Closes the sockets a kick names; records or lifts a user's block.
+    fn kick(&self, kick: &Kick) {
+        let mut closed = 0;
+        let mut close = |outbox: &Arc<Outbox>| {
+            outbox.close(CloseReason::Kicked);
+            closed += 1;
+        };
+        let index = self.index.read();
+        match kick {
+            Kick::User { user, block } => {
+                index.for_each(&Target::User(user.clone()), &self.node, &mut close);
+                if let Some(block) = block {
+                    let now = Instant::now();
+                    let mut blocked = self.blocked.lock();
+                    blocked.retain(|_, until| *until > now);
+                    if !block.is_zero() {
+                        blocked.insert(user.clone(), now + *block);
+                    } else {
+                        blocked.remove(user);
+                    }
+                }
+            }
+            Kick::Session(session) => index.session_outboxes(session).for_each(&mut close),
+        }
+        drop(index);
+        tracing::info!(?kick, sockets = closed, "kicked");
     }
 
     /// Runs `f` on the index under its write lock, then tells the bus what interest changed.
@@ -161,6 +203,7 @@ impl Inbox for Local {
                 });
                 self.counters.delivered(delivered);
             }
+            BusMessage::Kick(kick) => self.kick(kick),
             BusMessage::Session { session, op } => {
                 self.change(|index, interest| index.apply(session, op, interest));
             }

@@ -1,5 +1,7 @@
 //! The HTTP API for backends: publishing, session operations and stats, JSON in and out.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::Router;
 use axum::extract::{FromRef, Path, State};
@@ -30,6 +32,8 @@ where
         .route("/sessions/{id}/unsubscribe", post(unsubscribe))
         .route("/sessions/{id}/reset", post(reset))
         .route("/sessions/{id}/user", put(set_user))
+        .route("/sessions/{id}/disconnect", post(disconnect_session))
+        .route("/users/{id}/disconnect", post(disconnect_user))
         .route("/presence", get(all_connected))
         .route("/presence/purge", post(purge))
         .route("/presence/{id}", get(is_connected))
@@ -184,6 +188,36 @@ async fn set_user(
         .set_user_id(b.user_id.as_deref())
         .await?;
     Ok(Json(b))
+}
+
+/// `POST /sessions/{id}/disconnect`: closes the session's sockets on every node (4006).
+async fn disconnect_session(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+) -> Result<Json<Done>, ApiError> {
+    session(&hub, &id)?.disconnect().await?;
+    Ok(Json(Done { ok: true }))
+}
+
+/// What `POST /users/{id}/disconnect` may say: seconds the user's new sockets are refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KickBody {
+    block: Option<u64>,
+}
+
+/// `POST /users/{id}/disconnect`: closes the user's sockets on every node (4006), and with
+/// `block` refuses its new ones (4007) for that many seconds (0 lifts a block).
+async fn disconnect_user(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+    body: Option<JsonBody<KickBody>>,
+) -> Result<Json<Done>, ApiError> {
+    let block = body
+        .and_then(|JsonBody(b)| b.block)
+        .map(Duration::from_secs);
+    hub.disconnect_user(&id, block).await?;
+    Ok(Json(Done { ok: true }))
 }
 
 #[derive(Serialize)]

@@ -1,7 +1,7 @@
 //! The JSON body extractor of the HTTP API: errors name the field, oversized bodies get 413.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, OptionalFromRequest, Request};
 use http::StatusCode;
 use serde::de::DeserializeOwned;
 
@@ -64,5 +64,25 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message)
         })?;
         Ok(Self(value))
+    }
+}
+
+/// A body that may be left out: `None` for a request with no body (no `Content-Length`, or 0,
+/// and no `Transfer-Encoding`), else the body as [`JsonBody`] reads it.
+impl<T: DeserializeOwned, S: Send + Sync> OptionalFromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Option<Self>, ApiError> {
+        let headers = request.headers();
+        let empty = !headers.contains_key(http::header::TRANSFER_ENCODING)
+            && headers
+                .get(http::header::CONTENT_LENGTH)
+                .is_none_or(|v| v.as_bytes() == b"0");
+        if empty {
+            return Ok(None);
+        }
+        <Self as FromRequest<S>>::from_request(request, state)
+            .await
+            .map(Some)
     }
 }

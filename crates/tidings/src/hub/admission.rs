@@ -55,10 +55,14 @@ pub(crate) async fn admit(
 ) -> Result<Admission, AdmitError> {
     let Some(token) = token else {
         let (session, state) = hub.open_session(cookie).await?;
+        let user = state.and_then(|s| s.user);
+        if user.as_deref().is_some_and(|u| hub.is_blocked(u)) {
+            return Err(AdmitError::Close(CloseReason::Blocked));
+        }
         return Ok(Admission {
             session,
             granted: Vec::new(),
-            user: state.and_then(|s| s.user),
+            user,
         });
     };
     let claims = hub
@@ -98,6 +102,10 @@ pub(crate) async fn admit(
             }
         }
     };
+    let bound = sub.as_deref().or(user.as_deref());
+    if bound.is_some_and(|u| hub.is_blocked(u)) {
+        return Err(AdmitError::Close(CloseReason::Blocked));
+    }
     let handle = hub.session(session.clone());
     if sub.is_some() && user.as_deref() != sub.as_deref() {
         handle.set_user_id(sub.as_deref()).await?;

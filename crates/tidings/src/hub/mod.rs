@@ -29,7 +29,7 @@ use crate::error::{PublishError, SessionError, StoreError, TokenError};
 use crate::fanout::{KeepAlive, Local, Outbox};
 use crate::ids::{NodeId, SessionId, SocketId};
 use crate::limits::Limits;
-use crate::model::{BusMessage, Event, Target};
+use crate::model::{BusMessage, Event, Kick, Target};
 use crate::names::IntoNames;
 use crate::presence::Presence;
 use crate::protocol::CloseReason;
@@ -141,6 +141,31 @@ impl Hub {
     ) -> Result<(), PublishError> {
         self.publish(vec![Target::Socket(socket.clone())], event, to_raw(args)?)
             .await
+    }
+
+    /// Closes every socket of `user` on every node (close code 4006). With `block`, every node
+    /// refuses the user's new sockets, by token or by its sessions' cookies (close code 4007),
+    /// for that long (in whole seconds, rounded up) from when it hears of it, replacing any
+    /// earlier block; `Some(Duration::ZERO)` lifts one. Kick a session with
+    /// [`Session::disconnect`].
+    ///
+    /// A node started after the call does not know of the block.
+    pub async fn disconnect_user(
+        &self,
+        user: &str,
+        block: Option<Duration>,
+    ) -> Result<(), PublishError> {
+        self.shared.limits.check_name("user id", user)?;
+        let kick = Kick::User {
+            user: user.into(),
+            block,
+        };
+        Ok(self.shared.bus.publish(BusMessage::Kick(kick)).await?)
+    }
+
+    /// Whether `user`'s new sockets are refused (see [`Hub::disconnect_user`]).
+    pub(crate) fn is_blocked(&self, user: &str) -> bool {
+        self.shared.local.is_blocked(user)
     }
 
     /// Whether the node can reach its bus: `false` while Redis or NATS is away (local delivery
@@ -455,5 +480,27 @@ mod tests {
             !alive(&held).await,
             "gone session_ttl after its last socket"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_block_lasts_its_time_and_a_zero_block_lifts_one() {
+        let hub = Hub::builder().build().unwrap();
+        hub.disconnect_user("ann", Some(Duration::from_secs(30)))
+            .await
+            .unwrap();
+        hub.disconnect_user("bob", Some(Duration::from_secs(30)))
+            .await
+            .unwrap();
+        hub.disconnect_user("bob", Some(Duration::ZERO))
+            .await
+            .unwrap();
+        assert!(hub.is_blocked("ann") && !hub.is_blocked("bob"));
+        hub.disconnect_user("ann", None).await.unwrap();
+        assert!(
+            hub.is_blocked("ann"),
+            "a kick without a block keeps the block"
+        );
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        assert!(!hub.is_blocked("ann"));
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::Hub;
 use crate::error::{SessionError, StoreError};
 use crate::ids::SessionId;
-use crate::model::{BusMessage, SessionOp};
+use crate::model::{BusMessage, Kick, SessionOp};
 use crate::names::IntoNames;
 use crate::store::SessionState;
 
@@ -110,6 +110,13 @@ impl Session {
             self.hub.keep_session(&self.id).await?;
         }
         self.broadcast(SessionOp::SetUser(user)).await
+    }
+
+    /// Closes every socket of the session on every node (close code 4006); the session and what
+    /// it holds are kept, so a client that connects again with its cookie finds them.
+    pub async fn disconnect(&self) -> Result<(), SessionError> {
+        let kick = BusMessage::Kick(Kick::Session(self.id.clone()));
+        Ok(self.hub.shared.bus.publish(kick).await?)
     }
 
     /// The session's user id and channels, or `NotFound`.

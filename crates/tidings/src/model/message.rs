@@ -1,6 +1,7 @@
 //! What is published, to whom, and what crosses between nodes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,22 @@ pub enum SessionOp {
     SetUser(Option<Arc<str>>),
 }
 
+/// Sockets every node closes (close code 4006): a user's or a session's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kick {
+    /// Every socket of a user. With `block`, each node refuses the user's new sockets (close code
+    /// 4007) for that long from when it hears of it, replacing any earlier block
+    /// (`Duration::ZERO` lifts it).
+    User {
+        /// The user id.
+        user: Arc<str>,
+        /// How long the user is refused.
+        block: Option<Duration>,
+    },
+    /// Every socket of a session.
+    Session(SessionId),
+}
+
 /// A message on the bus.
 #[derive(Clone, Debug)]
 pub enum BusMessage {
@@ -51,6 +68,8 @@ pub enum BusMessage {
         /// The change.
         op: SessionOp,
     },
+    /// Sockets to close, on every node.
+    Kick(Kick),
 }
 
 /// What a node may be interested in, beyond `all` and its own sockets (always wanted).

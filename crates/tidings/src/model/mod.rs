@@ -7,6 +7,6 @@ mod message;
 mod presence;
 
 pub(crate) use event::{Event, FRAME_SLOTS};
-pub(crate) use message::{BusMessage, SessionOp, Target, Topic};
+pub(crate) use message::{BusMessage, Kick, SessionOp, Target, Topic};
 pub(crate) use presence::HeartbeatOp;
 pub use presence::{PresenceEvent, PresenceKind};

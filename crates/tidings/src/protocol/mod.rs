@@ -233,6 +233,10 @@ pub(crate) enum CloseReason {
     RateLimited,
     /// A new session was needed and the store holds `max_sessions`; reconnect later. Code 4005.
     TooManySessions,
+    /// The backend disconnected the socket's user or session (a kick). Code 4006.
+    Kicked,
+    /// The socket's user is blocked for a while after a kick. Code 4007.
+    Blocked,
     /// The client closed: the same code goes back, or an empty close for an empty one.
     Reply(Option<u16>),
 }
@@ -253,6 +257,8 @@ impl CloseReason {
             Self::ProtocolError => 1002,
             Self::PingFlood | Self::RateLimited => 1008,
             Self::TooManySessions => 4005,
+            Self::Kicked => 4006,
+            Self::Blocked => 4007,
             Self::Reply(code) => return code,
         })
     }
@@ -273,6 +279,8 @@ impl CloseReason {
             Self::PingFlood => "too many pings",
             Self::RateLimited => "too many requests",
             Self::TooManySessions => "too many sessions: try again later",
+            Self::Kicked => "disconnected by the server",
+            Self::Blocked => "user blocked",
             Self::Reply(_) => "",
         }
     }

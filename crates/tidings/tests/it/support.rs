@@ -162,7 +162,13 @@ impl Node {
     /// Connects (with a token if given) where the server must refuse; returns the close code
     /// and reason.
     pub async fn refused(&self, token: Option<&str>) -> (u16, String) {
-        let (mut ws, response) = self.handshake(None, token).await;
+        self.refused_with(None, token).await
+    }
+
+    /// Connects with a session cookie and a token, if given, where the server must refuse;
+    /// returns the close code and reason.
+    pub async fn refused_with(&self, cookie: Option<&str>, token: Option<&str>) -> (u16, String) {
+        let (mut ws, response) = self.handshake(cookie, token).await;
         assert!(
             response.headers().get(header::SET_COOKIE).is_none(),
             "a refused socket gets no session"

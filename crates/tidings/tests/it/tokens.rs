@@ -226,3 +226,59 @@ async fn a_user_past_max_connections_per_user_is_refused_with_503_and_others_are
     let _anonymous = server.connect().await;
     assert_eq!(server.hub.stats().refused_connections, 2);
 }
+
+#[tokio::test]
+async fn a_kicked_user_is_closed_with_4006_and_refused_with_4007_while_blocked() {
+    let server = server().await;
+    let (mut ann, mut bob) = (claims(), claims());
+    (ann.sub, bob.sub) = (Some("ann".into()), Some("bob".into()));
+    let mut ann_tab = server.connect_with_token(&sign(&ann)).await;
+    let mut ann_other = server.connect_with_token(&sign(&ann)).await;
+    let mut bob_tab = server.connect_with_token(&sign(&bob)).await;
+    let (status, body) = server
+        .post("/users/ann/disconnect", json!({"block": 600}))
+        .await;
+    assert_eq!((status, body), (200, json!({"ok": true})));
+    assert_eq!(ann_tab.closed().await, Some(4006));
+    assert_eq!(ann_other.closed().await, Some(4006));
+    let (code, reason) = server.refused(Some(&sign(&ann))).await;
+    assert_eq!((code, reason.as_str()), (4007, "user blocked"));
+    let cookie = ann_tab.session();
+    assert_eq!(
+        server.refused_with(Some(cookie.as_str()), None).await,
+        (4007, "user blocked".into()),
+        "ann's session, by its cookie alone, is ann"
+    );
+    server.hub.all("still", ()).await.unwrap();
+    assert_eq!(
+        bob_tab.recv().await,
+        event("still", json!([])),
+        "bob is not kicked"
+    );
+    let (status, _) = server
+        .post("/users/ann/disconnect", json!({"block": 0}))
+        .await;
+    assert_eq!(status, 200);
+    let _back = server.connect_with_token(&sign(&ann)).await;
+}
+
+#[tokio::test]
+async fn a_kicked_session_is_closed_on_every_tab_and_comes_back_with_its_channels() {
+    let server = server().await;
+    let mut tab = server.connect().await;
+    tab.request(json!({"type": "subscribe", "channels": "public:news"}))
+        .await;
+    let mut other = server.tab(&tab).await;
+    let (status, _) =
+        api_post_empty(&server, &format!("/sessions/{}/disconnect", tab.session())).await;
+    assert_eq!(status, 200);
+    assert_eq!(tab.closed().await, Some(4006));
+    assert_eq!(other.closed().await, Some(4006));
+    let back = server.tab(&tab).await;
+    assert_eq!(server.channels(&back).await, ["public:news"]);
+}
+
+/// `POST /api{path}` with no body at all.
+async fn api_post_empty(server: &Server, path: &str) -> (u16, serde_json::Value) {
+    server.api(reqwest::Method::POST, path, None).await
+}
