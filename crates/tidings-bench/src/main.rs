@@ -10,6 +10,7 @@ mod heartbeat;
 mod peer;
 mod report;
 mod scenario;
+mod soak;
 mod suite;
 mod worker;
 
@@ -40,6 +41,18 @@ enum Command {
         /// Small numbers: checks that every publish arrives (not a speed test).
         #[arg(long)]
         quick: bool,
+        /// The `tidings` binary [default: next to this one].
+        #[arg(long)]
+        tidings_bin: Option<PathBuf>,
+    },
+    /// Well-behaved subscribers of a broadcast beside hostile clients, against one node.
+    Soak {
+        /// Small numbers: checks that the harness works (not a measurement).
+        #[arg(long)]
+        quick: bool,
+        /// How long the attacks last, in seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
         /// The `tidings` binary [default: next to this one].
         #[arg(long)]
         tidings_bin: Option<PathBuf>,
@@ -107,6 +120,26 @@ fn main() -> ExitCode {
         Command::Suite(args) => runtime().and_then(|rt| rt.block_on(run_suite(args))),
         Command::Cluster { quick, tidings_bin } => {
             runtime().and_then(|rt| rt.block_on(run_cluster(quick, tidings_bin)))
+        }
+        Command::Soak {
+            quick,
+            seconds,
+            tidings_bin,
+        } => {
+            let size = match quick {
+                true => soak::Size {
+                    good: 200,
+                    hostile: 20,
+                    seconds: seconds.min(5),
+                },
+                false => soak::Size {
+                    good: 5_000,
+                    hostile: 200,
+                    seconds,
+                },
+            };
+            let run = |programs| runtime().and_then(|rt| rt.block_on(soak::run(&programs, size)));
+            programs(tidings_bin).and_then(run)
         }
     };
     match result {
@@ -232,14 +265,7 @@ async fn run_suite(args: SuiteArgs) -> Result<(), String> {
 /// Runs the two-node scenario on both buses and prints a Markdown table; fails if a publish was
 /// lost.
 async fn run_cluster(quick: bool, tidings_bin: Option<PathBuf>) -> Result<(), String> {
-    let bench = std::env::current_exe().map_err(|e| e.to_string())?;
-    let beside = |name: &str| bench.parent().map(|d| d.join(name)).unwrap_or_default();
-    let programs = suite::Programs {
-        tidings: tidings_bin.unwrap_or_else(|| beside("tidings")),
-        bench: bench.clone(),
-        socketio: PathBuf::new(),
-        sockudo: PathBuf::new(),
-    };
+    let programs = programs(tidings_bin)?;
     println!(
         "| bus | sockets on B | publishes/s A→B | frames received | p50 µs | p90 µs | p99 µs | max µs |"
     );
@@ -268,6 +294,18 @@ async fn run_cluster(quick: bool, tidings_bin: Option<PathBuf>) -> Result<(), St
     } else {
         Err(failed.join("; "))
     }
+}
+
+/// This binary and `tidings` (as given, or next to this one), without the peers.
+fn programs(tidings_bin: Option<PathBuf>) -> Result<suite::Programs, String> {
+    let bench = std::env::current_exe().map_err(|e| e.to_string())?;
+    let beside = |name: &str| bench.parent().map(|d| d.join(name)).unwrap_or_default();
+    Ok(suite::Programs {
+        tidings: tidings_bin.unwrap_or_else(|| beside("tidings")),
+        bench: bench.clone(),
+        socketio: PathBuf::new(),
+        sockudo: PathBuf::new(),
+    })
 }
 
 /// A program's path: as given if it has a slash, else found on `PATH`.

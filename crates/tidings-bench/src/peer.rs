@@ -226,6 +226,13 @@ impl Http {
         check(request.send().await).await
     }
 
+    /// GETs a JSON answer.
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, String> {
+        let response = self.client.get(format!("{}{path}", self.base)).send().await;
+        let response = response.map_err(|e| e.to_string())?;
+        response.json().await.map_err(|e| e.to_string())
+    }
+
     /// PUTs a JSON body; fails unless the status is 2xx.
     async fn put_json(&self, path: &str, body: serde_json::Value) -> Result<(), String> {
         let request = self.client.put(format!("{}{path}", self.base));

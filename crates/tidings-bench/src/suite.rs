@@ -156,7 +156,7 @@ impl Server {
     }
 
     /// Resident memory of the server process, in KiB.
-    fn rss_kib(&self) -> u64 {
+    pub(crate) fn rss_kib(&self) -> u64 {
         let Some(pid) = self.child.id() else {
             return 0;
         };

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! `channels` and `users` take one name or an array; `p` may be left out for no arguments. Every
-//! node reads each message and delivers it to its own sockets.
+//! node reads each message and delivers it to its own sockets. A message breaking the limits a
+//! publish through the API keeps (`max_name_len`, `max_args_size`, `max_args_depth`) is skipped.
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::ids::SocketId;
+use crate::limits::Limits;
 use crate::model::{BusMessage, Event, Target};
 use crate::names::{IntoNames, OneOrMany};
 
@@ -34,21 +36,39 @@ struct Ingest<'a> {
 
 /// Reads one ingest message as the bus messages it stands for (one per channel or user); the
 /// error says what is wrong with it.
-pub(crate) fn decode(payload: &[u8]) -> Result<Vec<BusMessage>, String> {
+pub(crate) fn decode(payload: &[u8], limits: &Limits) -> Result<Vec<BusMessage>, String> {
     let ingest: Ingest = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
-    if ingest.e.is_empty() {
-        return Err("\"e\" (the event name) is empty".into());
+    limits
+        .check_name("event name", &ingest.e)
+        .map_err(|e| format!("\"e\": {e}"))?;
+    if let Some(p) = ingest.p {
+        let size = p.get().len();
+        if size > limits.max_args_size {
+            return Err(format!(
+                "\"p\" is {size} bytes, past max_args_size ({})",
+                limits.max_args_size
+            ));
+        }
+        if limits.args_depth(p.get()) > limits.max_args_depth {
+            let max = limits.max_args_depth;
+            return Err(format!(
+                "\"p\" is nested deeper than max_args_depth ({max})"
+            ));
+        }
     }
     let args: Arc<RawValue> = match ingest.p {
         None => Arc::from(RawValue::from_string("[]".into()).map_err(|e| e.to_string())?),
         Some(p) if p.get().starts_with('[') => Arc::from(p.to_owned()),
         Some(_) => return Err("\"p\" (the arguments) is not an array".into()),
     };
-    let names = |field: &str, names: Option<OneOrMany>| {
+    let names = |field: &'static str, names: Option<OneOrMany>| {
         let names = names.map(IntoNames::into_names).unwrap_or_default();
-        if names.is_empty() || names.iter().any(|n| n.is_empty()) {
-            return Err(format!("\"{field}\" must name at least one, none empty"));
+        if names.is_empty() {
+            return Err(format!("\"{field}\" must name at least one"));
         }
+        limits
+            .check_names(field, &names)
+            .map_err(|e| format!("\"{field}\": {e}"))?;
         Ok(names)
     };
     let targets: Vec<(Target, Option<Arc<str>>)> = match ingest.t {
@@ -83,7 +103,7 @@ mod tests {
     use super::*;
 
     fn targets(json: &str) -> Vec<(Target, Option<String>, String)> {
-        decode(json.as_bytes())
+        decode(json.as_bytes(), &Limits::default())
             .unwrap()
             .into_iter()
             .map(|m| match m {
@@ -130,7 +150,7 @@ mod tests {
 
     #[test]
     fn malformed_messages_say_why() {
-        let why = |json: &str| decode(json.as_bytes()).unwrap_err();
+        let why = |json: &str| decode(json.as_bytes(), &Limits::default()).unwrap_err();
         assert!(why("not json").contains("expected"));
         assert!(why(r#"{"t":"all"}"#).contains("missing field `e`"));
         assert!(why(r#"{"t":"all","e":""}"#).contains("empty"));
@@ -140,5 +160,18 @@ mod tests {
         assert!(why(r#"{"t":"socketId","e":"x"}"#).contains("socketId"));
         assert!(why(r#"{"t":"socketId","socketId":"zz","e":"x"}"#).contains("socket id"));
         assert!(why(r#"{"t":"everyone","e":"x"}"#).contains("unknown"));
+        let deep = format!(
+            r#"{{"t":"all","e":"x","p":{}{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert!(why(&deep).contains("max_args_depth"));
+        let big = format!(r#"{{"t":"all","e":"x","p":["{}"]}}"#, "x".repeat(70_000));
+        assert!(why(&big).contains("max_args_size"));
+        let long = format!(
+            r#"{{"t":"channel","channels":["{}"],"e":"x"}}"#,
+            "c".repeat(300)
+        );
+        assert!(why(&long).contains("channels"));
     }
 }

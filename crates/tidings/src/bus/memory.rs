@@ -8,6 +8,7 @@ use parking_lot::RwLock;
 use super::{Bus, Carrier, Inbox, Link, Sealed};
 use crate::error::BusError;
 use crate::ids::NodeId;
+use crate::limits::Limits;
 use crate::model::{BusMessage, Topic};
 
 /// The in-process bus, for one process (share one between hubs to run several nodes in it).
@@ -40,7 +41,12 @@ impl MemoryBus {
 
 #[async_trait]
 impl Carrier for Nodes {
-    fn attach(&self, _node: &NodeId, inbox: Weak<dyn Inbox>) -> Result<(), BusError> {
+    fn attach(
+        &self,
+        _node: &NodeId,
+        inbox: Weak<dyn Inbox>,
+        _limits: &Limits,
+    ) -> Result<(), BusError> {
         let mut nodes = self.nodes.write();
         nodes.retain(|n| n.strong_count() > 0);
         nodes.push(inbox);

@@ -33,6 +33,7 @@ use bytes::Bytes;
 
 use crate::error::BusError;
 use crate::ids::NodeId;
+use crate::limits::Limits;
 use crate::model::{BusMessage, Topic};
 
 /// The receiving side of a node: where the bus delivers messages.
@@ -69,9 +70,14 @@ mod sealed {
 /// Carries messages between the nodes of a cluster.
 #[async_trait]
 pub(crate) trait Carrier: Send + Sync + 'static {
-    /// Registers a node's inbox; the bus holds it weakly. A bus that serves one node only
-    /// refuses a second.
-    fn attach(&self, node: &NodeId, inbox: Weak<dyn Inbox>) -> Result<(), BusError>;
+    /// Registers a node's inbox, with the limits external publishes (the ingest channel) must
+    /// keep; the bus holds the inbox weakly. A bus that serves one node only refuses a second.
+    fn attach(
+        &self,
+        node: &NodeId,
+        inbox: Weak<dyn Inbox>,
+        limits: &Limits,
+    ) -> Result<(), BusError>;
 
     /// Sends a message to every node interested in it, this one included.
     async fn publish(&self, message: BusMessage) -> Result<(), BusError>;

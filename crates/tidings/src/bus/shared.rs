@@ -24,6 +24,7 @@ use tokio::sync::{Notify, watch};
 use super::{Carrier, Inbox, ingest, wire};
 use crate::error::BusError;
 use crate::ids::NodeId;
+use crate::limits::Limits;
 use crate::model::{BusMessage, Target, Topic};
 
 /// How long a session operation waits for this node's subscriptions before failing.
@@ -118,14 +119,14 @@ impl Wanted {
 pub(crate) struct Receiver {
     subjects: wire::Subjects,
     ingest: Option<String>,
-    node: OnceLock<(NodeId, Weak<dyn Inbox>)>,
+    node: OnceLock<(NodeId, Weak<dyn Inbox>, Limits)>,
     ready: AtomicBool,
 }
 
 impl Receiver {
     /// Handles one message that arrived on `subject`.
     pub(crate) fn deliver(&self, subject: &[u8], payload: &[u8]) {
-        let Some((node, inbox)) = self.node.get() else {
+        let Some((node, inbox, limits)) = self.node.get() else {
             return;
         };
         let Some(inbox) = inbox.upgrade() else {
@@ -133,7 +134,7 @@ impl Receiver {
         };
         let subject = String::from_utf8_lossy(subject);
         if self.ingest.as_deref() == Some(subject.as_ref()) {
-            match ingest::decode(payload) {
+            match ingest::decode(payload, limits) {
                 Ok(messages) => messages.iter().for_each(|m| inbox.receive(m)),
                 Err(error) => inbox.malformed(&subject, payload, &error),
             }
@@ -191,13 +192,13 @@ impl<T: Transport> SharedBus<T> {
 
     /// This node's id (set when the hub attaches).
     fn node(&self) -> Result<&NodeId, BusError> {
-        let node = self.receiver.node.get().map(|(node, _)| node);
+        let node = self.receiver.node.get().map(|(node, ..)| node);
         node.ok_or_else(|| BusError::Unavailable("no node attached to the bus"))
     }
 
     /// Hands a message to this node's own sockets.
     fn deliver_here(&self, message: &BusMessage) {
-        let inbox = self.receiver.node.get().and_then(|(_, i)| i.upgrade());
+        let inbox = self.receiver.node.get().and_then(|(_, i, _)| i.upgrade());
         if let Some(inbox) = inbox {
             inbox.receive(message);
         }
@@ -215,12 +216,17 @@ impl<T: Transport> SharedBus<T> {
 
 #[async_trait]
 impl<T: Transport> Carrier for SharedBus<T> {
-    fn attach(&self, node: &NodeId, inbox: Weak<dyn Inbox>) -> Result<(), BusError> {
+    fn attach(
+        &self,
+        node: &NodeId,
+        inbox: Weak<dyn Inbox>,
+        limits: &Limits,
+    ) -> Result<(), BusError> {
         let subjects = &self.receiver.subjects;
         let always = [Some(subjects.all()), Some(subjects.node(node))];
         self.receiver
             .node
-            .set((node.clone(), inbox))
+            .set((node.clone(), inbox, limits.clone()))
             .map_err(|_| BusError::Taken)?;
         let ingest = self.receiver.ingest.clone();
         for subject in always.into_iter().chain([ingest]).flatten() {
