@@ -48,5 +48,17 @@ status=$?
   echo "readers share the machine's 2 cores."
   echo
   target/release/tidings-bench cluster $quick || status=1
+  echo
+  echo "## Hostile soak"
+  echo
+  echo "Command: \`bench/run.sh${quick:+ $quick}\` (its last step, \`tidings-bench soak${quick:+ $quick}\`)."
+  echo "One \`tidings serve\` with its defaults. Well-behaved subscribers (source 127.0.1.x) receive"
+  echo "a broadcast published 20 times a second through the HTTP API, while hostile clients (source"
+  echo "127.0.2.x), in equal shares, each repeat one attack until the end; the soak fails if a"
+  echo "well-behaved client misses a broadcast or the node's peak RSS passes twice its RSS before"
+  echo "the attacks. Everything shares the machine's 2 cores: latency from the attacks' start is"
+  echo "what a node loaded by them gives, with the load generator on the same cores."
+  echo
+  target/release/tidings-bench soak $quick || status=1
 } >> "$out"
 exit $status

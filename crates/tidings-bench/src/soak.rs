@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::watch;
 use tokio_websockets::ClientBuilder;
 
 use crate::heartbeat::histogram;
@@ -93,14 +94,11 @@ impl Received {
         })
     }
 
-    /// Records one broadcast that took `micros` to arrive.
-    fn record(&self, micros: u64) {
-        self.frames.fetch_add(1, Relaxed);
-        let phase = usize::from(self.attacked.load(Relaxed));
-        let mut latency = self.latency[phase]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let _ = latency.record(micros.max(1));
+    /// Adds one subscriber's latencies, by phase.
+    fn merge(&self, local: &[Histogram<u64>; 2]) {
+        for (shared, local) in self.latency.iter().zip(local) {
+            let _ = shared.lock().unwrap_or_else(|e| e.into_inner()).add(local);
+        }
     }
 
     /// p50 / p99 / max of a phase, in microseconds.
@@ -123,12 +121,11 @@ pub async fn run(programs: &Programs, size: Size) -> Result<(), String> {
     let server = Server::start(Kind::Tidings, programs).await?;
     let addr = server.ws;
     let received = Arc::new(Received::new()?);
-    let mut good = Vec::with_capacity(size.good);
+    let (stop_reading, reading) = watch::channel(false);
+    let mut good = tokio::task::JoinSet::new();
     for i in 0..size.good {
         let source = Ipv4Addr::new(127, 0, 1, (i / 5_000) as u8 + 1);
-        good.push(tokio::spawn(
-            subscriber(addr, source, received.clone()).await?,
-        ));
+        good.spawn(subscriber(addr, source, received.clone(), reading.clone()).await?);
     }
     let http = Http::new(format!("http://{addr}"));
     let stop = Arc::new(AtomicBool::new(false));
@@ -159,10 +156,13 @@ pub async fn run(programs: &Programs, size: Size) -> Result<(), String> {
     }
     let stats = http.get_json("/api/stats").await?;
     attackers.abort_all();
-    good.iter().for_each(|task| task.abort());
+    stop_reading.send_replace(true);
+    good.join_all().await;
     let delivered = received.frames.load(Relaxed);
+    let rate = published as f64 / (WARMUP.as_secs() + size.seconds) as f64;
     println!(
-        "{} well-behaved subscribers, {} hostile clients, {} s of attacks, {RATE} broadcasts a second\n",
+        "{} well-behaved subscribers, {} hostile clients, {} s of attacks; broadcasts offered \
+         {RATE} a second, {rate:.1} a second taken by the node\n",
         size.good, size.hostile, size.seconds
     );
     println!("| well-behaved | |\n|---|---:|");
@@ -242,12 +242,15 @@ async fn publish(http: Http, stop: Arc<AtomicBool>) -> u64 {
     published
 }
 
-/// Opens a well-behaved subscriber; the returned future reads its broadcasts until aborted.
+/// Opens a well-behaved subscriber; the returned future reads its broadcasts until `stop`, then
+/// adds its latencies to `received`.
 async fn subscriber(
     addr: SocketAddr,
     source: Ipv4Addr,
     received: Arc<Received>,
+    mut stop: watch::Receiver<bool>,
 ) -> Result<impl Future<Output = ()> + Send + 'static, String> {
+    let mut latency = [histogram()?, histogram()?];
     let stream = connect(addr, source).await?;
     let uri = format!("ws://{addr}/ws");
     let builder = ClientBuilder::new().uri(&uri).map_err(|e| e.to_string())?;
@@ -256,7 +259,12 @@ async fn subscriber(
         .await
         .map_err(|e| format!("handshake: {e}"))?;
     Ok(async move {
-        while let Some(Ok(message)) = ws.next().await {
+        loop {
+            let message = tokio::select! {
+                message = ws.next() => message,
+                _ = stop.wait_for(|stop| *stop) => break,
+            };
+            let Some(Ok(message)) = message else { break };
             let Some(text) = message.as_text() else {
                 continue;
             };
@@ -267,8 +275,12 @@ async fn subscriber(
             else {
                 continue;
             };
-            received.record(now_ns().saturating_sub(sent) / 1_000);
+            received.frames.fetch_add(1, Relaxed);
+            let phase = usize::from(received.attacked.load(Relaxed));
+            let micros = now_ns().saturating_sub(sent) / 1_000;
+            let _ = latency[phase].record(micros.max(1));
         }
+        received.merge(&latency);
     })
 }
 

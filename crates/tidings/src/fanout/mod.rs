@@ -212,8 +212,17 @@ impl Inbox for Local {
 
     #[cfg(any(feature = "redis", feature = "nats"))]
     fn malformed(&self, subject: &str, payload: &[u8], error: &str) {
+        static LOG: crate::logs::Folded = crate::logs::Folded::new();
         self.counters.bus_malformed();
-        let start = String::from_utf8_lossy(&payload[..payload.len().min(200)]);
-        tracing::warn!(subject, %error, payload = %start, "skipping a malformed bus message");
+        if let Some(skipped) = LOG.note(1) {
+            let start = String::from_utf8_lossy(&payload[..payload.len().min(200)]);
+            tracing::warn!(
+                subject,
+                %error,
+                payload = %start,
+                skipped,
+                "skipping malformed bus messages (the last one shown)"
+            );
+        }
     }
 }
