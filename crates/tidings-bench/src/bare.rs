@@ -1,7 +1,7 @@
 //! The machine's limit: a bare tokio server that accepts the same WebSocket sockets and, for each
 //! publish, hands one pre-encoded frame to every socket of a group. Each socket has a writer task
 //! that writes whatever is queued with one vectored write. No sessions, no JSON, no limits: tidings
-//! divided by this is our efficiency.
+//! divided by this is our efficiency. A socket's first frame, `ready`, says it is registered.
 
 use std::collections::HashMap;
 use std::io::IoSlice;
@@ -99,6 +99,8 @@ pub async fn run(listen: SocketAddr, http: SocketAddr) -> Result<(), String> {
             };
             let group = request.uri().path().trim_start_matches("/ws/").to_owned();
             let (tx, rx) = mpsc::unbounded_channel();
+            // Registered before it says so: a publish after "ready" reaches it.
+            let _ = tx.send(text_frame(b"ready"));
             if let Ok(mut groups) = groups.lock() {
                 groups.entry(group).or_default().push(tx);
             }

@@ -59,7 +59,7 @@ impl Kind {
         http: &Http,
     ) -> Result<(), String> {
         match self {
-            Self::Bare => Ok(()),
+            Self::Bare => expect(ws, "ready").await,
             Self::Tidings => {
                 expect(ws, "\"welcome\"").await?;
                 match grouping {
