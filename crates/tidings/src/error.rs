@@ -283,4 +283,7 @@ pub(crate) enum RequestError {
     /// The socket has as many requests waiting as allowed.
     #[error("{0} requests are waiting on this socket; wait for their replies")]
     TooManyRequests(usize),
+    /// A `recover` request names more channels than a session may hold.
+    #[error("a recover request may name at most {0} channels")]
+    TooManyPositions(usize),
 }

@@ -35,6 +35,18 @@ fn random_token(bytes: &mut [u8]) -> Result<String, IdError> {
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// A new history epoch: 6 random bytes in base64url, or the clock's nanoseconds when the system
+/// gives no randomness (an epoch must differ from the last one, not be secret).
+pub(crate) fn epoch() -> Arc<str> {
+    random_token(&mut [0; 6]).map_or_else(
+        |_| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            format!("t{:x}", now.map_or(0, |d| d.as_nanos())).into()
+        },
+        Into::into,
+    )
+}
+
 /// Checks that `s` is 1..=64 characters of `[A-Za-z0-9_-]`.
 fn check_token(kind: &'static str, s: &str) -> Result<(), IdError> {
     let ok = !s.is_empty()

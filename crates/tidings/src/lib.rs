@@ -29,6 +29,7 @@ mod backend;
 pub mod bus;
 mod error;
 mod fanout;
+pub mod history;
 pub mod http;
 mod hub;
 mod ids;

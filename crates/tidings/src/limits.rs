@@ -59,6 +59,9 @@ pub struct Limits {
     /// client's socket is closed with 4005 (0: no limit). Only stores that count their sessions
     /// (`MemoryStore`, this node's) apply it; with `RedisStore` sessions live in Redis.
     pub max_sessions: usize,
+    /// Most bytes the channels' history keeps on this node, in all; past it the oldest events of
+    /// the channel being published to go first (counted in `history_evicted`).
+    pub max_history_bytes: usize,
 }
 
 impl Default for Limits {
@@ -80,6 +83,7 @@ impl Default for Limits {
             max_connections_per_ip: 0,
             max_connections_per_user: 0,
             max_sessions: 250_000,
+            max_history_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -22,6 +22,7 @@ pub(crate) struct Counters {
     webhook_dropped: AtomicU64,
     webhook_failed: AtomicU64,
     bus_malformed: AtomicU64,
+    history_evicted: AtomicU64,
 }
 
 impl Counters {
@@ -45,6 +46,14 @@ impl Counters {
     /// Counts requests refused for the request rate.
     pub(crate) fn rate_limited(&self) {
         self.rate_limited.fetch_add(1, Relaxed);
+    }
+
+    /// Counts history events dropped before their time because the history held
+    /// `max_history_bytes`.
+    pub(crate) fn history_evicted(&self, n: u64) {
+        if n > 0 {
+            self.history_evicted.fetch_add(n, Relaxed);
+        }
     }
 
     /// Counts client frames refused (malformed, unknown, oversized, binary).
@@ -145,6 +154,9 @@ pub struct Stats {
     pub webhook_failed: u64,
     /// Messages from the bus (ingest included) skipped because they could not be read.
     pub bus_malformed: u64,
+    /// History events dropped before their `size` or `ttl` because the node's history held
+    /// `max_history_bytes`.
+    pub history_evicted: u64,
 }
 
 impl Counters {
@@ -166,6 +178,7 @@ impl Counters {
             webhook_dropped: self.webhook_dropped.load(Relaxed),
             webhook_failed: self.webhook_failed.load(Relaxed),
             bus_malformed: self.bus_malformed.load(Relaxed),
+            history_evicted: self.history_evicted.load(Relaxed),
         }
     }
 }

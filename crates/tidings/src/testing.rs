@@ -35,6 +35,7 @@ impl Tab {
             hub.clone(),
             server,
             admission,
+            false,
         ));
         let mut tab = Self {
             ws: ClientBuilder::new().take_over(client),

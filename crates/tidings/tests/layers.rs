@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["error"],
     &["limits", "model"],
     &["auth", "backend", "protocol", "stats"],
-    &["bus", "store"],
+    &["bus", "history", "store"],
     &["fanout", "presence"],
     &["hub"],
     &["socket"],

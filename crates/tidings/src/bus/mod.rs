@@ -70,6 +70,12 @@ mod sealed {
 /// Carries messages between the nodes of a cluster.
 #[async_trait]
 pub(crate) trait Carrier: Send + Sync + 'static {
+    /// Whether messages cross to other processes (Redis, NATS): then a node's memory cannot
+    /// number a channel's events for the whole cluster.
+    fn remote(&self) -> bool {
+        false
+    }
+
     /// Registers a node's inbox, with the limits external publishes (the ingest channel) must
     /// keep; the bus holds the inbox weakly. A bus that serves one node only refuses a second.
     fn attach(

@@ -235,6 +235,10 @@ impl<T: Transport> Carrier for SharedBus<T> {
         Ok(())
     }
 
+    fn remote(&self) -> bool {
+        true
+    }
+
     async fn publish(&self, message: BusMessage) -> Result<(), BusError> {
         let node = self.node()?;
         if let BusMessage::Publish {

@@ -306,6 +306,13 @@ impl Index {
             .map(|s| &s.outbox)
     }
 
+    /// Whether a local session is subscribed to `channel`.
+    pub(crate) fn holds(&self, session: &SessionId, channel: &str) -> bool {
+        self.sessions
+            .get(session)
+            .is_some_and(|local| local.channels.contains(channel))
+    }
+
     /// The user id a local session is bound to.
     pub(crate) fn user_of(&self, session: &SessionId) -> Option<Arc<str>> {
         self.sessions.get(session)?.user.clone()

@@ -147,6 +147,11 @@ impl Local {
         self.index.read().live_sessions()
     }
 
+    /// Whether a local session is subscribed to `channel`.
+    pub(crate) fn holds(&self, session: &SessionId, channel: &str) -> bool {
+        self.index.read().holds(session, channel)
+    }
+
     /// The user id a local session is bound to.
     pub(crate) fn user_of(&self, session: &SessionId) -> Option<Arc<str>> {
         self.index.read().user_of(session)

@@ -8,6 +8,10 @@
 //! closing with [`CloseReason::SlowConsumer`] and its queue is dropped: one slow reader never holds up a publisher or other sockets.
 //! An idle outbox holds no heap memory beyond itself.
 //!
+//! A socket that comes back to recover what it missed starts *holding*: events of channels that
+//! keep history wait aside until [`Outbox::release`] puts the replay first and drops what the
+//! replay already holds, so the client sees each offset once, in order.
+//!
 //! The outbox is also where the server's ping round notes whether the peer has been heard from
 //! since the last ping.
 
@@ -76,6 +80,8 @@ struct State {
     /// The pong for the client's latest ping, if not yet written: one at most, whatever the
     /// client sends.
     pong: Option<Bytes>,
+    /// While recovering: events of channels with history, held back (counted in `bytes`).
+    held: Option<Vec<Arc<Event>>>,
     closing: Option<CloseReason>,
 }
 
@@ -113,23 +119,86 @@ impl Outbox {
         self.heard.swap(false, Ordering::Relaxed)
     }
 
-    /// Queues an item; when the queue is full, marks the socket as a slow consumer instead.
+    /// Queues an item (or holds it, see [`Outbox::hold`]); when the queue is full, marks the
+    /// socket as a slow consumer instead.
     pub(crate) fn push(&self, item: Outgoing) -> Result<(), PushError> {
-        let size = item.size();
         let mut state = self.state.lock();
         if state.closing.is_some() {
             return Err(PushError::Closed);
         }
-        if state.queue.len() >= self.capacity || state.bytes + size > self.max_bytes {
+        if let (Some(held), Outgoing::Event(event)) = (&mut state.held, &item)
+            && event.position().is_some()
+        {
+            let size = event.size();
+            held.push(event.clone());
+            return self.count(&mut state, size);
+        }
+        let wake = state.queue.is_empty();
+        let size = item.size();
+        state.queue.push_back(item);
+        self.count(&mut state, size)?;
+        drop(state);
+        if wake {
+            self.writer.wake();
+        }
+        Ok(())
+    }
+
+    /// Counts `size` more bytes queued or held; past the bounds, marks the socket as a slow
+    /// consumer and drops everything.
+    fn count(&self, state: &mut State, size: usize) -> Result<(), PushError> {
+        let items = state.queue.len() + state.held.as_ref().map_or(0, Vec::len);
+        state.bytes += size;
+        if items > self.capacity || state.bytes > self.max_bytes {
             state.closing = Some(CloseReason::SlowConsumer);
-            (state.queue, state.bytes) = (VecDeque::new(), 0);
-            drop(state);
+            (state.queue, state.bytes, state.held) = (VecDeque::new(), 0, None);
             self.writer.wake();
             return Err(PushError::Full);
         }
+        Ok(())
+    }
+
+    /// Holds back, from now on, events of channels with history, until [`Outbox::release`].
+    pub(crate) fn hold(&self) {
+        self.state.lock().held.get_or_insert_with(Vec::new);
+    }
+
+    /// Queues `reply`, then each replay (a channel, the events it missed, oldest first), then
+    /// what was held, less what a replay already holds or the client already had (`seen`:
+    /// per channel, the last offset it has); holding ends.
+    pub(crate) fn release(
+        &self,
+        reply: Option<Bytes>,
+        replays: Vec<(Arc<str>, u64, Vec<Arc<Event>>)>,
+    ) -> Result<(), PushError> {
+        let mut state = self.state.lock();
+        if state.closing.is_some() {
+            return Err(PushError::Closed);
+        }
+        let held = state.held.take().unwrap_or_default();
+        state.bytes -= held.iter().map(|e| e.size()).sum::<usize>();
+        let mut seen: Vec<(Arc<str>, u64)> = Vec::with_capacity(replays.len());
+        let mut items: Vec<Outgoing> = reply.map(Outgoing::Frame).into_iter().collect();
+        for (channel, after, events) in replays {
+            let last = events.last().and_then(|e| e.position()).map(|p| p.offset);
+            seen.push((channel, last.unwrap_or(after).max(after)));
+            items.extend(events.into_iter().map(Outgoing::Event));
+        }
+        let fresh = |event: &Arc<Event>| {
+            let (Some(channel), Some(position)) = (event.channel(), event.position()) else {
+                return true;
+            };
+            !seen
+                .iter()
+                .any(|(c, last)| &**c == channel && position.offset <= *last)
+        };
+        items.extend(held.into_iter().filter(fresh).map(Outgoing::Event));
         let wake = state.queue.is_empty();
-        state.bytes += size;
-        state.queue.push_back(item);
+        for item in items {
+            let size = item.size();
+            state.queue.push_back(item);
+            self.count(&mut state, size)?;
+        }
         drop(state);
         if wake {
             self.writer.wake();

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{FromRef, Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRef, Path, Query, State};
 use axum::routing::{get, post, put};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -12,6 +13,8 @@ use serde_json::value::RawValue;
 
 use super::ApiError;
 use super::body::JsonBody;
+use crate::error::PublishError;
+use crate::history::Page;
 use crate::hub::{Hub, Session};
 use crate::ids::{SessionId, SocketId};
 use crate::model::Target;
@@ -37,6 +40,7 @@ where
         .route("/presence", get(all_connected))
         .route("/presence/purge", post(purge))
         .route("/presence/{id}", get(is_connected))
+        .route("/history/{channel}", get(history))
         .route("/stats", get(stats))
 }
 
@@ -259,6 +263,29 @@ struct PurgeView {
 async fn purge(State(hub): State<Hub>) -> Result<Json<PurgeView>, ApiError> {
     let disconnected = hub.presence().purge().await?;
     Ok(Json(PurgeView { disconnected }))
+}
+
+/// What `GET /history/{channel}` may ask.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    since: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /history/{channel}?since=OFFSET&limit=N`: the channel's kept events after `since`.
+async fn history(
+    State(hub): State<Hub>,
+    Path(channel): Path<String>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<Page>, ApiError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    let limit = query.limit.unwrap_or(usize::MAX);
+    let page = hub
+        .history(&channel, query.since, limit)
+        .map_err(|e| ApiError::from(PublishError::from(e)))?;
+    Ok(Json(page))
 }
 
 async fn stats(State(hub): State<Hub>) -> Json<Stats> {

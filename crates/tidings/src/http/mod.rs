@@ -168,6 +168,8 @@ where
 struct WebSocketParams {
     /// A connection token signed by the backend.
     token: Option<String>,
+    /// Present when the client will recover what it missed (its first request is `recover`).
+    recover: Option<String>,
 }
 
 /// `GET /ws`: the WebSocket handshake, or a JSON error for a request that cannot be one.
@@ -176,7 +178,8 @@ async fn websocket(
     Query(params): Query<WebSocketParams>,
     request: Request,
 ) -> Response {
-    match upgrade(hub, params.token.as_deref(), request).await {
+    let recovering = params.recover.is_some();
+    match upgrade(hub, params.token.as_deref(), recovering, request).await {
         Ok(response) => response,
         Err(HandshakeError::NotWebSocket) => {
             let mut response = ApiError::from(HandshakeError::NotWebSocket).into_response();

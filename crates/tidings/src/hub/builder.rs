@@ -15,6 +15,7 @@ use crate::bus::{Bus, Carrier, Inbox, MemoryBus, Sealed};
 use crate::error::BuildError;
 use crate::fanout::Local;
 use crate::fanout::{KeepAlive, keepalive};
+use crate::history::{self, History, MemoryHistory};
 #[cfg(feature = "backend")]
 use crate::hub::rpc::RpcProxy;
 use crate::hub::rpc::{Methods, RpcError, RpcRequest};
@@ -40,6 +41,7 @@ pub struct HubBuilder {
     #[cfg(feature = "backend")]
     rpc_proxy: Option<RpcProxy>,
     bus: Option<Arc<dyn Carrier>>,
+    history: Vec<History>,
     store: Option<Arc<dyn SessionStore>>,
     presence_store: Option<Arc<dyn PresenceStore>>,
     heartbeat: Heartbeat,
@@ -63,6 +65,7 @@ impl Default for HubBuilder {
             #[cfg(feature = "backend")]
             rpc_proxy: None,
             bus: None,
+            history: Vec::new(),
             store: None,
             presence_store: None,
             heartbeat: Heartbeat::default(),
@@ -97,6 +100,14 @@ impl HubBuilder {
     /// the session id; past it the client gets a new session and loses nothing.
     pub fn empty_session_ttl(mut self, ttl: Duration) -> Self {
         self.empty_session_ttl = ttl;
+        self
+    }
+
+    /// Keeps the last events of some channels, numbered, so clients that come back get what
+    /// they missed (`docs/history.md`); call it once per rule. On one node only, for now: a
+    /// hub with a Redis or NATS bus and history does not build.
+    pub fn history(mut self, history: History) -> Self {
+        self.history.push(history);
         self
     }
 
@@ -197,6 +208,7 @@ impl HubBuilder {
             }
         }
         let rules = ChannelRules::new(&self.public_channels, &self.user_channels)?;
+        let history_rules = history::Rules::new(&self.history)?;
         #[cfg_attr(not(feature = "backend"), expect(unused_mut))]
         let mut methods = self.methods;
         #[cfg(feature = "backend")]
@@ -209,6 +221,14 @@ impl HubBuilder {
         };
         self.keep_alive.validate()?;
         let bus = self.bus.unwrap_or_else(|| MemoryBus::new().link().0);
+        if bus.remote() && !history_rules.is_empty() {
+            return Err(BuildError::InvalidSetting {
+                name: "history",
+                reason: "channel history is kept in one node's memory, so it needs the memory \
+                         bus (one node); history shared through Redis is not built yet"
+                    .into(),
+            });
+        }
         let memory = Arc::new(MemoryStore::new());
         let store = self.store.unwrap_or_else(|| memory.clone());
         let presence_store = self.presence_store.unwrap_or(memory);
@@ -229,6 +249,11 @@ impl HubBuilder {
             Arc::downgrade(&bus),
         ));
         keepalive::spawn(&runtime, &Arc::downgrade(&local), &self.keep_alive);
+        let history = Arc::new(MemoryHistory::new(
+            history_rules,
+            self.limits.max_history_bytes,
+            counters.clone(),
+        ));
         let gate = Arc::new(gate::Gate::new(
             self.limits.max_connections,
             self.limits.max_connections_per_ip,
@@ -250,6 +275,7 @@ impl HubBuilder {
             keep_alive: self.keep_alive,
             counters,
             gate,
+            history,
             next_seq: AtomicU64::new(1),
         });
         runtime.spawn(upkeep::run(Arc::downgrade(&shared)));

@@ -2,10 +2,12 @@
 //! and whether it is allowed. A transport (the WebSocket layer in `socket/`) decodes a frame,
 //! calls one of these methods and encodes what it returns; it decides nothing itself.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::rpc::{Answer, RpcRequest};
@@ -13,8 +15,24 @@ use super::{Hub, Session};
 use crate::auth::Claims;
 use crate::error::RequestError;
 use crate::ids::{SessionId, SocketId};
-use crate::model::{HeartbeatOp, PresenceKind};
+use crate::model::{Event, HeartbeatOp, Position, PresenceKind};
 use crate::protocol::{ServerBeat, Welcome};
+
+/// What a `recover` request answers for one channel.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Recovered {
+    /// Whether the events replayed are all the client missed (`false`: reload the state).
+    pub(crate) recovered: bool,
+    /// How many events were replayed.
+    pub(crate) replayed: usize,
+    /// The channel's epoch now (`null`: it keeps no history, or the session is not subscribed).
+    pub(crate) epoch: Option<String>,
+    /// The channel's latest offset now.
+    pub(crate) offset: u64,
+}
+
+/// One channel's replay: the channel, the offset the client had, the events after it.
+pub(crate) type Replay = (Arc<str>, u64, Vec<Arc<Event>>);
 
 /// A client's socket: its session, its id, what its connection token granted.
 pub(crate) struct Client {
@@ -42,6 +60,43 @@ impl Client {
             granted,
             beating: AtomicBool::new(false),
         }
+    }
+
+    /// What the client missed on each channel since its last position there: the answer per
+    /// channel, and the replays (channel, offset the client had, events after it). Only channels
+    /// its session is subscribed to are replayed.
+    pub(crate) fn recover(
+        &self,
+        positions: Vec<(String, Position)>,
+    ) -> Result<(BTreeMap<String, Recovered>, Vec<Replay>), RequestError> {
+        let limits = self.hub.limits();
+        if positions.len() > limits.max_channels_per_session {
+            return Err(RequestError::TooManyPositions(
+                limits.max_channels_per_session,
+            ));
+        }
+        let (mut answers, mut replays) = (BTreeMap::new(), Vec::new());
+        for (channel, since) in positions {
+            limits
+                .check_name("channel", &channel)
+                .map_err(|e| RequestError::Session(e.into()))?;
+            if !self.hub.session_holds(self.session.id(), &channel) {
+                answers.insert(channel, Recovered::default());
+                continue;
+            }
+            let recovery = self.hub.recover(&channel, &since);
+            let answer = Recovered {
+                recovered: recovery.recovered,
+                replayed: recovery.events.len(),
+                epoch: recovery.position.as_ref().map(|p| p.epoch.to_string()),
+                offset: recovery.position.map_or(0, |p| p.offset),
+            };
+            if recovery.recovered {
+                replays.push((channel.as_str().into(), since.offset, recovery.events));
+            }
+            answers.insert(channel, answer);
+        }
+        Ok((answers, replays))
     }
 
     /// What the client learns when its socket opens.

@@ -25,8 +25,9 @@ use serde_json::value::RawValue;
 use crate::auth::TokenKey;
 use crate::auth::{ChannelRules, Claims};
 use crate::bus::Carrier;
-use crate::error::{PublishError, SessionError, StoreError, TokenError};
+use crate::error::{NameError, PublishError, SessionError, StoreError, TokenError};
 use crate::fanout::{KeepAlive, Local, Outbox};
+use crate::history::{self, MemoryHistory};
 use crate::ids::{NodeId, SessionId, SocketId};
 use crate::limits::Limits;
 use crate::model::{BusMessage, Event, Kick, Target};
@@ -69,6 +70,7 @@ pub(crate) struct Shared {
     keep_alive: KeepAlive,
     counters: Arc<Counters>,
     gate: Arc<gate::Gate>,
+    history: Arc<MemoryHistory>,
     next_seq: AtomicU64,
 }
 
@@ -161,6 +163,29 @@ impl Hub {
             block,
         };
         Ok(self.shared.bus.publish(BusMessage::Kick(kick)).await?)
+    }
+
+    /// Up to `limit` events of `channel`'s history after offset `since` (from the oldest kept
+    /// when `None`), with the stream's epoch and latest offset. A channel without history has
+    /// no epoch and no events.
+    pub fn history(
+        &self,
+        channel: &str,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<history::Page, NameError> {
+        self.shared.limits.check_name("channel", channel)?;
+        Ok(self.shared.history.page(channel, since, limit))
+    }
+
+    /// What a client at `since` missed on `channel`.
+    pub(crate) fn recover(&self, channel: &str, since: &history::Position) -> history::Recovery {
+        self.shared.history.recover(channel, since)
+    }
+
+    /// Whether a local session is subscribed to `channel`.
+    pub(crate) fn session_holds(&self, session: &SessionId, channel: &str) -> bool {
+        self.shared.local.holds(session, channel)
     }
 
     /// Whether `user`'s new sockets are refused (see [`Hub::disconnect_user`]).
@@ -261,11 +286,17 @@ impl Hub {
                 Target::Channel(channel) => Some(channel.clone()),
                 _ => None,
             };
-            let event = Event::new(name.clone(), args.clone(), channel);
-            self.shared
-                .bus
-                .publish(BusMessage::Publish { target, event })
-                .await?;
+            let event = Event::new(name.clone(), args.clone(), channel.clone());
+            let bus = &self.shared.bus;
+            let history = &self.shared.history;
+            match channel.as_ref().and_then(|c| Some((c, history.rule(c)?))) {
+                Some((channel, rule)) => {
+                    let send =
+                        async |event| bus.publish(BusMessage::Publish { target, event }).await;
+                    history.append(channel, rule, &event, send).await?;
+                }
+                None => bus.publish(BusMessage::Publish { target, event }).await?,
+            }
         }
         Ok(())
     }

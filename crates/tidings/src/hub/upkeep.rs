@@ -41,6 +41,7 @@ pub(crate) async fn run(shared: Weak<Shared>) {
                 tracing::warn!(error = %e, sessions = live.len(), "could not refresh live sessions");
             }
         }
+        shared.history.sweep();
         match shared.store.sweep().await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(sessions = n, "swept expired sessions"),

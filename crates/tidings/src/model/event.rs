@@ -5,7 +5,18 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
-/// A published event: its name, its JSON `args` array and, for a channel event, the channel.
+/// Where an event stands in its channel's history: the stream's epoch (which changes whenever the
+/// history is lost) and the event's offset (1, 2, 3… within one epoch, without gaps).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// The stream's epoch.
+    pub epoch: Arc<str>,
+    /// The event's offset.
+    pub offset: u64,
+}
+
+/// A published event: its name, its JSON `args` array and, for a channel event, the channel
+/// (and its place in the channel's history, when the channel keeps one).
 ///
 /// Every recipient gets the same `Arc<Event>`; the first socket that writes it encodes the frame
 /// for its encoding, and every other socket clones those bytes (a reference count, no copy).
@@ -14,6 +25,7 @@ pub struct Event {
     name: Arc<str>,
     args: Arc<RawValue>,
     channel: Option<Arc<str>>,
+    position: Option<Position>,
     frames: [OnceLock<Bytes>; FRAME_SLOTS],
 }
 
@@ -27,6 +39,18 @@ impl Event {
             name,
             args,
             channel,
+            position: None,
+            frames: Default::default(),
+        })
+    }
+
+    /// The same event at `position` in its channel's history.
+    pub(crate) fn at(&self, position: Position) -> Arc<Self> {
+        Arc::new(Self {
+            name: self.name.clone(),
+            args: self.args.clone(),
+            channel: self.channel.clone(),
+            position: Some(position),
             frames: Default::default(),
         })
     }
@@ -46,10 +70,17 @@ impl Event {
         self.channel.as_deref()
     }
 
+    /// Its place in its channel's history, when the channel keeps one.
+    pub fn position(&self) -> Option<&Position> {
+        self.position.as_ref()
+    }
+
     /// About how many bytes its frame takes: what a socket's queue counts against its budget.
     pub(crate) fn size(&self) -> usize {
         const FRAMING: usize = 48;
+        let position = self.position.as_ref().map_or(0, |p| 32 + p.epoch.len());
         FRAMING
+            + position
             + self.name.len()
             + self.args.get().len()
             + self.channel.as_ref().map_or(0, |c| c.len())

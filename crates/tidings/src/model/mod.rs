@@ -6,6 +6,7 @@ mod event;
 mod message;
 mod presence;
 
+pub use event::Position;
 pub(crate) use event::{Event, FRAME_SLOTS};
 pub(crate) use message::{BusMessage, Kick, SessionOp, Target, Topic};
 pub(crate) use presence::HeartbeatOp;

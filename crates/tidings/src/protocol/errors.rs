@@ -47,6 +47,7 @@ impl From<RequestError> for ErrorReply {
             RequestError::TooManyCalls(_) => ErrorCode::TooManyCalls,
             RequestError::TooManyRequests(_) => ErrorCode::TooManyRequests,
             RequestError::RateLimited(_) => ErrorCode::RateLimited,
+            RequestError::TooManyPositions(_) => ErrorCode::BadRequest,
         };
         ErrorReply::new(code, error.to_string())
     }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{BadFrame, ErrorCode, ErrorReply, Request, Welcome};
-use crate::model::HeartbeatOp;
+use crate::model::{Event, HeartbeatOp, Position};
 
 /// Sent in place of a frame whose result could not be serialized.
 const UNENCODABLE: &[u8] =
@@ -34,15 +34,22 @@ struct EventFrame<'a> {
     args: &'a RawValue,
     #[serde(skip_serializing_if = "Option::is_none")]
     channel: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    epoch: Option<&'a str>,
 }
 
-/// Encodes an event frame.
-pub(crate) fn event(name: &str, args: &RawValue, channel: Option<&str>) -> Bytes {
+/// Encodes an event frame (with its `offset` and `epoch` when its channel keeps history).
+pub(crate) fn event(event: &Event) -> Bytes {
+    let position = event.position();
     to_bytes(&EventFrame {
         kind: "event",
-        event: name,
-        args,
-        channel,
+        event: event.name(),
+        args: event.args(),
+        channel: event.channel(),
+        offset: position.map(|p| p.offset),
+        epoch: position.map(|p| &*p.epoch),
     })
 }
 
@@ -113,6 +120,14 @@ struct Envelope<'a> {
     token: Option<&'a RawValue>,
     #[serde(borrow)]
     params: Option<&'a RawValue>,
+}
+
+/// A client's last position in one channel, in a `recover` request.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Since {
+    epoch: String,
+    offset: u64,
 }
 
 /// Refuses a frame for one of its fields.
@@ -189,6 +204,22 @@ pub(crate) fn decode(frame: &str) -> Result<Request, BadFrame> {
                 _ => no_params(),
             },
         }),
+        "recover" => {
+            let expected = r#"an object of channel names to {"epoch": string, "offset": number}"#;
+            let since: std::collections::BTreeMap<String, Since> =
+                field(Some(id), "channels", envelope.channels, expected)?;
+            let positions = since
+                .into_iter()
+                .map(|(channel, s)| {
+                    let position = Position {
+                        epoch: s.epoch.into(),
+                        offset: s.offset,
+                    };
+                    (channel, position)
+                })
+                .collect();
+            Ok(Request::Recover { id, positions })
+        }
         "heartbeat" => {
             let expected = r#""start", "beat" or "stop""#;
             let op = match field::<String>(Some(id), "op", envelope.op, expected)?.as_str() {
@@ -204,7 +235,7 @@ pub(crate) fn decode(frame: &str) -> Result<Request, BadFrame> {
             error: ErrorReply::new(
                 ErrorCode::UnknownType,
                 format!(
-                    "unknown frame type {:?}: expected subscribe, unsubscribe, list, rpc or heartbeat",
+                    "unknown frame type {:?}: expected subscribe, unsubscribe, list, rpc, heartbeat or recover",
                     other.chars().take(40).collect::<String>()
                 ),
             ),
@@ -281,14 +312,25 @@ mod tests {
     }
 
     #[test]
-    fn event_frames_carry_the_channel_only_when_given() {
-        let args = RawValue::from_string(r#"[1,"x"]"#.into()).unwrap();
+    fn event_frames_carry_the_channel_and_position_only_when_given() {
+        let args: std::sync::Arc<RawValue> = RawValue::from_string(r#"[1,"x"]"#.into())
+            .unwrap()
+            .into();
+        let chat = Event::new("chat".into(), args.clone(), Some("room \"1\"".into()));
         assert_eq!(
-            payload(&event("chat", &args, Some("room \"1\""))),
+            payload(&event(&chat)),
             br#"{"type":"event","event":"chat","args":[1,"x"],"channel":"room \"1\""}"#
         );
+        let position = Position {
+            epoch: "e1".into(),
+            offset: 7,
+        };
         assert_eq!(
-            payload(&event("flash", &args, None)),
+            payload(&event(&chat.at(position))),
+            br#"{"type":"event","event":"chat","args":[1,"x"],"channel":"room \"1\"","offset":7,"epoch":"e1"}"#
+        );
+        assert_eq!(
+            payload(&event(&Event::new("flash".into(), args, None))),
             br#"{"type":"event","event":"flash","args":[1,"x"]}"#
         );
     }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::ids::SocketId;
-use crate::model::{Event, FRAME_SLOTS, HeartbeatOp};
+use crate::model::{Event, FRAME_SLOTS, HeartbeatOp, Position};
 
 /// The encoding of a connection's frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +36,7 @@ impl Encoding {
     /// An event's frame: encoded by the first socket that writes it, shared by every other.
     pub(crate) fn event(self, event: &Event) -> Bytes {
         event.frame(self.slot(), |event| match self {
-            Self::Json => json::event(event.name(), event.args(), event.channel()),
+            Self::Json => json::event(event),
         })
     }
 
@@ -111,6 +111,11 @@ pub(crate) enum Request {
     },
     /// Start, beat or stop the session's heartbeat.
     Heartbeat { id: u64, op: HeartbeatOp },
+    /// Replay what the client missed on channels with history, from its last position in each.
+    Recover {
+        id: u64,
+        positions: Vec<(String, Position)>,
+    },
 }
 
 impl Request {
@@ -121,7 +126,8 @@ impl Request {
             | Self::Unsubscribe { id, .. }
             | Self::List { id }
             | Self::Rpc { id, .. }
-            | Self::Heartbeat { id, .. } => *id,
+            | Self::Heartbeat { id, .. }
+            | Self::Recover { id, .. } => *id,
         }
     }
 }

@@ -102,7 +102,7 @@ where
 }
 
 /// Runs a socket admitted at the handshake until either side closes it.
-pub(crate) async fn run<S>(hub: Hub, io: S, admission: Admission)
+pub(crate) async fn run<S>(hub: Hub, io: S, admission: Admission, recovering: bool)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -116,6 +116,11 @@ where
         limits.outbound_queue,
         limits.outbound_queue_bytes,
     ));
+    if recovering {
+        // Until its `recover` request, events of channels with history wait: the replay goes
+        // first.
+        outbox.hold();
+    }
     let guard = match hub.attach(&session, outbox.clone()).await {
         Ok(guard) => guard,
         Err(e) => {
@@ -381,7 +386,19 @@ impl<'a> Reader<'a> {
             return true;
         }
         let (client, enc) = (self.client, self.encoding);
+        if !matches!(request, Request::Recover { .. }) {
+            // A client that said it would recover and asks something else has nothing to
+            // recover: what was held goes out as it came.
+            let _ = self.outbox.release(None, Vec::new());
+        }
         match request {
+            Request::Recover { positions, .. } => {
+                let (reply, replays) = match client.recover(positions) {
+                    Ok((answers, replays)) => (enc.reply(id, &answers), replays),
+                    Err(error) => (enc.error(Some(id), &error.into()), Vec::new()),
+                };
+                let _ = self.outbox.release(Some(reply), replays);
+            }
             Request::Subscribe {
                 channels, token, ..
             } => waiting.changes.push_back(Box::pin(async move {

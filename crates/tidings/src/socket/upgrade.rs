@@ -114,11 +114,13 @@ pub(super) fn switching_protocols(key: &HeaderValue) -> Response {
     response
 }
 
-/// Answers a WebSocket upgrade: finds or creates the session, then hands the socket to its task.
+/// Answers a WebSocket upgrade: finds or creates the session, then hands the socket to its task
+/// (`recovering`: the client will send a `recover` request first).
 /// A refused token still gets its socket, closed at once with a code the browser can read.
 pub(crate) async fn upgrade(
     hub: Hub,
     token: Option<&str>,
+    recovering: bool,
     mut request: Request,
 ) -> Result<Response, HandshakeError> {
     let (key, on_upgrade) = handshake(&mut request)?;
@@ -163,7 +165,7 @@ pub(crate) async fn upgrade(
             Err(e) => return tracing::debug!(error = %e, "upgrade failed"),
         };
         match admitted {
-            Ok(admission) => connection::run(hub, io, admission).await,
+            Ok(admission) => connection::run(hub, io, admission, recovering).await,
             Err(reason) => connection::refuse(&hub, io, reason).await,
         }
         drop(pass);

@@ -3,6 +3,7 @@
 mod api;
 mod axum_example;
 mod bad_input;
+mod history;
 mod presence;
 mod proxy;
 mod publish;

@@ -210,11 +210,21 @@ impl Node {
         WebSocketStream<MaybeTlsStream<TcpStream>>,
         http::Response<()>,
     ) {
+        let query = token.map(|t| format!("?token={t}")).unwrap_or_default();
+        self.handshake_query(cookie, &query).await
+    }
+
+    /// The WebSocket handshake at `/ws<query>`, with a cookie if given.
+    async fn handshake_query(
+        &self,
+        cookie: Option<&str>,
+        query: &str,
+    ) -> (
+        WebSocketStream<MaybeTlsStream<TcpStream>>,
+        http::Response<()>,
+    ) {
         let (addr, base) = (self.addr, &self.base);
-        let uri = match token {
-            Some(token) => format!("ws://{addr}{base}/ws?token={token}"),
-            None => format!("ws://{addr}{base}/ws"),
-        };
+        let uri = format!("ws://{addr}{base}/ws{query}");
         let mut builder = ClientBuilder::new().uri(&uri).unwrap();
         if let Some(cookie) = cookie {
             let value = HeaderValue::from_str(&format!("{SESSION_COOKIE}={cookie}")).unwrap();
@@ -226,6 +236,21 @@ impl Node {
     /// Opens a socket, with a session cookie and a token if given, and reads its welcome.
     pub async fn open_with(&self, cookie: Option<&str>, token: Option<&str>) -> Client {
         let (ws, response) = self.handshake(cookie, token).await;
+        Self::welcomed(ws, response).await
+    }
+
+    /// Opens a socket of the session `cookie` names that will recover what it missed
+    /// (`/ws?recover=1`), and reads its welcome.
+    pub async fn recovering(&self, cookie: &str) -> Client {
+        let (ws, response) = self.handshake_query(Some(cookie), "?recover=1").await;
+        Self::welcomed(ws, response).await
+    }
+
+    /// The client of a socket just opened, past its welcome.
+    async fn welcomed(
+        ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+        response: http::Response<()>,
+    ) -> Client {
         let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
         let cookie = set_cookie
             .strip_prefix(&format!("{SESSION_COOKIE}="))

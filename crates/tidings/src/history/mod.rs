@@ -1,0 +1,164 @@
+//! Channel history: the last events of the channels configured to keep them, each with its
+//! [`Position`] (epoch and offset), so a client that comes back can get what it missed.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tidings::history::History;
+//!
+//! let mut chat = History::new(["chat:*"]);
+//! (chat.size, chat.ttl) = (1000, Duration::from_secs(300));
+//! let hub = tidings::Hub::builder().history(chat);
+//! # let _ = hub;
+//! ```
+//!
+//! A channel no rule names keeps nothing and costs nothing.
+
+mod memory;
+
+pub use crate::model::Position;
+pub(crate) use memory::MemoryHistory;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::BuildError;
+use crate::model::Event;
+
+/// Which channels keep their last events, how many and for how long.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct History {
+    /// Channel names, or prefixes ending in `*`.
+    pub channels: Vec<String>,
+    /// Most events kept per channel.
+    pub size: usize,
+    /// Longest an event is kept.
+    pub ttl: Duration,
+}
+
+impl History {
+    /// History for these channels: the last 100 events of each, for 5 minutes.
+    pub fn new<S: Into<String>>(channels: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            channels: channels.into_iter().map(Into::into).collect(),
+            size: 100,
+            ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The history rules of a hub: the most specific pattern wins (an exact name, then the longest
+/// prefix), as for the channel rules.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Rules {
+    /// `(pattern, rule)`, exact names first, then prefixes longest first.
+    patterns: Vec<(String, Arc<History>)>,
+}
+
+impl Rules {
+    /// Checks and orders the rules.
+    pub(crate) fn new(rules: &[History]) -> Result<Self, BuildError> {
+        let mut patterns = Vec::new();
+        for rule in rules {
+            if rule.size == 0 || rule.ttl.is_zero() {
+                return Err(BuildError::InvalidSetting {
+                    name: "history",
+                    reason: format!("{:?}: size and ttl must be more than 0", rule.channels),
+                });
+            }
+            let shared = Arc::new(rule.clone());
+            for pattern in &rule.channels {
+                let star = pattern.find('*');
+                if pattern.is_empty() || star.is_some_and(|at| at + 1 != pattern.len()) {
+                    return Err(BuildError::InvalidPattern(pattern.clone()));
+                }
+                if patterns.iter().any(|(p, _)| p == pattern) {
+                    return Err(BuildError::InvalidSetting {
+                        name: "history",
+                        reason: format!("{pattern:?} is given twice"),
+                    });
+                }
+                patterns.push((pattern.clone(), shared.clone()));
+            }
+        }
+        patterns.sort_by_key(|(p, _)| match p.strip_suffix('*') {
+            None => (0, 0),
+            Some(prefix) => (1, usize::MAX - prefix.len()),
+        });
+        Ok(Self { patterns })
+    }
+
+    /// The rule of `channel`, if it keeps history.
+    pub(crate) fn of(&self, channel: &str) -> Option<&Arc<History>> {
+        self.patterns.iter().find_map(|(pattern, rule)| {
+            let hit = match pattern.strip_suffix('*') {
+                Some(prefix) => channel.starts_with(prefix),
+                None => channel == pattern,
+            };
+            hit.then_some(rule)
+        })
+    }
+
+    /// Whether no channel keeps history.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+}
+
+/// What a client that comes back with a position gets for one channel.
+#[derive(Debug)]
+pub(crate) struct Recovery {
+    /// Whether `events` are everything published after the client's position.
+    pub(crate) recovered: bool,
+    /// The channel's latest position, when it has one.
+    pub(crate) position: Option<Position>,
+    /// The events after the client's position, oldest first (none when not recovered).
+    pub(crate) events: Vec<Arc<Event>>,
+}
+
+/// A page of a channel's history, for the backend.
+#[derive(Debug, Serialize)]
+pub struct Page {
+    /// The stream's epoch (`None`: the channel has no history now).
+    pub epoch: Option<String>,
+    /// The latest offset (0: nothing published in this epoch).
+    pub offset: u64,
+    /// The events after the requested offset, oldest first.
+    pub events: Vec<PageEvent>,
+}
+
+/// One event of a [`Page`].
+#[derive(Debug, Serialize)]
+pub struct PageEvent {
+    /// Its offset.
+    pub offset: u64,
+    /// Its name.
+    pub event: String,
+    /// Its arguments.
+    pub args: Box<serde_json::value::RawValue>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_most_specific_pattern_wins_and_bad_patterns_are_refused() {
+        let mut chat = History::new(["chat:*", "news"]);
+        chat.size = 5;
+        let mut vip = History::new(["chat:vip:*"]);
+        vip.size = 50;
+        let rules = Rules::new(&[chat, vip]).unwrap();
+        assert_eq!(rules.of("chat:a").map(|r| r.size), Some(5));
+        assert_eq!(rules.of("chat:vip:1").map(|r| r.size), Some(50));
+        assert_eq!(rules.of("news").map(|r| r.size), Some(5));
+        assert!(rules.of("newsroom").is_none() && rules.of("other").is_none());
+        assert!(Rules::new(&[History::new(["a*b"])]).is_err());
+        assert!(Rules::new(&[History::new(["a", "a"])]).is_err());
+        let mut empty = History::new(["x"]);
+        empty.size = 0;
+        assert!(Rules::new(&[empty]).is_err());
+    }
+}
