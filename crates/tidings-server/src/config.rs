@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::CommandFactory;
 use serde::{Deserialize, Serialize};
+use tidings::history::History;
 use tidings::http::HttpOptions;
 use tidings::presence::{Heartbeat, Webhook};
 use tidings::{Hub, HubBuilder, KeepAlive, Limits, NodeId};
@@ -116,6 +117,10 @@ pub struct Settings {
     #[arg(long, env = "TIDINGS_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
 
+    /// Most bytes of channel history this node keeps, in all [default: 67108864]
+    #[arg(long, env = "TIDINGS_MAX_HISTORY_BYTES", value_name = "BYTES")]
+    pub max_history_bytes: Option<usize>,
+
     /// Most sockets one client IP address holds on this node (0: no limit; leave it 0 behind a
     /// proxy) [default: 0]
     #[arg(long, env = "TIDINGS_MAX_CONNECTIONS_PER_IP", value_name = "N")]
@@ -199,6 +204,23 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default, skip_serializing_if = "is_unset")]
     pub rpc_proxy: RpcProxySettings,
+
+    /// `[[history]]` tables (config file only): channels that keep their last events.
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistorySettings>,
+}
+
+/// One `[[history]]` table: channels that keep their last events, how many and how long.
+#[derive(Serialize, Deserialize, Debug, Default, PartialEq, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct HistorySettings {
+    /// Channel names, or prefixes ending in `*`.
+    pub channels: Vec<String>,
+    /// Most events kept per channel [default: 100].
+    pub size: Option<usize>,
+    /// Seconds an event is kept [default: 300].
+    pub ttl: Option<u64>,
 }
 
 /// The `[heartbeat]` table: how clients' heartbeats are judged (ss-heartbeat-responder's options).
@@ -469,6 +491,7 @@ impl Settings {
             (&mut limits.request_burst, self.request_burst),
             (&mut limits.max_connections, self.max_connections),
             (&mut limits.max_sessions, self.max_sessions),
+            (&mut limits.max_history_bytes, self.max_history_bytes),
             (
                 &mut limits.max_connections_per_ip,
                 self.max_connections_per_ip,
@@ -503,6 +526,14 @@ impl Settings {
         }
         builder = self.token.apply(builder)?;
         builder = self.rpc_proxy.apply(builder)?;
+        for rule in self.history {
+            let mut history = History::new(rule.channels);
+            history.size = rule.size.unwrap_or(history.size);
+            if let Some(ttl) = rule.ttl {
+                history.ttl = Duration::from_secs(ttl);
+            }
+            builder = builder.history(history);
+        }
         if let Some(ttl) = self.empty_session_ttl {
             builder = builder.empty_session_ttl(Duration::from_secs(ttl));
         }

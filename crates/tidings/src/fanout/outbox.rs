@@ -236,7 +236,11 @@ impl Outbox {
                 return Poll::Pending;
             }
             std::mem::swap(&mut state.queue, batch);
-            state.bytes = 0;
+            // What is held stays counted.
+            state.bytes = state
+                .held
+                .as_ref()
+                .map_or(0, |held| held.iter().map(|e| e.size()).sum());
             if let Some(pong) = state.pong.take() {
                 batch.push_front(Outgoing::Frame(pong));
             }
@@ -315,6 +319,71 @@ mod tests {
         outbox.push(four()).unwrap();
         outbox.push(four()).unwrap();
         assert_eq!(outbox.push(four()), Err(PushError::Full), "12 bytes > 10");
+        assert_eq!(outbox.closed().await, CloseReason::SlowConsumer);
+    }
+
+    /// Event `offset` of channel `c` (epoch `e`).
+    fn numbered(offset: u64) -> Arc<Event> {
+        let args: Arc<serde_json::value::RawValue> =
+            serde_json::value::RawValue::from_string("[]".into())
+                .unwrap()
+                .into();
+        let position = crate::model::Position {
+            epoch: "e".into(),
+            offset,
+        };
+        Event::new("m".into(), args, Some("c".into())).at(position)
+    }
+
+    /// The offsets (or 0 for frames) of what the writer would take.
+    async fn drained(outbox: &Outbox) -> Vec<u64> {
+        let mut batch = VecDeque::new();
+        outbox.next_batch(&mut batch).await;
+        let offset = |item: &Outgoing| match item {
+            Outgoing::Event(e) => e.position().map_or(0, |p| p.offset),
+            _ => 0,
+        };
+        batch.iter().map(offset).collect()
+    }
+
+    #[tokio::test]
+    async fn held_events_follow_the_reply_and_replay_without_repeating_it() {
+        let outbox = Outbox::new(100, 1 << 20);
+        outbox.hold();
+        outbox.push(Outgoing::Event(numbered(5))).unwrap();
+        outbox.push(frame(9)).unwrap();
+        outbox.push(Outgoing::Event(numbered(6))).unwrap();
+        assert_eq!(
+            drained(&outbox).await,
+            [0],
+            "only what has no offset went out"
+        );
+        let replay = vec![numbered(4), numbered(5)];
+        outbox
+            .release(
+                Some(Bytes::from_static(b"reply")),
+                vec![("c".into(), 3, replay)],
+            )
+            .unwrap();
+        assert_eq!(
+            drained(&outbox).await,
+            [0, 4, 5, 6],
+            "the reply, the replay, then the held event the replay did not hold"
+        );
+        outbox.push(Outgoing::Event(numbered(7))).unwrap();
+        assert_eq!(drained(&outbox).await, [7], "holding has ended");
+    }
+
+    #[tokio::test]
+    async fn held_events_count_against_the_budget() {
+        let outbox = Outbox::new(2, 1 << 20);
+        outbox.hold();
+        outbox.push(Outgoing::Event(numbered(1))).unwrap();
+        outbox.push(Outgoing::Event(numbered(2))).unwrap();
+        assert_eq!(
+            outbox.push(Outgoing::Event(numbered(3))),
+            Err(PushError::Full)
+        );
         assert_eq!(outbox.closed().await, CloseReason::SlowConsumer);
     }
 

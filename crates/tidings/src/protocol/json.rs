@@ -313,9 +313,8 @@ mod tests {
 
     #[test]
     fn event_frames_carry_the_channel_and_position_only_when_given() {
-        let args: std::sync::Arc<RawValue> = RawValue::from_string(r#"[1,"x"]"#.into())
-            .unwrap()
-            .into();
+        let args: std::sync::Arc<RawValue> =
+            RawValue::from_string(r#"[1,"x"]"#.into()).unwrap().into();
         let chat = Event::new("chat".into(), args.clone(), Some("room \"1\"".into()));
         assert_eq!(
             payload(&event(&chat)),
