@@ -42,18 +42,28 @@ export interface DisconnectInfo {
   reconnecting: boolean;
 }
 
+/** What a reconnect recovered of one channel with history. */
+export interface RecoveredInfo {
+  channel: string;
+  /** `false`: events published while away are lost; reload this channel's state. */
+  recovered: boolean;
+  /** How many missed events were replayed (they reach the event handlers before live ones). */
+  replayed: number;
+}
+
 export type Handler = (...args: any[]) => void;
 
 export interface Lifecycle {
   on(name: "ready" | "reconnect", handler: () => void): void;
   on(name: "disconnect", handler: (info: DisconnectInfo) => void): void;
-  off(name: "ready" | "reconnect" | "disconnect", handler?: Handler): void;
+  on(name: "recovered", handler: (info: RecoveredInfo) => void): void;
+  off(name: "ready" | "reconnect" | "disconnect" | "recovered", handler?: Handler): void;
 }
 
 export class Tidings {
   /** Event handlers: a channel event passes the channel name as the handler's last argument. */
   readonly event: { on(name: string, handler: Handler): void; off(name: string, handler?: Handler): void };
-  /** Lifecycle events: `ready` (first connect), `reconnect`, `disconnect`. */
+  /** Lifecycle events: `ready` (first connect), `reconnect`, `disconnect`, `recovered`. */
   readonly server: Lifecycle;
   /** The session's channels (every tab of it); each call resolves with the channels held. */
   readonly channel: {

@@ -82,7 +82,11 @@ function socketUrl(url) {
 export class Tidings {
   /** Event handlers: `event.on(name, (...args, channel?) => …)`, `event.off(name, handler?)`. */
   event;
-  /** Lifecycle handlers: `ready`, `reconnect`, `disconnect` (with `{code, reason, reconnecting}`). */
+  /**
+   * Lifecycle handlers: `ready`, `reconnect`, `disconnect` (with `{code, reason, reconnecting}`),
+   * and `recovered` after a reconnect, once per channel with history (with `{channel, recovered,
+   * replayed}`; `recovered: false`: events were lost, reload that channel's state).
+   */
   server;
   /** Session channels: `subscribe`, `unsubscribe` (promise of the channels held), `list`. */
   channel;
@@ -110,6 +114,10 @@ export class Tidings {
   #missed = 0;
   #heartbeatMessage = null;
   #stoppedOnHide = false;
+  /** Per channel with history: the last `{epoch, offset}` seen. */
+  #positions = new Map();
+  /** Whether the socket being opened was asked to hold events until the `recover` request. */
+  #recovering = false;
 
   /**
    * Options: `WebSocket` (constructor; default the global one), `token` (string, or function
@@ -128,7 +136,11 @@ export class Tidings {
     this.server = { on: (n, h) => lifecycle.on(n, h), off: (n, h) => lifecycle.off(n, h) };
     this.channel = {
       subscribe: (channels, token) => this.#request({ type: "subscribe", channels, token }),
-      unsubscribe: (channels) => this.#request({ type: "unsubscribe", channels }),
+      unsubscribe: async (channels) => {
+        const left = await this.#request({ type: "unsubscribe", channels });
+        for (const channel of [channels].flat()) if (!left.includes(channel)) this.#positions.delete(channel);
+        return left;
+      },
       list: () => this.#request({ type: "list" }),
     };
     globalThis.addEventListener?.("online", this.#onOnline);
@@ -187,6 +199,8 @@ export class Tidings {
       }
     }
     if (this.#closed) return;
+    this.#recovering = this.#positions.size > 0;
+    if (this.#recovering) url.searchParams.set("recover", "1");
     const ws = new (this.#options.WebSocket ?? globalThis.WebSocket)(url.href);
     this.#ws = ws;
     ws.onmessage = (m) => this.#ws === ws && this.#receive(m.data);
@@ -204,6 +218,9 @@ export class Tidings {
       return;
     }
     if (frame?.type === "event") {
+      if (typeof frame.offset === "number" && typeof frame.channel === "string") {
+        this.#positions.set(frame.channel, { epoch: frame.epoch, offset: frame.offset });
+      }
       const args = Array.isArray(frame.args) ? frame.args : [];
       this.#events.emit(frame.event, "channel" in frame ? [...args, frame.channel] : args);
     } else if (frame?.type === "reply") {
@@ -228,12 +245,27 @@ export class Tidings {
     this.#beatDelay = frame.beat_delay_ms ?? this.#beatDelay;
     this.#heartbeatMessage = frame.heartbeat?.message ?? null;
     if (frame.heartbeat) this.#watchHeartbeat(frame.heartbeat.interval_ms);
+    // The first request on a socket asked to hold: anything else would end the holding.
+    if (this.#recovering) this.#recover();
     if (this.#beating) this.#startBeating();
     const queued = this.#queue;
     this.#queue = [];
     for (const request of queued) this.#send(request.frame, request);
     this.#lifecycle.emit(this.#everReady ? "reconnect" : "ready", []);
     this.#everReady = true;
+  }
+
+  /** Asks for what was missed on each channel with history; tells the app per channel. */
+  #recover() {
+    const channels = Object.fromEntries(this.#positions);
+    const done = (answers) => {
+      for (const [channel, answer] of Object.entries(answers)) {
+        if (answer.epoch === null) this.#positions.delete(channel);
+        const { recovered, replayed } = answer;
+        this.#lifecycle.emit("recovered", [{ channel, recovered, replayed }]);
+      }
+    };
+    this.#send({ type: "recover", channels }, { resolve: done, reject: () => {} });
   }
 
   /** Counts the server heartbeat intervals with nothing heard; drops the link after 3. */

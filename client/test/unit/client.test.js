@@ -287,3 +287,24 @@ test("close() stops for good", () => {
   assert.equal(sockets.length, 1);
   assert.deepEqual(seen, ["ready"]);
 });
+
+test("after a reconnect the client recovers channels with history before anything else", () => {
+  const { ss } = client();
+  const recovered = [];
+  ss.server.on("recovered", (info) => recovered.push(info));
+  ss.heartbeatStart();
+  latest().welcome();
+  assert.doesNotMatch(latest().url, /recover/, "nothing to recover on the first connect");
+  latest().receive({ type: "event", event: "m", args: [1], channel: "chat:a", offset: 7, epoch: "e1" });
+  latest().receive({ type: "event", event: "m", args: [2], channel: "plain" });
+  latest().drop(1006);
+  mock.timers.tick(30000);
+  assert.match(latest().url, /[?&]recover=1/);
+  latest().welcome();
+  const first = latest().sent[0];
+  assert.deepEqual(first, { type: "recover", channels: { "chat:a": { epoch: "e1", offset: 7 } }, id: first.id });
+  assert.equal(latest().sent[1].type, "heartbeat", "the presence heartbeat comes after");
+  latest().receive({ type: "reply", id: first.id, result: { "chat:a": { recovered: false, replayed: 0, epoch: "e2", offset: 3 } } });
+  assert.deepEqual(recovered, [{ channel: "chat:a", recovered: false, replayed: 0 }]);
+  ss.close();
+});
