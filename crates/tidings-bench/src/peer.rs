@@ -17,6 +17,8 @@ pub type Ws = WebSocketStream<TcpStream>;
 pub enum Kind {
     /// tidings itself.
     Tidings,
+    /// tidings with history on every channel (in memory): against `Tidings`, what history costs.
+    TidingsHistory,
     /// The limit: a bare tokio loop writing one pre-encoded frame per socket.
     Bare,
     /// Socket.IO 4 on Node (`bench/peers/socketio`).
@@ -33,6 +35,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Self::Tidings => "tidings",
+            Self::TidingsHistory => "tidings, history on",
             Self::Bare => "bare tokio (limit)",
             Self::Socketio => "Socket.IO 4 (Node)",
             Self::Sockudo => "sockudo",
@@ -42,7 +45,7 @@ impl Kind {
     /// The WebSocket path a socket of `group` connects to.
     pub fn ws_path(self, group: &str) -> String {
         match self {
-            Self::Tidings => "/ws".into(),
+            Self::Tidings | Self::TidingsHistory => "/ws".into(),
             Self::Bare => format!("/ws/{group}"),
             Self::Socketio => "/socket.io/?EIO=4&transport=websocket".into(),
             Self::Sockudo => format!("/app/{}?protocol=7&client=bench&version=1", PUSHER_APP.1),
@@ -60,7 +63,7 @@ impl Kind {
     ) -> Result<(), String> {
         match self {
             Self::Bare => expect(ws, "ready").await,
-            Self::Tidings => {
+            Self::Tidings | Self::TidingsHistory => {
                 expect(ws, "\"welcome\"").await?;
                 match grouping {
                     Grouping::Idle => Ok(()),
@@ -125,7 +128,7 @@ impl Kind {
         payload: &str,
     ) -> Result<(), String> {
         match self {
-            Self::Tidings => {
+            Self::Tidings | Self::TidingsHistory => {
                 let (path, field) = match grouping {
                     Grouping::Users => ("/api/publish/user", "users"),
                     _ => ("/api/publish/channel", "channels"),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use clap::ValueEnum;
 use base64::engine::general_purpose::STANDARD;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
@@ -54,6 +55,13 @@ pub(crate) struct Server {
     http: SocketAddr,
 }
 
+/// A config file giving every channel history: the last 100 events, for 5 minutes.
+fn history_config() -> Result<PathBuf, String> {
+    let path = std::env::temp_dir().join("tidings-bench-history.toml");
+    std::fs::write(&path, "[[history]]\nchannels = [\"*\"]\n").map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
 /// A free loopback port (bound, then released for the server to take).
 fn free_port() -> Result<SocketAddr, String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
@@ -64,7 +72,7 @@ fn free_port() -> Result<SocketAddr, String> {
 pub fn unavailable(kind: Kind, programs: &Programs) -> Option<String> {
     let missing = |p: &PathBuf| (!p.exists()).then(|| format!("{} is missing", p.display()));
     match kind {
-        Kind::Tidings => missing(&programs.tidings),
+        Kind::Tidings | Kind::TidingsHistory => missing(&programs.tidings),
         Kind::Bare => missing(&programs.bench),
         Kind::Socketio => missing(&programs.socketio.join("node_modules/socket.io")),
         Kind::Sockudo => missing(&programs.sockudo),
@@ -87,7 +95,7 @@ impl Server {
         let http = if kind == Kind::Bare { free_port()? } else { ws };
         let port = ws.port().to_string();
         let mut command = match kind {
-            Kind::Tidings => {
+            Kind::Tidings | Kind::TidingsHistory => {
                 let mut c = Command::new(&programs.tidings);
                 c.args([
                     "serve",
@@ -96,6 +104,9 @@ impl Server {
                     "--public-channels",
                     "*",
                 ]);
+                if kind == Kind::TidingsHistory {
+                    c.arg("--config").arg(history_config()?);
+                }
                 c.args(["--max-channels-per-session", "16"])
                     .args(extra)
                     .env("RUST_LOG", "warn");
@@ -202,7 +213,7 @@ impl Worker {
         let mut command = Command::new(bench);
         command
             .arg("worker")
-            .args(["--kind", &format!("{kind:?}").to_lowercase()]);
+            .args(["--kind", kind.to_possible_value().unwrap_or_default().get_name()]);
         command.args([
             "--server",
             &server.ws.to_string(),
