@@ -23,7 +23,7 @@ use std::task::Poll;
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::model::Event;
 use crate::protocol::{CloseReason, Encoding, frame};
@@ -133,10 +133,21 @@ impl Outbox {
             held.push(event.clone());
             return self.count(&mut state, size);
         }
+        self.enqueue(state, [item])
+    }
+
+    /// Queues items in order, counting each, and wakes the writer if the queue was empty.
+    fn enqueue(
+        &self,
+        mut state: MutexGuard<'_, State>,
+        items: impl IntoIterator<Item = Outgoing>,
+    ) -> Result<(), PushError> {
         let wake = state.queue.is_empty();
-        let size = item.size();
-        state.queue.push_back(item);
-        self.count(&mut state, size)?;
+        for item in items {
+            let size = item.size();
+            state.queue.push_back(item);
+            self.count(&mut state, size)?;
+        }
         drop(state);
         if wake {
             self.writer.wake();
@@ -193,17 +204,7 @@ impl Outbox {
                 .any(|(c, last)| &**c == channel && position.offset <= *last)
         };
         items.extend(held.into_iter().filter(fresh).map(Outgoing::Event));
-        let wake = state.queue.is_empty();
-        for item in items {
-            let size = item.size();
-            state.queue.push_back(item);
-            self.count(&mut state, size)?;
-        }
-        drop(state);
-        if wake {
-            self.writer.wake();
-        }
-        Ok(())
+        self.enqueue(state, items)
     }
 
     /// Queues the pong for a client's ping, in place of an earlier pong not yet written.
