@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use clap::ValueEnum;
 use base64::engine::general_purpose::STANDARD;
+use clap::ValueEnum;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use serde::Serialize;
@@ -211,9 +211,10 @@ impl Worker {
             source,
         } = share;
         let mut command = Command::new(bench);
-        command
-            .arg("worker")
-            .args(["--kind", kind.to_possible_value().unwrap_or_default().get_name()]);
+        command.arg("worker").args([
+            "--kind",
+            kind.to_possible_value().unwrap_or_default().get_name(),
+        ]);
         command.args([
             "--server",
             &server.ws.to_string(),
