@@ -80,7 +80,7 @@ struct SuiteArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "tidings,bare,socketio,sockudo"
+        default_value = "tidings,tidings-history,bare,socketio,sockudo"
     )]
     servers: Vec<Kind>,
     /// Where to write the Markdown report.
