@@ -224,6 +224,7 @@ export class Tidings {
       const args = Array.isArray(frame.args) ? frame.args : [];
       this.#events.emit(frame.event, "channel" in frame ? [...args, frame.channel] : args);
     } else if (frame?.type === "reply") {
+      this.#learn(frame.positions);
       const call = this.#pending.get(frame.id);
       this.#pending.delete(frame.id);
       if (!call) return;
@@ -245,14 +246,23 @@ export class Tidings {
     this.#beatDelay = frame.beat_delay_ms ?? this.#beatDelay;
     this.#heartbeatMessage = frame.heartbeat?.message ?? null;
     if (frame.heartbeat) this.#watchHeartbeat(frame.heartbeat.interval_ms);
-    // The first request on a socket asked to hold: anything else would end the holding.
+    // The first request on a socket asked to hold: anything else would end the holding. It
+    // names only positions seen before this socket: the welcome's are after what was held.
     if (this.#recovering) this.#recover();
+    this.#learn(frame.positions);
     if (this.#beating) this.#startBeating();
     const queued = this.#queue;
     this.#queue = [];
     for (const request of queued) this.#send(request.frame, request);
     this.#lifecycle.emit(this.#everReady ? "reconnect" : "ready", []);
     this.#everReady = true;
+  }
+
+  /** Starts tracking channels the client has no position for, at the positions the server gave. */
+  #learn(positions) {
+    for (const [channel, position] of Object.entries(positions ?? {})) {
+      if (!this.#positions.has(channel)) this.#positions.set(channel, position);
+    }
   }
 
   /** Asks for what was missed on each channel with history; tells the app per channel. */

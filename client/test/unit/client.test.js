@@ -308,3 +308,19 @@ test("after a reconnect the client recovers channels with history before anythin
   assert.deepEqual(recovered, [{ channel: "chat:a", recovered: false, replayed: 0 }]);
   ss.close();
 });
+
+test("positions from the welcome and a subscribe reply are tracked before any event", async () => {
+  const { ss } = client();
+  latest().welcome();
+  latest().receive({ type: "welcome", protocol: 1, socket: "n.1", beat_delay_ms: 30000, positions: { "chat:a": { epoch: "e1", offset: 4 } } });
+  const subscribed = ss.channel.subscribe("chat:b");
+  const request = latest().last("subscribe");
+  latest().receive({ type: "reply", id: request.id, result: ["chat:a", "chat:b"], positions: { "chat:b": { epoch: "e2", offset: 0 } } });
+  assert.deepEqual(await subscribed, ["chat:a", "chat:b"]);
+  latest().drop(1006);
+  mock.timers.tick(30000);
+  latest().welcome();
+  const recover = latest().sent[0];
+  assert.deepEqual(recover.channels, { "chat:a": { epoch: "e1", offset: 4 }, "chat:b": { epoch: "e2", offset: 0 } });
+  ss.close();
+});

@@ -306,6 +306,12 @@ impl Index {
             .map(|s| &s.outbox)
     }
 
+    /// The channels of a local session.
+    pub(crate) fn channels_of(&self, session: &SessionId) -> Vec<Arc<str>> {
+        let local = self.sessions.get(session);
+        local.map_or_else(Vec::new, |l| l.channels.iter().cloned().collect())
+    }
+
     /// Whether a local session is subscribed to `channel`.
     pub(crate) fn holds(&self, session: &SessionId, channel: &str) -> bool {
         self.sessions

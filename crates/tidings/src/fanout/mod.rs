@@ -147,6 +147,11 @@ impl Local {
         self.index.read().live_sessions()
     }
 
+    /// The channels of a local session.
+    pub(crate) fn channels_of(&self, session: &SessionId) -> Vec<Arc<str>> {
+        self.index.read().channels_of(session)
+    }
+
     /// Whether a local session is subscribed to `channel`.
     pub(crate) fn holds(&self, session: &SessionId, channel: &str) -> bool {
         self.index.read().holds(session, channel)

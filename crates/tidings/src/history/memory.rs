@@ -41,12 +41,12 @@ impl Ring {
             .map_or(self.last + 1, |p| p.offset)
     }
 
-    /// The position of the last event, if one was published in this epoch.
-    fn position(&self) -> Option<Position> {
-        (self.last > 0).then(|| Position {
+    /// The position of the last event (offset 0 before the first).
+    fn position(&self) -> Position {
+        Position {
             epoch: self.epoch.clone(),
             offset: self.last,
-        })
+        }
     }
 }
 
@@ -140,6 +140,13 @@ impl MemoryHistory {
         send(event).await
     }
 
+    /// The latest position of `channel` if it keeps history (its stream starts here if it has
+    /// none yet, so a subscriber knows its epoch before the first event).
+    pub(crate) fn position(&self, channel: &str) -> Option<Position> {
+        self.rule(channel)?;
+        Some(self.stream(&channel.into()).ring.lock().position())
+    }
+
     /// What a client at `since` missed on `channel`.
     pub(crate) fn recover(&self, channel: &str, since: &Position) -> Recovery {
         let stream = self.streams.lock().get(channel).cloned();
@@ -152,7 +159,7 @@ impl MemoryHistory {
         };
         let mut ring = stream.ring.lock();
         self.trim(&mut ring, rule);
-        let position = ring.position();
+        let position = Some(ring.position());
         let recovered = ring.epoch == since.epoch
             && since.offset <= ring.last
             && ring.oldest() <= since.offset + 1;

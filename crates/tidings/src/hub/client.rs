@@ -16,7 +16,7 @@ use crate::auth::Claims;
 use crate::error::RequestError;
 use crate::ids::{SessionId, SocketId};
 use crate::model::{Event, HeartbeatOp, Position, PresenceKind};
-use crate::protocol::{ServerBeat, Welcome};
+use crate::protocol::{Positions, ServerBeat, Welcome};
 
 /// What a `recover` request answers for one channel.
 #[derive(Debug, Default, Serialize)]
@@ -109,7 +109,13 @@ impl Client {
                 message,
                 interval_ms: millis(keep_alive.interval),
             }),
+            positions: self.positions(&self.hub.session_channels(self.session.id())),
         }
+    }
+
+    /// The latest positions of those of `channels` that keep history.
+    fn positions(&self, channels: &[impl AsRef<str>]) -> Positions {
+        self.hub.positions(channels.iter().map(AsRef::as_ref))
     }
 
     /// The user id of the client's session, as this node knows it.
@@ -123,7 +129,7 @@ impl Client {
         &self,
         channels: Vec<String>,
         token: Option<&str>,
-    ) -> Result<Vec<String>, RequestError> {
+    ) -> Result<(Vec<String>, Positions), RequestError> {
         // A name that breaks the limits is `invalid_name` whatever the rules would say.
         let limits = self.hub.limits();
         for channel in &channels {
@@ -154,7 +160,8 @@ impl Client {
                 });
             }
         }
-        Ok(self.session.subscribe(channels).await?)
+        let all = self.session.subscribe(channels.clone()).await?;
+        Ok((all, self.positions(&channels)))
     }
 
     /// Refuses a subscription token made for another user or session.

@@ -14,6 +14,7 @@ pub(crate) use client::Client;
 pub(crate) use gate::{Crowded, Pass};
 pub use session::Session;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -181,6 +182,23 @@ impl Hub {
     /// What a client at `since` missed on `channel`.
     pub(crate) fn recover(&self, channel: &str, since: &history::Position) -> history::Recovery {
         self.shared.history.recover(channel, since)
+    }
+
+    /// The latest position of each of `channels` that keeps history and has one.
+    pub(crate) fn positions<'c>(
+        &self,
+        channels: impl IntoIterator<Item = &'c str>,
+    ) -> BTreeMap<String, history::Position> {
+        let history = &self.shared.history;
+        channels
+            .into_iter()
+            .filter_map(|c| Some((c.to_owned(), history.position(c)?)))
+            .collect()
+    }
+
+    /// The channels of a local session.
+    pub(crate) fn session_channels(&self, session: &SessionId) -> Vec<Arc<str>> {
+        self.shared.local.channels_of(session)
     }
 
     /// Whether a local session is subscribed to `channel`.

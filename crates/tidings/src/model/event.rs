@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 
 /// Where an event stands in its channel's history: the stream's epoch (which changes whenever the
 /// history is lost) and the event's offset (1, 2, 3… within one epoch, without gaps).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Position {
     /// The stream's epoch.
     pub epoch: Arc<str>,

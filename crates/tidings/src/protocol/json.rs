@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{BadFrame, ErrorCode, ErrorReply, Request, Welcome};
+use super::{BadFrame, ErrorCode, ErrorReply, Positions, Request, Welcome};
 use crate::model::{Event, HeartbeatOp, Position};
 
 /// Sent in place of a frame whose result could not be serialized.
@@ -72,17 +72,25 @@ pub(crate) fn welcome(welcome: &Welcome<'_>) -> Bytes {
 
 /// Encodes a successful reply.
 pub(crate) fn reply(id: u64, result: &impl Serialize) -> Bytes {
+    reply_at(id, result, &Positions::new())
+}
+
+/// Encodes a successful reply with channels' positions beside the result (left out when none).
+pub(crate) fn reply_at(id: u64, result: &impl Serialize, positions: &Positions) -> Bytes {
     #[derive(Serialize)]
     struct Reply<'a, T> {
         #[serde(rename = "type")]
         kind: &'static str,
         id: u64,
         result: &'a T,
+        #[serde(skip_serializing_if = "Positions::is_empty")]
+        positions: &'a Positions,
     }
     to_bytes(&Reply {
         kind: "reply",
         id,
         result,
+        positions,
     })
 }
 

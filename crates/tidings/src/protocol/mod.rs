@@ -54,6 +54,14 @@ impl Encoding {
         }
     }
 
+    /// Encodes a successful reply to request `id` with the positions of the channels it names
+    /// that keep history (a `subscribe`'s).
+    pub(crate) fn reply_at(self, id: u64, result: &impl Serialize, positions: &Positions) -> Bytes {
+        match self {
+            Self::Json => json::reply_at(id, result, positions),
+        }
+    }
+
     /// Encodes an error reply to request `id`, or a standalone error frame when the id is unknown.
     pub(crate) fn error(self, id: Option<u64>, error: &ErrorReply) -> Bytes {
         match self {
@@ -79,7 +87,13 @@ pub(crate) struct Welcome<'a> {
     /// The server heartbeat, if the server sends one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) heartbeat: Option<ServerBeat<'a>>,
+    /// The latest position of each of the session's channels with history.
+    #[serde(skip_serializing_if = "Positions::is_empty")]
+    pub(crate) positions: Positions,
 }
+
+/// Channels' latest positions in their history, by channel.
+pub(crate) type Positions = std::collections::BTreeMap<String, Position>;
 
 /// The server heartbeat a client should expect.
 #[derive(Debug, Serialize)]

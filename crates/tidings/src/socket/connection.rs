@@ -402,10 +402,11 @@ impl<'a> Reader<'a> {
             Request::Subscribe {
                 channels, token, ..
             } => waiting.changes.push_back(Box::pin(async move {
-                (
-                    respond(enc, id, client.subscribe(channels, token.as_deref()).await),
-                    false,
-                )
+                let reply = match client.subscribe(channels, token.as_deref()).await {
+                    Ok((all, positions)) => enc.reply_at(id, &all, &positions),
+                    Err(error) => enc.error(Some(id), &error.into()),
+                };
+                (reply, false)
             })),
             Request::Unsubscribe { channels, .. } => {
                 waiting.changes.push_back(Box::pin(async move {

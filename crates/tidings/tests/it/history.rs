@@ -236,3 +236,32 @@ async fn the_history_bytes_bound_holds_under_a_flood_and_counts_what_it_evicts()
     assert!(kept >= 40, "the bound is used, not emptied: {kept}");
     assert_eq!(server.hub.stats().history_evicted, 1_000 - kept as u64);
 }
+
+#[tokio::test]
+async fn subscribers_learn_positions_before_any_event_and_recover_from_offset_zero() {
+    let server = server(10).await;
+    let mut tab = server.connect().await;
+    let reply = tab
+        .request(json!({"type": "subscribe", "channels": ["chat:a", "plain"]}))
+        .await;
+    let epoch = reply["positions"]["chat:a"]["epoch"].clone();
+    assert!(epoch.is_string(), "{reply}");
+    assert_eq!(reply["positions"]["chat:a"]["offset"], 0);
+    assert!(reply["positions"].get("plain").is_none(), "{reply}");
+    let cookie = tab.cookie.clone();
+    drop(tab);
+    for n in 1..=2 {
+        publish(&server, "chat:a", n).await;
+    }
+    let mut back = server.recovering(&cookie).await;
+    let answer = recover(&mut back, &epoch, 0).await;
+    assert_eq!(answer["replayed"], 2, "{answer}");
+    assert_eq!(next_event(&mut back).await["offset"], 1);
+    assert_eq!(next_event(&mut back).await["offset"], 2);
+    let fresh = server.tab(&back).await;
+    assert_eq!(
+        fresh.welcome["positions"],
+        json!({"chat:a": {"epoch": epoch, "offset": 2}}),
+        "a new tab learns its session's positions"
+    );
+}

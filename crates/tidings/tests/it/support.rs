@@ -262,11 +262,13 @@ impl Node {
             ws,
             cookie,
             socket: String::new(),
+            welcome: Value::Null,
             next_id: 1,
         };
         let welcome = client.recv().await;
         assert_eq!(welcome["type"], "welcome", "{welcome}");
         client.socket = welcome["socket"].as_str().unwrap().to_owned();
+        client.welcome = welcome;
         client
     }
 }
@@ -276,6 +278,8 @@ pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub cookie: String,
     pub socket: String,
+    /// The welcome frame.
+    pub welcome: Value,
     next_id: u64,
 }
 
