@@ -29,7 +29,7 @@ pub enum StoreKind {
     Redis,
 }
 
-/// How to reach Redis: a URL, or the seed's `host`, `port`, `pass` and `db`.
+/// How to reach Redis: a URL, or SocketStream's `host`, `port`, `pass` and `db`.
 #[derive(clap::Args, Serialize, Deserialize, Debug, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {

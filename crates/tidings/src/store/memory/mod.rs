@@ -1,4 +1,5 @@
-//! The in-memory store (the seed's `fakeRedis`): sessions and presence of one process, gone with it.
+//! The in-memory store (SocketStream's `fakeRedis`): sessions and presence of one process, gone
+//! with it.
 
 mod presence;
 mod sessions;
