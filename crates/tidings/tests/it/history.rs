@@ -265,3 +265,33 @@ async fn subscribers_learn_positions_before_any_event_and_recover_from_offset_ze
         "a new tab learns its session's positions"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_publishers_give_every_socket_the_same_offsets_in_order_without_gaps() {
+    let server = server(1000).await;
+    let mut tabs = Vec::new();
+    for _ in 0..4 {
+        let mut tab = server.connect().await;
+        tab.request(json!({"type": "subscribe", "channels": "chat:a"}))
+            .await;
+        tabs.push(tab);
+    }
+    let publishers: Vec<_> = (0..8)
+        .map(|p| {
+            let hub = server.hub.clone();
+            tokio::spawn(async move {
+                for n in 0..50 {
+                    hub.channel("chat:a", "m", (p, n)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        publisher.await.unwrap();
+    }
+    for tab in &mut tabs {
+        for expected in 1..=400u64 {
+            assert_eq!(next_event(tab).await["offset"], expected);
+        }
+    }
+}
