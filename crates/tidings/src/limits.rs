@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{BuildError, NameError};
+use crate::error::{BuildError, NameError, PublishError};
 
 /// Limits enforced by the hub and its sockets. Every one is configurable:
 ///
@@ -140,8 +140,21 @@ impl Limits {
         Ok(())
     }
 
+    /// Checks a published event's `args` (JSON) against `max_args_size` and `max_args_depth`.
+    pub(crate) fn check_args(&self, args: &str) -> Result<(), PublishError> {
+        let (size, max) = (args.len(), self.max_args_size);
+        if size > max {
+            return Err(PublishError::ArgsTooLarge { size, max });
+        }
+        if self.args_depth(args) > self.max_args_depth {
+            let max = self.max_args_depth;
+            return Err(PublishError::ArgsTooDeep { max });
+        }
+        Ok(())
+    }
+
     /// The nesting depth of a JSON text (strings skipped), stopping once it passes the limit.
-    pub(crate) fn args_depth(&self, json: &str) -> usize {
+    fn args_depth(&self, json: &str) -> usize {
         let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
         for byte in json.bytes() {
             match (in_string, escaped, byte) {

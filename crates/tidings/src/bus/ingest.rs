@@ -42,19 +42,9 @@ pub(crate) fn decode(payload: &[u8], limits: &Limits) -> Result<Vec<BusMessage>,
         .check_name("event name", &ingest.e)
         .map_err(|e| format!("\"e\": {e}"))?;
     if let Some(p) = ingest.p {
-        let size = p.get().len();
-        if size > limits.max_args_size {
-            return Err(format!(
-                "\"p\" is {size} bytes, past max_args_size ({})",
-                limits.max_args_size
-            ));
-        }
-        if limits.args_depth(p.get()) > limits.max_args_depth {
-            let max = limits.max_args_depth;
-            return Err(format!(
-                "\"p\" is nested deeper than max_args_depth ({max})"
-            ));
-        }
+        limits
+            .check_args(p.get())
+            .map_err(|e| format!("\"p\": {e}"))?;
     }
     let args: Arc<RawValue> = match ingest.p {
         None => Arc::from(RawValue::from_string("[]".into()).map_err(|e| e.to_string())?),
@@ -165,9 +155,9 @@ mod tests {
             "[".repeat(100),
             "]".repeat(100)
         );
-        assert!(why(&deep).contains("max_args_depth"));
+        assert!(why(&deep).contains("deeper than 64"), "{}", why(&deep));
         let big = format!(r#"{{"t":"all","e":"x","p":["{}"]}}"#, "x".repeat(70_000));
-        assert!(why(&big).contains("max_args_size"));
+        assert!(why(&big).contains("the limit is 65536"), "{}", why(&big));
         let long = format!(
             r#"{{"t":"channel","channels":["{}"],"e":"x"}}"#,
             "c".repeat(300)

@@ -313,7 +313,7 @@ impl Index {
     }
 
     /// Whether a local session is subscribed to `channel`.
-    pub(crate) fn holds(&self, session: &SessionId, channel: &str) -> bool {
+    pub(crate) fn subscribed(&self, session: &SessionId, channel: &str) -> bool {
         self.sessions
             .get(session)
             .is_some_and(|local| local.channels.contains(channel))

@@ -153,8 +153,8 @@ impl Local {
     }
 
     /// Whether a local session is subscribed to `channel`.
-    pub(crate) fn holds(&self, session: &SessionId, channel: &str) -> bool {
-        self.index.read().holds(session, channel)
+    pub(crate) fn subscribed(&self, session: &SessionId, channel: &str) -> bool {
+        self.index.read().subscribed(session, channel)
     }
 
     /// The user id a local session is bound to.

@@ -76,12 +76,14 @@ pub(crate) enum PushError {
 struct State {
     queue: VecDeque<Outgoing>,
     /// The size of what `queue` holds.
-    bytes: usize,
+    queued_bytes: usize,
     /// The pong for the client's latest ping, if not yet written: one at most, whatever the
     /// client sends.
     pong: Option<Bytes>,
-    /// While recovering: events of channels with history, held back (counted in `bytes`).
+    /// While recovering: events of channels with history, held back.
     held: Option<Vec<Arc<Event>>>,
+    /// The size of what `held` holds.
+    held_bytes: usize,
     closing: Option<CloseReason>,
 }
 
@@ -129,9 +131,9 @@ impl Outbox {
         if let (Some(held), Outgoing::Event(event)) = (&mut state.held, &item)
             && event.position().is_some()
         {
-            let size = event.size();
             held.push(event.clone());
-            return self.count(&mut state, size);
+            state.held_bytes += event.size();
+            return self.check(&mut state);
         }
         self.enqueue(state, [item])
     }
@@ -144,9 +146,9 @@ impl Outbox {
     ) -> Result<(), PushError> {
         let wake = state.queue.is_empty();
         for item in items {
-            let size = item.size();
+            state.queued_bytes += item.size();
             state.queue.push_back(item);
-            self.count(&mut state, size)?;
+            self.check(&mut state)?;
         }
         drop(state);
         if wake {
@@ -155,14 +157,16 @@ impl Outbox {
         Ok(())
     }
 
-    /// Counts `size` more bytes queued or held; past the bounds, marks the socket as a slow
+    /// Past the bounds (what is queued and held, in items or bytes), marks the socket as a slow
     /// consumer and drops everything.
-    fn count(&self, state: &mut State, size: usize) -> Result<(), PushError> {
+    fn check(&self, state: &mut State) -> Result<(), PushError> {
         let items = state.queue.len() + state.held.as_ref().map_or(0, Vec::len);
-        state.bytes += size;
-        if items > self.capacity || state.bytes > self.max_bytes {
-            state.closing = Some(CloseReason::SlowConsumer);
-            (state.queue, state.bytes, state.held) = (VecDeque::new(), 0, None);
+        let bytes = state.queued_bytes + state.held_bytes;
+        if items > self.capacity || bytes > self.max_bytes {
+            *state = State {
+                closing: Some(CloseReason::SlowConsumer),
+                ..State::default()
+            };
             self.writer.wake();
             return Err(PushError::Full);
         }
@@ -187,12 +191,12 @@ impl Outbox {
             return Err(PushError::Closed);
         }
         let held = state.held.take().unwrap_or_default();
-        state.bytes -= held.iter().map(|e| e.size()).sum::<usize>();
+        state.held_bytes = 0;
         let mut seen: Vec<(Arc<str>, u64)> = Vec::with_capacity(replays.len());
         let mut items: Vec<Outgoing> = reply.map(Outgoing::Frame).into_iter().collect();
         for (channel, after, events) in replays {
-            let last = events.last().and_then(|e| e.position()).map(|p| p.offset);
-            seen.push((channel, last.unwrap_or(after).max(after)));
+            let last = events.last().and_then(|e| e.position());
+            seen.push((channel, last.map_or(after, |p| p.offset)));
             items.extend(events.into_iter().map(Outgoing::Event));
         }
         let fresh = |event: &Arc<Event>| {
@@ -237,11 +241,7 @@ impl Outbox {
                 return Poll::Pending;
             }
             std::mem::swap(&mut state.queue, batch);
-            // What is held stays counted.
-            state.bytes = state
-                .held
-                .as_ref()
-                .map_or(0, |held| held.iter().map(|e| e.size()).sum());
+            state.queued_bytes = 0;
             if let Some(pong) = state.pong.take() {
                 batch.push_front(Outgoing::Frame(pong));
             }

@@ -80,7 +80,7 @@ impl Client {
             limits
                 .check_name("channel", &channel)
                 .map_err(|e| RequestError::Session(e.into()))?;
-            if !self.hub.session_holds(self.session.id(), &channel) {
+            if !self.hub.session_subscribed(self.session.id(), &channel) {
                 answers.insert(channel, Recovered::default());
                 continue;
             }

@@ -202,8 +202,8 @@ impl Hub {
     }
 
     /// Whether a local session is subscribed to `channel`.
-    pub(crate) fn session_holds(&self, session: &SessionId, channel: &str) -> bool {
-        self.shared.local.holds(session, channel)
+    pub(crate) fn session_subscribed(&self, session: &SessionId, channel: &str) -> bool {
+        self.shared.local.subscribed(session, channel)
     }
 
     /// Whether `user`'s new sockets are refused (see [`Hub::disconnect_user`]).
@@ -283,15 +283,7 @@ impl Hub {
         if !args.get().starts_with('[') {
             return Err(PublishError::ArgsNotArray);
         }
-        let size = args.get().len();
-        if size > limits.max_args_size {
-            let max = limits.max_args_size;
-            return Err(PublishError::ArgsTooLarge { size, max });
-        }
-        if limits.args_depth(args.get()) > limits.max_args_depth {
-            let max = limits.max_args_depth;
-            return Err(PublishError::ArgsTooDeep { max });
-        }
+        limits.check_args(args.get())?;
         let (name, args): (Arc<str>, Arc<RawValue>) = (event.into(), args.into());
         for target in targets {
             if let Target::Socket(id) = &target
