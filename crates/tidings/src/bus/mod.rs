@@ -5,6 +5,8 @@
 //! [`MemoryBus`] is the in-process bus for one process (the default); [`RedisBus`] and
 //! [`NatsBus`] carry messages between processes (see `docs/scaling.md`).
 
+#[cfg(feature = "redis")]
+mod history;
 #[cfg(any(feature = "redis", feature = "nats"))]
 mod ingest;
 mod memory;
@@ -26,12 +28,13 @@ pub(crate) use sealed::{Link, Sealed};
 #[cfg(any(feature = "redis", feature = "nats"))]
 pub use shared::BusOptions;
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::BusError;
+use crate::history::{Rules, Streams};
 use crate::ids::NodeId;
 use crate::limits::Limits;
 use crate::model::{BusMessage, Topic};
@@ -101,6 +104,12 @@ pub(crate) trait Carrier: Send + Sync + 'static {
     /// Whether the bus can carry messages now (for `/readyz`).
     fn is_ready(&self) -> bool {
         true
+    }
+
+    /// The history the bus keeps itself, shared by every node, for the channels `rules` name;
+    /// `None` when it keeps none (history is then kept in the node's memory).
+    fn history(&self, _rules: &Rules) -> Option<Arc<dyn Streams>> {
+        None
     }
 
     /// Publishes a presence event (JSON) where backends can read it, if the bus has such a place.

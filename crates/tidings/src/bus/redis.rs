@@ -12,9 +12,12 @@ use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncTypedCommands, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
 
+use super::history::RedisHistory;
 use super::shared::{BusOptions, Receiver, SharedBus, Transport};
+use super::wire::Subjects;
 use super::{Bus, Link, Sealed};
 use crate::error::BusError;
+use crate::history::{Rules, Streams};
 
 /// How long connecting or answering may take before the bus counts Redis as away.
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -96,6 +99,11 @@ fn receive(receiver: &Arc<Receiver>, info: PushInfo) {
 
 #[async_trait]
 impl Transport for RedisTransport {
+    fn history(&self, rules: &Rules, subjects: &Subjects) -> Option<Arc<dyn Streams>> {
+        let history = RedisHistory::new(rules.clone(), self.publisher.clone(), subjects.clone());
+        Some(Arc::new(history))
+    }
+
     async fn send(&self, subject: String, payload: Bytes) -> Result<(), BusError> {
         let mut publisher = self.publisher.clone();
         publisher

@@ -19,13 +19,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
 
 use super::{Carrier, Inbox, ingest, wire};
 use crate::error::BusError;
+use crate::history::{Claim, Handover, History, Rules, Streams};
 use crate::ids::NodeId;
 use crate::limits::Limits;
-use crate::model::{BusMessage, Target, Topic};
+use crate::logs::Folded;
+use crate::model::{BusMessage, Event, Target, Topic};
 
 /// How long a session operation waits for this node's subscriptions before failing.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -60,6 +63,10 @@ impl Default for BusOptions {
 /// What carries bytes between nodes: a broker connection.
 #[async_trait]
 pub(crate) trait Transport: Send + Sync + 'static {
+    /// The history this broker keeps for the channels `rules` name, if it can keep one.
+    fn history(&self, _rules: &Rules, _subjects: &wire::Subjects) -> Option<Arc<dyn Streams>> {
+        None
+    }
     /// Sends `payload` on `subject`.
     async fn send(&self, subject: String, payload: Bytes) -> Result<(), BusError>;
     /// Starts receiving `subjects` (into the [`Receiver`] the transport was made with).
@@ -121,6 +128,58 @@ pub(crate) struct Receiver {
     ingest: Option<String>,
     node: OnceLock<(NodeId, Weak<dyn Inbox>, Limits)>,
     ready: AtomicBool,
+    /// External publishes to channels with history, to be numbered in the order they came.
+    numbering: OnceLock<(Arc<dyn Streams>, mpsc::Sender<Numbered>)>,
+    /// The external publishes read lately, to claim each once.
+    claims: Mutex<Claims>,
+}
+
+/// An external publish to a channel with history, on its way to be numbered.
+type Numbered = (Arc<str>, Arc<History>, Arc<Event>, Claim);
+
+/// How long a node remembers an external publish it read, to tell its repeats apart.
+const REMEMBER: Duration = Duration::from_secs(60);
+
+/// How many external publishes to channels with history may wait to be numbered; past it they
+/// are skipped and counted as malformed bus messages.
+const NUMBERING_QUEUE: usize = 10_000;
+
+/// The external publishes to channels with history this node read lately: per digest, how many
+/// and when the last came.
+#[derive(Default)]
+struct Claims {
+    seen: HashMap<u64, (u64, Instant)>,
+    swept: Option<Instant>,
+}
+
+impl Claims {
+    /// The claim of a message with these bytes, read now: its digest and how many came within
+    /// [`REMEMBER`] of each other before it, plus one. Every node reads the same messages in
+    /// the same order, so every node names it alike.
+    fn claim(&mut self, payload: &[u8]) -> Claim {
+        let now = Instant::now();
+        if self.swept.is_none_or(|at| now - at >= REMEMBER) {
+            self.seen.retain(|_, (_, last)| now - *last < REMEMBER);
+            self.swept = Some(now);
+        }
+        let digest = fnv1a(payload);
+        let seen = self.seen.entry(digest).or_insert((0, now));
+        if now - seen.1 >= REMEMBER {
+            seen.0 = 0;
+        }
+        *seen = (seen.0 + 1, now);
+        Claim {
+            digest,
+            nth: seen.0,
+        }
+    }
+}
+
+/// The 64-bit FNV-1a digest of `bytes`: the same on every node, whatever its build.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl Receiver {
@@ -135,13 +194,42 @@ impl Receiver {
         let subject = String::from_utf8_lossy(subject);
         if self.ingest.as_deref() == Some(subject.as_ref()) {
             match ingest::decode(payload, limits) {
-                Ok(messages) => messages.iter().for_each(|m| inbox.receive(m)),
+                Ok(messages) => self.ingested(messages, payload, &subject, &*inbox),
                 Err(error) => inbox.malformed(&subject, payload, &error),
             }
         } else if !wire::sent_by(payload, node) {
             match wire::decode(&self.subjects, &subject, payload) {
                 Ok(message) => inbox.receive(&message),
                 Err(error) => inbox.malformed(&subject, payload, &error),
+            }
+        }
+    }
+
+    /// Delivers an external publish, or queues it to be numbered first where its channel keeps
+    /// history (the numbered event then comes back from the broker).
+    fn ingested(&self, messages: Vec<BusMessage>, payload: &[u8], subject: &str, inbox: &dyn Inbox) {
+        let mut claim = None;
+        for message in messages {
+            let numbering = self.numbering.get();
+            let numbered = match (&message, numbering) {
+                (
+                    BusMessage::Publish {
+                        target: Target::Channel(channel),
+                        event,
+                    },
+                    Some((history, queue)),
+                ) => history
+                    .rule(channel)
+                    .map(|rule| (queue, (channel.clone(), rule.clone(), event.clone()))),
+                _ => None,
+            };
+            let Some((queue, (channel, rule, event))) = numbered else {
+                inbox.receive(&message);
+                continue;
+            };
+            let claim = *claim.get_or_insert_with(|| self.claims.lock().claim(payload));
+            if queue.try_send((channel, rule, event, claim)).is_err() {
+                inbox.malformed(subject, payload, "too many external publishes waiting for history");
             }
         }
     }
@@ -172,6 +260,8 @@ impl<T: Transport> SharedBus<T> {
             ingest: options.ingest.clone(),
             node: OnceLock::new(),
             ready: AtomicBool::new(true),
+            numbering: OnceLock::new(),
+            claims: Mutex::default(),
         })
     }
 
@@ -239,6 +329,15 @@ impl<T: Transport> Carrier for SharedBus<T> {
         true
     }
 
+    fn history(&self, rules: &Rules) -> Option<Arc<dyn Streams>> {
+        let history = self.transport.history(rules, &self.receiver.subjects)?;
+        let (queue, numbered) = mpsc::channel(NUMBERING_QUEUE);
+        if self.receiver.numbering.set((history.clone(), queue)).is_ok() {
+            tokio::spawn(number(history.clone(), numbered));
+        }
+        Some(history)
+    }
+
     async fn publish(&self, message: BusMessage) -> Result<(), BusError> {
         let node = self.node()?;
         if let BusMessage::Publish {
@@ -277,6 +376,20 @@ impl<T: Transport> Carrier for SharedBus<T> {
 
     async fn presence(&self, payload: Bytes) -> Result<(), BusError> {
         self.send(self.receiver.subjects.presence(), payload).await
+    }
+}
+
+/// Numbers external publishes in the order this node read them, so that whichever node claims
+/// each, a channel's offsets follow the order they were sent in.
+async fn number(history: Arc<dyn Streams>, mut numbered: mpsc::Receiver<Numbered>) {
+    static LOG: Folded = Folded::new();
+    let send: Handover = &|_| Box::pin(async { Ok(()) });
+    while let Some((channel, rule, event, claim)) = numbered.recv().await {
+        if let Err(error) = history.append(&channel, &rule, &event, Some(claim), send).await
+            && let Some(skipped) = LOG.note(1)
+        {
+            tracing::warn!(skipped, %error, "external publishes to channels with history could not be kept; skipped");
+        }
     }
 }
 

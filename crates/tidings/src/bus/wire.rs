@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::ids::NodeId;
-use crate::model::{BusMessage, Event, Kick, SessionOp, Target, Topic};
+use crate::model::{BusMessage, Event, Kick, Position, SessionOp, Target, Topic};
 
 /// Subject kinds, as they appear after the prefix.
 const ALL: &str = "all";
@@ -47,6 +47,11 @@ impl Subjects {
             prefix: prefix.to_owned(),
             separator,
         }
+    }
+
+    /// The prefix of every subject.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// The subject of one kind, with no name (`all`, `presence`).
@@ -81,6 +86,11 @@ impl Subjects {
         self.bare(PRESENCE)
     }
 
+    /// Events for the sessions subscribed to one channel.
+    pub(crate) fn channel(&self, name: &str) -> String {
+        self.named(CHANNEL, name)
+    }
+
     /// Events for the sockets of one node.
     pub(crate) fn node(&self, node: &NodeId) -> String {
         self.named(NODE, node.as_str())
@@ -91,7 +101,7 @@ impl Subjects {
         match message {
             BusMessage::Publish { target, .. } => match target {
                 Target::All => self.all(),
-                Target::Channel(c) => self.named(CHANNEL, c),
+                Target::Channel(c) => self.channel(c),
                 Target::User(u) => self.named(USER, u),
                 Target::Socket(s) => self.node(s.node()),
             },
@@ -103,7 +113,7 @@ impl Subjects {
     /// The subject that carries a topic.
     pub(crate) fn of_topic(&self, topic: &Topic) -> String {
         match topic {
-            Topic::Channel(c) => self.named(CHANNEL, c),
+            Topic::Channel(c) => self.channel(c),
             Topic::User(u) => self.named(USER, u),
             Topic::Session(s) => self.named(SESSION, s.as_str()),
         }
@@ -155,6 +165,12 @@ struct Body<'a> {
     /// Sockets to close.
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     kick: Option<KickBody<'a>>,
+    /// A numbered event's offset in its channel's history (added by the append script).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    offset: Option<u64>,
+    /// A numbered event's epoch.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    epoch: Option<Cow<'a, str>>,
 }
 
 /// A kick between nodes: a user (with a block in whole seconds) or a session.
@@ -193,6 +209,8 @@ pub(crate) fn encode(from: &NodeId, message: &BusMessage) -> Bytes {
         socket: None,
         op: None,
         kick: None,
+        offset: None,
+        epoch: None,
     };
     let session;
     let socket;
@@ -223,6 +241,25 @@ pub(crate) fn encode(from: &NodeId, message: &BusMessage) -> Bytes {
         }
     }
     Bytes::from(serde_json::to_vec(&body).expect("a bus message always serializes"))
+}
+
+/// The body of a channel event to be numbered, without its closing brace: the append script adds
+/// `,"offset":N,"epoch":"E"}`. It names no node (`"from":""`), so every node, the publisher's
+/// included, takes it from the broker, in the channel's order.
+pub(crate) fn numbered_head(event: &Event) -> Vec<u8> {
+    let body = Body {
+        from: Cow::Borrowed(""),
+        event: Some(Cow::Borrowed(event.name())),
+        args: Some(event.args()),
+        socket: None,
+        op: None,
+        kick: None,
+        offset: None,
+        epoch: None,
+    };
+    let mut head = serde_json::to_vec(&body).expect("an event always serializes");
+    head.pop();
+    head
 }
 
 /// Whether `payload` was sent by `node` (a prefix check, before any parsing).
@@ -269,7 +306,13 @@ pub(crate) fn decode(
         }
     };
     let args: Arc<RawValue> = Arc::from(args.to_owned());
-    let event = Event::new(event.as_ref().into(), args, channel);
+    let mut event = Event::new(event.as_ref().into(), args, channel);
+    if let (Some(offset), Some(epoch), CHANNEL) = (body.offset, body.epoch, kind) {
+        event = event.at(Position {
+            epoch: epoch.as_ref().into(),
+            offset,
+        });
+    }
     Ok(BusMessage::Publish { target, event })
 }
 
@@ -343,6 +386,20 @@ mod tests {
                 assert!(matches!(got, BusMessage::Kick(k) if k == kick));
             }
         }
+    }
+
+    #[test]
+    fn a_numbered_event_carries_its_position_and_no_node() {
+        let subjects = Subjects::new("t", ':');
+        let mut body = numbered_head(&event(Some("c")));
+        body.extend_from_slice(br#","offset":7,"epoch":"e1"}"#);
+        assert!(!sent_by(&body, &NodeId::new("n1").unwrap()));
+        let Ok(BusMessage::Publish { event, .. }) = decode(&subjects, "t:channel:c", &body) else {
+            panic!("not a publish");
+        };
+        let position = event.position().unwrap();
+        assert_eq!((&*position.epoch, position.offset), ("e1", 7));
+        assert_eq!((event.name(), event.channel()), ("e", Some("c")));
     }
 
     #[test]

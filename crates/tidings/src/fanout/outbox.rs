@@ -25,7 +25,7 @@ use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::model::Event;
+use crate::model::{Event, Position};
 use crate::protocol::{CloseReason, Encoding, frame};
 
 /// One item waiting to be written.
@@ -84,7 +84,30 @@ struct State {
     held: Option<Vec<Arc<Event>>>,
     /// The size of what `held` holds.
     held_bytes: usize,
+    /// After a replay, per channel replayed, the last position the client has: a live event at
+    /// or before it is one the replay already held (the read raced the broker) and is dropped;
+    /// the first event past it ends the watch on its channel.
+    replayed: Vec<(Arc<str>, Position)>,
     closing: Option<CloseReason>,
+}
+
+impl State {
+    /// Whether `event` is not one a replay already gave; ends the watch on its channel once an
+    /// event is past the replay.
+    fn fresh(&mut self, event: &Event) -> bool {
+        let (Some(channel), Some(position)) = (event.channel(), event.position()) else {
+            return true;
+        };
+        let Some(at) = self.replayed.iter().position(|(c, _)| &**c == channel) else {
+            return true;
+        };
+        let last = &self.replayed[at].1;
+        if last.epoch == position.epoch && position.offset <= last.offset {
+            return false;
+        }
+        self.replayed.swap_remove(at);
+        true
+    }
 }
 
 /// A socket's outbound queue.
@@ -127,6 +150,12 @@ impl Outbox {
         let mut state = self.state.lock();
         if state.closing.is_some() {
             return Err(PushError::Closed);
+        }
+        if let Outgoing::Event(event) = &item
+            && !state.replayed.is_empty()
+            && !state.fresh(event)
+        {
+            return Ok(());
         }
         if let (Some(held), Outgoing::Event(event)) = (&mut state.held, &item)
             && event.position().is_some()
@@ -178,13 +207,13 @@ impl Outbox {
         self.state.lock().held.get_or_insert_with(Vec::new);
     }
 
-    /// Queues `reply`, then each replay (a channel, the events it missed, oldest first), then
-    /// what was held, less what a replay already holds or the client already had (`seen`:
-    /// per channel, the last offset it has); holding ends.
+    /// Queues `reply`, then each replay (a channel, the position the client had, the events it
+    /// missed, oldest first), then what was held, less what a replay already gave; holding ends.
+    /// Until a channel's live events pass its replay, those the replay gave are dropped.
     pub(crate) fn release(
         &self,
         reply: Option<Bytes>,
-        replays: Vec<(Arc<str>, u64, Vec<Arc<Event>>)>,
+        replays: Vec<(Arc<str>, Position, Vec<Arc<Event>>)>,
     ) -> Result<(), PushError> {
         let mut state = self.state.lock();
         if state.closing.is_some() {
@@ -192,22 +221,14 @@ impl Outbox {
         }
         let held = state.held.take().unwrap_or_default();
         state.held_bytes = 0;
-        let mut seen: Vec<(Arc<str>, u64)> = Vec::with_capacity(replays.len());
         let mut items: Vec<Outgoing> = reply.map(Outgoing::Frame).into_iter().collect();
-        for (channel, after, events) in replays {
-            let last = events.last().and_then(|e| e.position());
-            seen.push((channel, last.map_or(after, |p| p.offset)));
+        for (channel, since, events) in replays {
+            let last = events.last().and_then(|e| e.position()).unwrap_or(&since);
+            state.replayed.push((channel, last.clone()));
             items.extend(events.into_iter().map(Outgoing::Event));
         }
-        let fresh = |event: &Arc<Event>| {
-            let (Some(channel), Some(position)) = (event.channel(), event.position()) else {
-                return true;
-            };
-            !seen
-                .iter()
-                .any(|(c, last)| &**c == channel && position.offset <= *last)
-        };
-        items.extend(held.into_iter().filter(fresh).map(Outgoing::Event));
+        let fresh: Vec<_> = held.into_iter().filter(|e| state.fresh(e)).collect();
+        items.extend(fresh.into_iter().map(Outgoing::Event));
         self.enqueue(state, items)
     }
 
@@ -363,7 +384,7 @@ mod tests {
         outbox
             .release(
                 Some(Bytes::from_static(b"reply")),
-                vec![("c".into(), 3, replay)],
+                vec![("c".into(), numbered(3).position().unwrap().clone(), replay)],
             )
             .unwrap();
         assert_eq!(
@@ -373,6 +394,28 @@ mod tests {
         );
         outbox.push(Outgoing::Event(numbered(7))).unwrap();
         assert_eq!(drained(&outbox).await, [7], "holding has ended");
+    }
+
+    #[tokio::test]
+    async fn live_events_the_replay_gave_are_dropped_until_one_passes_it() {
+        let outbox = Outbox::new(100, 1 << 20);
+        outbox.hold();
+        let since = numbered(1).position().unwrap().clone();
+        let replay = vec![numbered(2), numbered(3)];
+        outbox.release(None, vec![("c".into(), since, replay)]).unwrap();
+        for offset in [2, 3, 4] {
+            outbox.push(Outgoing::Event(numbered(offset))).unwrap();
+        }
+        assert_eq!(drained(&outbox).await, [2, 3, 4], "2 and 3 came late from the broker");
+        let args = serde_json::value::RawValue::from_string("[]".into()).unwrap();
+        let new_epoch = crate::model::Position {
+            epoch: "f".into(),
+            offset: 1,
+        };
+        let restarted = Event::new("m".into(), args.into(), Some("c".into())).at(new_epoch);
+        outbox.push(Outgoing::Event(numbered(3))).unwrap();
+        outbox.push(Outgoing::Event(restarted)).unwrap();
+        assert_eq!(drained(&outbox).await, [3, 1], "the watch ended with 4");
     }
 
     #[tokio::test]

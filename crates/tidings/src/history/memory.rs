@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use super::{History, Page, PageEvent, Recovery, Rules};
+use async_trait::async_trait;
+
+use super::{Claim, Handover, History, Page, Recovery, Rules, Streams};
+use crate::error::BusError;
 use crate::ids;
 use crate::model::{Event, Position};
 use crate::stats::Counters;
@@ -33,14 +36,6 @@ struct Ring {
 }
 
 impl Ring {
-    /// The offset of the oldest event kept (`last + 1` when none is).
-    fn oldest(&self) -> u64 {
-        self.events
-            .front()
-            .and_then(|(_, e)| e.position())
-            .map_or(self.last + 1, |p| p.offset)
-    }
-
     /// The position of the last event (offset 0 before the first).
     fn position(&self) -> Position {
         Position {
@@ -71,26 +66,30 @@ impl MemoryHistory {
         }
     }
 
-    /// The rule of `channel`, if it keeps history.
-    pub(crate) fn rule(&self, channel: &str) -> Option<&Arc<History>> {
-        self.rules.of(channel)
+    /// The stream of `channel`, made (with a new epoch) if it has none.
+    fn stream(&self, channel: &str) -> Arc<Stream> {
+        let mut streams = self.streams.lock();
+        if let Some(stream) = streams.get(channel) {
+            return stream.clone();
+        }
+        let stream = Arc::new(Stream {
+            turn: tokio::sync::Mutex::new(()),
+            ring: Mutex::new(Ring {
+                epoch: ids::epoch(),
+                last: 0,
+                events: VecDeque::new(),
+                touched: Instant::now(),
+            }),
+        });
+        streams.insert(channel.into(), stream.clone());
+        stream
     }
 
-    /// The stream of `channel`, made (with a new epoch) if it has none.
-    fn stream(&self, channel: &Arc<str>) -> Arc<Stream> {
-        let mut streams = self.streams.lock();
-        let stream = streams.entry(channel.clone()).or_insert_with(|| {
-            Arc::new(Stream {
-                turn: tokio::sync::Mutex::new(()),
-                ring: Mutex::new(Ring {
-                    epoch: ids::epoch(),
-                    last: 0,
-                    events: VecDeque::new(),
-                    touched: Instant::now(),
-                }),
-            })
-        });
-        stream.clone()
+    /// The ring of `channel` if it has a stream, trimmed to what `rule` still allows.
+    fn trimmed(&self, channel: &str, rule: &History) -> Option<Arc<Stream>> {
+        let stream = self.streams.lock().get(channel).cloned()?;
+        self.trim(&mut stream.ring.lock(), rule);
+        Some(stream)
     }
 
     /// Drops a ring's events older than `rule.ttl` or past `rule.size`, and, while the history
@@ -110,16 +109,22 @@ impl MemoryHistory {
         }
         self.counters.history_evicted(early);
     }
+}
 
-    /// Gives a channel event the next offset of its channel and hands it to `send` (the bus)
-    /// before the next one gets an offset. The channel must keep history.
-    pub(crate) async fn append<T>(
+#[async_trait]
+impl Streams for MemoryHistory {
+    fn rule(&self, channel: &str) -> Option<&Arc<History>> {
+        self.rules.of(channel)
+    }
+
+    async fn append(
         &self,
         channel: &Arc<str>,
         rule: &History,
         event: &Event,
-        send: impl AsyncFnOnce(Arc<Event>) -> T,
-    ) -> T {
+        _claim: Option<Claim>,
+        send: Handover<'_>,
+    ) -> Result<(), BusError> {
         let stream = self.stream(channel);
         let _turn = stream.turn.lock().await;
         let event = {
@@ -140,81 +145,41 @@ impl MemoryHistory {
         send(event).await
     }
 
-    /// The latest position of `channel` if it keeps history (its stream starts here if it has
-    /// none yet, so a subscriber knows its epoch before the first event).
-    pub(crate) fn position(&self, channel: &str) -> Option<Position> {
-        self.rule(channel)?;
-        Some(self.stream(&channel.into()).ring.lock().position())
+    async fn position(&self, channel: &str, _rule: &History) -> Result<Position, BusError> {
+        Ok(self.stream(channel).ring.lock().position())
     }
 
-    /// What a client at `since` missed on `channel`.
-    pub(crate) fn recover(&self, channel: &str, since: &Position) -> Recovery {
-        let stream = self.streams.lock().get(channel).cloned();
-        let (Some(rule), Some(stream)) = (self.rule(channel), stream) else {
-            return Recovery {
-                recovered: false,
-                position: None,
-                events: Vec::new(),
-            };
+    async fn recover(
+        &self,
+        channel: &str,
+        rule: &History,
+        since: &Position,
+    ) -> Result<Recovery, BusError> {
+        let Some(stream) = self.trimmed(channel, rule) else {
+            return Ok(Recovery::default());
         };
-        let mut ring = stream.ring.lock();
-        self.trim(&mut ring, rule);
-        let position = Some(ring.position());
-        let recovered = ring.epoch == since.epoch
-            && since.offset <= ring.last
-            && ring.oldest() <= since.offset + 1;
-        let events = match recovered {
-            true => {
-                let skip = (since.offset + 1 - ring.oldest()) as usize;
-                ring.events
-                    .iter()
-                    .skip(skip)
-                    .map(|(_, e)| e.clone())
-                    .collect()
-            }
-            false => Vec::new(),
-        };
-        Recovery {
-            recovered,
-            position,
-            events,
-        }
+        let ring = stream.ring.lock();
+        let kept = ring.events.iter().map(|(_, e)| e);
+        Ok(Recovery::from_kept(ring.position(), kept, since))
     }
 
-    /// Up to `limit` events of `channel` after offset `since` (from the oldest kept when `None`).
-    pub(crate) fn page(&self, channel: &str, since: Option<u64>, limit: usize) -> Page {
-        let stream = self.streams.lock().get(channel).cloned();
-        let (Some(rule), Some(stream)) = (self.rule(channel), stream) else {
-            return Page {
-                epoch: None,
-                offset: 0,
-                events: Vec::new(),
-            };
+    async fn page(
+        &self,
+        channel: &str,
+        rule: &History,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<Page, BusError> {
+        let Some(stream) = self.trimmed(channel, rule) else {
+            return Ok(Page::none());
         };
-        let mut ring = stream.ring.lock();
-        self.trim(&mut ring, rule);
-        let after = since.unwrap_or(0);
-        let events = ring
-            .events
-            .iter()
-            .filter_map(|(_, e)| Some((e.position()?.offset, e)))
-            .filter(|(offset, _)| *offset > after)
-            .take(limit)
-            .map(|(offset, e)| PageEvent {
-                offset,
-                event: e.name().to_owned(),
-                args: e.args().to_owned(),
-            })
-            .collect();
-        Page {
-            epoch: Some(ring.epoch.to_string()),
-            offset: ring.last,
-            events,
-        }
+        let ring = stream.ring.lock();
+        let kept = ring.events.iter().map(|(_, e)| e);
+        Ok(Page::from_kept(&ring.position(), kept, since, limit))
     }
 
     /// Forgets streams that kept nothing for longer than their ttl (their epoch goes with them).
-    pub(crate) fn sweep(&self) {
+    fn sweep(&self) {
         let now = Instant::now();
         self.streams.lock().retain(|channel, stream| {
             let Some(rule) = self.rules.of(channel) else {

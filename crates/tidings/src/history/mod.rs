@@ -11,7 +11,9 @@
 //! # let _ = hub;
 //! ```
 //!
-//! A channel no rule names keeps nothing and costs nothing.
+//! A channel no rule names keeps nothing and costs nothing. History is kept in one node's memory
+//! ([`MemoryHistory`]) or, on a Redis bus, in Redis, shared by every node (`bus/history.rs`);
+//! both are [`Streams`].
 
 mod memory;
 
@@ -21,10 +23,70 @@ pub(crate) use memory::MemoryHistory;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
+use futures_util::future::BoxFuture;
 use serde::Serialize;
 
-use crate::error::BuildError;
+use crate::error::{BuildError, BusError};
 use crate::model::Event;
+
+/// Hands a numbered event to the bus, for a history that does not publish by itself.
+pub(crate) type Handover<'a> = &'a (dyn Fn(Arc<Event>) -> BoxFuture<'a, Result<(), BusError>> + Sync);
+
+/// Where the channels' streams are kept: this node's memory, or Redis through the bus.
+#[async_trait]
+pub(crate) trait Streams: Send + Sync + 'static {
+    /// The rule of `channel`, if it keeps history.
+    fn rule(&self, channel: &str) -> Option<&Arc<History>>;
+
+    /// Gives a channel event the next offset of its channel and publishes it, before the next
+    /// one gets an offset: through `send`, or by itself. `claim` names an external publish every
+    /// node reads: only the first node to claim it appends it. The channel must keep history.
+    async fn append(
+        &self,
+        channel: &Arc<str>,
+        rule: &History,
+        event: &Event,
+        claim: Option<Claim>,
+        send: Handover<'_>,
+    ) -> Result<(), BusError>;
+
+    /// The latest position of `channel` (its stream starts here if it has none yet, so a
+    /// subscriber knows its epoch before the first event). The channel must keep history.
+    async fn position(&self, channel: &str, rule: &History) -> Result<Position, BusError>;
+
+    /// What a client at `since` missed on `channel`, read after the call began. The channel must
+    /// keep history.
+    async fn recover(
+        &self,
+        channel: &str,
+        rule: &History,
+        since: &Position,
+    ) -> Result<Recovery, BusError>;
+
+    /// Up to `limit` events of `channel` after offset `since` (from the oldest kept when
+    /// `None`). The channel must keep history.
+    async fn page(
+        &self,
+        channel: &str,
+        rule: &History,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<Page, BusError>;
+
+    /// Forgets what expired (called every few seconds).
+    fn sweep(&self) {}
+}
+
+/// Names one external publish that every node reads (from the ingest channel): the same on
+/// every node, so the first node to claim it appends it and the others skip it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Claim {
+    /// A digest of the message's bytes.
+    pub(crate) digest: u64,
+    /// How many times a message with these bytes came before it, lately, plus one.
+    pub(crate) nth: u64,
+}
 
 /// Which channels keep their last events, how many and for how long.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,7 +170,7 @@ impl Rules {
 }
 
 /// What a client that comes back with a position gets for one channel.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Recovery {
     /// Whether `events` are everything published after the client's position.
     pub(crate) recovered: bool,
@@ -116,6 +178,37 @@ pub(crate) struct Recovery {
     pub(crate) position: Option<Position>,
     /// The events after the client's position, oldest first (none when not recovered).
     pub(crate) events: Vec<Arc<Event>>,
+}
+
+impl Recovery {
+    /// What a client at `since` missed, from a stream at `position` that keeps `kept` (its events
+    /// still in time, oldest first, each with its position).
+    pub(crate) fn from_kept<'e>(
+        position: Position,
+        kept: impl ExactSizeIterator<Item = &'e Arc<Event>>,
+        since: &Position,
+    ) -> Self {
+        let mut kept = kept.peekable();
+        let oldest = kept
+            .peek()
+            .and_then(|e| e.position())
+            .map_or(position.offset + 1, |p| p.offset);
+        let recovered = position.epoch == since.epoch
+            && since.offset <= position.offset
+            && oldest <= since.offset + 1;
+        let events = match recovered {
+            true => kept
+                .skip((since.offset + 1 - oldest) as usize)
+                .cloned()
+                .collect(),
+            false => Vec::new(),
+        };
+        Self {
+            recovered,
+            position: Some(position),
+            events,
+        }
+    }
 }
 
 /// A page of a channel's history, for the backend.
@@ -127,6 +220,42 @@ pub struct Page {
     pub offset: u64,
     /// The events after the requested offset, oldest first.
     pub events: Vec<PageEvent>,
+}
+
+impl Page {
+    /// The page of a channel that keeps no history.
+    pub(crate) fn none() -> Self {
+        Self {
+            epoch: None,
+            offset: 0,
+            events: Vec::new(),
+        }
+    }
+
+    /// Up to `limit` events after offset `since` of a stream at `position` that keeps `kept`.
+    pub(crate) fn from_kept<'e>(
+        position: &Position,
+        kept: impl Iterator<Item = &'e Arc<Event>>,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Self {
+        let after = since.unwrap_or(0);
+        let events = kept
+            .filter_map(|e| Some((e.position()?.offset, e)))
+            .filter(|(offset, _)| *offset > after)
+            .take(limit)
+            .map(|(offset, e)| PageEvent {
+                offset,
+                event: e.name().to_owned(),
+                args: e.args().to_owned(),
+            })
+            .collect();
+        Self {
+            epoch: Some(position.epoch.to_string()),
+            offset: position.offset,
+            events,
+        }
+    }
 }
 
 /// One event of a [`Page`].

@@ -13,7 +13,6 @@ use serde_json::value::RawValue;
 
 use super::ApiError;
 use super::body::JsonBody;
-use crate::error::PublishError;
 use crate::history::Page;
 use crate::hub::{Hub, Session};
 use crate::ids::{SessionId, SocketId};
@@ -282,9 +281,7 @@ async fn history(
     let Query(query) =
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
     let limit = query.limit.unwrap_or(usize::MAX);
-    let page = hub
-        .history(&channel, query.since, limit)
-        .map_err(|e| ApiError::from(PublishError::from(e)))?;
+    let page = hub.history(&channel, query.since, limit).await?;
     Ok(Json(page))
 }
 

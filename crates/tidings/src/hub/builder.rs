@@ -15,7 +15,7 @@ use crate::bus::{Bus, Carrier, Inbox, MemoryBus, Sealed};
 use crate::error::BuildError;
 use crate::fanout::Local;
 use crate::fanout::{KeepAlive, keepalive};
-use crate::history::{self, History, MemoryHistory};
+use crate::history::{self, History, MemoryHistory, Streams};
 #[cfg(feature = "backend")]
 use crate::hub::rpc::RpcProxy;
 use crate::hub::rpc::{Methods, RpcError, RpcRequest};
@@ -221,18 +221,27 @@ impl HubBuilder {
         };
         self.keep_alive.validate()?;
         let bus = self.bus.unwrap_or_else(|| MemoryBus::new().link().0);
-        if bus.remote() && !history_rules.is_empty() {
-            return Err(BuildError::InvalidSetting {
-                name: "history",
-                reason: "channel history is kept in one node's memory, so it needs the memory \
-                         bus (one node); history shared through Redis is not built yet"
-                    .into(),
-            });
-        }
         let memory = Arc::new(MemoryStore::new());
         let store = self.store.unwrap_or_else(|| memory.clone());
         let presence_store = self.presence_store.unwrap_or(memory);
         let counters = Arc::new(Counters::default());
+        let history: Arc<dyn Streams> = match bus.history(&history_rules) {
+            Some(history) => history,
+            None if bus.remote() && !history_rules.is_empty() => {
+                return Err(BuildError::InvalidSetting {
+                    name: "history",
+                    reason: "history needs the memory bus (one node) or the Redis bus: NATS \
+                             core subjects have no store that numbers a channel's events and \
+                             publishes them in one step, so nodes would disagree on offsets"
+                        .into(),
+                });
+            }
+            None => Arc::new(MemoryHistory::new(
+                history_rules,
+                self.limits.max_history_bytes,
+                counters.clone(),
+            )),
+        };
         #[cfg_attr(not(feature = "backend"), expect(unused_mut))]
         let mut presence = Presence::new(self.heartbeat, presence_store, counters.clone())?;
         #[cfg(feature = "backend")]
@@ -249,11 +258,6 @@ impl HubBuilder {
             Arc::downgrade(&bus),
         ));
         keepalive::spawn(&runtime, &Arc::downgrade(&local), &self.keep_alive);
-        let history = Arc::new(MemoryHistory::new(
-            history_rules,
-            self.limits.max_history_bytes,
-            counters.clone(),
-        ));
         let gate = Arc::new(gate::Gate::new(
             self.limits.max_connections,
             self.limits.max_connections_per_ip,

@@ -15,6 +15,8 @@ use super::{Hub, Session};
 use crate::auth::Claims;
 use crate::error::RequestError;
 use crate::ids::{SessionId, SocketId};
+use crate::history::Recovery;
+use crate::logs::Folded;
 use crate::model::{Event, HeartbeatOp, Position, PresenceKind};
 use crate::protocol::{Positions, ServerBeat, Welcome};
 
@@ -31,8 +33,8 @@ pub(crate) struct Recovered {
     pub(crate) offset: u64,
 }
 
-/// One channel's replay: the channel, the offset the client had, the events after it.
-pub(crate) type Replay = (Arc<str>, u64, Vec<Arc<Event>>);
+/// One channel's replay: the channel, the position the client had, the events after it.
+pub(crate) type Replay = (Arc<str>, Position, Vec<Arc<Event>>);
 
 /// A client's socket: its session, its id, what its connection token granted.
 pub(crate) struct Client {
@@ -65,7 +67,7 @@ impl Client {
     /// What the client missed on each channel since its last position there: the answer per
     /// channel, and the replays (channel, offset the client had, events after it). Only channels
     /// its session is subscribed to are replayed.
-    pub(crate) fn recover(
+    pub(crate) async fn recover(
         &self,
         positions: Vec<(String, Position)>,
     ) -> Result<(BTreeMap<String, Recovered>, Vec<Replay>), RequestError> {
@@ -75,16 +77,27 @@ impl Client {
                 limits.max_channels_per_session,
             ));
         }
-        let (mut answers, mut replays) = (BTreeMap::new(), Vec::new());
-        for (channel, since) in positions {
+        for (channel, _) in &positions {
             limits
-                .check_name("channel", &channel)
+                .check_name("channel", channel)
                 .map_err(|e| RequestError::Session(e.into()))?;
+        }
+        let recoveries = positions.into_iter().map(async |(channel, since)| {
             if !self.hub.session_subscribed(self.session.id(), &channel) {
-                answers.insert(channel, Recovered::default());
-                continue;
+                return (channel, since, Recovery::default());
             }
-            let recovery = self.hub.recover(&channel, &since);
+            let recovery = self.hub.recover(&channel, &since).await;
+            let recovery = recovery.unwrap_or_else(|error| {
+                static LOG: Folded = Folded::new();
+                if let Some(channels) = LOG.note(1) {
+                    tracing::warn!(channels, %error, "could not read history to recover; answered recovered: false");
+                }
+                Recovery::default()
+            });
+            (channel, since, recovery)
+        });
+        let (mut answers, mut replays) = (BTreeMap::new(), Vec::new());
+        for (channel, since, recovery) in futures_util::future::join_all(recoveries).await {
             let answer = Recovered {
                 recovered: recovery.recovered,
                 replayed: recovery.events.len(),
@@ -92,7 +105,7 @@ impl Client {
                 offset: recovery.position.map_or(0, |p| p.offset),
             };
             if recovery.recovered {
-                replays.push((channel.as_str().into(), since.offset, recovery.events));
+                replays.push((channel.as_str().into(), since, recovery.events));
             }
             answers.insert(channel, answer);
         }
@@ -100,7 +113,7 @@ impl Client {
     }
 
     /// What the client learns when its socket opens.
-    pub(crate) fn welcome(&self) -> Welcome<'_> {
+    pub(crate) async fn welcome(&self) -> Welcome<'_> {
         let keep_alive = self.hub.keep_alive();
         Welcome {
             socket: &self.socket,
@@ -109,13 +122,15 @@ impl Client {
                 message,
                 interval_ms: millis(keep_alive.interval),
             }),
-            positions: self.positions(&self.hub.session_channels(self.session.id())),
+            positions: self
+                .positions(&self.hub.session_channels(self.session.id()))
+                .await,
         }
     }
 
     /// The latest positions of those of `channels` that keep history.
-    fn positions(&self, channels: &[impl AsRef<str>]) -> Positions {
-        self.hub.positions(channels.iter().map(AsRef::as_ref))
+    async fn positions(&self, channels: &[impl AsRef<str>]) -> Positions {
+        self.hub.positions(channels.iter().map(AsRef::as_ref)).await
     }
 
     /// The user id of the client's session, as this node knows it.
@@ -161,7 +176,7 @@ impl Client {
             }
         }
         let all = self.session.subscribe(channels.clone()).await?;
-        Ok((all, self.positions(&channels)))
+        Ok((all, self.positions(&channels).await))
     }
 
     /// Refuses a subscription token made for another user or session.

@@ -26,9 +26,9 @@ use serde_json::value::RawValue;
 use crate::auth::TokenKey;
 use crate::auth::{ChannelRules, Claims};
 use crate::bus::Carrier;
-use crate::error::{NameError, PublishError, SessionError, StoreError, TokenError};
+use crate::error::{BusError, PublishError, SessionError, StoreError, TokenError};
 use crate::fanout::{KeepAlive, Local, Outbox};
-use crate::history::{self, MemoryHistory};
+use crate::history::{self, Streams};
 use crate::ids::{NodeId, SessionId, SocketId};
 use crate::limits::Limits;
 use crate::model::{BusMessage, Event, Kick, Target};
@@ -71,7 +71,7 @@ pub(crate) struct Shared {
     keep_alive: KeepAlive,
     counters: Arc<Counters>,
     gate: Arc<gate::Gate>,
-    history: Arc<MemoryHistory>,
+    history: Arc<dyn Streams>,
     next_seq: AtomicU64,
 }
 
@@ -169,30 +169,56 @@ impl Hub {
     /// Up to `limit` events of `channel`'s history after offset `since` (from the oldest kept
     /// when `None`), with the stream's epoch and latest offset. A channel without history has
     /// no epoch and no events.
-    pub fn history(
+    pub async fn history(
         &self,
         channel: &str,
         since: Option<u64>,
         limit: usize,
-    ) -> Result<history::Page, NameError> {
+    ) -> Result<history::Page, PublishError> {
         self.shared.limits.check_name("channel", channel)?;
-        Ok(self.shared.history.page(channel, since, limit))
+        let history = &self.shared.history;
+        match history.rule(channel) {
+            Some(rule) => Ok(history.page(channel, rule, since, limit).await?),
+            None => Ok(history::Page::none()),
+        }
     }
 
-    /// What a client at `since` missed on `channel`.
-    pub(crate) fn recover(&self, channel: &str, since: &history::Position) -> history::Recovery {
-        self.shared.history.recover(channel, since)
+    /// What a client at `since` missed on `channel`, read once this node's subscriptions are
+    /// in effect (so every later event reaches the client live).
+    pub(crate) async fn recover(
+        &self,
+        channel: &str,
+        since: &history::Position,
+    ) -> Result<history::Recovery, BusError> {
+        let history = &self.shared.history;
+        let Some(rule) = history.rule(channel) else {
+            return Ok(history::Recovery::default());
+        };
+        self.shared.bus.flushed().await?;
+        history.recover(channel, rule, since).await
     }
 
-    /// The latest position of each of `channels` that keeps history and has one.
-    pub(crate) fn positions<'c>(
+    /// The latest position of each of `channels` that keeps history (those the history cannot
+    /// tell now are left out).
+    pub(crate) async fn positions<'c>(
         &self,
         channels: impl IntoIterator<Item = &'c str>,
     ) -> BTreeMap<String, history::Position> {
         let history = &self.shared.history;
-        channels
+        let asked = channels
             .into_iter()
-            .filter_map(|c| Some((c.to_owned(), history.position(c)?)))
+            .filter_map(|c| Some((c, history.rule(c)?)))
+            .map(async |(channel, rule)| {
+                let position = history.position(channel, rule).await;
+                if let Err(error) = &position {
+                    tracing::debug!(%error, channel, "channel position not read");
+                }
+                Some((channel.to_owned(), position.ok()?))
+            });
+        futures_util::future::join_all(asked)
+            .await
+            .into_iter()
+            .flatten()
             .collect()
     }
 
@@ -301,9 +327,13 @@ impl Hub {
             let history = &self.shared.history;
             match channel.as_ref().and_then(|c| Some((c, history.rule(c)?))) {
                 Some((channel, rule)) => {
-                    let send =
-                        async |event| bus.publish(BusMessage::Publish { target, event }).await;
-                    history.append(channel, rule, &event, send).await?;
+                    let send: history::Handover = &|event| {
+                        let target = target.clone();
+                        Box::pin(async move {
+                            bus.publish(BusMessage::Publish { target, event }).await
+                        })
+                    };
+                    history.append(channel, rule, &event, None, send).await?;
                 }
                 None => bus.publish(BusMessage::Publish { target, event }).await?,
             }

@@ -131,7 +131,7 @@ where
     };
     let client = Client::new(hub.clone(), session, guard.id().clone(), granted);
     // The outbox is fresh and far from full; a refusal here means the socket is already closing.
-    let _ = outbox.push(Outgoing::Frame(encoding.welcome(&client.welcome())));
+    let _ = outbox.push(Outgoing::Frame(encoding.welcome(&client.welcome().await)));
     tracing::debug!(socket = %guard.id(), "socket open");
     let reader = Reader {
         hub: &hub,
@@ -139,6 +139,7 @@ where
         outbox: &outbox,
         encoding,
         heartbeat: hub.keep_alive().message.as_deref(),
+        answered_hold: std::sync::atomic::AtomicBool::new(false),
     };
     let closed = tokio::select! {
         () = reader.run(&mut stream) => false,
@@ -221,8 +222,9 @@ fn slow_consumer(hub: &Hub, why: &'static str) {
     }
 }
 
-/// A reply on its way: the encoded frame, and whether it ends an RPC call.
-type Pending<'a> = BoxFuture<'a, (Bytes, bool)>;
+/// A reply on its way: the encoded frame (`None`: already queued), and whether it ends an RPC
+/// call.
+type Pending<'a> = BoxFuture<'a, (Option<Bytes>, bool)>;
 
 /// The read side of a socket: decodes client frames, hands them to its [`Client`], and queues
 /// the encoded replies.
@@ -233,6 +235,9 @@ struct Reader<'a> {
     encoding: Encoding,
     /// The server heartbeat's text: when a client sends it, it is only a sign of life.
     heartbeat: Option<&'a str>,
+    /// Whether the client asked to `recover` (or asked something else first): then what is held
+    /// waits for that answer alone.
+    answered_hold: std::sync::atomic::AtomicBool,
 }
 
 /// The requests of one socket that are waiting for their replies, beside the read loop.
@@ -265,7 +270,7 @@ impl<'a> Waiting<'a> {
     }
 
     /// The next reply ready, whichever request it answers.
-    async fn next(&mut self) -> Bytes {
+    async fn next(&mut self) -> Option<Bytes> {
         let running = async {
             match self.running.as_mut() {
                 Some(running) if !running.is_empty() => running.next().await,
@@ -303,7 +308,9 @@ impl<'a> Reader<'a> {
                 message = stream.next() => message,
                 reply = waiting.next() => {
                     // A full outbox has already marked the socket closing; the reply goes with it.
-                    let _ = self.outbox.push(Outgoing::Frame(reply));
+                    if let Some(reply) = reply {
+                        let _ = self.outbox.push(Outgoing::Frame(reply));
+                    }
                     continue;
                 }
             };
@@ -385,19 +392,23 @@ impl<'a> Reader<'a> {
             let _ = self.outbox.push(Outgoing::Frame(reply));
             return true;
         }
-        let (client, enc) = (self.client, self.encoding);
-        if !matches!(request, Request::Recover { .. }) {
-            // A client that said it would recover and asks something else has nothing to
+        let (client, enc, outbox) = (self.client, self.encoding, self.outbox);
+        let recover = matches!(request, Request::Recover { .. });
+        if !self.answered_hold.swap(true, std::sync::atomic::Ordering::Relaxed) && !recover {
+            // A client that said it would recover and asks something else first has nothing to
             // recover: what was held goes out as it came.
             let _ = self.outbox.release(None, Vec::new());
         }
         match request {
             Request::Recover { positions, .. } => {
-                let (reply, replays) = match client.recover(positions) {
-                    Ok((answers, replays)) => (enc.reply(id, &answers), replays),
-                    Err(error) => (enc.error(Some(id), &error.into()), Vec::new()),
-                };
-                let _ = self.outbox.release(Some(reply), replays);
+                waiting.changes.push_back(Box::pin(async move {
+                    let (reply, replays) = match client.recover(positions).await {
+                        Ok((answers, replays)) => (enc.reply(id, &answers), replays),
+                        Err(error) => (enc.error(Some(id), &error.into()), Vec::new()),
+                    };
+                    let _ = outbox.release(Some(reply), replays);
+                    (None, false)
+                }));
             }
             Request::Subscribe {
                 channels, token, ..
@@ -406,7 +417,7 @@ impl<'a> Reader<'a> {
                     Ok((all, positions)) => enc.reply_at(id, &all, &positions),
                     Err(error) => enc.error(Some(id), &error.into()),
                 };
-                (reply, false)
+                (Some(reply), false)
             })),
             Request::Unsubscribe { channels, .. } => {
                 waiting.changes.push_back(Box::pin(async move {
@@ -441,11 +452,11 @@ fn respond<T: serde::Serialize>(
     encoding: Encoding,
     id: u64,
     result: Result<T, RequestError>,
-) -> Bytes {
-    match result {
+) -> Option<Bytes> {
+    Some(match result {
         Ok(result) => encoding.reply(id, &result),
         Err(error) => encoding.error(Some(id), &error.into()),
-    }
+    })
 }
 
 #[cfg(test)]

@@ -176,7 +176,7 @@ async fn the_history_api_pages_a_channel_and_knows_channels_without_history() {
         .map(|e| (e["offset"].clone(), e["args"].clone()))
         .collect();
     assert_eq!(events, [(json!(2), json!([2])), (json!(3), json!([3]))]);
-    let page = server.hub.history("chat:a", None, 100).unwrap();
+    let page = server.hub.history("chat:a", None, 100).await.unwrap();
     assert_eq!(page.events.len(), 4);
     assert_eq!(
         Some(page.epoch.unwrap().as_str()),
@@ -222,16 +222,11 @@ async fn the_history_bytes_bound_holds_under_a_flood_and_counts_what_it_evicts()
             .await
             .unwrap();
     }
-    let kept: usize = (0..7)
-        .map(|c| {
-            server
-                .hub
-                .history(&format!("chat:{c}"), None, usize::MAX)
-                .unwrap()
-                .events
-                .len()
-        })
-        .sum();
+    let mut kept = 0;
+    for c in 0..7 {
+        let channel = format!("chat:{c}");
+        kept += server.hub.history(&channel, None, usize::MAX).await.unwrap().events.len();
+    }
     assert!(kept * 1000 <= 64 * 1024, "{kept} events of 1 KB kept");
     assert!(kept >= 40, "the bound is used, not emptied: {kept}");
     assert_eq!(server.hub.stats().history_evicted, 1_000 - kept as u64);

@@ -1,0 +1,252 @@
+//! Channel history in Redis, shared by every node of a Redis bus.
+//!
+//! Each channel that keeps history has two keys, hash-tagged by the channel so both live on one
+//! shard: `<prefix>:history:{<channel>}`, a list of its events (`<ms> <body>`, oldest first),
+//! and `<prefix>:history:{<channel>}:meta`, a hash of its epoch (`e`) and last offset (`o`).
+//! One script gives an event its offset, appends it, trims the list (`size`), sets the keys'
+//! expiry and publishes the event, all at once: every node, and every client recovering, sees
+//! a channel's events in one order. The published body names no node, so the publisher's own
+//! sockets get the event from Redis too, in that order.
+//!
+//! Recovery reads of one channel are coalesced: one read in flight per channel on a node, and
+//! every client waiting meanwhile takes the next read's answer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use redis::Script;
+use redis::aio::ConnectionManager;
+use tokio::time::Instant;
+
+use super::wire::{self, Subjects};
+use crate::error::BusError;
+use crate::history::{Claim, Handover, History, Page, Recovery, Rules, Streams};
+use crate::ids;
+use crate::model::{BusMessage, Event, Position};
+
+/// How long a channel's epoch and last offset outlive its last publish (at least), so a client
+/// that missed nothing still recovers after a quiet spell.
+const META_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// How long a node's claim on an external publish lasts: shorter than the time a node remembers
+/// the message ([`super::shared`]), so a claim never outlives its count.
+pub(crate) const CLAIM_TTL: Duration = Duration::from_secs(30);
+
+/// Numbers, appends and publishes one event. KEYS: list, meta, [claim]. ARGV: body without its
+/// closing brace, size, ttl ms, meta ttl ms, a fresh epoch, subject, claim ttl ms.
+const APPEND: &str = r#"
+if KEYS[3] and not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[7]) then return 0 end
+local epoch = redis.call('HGET', KEYS[2], 'e')
+if not epoch then
+  epoch = ARGV[5]
+  redis.call('HSET', KEYS[2], 'e', epoch)
+end
+local offset = redis.call('HINCRBY', KEYS[2], 'o', 1)
+local body = ARGV[1] .. ',"offset":' .. offset .. ',"epoch":"' .. epoch .. '"}'
+local now = redis.call('TIME')
+redis.call('RPUSH', KEYS[1], now[1] .. string.format('%03d', math.floor(now[2] / 1000)) .. ' ' .. body)
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[6], body)
+return offset
+"#;
+
+/// A channel's epoch (made if it has none), last offset, Redis's time in ms and, when ARGV[3] is
+/// `1`, its kept events. KEYS: list, meta. ARGV: a fresh epoch, meta ttl ms, `1` or `0`.
+const READ: &str = r#"
+if redis.call('HSETNX', KEYS[2], 'e', ARGV[1]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+local meta = redis.call('HMGET', KEYS[2], 'e', 'o')
+local now = redis.call('TIME')
+local events = {}
+if ARGV[3] == '1' then events = redis.call('LRANGE', KEYS[1], 0, -1) end
+return {meta[1], meta[2] or '0', now[1] .. string.format('%03d', math.floor(now[2] / 1000)), events}
+"#;
+
+/// What one read of a channel found: its position and the events still in time.
+struct Snapshot {
+    position: Position,
+    events: Vec<Arc<Event>>,
+}
+
+/// The last read of one channel, shared by the clients that waited for it.
+type Slot = Arc<tokio::sync::Mutex<Option<(Instant, Arc<Snapshot>)>>>;
+
+/// Channel history kept in Redis.
+pub(crate) struct RedisHistory {
+    rules: Rules,
+    connection: ConnectionManager,
+    subjects: Subjects,
+    prefix: String,
+    append: Script,
+    read: Script,
+    /// Per channel, the read in flight or just done.
+    reads: Mutex<HashMap<Arc<str>, Slot>>,
+}
+
+impl RedisHistory {
+    /// History for the channels `rules` name, over `connection`, publishing on `subjects`.
+    pub(crate) fn new(rules: Rules, connection: ConnectionManager, subjects: Subjects) -> Self {
+        Self {
+            rules,
+            connection,
+            prefix: subjects.prefix().to_owned(),
+            subjects,
+            append: Script::new(APPEND),
+            read: Script::new(READ),
+            reads: Mutex::default(),
+        }
+    }
+
+    /// The list and meta keys of `channel`.
+    fn keys(&self, channel: &str) -> [String; 2] {
+        let list = format!("{}:history:{{{channel}}}", self.prefix);
+        let meta = format!("{list}:meta");
+        [list, meta]
+    }
+
+    /// Reads a channel's position and, with `events`, what it keeps still in time for `rule`.
+    async fn snapshot(
+        &self,
+        channel: &str,
+        rule: &History,
+        events: bool,
+    ) -> Result<Snapshot, BusError> {
+        let [list, meta] = self.keys(channel);
+        let (epoch, last, now, kept): (String, String, String, Vec<Vec<u8>>) = self
+            .read
+            .key(list)
+            .key(meta)
+            .arg(&*ids::epoch())
+            .arg(millis(META_TTL.max(rule.ttl)))
+            .arg(if events { "1" } else { "0" })
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(|e| BusError::broker("redis", e))?;
+        let number = |text: &str| text.parse::<u64>().map_err(|_| BusError::Unavailable("redis sent a malformed history"));
+        let position = Position {
+            epoch: epoch.as_str().into(),
+            offset: number(&last)?,
+        };
+        let oldest = number(&now)?.saturating_sub(millis(rule.ttl));
+        let subject = self.subjects.channel(channel);
+        let events = kept
+            .iter()
+            .filter_map(|entry| {
+                let (ms, body) = std::str::from_utf8(entry).ok()?.split_once(' ')?;
+                if ms.parse::<u64>().ok()? < oldest {
+                    return None;
+                }
+                match wire::decode(&self.subjects, &subject, body.as_bytes()) {
+                    Ok(BusMessage::Publish { event, .. })
+                        if event.position().is_some_and(|p| p.epoch == position.epoch) =>
+                    {
+                        Some(event)
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        Ok(Snapshot { position, events })
+    }
+
+    /// A read of `channel` begun after this call: the one in flight is taken only if it began
+    /// later, else the next one, which every client waiting meanwhile shares.
+    async fn coalesced(&self, channel: &str, rule: &History) -> Result<Arc<Snapshot>, BusError> {
+        let asked = Instant::now();
+        let slot: Slot = self.reads.lock().entry(channel.into()).or_default().clone();
+        let mut last = slot.lock().await;
+        let snapshot = match &*last {
+            Some((began, snapshot)) if *began >= asked => Ok(snapshot.clone()),
+            _ => {
+                let began = Instant::now();
+                let read = self.snapshot(channel, rule, true).await.map(Arc::new);
+                if let Ok(snapshot) = &read {
+                    *last = Some((began, snapshot.clone()));
+                }
+                read
+            }
+        };
+        drop(last);
+        let mut reads = self.reads.lock();
+        if Arc::strong_count(&slot) == 2 {
+            reads.remove(channel);
+        }
+        snapshot
+    }
+}
+
+/// A duration in whole milliseconds.
+fn millis(duration: Duration) -> u64 {
+    duration.as_millis().try_into().unwrap_or(u64::MAX)
+}
+
+#[async_trait]
+impl Streams for RedisHistory {
+    fn rule(&self, channel: &str) -> Option<&Arc<History>> {
+        self.rules.of(channel)
+    }
+
+    async fn append(
+        &self,
+        channel: &Arc<str>,
+        rule: &History,
+        event: &Event,
+        claim: Option<Claim>,
+        _send: Handover<'_>,
+    ) -> Result<(), BusError> {
+        let [list, meta] = self.keys(channel);
+        let subject = self.subjects.channel(channel);
+        let mut invocation = self.append.key(list);
+        invocation.key(meta);
+        if let Some(claim) = claim {
+            let key = format!(
+                "{}:ingest:{{{channel}}}:{:016x}:{}",
+                self.prefix, claim.digest, claim.nth
+            );
+            invocation.key(key);
+        }
+        let _offset: u64 = invocation
+            .arg(wire::numbered_head(event))
+            .arg(rule.size)
+            .arg(millis(rule.ttl))
+            .arg(millis(META_TTL.max(rule.ttl)))
+            .arg(&*ids::epoch())
+            .arg(subject)
+            .arg(millis(CLAIM_TTL))
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(|e| BusError::broker("redis", e))?;
+        Ok(())
+    }
+
+    async fn position(&self, channel: &str, rule: &History) -> Result<Position, BusError> {
+        Ok(self.snapshot(channel, rule, false).await?.position)
+    }
+
+    async fn recover(
+        &self,
+        channel: &str,
+        rule: &History,
+        since: &Position,
+    ) -> Result<Recovery, BusError> {
+        let snapshot = self.coalesced(channel, rule).await?;
+        let kept = snapshot.events.iter();
+        Ok(Recovery::from_kept(snapshot.position.clone(), kept, since))
+    }
+
+    async fn page(
+        &self,
+        channel: &str,
+        rule: &History,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<Page, BusError> {
+        let snapshot = self.snapshot(channel, rule, true).await?;
+        let kept = snapshot.events.iter();
+        Ok(Page::from_kept(&snapshot.position, kept, since, limit))
+    }
+}
