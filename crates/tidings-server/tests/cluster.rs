@@ -14,51 +14,22 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use process::{Process, start};
+use process::Setup;
 use serde_json::{Value, json};
 use support::{Client, Node, channel_event, event};
-use tidings::SessionId;
 
 /// A guard against a hung test, not a synchronization.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// Settings shared by the nodes of one test: its own prefixes, so tests never meet.
-struct Setup {
-    prefix: String,
-    args: Vec<String>,
-}
-
-impl Setup {
-    /// Nodes on `bus` ("redis" or "nats") with the Redis store at `redis`.
-    fn new(bus: &str, redis: &str) -> Self {
-        let prefix = format!("t{}", SessionId::random().unwrap());
-        let mut args: Vec<String> = [
-            "--bus",
-            bus,
-            "--store",
-            "redis",
-            "--redis-url",
-            redis,
-            "--bus-prefix",
-            &prefix,
-            "--heartbeat-name",
-            &prefix,
-        ]
-        .map(String::from)
-        .into();
-        args.extend(["--ingest-channel".into(), format!("{prefix}:ingest")]);
-        if bus == "nats" {
-            args.extend(["--nats-url".into(), services::nats().into()]);
-        }
-        Self { prefix, args }
+/// Nodes on `bus` ("redis" or "nats") with the shared Redis store.
+fn setup(bus: &str) -> Setup {
+    let mut setup = Setup::new(bus, services::redis());
+    if bus == "nats" {
+        setup
+            .args
+            .extend(["--nats-url".into(), services::nats().into()]);
     }
-
-    /// Starts `n` nodes.
-    fn nodes(&self, n: usize, extra: &[&str]) -> Vec<Process> {
-        let mut args = self.args.clone();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        (0..n).map(|_| start(&args)).collect()
-    }
+    setup
 }
 
 /// A plain Redis connection, not tidings.
@@ -138,7 +109,7 @@ async fn until_channels(node: &Node, channels: u64) {
 
 /// Each publish target, published on A, reaches the right sockets on B and C exactly once.
 async fn every_target_crosses_nodes(bus: &str) {
-    let setup = Setup::new(bus, services::redis());
+    let setup = setup(bus);
     let nodes = setup.nodes(3, &[]);
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let mut on_b = b.connect().await;
@@ -180,7 +151,7 @@ async fn every_target_crosses_nodes_on_nats() {
 
 /// Session operations reach every tab on every node; a reconnect elsewhere keeps the session.
 async fn sessions_follow_their_tabs(bus: &str) {
-    let setup = Setup::new(bus, services::redis());
+    let setup = setup(bus);
     let nodes = setup.nodes(3, &[]);
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let mut tab_a = a.connect().await;
@@ -239,7 +210,7 @@ async fn sessions_follow_their_tabs(bus: &str) {
 async fn kicks_reach_every_node(bus: &str) {
     use tidings::auth::Claims;
     let secret = "cluster tokens";
-    let setup = Setup::new(bus, services::redis());
+    let setup = setup(bus);
     let nodes = setup.nodes(3, &["--token-secret", secret]);
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let mut claims = Claims::new(Duration::from_secs(600));

@@ -8,7 +8,16 @@ mod services;
 #[path = "../../tidings/tests/it/support.rs"]
 mod support;
 
-use serde_json::json;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use process::Setup;
+use redis::AsyncTypedCommands;
+use serde_json::{Value, json};
+use support::{Client, Node};
+
+/// A guard against a hung test, not a synchronization.
+const PATIENCE: Duration = Duration::from_secs(20);
 
 /// A config file holding `text`, for this test only.
 fn config(name: &str, text: &str) -> String {
@@ -60,16 +69,208 @@ async fn a_history_table_numbers_its_channels_events_and_the_api_pages_them() {
 }
 
 #[test]
-fn history_with_a_bus_between_nodes_is_refused_with_the_reason() {
-    services::redis();
+fn history_on_nats_is_refused_with_the_reason() {
     let file = config("refused", "[[history]]\nchannels = [\"chat:*\"]\n");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
         .args(["serve", "--listen", "127.0.0.1:0", "--config", &file])
-        .args(["--bus", "redis", "--store", "redis"])
+        .args(["--bus", "nats", "--nats-url", services::nats()])
+        .args(["--store", "redis", "--redis-url", services::redis()])
         .env("RUST_LOG", "error")
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("history") && err.contains("one node"), "{err}");
+    assert!(err.contains("history") && err.contains("NATS"), "{err}");
+}
+
+/// Config lines for three nodes on Redis whose `chat:*` channels keep history.
+fn cluster_config(name: &str, size: usize) -> String {
+    config(
+        name,
+        &format!(
+            "public_channels = [\"chat:*\"]\n\n[[history]]\nchannels = [\"chat:*\"]\nsize = {size}\nttl = 300\n"
+        ),
+    )
+}
+
+/// The next event frame, or `None` once the connection is gone.
+async fn next_event(client: &mut Client) -> Option<Value> {
+    loop {
+        let message = tokio::time::timeout(PATIENCE, client.ws.next())
+            .await
+            .expect("a frame within the patience limit");
+        let message = match message {
+            Some(Ok(message)) if !message.is_close() => message,
+            _ => return None,
+        };
+        let Some(text) = message.as_text() else {
+            continue;
+        };
+        let frame: Value = serde_json::from_str(text).unwrap();
+        if frame["type"] == "event" {
+            return Some(frame);
+        }
+    }
+}
+
+/// Reads events of `tab` until it has the numbers `1..=last`, or until its node is gone: the
+/// numbers, the position of the last one.
+async fn read_until(tab: &mut Client, mut got: Vec<u64>, last: u64) -> (Vec<u64>, Value) {
+    let mut position = json!(null);
+    while got.last() != Some(&last) {
+        let Some(event) = next_event(tab).await else {
+            break;
+        };
+        got.push(event["args"][0].as_u64().unwrap());
+        position = json!({"epoch": event["epoch"], "offset": event["offset"]});
+    }
+    (got, position)
+}
+
+/// Publishes `n` through node `via`'s API when odd, through the ingest channel when even.
+async fn publish_both_ways(
+    via: &Node,
+    redis: &mut redis::aio::MultiplexedConnection,
+    ingest: &str,
+    n: u64,
+) {
+    if n % 2 == 1 {
+        let body = json!({"channels": "chat:x", "event": "m", "args": [n]});
+        assert_eq!(via.post("/publish/channel", body).await.0, 200);
+    } else {
+        let body = json!({"t": "channel", "channels": "chat:x", "e": "m", "p": [n]});
+        redis.publish(ingest, body.to_string()).await.unwrap();
+    }
+}
+
+/// A channel's events published on A and through the ingest channel while B, holding the
+/// subscribers, is killed: every subscriber recovers on C with every number once, in order.
+#[tokio::test]
+async fn clients_of_a_killed_node_recover_every_event_on_another_node() {
+    const LAST: u64 = 60;
+    let setup = Setup::new("redis", services::redis());
+    let file = cluster_config("killed", 1000);
+    let mut nodes = setup.nodes(3, &["--config", &file]);
+    let c = nodes.pop().unwrap();
+    let b = nodes.pop().unwrap();
+    let a = nodes.pop().unwrap();
+    let mut redis = redis::Client::open(services::redis())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let ingest = format!("{}:ingest", setup.prefix);
+    let mut watcher = a.connect().await;
+    watcher
+        .request(json!({"type": "subscribe", "channels": "chat:x"}))
+        .await;
+    let mut tabs = Vec::new();
+    for _ in 0..10 {
+        let mut tab = b.connect().await;
+        tab.request(json!({"type": "subscribe", "channels": "chat:x"}))
+            .await;
+        tabs.push(tab);
+    }
+    let readers: Vec<_> = tabs
+        .into_iter()
+        .map(|mut tab| {
+            let c = Node::at(c.addr);
+            tokio::spawn(async move {
+                let (got, position) = read_until(&mut tab, Vec::new(), LAST).await;
+                if got.last() == Some(&LAST) {
+                    return (got, json!("never away"));
+                }
+                let mut back = c.recovering(&tab.cookie).await;
+                let since = json!({"chat:x": position});
+                let reply = back
+                    .request(json!({"type": "recover", "channels": since}))
+                    .await;
+                let (got, _) = read_until(&mut back, got, LAST).await;
+                (got, reply["result"]["chat:x"].clone())
+            })
+        })
+        .collect();
+    let mut b = Some(b);
+    for n in 1..=LAST {
+        publish_both_ways(&a, &mut redis, &ingest, n).await;
+        let event = next_event(&mut watcher).await.unwrap();
+        assert_eq!(
+            (&event["args"][0], &event["offset"]),
+            (&json!(n), &json!(n)),
+            "{event}"
+        );
+        if n == LAST / 3 {
+            drop(b.take());
+        }
+    }
+    for reader in readers {
+        let (got, answer) = reader.await.unwrap();
+        assert_eq!(got, (1..=LAST).collect::<Vec<_>>());
+        assert_eq!(answer["recovered"], true, "{answer}");
+    }
+}
+
+/// Publishers on three nodes and the ingest channel, all at once: every subscriber, on every
+/// node, sees the same offsets 1..N in the same order.
+#[tokio::test]
+async fn concurrent_publishers_on_three_nodes_give_every_subscriber_one_order() {
+    const EACH: u64 = 50;
+    let setup = Setup::new("redis", services::redis());
+    let file = cluster_config("concurrent", 1000);
+    let nodes = setup.nodes(3, &["--config", &file]);
+    let mut tabs = Vec::new();
+    for node in &nodes {
+        for _ in 0..2 {
+            let mut tab = node.connect().await;
+            tab.request(json!({"type": "subscribe", "channels": "chat:x"}))
+                .await;
+            tabs.push(tab);
+        }
+    }
+    let ingest = format!("{}:ingest", setup.prefix);
+    let publishers = (0..4u64).map(|p| {
+        let node = Node::at(nodes[p as usize % 3].addr);
+        let ingest = ingest.clone();
+        async move {
+            let mut redis = redis::Client::open(services::redis())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            for n in 0..EACH {
+                let args = json!([p * 1000 + n]);
+                if p == 3 {
+                    let body = json!({"t": "channel", "channels": "chat:x", "e": "m", "p": args});
+                    redis.publish(&ingest, body.to_string()).await.unwrap();
+                } else {
+                    let body = json!({"channels": "chat:x", "event": "m", "args": args});
+                    assert_eq!(node.post("/publish/channel", body).await.0, 200);
+                }
+            }
+        }
+    });
+    futures_util::future::join_all(publishers).await;
+    let mut orders = Vec::new();
+    for tab in &mut tabs {
+        let mut order = Vec::new();
+        for offset in 1..=4 * EACH {
+            let event = next_event(tab).await.unwrap();
+            assert_eq!(event["offset"], offset, "{event}");
+            order.push(event["args"][0].as_u64().unwrap());
+        }
+        orders.push(order);
+    }
+    assert!(orders.iter().all(|o| o == &orders[0]), "one order for all");
+    for p in 0..4 {
+        let mine: Vec<_> = orders[0]
+            .iter()
+            .filter(|n| *n / 1000 == p)
+            .copied()
+            .collect();
+        assert_eq!(
+            mine,
+            (0..EACH).map(|n| p * 1000 + n).collect::<Vec<_>>(),
+            "each publisher's own order kept"
+        );
+    }
 }

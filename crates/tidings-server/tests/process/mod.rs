@@ -4,6 +4,8 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
+use tidings::SessionId;
+
 use crate::support::Node;
 
 /// One `tidings serve` process; killed when dropped.
@@ -94,5 +96,50 @@ fn spawn(mut command: Command, args: &[String]) -> Process {
     Process {
         child,
         node: Node::at(addr),
+    }
+}
+
+/// Settings shared by the nodes of one test: its own prefixes, so tests never meet.
+#[allow(
+    dead_code,
+    reason = "not every test binary that includes this module runs clusters"
+)]
+pub struct Setup {
+    pub prefix: String,
+    pub args: Vec<String>,
+}
+
+#[allow(
+    dead_code,
+    reason = "not every test binary that includes this module runs clusters"
+)]
+impl Setup {
+    /// Nodes on `bus` ("redis", or "nats" with `--nats-url` added) with the Redis store at
+    /// `redis`.
+    pub fn new(bus: &str, redis: &str) -> Self {
+        let prefix = format!("t{}", SessionId::random().unwrap());
+        let mut args: Vec<String> = [
+            "--bus",
+            bus,
+            "--store",
+            "redis",
+            "--redis-url",
+            redis,
+            "--bus-prefix",
+            &prefix,
+            "--heartbeat-name",
+            &prefix,
+        ]
+        .map(String::from)
+        .into();
+        args.extend(["--ingest-channel".into(), format!("{prefix}:ingest")]);
+        Self { prefix, args }
+    }
+
+    /// Starts `n` nodes.
+    pub fn nodes(&self, n: usize, extra: &[&str]) -> Vec<Process> {
+        let mut args = self.args.clone();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        (0..n).map(|_| start(&args)).collect()
     }
 }

@@ -126,7 +126,10 @@ impl RedisHistory {
             .invoke_async(&mut self.connection.clone())
             .await
             .map_err(|e| BusError::broker("redis", e))?;
-        let number = |text: &str| text.parse::<u64>().map_err(|_| BusError::Unavailable("redis sent a malformed history"));
+        let number = |text: &str| {
+            text.parse::<u64>()
+                .map_err(|_| BusError::Unavailable("redis sent a malformed history"))
+        };
         let position = Position {
             epoch: epoch.as_str().into(),
             offset: number(&last)?,

@@ -207,7 +207,13 @@ impl Receiver {
 
     /// Delivers an external publish, or queues it to be numbered first where its channel keeps
     /// history (the numbered event then comes back from the broker).
-    fn ingested(&self, messages: Vec<BusMessage>, payload: &[u8], subject: &str, inbox: &dyn Inbox) {
+    fn ingested(
+        &self,
+        messages: Vec<BusMessage>,
+        payload: &[u8],
+        subject: &str,
+        inbox: &dyn Inbox,
+    ) {
         let mut claim = None;
         for message in messages {
             let numbering = self.numbering.get();
@@ -229,7 +235,11 @@ impl Receiver {
             };
             let claim = *claim.get_or_insert_with(|| self.claims.lock().claim(payload));
             if queue.try_send((channel, rule, event, claim)).is_err() {
-                inbox.malformed(subject, payload, "too many external publishes waiting for history");
+                inbox.malformed(
+                    subject,
+                    payload,
+                    "too many external publishes waiting for history",
+                );
             }
         }
     }
@@ -332,7 +342,12 @@ impl<T: Transport> Carrier for SharedBus<T> {
     fn history(&self, rules: &Rules) -> Option<Arc<dyn Streams>> {
         let history = self.transport.history(rules, &self.receiver.subjects)?;
         let (queue, numbered) = mpsc::channel(NUMBERING_QUEUE);
-        if self.receiver.numbering.set((history.clone(), queue)).is_ok() {
+        if self
+            .receiver
+            .numbering
+            .set((history.clone(), queue))
+            .is_ok()
+        {
             tokio::spawn(number(history.clone(), numbered));
         }
         Some(history)
@@ -385,7 +400,9 @@ async fn number(history: Arc<dyn Streams>, mut numbered: mpsc::Receiver<Numbered
     static LOG: Folded = Folded::new();
     let send: Handover = &|_| Box::pin(async { Ok(()) });
     while let Some((channel, rule, event, claim)) = numbered.recv().await {
-        if let Err(error) = history.append(&channel, &rule, &event, Some(claim), send).await
+        if let Err(error) = history
+            .append(&channel, &rule, &event, Some(claim), send)
+            .await
             && let Some(skipped) = LOG.note(1)
         {
             tracing::warn!(skipped, %error, "external publishes to channels with history could not be kept; skipped");

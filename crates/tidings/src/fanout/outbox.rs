@@ -402,11 +402,17 @@ mod tests {
         outbox.hold();
         let since = numbered(1).position().unwrap().clone();
         let replay = vec![numbered(2), numbered(3)];
-        outbox.release(None, vec![("c".into(), since, replay)]).unwrap();
+        outbox
+            .release(None, vec![("c".into(), since, replay)])
+            .unwrap();
         for offset in [2, 3, 4] {
             outbox.push(Outgoing::Event(numbered(offset))).unwrap();
         }
-        assert_eq!(drained(&outbox).await, [2, 3, 4], "2 and 3 came late from the broker");
+        assert_eq!(
+            drained(&outbox).await,
+            [2, 3, 4],
+            "2 and 3 came late from the broker"
+        );
         let args = serde_json::value::RawValue::from_string("[]".into()).unwrap();
         let new_epoch = crate::model::Position {
             epoch: "f".into(),

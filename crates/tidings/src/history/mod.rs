@@ -31,7 +31,8 @@ use crate::error::{BuildError, BusError};
 use crate::model::Event;
 
 /// Hands a numbered event to the bus, for a history that does not publish by itself.
-pub(crate) type Handover<'a> = &'a (dyn Fn(Arc<Event>) -> BoxFuture<'a, Result<(), BusError>> + Sync);
+pub(crate) type Handover<'a> =
+    &'a (dyn Fn(Arc<Event>) -> BoxFuture<'a, Result<(), BusError>> + Sync);
 
 /// Where the channels' streams are kept: this node's memory, or Redis through the bus.
 #[async_trait]

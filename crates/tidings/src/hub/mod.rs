@@ -329,9 +329,9 @@ impl Hub {
                 Some((channel, rule)) => {
                     let send: history::Handover = &|event| {
                         let target = target.clone();
-                        Box::pin(async move {
-                            bus.publish(BusMessage::Publish { target, event }).await
-                        })
+                        Box::pin(
+                            async move { bus.publish(BusMessage::Publish { target, event }).await },
+                        )
                     };
                     history.append(channel, rule, &event, None, send).await?;
                 }

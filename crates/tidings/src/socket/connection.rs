@@ -394,7 +394,11 @@ impl<'a> Reader<'a> {
         }
         let (client, enc, outbox) = (self.client, self.encoding, self.outbox);
         let recover = matches!(request, Request::Recover { .. });
-        if !self.answered_hold.swap(true, std::sync::atomic::Ordering::Relaxed) && !recover {
+        if !self
+            .answered_hold
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+            && !recover
+        {
             // A client that said it would recover and asks something else first has nothing to
             // recover: what was held goes out as it came.
             let _ = self.outbox.release(None, Vec::new());

@@ -225,7 +225,13 @@ async fn the_history_bytes_bound_holds_under_a_flood_and_counts_what_it_evicts()
     let mut kept = 0;
     for c in 0..7 {
         let channel = format!("chat:{c}");
-        kept += server.hub.history(&channel, None, usize::MAX).await.unwrap().events.len();
+        kept += server
+            .hub
+            .history(&channel, None, usize::MAX)
+            .await
+            .unwrap()
+            .events
+            .len();
     }
     assert!(kept * 1000 <= 64 * 1024, "{kept} events of 1 KB kept");
     assert!(kept >= 40, "the bound is used, not emptied: {kept}");
