@@ -9,12 +9,11 @@ mod services;
 #[path = "../../tidings/tests/it/support.rs"]
 mod support;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use process::Setup;
+use process::{OwnRedis, Setup, readyz_becomes};
 use serde_json::{Value, json};
 use support::{Client, Node, channel_event, event};
 
@@ -446,93 +445,6 @@ async fn socketstream_ingest_from_a_plain_redis_client() {
     for node in &nodes {
         let (_, stats) = node.api(reqwest::Method::GET, "/stats", None).await;
         assert_eq!(stats["bus_malformed"], 2, "{stats}");
-    }
-}
-
-/// A redis-server of this test's own, on a free port, that the test can kill and restart.
-struct OwnRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl OwnRedis {
-    /// A redis-server on a free port. A port found free can be taken again before redis-server
-    /// binds it (by another test's connection), so a server that exits at once is tried again.
-    fn start() -> Self {
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let mut redis = Self { port, child: None };
-            if redis.restart() {
-                return redis;
-            }
-        }
-        panic!("redis-server could not start on a free port");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// Starts redis-server on the port and waits until it answers; `false` if it exited.
-    fn restart(&mut self) -> bool {
-        let mut child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server runs");
-        let client = redis::Client::open(self.url()).unwrap();
-        let deadline = std::time::Instant::now() + PATIENCE;
-        while client.get_connection().is_err() {
-            if child.try_wait().unwrap().is_some() {
-                return false;
-            }
-            assert!(std::time::Instant::now() < deadline, "redis-server answers");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.child = Some(child);
-        true
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Polls `/readyz` until it answers `status`.
-async fn readyz_becomes(node: &Node, status: u16) {
-    let url = format!("http://{}/readyz", node.addr);
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let now = reqwest::get(&url).await.unwrap().status().as_u16();
-        if now == status {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/readyz never said {status}"
-        );
-        // A poll interval: readiness is only observable by asking.
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -11,7 +11,7 @@ mod support;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use process::Setup;
+use process::{OwnRedis, Setup, readyz_becomes};
 use redis::AsyncTypedCommands;
 use serde_json::{Value, json};
 use support::{Client, Node};
@@ -273,4 +273,81 @@ async fn concurrent_publishers_on_three_nodes_give_every_subscriber_one_order() 
             "each publisher's own order kept"
         );
     }
+}
+
+/// Recovering `chat:a` from `position` on `tab`: the answer for the channel.
+async fn recover(tab: &mut Client, position: &Value) -> Value {
+    let since = json!({"chat:a": position});
+    let reply = tab
+        .request(json!({"type": "recover", "channels": since}))
+        .await;
+    reply["result"]["chat:a"].clone()
+}
+
+/// History trimmed, expired or lost with Redis: the answer is `recovered: false`, never a gap.
+#[tokio::test]
+async fn trimmed_expired_or_lost_history_answers_recovered_false() {
+    let mut own = OwnRedis::start();
+    let setup = Setup::new("redis", &own.url());
+    let file = cluster_config("lost", 2);
+    let node = setup.nodes(1, &["--config", &file]).pop().unwrap();
+    let mut tab = node.connect().await;
+    tab.request(json!({"type": "subscribe", "channels": "chat:a"}))
+        .await;
+    for n in 1..=3 {
+        let body = json!({"channels": "chat:a", "event": "m", "args": [n]});
+        assert_eq!(node.post("/publish/channel", body).await.0, 200);
+    }
+    let (got, position) = read_until(&mut tab, Vec::new(), 3).await;
+    assert_eq!(got, [1, 2, 3]);
+    let epoch = position["epoch"].clone();
+    let at = |offset: u64| json!({"epoch": epoch, "offset": offset});
+
+    let answer = recover(&mut tab, &at(0)).await;
+    assert_eq!(
+        answer,
+        json!({"recovered": false, "replayed": 0, "epoch": epoch, "offset": 3}),
+        "size 2 trimmed offset 1"
+    );
+    let answer = recover(&mut tab, &at(1)).await;
+    assert_eq!(
+        (&answer["recovered"], &answer["replayed"]),
+        (&json!(true), &json!(2)),
+        "{answer}"
+    );
+    let (got, _) = read_until(&mut tab, Vec::new(), 3).await;
+    assert_eq!(got, [2, 3], "the replay");
+
+    let mut redis = redis::Client::open(own.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let list = format!("{}:history:{{chat:a}}", setup.prefix);
+    assert_eq!(redis.del(&list).await.unwrap(), 1, "the events expire");
+    let answer = recover(&mut tab, &at(2)).await;
+    assert_eq!(
+        (&answer["recovered"], &answer["epoch"]),
+        (&json!(false), &epoch),
+        "{answer}"
+    );
+    assert_eq!(
+        recover(&mut tab, &at(3)).await["recovered"],
+        true,
+        "nothing was missed"
+    );
+
+    own.kill();
+    assert!(own.restart(), "redis-server starts again, empty");
+    readyz_becomes(&node, 200).await;
+    let answer = recover(&mut tab, &at(3)).await;
+    assert_eq!(
+        answer["recovered"], false,
+        "history lost with Redis: {answer}"
+    );
+    assert!(
+        answer["epoch"].is_string() && answer["epoch"] != epoch,
+        "a new epoch: {answer}"
+    );
+    assert_eq!(answer["offset"], 0, "{answer}");
 }

@@ -2,7 +2,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use tidings::SessionId;
 
@@ -141,5 +143,108 @@ impl Setup {
         let mut args = self.args.clone();
         args.extend(extra.iter().map(|s| s.to_string()));
         (0..n).map(|_| start(&args)).collect()
+    }
+}
+
+/// A guard against a hung test, not a synchronization.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A redis-server of this test's own, on a free port, that the test can kill and restart.
+#[allow(
+    dead_code,
+    reason = "not every test binary that includes this module restarts Redis"
+)]
+pub struct OwnRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+#[allow(
+    dead_code,
+    reason = "not every test binary that includes this module restarts Redis"
+)]
+impl OwnRedis {
+    /// A redis-server on a free port. A port found free can be taken again before redis-server
+    /// binds it (by another test's connection), so a server that exits at once is tried again.
+    pub fn start() -> Self {
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut redis = Self { port, child: None };
+            if redis.restart() {
+                return redis;
+            }
+        }
+        panic!("redis-server could not start on a free port");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Starts redis-server on the port and waits until it answers; `false` if it exited.
+    pub fn restart(&mut self) -> bool {
+        let mut child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        let client = redis::Client::open(self.url()).unwrap();
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while client.get_connection().is_err() {
+            if child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            assert!(std::time::Instant::now() < deadline, "redis-server answers");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.child = Some(child);
+        true
+    }
+
+    /// Kills it (SIGKILL: no save).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `/readyz` until it answers `status`.
+#[allow(
+    dead_code,
+    reason = "not every test binary that includes this module watches readiness"
+)]
+pub async fn readyz_becomes(node: &Node, status: u16) {
+    let url = format!("http://{}/readyz", node.addr);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let now = reqwest::get(&url).await.unwrap().status().as_u16();
+        if now == status {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never said {status}"
+        );
+        // A poll interval: readiness is only observable by asking.
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
