@@ -8,7 +8,8 @@
 //! (a channel event's channel is the subject's), `{"from":"<node>","op":{"op":"subscribe",
 //! "arg":[…]}}` for a session operation, `{"from":"<node>","kick":{"user":"<id>","block":<secs>}}`
 //! or `{"from":"<node>","kick":{"session":"<id>"}}` for sockets to close (on `all`: every node
-//! learns of a block).
+//! learns of a block). An event of a channel with history, published by the history script, names
+//! no node and carries its place: `{"from":"","event":…,"args":[…],"offset":42,"epoch":"…"}`.
 
 use std::borrow::Cow;
 use std::sync::Arc;
