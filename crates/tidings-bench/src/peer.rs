@@ -19,6 +19,11 @@ pub enum Kind {
     Tidings,
     /// tidings with history on every channel (in memory): against `Tidings`, what history costs.
     TidingsHistory,
+    /// tidings on Redis (bus and store, on 127.0.0.1:6379).
+    TidingsRedis,
+    /// tidings on Redis with history on every channel (kept in Redis): against `TidingsRedis`,
+    /// what history costs there.
+    TidingsRedisHistory,
     /// The limit: a bare tokio loop writing one pre-encoded frame per socket.
     Bare,
     /// Socket.IO 4 on Node (`bench/peers/socketio`).
@@ -36,16 +41,31 @@ impl Kind {
         match self {
             Self::Tidings => "tidings",
             Self::TidingsHistory => "tidings, history on",
+            Self::TidingsRedis => "tidings on Redis",
+            Self::TidingsRedisHistory => "tidings on Redis, history on",
             Self::Bare => "bare tokio (limit)",
             Self::Socketio => "Socket.IO 4 (Node)",
             Self::Sockudo => "sockudo",
         }
     }
 
+    /// Whether it is tidings with history on every channel.
+    pub fn keeps_history(self) -> bool {
+        matches!(self, Self::TidingsHistory | Self::TidingsRedisHistory)
+    }
+
+    /// Whether it is tidings on Redis.
+    pub fn on_redis(self) -> bool {
+        matches!(self, Self::TidingsRedis | Self::TidingsRedisHistory)
+    }
+
     /// The WebSocket path a socket of `group` connects to.
     pub fn ws_path(self, group: &str) -> String {
         match self {
-            Self::Tidings | Self::TidingsHistory => "/ws".into(),
+            Self::Tidings
+            | Self::TidingsHistory
+            | Self::TidingsRedis
+            | Self::TidingsRedisHistory => "/ws".into(),
             Self::Bare => format!("/ws/{group}"),
             Self::Socketio => "/socket.io/?EIO=4&transport=websocket".into(),
             Self::Sockudo => format!("/app/{}?protocol=7&client=bench&version=1", PUSHER_APP.1),
@@ -63,7 +83,10 @@ impl Kind {
     ) -> Result<(), String> {
         match self {
             Self::Bare => expect(ws, "ready").await,
-            Self::Tidings | Self::TidingsHistory => {
+            Self::Tidings
+            | Self::TidingsHistory
+            | Self::TidingsRedis
+            | Self::TidingsRedisHistory => {
                 expect(ws, "\"welcome\"").await?;
                 match grouping {
                     Grouping::Idle => Ok(()),
@@ -128,7 +151,10 @@ impl Kind {
         payload: &str,
     ) -> Result<(), String> {
         match self {
-            Self::Tidings | Self::TidingsHistory => {
+            Self::Tidings
+            | Self::TidingsHistory
+            | Self::TidingsRedis
+            | Self::TidingsRedisHistory => {
                 let (path, field) = match grouping {
                     Grouping::Users => ("/api/publish/user", "users"),
                     _ => ("/api/publish/channel", "channels"),

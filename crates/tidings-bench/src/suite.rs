@@ -72,7 +72,9 @@ fn free_port() -> Result<SocketAddr, String> {
 pub fn unavailable(kind: Kind, programs: &Programs) -> Option<String> {
     let missing = |p: &PathBuf| (!p.exists()).then(|| format!("{} is missing", p.display()));
     match kind {
-        Kind::Tidings | Kind::TidingsHistory => missing(&programs.tidings),
+        Kind::Tidings | Kind::TidingsHistory | Kind::TidingsRedis | Kind::TidingsRedisHistory => {
+            missing(&programs.tidings)
+        }
         Kind::Bare => missing(&programs.bench),
         Kind::Socketio => missing(&programs.socketio.join("node_modules/socket.io")),
         Kind::Sockudo => missing(&programs.sockudo),
@@ -95,7 +97,10 @@ impl Server {
         let http = if kind == Kind::Bare { free_port()? } else { ws };
         let port = ws.port().to_string();
         let mut command = match kind {
-            Kind::Tidings | Kind::TidingsHistory => {
+            Kind::Tidings
+            | Kind::TidingsHistory
+            | Kind::TidingsRedis
+            | Kind::TidingsRedisHistory => {
                 let mut c = Command::new(&programs.tidings);
                 c.args([
                     "serve",
@@ -104,8 +109,20 @@ impl Server {
                     "--public-channels",
                     "*",
                 ]);
-                if kind == Kind::TidingsHistory {
+                if kind.keeps_history() {
                     c.arg("--config").arg(history_config()?);
+                }
+                if kind.on_redis() {
+                    let prefix = format!("bench{}", std::process::id() ^ now_ns() as u32);
+                    c.args([
+                        "--bus",
+                        "redis",
+                        "--store",
+                        "redis",
+                        "--bus-prefix",
+                        &prefix,
+                    ]);
+                    c.args(["--heartbeat-name", &prefix]);
                 }
                 c.args(["--max-channels-per-session", "16"])
                     .args(extra)
