@@ -351,3 +351,76 @@ async fn trimmed_expired_or_lost_history_answers_recovered_false() {
     );
     assert_eq!(answer["offset"], 0, "{answer}");
 }
+
+/// How many `LRANGE` (history reads) Redis has run.
+async fn history_reads(redis: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(redis)
+        .await
+        .unwrap();
+    let line = info.lines().find(|l| l.starts_with("cmdstat_lrange:"));
+    line.and_then(|l| l.split(['=', ',']).nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Many clients recovering one channel at once on one node: Redis reads its history a couple of
+/// times, not once per client, and every client gets the replay.
+#[tokio::test]
+async fn recovering_clients_of_one_node_share_history_reads() {
+    const CLIENTS: usize = 50;
+    let own = OwnRedis::start();
+    let setup = Setup::new("redis", &own.url());
+    let file = cluster_config("storm", 100);
+    let node = setup.nodes(1, &["--config", &file]).pop().unwrap();
+    let mut first = node.connect().await;
+    first
+        .request(json!({"type": "subscribe", "channels": "chat:a"}))
+        .await;
+    let mut cookies = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut tab = node.connect().await;
+        tab.request(json!({"type": "subscribe", "channels": "chat:a"}))
+            .await;
+        cookies.push(tab.cookie.clone());
+    }
+    for n in 1..=3 {
+        let body = json!({"channels": "chat:a", "event": "m", "args": [n]});
+        assert_eq!(node.post("/publish/channel", body).await.0, 200);
+    }
+    let (_, position) = read_until(&mut first, Vec::new(), 3).await;
+    let mut tabs = Vec::new();
+    for cookie in &cookies {
+        tabs.push(node.recovering(cookie).await);
+    }
+    let mut redis = redis::Client::open(own.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let before = history_reads(&mut redis).await;
+    // Redis holds every command for a while: the clients' recoveries all wait on the node.
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(300)
+        .arg("ALL")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let since = json!({"chat:a": {"epoch": position["epoch"], "offset": 0}});
+    let recover = json!({"type": "recover", "id": 1, "channels": since}).to_string();
+    for tab in &mut tabs {
+        tab.send_text(&recover).await;
+    }
+    for tab in &mut tabs {
+        let reply = tab.recv().await;
+        assert_eq!(reply["result"]["chat:a"]["replayed"], 3, "{reply}");
+        let (got, _) = read_until(tab, Vec::new(), 3).await;
+        assert_eq!(got, [1, 2, 3]);
+    }
+    let reads = history_reads(&mut redis).await - before;
+    assert!(
+        (1..=3).contains(&reads),
+        "{reads} reads for {CLIENTS} clients"
+    );
+}

@@ -72,8 +72,9 @@ struct Snapshot {
     events: Vec<Arc<Event>>,
 }
 
-/// The last read of one channel, shared by the clients that waited for it.
-type Slot = Arc<tokio::sync::Mutex<Option<(Instant, Arc<Snapshot>)>>>;
+/// The last read of one channel, shared by the clients that waited for it: when it began, and what
+/// it found (`None`: it failed).
+type Slot = Arc<tokio::sync::Mutex<Option<(Instant, Option<Arc<Snapshot>>)>>>;
 
 /// Channel history kept in Redis.
 pub(crate) struct RedisHistory {
@@ -157,19 +158,20 @@ impl RedisHistory {
     }
 
     /// A read of `channel` begun after this call: the one in flight is taken only if it began
-    /// later, else the next one, which every client waiting meanwhile shares.
+    /// later, else the next one, which every client waiting meanwhile shares (its failure too).
     async fn coalesced(&self, channel: &str, rule: &History) -> Result<Arc<Snapshot>, BusError> {
         let asked = Instant::now();
         let slot: Slot = self.reads.lock().entry(channel.into()).or_default().clone();
         let mut last = slot.lock().await;
         let snapshot = match &*last {
-            Some((began, snapshot)) if *began >= asked => Ok(snapshot.clone()),
+            Some((began, Some(snapshot))) if *began >= asked => Ok(snapshot.clone()),
+            Some((began, None)) if *began >= asked => {
+                Err(BusError::Unavailable("the history read failed"))
+            }
             _ => {
                 let began = Instant::now();
                 let read = self.snapshot(channel, rule, true).await.map(Arc::new);
-                if let Ok(snapshot) = &read {
-                    *last = Some((began, snapshot.clone()));
-                }
+                *last = Some((began, read.as_ref().ok().cloned()));
                 read
             }
         };
