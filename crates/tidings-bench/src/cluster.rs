@@ -1,4 +1,5 @@
-//! The two-node scenario: publish on node A, receive on node B's sockets, over Redis or NATS.
+//! The two-node scenario: publish on node A, receive on node B's sockets, over Redis or NATS, and
+//! over Redis with the channel keeping history (in Redis: each publish is the history script).
 //!
 //! Node A is a hub in this process on a real [`RedisBus`] or [`NatsBus`]; node B is a real
 //! `tidings serve --bus redis|nats` process. Publishers on A send channel events for a fixed time,
@@ -14,6 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tidings::bus::{BusOptions, NatsBus, RedisBus};
+use tidings::history::History;
 use tidings::{Hub, KeepAlive, SessionId};
 use tokio::sync::Semaphore;
 use tokio_websockets::{ClientBuilder, Message};
@@ -31,7 +33,7 @@ const WINDOW: usize = 256;
 /// What one bus's run measured.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ClusterOutcome {
-    /// `redis` or `nats`.
+    /// `redis`, `nats`, or `redis-history` (Redis, the channel keeping history).
     pub bus: String,
     /// Why it could not run, if it could not.
     pub error: Option<String>,
@@ -55,7 +57,7 @@ fn now_us() -> u64 {
     u64::try_from(now.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Runs the scenario on `bus` ("redis" or "nats").
+/// Runs the scenario on `bus` ("redis", "nats" or "redis-history").
 pub async fn measure(programs: &Programs, bus: &str, quick: bool) -> ClusterOutcome {
     let (sockets, seconds, publishers) = if quick { (4, 0.5, 4) } else { (10, 10.0, 64) };
     let mut outcome = ClusterOutcome {
@@ -90,8 +92,13 @@ async fn run(
     let mut quiet = KeepAlive::default();
     quiet.message = None;
     quiet.ping_interval = None;
-    let builder = Hub::builder().keep_alive(quiet);
-    let builder = match outcome.bus.as_str() {
+    let history = outcome.bus.ends_with("-history");
+    let broker = outcome.bus.trim_end_matches("-history").to_owned();
+    let mut builder = Hub::builder().keep_alive(quiet);
+    if history {
+        builder = builder.history(History::new(["bench"]));
+    }
+    let builder = match broker.as_str() {
         "redis" => builder.bus(
             RedisBus::connect(REDIS, options)
                 .await
@@ -106,7 +113,7 @@ async fn run(
     let a = builder.build().map_err(|e| e.to_string())?;
     let mut extra: Vec<String> = [
         "--bus",
-        &outcome.bus,
+        &broker,
         "--store",
         "redis",
         "--redis-url",
@@ -120,8 +127,14 @@ async fn run(
     ]
     .map(String::from)
     .into();
-    if outcome.bus == "nats" {
+    if broker == "nats" {
         extra.extend(["--nats-url".into(), NATS.into()]);
+    }
+    if history {
+        let config = std::env::temp_dir().join("tidings-bench-cluster-history.toml");
+        std::fs::write(&config, "[[history]]\nchannels = [\"bench\"]\n")
+            .map_err(|e| e.to_string())?;
+        extra.extend(["--config".into(), config.display().to_string()]);
     }
     // Room for the window on every socket, so no reader is closed as a slow consumer.
     extra.extend(["--outbound-queue".into(), (WINDOW * 16).to_string()]);

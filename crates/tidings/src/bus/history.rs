@@ -8,7 +8,8 @@
 //! a channel's events in one order. The published body names no node, so the publisher's own
 //! sockets get the event from Redis too, in that order.
 //!
-//! Recovery reads of one channel are coalesced: one read in flight per channel on a node, and
+//! Appends of one channel are batched: one script in flight per channel on a node, carrying every
+//! append queued meanwhile, in order. Recovery reads of one channel are coalesced: one read in flight per channel on a node, and
 //! every client waiting meanwhile takes the next read's answer.
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use redis::Script;
 use redis::aio::ConnectionManager;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::wire::{self, Subjects};
@@ -35,24 +37,44 @@ const META_TTL: Duration = Duration::from_secs(24 * 3600);
 /// the message ([`super::shared`]), so a claim never outlives its count.
 pub(crate) const CLAIM_TTL: Duration = Duration::from_secs(30);
 
-/// Numbers, appends and publishes one event. KEYS: list, meta, [claim]. ARGV: body without its
-/// closing brace, size, ttl ms, meta ttl ms, a fresh epoch, subject, claim ttl ms.
+/// Most appends of one channel carried by one script.
+const MAX_BATCH: usize = 256;
+
+/// Numbers, appends and publishes a batch of events of one channel, in order. KEYS: list, meta,
+/// then the claim keys. ARGV: size, ttl ms, meta ttl ms, a fresh epoch, subject, claim ttl ms,
+/// then per event its body without the closing brace and the index of its claim key in KEYS (0:
+/// none; a claim already taken skips the event). Returns each event's offset (0: skipped).
 const APPEND: &str = r#"
-if KEYS[3] and not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[7]) then return 0 end
 local epoch = redis.call('HGET', KEYS[2], 'e')
 if not epoch then
-  epoch = ARGV[5]
+  epoch = ARGV[4]
   redis.call('HSET', KEYS[2], 'e', epoch)
 end
-local offset = redis.call('HINCRBY', KEYS[2], 'o', 1)
-local body = ARGV[1] .. ',"offset":' .. offset .. ',"epoch":"' .. epoch .. '"}'
+local offset = tonumber(redis.call('HGET', KEYS[2], 'o') or '0')
 local now = redis.call('TIME')
-redis.call('RPUSH', KEYS[1], now[1] .. string.format('%03d', math.floor(now[2] / 1000)) .. ' ' .. body)
-redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-redis.call('PUBLISH', ARGV[6], body)
-return offset
+local ms = now[1] .. string.format('%03d', math.floor(now[2] / 1000))
+local offsets, entries = {}, {}
+for i = 7, #ARGV, 2 do
+  local claim = tonumber(ARGV[i + 1])
+  if claim > 0 and not redis.call('SET', KEYS[claim], '1', 'NX', 'PX', ARGV[6]) then
+    offsets[#offsets + 1] = 0
+  else
+    offset = offset + 1
+    local body = ARGV[i] .. ',"offset":' .. offset .. ',"epoch":"' .. epoch .. '"}'
+    entries[#entries + 1] = ms .. ' ' .. body
+    redis.call('PUBLISH', ARGV[5], body)
+    offsets[#offsets + 1] = offset
+  end
+end
+if #entries > 0 then
+  redis.call('HSET', KEYS[2], 'o', offset)
+  if redis.call('RPUSH', KEYS[1], unpack(entries)) > tonumber(ARGV[1]) then
+    redis.call('LTRIM', KEYS[1], -tonumber(ARGV[1]), -1)
+  end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
+return offsets
 "#;
 
 /// A channel's epoch (made if it has none), last offset, Redis's time in ms and, when ARGV[3] is
@@ -76,8 +98,28 @@ struct Snapshot {
 /// it found (`None`: it failed).
 type Slot = Arc<tokio::sync::Mutex<Option<(Instant, Option<Arc<Snapshot>>)>>>;
 
+/// One event waiting for its channel's script.
+struct Append {
+    /// Its body, without the closing brace.
+    head: Vec<u8>,
+    /// Its claim key, for an external publish.
+    claim: Option<String>,
+    done: oneshot::Sender<Result<(), BusError>>,
+}
+
+/// The appends of one channel waiting for the script in flight to end.
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Append>,
+    /// Whether a task is carrying this channel's appends.
+    running: bool,
+}
+
 /// Channel history kept in Redis.
-pub(crate) struct RedisHistory {
+pub(crate) struct RedisHistory(Arc<Inner>);
+
+/// What a [`RedisHistory`] holds, shared with the tasks that carry appends.
+struct Inner {
     rules: Rules,
     connection: ConnectionManager,
     subjects: Subjects,
@@ -86,12 +128,15 @@ pub(crate) struct RedisHistory {
     read: Script,
     /// Per channel, the read in flight or just done.
     reads: Mutex<HashMap<Arc<str>, Slot>>,
+    /// Per channel, the appends waiting: one script in flight per channel on a node, carrying
+    /// every append queued meanwhile (in order), so a busy channel costs one script per batch.
+    appends: Mutex<HashMap<Arc<str>, Queue>>,
 }
 
 impl RedisHistory {
     /// History for the channels `rules` name, over `connection`, publishing on `subjects`.
     pub(crate) fn new(rules: Rules, connection: ConnectionManager, subjects: Subjects) -> Self {
-        Self {
+        Self(Arc::new(Inner {
             rules,
             connection,
             prefix: subjects.prefix().to_owned(),
@@ -99,9 +144,12 @@ impl RedisHistory {
             append: Script::new(APPEND),
             read: Script::new(READ),
             reads: Mutex::default(),
-        }
+            appends: Mutex::default(),
+        }))
     }
+}
 
+impl Inner {
     /// The list and meta keys of `channel`.
     fn keys(&self, channel: &str) -> [String; 2] {
         let list = format!("{}:history:{{{channel}}}", self.prefix);
@@ -157,6 +205,44 @@ impl RedisHistory {
         Ok(Snapshot { position, events })
     }
 
+    /// Runs the append script for a batch of `channel`'s events.
+    async fn append(
+        &self,
+        channel: &str,
+        size: usize,
+        ttl: Duration,
+        batch: &[Append],
+    ) -> Result<(), BusError> {
+        let [list, meta] = self.keys(channel);
+        let mut invocation = self.append.key(list);
+        invocation
+            .key(meta)
+            .arg(size)
+            .arg(millis(ttl))
+            .arg(millis(META_TTL.max(ttl)))
+            .arg(&*ids::epoch())
+            .arg(self.subjects.channel(channel))
+            .arg(millis(CLAIM_TTL));
+        let mut claims = 2;
+        for append in batch {
+            invocation.arg(&append.head);
+            match &append.claim {
+                Some(key) => {
+                    claims += 1;
+                    invocation.key(key).arg(claims);
+                }
+                None => {
+                    invocation.arg(0);
+                }
+            }
+        }
+        let _offsets: Vec<u64> = invocation
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(|e| BusError::broker("redis", e))?;
+        Ok(())
+    }
+
     /// A read of `channel` begun after this call: the one in flight is taken only if it began
     /// later, else the next one, which every client waiting meanwhile shares (its failure too).
     async fn coalesced(&self, channel: &str, rule: &History) -> Result<Arc<Snapshot>, BusError> {
@@ -184,6 +270,28 @@ impl RedisHistory {
     }
 }
 
+/// Carries `channel`'s appends, a batch per script, until none waits.
+async fn carry(inner: Arc<Inner>, channel: Arc<str>, size: usize, ttl: Duration) {
+    loop {
+        let batch: Vec<Append> = {
+            let mut appends = inner.appends.lock();
+            let Some(queue) = appends.get_mut(&channel) else {
+                return;
+            };
+            if queue.waiting.is_empty() {
+                appends.remove(&channel);
+                return;
+            }
+            let n = queue.waiting.len().min(MAX_BATCH);
+            queue.waiting.drain(..n).collect()
+        };
+        let result = inner.append(&channel, size, ttl, &batch).await;
+        for append in batch {
+            let _ = append.done.send(result.clone());
+        }
+    }
+}
+
 /// A duration in whole milliseconds.
 fn millis(duration: Duration) -> u64 {
     duration.as_millis().try_into().unwrap_or(u64::MAX)
@@ -192,7 +300,7 @@ fn millis(duration: Duration) -> u64 {
 #[async_trait]
 impl Streams for RedisHistory {
     fn rule(&self, channel: &str) -> Option<&Arc<History>> {
-        self.rules.of(channel)
+        self.0.rules.of(channel)
     }
 
     async fn append(
@@ -203,33 +311,32 @@ impl Streams for RedisHistory {
         claim: Option<Claim>,
         _send: Handover<'_>,
     ) -> Result<(), BusError> {
-        let [list, meta] = self.keys(channel);
-        let subject = self.subjects.channel(channel);
-        let mut invocation = self.append.key(list);
-        invocation.key(meta);
-        if let Some(claim) = claim {
-            let key = format!(
-                "{}:ingest:{{{channel}}}:{:016x}:{}",
-                self.prefix, claim.digest, claim.nth
-            );
-            invocation.key(key);
+        let claim = claim.map(|claim| {
+            let prefix = &self.0.prefix;
+            format!(
+                "{prefix}:ingest:{{{channel}}}:{:016x}:{}",
+                claim.digest, claim.nth
+            )
+        });
+        let (done, result) = oneshot::channel();
+        let head = wire::numbered_head(event);
+        let start = {
+            let mut appends = self.0.appends.lock();
+            let queue = appends.entry(channel.clone()).or_default();
+            queue.waiting.push(Append { head, claim, done });
+            !std::mem::replace(&mut queue.running, true)
+        };
+        if start {
+            let inner = self.0.clone();
+            tokio::spawn(carry(inner, channel.clone(), rule.size, rule.ttl));
         }
-        let _offset: u64 = invocation
-            .arg(wire::numbered_head(event))
-            .arg(rule.size)
-            .arg(millis(rule.ttl))
-            .arg(millis(META_TTL.max(rule.ttl)))
-            .arg(&*ids::epoch())
-            .arg(subject)
-            .arg(millis(CLAIM_TTL))
-            .invoke_async(&mut self.connection.clone())
+        result
             .await
-            .map_err(|e| BusError::broker("redis", e))?;
-        Ok(())
+            .unwrap_or(Err(BusError::Unavailable("the history writer stopped")))
     }
 
     async fn position(&self, channel: &str, rule: &History) -> Result<Position, BusError> {
-        Ok(self.snapshot(channel, rule, false).await?.position)
+        Ok(self.0.snapshot(channel, rule, false).await?.position)
     }
 
     async fn recover(
@@ -238,7 +345,7 @@ impl Streams for RedisHistory {
         rule: &History,
         since: &Position,
     ) -> Result<Recovery, BusError> {
-        let snapshot = self.coalesced(channel, rule).await?;
+        let snapshot = self.0.coalesced(channel, rule).await?;
         let kept = snapshot.events.iter();
         Ok(Recovery::from_kept(snapshot.position.clone(), kept, since))
     }
@@ -250,7 +357,7 @@ impl Streams for RedisHistory {
         since: Option<u64>,
         limit: usize,
     ) -> Result<Page, BusError> {
-        let snapshot = self.snapshot(channel, rule, true).await?;
+        let snapshot = self.0.snapshot(channel, rule, true).await?;
         let kept = snapshot.events.iter();
         Ok(Page::from_kept(&snapshot.position, kept, since, limit))
     }
