@@ -11,6 +11,7 @@ mod peer;
 mod report;
 mod scenario;
 mod soak;
+mod storm;
 mod suite;
 mod worker;
 
@@ -54,6 +55,16 @@ enum Command {
         /// How long the attacks last, in seconds.
         #[arg(long, default_value_t = 60)]
         seconds: u64,
+        /// The `tidings` binary [default: next to this one].
+        #[arg(long)]
+        tidings_bin: Option<PathBuf>,
+    },
+    /// A reconnect storm: three nodes on Redis with history, the one holding every socket
+    /// killed; every socket recovers on the others (Redis must be running).
+    Storm {
+        /// Small numbers: checks that the harness works (not a measurement).
+        #[arg(long)]
+        quick: bool,
         /// The `tidings` binary [default: next to this one].
         #[arg(long)]
         tidings_bin: Option<PathBuf>,
@@ -140,6 +151,22 @@ fn main() -> ExitCode {
                 },
             };
             let run = |programs| runtime().and_then(|rt| rt.block_on(soak::run(&programs, size)));
+            programs(tidings_bin).and_then(run)
+        }
+        Command::Storm { quick, tidings_bin } => {
+            let size = match quick {
+                true => storm::Size {
+                    sockets: 200,
+                    channels: 10,
+                    rate: 100,
+                },
+                false => storm::Size {
+                    sockets: 10_000,
+                    channels: 100,
+                    rate: 500,
+                },
+            };
+            let run = |programs| runtime().and_then(|rt| rt.block_on(storm::run(&programs, size)));
             programs(tidings_bin).and_then(run)
         }
     };

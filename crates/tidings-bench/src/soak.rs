@@ -285,7 +285,7 @@ async fn subscriber(
 }
 
 /// A TCP connection from `source`.
-async fn connect(addr: SocketAddr, source: Ipv4Addr) -> Result<TcpStream, String> {
+pub(crate) async fn connect(addr: SocketAddr, source: Ipv4Addr) -> Result<TcpStream, String> {
     let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
     socket
         .bind(SocketAddr::new(source.into(), 0))
