@@ -290,7 +290,8 @@ async fn trimmed_expired_or_lost_history_answers_recovered_false() {
     let mut own = OwnRedis::start();
     let setup = Setup::new("redis", &own.url());
     let file = cluster_config("lost", 2);
-    let node = setup.nodes(1, &["--config", &file]).pop().unwrap();
+    let mut nodes = setup.nodes(2, &["--config", &file]);
+    let (other, node) = (nodes.pop().unwrap(), nodes.pop().unwrap());
     let mut tab = node.connect().await;
     tab.request(json!({"type": "subscribe", "channels": "chat:a"}))
         .await;
@@ -325,14 +326,16 @@ async fn trimmed_expired_or_lost_history_answers_recovered_false() {
         .unwrap();
     let list = format!("{}:history:{{chat:a}}", setup.prefix);
     assert_eq!(redis.del(&list).await.unwrap(), 1, "the events expire");
-    let answer = recover(&mut tab, &at(2)).await;
+    // The other node does not follow chat:a yet: it reads Redis.
+    let mut elsewhere = other.recovering(&tab.cookie).await;
+    let answer = recover(&mut elsewhere, &at(2)).await;
     assert_eq!(
         (&answer["recovered"], &answer["epoch"]),
         (&json!(false), &epoch),
         "{answer}"
     );
     assert_eq!(
-        recover(&mut tab, &at(3)).await["recovered"],
+        recover(&mut elsewhere, &at(3)).await["recovered"],
         true,
         "nothing was missed"
     );
@@ -422,5 +425,21 @@ async fn recovering_clients_of_one_node_share_history_reads() {
     assert!(
         (1..=3).contains(&reads),
         "{reads} reads for {CLIENTS} clients"
+    );
+    // The node follows chat:a now: a client that comes back later reads nothing from Redis.
+    let body = json!({"channels": "chat:a", "event": "m", "args": [4]});
+    assert_eq!(node.post("/publish/channel", body).await.0, 200);
+    let mut late = node.recovering(&cookies[0]).await;
+    let since = json!({"chat:a": {"epoch": position["epoch"], "offset": 2}});
+    let reply = late
+        .request(json!({"type": "recover", "channels": since}))
+        .await;
+    assert_eq!(reply["result"]["chat:a"]["replayed"], 2, "{reply}");
+    let (got, _) = read_until(&mut late, Vec::new(), 4).await;
+    assert_eq!(got, [3, 4]);
+    assert_eq!(
+        history_reads(&mut redis).await - before,
+        reads,
+        "no read for the late client"
     );
 }

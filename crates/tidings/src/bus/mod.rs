@@ -106,9 +106,10 @@ pub(crate) trait Carrier: Send + Sync + 'static {
         true
     }
 
-    /// The history the bus keeps itself, shared by every node, for the channels `rules` name;
-    /// `None` when it keeps none (history is then kept in the node's memory).
-    fn history(&self, _rules: &Rules) -> Option<Arc<dyn Streams>> {
+    /// The history the bus keeps itself, shared by every node, for the channels `rules` name
+    /// (the node keeps at most `max_bytes` of the streams it follows); `None` when it keeps none
+    /// (history is then kept in the node's memory).
+    fn history(&self, _rules: &Rules, _max_bytes: usize) -> Option<Arc<dyn Streams>> {
         None
     }
 

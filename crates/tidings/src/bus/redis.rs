@@ -99,8 +99,14 @@ fn receive(receiver: &Arc<Receiver>, info: PushInfo) {
 
 #[async_trait]
 impl Transport for RedisTransport {
-    fn history(&self, rules: &Rules, subjects: &Subjects) -> Option<Arc<dyn Streams>> {
-        let history = RedisHistory::new(rules.clone(), self.publisher.clone(), subjects.clone());
+    fn history(
+        &self,
+        rules: &Rules,
+        subjects: &Subjects,
+        max_bytes: usize,
+    ) -> Option<Arc<dyn Streams>> {
+        let connection = self.publisher.clone();
+        let history = RedisHistory::new(rules.clone(), connection, subjects.clone(), max_bytes);
         Some(Arc::new(history))
     }
 

@@ -63,8 +63,14 @@ impl Default for BusOptions {
 /// What carries bytes between nodes: a broker connection.
 #[async_trait]
 pub(crate) trait Transport: Send + Sync + 'static {
-    /// The history this broker keeps for the channels `rules` name, if it can keep one.
-    fn history(&self, _rules: &Rules, _subjects: &wire::Subjects) -> Option<Arc<dyn Streams>> {
+    /// The history this broker keeps for the channels `rules` name, if it can keep one; the
+    /// node keeps at most `max_bytes` of the streams it follows.
+    fn history(
+        &self,
+        _rules: &Rules,
+        _subjects: &wire::Subjects,
+        _max_bytes: usize,
+    ) -> Option<Arc<dyn Streams>> {
         None
     }
     /// Sends `payload` on `subject`.
@@ -199,7 +205,15 @@ impl Receiver {
             }
         } else if !wire::sent_by(payload, node) {
             match wire::decode(&self.subjects, &subject, payload) {
-                Ok(message) => inbox.receive(&message),
+                Ok(message) => {
+                    if let (BusMessage::Publish { event, .. }, Some((history, _))) =
+                        (&message, self.numbering.get())
+                        && event.position().is_some()
+                    {
+                        history.observe(event);
+                    }
+                    inbox.receive(&message)
+                }
                 Err(error) => inbox.malformed(&subject, payload, &error),
             }
         }
@@ -246,6 +260,10 @@ impl Receiver {
 
     /// Records whether the broker is reachable.
     pub(crate) fn set_ready(&self, ready: bool) {
+        if let (false, Some((history, _))) = (ready, self.numbering.get()) {
+            // Messages may have been missed: what the node followed of channel streams is stale.
+            history.forget(None);
+        }
         if self.ready.swap(ready, Ordering::Relaxed) != ready {
             match ready {
                 true => tracing::info!("event bus connected"),
@@ -339,8 +357,10 @@ impl<T: Transport> Carrier for SharedBus<T> {
         true
     }
 
-    fn history(&self, rules: &Rules) -> Option<Arc<dyn Streams>> {
-        let history = self.transport.history(rules, &self.receiver.subjects)?;
+    fn history(&self, rules: &Rules, max_bytes: usize) -> Option<Arc<dyn Streams>> {
+        let history = self
+            .transport
+            .history(rules, &self.receiver.subjects, max_bytes)?;
         let (queue, numbered) = mpsc::channel(NUMBERING_QUEUE);
         if self
             .receiver
@@ -377,6 +397,11 @@ impl<T: Transport> Carrier for SharedBus<T> {
     }
 
     fn set_interest(&self, topic: &Topic, interested: bool) {
+        if let (Topic::Channel(channel), false, Some((history, _))) =
+            (topic, interested, self.receiver.numbering.get())
+        {
+            history.forget(Some(channel));
+        }
         self.wanted
             .set(self.receiver.subjects.of_topic(topic), interested);
     }

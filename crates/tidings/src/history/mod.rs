@@ -77,6 +77,13 @@ pub(crate) trait Streams: Send + Sync + 'static {
 
     /// Forgets what expired (called every few seconds).
     fn sweep(&self) {}
+
+    /// Notes an event of a channel with history as this node received it from the bus.
+    fn observe(&self, _event: &Arc<Event>) {}
+
+    /// Forgets what it follows of `channel` (`None`: of every channel): the node stopped
+    /// receiving it.
+    fn forget(&self, _channel: Option<&str>) {}
 }
 
 /// Names one external publish that every node reads (from the ingest channel): the same on
@@ -186,7 +193,7 @@ impl Recovery {
     /// still in time, oldest first, each with its position).
     pub(crate) fn from_kept<'e>(
         position: Position,
-        kept: impl ExactSizeIterator<Item = &'e Arc<Event>>,
+        kept: impl Iterator<Item = &'e Arc<Event>>,
         since: &Position,
     ) -> Self {
         let mut kept = kept.peekable();

@@ -225,23 +225,24 @@ impl HubBuilder {
         let store = self.store.unwrap_or_else(|| memory.clone());
         let presence_store = self.presence_store.unwrap_or(memory);
         let counters = Arc::new(Counters::default());
-        let history: Arc<dyn Streams> = match bus.history(&history_rules) {
-            Some(history) => history,
-            None if bus.remote() && !history_rules.is_empty() => {
-                return Err(BuildError::InvalidSetting {
-                    name: "history",
-                    reason: "history needs the memory bus (one node) or the Redis bus: NATS \
+        let history: Arc<dyn Streams> =
+            match bus.history(&history_rules, self.limits.max_history_bytes) {
+                Some(history) => history,
+                None if bus.remote() && !history_rules.is_empty() => {
+                    return Err(BuildError::InvalidSetting {
+                        name: "history",
+                        reason: "history needs the memory bus (one node) or the Redis bus: NATS \
                              core subjects have no store that numbers a channel's events and \
                              publishes them in one step, so nodes would disagree on offsets"
-                        .into(),
-                });
-            }
-            None => Arc::new(MemoryHistory::new(
-                history_rules,
-                self.limits.max_history_bytes,
-                counters.clone(),
-            )),
-        };
+                            .into(),
+                    });
+                }
+                None => Arc::new(MemoryHistory::new(
+                    history_rules,
+                    self.limits.max_history_bytes,
+                    counters.clone(),
+                )),
+            };
         #[cfg_attr(not(feature = "backend"), expect(unused_mut))]
         let mut presence = Presence::new(self.heartbeat, presence_store, counters.clone())?;
         #[cfg(feature = "backend")]

@@ -9,10 +9,14 @@
 //! sockets get the event from Redis too, in that order.
 //!
 //! Appends of one channel are batched: one script in flight per channel on a node, carrying every
-//! append queued meanwhile, in order. Recovery reads of one channel are coalesced: one read in flight per channel on a node, and
-//! every client waiting meanwhile takes the next read's answer.
+//! append queued meanwhile, in order. A client that comes back reads the channel from the node's
+//! [`Cache`] when the node follows it; else one read of Redis (coalesced: one in flight per
+//! channel on a node, every client waiting meanwhile taking the next read's answer) also starts
+//! the cache, so a storm of returning clients costs Redis about one read per channel per node.
 
-use std::collections::HashMap;
+mod cache;
+
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +32,7 @@ use crate::error::BusError;
 use crate::history::{Claim, Handover, History, Page, Recovery, Rules, Streams};
 use crate::ids;
 use crate::model::{BusMessage, Event, Position};
+use cache::{Cache, Kept};
 
 /// How long a channel's epoch and last offset outlive its last publish (at least), so a client
 /// that missed nothing still recovers after a quiet spell.
@@ -88,10 +93,11 @@ if ARGV[3] == '1' then events = redis.call('LRANGE', KEYS[1], 0, -1) end
 return {meta[1], meta[2] or '0', now[1] .. string.format('%03d', math.floor(now[2] / 1000)), events}
 "#;
 
-/// What one read of a channel found: its position and the events still in time.
+/// What one read of a channel found: its position and the events still in time, each with when
+/// it was kept (by this node's clock).
 struct Snapshot {
     position: Position,
-    events: Vec<Arc<Event>>,
+    events: VecDeque<(Instant, Arc<Event>)>,
 }
 
 /// The last read of one channel, shared by the clients that waited for it: when it began, and what
@@ -131,12 +137,21 @@ struct Inner {
     /// Per channel, the appends waiting: one script in flight per channel on a node, carrying
     /// every append queued meanwhile (in order), so a busy channel costs one script per batch.
     appends: Mutex<HashMap<Arc<str>, Queue>>,
+    /// The streams of the channels this node follows.
+    cache: Cache,
 }
 
 impl RedisHistory {
-    /// History for the channels `rules` name, over `connection`, publishing on `subjects`.
-    pub(crate) fn new(rules: Rules, connection: ConnectionManager, subjects: Subjects) -> Self {
+    /// History for the channels `rules` name, over `connection`, publishing on `subjects`; the
+    /// node keeps at most `max_bytes` of the channels it follows.
+    pub(crate) fn new(
+        rules: Rules,
+        connection: ConnectionManager,
+        subjects: Subjects,
+        max_bytes: usize,
+    ) -> Self {
         Self(Arc::new(Inner {
+            cache: Cache::new(max_bytes),
             rules,
             connection,
             prefix: subjects.prefix().to_owned(),
@@ -183,20 +198,21 @@ impl Inner {
             epoch: epoch.as_str().into(),
             offset: number(&last)?,
         };
-        let oldest = number(&now)?.saturating_sub(millis(rule.ttl));
+        let (now, read_at) = (number(&now)?, Instant::now());
         let subject = self.subjects.channel(channel);
         let events = kept
             .iter()
             .filter_map(|entry| {
                 let (ms, body) = std::str::from_utf8(entry).ok()?.split_once(' ')?;
-                if ms.parse::<u64>().ok()? < oldest {
+                let age = Duration::from_millis(now.saturating_sub(ms.parse().ok()?));
+                if age > rule.ttl {
                     return None;
                 }
                 match wire::decode(&self.subjects, &subject, body.as_bytes()) {
                     Ok(BusMessage::Publish { event, .. })
                         if event.position().is_some_and(|p| p.epoch == position.epoch) =>
                     {
-                        Some(event)
+                        Some((read_at.checked_sub(age).unwrap_or(read_at), event))
                     }
                     _ => None,
                 }
@@ -303,6 +319,16 @@ impl Streams for RedisHistory {
         self.0.rules.of(channel)
     }
 
+    fn observe(&self, event: &Arc<Event>) {
+        if let Some(rule) = event.channel().and_then(|c| self.0.rules.of(c)) {
+            self.0.cache.observe(event, rule);
+        }
+    }
+
+    fn forget(&self, channel: Option<&str>) {
+        self.0.cache.forget(channel);
+    }
+
     async fn append(
         &self,
         channel: &Arc<str>,
@@ -336,6 +362,9 @@ impl Streams for RedisHistory {
     }
 
     async fn position(&self, channel: &str, rule: &History) -> Result<Position, BusError> {
+        if let Some(position) = self.0.cache.position(channel) {
+            return Ok(position);
+        }
         Ok(self.0.snapshot(channel, rule, false).await?.position)
     }
 
@@ -345,8 +374,18 @@ impl Streams for RedisHistory {
         rule: &History,
         since: &Position,
     ) -> Result<Recovery, BusError> {
+        let cache = &self.0.cache;
+        if let Some(recovery) = cache.recover(channel, rule, since) {
+            return Ok(recovery);
+        }
+        let filling = cache.start(channel);
         let snapshot = self.0.coalesced(channel, rule).await?;
-        let kept = snapshot.events.iter();
+        if filling {
+            let position = snapshot.position.clone();
+            let events = snapshot.events.clone();
+            cache.fill(channel, rule, Kept { position, events });
+        }
+        let kept = snapshot.events.iter().map(|(_, e)| e);
         Ok(Recovery::from_kept(snapshot.position.clone(), kept, since))
     }
 
@@ -358,7 +397,7 @@ impl Streams for RedisHistory {
         limit: usize,
     ) -> Result<Page, BusError> {
         let snapshot = self.0.snapshot(channel, rule, true).await?;
-        let kept = snapshot.events.iter();
+        let kept = snapshot.events.iter().map(|(_, e)| e);
         Ok(Page::from_kept(&snapshot.position, kept, since, limit))
     }
 }
