@@ -45,7 +45,8 @@ status=$?
   echo "\`tidings serve --bus redis|nats --store redis\` with 10 sockets subscribed to one channel."
   echo "64 publishers on A send channel events for 10 s, at most 256 ahead of what B's first socket"
   echo "has received; latency is publish on A to frame read on B. Redis, NATS, both nodes and the"
-  echo "readers share the machine's 2 cores."
+  echo "readers share the machine's 2 cores. \`redis-history\`: the channel keeps history in Redis"
+  echo "(\`[[history]]\` on both nodes), so every publish goes through the history script."
   echo
   target/release/tidings-bench cluster $quick || status=1
   echo
@@ -60,5 +61,17 @@ status=$?
   echo "what a node loaded by them gives, with the load generator on the same cores."
   echo
   target/release/tidings-bench soak $quick || status=1
+  echo
+  echo "## Reconnect storm"
+  echo
+  echo "Command: \`bench/run.sh${quick:+ $quick}\` (its last step, \`tidings-bench storm${quick:+ $quick}\`)."
+  echo "Three \`tidings serve\` nodes on Redis, every channel keeping history in Redis. Node B holds"
+  echo "every socket, spread over the channels; a publisher sends numbered events through node A's"
+  echo "HTTP API; B is killed (SIGKILL). Each socket reconnects with tidings.js's full-jitter backoff"
+  echo "(0.5 s, doubling), alternately to A or C, recovers its channel from its last position and"
+  echo "reads on until the publisher's end: it must have every number once, in order. History reads"
+  echo "are Redis's LRANGE calls (INFO commandstats) from the kill until every socket recovered."
+  echo
+  target/release/tidings-bench storm $quick || status=1
 } >> "$out"
 exit $status

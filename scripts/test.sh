@@ -82,6 +82,7 @@ bash scripts/dependent.sh
 # (TIDINGS_BIN only here: `tidings serve` refuses TIDINGS_* variables it does not know.)
 (cd client && export TIDINGS_BIN="$target_abs/debug/tidings" SCREENSHOT_DIR="$target_abs" &&
   npm test && npm run test:browser)
-"$target_dir/debug/tidings-bench" suite --quick --servers tidings,tidings-history,bare,socketio \
+"$target_dir/debug/tidings-bench" suite --quick --servers tidings,tidings-history,tidings-redis-history,bare,socketio \
   --out "$target_dir/bench-quick.md" --command "scripts/test.sh (quick mode)"
 "$target_dir/debug/tidings-bench" cluster --quick >/dev/null
+"$target_dir/debug/tidings-bench" storm --quick >/dev/null
