@@ -208,6 +208,20 @@ async fn clients_of_a_killed_node_recover_every_event_on_another_node() {
         assert_eq!(got, (1..=LAST).collect::<Vec<_>>());
         assert_eq!(answer["recovered"], true, "{answer}");
     }
+    let path = format!("/history/chat:x?since={}&limit=3", LAST - 5);
+    let (status, page) = c.api(reqwest::Method::GET, &path, None).await;
+    let args: Vec<_> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["args"][0].clone())
+        .collect();
+    assert_eq!(
+        (status, args),
+        (200, vec![json!(LAST - 4), json!(LAST - 3), json!(LAST - 2)]),
+        "{page}"
+    );
+    assert_eq!(page["offset"], LAST, "{page}");
 }
 
 /// Publishers on three nodes and the ingest channel, all at once: every subscriber, on every
