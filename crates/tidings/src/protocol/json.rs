@@ -72,25 +72,34 @@ pub(crate) fn welcome(welcome: &Welcome<'_>) -> Bytes {
 
 /// Encodes a successful reply.
 pub(crate) fn reply(id: u64, result: &impl Serialize) -> Bytes {
-    reply_at(id, result, &Positions::new())
+    reply_at(id, result, &Positions::new(), None::<&()>)
 }
 
-/// Encodes a successful reply with channels' positions beside the result (left out when none).
-pub(crate) fn reply_at(id: u64, result: &impl Serialize, positions: &Positions) -> Bytes {
+/// Encodes a successful reply with channels' positions (left out when none) and, for a
+/// `subscribe` that asked to recover, the answer per channel (`recovered`), beside the result.
+pub(crate) fn reply_at<R: Serialize>(
+    id: u64,
+    result: &impl Serialize,
+    positions: &Positions,
+    recovered: Option<&R>,
+) -> Bytes {
     #[derive(Serialize)]
-    struct Reply<'a, T> {
+    struct Reply<'a, T, R> {
         #[serde(rename = "type")]
         kind: &'static str,
         id: u64,
         result: &'a T,
         #[serde(skip_serializing_if = "Positions::is_empty")]
         positions: &'a Positions,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<&'a R>,
     }
     to_bytes(&Reply {
         kind: "reply",
         id,
         result,
         positions,
+        recovered,
     })
 }
 
@@ -128,9 +137,11 @@ struct Envelope<'a> {
     token: Option<&'a RawValue>,
     #[serde(borrow)]
     params: Option<&'a RawValue>,
+    #[serde(borrow)]
+    since: Option<&'a RawValue>,
 }
 
-/// A client's last position in one channel, in a `recover` request.
+/// A client's last position in one channel, in a `recover` or `subscribe` request.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Since {
@@ -169,6 +180,24 @@ fn channels(id: u64, raw: Option<&RawValue>) -> Result<Vec<String>, BadFrame> {
     field(Some(id), "channels", raw, expected)
 }
 
+/// Reads positions (`{channel: {"epoch": …, "offset": …}}`) from field `name`.
+fn positions(
+    id: u64,
+    name: &str,
+    raw: Option<&RawValue>,
+) -> Result<Vec<(String, Position)>, BadFrame> {
+    let expected = r#"an object of channel names to {"epoch": string, "offset": number}"#;
+    let since: std::collections::BTreeMap<String, Since> = field(Some(id), name, raw, expected)?;
+    let positions = since.into_iter().map(|(channel, s)| {
+        let position = Position {
+            epoch: s.epoch.into(),
+            offset: s.offset,
+        };
+        (channel, position)
+    });
+    Ok(positions.collect())
+}
+
 /// `[]`: the params of a call that sent none.
 fn no_params() -> Box<RawValue> {
     RawValue::from_string("[]".to_owned()).unwrap_or_else(|_| unreachable!("`[]` is JSON"))
@@ -198,6 +227,10 @@ pub(crate) fn decode(frame: &str) -> Result<Request, BadFrame> {
                 None => None,
                 token => Some(field(Some(id), "token", token, "a token (string)")?),
             },
+            since: match envelope.since {
+                None => Vec::new(),
+                since => positions(id, "since", since)?,
+            },
         }),
         "unsubscribe" => Ok(Request::Unsubscribe {
             id,
@@ -212,22 +245,10 @@ pub(crate) fn decode(frame: &str) -> Result<Request, BadFrame> {
                 _ => no_params(),
             },
         }),
-        "recover" => {
-            let expected = r#"an object of channel names to {"epoch": string, "offset": number}"#;
-            let since: std::collections::BTreeMap<String, Since> =
-                field(Some(id), "channels", envelope.channels, expected)?;
-            let positions = since
-                .into_iter()
-                .map(|(channel, s)| {
-                    let position = Position {
-                        epoch: s.epoch.into(),
-                        offset: s.offset,
-                    };
-                    (channel, position)
-                })
-                .collect();
-            Ok(Request::Recover { id, positions })
-        }
+        "recover" => Ok(Request::Recover {
+            id,
+            positions: positions(id, "channels", envelope.channels)?,
+        }),
         "heartbeat" => {
             let expected = r#""start", "beat" or "stop""#;
             let op = match field::<String>(Some(id), "op", envelope.op, expected)?.as_str() {
@@ -266,11 +287,11 @@ mod tests {
         let decoded = |frame: &str| format!("{:?}", decode(frame).unwrap());
         assert_eq!(
             decoded(r#"{"type":"subscribe","id":1,"channels":["a","b"]}"#),
-            r#"Subscribe { id: 1, channels: ["a", "b"], token: None }"#
+            r#"Subscribe { id: 1, channels: ["a", "b"], token: None, since: [] }"#
         );
         assert_eq!(
             decoded(r#"{"type":"subscribe","id":1,"channels":"a","token":"t.t.t"}"#),
-            r#"Subscribe { id: 1, channels: ["a"], token: Some("t.t.t") }"#
+            r#"Subscribe { id: 1, channels: ["a"], token: Some("t.t.t"), since: [] }"#
         );
         assert_eq!(
             decoded(r#"{"type":"unsubscribe","id":2,"channels":"a"}"#),

@@ -55,10 +55,16 @@ impl Encoding {
     }
 
     /// Encodes a successful reply to request `id` with the positions of the channels it names
-    /// that keep history (a `subscribe`'s).
-    pub(crate) fn reply_at(self, id: u64, result: &impl Serialize, positions: &Positions) -> Bytes {
+    /// that keep history (a `subscribe`'s) and, when it asked to recover, the answer per channel.
+    pub(crate) fn reply_at(
+        self,
+        id: u64,
+        result: &impl Serialize,
+        positions: &Positions,
+        recovered: Option<&impl Serialize>,
+    ) -> Bytes {
         match self {
-            Self::Json => json::reply_at(id, result, positions),
+            Self::Json => json::reply_at(id, result, positions, recovered),
         }
     }
 
@@ -107,11 +113,13 @@ pub(crate) struct ServerBeat<'a> {
 /// A request from a client, decoded.
 #[derive(Debug)]
 pub(crate) enum Request {
-    /// Subscribe the session to channels the rules (or a subscription token) allow.
+    /// Subscribe the session to channels the rules (or a subscription token) allow; with
+    /// `since`, replay what the client missed on those channels from its last positions first.
     Subscribe {
         id: u64,
         channels: Vec<String>,
         token: Option<String>,
+        since: Vec<(String, Position)>,
     },
     /// Unsubscribe the session from channels.
     Unsubscribe { id: u64, channels: Vec<String> },

@@ -415,13 +415,31 @@ impl<'a> Reader<'a> {
                 }));
             }
             Request::Subscribe {
-                channels, token, ..
+                channels,
+                token,
+                since,
+                ..
             } => waiting.changes.push_back(Box::pin(async move {
-                let reply = match client.subscribe(channels, token.as_deref()).await {
-                    Ok((all, positions)) => enc.reply_at(id, &all, &positions),
-                    Err(error) => enc.error(Some(id), &error.into()),
+                if since.is_empty() {
+                    let reply = match client.subscribe(channels, token.as_deref()).await {
+                        Ok((all, positions)) => enc.reply_at(id, &all, &positions, None::<&()>),
+                        Err(error) => enc.error(Some(id), &error.into()),
+                    };
+                    return (Some(reply), false);
+                }
+                // Live events of the channels wait until the replay is queued before them.
+                outbox.hold();
+                let (reply, replays) = match client.subscribe(channels, token.as_deref()).await {
+                    Ok((all, positions)) => match client.recover(since).await {
+                        Ok((answers, replays)) => {
+                            (enc.reply_at(id, &all, &positions, Some(&answers)), replays)
+                        }
+                        Err(error) => (enc.error(Some(id), &error.into()), Vec::new()),
+                    },
+                    Err(error) => (enc.error(Some(id), &error.into()), Vec::new()),
                 };
-                (Some(reply), false)
+                let _ = outbox.release(Some(reply), replays);
+                (None, false)
             })),
             Request::Unsubscribe { channels, .. } => {
                 waiting.changes.push_back(Box::pin(async move {

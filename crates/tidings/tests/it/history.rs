@@ -310,3 +310,35 @@ async fn concurrent_publishers_give_every_socket_the_same_offsets_in_order_witho
         }
     }
 }
+
+#[tokio::test]
+async fn subscribing_again_with_positions_replays_what_was_missed_before_live_events() {
+    let server = server(100).await;
+    let (cookie, epoch) = tab_at_three(&server).await;
+    let mut tab = server.open(Some(&cookie)).await;
+    tab.request(json!({"type": "unsubscribe", "channels": "chat:a"}))
+        .await;
+    for n in 4..=5 {
+        publish(&server, "chat:a", n).await;
+    }
+    let since = json!({"chat:a": {"epoch": epoch, "offset": 3}});
+    let reply = tab
+        .request(json!({"type": "subscribe", "channels": "chat:a", "since": since}))
+        .await;
+    assert_eq!(reply["result"], json!(["chat:a"]), "{reply}");
+    assert_eq!(
+        reply["recovered"]["chat:a"],
+        json!({"recovered": true, "replayed": 2, "epoch": epoch, "offset": 5}),
+        "{reply}"
+    );
+    publish(&server, "chat:a", 6).await;
+    let mut got = Vec::new();
+    for _ in 4..=6 {
+        got.push(next_event(&mut tab).await["offset"].as_u64().unwrap());
+    }
+    assert_eq!(got, [4, 5, 6]);
+    server.assert_nothing_pending(&mut tab).await;
+    let bad = json!({"type": "subscribe", "channels": "chat:a", "since": {"chat:a": 3}});
+    let reply = tab.request(bad).await;
+    assert_eq!(reply["error"]["code"], "bad_request", "{reply}");
+}
