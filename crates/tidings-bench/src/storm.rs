@@ -106,7 +106,8 @@ pub async fn run(programs: &Programs, size: Size) -> Result<(), String> {
         back.map_err(|_| "sockets did not all come back in time")?
             .map_err(|e| e.to_string())?,
     );
-    let reads = history_reads()? - reads_before;
+    let [reads, scripts] = history_reads()?;
+    let (reads, scripts) = (reads - reads_before[0], scripts - reads_before[1]);
     // Publishing goes on a little after the storm, so live delivery after recovery is checked.
     tokio::time::sleep(BEFORE).await;
     stop.store(true, Relaxed);
@@ -119,7 +120,7 @@ pub async fn run(programs: &Programs, size: Size) -> Result<(), String> {
     while let Some(socket) = sockets.join_next().await {
         seen.push(socket.map_err(|e| e.to_string())??);
     }
-    report(size, killed, &seen, reads, last.iter().sum())
+    report(size, killed, &seen, [reads, scripts], last.iter().sum())
 }
 
 /// Prints the storm's line; fails if any socket lost, doubled or did not recover.
@@ -127,7 +128,7 @@ fn report(
     size: Size,
     killed: Instant,
     seen: &[Seen],
-    reads: u64,
+    [reads, scripts]: [u64; 2],
     published: u64,
 ) -> Result<(), String> {
     let mut times: Vec<Duration> = seen
@@ -147,7 +148,7 @@ fn report(
     );
     println!("|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|");
     println!(
-        "| {} | {} | {} | {published} | {} / {} / {} | {replayed} | {lost} | {doubled} | {failed} | {reads} |",
+        "| {} | {} | {} | {published} | {} / {} / {} | {replayed} | {lost} | {doubled} | {failed} | {reads} | {scripts} |",
         size.sockets,
         size.channels,
         size.rate,
@@ -163,18 +164,21 @@ fn report(
     }
 }
 
-/// How many `LRANGE` Redis has run (each history read runs one).
-fn history_reads() -> Result<u64, String> {
+/// How many `LRANGE` (each history read runs one) and `EVALSHA` (history reads, position reads
+/// and append batches) Redis has run.
+fn history_reads() -> Result<[u64; 2], String> {
     let out = std::process::Command::new("redis-cli")
         .args(["INFO", "commandstats"])
         .output()
         .map_err(|e| format!("redis-cli: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text
-        .lines()
-        .find(|l| l.starts_with("cmdstat_lrange:"))
-        .and_then(|l| l.split(['=', ',']).nth(1)?.parse().ok())
-        .unwrap_or(0))
+    let calls = |command: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("cmdstat_{command}:")))
+            .and_then(|l| l.split(['=', ',']).nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok([calls("lrange"), calls("evalsha")])
 }
 
 /// Publishes numbered events round-robin over the channels at `size.rate` until `stop`; returns
