@@ -19,8 +19,8 @@ use tokio_websockets::{ClientBuilder, Message};
 
 use crate::peer::{Http, Kind};
 use crate::soak::connect;
-use crate::suite::{Programs, Server};
-use crate::worker::now_ns;
+use crate::suite::{Programs, Server, redis_args};
+use crate::worker::{now_ns, session_cookie};
 
 /// The size of a storm.
 #[derive(Clone, Copy, Debug)]
@@ -63,20 +63,8 @@ pub async fn run(programs: &Programs, size: Size) -> Result<(), String> {
     let config = std::env::temp_dir().join("tidings-bench-storm.toml");
     std::fs::write(&config, "[[history]]\nchannels = [\"*\"]\nsize = 1000\n")
         .map_err(|e| e.to_string())?;
-    let extra: Vec<String> = [
-        "--bus",
-        "redis",
-        "--store",
-        "redis",
-        "--bus-prefix",
-        &prefix,
-        "--heartbeat-name",
-        &prefix,
-        "--config",
-        &config.display().to_string(),
-    ]
-    .map(String::from)
-    .into();
+    let mut extra = redis_args(&prefix);
+    extra.extend(["--config".into(), config.display().to_string()]);
     let a = Server::start_with(Kind::Tidings, programs, &extra).await?;
     let b = Server::start_with(Kind::Tidings, programs, &extra).await?;
     let c = Server::start_with(Kind::Tidings, programs, &extra).await?;
@@ -223,14 +211,7 @@ async fn open(
         .connect_on(stream)
         .await
         .map_err(|e| format!("handshake: {e}"))?;
-    let session = response
-        .headers()
-        .get(http::header::SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("tidings.sid="))
-        .and_then(|v| v.split(';').next())
-        .map(str::to_owned)
-        .ok_or("no session cookie")?;
+    let session = session_cookie(&response).ok_or("no session cookie")?;
     frame(&mut ws, "welcome").await?;
     if cookie.is_none() {
         let subscribe = json!({"type": "subscribe", "id": 1, "channels": [channel]});

@@ -62,6 +62,15 @@ fn history_config() -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// The `tidings serve` arguments for a node on the Redis bus and store at 127.0.0.1:6379, with
+/// its own bus and key prefixes.
+pub(crate) fn redis_args(prefix: &str) -> Vec<String> {
+    let args = ["--bus", "redis", "--store", "redis", "--bus-prefix", prefix];
+    let mut args: Vec<String> = args.map(String::from).into();
+    args.extend(["--heartbeat-name".into(), prefix.into()]);
+    args
+}
+
 /// A free loopback port (bound, then released for the server to take).
 fn free_port() -> Result<SocketAddr, String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
@@ -113,16 +122,7 @@ impl Server {
                     c.arg("--config").arg(history_config()?);
                 }
                 if kind.on_redis() {
-                    let prefix = format!("bench{}", std::process::id() ^ now_ns() as u32);
-                    c.args([
-                        "--bus",
-                        "redis",
-                        "--store",
-                        "redis",
-                        "--bus-prefix",
-                        &prefix,
-                    ]);
-                    c.args(["--heartbeat-name", &prefix]);
+                    c.args(redis_args(&format!("bench{}", now_ns())));
                 }
                 c.args(["--max-channels-per-session", "16"])
                     .args(extra)

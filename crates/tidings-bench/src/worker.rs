@@ -176,17 +176,18 @@ async fn open(args: &WorkerArgs, http: &Http, i: usize) -> Result<Ws, String> {
         .connect_on(stream)
         .await
         .map_err(|e| format!("handshake: {e}"))?;
-    let cookie = response
-        .headers()
-        .get(http::header::SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("tidings.sid="))
-        .and_then(|v| v.split(';').next())
-        .map(str::to_owned);
+    let cookie = session_cookie(&response);
     args.kind
         .join(&mut ws, cookie.as_deref(), args.grouping, &group, http)
         .await?;
     Ok(ws)
+}
+
+/// The session cookie a tidings handshake's answer sets.
+pub(crate) fn session_cookie<B>(response: &http::Response<B>) -> Option<String> {
+    let set_cookie = response.headers().get(http::header::SET_COOKIE)?;
+    let value = set_cookie.to_str().ok()?.strip_prefix("tidings.sid=")?;
+    value.split(';').next().map(str::to_owned)
 }
 
 /// Reads one socket until it closes, recording every timed delivery.

@@ -39,10 +39,7 @@ async fn a_history_table_numbers_its_channels_events_and_the_api_pages_them() {
     let mut tab = node.connect().await;
     tab.request(json!({"type": "subscribe", "channels": "chat:a"}))
         .await;
-    for n in 1..=3 {
-        let body = json!({"channels": "chat:a", "event": "m", "args": [n]});
-        assert_eq!(node.post("/publish/channel", body).await.0, 200);
-    }
+    publish_to_a(&node, 1..=3).await;
     for n in 1..=3 {
         let event = tab.recv().await;
         assert_eq!(
@@ -81,6 +78,14 @@ fn history_on_nats_is_refused_with_the_reason() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("history") && err.contains("NATS"), "{err}");
+}
+
+/// Publishes `m(n)` to `chat:a` through `node`'s API for each `n` of `numbers`.
+async fn publish_to_a(node: &Node, numbers: std::ops::RangeInclusive<u64>) {
+    for n in numbers {
+        let body = json!({"channels": "chat:a", "event": "m", "args": [n]});
+        assert_eq!(node.post("/publish/channel", body).await.0, 200);
+    }
 }
 
 /// Config lines for three nodes on Redis whose `chat:*` channels keep history.
@@ -309,10 +314,7 @@ async fn trimmed_expired_or_lost_history_answers_recovered_false() {
     let mut tab = node.connect().await;
     tab.request(json!({"type": "subscribe", "channels": "chat:a"}))
         .await;
-    for n in 1..=3 {
-        let body = json!({"channels": "chat:a", "event": "m", "args": [n]});
-        assert_eq!(node.post("/publish/channel", body).await.0, 200);
-    }
+    publish_to_a(&node, 1..=3).await;
     let (got, position) = read_until(&mut tab, Vec::new(), 3).await;
     assert_eq!(got, [1, 2, 3]);
     let epoch = position["epoch"].clone();
@@ -401,10 +403,7 @@ async fn recovering_clients_of_one_node_share_history_reads() {
             .await;
         cookies.push(tab.cookie.clone());
     }
-    for n in 1..=3 {
-        let body = json!({"channels": "chat:a", "event": "m", "args": [n]});
-        assert_eq!(node.post("/publish/channel", body).await.0, 200);
-    }
+    publish_to_a(&node, 1..=3).await;
     let (_, position) = read_until(&mut first, Vec::new(), 3).await;
     let mut tabs = Vec::new();
     for cookie in &cookies {
@@ -441,8 +440,7 @@ async fn recovering_clients_of_one_node_share_history_reads() {
         "{reads} reads for {CLIENTS} clients"
     );
     // The node follows chat:a now: a client that comes back later reads nothing from Redis.
-    let body = json!({"channels": "chat:a", "event": "m", "args": [4]});
-    assert_eq!(node.post("/publish/channel", body).await.0, 200);
+    publish_to_a(&node, 4..=4).await;
     let mut late = node.recovering(&cookies[0]).await;
     let since = json!({"chat:a": {"epoch": position["epoch"], "offset": 2}});
     let reply = late
