@@ -35,7 +35,8 @@ export interface ConnectOptions {
 
 /** Why a connection was lost. */
 export interface DisconnectInfo {
-  /** The close code (docs/protocol.md); 4001 also when 3 server heartbeats were missed. */
+  /** The close code (docs/protocol.md); 4001 also when 3 server heartbeats were missed, 4008 when
+   * a channel's offsets skipped (events lost on the way): the client recovers them. */
   code: number;
   reason: string;
   /** Whether the client will reconnect by itself. */

@@ -219,6 +219,14 @@ export class Tidings {
     }
     if (frame?.type === "event") {
       if (typeof frame.offset === "number" && typeof frame.channel === "string") {
+        const last = this.#positions.get(frame.channel);
+        if (last?.epoch === frame.epoch && frame.offset > last.offset + 1) {
+          // Events were lost on the way (the server's link to its bus dropped): reconnect and
+          // recover them from the last one seen, this one included.
+          const ws = this.#ws;
+          this.#lost(4008, `missed events on ${frame.channel}`);
+          return ws.close();
+        }
         this.#positions.set(frame.channel, { epoch: frame.epoch, offset: frame.offset });
       }
       const args = Array.isArray(frame.args) ? frame.args : [];

@@ -309,6 +309,27 @@ test("after a reconnect the client recovers channels with history before anythin
   ss.close();
 });
 
+test("a gap in a channel's offsets reconnects and recovers from the last event seen", () => {
+  const { ss } = client();
+  const got = [];
+  const disconnects = [];
+  ss.event.on("m", (n) => got.push(n));
+  ss.server.on("disconnect", (info) => disconnects.push(info.code));
+  latest().welcome();
+  latest().receive({ type: "event", event: "m", args: [1], channel: "chat:a", offset: 1, epoch: "e1" });
+  latest().receive({ type: "event", event: "m", args: [3], channel: "chat:a", offset: 3, epoch: "e1" });
+  latest().receive({ type: "event", event: "m", args: [4], channel: "chat:a", offset: 4, epoch: "e1" });
+  assert.deepEqual(got, [1], "nothing past the gap reaches the app");
+  assert.deepEqual(disconnects, [4008]);
+  mock.timers.tick(30000);
+  assert.match(latest().url, /[?&]recover=1/);
+  latest().welcome();
+  assert.deepEqual(latest().sent[0].channels, { "chat:a": { epoch: "e1", offset: 1 } });
+  latest().receive({ type: "event", event: "m", args: [1], channel: "chat:a", offset: 1, epoch: "e2" });
+  assert.deepEqual(got, [1, 1], "another epoch is not a gap");
+  ss.close();
+});
+
 test("positions from the welcome and a subscribe reply are tracked before any event", async () => {
   const { ss } = client();
   latest().welcome();
