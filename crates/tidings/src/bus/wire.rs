@@ -51,6 +51,7 @@ impl Subjects {
     }
 
     /// The prefix of every subject.
+    #[cfg(feature = "redis")]
     pub(crate) fn prefix(&self) -> &str {
         &self.prefix
     }
@@ -247,6 +248,7 @@ pub(crate) fn encode(from: &NodeId, message: &BusMessage) -> Bytes {
 /// The body of a channel event to be numbered, without its closing brace: the append script adds
 /// `,"offset":N,"epoch":"E"}`. It names no node (`"from":""`), so every node, the publisher's
 /// included, takes it from the broker, in the channel's order.
+#[cfg(feature = "redis")]
 pub(crate) fn numbered_head(event: &Event) -> Vec<u8> {
     let body = Body {
         from: Cow::Borrowed(""),
@@ -390,6 +392,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "redis")]
     fn a_numbered_event_carries_its_position_and_no_node() {
         let subjects = Subjects::new("t", ':');
         let mut body = numbered_head(&event(Some("c")));

@@ -79,10 +79,12 @@ pub(crate) trait Streams: Send + Sync + 'static {
     fn sweep(&self) {}
 
     /// Notes an event of a channel with history as this node received it from the bus.
+    #[cfg(any(feature = "redis", feature = "nats"))]
     fn observe(&self, _event: &Arc<Event>) {}
 
     /// Forgets what it follows of `channel` (`None`: of every channel): the node stopped
     /// receiving it.
+    #[cfg(any(feature = "redis", feature = "nats"))]
     fn forget(&self, _channel: Option<&str>) {}
 }
 
