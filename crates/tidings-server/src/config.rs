@@ -15,6 +15,16 @@ use tidings::{Hub, HubBuilder, KeepAlive, Limits, NodeId};
 use crate::cluster::{BusKind, Cluster, NatsSettings, RedisSettings, StoreKind};
 use crate::integration::{RpcProxySettings, TokenSettings};
 
+/// How log lines are written.
+#[derive(clap::ValueEnum, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines, coloured when stderr is a terminal.
+    Text,
+    /// One JSON object per line, for a log collector.
+    Json,
+}
+
 /// Every setting of `tidings serve`. Each is optional here; unset ones take the library's defaults.
 #[derive(clap::Args, Serialize, Deserialize, Debug, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -159,6 +169,11 @@ pub struct Settings {
     /// Seconds a client may take to send an HTTP API body (408 past it) [default: 30]
     #[arg(long, env = "TIDINGS_BODY_TIMEOUT", value_name = "SECONDS")]
     pub body_timeout: Option<u64>,
+
+    /// Log lines on stderr: `text` (coloured only on a terminal) or `json` (one object per
+    /// line) [default: text]
+    #[arg(long, env = "TIDINGS_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
 
     /// Event bus between nodes: memory (one node), redis or nats [default: memory]
     #[arg(long, env = "TIDINGS_BUS", value_name = "KIND")]

@@ -10,7 +10,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::io::IsTerminal;
+
 use clap::{Parser, Subcommand};
+use config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 /// How long shutdown waits for sockets to take their close frames.
@@ -53,21 +56,34 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let Command::Serve(args) = cli.command;
+    let Command::Serve(args) = Cli::parse().command;
+    let settings = match config::check_environment(std::env::vars())
+        .and_then(|()| config::merge(&args.settings, args.config.as_deref()))
+    {
+        Ok(settings) => settings,
+        Err(message) => return fail(&message),
+    };
+    logs(settings.log_format.unwrap_or(LogFormat::Text));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
-    match runtime.block_on(serve(args)) {
+    match runtime.block_on(serve(args.demo, args.print_config, settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => fail(&message),
+    }
+}
+
+/// Writes log lines to stderr in `format`, at the level `RUST_LOG` says (default `info`); text
+/// is coloured only when stderr is a terminal.
+fn logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let lines = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => lines.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => lines.json().init(),
     }
 }
 
@@ -77,18 +93,20 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Loads the configuration, then serves until SIGINT or SIGTERM.
-async fn serve(args: ServeArgs) -> Result<(), String> {
-    config::check_environment(std::env::vars())?;
-    let mut settings = config::merge(&args.settings, args.config.as_deref())?;
-    if args.demo {
+/// Serves with `settings` until SIGINT or SIGTERM (or prints them, with `print_config`).
+async fn serve(
+    demo: bool,
+    print_config: bool,
+    mut settings: config::Settings,
+) -> Result<(), String> {
+    if demo {
         settings.public_channels = Some(demo::public_channels(settings.public_channels));
     }
-    if args.print_config {
+    if print_config {
         print!("{}", toml::to_string(&settings).map_err(|e| e.to_string())?);
         return Ok(());
     }
-    let methods = if args.demo {
+    let methods = if demo {
         demo::methods
     } else {
         std::convert::identity
@@ -106,7 +124,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     );
     let hub = plan.hub.clone();
     let mut app = tidings::http::router(plan.hub, plan.http);
-    if args.demo {
+    if demo {
         app = demo::page(app);
         tokio::spawn(demo::relay_presence(hub.clone()));
         println!("demo chat: http://{addr}/");

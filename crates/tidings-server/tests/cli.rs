@@ -190,3 +190,50 @@ async fn serves_then_shuts_down_gracefully_with_1001() {
         .unwrap();
     assert!(status.success(), "graceful exit: {status:?}");
 }
+
+/// Starts `tidings serve` with `args`, stops it with SIGTERM once it listens, and returns what it
+/// logged on stderr.
+fn logged_until_stopped(args: &[&str]) -> String {
+    let mut child = tidings()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn logs_are_plain_text_off_a_terminal_or_one_json_object_per_line() {
+    let text = logged_until_stopped(&[]);
+    assert!(text.contains("shutting down"), "{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "no colour codes in a pipe: {text:?}"
+    );
+    let json = logged_until_stopped(&["--log-format", "json"]);
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["level"] == "INFO"
+            && l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("shutting down"))),
+        "{json}"
+    );
+}
