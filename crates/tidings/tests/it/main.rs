@@ -1,6 +1,7 @@
 //! Integration tests over real TCP: a real server, real WebSocket clients, real HTTP.
 
 mod api;
+mod api_doc;
 mod axum_example;
 mod bad_input;
 mod history;
