@@ -4,6 +4,7 @@ mod cluster;
 mod config;
 mod demo;
 mod files;
+mod home;
 mod integration;
 
 use std::path::PathBuf;
@@ -128,6 +129,8 @@ async fn serve(
         app = demo::page(app);
         tokio::spawn(demo::relay_presence(hub.clone()));
         println!("demo chat: http://{addr}/");
+    } else {
+        app = home::page(app);
     }
     tidings::http::serve(listener, app, plan.header_timeout, shutdown_signal())
         .await

@@ -161,6 +161,12 @@ async fn serves_then_shuts_down_gracefully_with_1001() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+    let home = reqwest::get(format!("http://{addr}/")).await.unwrap();
+    assert_eq!(home.status(), 200);
+    let home = home.text().await.unwrap();
+    for pointer in ["/tidings.js", "/ws", "/api", "--demo", env!("CARGO_PKG_VERSION")] {
+        assert!(home.contains(pointer), "the home page names {pointer}: {home}");
+    }
     let uri = format!("ws://{addr}/ws");
     let (mut ws, _) = tokio_websockets::ClientBuilder::new()
         .uri(&uri)
