@@ -164,8 +164,17 @@ async fn serves_then_shuts_down_gracefully_with_1001() {
     let home = reqwest::get(format!("http://{addr}/")).await.unwrap();
     assert_eq!(home.status(), 200);
     let home = home.text().await.unwrap();
-    for pointer in ["/tidings.js", "/ws", "/api", "--demo", env!("CARGO_PKG_VERSION")] {
-        assert!(home.contains(pointer), "the home page names {pointer}: {home}");
+    for pointer in [
+        "/tidings.js",
+        "/ws",
+        "/api",
+        "--demo",
+        env!("CARGO_PKG_VERSION"),
+    ] {
+        assert!(
+            home.contains(pointer),
+            "the home page names {pointer}: {home}"
+        );
     }
     let uri = format!("ws://{addr}/ws");
     let (mut ws, _) = tokio_websockets::ClientBuilder::new()
@@ -242,4 +251,29 @@ fn logs_are_plain_text_off_a_terminal_or_one_json_object_per_line() {
                 .is_some_and(|m| m.contains("shutting down"))),
         "{json}"
     );
+}
+
+#[test]
+fn the_systemd_unit_runs_a_command_tidings_accepts() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/tidings.service"
+    ))
+    .unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("an ExecStart line");
+    let mut words = exec.split_whitespace();
+    assert_eq!(words.next(), Some("/usr/local/bin/tidings"));
+    let config = config_file("unit", "listen = \"127.0.0.1:7400\"\n");
+    let args: Vec<String> = words
+        .map(|w| match w {
+            "/etc/tidings/tidings.toml" => config.display().to_string(),
+            w => w.to_owned(),
+        })
+        .collect();
+    let (code, out, err) = run(tidings().args(&args).arg("--print-config"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("log_format = \"json\""), "{out}");
 }
