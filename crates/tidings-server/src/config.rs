@@ -389,6 +389,9 @@ fn is_unset<T: Default + PartialEq>(table: &T) -> bool {
 /// The address `tidings serve` listens on by default.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
 
+/// Seconds a client may take to send a request's head, by default.
+const HEADER_TIMEOUT: u64 = 30;
+
 /// Refuses `TIDINGS_*` environment variables that name no setting (a typo would be ignored otherwise).
 pub fn check_environment(vars: impl Iterator<Item = (String, String)>) -> Result<(), String> {
     let command = crate::Cli::command();
@@ -472,6 +475,106 @@ pub struct Plan {
 }
 
 impl Settings {
+    /// These settings with every default `serve` would use filled in (`--print-config`): all
+    /// but the node id (random) and `allowed_origins` (by the address), and the tables of
+    /// services and features not in use.
+    pub fn effective(&self) -> Result<Settings, String> {
+        let mut map = to_map(&self.defaults())?;
+        overlay(&mut map, to_map(self)?);
+        let mut effective: Settings = serde_json::from_value(map.into())
+            .map_err(|e| format!("invalid configuration: {e}"))?;
+        let history = History::new(Vec::<String>::new());
+        for rule in &mut effective.history {
+            rule.size.get_or_insert(history.size);
+            rule.ttl.get_or_insert(history.ttl.as_secs());
+        }
+        Ok(effective)
+    }
+
+    /// The defaults `serve` would use with these settings.
+    fn defaults(&self) -> Settings {
+        let limits = Limits::default();
+        let (heartbeat, keep_alive) = (Heartbeat::default(), KeepAlive::default());
+        let bus_options = tidings::bus::BusOptions::default();
+        let secs = |d: Duration| Some(d.as_secs());
+        let redis_used = self.bus == Some(BusKind::Redis) || self.store == Some(StoreKind::Redis);
+        let webhook = Webhook::new("", "");
+        Settings {
+            listen: DEFAULT_LISTEN.parse().ok(),
+            public_channels: Some(vec!["public:*".into()]),
+            user_channels: Some(vec!["user:*".into()]),
+            session_ttl: Some(86_400),
+            empty_session_ttl: Some(60),
+            max_sessions: Some(limits.max_sessions),
+            max_frame_size: Some(limits.max_frame_size),
+            max_args_size: Some(limits.max_args_size),
+            max_channels_per_session: Some(limits.max_channels_per_session),
+            max_name_len: Some(limits.max_name_len),
+            outbound_queue: Some(limits.outbound_queue),
+            outbound_queue_bytes: Some(limits.outbound_queue_bytes),
+            max_calls_per_socket: Some(limits.max_calls_per_socket),
+            max_requests_per_socket: Some(limits.max_requests_per_socket),
+            max_connections: Some(
+                crate::files::limit().map_or(limits.max_connections, crate::files::socket_budget),
+            ),
+            max_history_bytes: Some(limits.max_history_bytes),
+            max_connections_per_ip: Some(limits.max_connections_per_ip),
+            max_connections_per_user: Some(limits.max_connections_per_user),
+            request_rate: Some(limits.request_rate),
+            request_burst: Some(limits.request_burst),
+            max_args_depth: Some(limits.max_args_depth),
+            write_timeout: secs(limits.write_timeout),
+            max_body: Some(1 << 20),
+            header_timeout: Some(HEADER_TIMEOUT),
+            body_timeout: Some(30),
+            log_format: Some(LogFormat::Text),
+            bus: Some(BusKind::Memory),
+            store: Some(StoreKind::Memory),
+            bus_prefix: Some(bus_options.prefix),
+            ingest_channel: bus_options.ingest,
+            redis: RedisSettings {
+                url: (redis_used && self.redis == RedisSettings::default())
+                    .then(|| "redis://127.0.0.1:6379/0".into()),
+                ..RedisSettings::default()
+            },
+            nats: NatsSettings {
+                url: (self.bus == Some(BusKind::Nats)).then(|| "nats://127.0.0.1:4222".into()),
+            },
+            heartbeat: HeartbeatSettings {
+                name: Some(heartbeat.name),
+                logging: Some(heartbeat.logging),
+                purge_delay: secs(heartbeat.purge_delay),
+                beat_delay: secs(heartbeat.beat_delay),
+                expire_delay: secs(heartbeat.expire_delay),
+            },
+            server_heartbeat: ServerHeartbeatSettings {
+                message: Some(keep_alive.message.unwrap_or_default()),
+                interval: secs(keep_alive.interval),
+                ping_interval: Some(keep_alive.ping_interval.map_or(0, |d| d.as_secs())),
+            },
+            webhook: match self.webhook.url {
+                Some(_) => WebhookSettings {
+                    queue: Some(webhook.queue),
+                    batch: Some(webhook.batch),
+                    attempts: Some(webhook.attempts),
+                    timeout: secs(webhook.timeout),
+                    ..WebhookSettings::default()
+                },
+                None => WebhookSettings::default(),
+            },
+            rpc_proxy: RpcProxySettings {
+                timeout_ms: self.rpc_proxy.url.as_ref().map(|_| 10_000),
+                ..RpcProxySettings::default()
+            },
+            token: TokenSettings {
+                algorithm: (self.token.secret.is_some() && self.token.public_key.is_none())
+                    .then(|| "HS256".into()),
+                ..TokenSettings::default()
+            },
+            ..Settings::default()
+        }
+    }
+
     /// Builds the hub, with the RPC methods `methods` adds, and checks the settings; errors name
     /// the setting at fault.
     pub async fn plan(self, methods: fn(HubBuilder) -> HubBuilder) -> Result<Plan, String> {
@@ -591,7 +694,7 @@ impl Settings {
             None if !listen.ip().is_loopback() => http.same_origin_only(),
             None => http,
         };
-        let header_timeout = Duration::from_secs(self.header_timeout.unwrap_or(30));
+        let header_timeout = Duration::from_secs(self.header_timeout.unwrap_or(HEADER_TIMEOUT));
         Ok(Plan {
             hub,
             http,

@@ -44,7 +44,8 @@ struct ServeArgs {
     #[arg(long, short, env = "TIDINGS_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// Print the effective configuration (as TOML) and exit
+    /// Check the configuration as `serve` does, print it whole (as TOML, defaults included) and
+    /// exit
     #[arg(long)]
     print_config: bool,
 
@@ -103,21 +104,28 @@ async fn serve(
     if demo {
         settings.public_channels = Some(demo::public_channels(settings.public_channels));
     }
-    if print_config {
-        print!("{}", toml::to_string(&settings).map_err(|e| e.to_string())?);
-        return Ok(());
-    }
     let methods = if demo {
         demo::methods
     } else {
         std::convert::identity
     };
     files::raise();
+    if print_config {
+        // Checked as `serve` checks them (connecting to Redis or NATS when they are used).
+        let effective = settings.effective()?;
+        settings.plan(methods).await?;
+        print!(
+            "{}",
+            toml::to_string(&effective).map_err(|e| e.to_string())?
+        );
+        return Ok(());
+    }
     let plan = settings.plan(methods).await?;
     let listener = tokio::net::TcpListener::bind(plan.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", plan.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let shutdown = shutdown_signal();
     println!(
         "tidings {} listening on http://{addr} (WebSocket: ws://{addr}/ws), node {}",
         env!("CARGO_PKG_VERSION"),
@@ -132,7 +140,7 @@ async fn serve(
     } else {
         app = home::page(app);
     }
-    tidings::http::serve(listener, app, plan.header_timeout, shutdown_signal())
+    tidings::http::serve(listener, app, plan.header_timeout, shutdown)
         .await
         .map_err(|e| format!("server error: {e}"))?;
     hub.shutdown();
@@ -148,23 +156,33 @@ async fn serve(
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Resolves on SIGINT or SIGTERM. The handlers are installed at the call, so a signal that
+/// comes right after the startup line is a graceful shutdown, not a kill.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
+    let (mut interrupt, mut terminate) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {}
-        () = terminate => {}
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => drop(signal.recv().await),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = wait(interrupt.take()) => {}
+                () = wait(terminate.take()) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        drop(tokio::signal::ctrl_c().await);
+        tracing::info!("shutting down: closing sockets with 1001");
     }
-    tracing::info!("shutting down: closing sockets with 1001");
 }

@@ -277,3 +277,99 @@ fn the_systemd_unit_runs_a_command_tidings_accepts() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("log_format = \"json\""), "{out}");
 }
+
+/// The TOML path of a `serve` flag (`--heartbeat-beat-delay` is `heartbeat.beat_delay`).
+fn toml_path(flag: &str) -> Vec<String> {
+    let tables = [
+        "server-heartbeat",
+        "heartbeat",
+        "redis",
+        "nats",
+        "webhook",
+        "token",
+        "rpc-proxy",
+    ];
+    let key = |s: &str| s.replace('-', "_");
+    for table in tables {
+        if let Some(rest) = flag.strip_prefix(&format!("{table}-")) {
+            return vec![key(table), key(rest)];
+        }
+    }
+    vec![key(flag)]
+}
+
+/// A TOML value as a flag would say it (`a,b` for an array).
+fn as_flag(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Array(items) => items.iter().map(as_flag).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+#[test]
+fn print_config_prints_every_default_the_help_names_and_reads_back() {
+    let features = [
+        "--webhook-url",
+        "http://127.0.0.1:9/",
+        "--webhook-secret",
+        "s",
+        "--rpc-proxy-url",
+        "http://127.0.0.1:9/",
+        "--rpc-proxy-secret",
+        "s",
+        "--token-secret",
+        "s",
+    ];
+    let (code, printed, err) = run(tidings().args(["serve", "--print-config"]).args(features));
+    assert_eq!(code, 0, "{err}");
+    let config = toml::Value::Table(toml::from_str(&printed).unwrap());
+    let (_, help, _) = run(tidings().args(["serve", "--help"]));
+    let mut checked = 0;
+    for block in help.split("\n\n") {
+        let Some(flag) = block
+            .split("--")
+            .nth(1)
+            .and_then(|f| f.split([' ', '\n']).next())
+        else {
+            continue;
+        };
+        let Some(default) = block
+            .split("[default: ")
+            .nth(1)
+            .and_then(|d| d.split(']').next())
+        else {
+            continue;
+        };
+        // Prose defaults (`random`, `the open-file limit…`), and Redis's host form of the URL.
+        if default.contains(' ')
+            || default == "random"
+            || ["redis-host", "redis-port", "redis-db", "nats-url"].contains(&flag)
+        {
+            continue;
+        }
+        let path = toml_path(flag);
+        let value = path.iter().try_fold(&config, |v, k| v.get(k));
+        let value = value.unwrap_or_else(|| panic!("--print-config prints {path:?}: {printed}"));
+        assert_eq!(as_flag(value), default, "--{flag}");
+        checked += 1;
+    }
+    assert!(checked > 30, "{checked} defaults checked");
+    let file = config_file("printed", &printed);
+    let (code, again, err) = run(tidings()
+        .args(["serve", "--print-config", "--config"])
+        .arg(&file));
+    assert_eq!((code, again), (0, printed), "{err}");
+}
+
+#[test]
+fn print_config_refuses_what_serve_refuses_with_the_same_message() {
+    let bad = ["--heartbeat-beat-delay", "50"];
+    let (code, out, printed_err) = run(tidings().args(["serve", "--print-config"]).args(bad));
+    assert_eq!((code, out.as_str()), (2, ""));
+    let (code, _, served_err) = run(tidings()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(bad));
+    assert_eq!((code, &printed_err), (2, &served_err));
+    assert!(printed_err.contains("beat_delay"), "{printed_err}");
+}
