@@ -52,6 +52,14 @@ export interface RecoveredInfo {
   replayed: number;
 }
 
+/** A session's state after a change made by any of its tabs or by the backend. */
+export interface SessionChange {
+  /** Every channel the session holds, sorted. */
+  channels: string[];
+  /** The user id the session is bound to, if any. */
+  userId: string | null;
+}
+
 export type Handler = (...args: any[]) => void;
 
 export interface Lifecycle {
@@ -71,6 +79,11 @@ export class Tidings {
     subscribe(channels: string | string[], token?: string): Promise<string[]>;
     unsubscribe(channels: string | string[]): Promise<string[]>;
     list(): Promise<string[]>;
+  };
+  /** Changes to the session (every tab of it), whoever made them: a tab or the backend. */
+  readonly session: {
+    on(name: "change", handler: (change: SessionChange) => void): void;
+    off(name: "change", handler?: Handler): void;
   };
   /** This tab's socket id while connected. */
   readonly socketId: string | null;

@@ -90,6 +90,11 @@ export class Tidings {
   server;
   /** Session channels: `subscribe`, `unsubscribe` (promise of the channels held), `list`. */
   channel;
+  /**
+   * Session changes, whichever tab or the backend made them: `session.on("change", ({channels,
+   * userId}) => …)`.
+   */
+  session;
   /** This tab's socket id once connected (from the server's `welcome`). */
   socketId = null;
 
@@ -106,6 +111,7 @@ export class Tidings {
   #queue = [];
   #events = new Handlers();
   #lifecycle = new Handlers();
+  #changes = new Handlers();
   #beating = false;
   #beatTimer = null;
   #beatDelay = 30000;
@@ -134,6 +140,8 @@ export class Tidings {
     const lifecycle = this.#lifecycle;
     this.event = { on: (n, h) => events.on(n, h), off: (n, h) => events.off(n, h) };
     this.server = { on: (n, h) => lifecycle.on(n, h), off: (n, h) => lifecycle.off(n, h) };
+    const changes = this.#changes;
+    this.session = { on: (n, h) => changes.on(n, h), off: (n, h) => changes.off(n, h) };
     this.channel = {
       subscribe: (channels, token) => this.#request({ type: "subscribe", channels, token }),
       unsubscribe: async (channels) => {
@@ -242,6 +250,10 @@ export class Tidings {
       } else call.resolve(frame.result);
     } else if (frame?.type === "welcome") {
       this.#welcome(frame);
+    } else if (frame?.type === "session" && Array.isArray(frame.channels)) {
+      // A channel the session left (in any tab) is no longer followed here.
+      for (const channel of this.#positions.keys()) if (!frame.channels.includes(channel)) this.#positions.delete(channel);
+      this.#changes.emit("change", [{ channels: frame.channels, userId: frame.user_id ?? null }]);
     } else if (frame?.type === "error") {
       console.warn(`tidings: the server could not read a frame: ${frame.error?.message}`);
     }

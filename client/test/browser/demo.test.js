@@ -129,6 +129,20 @@ test("a reload keeps the session's rooms", STEP, async () => {
   await sees(fred1, "disney", "wilma", "welcome back");
 });
 
+test("a room the backend joins shows in every open tab at once", STEP, async () => {
+  assert.equal(await fred1.textContent("#empty"), "Say something in a room.", "not 'Join a room' while in rooms");
+  const cookies = await fred1.context().cookies();
+  const session = cookies.find((c) => c.name === "tidings.sid").value;
+  const response = await fetch(`${server.url}/api/sessions/${session}/subscribe`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ channels: "sports" }),
+  });
+  assert.equal(response.status, 200);
+  await joined(fred1, "sports");
+  await joined(fred2, "sports");
+});
+
 test("a broadcast reaches every tab; the demo's screenshot is saved", STEP, async () => {
   await wilma.click("#announce");
   for (const page of [fred1, fred2, wilma]) {

@@ -330,6 +330,22 @@ test("a gap in a channel's offsets reconnects and recovers from the last event s
   ss.close();
 });
 
+test("session changes reach the app, and a channel the session left is no longer recovered", () => {
+  const { ss } = client();
+  const changes = [];
+  ss.session.on("change", (change) => changes.push(change));
+  latest().welcome();
+  latest().receive({ type: "event", event: "m", args: [1], channel: "chat:a", offset: 7, epoch: "e1" });
+  latest().receive({ type: "event", event: "m", args: [1], channel: "chat:b", offset: 2, epoch: "e1" });
+  latest().receive({ type: "session", channels: ["chat:b"], user_id: "ann" });
+  assert.deepEqual(changes, [{ channels: ["chat:b"], userId: "ann" }]);
+  latest().drop(1006);
+  mock.timers.tick(30000);
+  latest().welcome();
+  assert.deepEqual(latest().sent[0].channels, { "chat:b": { epoch: "e1", offset: 2 } });
+  ss.close();
+});
+
 test("positions from the welcome and a subscribe reply are tracked before any event", async () => {
   const { ss } = client();
   latest().welcome();

@@ -180,6 +180,11 @@ async fn sessions_follow_their_tabs(bus: &str) {
         (200, &json!(["public:b"])),
         "{body}"
     );
+    // Both tabs learn the session's new state, on their own nodes.
+    let now = json!({"type": "session", "channels": ["public:b"], "user_id": "ann"});
+    for tab in [&mut tab_a, &mut tab_c] {
+        while tab.session_change().await != now {}
+    }
     until_channels(c, 1).await;
     assert_eq!(publish(a, channel).await, 200);
     expect_exactly(a, &mut tab_c, &[]).await;

@@ -8,9 +8,10 @@ use std::collections::{HashMap, HashSet};
 use std::mem;
 use std::sync::Arc;
 
-use super::Outbox;
+use super::{Outbox, Outgoing};
 use crate::ids::{NodeId, SessionId};
 use crate::model::{SessionOp, Target, Topic};
+use crate::protocol::Encoding;
 use crate::stats::IndexSizes;
 use crate::store::SessionState;
 
@@ -214,6 +215,12 @@ impl Index {
             return;
         }
         let (left, joined) = local.apply(op);
+        // Every tab learns the session's new state (its app may show the channels or the user).
+        let changed = (!left.is_empty() || !joined.is_empty()).then(|| {
+            let mut channels: Vec<&str> = local.channels.iter().map(|c| &**c).collect();
+            channels.sort_unstable();
+            Encoding::Json.session(&channels, local.user.as_deref())
+        });
         for seq in &local.sockets {
             for topic in &left {
                 self.members.leave(topic, *seq, interest);
@@ -221,6 +228,10 @@ impl Index {
             let outbox = &self.sockets[seq].outbox;
             for topic in &joined {
                 self.members.join(topic.clone(), *seq, outbox, interest);
+            }
+            if let Some(frame) = &changed {
+                // A full queue marks its socket closing; its writer counts it.
+                let _ = outbox.push(Outgoing::Frame(frame.clone()));
             }
         }
     }

@@ -70,6 +70,22 @@ pub(crate) fn welcome(welcome: &Welcome<'_>) -> Bytes {
     })
 }
 
+/// Encodes the frame telling a session's sockets its channels and user id after a change.
+pub(crate) fn session(channels: &[&str], user_id: Option<&str>) -> Bytes {
+    #[derive(Serialize)]
+    struct Frame<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        channels: &'a [&'a str],
+        user_id: Option<&'a str>,
+    }
+    to_bytes(&Frame {
+        kind: "session",
+        channels,
+        user_id,
+    })
+}
+
 /// Encodes a successful reply.
 pub(crate) fn reply(id: u64, result: &impl Serialize) -> Bytes {
     reply_at(id, result, &Positions::new(), None::<&()>)

@@ -47,6 +47,14 @@ impl Encoding {
         }
     }
 
+    /// Encodes the frame telling a session's sockets its channels (sorted) and user id after a
+    /// change.
+    pub(crate) fn session(self, channels: &[&str], user_id: Option<&str>) -> Bytes {
+        match self {
+            Self::Json => json::session(channels, user_id),
+        }
+    }
+
     /// Encodes a successful reply to request `id`.
     pub(crate) fn reply(self, id: u64, result: &impl Serialize) -> Bytes {
         match self {

@@ -240,3 +240,41 @@ async fn past_max_sessions_a_new_client_is_closed_with_4005_and_a_known_session_
         (Some(2), 1)
     );
 }
+
+#[tokio::test]
+async fn every_tab_learns_its_sessions_changes_whoever_makes_them() {
+    let server = Server::start().await;
+    let mut one = server.connect().await;
+    let mut two = server.tab(&one).await;
+    let path = format!("/sessions/{}/subscribe", one.session());
+    let (status, _) = server
+        .post(&path, json!({"channels": ["public:b", "public:a"]}))
+        .await;
+    assert_eq!(status, 200);
+    let subscribed =
+        json!({"type": "session", "channels": ["public:a", "public:b"], "user_id": null});
+    assert_eq!(one.session_change().await, subscribed);
+    assert_eq!(two.session_change().await, subscribed);
+    let path = format!("/sessions/{}/user", one.session());
+    let (status, _) = server
+        .api(reqwest::Method::PUT, &path, Some(r#"{"user_id":"ann"}"#))
+        .await;
+    assert_eq!(status, 200);
+    let bound = json!({"type": "session", "channels": ["public:a", "public:b"], "user_id": "ann"});
+    assert_eq!(two.session_change().await, bound);
+    two.request(json!({"type": "unsubscribe", "channels": "public:a"}))
+        .await;
+    let left = json!({"type": "session", "channels": ["public:b"], "user_id": "ann"});
+    assert_eq!(one.session_change().await, bound);
+    assert_eq!(one.session_change().await, left);
+    // A subscribe that changes nothing says nothing: the next change is the reset's. (`two`
+    // read past its own unsubscribe's frame while waiting for the reply.)
+    two.request(json!({"type": "subscribe", "channels": "public:b"}))
+        .await;
+    server
+        .post(&format!("/sessions/{}/reset", one.session()), json!({}))
+        .await;
+    let reset = json!({"type": "session", "channels": [], "user_id": "ann"});
+    assert_eq!(two.session_change().await, reset);
+    assert_eq!(one.session_change().await, reset);
+}

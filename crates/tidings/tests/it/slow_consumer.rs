@@ -75,6 +75,11 @@ async fn replies_past_the_byte_budget_close_the_socket_as_a_slow_consumer() {
     let channels: Vec<String> = (0..100).map(|n| format!("public:{n:0>183}")).collect();
     let subscribe = json!({"type": "subscribe", "id": 1, "channels": channels}).to_string();
     raw.send(TEXT, subscribe.as_bytes(), false).await;
+    let (_, change) = raw.frame().await;
+    assert!(
+        change.starts_with(br#"{"type":"session""#),
+        "the tabs learn the change first"
+    );
     let (_, reply) = raw.frame().await;
     assert!(reply.starts_with(br#"{"type":"reply","id":1"#));
     // 2,000 replies are 40 MB: far past the kernel's buffers and the budget.

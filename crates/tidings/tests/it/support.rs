@@ -295,8 +295,29 @@ impl Client {
     }
 
     /// The next text frame, as JSON. The server heartbeat frame is skipped, as a client's app
-    /// layer skips it: a slow test run outlasts its 4 s interval.
+    /// layer skips it: a slow test run outlasts its 4 s interval; so are `session` frames (the
+    /// session's state after a change; [`Client::session_change`] reads them).
     pub async fn recv(&mut self) -> Value {
+        loop {
+            let frame = self.next_frame().await;
+            if frame["type"] != "session" {
+                return frame;
+            }
+        }
+    }
+
+    /// The next `session` frame: the session's channels and user id after a change.
+    pub async fn session_change(&mut self) -> Value {
+        loop {
+            let frame = self.next_frame().await;
+            if frame["type"] == "session" {
+                return frame;
+            }
+        }
+    }
+
+    /// The next text frame but the server heartbeat, as JSON.
+    async fn next_frame(&mut self) -> Value {
         loop {
             let message = tokio::time::timeout(PATIENCE, self.ws.next())
                 .await

@@ -132,6 +132,11 @@ async fn a_client_that_stops_reading_is_dropped_once_writes_make_no_progress() {
     let mut raw = server.raw().await;
     let subscribe = json!({"type": "subscribe", "id": 1, "channels": "public:big"}).to_string();
     raw.send(TEXT, subscribe.as_bytes(), false).await;
+    let (_, change) = raw.frame().await;
+    assert!(
+        change.starts_with(br#"{"type":"session""#),
+        "the tabs learn the change first"
+    );
     let (_, reply) = raw.frame().await;
     assert!(reply.starts_with(br#"{"type":"reply","id":1"#));
     // 24 MB the client never reads: more than the kernel buffers, fewer frames than the queue.
