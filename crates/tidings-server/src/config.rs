@@ -33,6 +33,11 @@ pub struct Settings {
     #[arg(long, env = "TIDINGS_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
+    /// Address of a listener serving only `GET /metrics`, with no API key (reach it from your
+    /// scraper only) [default: none, /metrics is on the main listener, behind api_key]
+    #[arg(long, env = "TIDINGS_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Key required as `Authorization: Bearer <key>` by /api (required off loopback)
     #[arg(
         long,
@@ -470,6 +475,8 @@ pub struct Plan {
     pub http: HttpOptions,
     /// Where to listen.
     pub listen: SocketAddr,
+    /// Where to serve `/metrics` alone, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// How long a client may take to send a request's head.
     pub header_timeout: Duration,
 }
@@ -699,6 +706,7 @@ impl Settings {
             hub,
             http,
             listen,
+            metrics_listen: self.metrics_listen,
             header_timeout,
         })
     }

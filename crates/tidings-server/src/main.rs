@@ -132,6 +132,25 @@ async fn serve(
         plan.hub.node_id()
     );
     let hub = plan.hub.clone();
+    if let Some(metrics) = plan.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(metrics)
+            .await
+            .map_err(|e| format!("cannot listen on {metrics} (metrics_listen): {e}"))?;
+        let at = listener.local_addr().map_err(|e| e.to_string())?;
+        let routes = tidings::http::metrics_routes().with_state(hub.clone());
+        let serve = tidings::http::serve(
+            listener,
+            routes,
+            plan.header_timeout,
+            std::future::pending(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+        println!("metrics: http://{at}/metrics");
+    }
     let mut app = tidings::http::router(plan.hub, plan.http);
     if demo {
         app = demo::page(app);

@@ -373,3 +373,40 @@ fn print_config_refuses_what_serve_refuses_with_the_same_message() {
     assert_eq!((code, &printed_err), (2, &served_err));
     assert!(printed_err.contains("beat_delay"), "{printed_err}");
 }
+
+#[tokio::test]
+async fn metrics_listen_serves_metrics_alone_without_the_key() {
+    let mut child = tidings()
+        .args(["serve", "--listen", "127.0.0.1:0", "--api-key", "k"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (first, second) = (
+        lines.next().unwrap().unwrap(),
+        lines.next().unwrap().unwrap(),
+    );
+    let main = first
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    let metrics = second.strip_prefix("metrics: ").expect("the metrics line");
+    let scraped = reqwest::get(metrics).await.unwrap();
+    assert_eq!(scraped.status(), 200);
+    assert!(scraped.text().await.unwrap().contains("tidings_sockets 0"));
+    let elsewhere = reqwest::get(metrics.replace("/metrics", "/api/stats"))
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 404, "only /metrics there");
+    let keyed = reqwest::get(format!("http://{main}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(keyed.status(), 401, "the main listener keeps the key");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

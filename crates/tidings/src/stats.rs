@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
 
-use crate::model::PresenceKind;
+use crate::model::{PresenceKind, Target};
 
 /// Running totals, shared by the fan-out path, the sockets and presence.
 #[derive(Debug, Default)]
@@ -23,9 +23,22 @@ pub(crate) struct Counters {
     webhook_failed: AtomicU64,
     bus_malformed: AtomicU64,
     history_evicted: AtomicU64,
+    /// Publishes accepted, by target: all, channel, user, socket.
+    publishes: [AtomicU64; 4],
 }
 
 impl Counters {
+    /// Counts a publish accepted for `target` (each channel or user of a publish counts once).
+    pub(crate) fn published(&self, target: &Target) {
+        let at = match target {
+            Target::All => 0,
+            Target::Channel(_) => 1,
+            Target::User(_) => 2,
+            Target::Socket(_) => 3,
+        };
+        self.publishes[at].fetch_add(1, Relaxed);
+    }
+
     /// Counts events queued to sockets (once per publish, not per recipient).
     pub(crate) fn delivered(&self, n: u64) {
         if n > 0 {
@@ -157,6 +170,22 @@ pub struct Stats {
     /// History events dropped before their `size` or `ttl` because the node's history held
     /// `max_history_bytes`.
     pub history_evicted: u64,
+    /// Publishes this node accepted (from Rust, the HTTP API and RPC handlers), by target.
+    pub publishes: Publishes,
+}
+
+/// Publishes accepted, by target: each channel or user of one publish counts once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Publishes {
+    /// To every socket.
+    pub all: u64,
+    /// To channels.
+    pub channel: u64,
+    /// To users.
+    pub user: u64,
+    /// To single sockets.
+    pub socket: u64,
 }
 
 impl Counters {
@@ -179,6 +208,12 @@ impl Counters {
             webhook_failed: self.webhook_failed.load(Relaxed),
             bus_malformed: self.bus_malformed.load(Relaxed),
             history_evicted: self.history_evicted.load(Relaxed),
+            publishes: Publishes {
+                all: self.publishes[0].load(Relaxed),
+                channel: self.publishes[1].load(Relaxed),
+                user: self.publishes[2].load(Relaxed),
+                socket: self.publishes[3].load(Relaxed),
+            },
         }
     }
 }

@@ -15,6 +15,7 @@ mod api;
 mod body;
 mod client;
 mod error;
+mod metrics;
 mod origin;
 mod serve;
 
@@ -135,6 +136,7 @@ where
     S: Clone + Send + Sync + 'static,
     Hub: FromRef<S>,
 {
+    let key = options.api_key.clone();
     let api = api::routes()
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
@@ -159,8 +161,22 @@ where
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
         .route("/readyz", get(readyz))
+        .route(
+            "/metrics",
+            get(metrics::metrics).layer(middleware::from_fn_with_state(key, require_key)),
+        )
         .nest("/api", api)
         .merge(client::routes())
+}
+
+/// `GET /metrics` alone, with no API key: for a listener of its own that only the metrics
+/// scraper reaches (`tidings serve --metrics-listen`). [`routes`] serves it too, behind the key.
+pub fn metrics_routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Hub: FromRef<S>,
+{
+    Router::new().route("/metrics", get(metrics::metrics))
 }
 
 /// The query parameters of `/ws`.

@@ -318,6 +318,7 @@ impl Hub {
             {
                 return Err(PublishError::UnknownSocket(id.clone()));
             }
+            let counted = target.clone();
             let channel = match &target {
                 Target::Channel(channel) => Some(channel.clone()),
                 _ => None,
@@ -337,6 +338,7 @@ impl Hub {
                 }
                 None => bus.publish(BusMessage::Publish { target, event }).await?,
             }
+            self.shared.counters.published(&counted);
         }
         Ok(())
     }

@@ -103,7 +103,10 @@ async fn the_stats_example_holds_every_field_and_no_other() {
     keys(&example, "", &mut documented);
     keys(&served, "", &mut answered);
     assert_eq!(documented, answered);
-    for field in answered.iter().filter(|f| !f.starts_with("index")) {
+    for field in answered
+        .iter()
+        .filter(|f| !f.starts_with("index") && !f.contains('.'))
+    {
         assert!(
             doc[at..].contains(&format!("`{field}`")),
             "the stats section explains `{field}`"

@@ -5,6 +5,7 @@ mod api_doc;
 mod axum_example;
 mod bad_input;
 mod history;
+mod metrics;
 mod presence;
 mod proxy;
 mod publish;

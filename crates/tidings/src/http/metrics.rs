@@ -1,0 +1,211 @@
+//! `GET /metrics`: this node in the Prometheus text format (OpenMetrics), read at each scrape from
+//! the node's counters and indexes: the fan-out path counts per batch, and nothing is kept twice.
+//!
+//! The metrics and their meaning are listed in `docs/http-api.md` ("Metrics").
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::hub::Hub;
+use crate::stats::Stats;
+
+/// The content type of the OpenMetrics text format.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A node's metrics at one scrape.
+#[derive(Debug)]
+struct Scrape {
+    stats: Stats,
+    bus_ready: bool,
+    /// Resident memory in bytes and open files, where the OS says (Linux).
+    process: Option<(u64, u64)>,
+}
+
+/// A counter family: its name (without `_total`), help, label, and count per label value.
+type Family<'a> = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'a [(&'static str, u64)],
+);
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = &self.stats;
+        let gauges = [
+            (
+                "tidings_sockets",
+                "Connected sockets",
+                s.index.sockets as i64,
+            ),
+            (
+                "tidings_sessions",
+                "Sessions with a socket on this node",
+                s.index.sessions as i64,
+            ),
+            (
+                "tidings_channels",
+                "Channels with a subscriber on this node",
+                s.index.channels as i64,
+            ),
+            (
+                "tidings_users",
+                "User ids with a socket on this node",
+                s.index.users as i64,
+            ),
+            (
+                "tidings_stored_sessions",
+                "Sessions the in-memory store holds (absent with a shared store)",
+                s.stored_sessions.map_or(-1, |n| n as i64),
+            ),
+            (
+                "tidings_bus_ready",
+                "1 while the node reaches its bus",
+                i64::from(self.bus_ready),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            if name == "tidings_stored_sessions" && value < 0 {
+                continue;
+            }
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        let plain = [
+            (
+                "tidings_deliveries",
+                "Events queued to sockets",
+                s.delivered,
+            ),
+            (
+                "tidings_slow_consumer_closes",
+                "Sockets closed as slow consumers (4000, or writes stalled)",
+                s.slow_consumer_closes,
+            ),
+            (
+                "tidings_rate_limited",
+                "Requests refused past request_rate",
+                s.rate_limited,
+            ),
+            (
+                "tidings_refused_connections",
+                "Handshakes refused for a connection or session limit",
+                s.refused_connections,
+            ),
+            (
+                "tidings_refused_frames",
+                "Client frames refused",
+                s.refused_frames,
+            ),
+            (
+                "tidings_ping_timeouts",
+                "Sockets closed with 4001",
+                s.ping_timeouts,
+            ),
+            (
+                "tidings_bus_malformed",
+                "Bus and ingest messages skipped",
+                s.bus_malformed,
+            ),
+            (
+                "tidings_history_evicted",
+                "History events dropped early for max_history_bytes",
+                s.history_evicted,
+            ),
+        ];
+        for (name, help, count) in plain {
+            let counter = ConstCounter::new(count);
+            counter.encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)?;
+        }
+        let p = &s.publishes;
+        let labeled: [Family<'_>; 3] = [
+            (
+                "tidings_publishes",
+                "Publishes accepted (each channel or user once)",
+                "target",
+                &[
+                    ("all", p.all),
+                    ("channel", p.channel),
+                    ("user", p.user),
+                    ("socket", p.socket),
+                ],
+            ),
+            (
+                "tidings_presence_events",
+                "Presence events this node emitted",
+                "kind",
+                &[
+                    ("connect", s.connects),
+                    ("reconnect", s.reconnects),
+                    ("disconnect", s.disconnects),
+                ],
+            ),
+            (
+                "tidings_webhook_events",
+                "Presence events by their webhook outcome",
+                "outcome",
+                &[
+                    ("sent", s.webhook_sent),
+                    ("dropped", s.webhook_dropped),
+                    ("failed", s.webhook_failed),
+                ],
+            ),
+        ];
+        for (name, help, label, series) in labeled {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (value, count) in series {
+                ConstCounter::new(*count).encode(family.encode_family(&[(label, *value)])?)?;
+            }
+        }
+        if let Some((resident, open)) = self.process {
+            let rss = ConstGauge::new(resident as i64);
+            let descriptor = encoder.encode_descriptor(
+                "process_resident_memory",
+                "Resident memory",
+                Some(&Unit::Bytes),
+                rss.metric_type(),
+            )?;
+            rss.encode(descriptor)?;
+            let fds = ConstGauge::new(open as i64);
+            let name = "process_open_fds";
+            fds.encode(encoder.encode_descriptor(name, "Open files", None, fds.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// This process's resident memory (bytes) and open files, on Linux.
+fn process() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let open = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+    Some((kib * 1024, open))
+}
+
+/// `GET /metrics`.
+pub(crate) async fn metrics(State(hub): State<Hub>) -> Response {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Scrape {
+        stats: hub.stats(),
+        bus_ready: hub.is_ready(),
+        process: process(),
+    }));
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &registry) {
+        Ok(()) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
+        Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
