@@ -139,24 +139,43 @@ fn bad_configuration_is_refused_naming_the_key() {
     assert_refused(&["--config", missing], &[], missing);
 }
 
-#[tokio::test]
-async fn serves_then_shuts_down_gracefully_with_1001() {
+/// The lines `tidings serve` prints after its startup line.
+type Printed = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
+/// Starts `tidings serve` on a free loopback port with `args` (and `RUST_LOG=info`); returns the
+/// process, the address its startup line names, and its later lines.
+fn serve(args: &[&str], stderr: Stdio) -> (std::process::Child, String, Printed) {
     let mut child = tidings()
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
     let addr = line
         .split("http://")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("startup line names the address: {line}"))
         .to_owned();
+    (child, addr, lines)
+}
+
+/// Sends SIGTERM to `child`.
+fn terminate(child: &std::process::Child) {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+}
+
+#[tokio::test]
+async fn serves_then_shuts_down_gracefully_with_1001() {
+    let (mut child, addr, _) = serve(&[], Stdio::null());
     let health = reqwest::get(format!("http://{addr}/healthz"))
         .await
         .unwrap();
@@ -185,11 +204,7 @@ async fn serves_then_shuts_down_gracefully_with_1001() {
         .unwrap();
     let welcome = ws.next().await.unwrap().unwrap();
     assert!(welcome.as_text().unwrap().contains("\"welcome\""));
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    terminate(&child);
     // The server heartbeat may come before the close frame.
     let code = loop {
         let frame = ws.next().await.unwrap().unwrap();
@@ -209,23 +224,8 @@ async fn serves_then_shuts_down_gracefully_with_1001() {
 /// Starts `tidings serve` with `args`, stops it with SIGTERM once it listens, and returns what it
 /// logged on stderr.
 fn logged_until_stopped(args: &[&str]) -> String {
-    let mut child = tidings()
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    let (child, _, _) = serve(args, Stdio::piped());
+    terminate(&child);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
     String::from_utf8(out.stderr).unwrap()
