@@ -25,9 +25,69 @@ pub(crate) struct Counters {
     history_evicted: AtomicU64,
     /// Publishes accepted, by target: all, channel, user, socket.
     publishes: [AtomicU64; 4],
+    /// RPC calls, by [`RpcOutcome`].
+    rpc_calls: [AtomicU64; 4],
+    /// RPC call durations: a count per bucket of [`RPC_BUCKETS`] (the last: longer), and the sum
+    /// in microseconds.
+    rpc_durations: ([AtomicU64; RPC_BUCKETS.len() + 1], AtomicU64),
+}
+
+/// The upper bounds of the RPC duration buckets, in seconds.
+pub(crate) const RPC_BUCKETS: [f64; 9] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
+
+/// How an RPC call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RpcOutcome {
+    /// Its handler returned a result.
+    Ok,
+    /// Its handler (or the backend) returned an error.
+    Error,
+    /// No handler has its name.
+    Unknown,
+    /// Its handler panicked.
+    Panicked,
+}
+
+impl RpcOutcome {
+    /// Every outcome, as the metrics label them.
+    pub(crate) const ALL: [(Self, &'static str); 4] = [
+        (Self::Ok, "ok"),
+        (Self::Error, "error"),
+        (Self::Unknown, "unknown_method"),
+        (Self::Panicked, "panicked"),
+    ];
+}
+
+/// RPC calls at one moment: the count per outcome (in [`RpcOutcome::ALL`]'s order), the count of
+/// calls per duration bucket (the last past [`RPC_BUCKETS`]) and the total seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct RpcTotals {
+    pub(crate) outcomes: [u64; 4],
+    pub(crate) buckets: [u64; RPC_BUCKETS.len() + 1],
+    pub(crate) seconds: f64,
 }
 
 impl Counters {
+    /// Counts an RPC call that ended with `outcome` after `took`.
+    pub(crate) fn rpc_call(&self, outcome: RpcOutcome, took: std::time::Duration) {
+        self.rpc_calls[outcome as usize].fetch_add(1, Relaxed);
+        let seconds = took.as_secs_f64();
+        let bucket = RPC_BUCKETS.iter().position(|b| seconds <= *b);
+        let (buckets, sum) = &self.rpc_durations;
+        buckets[bucket.unwrap_or(RPC_BUCKETS.len())].fetch_add(1, Relaxed);
+        sum.fetch_add(took.as_micros().try_into().unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// The RPC calls so far.
+    pub(crate) fn rpc_totals(&self) -> RpcTotals {
+        let (buckets, sum) = &self.rpc_durations;
+        RpcTotals {
+            outcomes: self.rpc_calls.each_ref().map(|c| c.load(Relaxed)),
+            buckets: buckets.each_ref().map(|b| b.load(Relaxed)),
+            seconds: sum.load(Relaxed) as f64 / 1e6,
+        }
+    }
+
     /// Counts a publish accepted for `target` (each channel or user of a publish counts once).
     pub(crate) fn published(&self, target: &Target) {
         let at = match target {

@@ -7,14 +7,14 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::hub::Hub;
-use crate::stats::Stats;
+use crate::stats::{RPC_BUCKETS, RpcOutcome, RpcTotals, Stats};
 
 /// The content type of the OpenMetrics text format.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -23,6 +23,7 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 #[derive(Debug)]
 struct Scrape {
     stats: Stats,
+    rpc: RpcTotals,
     bus_ready: bool,
     /// Resident memory in bytes and open files, where the OS says (Linux).
     process: Option<(u64, u64)>,
@@ -164,6 +165,23 @@ impl Collector for Scrape {
                 ConstCounter::new(*count).encode(family.encode_family(&[(label, *value)])?)?;
             }
         }
+        let rpc = &self.rpc;
+        let name = "tidings_rpc_calls";
+        let mut family = encoder.encode_descriptor(name, "RPC calls", None, MetricType::Counter)?;
+        for ((_, outcome), count) in RpcOutcome::ALL.iter().zip(rpc.outcomes) {
+            ConstCounter::new(count).encode(family.encode_family(&[("outcome", *outcome)])?)?;
+        }
+        let bounds = RPC_BUCKETS.iter().copied().chain([f64::INFINITY]);
+        let buckets: Vec<(f64, u64)> = bounds.zip(rpc.buckets).collect();
+        let calls = rpc.buckets.iter().sum();
+        encoder
+            .encode_descriptor(
+                "tidings_rpc_duration",
+                "How long RPC calls took",
+                Some(&Unit::Seconds),
+                MetricType::Histogram,
+            )?
+            .encode_histogram::<NoLabelSet>(rpc.seconds, calls, &buckets, None)?;
         if let Some((resident, open)) = self.process {
             let rss = ConstGauge::new(resident as i64);
             let descriptor = encoder.encode_descriptor(
@@ -200,6 +218,7 @@ pub(crate) async fn metrics(State(hub): State<Hub>) -> Response {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Scrape {
         stats: hub.stats(),
+        rpc: hub.counters().rpc_totals(),
         bus_ready: hub.is_ready(),
         process: process(),
     }));

@@ -19,6 +19,7 @@ use crate::ids::{SessionId, SocketId};
 use crate::logs::Folded;
 use crate::model::{Event, HeartbeatOp, Position, PresenceKind};
 use crate::protocol::{Positions, ServerBeat, Welcome};
+use crate::stats::RpcOutcome;
 
 /// What a `recover` request answers for one channel.
 #[derive(Debug, Default, Serialize)]
@@ -239,15 +240,23 @@ impl Client {
             self.user(),
         );
         let answer = self.hub.shared.methods.call(request);
+        let counters = self.hub.shared.counters.clone();
         async move {
-            match answer.await {
-                Answer::Returned(result) => Ok(result?),
-                Answer::Unknown(method) => Err(RequestError::UnknownMethod(method)),
+            let started = tokio::time::Instant::now();
+            let (outcome, result) = match answer.await {
+                Answer::Returned(Ok(result)) => (RpcOutcome::Ok, Ok(result)),
+                Answer::Returned(Err(error)) => (RpcOutcome::Error, Err(error.into())),
+                Answer::Unknown(method) => (
+                    RpcOutcome::Unknown,
+                    Err(RequestError::UnknownMethod(method)),
+                ),
                 Answer::Panicked(method) => {
                     tracing::error!(%method, "RPC handler panicked");
-                    Err(RequestError::Panicked(method))
+                    (RpcOutcome::Panicked, Err(RequestError::Panicked(method)))
                 }
-            }
+            };
+            counters.rpc_call(outcome, started.elapsed());
+            result
         }
     }
 

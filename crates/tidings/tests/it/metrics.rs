@@ -31,18 +31,22 @@ fn value(body: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-/// Every metric name an exposition defines (`# TYPE name …`), counters with `_total`.
+/// Every series name an exposition defines (`# TYPE name …`): counters with `_total`,
+/// histograms with `_bucket`, `_sum` and `_count`.
 fn names(body: &str) -> BTreeSet<String> {
-    body.lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .map(|l| {
-            let (name, kind) = l.split_once(' ').unwrap();
-            match kind {
-                "counter" => format!("{name}_total"),
-                _ => name.to_owned(),
+    let mut names = BTreeSet::new();
+    for line in body.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let (name, kind) = line.split_once(' ').unwrap();
+        match kind {
+            "counter" => names.insert(format!("{name}_total")),
+            "histogram" => {
+                names.extend(["bucket", "sum", "count"].map(|s| format!("{name}_{s}")));
+                names.insert(name.to_owned())
             }
-        })
-        .collect()
+            _ => names.insert(name.to_owned()),
+        };
+    }
+    names
 }
 
 #[tokio::test]
@@ -58,6 +62,10 @@ async fn metrics_move_with_what_the_node_does_and_need_the_key() {
     let body = json!({"channels": ["public:a", "public:b"], "event": "m"});
     assert_eq!(server.post("/publish/channel", body).await.0, 200);
     tab.recv().await;
+    let reply = tab
+        .request(json!({"type": "rpc", "method": "nope", "params": []}))
+        .await;
+    assert_eq!(reply["error"]["code"], "unknown_method");
     let (status, kind, body) = scrape(&server, Some("k")).await;
     assert_eq!(status, 200);
     assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
@@ -73,6 +81,12 @@ async fn metrics_move_with_what_the_node_does_and_need_the_key() {
         "{body}"
     );
     assert_eq!(value(&body, "tidings_bus_ready"), Some(1.0));
+    let unknown = r#"tidings_rpc_calls_total{outcome="unknown_method"}"#;
+    assert_eq!(value(&body, unknown), Some(1.0), "{body}");
+    assert_eq!(
+        value(&body, "tidings_rpc_duration_seconds_count"),
+        Some(1.0)
+    );
     assert!(value(&body, "process_resident_memory_bytes").is_some_and(|b| b > 0.0));
     assert!(body.ends_with("# EOF\n"));
 }
@@ -107,6 +121,11 @@ async fn the_dashboard_queries_only_served_metrics_and_the_docs_name_each() {
     );
     let doc = std::fs::read_to_string(format!("{root}/docs/http-api.md")).unwrap();
     for name in &served {
+        // A histogram is documented by its name, not its series'.
+        let name = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
         assert!(
             doc.contains(&format!("`{name}")),
             "docs/http-api.md names `{name}`"
