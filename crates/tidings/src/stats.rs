@@ -10,10 +10,13 @@ use crate::model::{PresenceKind, Target};
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     delivered: AtomicU64,
-    slow_consumers: AtomicU64,
+    /// Slow consumers closed, by [`SlowCause`].
+    slow_consumers: [AtomicU64; 2],
     rate_limited: AtomicU64,
     refused_connections: AtomicU64,
-    refused_frames: AtomicU64,
+    /// Refused frames, by the close code they got ([`REFUSED_CODES`]; 0: answered with an error,
+    /// not closed).
+    refused_frames: [AtomicU64; REFUSED_CODES.len()],
     ping_timeouts: AtomicU64,
     connects: AtomicU64,
     reconnects: AtomicU64,
@@ -30,6 +33,34 @@ pub(crate) struct Counters {
     /// RPC call durations: a count per bucket of [`RPC_BUCKETS`] (the last: longer), and the sum
     /// in microseconds.
     rpc_durations: ([AtomicU64; RPC_BUCKETS.len() + 1], AtomicU64),
+}
+
+/// The close codes a refused frame can get, as the metrics label them (0, `none`: the frame was
+/// answered with an error, the socket stayed open).
+pub(crate) const REFUSED_CODES: [(u16, &str); 6] = [
+    (0, "none"),
+    (1002, "1002"),
+    (1003, "1003"),
+    (1007, "1007"),
+    (1008, "1008"),
+    (1009, "1009"),
+];
+
+/// Why a socket was closed as a slow consumer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SlowCause {
+    /// Its outbound queue was full (close code 4000).
+    QueueFull,
+    /// Its writes made no progress for `write_timeout`.
+    WriteStalled,
+}
+
+impl SlowCause {
+    /// Every cause, as the metrics label them.
+    pub(crate) const ALL: [(Self, &'static str); 2] = [
+        (Self::QueueFull, "queue_full"),
+        (Self::WriteStalled, "write_stalled"),
+    ];
 }
 
 /// The upper bounds of the RPC duration buckets, in seconds.
@@ -106,9 +137,9 @@ impl Counters {
         }
     }
 
-    /// Counts sockets closed as slow consumers: a full outbound queue, or writes that stalled.
-    pub(crate) fn slow_consumers(&self, n: u64) {
-        self.slow_consumers.fetch_add(n, Relaxed);
+    /// Counts a socket closed as a slow consumer, for `cause`.
+    pub(crate) fn slow_consumer(&self, cause: SlowCause) {
+        self.slow_consumers[cause as usize].fetch_add(1, Relaxed);
     }
 
     /// Counts handshakes refused because the node holds `max_connections` sockets.
@@ -130,8 +161,20 @@ impl Counters {
     }
 
     /// Counts client frames refused (malformed, unknown, oversized, binary).
-    pub(crate) fn refused_frame(&self) {
-        self.refused_frames.fetch_add(1, Relaxed);
+    pub(crate) fn refused_frame(&self, code: Option<u16>) {
+        let code = code.unwrap_or(0);
+        let at = REFUSED_CODES.iter().position(|(c, _)| *c == code);
+        self.refused_frames[at.unwrap_or(0)].fetch_add(1, Relaxed);
+    }
+
+    /// Slow consumers closed per cause (in [`SlowCause::ALL`]'s order) and refused frames per
+    /// code (in [`REFUSED_CODES`]' order).
+    pub(crate) fn closes(&self) -> ([u64; 2], [u64; REFUSED_CODES.len()]) {
+        let load = |c: &AtomicU64| c.load(Relaxed);
+        (
+            self.slow_consumers.each_ref().map(load),
+            self.refused_frames.each_ref().map(load),
+        )
     }
 
     /// Counts sockets closed because they did not answer a ping.
@@ -255,10 +298,10 @@ impl Counters {
             index,
             stored_sessions: stored_sessions.map(|n| n as u64),
             delivered: self.delivered.load(Relaxed),
-            slow_consumer_closes: self.slow_consumers.load(Relaxed),
+            slow_consumer_closes: self.slow_consumers.iter().map(|c| c.load(Relaxed)).sum(),
             rate_limited: self.rate_limited.load(Relaxed),
             refused_connections: self.refused_connections.load(Relaxed),
-            refused_frames: self.refused_frames.load(Relaxed),
+            refused_frames: self.refused_frames.iter().map(|c| c.load(Relaxed)).sum(),
             ping_timeouts: self.ping_timeouts.load(Relaxed),
             connects: self.connects.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),

@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::hub::Hub;
-use crate::stats::{RPC_BUCKETS, RpcOutcome, RpcTotals, Stats};
+use crate::stats::{REFUSED_CODES, RPC_BUCKETS, RpcOutcome, RpcTotals, SlowCause, Stats};
 
 /// The content type of the OpenMetrics text format.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -24,6 +24,8 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 struct Scrape {
     stats: Stats,
     rpc: RpcTotals,
+    /// Slow consumers per cause, refused frames per code.
+    closes: ([u64; 2], [u64; REFUSED_CODES.len()]),
     bus_ready: bool,
     /// Resident memory in bytes and open files, where the OS says (Linux).
     process: Option<(u64, u64)>,
@@ -86,11 +88,6 @@ impl Collector for Scrape {
                 s.delivered,
             ),
             (
-                "tidings_slow_consumer_closes",
-                "Sockets closed as slow consumers (4000, or writes stalled)",
-                s.slow_consumer_closes,
-            ),
-            (
                 "tidings_rate_limited",
                 "Requests refused past request_rate",
                 s.rate_limited,
@@ -126,7 +123,26 @@ impl Collector for Scrape {
             counter.encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)?;
         }
         let p = &s.publishes;
-        let labeled: [Family<'_>; 3] = [
+        let (slow, refused) = &self.closes;
+        let slow: Vec<_> = SlowCause::ALL.iter().map(|(_, l)| *l).zip(*slow).collect();
+        let refused: Vec<_> = REFUSED_CODES
+            .iter()
+            .map(|(_, l)| *l)
+            .zip(*refused)
+            .collect();
+        let labeled: [Family<'_>; 5] = [
+            (
+                "tidings_slow_consumer_closes",
+                "Sockets closed as slow consumers",
+                "cause",
+                &slow,
+            ),
+            (
+                "tidings_refused_frames",
+                "Client frames refused, by the close code they got",
+                "code",
+                &refused,
+            ),
             (
                 "tidings_publishes",
                 "Publishes accepted (each channel or user once)",
@@ -219,6 +235,7 @@ pub(crate) async fn metrics(State(hub): State<Hub>) -> Response {
     registry.register_collector(Box::new(Scrape {
         stats: hub.stats(),
         rpc: hub.counters().rpc_totals(),
+        closes: hub.counters().closes(),
         bus_ready: hub.is_ready(),
         process: process(),
     }));

@@ -23,6 +23,7 @@ use crate::hub::{Admission, Client, Hub};
 use crate::logs::Folded;
 use crate::model::PresenceKind;
 use crate::protocol::{CloseReason, Encoding, Request, frame};
+use crate::stats::SlowCause;
 
 /// How long a closed socket waits for the client's close frame before the connection ends.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -188,7 +189,7 @@ async fn write<W: AsyncWrite + Unpin>(
             sent = writer.write(frames, stall) => match sent {
                 Ok(()) => None,
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    slow_consumer(hub, "its writes made no progress for write_timeout");
+                    slow_consumer(hub, SlowCause::WriteStalled);
                     return;
                 }
                 Err(e) => {
@@ -200,7 +201,7 @@ async fn write<W: AsyncWrite + Unpin>(
         };
         if let Some(reason) = interrupted.or(closing) {
             if reason == CloseReason::SlowConsumer {
-                slow_consumer(hub, "its outbound queue was full");
+                slow_consumer(hub, SlowCause::QueueFull);
             }
             close(writer, reason).await;
             return;
@@ -210,9 +211,13 @@ async fn write<W: AsyncWrite + Unpin>(
 }
 
 /// Counts a socket closed as a slow consumer, and logs it once per interval.
-fn slow_consumer(hub: &Hub, why: &'static str) {
+fn slow_consumer(hub: &Hub, cause: SlowCause) {
     static LOG: Folded = Folded::new();
-    hub.counters().slow_consumers(1);
+    hub.counters().slow_consumer(cause);
+    let why = match cause {
+        SlowCause::QueueFull => "its outbound queue was full",
+        SlowCause::WriteStalled => "its writes made no progress for write_timeout",
+    };
     if let Some(sockets) = LOG.note(1) {
         tracing::warn!(
             sockets,
@@ -345,7 +350,7 @@ impl<'a> Reader<'a> {
                 Err(ReadError::Refused(reason)) => reason,
                 Err(ReadError::Gone) => return,
             };
-            self.hub.counters().refused_frame();
+            self.hub.counters().refused_frame(refused.code());
             tracing::debug!(reason = refused.text(), "closing a socket for what it sent");
             self.outbox.close(refused);
             return std::future::pending().await;
@@ -358,7 +363,7 @@ impl<'a> Reader<'a> {
         let request = match self.encoding.decode(frame) {
             Ok(request) => request,
             Err(bad) => {
-                self.hub.counters().refused_frame();
+                self.hub.counters().refused_frame(None);
                 let reply = self.encoding.error(bad.id, &bad.error);
                 let _ = self.outbox.push(Outgoing::Frame(reply));
                 return true;
