@@ -48,8 +48,9 @@ grep -q "listening on http://127.0.0.1:7401" "$out" || {
 }
 reply="$(curl -sS -X POST 127.0.0.1:7401/hello/ann)"
 [ "$reply" = "sent" ] || { echo "scripts/dependent.sh: /hello/ann answered: $reply" >&2; exit 1; }
-script="$(curl -sS 127.0.0.1:7401/tidings.js | head -c 200)"
-grep -q "tidings" <<<"$script" || { echo "scripts/dependent.sh: no /tidings.js" >&2; exit 1; }
+# The whole body, then its start: `curl | head -c` fails under pipefail when head closes first.
+script="$(curl -sS 127.0.0.1:7401/tidings.js)"
+grep -q "tidings" <<<"${script:0:200}" || { echo "scripts/dependent.sh: no /tidings.js" >&2; exit 1; }
 
 cargo package -p tidings --list --allow-dirty 2>/dev/null | grep -qx "client/tidings.js" || {
   echo "scripts/dependent.sh: the packaged crate lacks client/tidings.js" >&2
