@@ -136,6 +136,29 @@ async fn every_target_crosses_nodes(bus: &str) {
     let news = channel_event("news", json!(["x"]), "public:news");
     expect_exactly(a, &mut on_b, &[all.clone(), news, event("you", json!([]))]).await;
     expect_exactly(a, &mut on_c, &[all, event("dm", json!([]))]).await;
+
+    // The metrics count what crossed: A sent, B received, both applied their subscriptions.
+    let count = |body: &str, series: &str| -> u64 {
+        let line = body.lines().find_map(|l| l.strip_prefix(series));
+        line.and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    };
+    let scrape = |node: &Node| reqwest::get(format!("http://{}/metrics", node.addr));
+    let (on_a, on_b) = (scrape(a).await.unwrap(), scrape(b).await.unwrap());
+    let (on_a, on_b) = (on_a.text().await.unwrap(), on_b.text().await.unwrap());
+    assert!(
+        count(&on_a, r#"tidings_bus_messages_total{direction="sent"}"#) >= 5,
+        "{on_a}"
+    );
+    assert!(
+        count(&on_b, r#"tidings_bus_messages_total{direction="received"}"#) >= 3,
+        "{on_b}"
+    );
+    let applied = r#"tidings_bus_interest_batches_total{outcome="applied"}"#;
+    assert!(count(&on_b, applied) >= 1, "{on_b}");
+    assert_eq!(
+        count(&on_a, r#"tidings_publishes_total{target="channel"}"#),
+        2
+    );
 }
 
 #[tokio::test]

@@ -28,6 +28,10 @@ pub(crate) struct Counters {
     history_evicted: AtomicU64,
     /// Publishes accepted, by target: all, channel, user, socket.
     publishes: [AtomicU64; 4],
+    /// Messages between nodes: sent, received (Redis or NATS).
+    bus_messages: [AtomicU64; 2],
+    /// Batches of subscription changes sent to the broker: applied, failed (retried).
+    interest_batches: [AtomicU64; 2],
     /// RPC calls, by [`RpcOutcome`].
     rpc_calls: [AtomicU64; 4],
     /// RPC call durations: a count per bucket of [`RPC_BUCKETS`] (the last: longer), and the sum
@@ -99,6 +103,33 @@ pub(crate) struct RpcTotals {
 }
 
 impl Counters {
+    /// Counts a message sent to the bus between nodes.
+    #[cfg(any(feature = "redis", feature = "nats"))]
+    pub(crate) fn bus_sent(&self) {
+        self.bus_messages[0].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a message received from the bus between nodes.
+    #[cfg(any(feature = "redis", feature = "nats"))]
+    pub(crate) fn bus_received(&self) {
+        self.bus_messages[1].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a batch of subscription changes the broker applied (or failed to).
+    #[cfg(any(feature = "redis", feature = "nats"))]
+    pub(crate) fn interest_batch(&self, applied: bool) {
+        self.interest_batches[usize::from(!applied)].fetch_add(1, Relaxed);
+    }
+
+    /// Bus messages sent and received, and interest batches applied and failed.
+    pub(crate) fn bus_totals(&self) -> ([u64; 2], [u64; 2]) {
+        let load = |c: &AtomicU64| c.load(Relaxed);
+        (
+            self.bus_messages.each_ref().map(load),
+            self.interest_batches.each_ref().map(load),
+        )
+    }
+
     /// Counts an RPC call that ended with `outcome` after `took`.
     pub(crate) fn rpc_call(&self, outcome: RpcOutcome, took: std::time::Duration) {
         self.rpc_calls[outcome as usize].fetch_add(1, Relaxed);

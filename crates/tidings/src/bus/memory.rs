@@ -10,6 +10,7 @@ use crate::error::BusError;
 use crate::ids::NodeId;
 use crate::limits::Limits;
 use crate::model::{BusMessage, Topic};
+use crate::stats::Counters;
 
 /// The in-process bus, for one process (share one between hubs to run several nodes in it).
 ///
@@ -46,6 +47,7 @@ impl Carrier for Nodes {
         _node: &NodeId,
         inbox: Weak<dyn Inbox>,
         _limits: &Limits,
+        _counters: &Arc<Counters>,
     ) -> Result<(), BusError> {
         let mut nodes = self.nodes.write();
         nodes.retain(|n| n.strong_count() > 0);

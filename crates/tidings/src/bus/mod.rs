@@ -38,6 +38,7 @@ use crate::history::{Rules, Streams};
 use crate::ids::NodeId;
 use crate::limits::Limits;
 use crate::model::{BusMessage, Topic};
+use crate::stats::Counters;
 
 /// The receiving side of a node: where the bus delivers messages.
 pub(crate) trait Inbox: Send + Sync {
@@ -80,12 +81,14 @@ pub(crate) trait Carrier: Send + Sync + 'static {
     }
 
     /// Registers a node's inbox, with the limits external publishes (the ingest channel) must
-    /// keep; the bus holds the inbox weakly. A bus that serves one node only refuses a second.
+    /// keep and the node's counters (messages sent and received); the bus holds the inbox
+    /// weakly. A bus that serves one node only refuses a second.
     fn attach(
         &self,
         node: &NodeId,
         inbox: Weak<dyn Inbox>,
         limits: &Limits,
+        counters: &Arc<Counters>,
     ) -> Result<(), BusError>;
 
     /// Sends a message to every node interested in it, this one included.

@@ -29,6 +29,7 @@ use crate::ids::NodeId;
 use crate::limits::Limits;
 use crate::logs::Folded;
 use crate::model::{BusMessage, Event, Target, Topic};
+use crate::stats::Counters;
 
 /// How long a session operation waits for this node's subscriptions before failing.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -132,7 +133,7 @@ impl Wanted {
 pub(crate) struct Receiver {
     subjects: wire::Subjects,
     ingest: Option<String>,
-    node: OnceLock<(NodeId, Weak<dyn Inbox>, Limits)>,
+    node: OnceLock<(NodeId, Weak<dyn Inbox>, Limits, Arc<Counters>)>,
     ready: AtomicBool,
     /// External publishes to channels with history, to be numbered in the order they came.
     numbering: OnceLock<(Arc<dyn Streams>, mpsc::Sender<Numbered>)>,
@@ -191,7 +192,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 impl Receiver {
     /// Handles one message that arrived on `subject`.
     pub(crate) fn deliver(&self, subject: &[u8], payload: &[u8]) {
-        let Some((node, inbox, limits)) = self.node.get() else {
+        let Some((node, inbox, limits, counters)) = self.node.get() else {
             return;
         };
         let Some(inbox) = inbox.upgrade() else {
@@ -200,12 +201,16 @@ impl Receiver {
         let subject = String::from_utf8_lossy(subject);
         if self.ingest.as_deref() == Some(subject.as_ref()) {
             match ingest::decode(payload, limits) {
-                Ok(messages) => self.ingested(messages, payload, &subject, &*inbox),
+                Ok(messages) => {
+                    counters.bus_received();
+                    self.ingested(messages, payload, &subject, &*inbox)
+                }
                 Err(error) => inbox.malformed(&subject, payload, &error),
             }
         } else if !wire::sent_by(payload, node) {
             match wire::decode(&self.subjects, &subject, payload) {
                 Ok(message) => {
+                    counters.bus_received();
                     if let (BusMessage::Publish { event, .. }, Some((history, _))) =
                         (&message, self.numbering.get())
                         && event.position().is_some()
@@ -255,6 +260,13 @@ impl Receiver {
                     "too many external publishes waiting for history",
                 );
             }
+        }
+    }
+
+    /// Counts something on the node's counters, once a node is attached.
+    fn counted(&self, count: impl FnOnce(&Counters)) {
+        if let Some((.., counters)) = self.node.get() {
+            count(counters);
         }
     }
 
@@ -316,7 +328,7 @@ impl<T: Transport> SharedBus<T> {
 
     /// Hands a message to this node's own sockets.
     fn deliver_here(&self, message: &BusMessage) {
-        let inbox = self.receiver.node.get().and_then(|(_, i, _)| i.upgrade());
+        let inbox = self.receiver.node.get().and_then(|(_, i, ..)| i.upgrade());
         if let Some(inbox) = inbox {
             inbox.receive(message);
         }
@@ -325,8 +337,9 @@ impl<T: Transport> SharedBus<T> {
     /// Sends one payload, reporting a failure as the bus being unavailable.
     async fn send(&self, subject: String, payload: Bytes) -> Result<(), BusError> {
         let sent = self.transport.send(subject, payload).await;
-        if sent.is_err() {
-            self.receiver.set_ready(false);
+        match &sent {
+            Ok(()) => self.receiver.counted(Counters::bus_sent),
+            Err(_) => self.receiver.set_ready(false),
         }
         sent
     }
@@ -339,12 +352,13 @@ impl<T: Transport> Carrier for SharedBus<T> {
         node: &NodeId,
         inbox: Weak<dyn Inbox>,
         limits: &Limits,
+        counters: &Arc<Counters>,
     ) -> Result<(), BusError> {
         let subjects = &self.receiver.subjects;
         let always = [Some(subjects.all()), Some(subjects.node(node))];
         self.receiver
             .node
-            .set((node.clone(), inbox, limits.clone()))
+            .set((node.clone(), inbox, limits.clone(), counters.clone()))
             .map_err(|_| BusError::Taken)?;
         let ingest = self.receiver.ingest.clone();
         for subject in always.into_iter().chain([ingest]).flatten() {
@@ -467,6 +481,7 @@ async fn apply_interest(
             (Ok(()), false) => transport.unsubscribe(off).await,
             (other, _) => other,
         };
+        receiver.counted(|c| c.interest_batch(result.is_ok()));
         match result {
             Ok(()) => {
                 receiver.set_ready(true);

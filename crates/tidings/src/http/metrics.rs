@@ -26,6 +26,8 @@ struct Scrape {
     rpc: RpcTotals,
     /// Slow consumers per cause, refused frames per code.
     closes: ([u64; 2], [u64; REFUSED_CODES.len()]),
+    /// Bus messages sent and received; interest batches applied and failed.
+    bus: ([u64; 2], [u64; 2]),
     bus_ready: bool,
     /// Resident memory in bytes and open files, where the OS says (Linux).
     process: Option<(u64, u64)>,
@@ -130,7 +132,20 @@ impl Collector for Scrape {
             .map(|(_, l)| *l)
             .zip(*refused)
             .collect();
-        let labeled: [Family<'_>; 5] = [
+        let ([sent, received], [applied, failed]) = self.bus;
+        let labeled: [Family<'_>; 7] = [
+            (
+                "tidings_bus_messages",
+                "Messages between nodes (Redis, NATS)",
+                "direction",
+                &[("sent", sent), ("received", received)],
+            ),
+            (
+                "tidings_bus_interest_batches",
+                "Batches of subscription changes sent to the broker",
+                "outcome",
+                &[("applied", applied), ("failed", failed)],
+            ),
             (
                 "tidings_slow_consumer_closes",
                 "Sockets closed as slow consumers",
@@ -236,6 +251,7 @@ pub(crate) async fn metrics(State(hub): State<Hub>) -> Response {
         stats: hub.stats(),
         rpc: hub.counters().rpc_totals(),
         closes: hub.counters().closes(),
+        bus: hub.counters().bus_totals(),
         bus_ready: hub.is_ready(),
         process: process(),
     }));

@@ -252,7 +252,7 @@ impl HubBuilder {
         let presence = Arc::new(presence);
         let local = Arc::new(Local::new(node.clone(), bus.clone(), counters.clone()));
         let inbox: Arc<dyn Inbox> = local.clone();
-        bus.attach(&node, Arc::downgrade(&inbox), &self.limits)?;
+        bus.attach(&node, Arc::downgrade(&inbox), &self.limits, &counters)?;
         runtime.spawn(presence::purge::run(Arc::downgrade(&presence)));
         runtime.spawn(presence::relay::run(
             presence.events(),
