@@ -133,13 +133,16 @@ impl Wanted {
 pub(crate) struct Receiver {
     subjects: wire::Subjects,
     ingest: Option<String>,
-    node: OnceLock<(NodeId, Weak<dyn Inbox>, Limits, Arc<Counters>)>,
+    node: OnceLock<Attached>,
     ready: AtomicBool,
     /// External publishes to channels with history, to be numbered in the order they came.
     numbering: OnceLock<(Arc<dyn Streams>, mpsc::Sender<Numbered>)>,
     /// The external publishes read lately, to claim each once.
     claims: Mutex<Claims>,
 }
+
+/// The node a receiver serves: its id, inbox, the limits of external publishes, its counters.
+type Attached = (NodeId, Weak<dyn Inbox>, Limits, Arc<Counters>);
 
 /// An external publish to a channel with history, on its way to be numbered.
 type Numbered = (Arc<str>, Arc<History>, Arc<Event>, Claim);
