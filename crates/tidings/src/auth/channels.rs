@@ -3,11 +3,15 @@
 //! A channel is **public** (matches `public_channels`: anyone may subscribe), a **user** channel
 //! (matches `user_channels`, e.g. `user:*`: only a session whose user id is the part after the
 //! prefix), or else needs a **token** that lists it. The backend (HTTP API, Rust, RPC) may
-//! subscribe a session to any channel.
+//! subscribe a session to any channel. Channels under `tidings:` are tidings' own (the admin
+//! page's): never public.
 
 use std::collections::HashMap;
 
 use crate::error::BuildError;
+
+/// The prefix of the channels tidings itself publishes on (`tidings:admin`, the nodes' status).
+pub(crate) const RESERVED: &str = "tidings:";
 
 /// The rule a channel falls under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,7 +108,18 @@ impl ChannelRules {
     }
 
     /// Whether a client of a session with user id `user` may subscribe to `channel` by itself.
+    /// Channels under [`RESERVED`] never: only the backend (or a token) subscribes a session to
+    /// them, whatever `public_channels` says.
     pub(crate) fn judge(&self, channel: &str, user: Option<&str>) -> Result<(), Forbidden> {
+        if channel.starts_with(RESERVED) {
+            return Err(Forbidden {
+                rule: ChannelRule::Token,
+                message: format!(
+                    "channel {channel:?} is reserved for tidings itself (\"{RESERVED}*\"): only \
+                     the backend subscribes a session to it"
+                ),
+            });
+        }
         let (rule, pattern, rest) = self.find(channel);
         let message = match rule {
             ChannelRule::Public => return Ok(()),

@@ -347,6 +347,19 @@ impl Index {
         (holding, empty)
     }
 
+    /// The `n` channels with the most subscribed sockets on this node, most first.
+    pub(crate) fn busiest(&self, n: usize) -> Vec<(Arc<str>, usize)> {
+        let mut channels: Vec<_> = self
+            .members
+            .channels
+            .iter()
+            .map(|(name, sockets)| (name.clone(), sockets.len()))
+            .collect();
+        channels.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        channels.truncate(n);
+        channels
+    }
+
     /// The size of each index.
     pub(crate) fn sizes(&self) -> IndexSizes {
         IndexSizes {

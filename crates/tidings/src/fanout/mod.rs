@@ -197,6 +197,11 @@ impl Local {
         }
     }
 
+    /// The `n` channels with the most subscribed sockets on this node, most first.
+    pub(crate) fn busiest(&self, n: usize) -> Vec<(Arc<str>, usize)> {
+        self.index.read().busiest(n)
+    }
+
     /// The size of each index.
     pub(crate) fn sizes(&self) -> IndexSizes {
         self.index.read().sizes()

@@ -7,14 +7,14 @@ use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRef, Path, Query, State};
 use axum::routing::{get, post, put};
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::ApiError;
 use super::body::JsonBody;
 use crate::history::Page;
-use crate::hub::{Hub, Session};
+use crate::hub::{ADMIN_CHANNEL, Hub, Session};
 use crate::ids::{SessionId, SocketId};
 use crate::model::Target;
 use crate::names::{IntoNames, OneOrMany};
@@ -41,6 +41,7 @@ where
         .route("/presence/{id}", get(is_connected))
         .route("/history/{channel}", get(history))
         .route("/stats", get(stats))
+        .route("/admin/watch", post(watch))
 }
 
 /// A publish: the event, its arguments (default `[]`) and the one target field its route takes.
@@ -154,6 +155,21 @@ async fn subscribe(
     let channels = session(&hub, &id)?
         .subscribe(b.channels.into_names())
         .await?;
+    Ok(Json(ChannelsView { channels }))
+}
+
+/// `POST /admin/watch`: subscribes the session of the request's cookie (the admin page's) to the
+/// nodes' status (`tidings:admin`), which only the backend may do.
+async fn watch(State(hub): State<Hub>, headers: HeaderMap) -> Result<Json<ChannelsView>, ApiError> {
+    let Some(session) = crate::socket::session_cookie(&headers) else {
+        let message = "no tidings.sid cookie: open the page's WebSocket before watching";
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            message,
+        ));
+    };
+    let channels = hub.session(session).subscribe(ADMIN_CHANNEL).await?;
     Ok(Json(ChannelsView { channels }))
 }
 

@@ -161,6 +161,7 @@ where
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
         .route("/readyz", get(readyz))
+        .route("/admin", get(|| async { axum::response::Html(ADMIN_PAGE) }))
         .route(
             "/metrics",
             get(metrics::metrics).layer(middleware::from_fn_with_state(key, require_key)),
@@ -178,6 +179,9 @@ where
 {
     Router::new().route("/metrics", get(metrics::metrics))
 }
+
+/// The admin page: every node's status, live, over tidings.js (`docs/http-api.md`, "Admin").
+const ADMIN_PAGE: &str = include_str!("admin.html");
 
 /// The query parameters of `/ws`.
 #[derive(serde::Deserialize)]

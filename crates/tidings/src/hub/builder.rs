@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Hub, Shared, gate, upkeep};
+use super::{Hub, Shared, gate, status, upkeep};
 use crate::auth::ChannelRules;
 #[cfg(feature = "tokens")]
 use crate::auth::TokenKey;
@@ -284,6 +284,7 @@ impl HubBuilder {
             next_seq: AtomicU64::new(1),
         });
         runtime.spawn(upkeep::run(Arc::downgrade(&shared)));
+        runtime.spawn(status::run(Arc::downgrade(&shared)));
         Ok(Hub { shared })
     }
 }

@@ -6,6 +6,7 @@ mod client;
 mod gate;
 pub mod rpc;
 mod session;
+mod status;
 mod upkeep;
 
 pub(crate) use admission::{Admission, AdmitError, admit};
@@ -13,6 +14,7 @@ pub use builder::HubBuilder;
 pub(crate) use client::Client;
 pub(crate) use gate::{Crowded, Pass};
 pub use session::Session;
+pub(crate) use status::ADMIN_CHANNEL;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -49,6 +49,11 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .find_map(|(k, v)| (k == name).then_some(v))
 }
 
+/// The session a request's `tidings.sid` cookie names, if it names a well-formed one.
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<SessionId> {
+    cookie(headers, SESSION_COOKIE)?.parse().ok()
+}
+
 /// Why a request cannot become a WebSocket.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum HandshakeError {
@@ -131,8 +136,7 @@ pub(crate) async fn upgrade(
     let pass = hub
         .enter(address)
         .map_err(|crowded| refuse(&hub, crowded))?;
-    let requested =
-        cookie(request.headers(), SESSION_COOKIE).and_then(|v| v.parse::<SessionId>().ok());
+    let requested = session_cookie(request.headers());
     let admitted = match admit(&hub, requested, token).await {
         Ok(admission) => Ok(admission),
         Err(AdmitError::Close(CloseReason::TooManySessions)) => {

@@ -257,3 +257,45 @@ async fn a_body_that_stalls_is_408() {
                 content-length: 100\r\n\r\n{\"event\":";
     assert_eq!(status_after(&server, head.as_bytes()).await, 408);
 }
+
+#[tokio::test]
+async fn the_admin_channel_is_never_public_and_the_api_key_opens_it_to_a_page() {
+    let builder = Hub::builder().public_channels(["*"]);
+    let server = Server::with(builder, HttpOptions::new().api_key("k")).await;
+    let mut page = server.connect().await;
+    let reply = page
+        .request(json!({"type": "subscribe", "channels": "tidings:admin"}))
+        .await;
+    assert_eq!(reply["error"]["code"], "forbidden_channel", "{reply}");
+    let watch = |cookie: Option<String>, key: &str| {
+        let mut request = reqwest::Client::new()
+            .post(format!("http://{}/api/admin/watch", server.addr))
+            .bearer_auth(key);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", format!("{}={cookie}", tidings::SESSION_COOKIE));
+        }
+        request.send()
+    };
+    assert_eq!(
+        watch(Some(page.cookie.clone()), "wrong")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(watch(None, "k").await.unwrap().status(), 400);
+    let watched = watch(Some(page.cookie.clone()), "k").await.unwrap();
+    assert_eq!(watched.status(), 200);
+    let status = loop {
+        let frame = page.recv().await;
+        if frame["event"] == "status" {
+            break frame;
+        }
+    };
+    assert_eq!(status["channel"], "tidings:admin");
+    assert_eq!(status["args"][0]["node"], server.hub.node_id().as_str());
+    assert_eq!(
+        status["args"][0]["stats"]["index"]["sockets"], 1,
+        "{status}"
+    );
+}

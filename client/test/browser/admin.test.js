@@ -1,0 +1,66 @@
+// The admin page in Chromium: two nodes on Redis, the page on one with the API key typed in;
+// both nodes appear, and the numbers move when load is applied to the other.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, test } from "node:test";
+
+import { launch } from "../support/browser.js";
+import { Server } from "../support/server.js";
+
+const KEY = "admin-test-key";
+let a;
+let b;
+let browser;
+
+before(async () => {
+  const prefix = `t${randomUUID()}`;
+  const args = ["--api-key", KEY, "--bus", "redis", "--store", "redis", "--bus-prefix", prefix, "--heartbeat-name", prefix];
+  a = await Server.start(args);
+  b = await Server.start(args);
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await a?.kill();
+  await b?.kill();
+});
+
+/** Publishes one event to everyone through `server`'s API, with the key. */
+async function publish(server) {
+  const response = await fetch(`${server.url}/api/publish/all`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` },
+    body: JSON.stringify({ event: "load", args: [] }),
+  });
+  assert.equal(response.status, 200);
+}
+
+test("the admin page shows every node, and its numbers move under load", { timeout: 60_000 }, async () => {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 700 } });
+  page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
+  await page.goto(`${a.url}/admin`);
+  await page.locator("#state", { hasText: "connected" }).waitFor();
+  await page.fill("#key", "wrong");
+  await page.click("#watch button");
+  await page.locator("#state", { hasText: "refused: 401" }).waitFor();
+  await page.fill("#key", KEY);
+  await page.click("#watch button");
+  await page.locator("#state", { hasText: "watching" }).waitFor();
+  await page.waitForFunction(() => document.querySelectorAll("#nodes tr").length === 2);
+  // The page's own socket is on a: its node counts one.
+  await page.waitForFunction(() => document.getElementById("total-sockets").textContent === "1");
+
+  let loading = true;
+  const load = (async () => {
+    while (loading) await publish(b);
+  })();
+  await page.waitForFunction(() => Number(document.getElementById("total-publishes").textContent) > 1);
+  await page.waitForFunction(() => Number(document.getElementById("total-deliveries").textContent) > 1);
+  loading = false;
+  await load;
+  const shot = path.join(process.env.SCREENSHOT_DIR ?? tmpdir(), "admin.png");
+  await page.screenshot({ path: shot });
+});
