@@ -155,10 +155,8 @@ async fn every_target_crosses_nodes(bus: &str) {
     );
     let applied = r#"tidings_bus_interest_batches_total{outcome="applied"}"#;
     assert!(count(&on_b, applied) >= 1, "{on_b}");
-    assert_eq!(
-        count(&on_a, r#"tidings_publishes_total{target="channel"}"#),
-        2
-    );
+    let http = r#"tidings_publishes_total{target="channel",source="http"}"#;
+    assert_eq!(count(&on_a, http), 2);
 }
 
 #[tokio::test]

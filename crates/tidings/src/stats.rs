@@ -26,8 +26,8 @@ pub(crate) struct Counters {
     webhook_failed: AtomicU64,
     bus_malformed: AtomicU64,
     history_evicted: AtomicU64,
-    /// Publishes accepted, by target: all, channel, user, socket.
-    publishes: [AtomicU64; 4],
+    /// Publishes accepted, by [`Source`] then target: all, channel, user, socket.
+    publishes: [[AtomicU64; 4]; 3],
     /// Messages between nodes: sent, received (Redis or NATS).
     bus_messages: [AtomicU64; 2],
     /// Batches of subscription changes sent to the broker: applied, failed (retried).
@@ -69,6 +69,33 @@ impl SlowCause {
 
 /// The upper bounds of the RPC duration buckets, in seconds.
 pub(crate) const RPC_BUCKETS: [f64; 9] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
+
+/// Where a publish came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The Rust API (`Hub::channel` and the rest), RPC handlers in Rust included.
+    Rust,
+    /// The HTTP API.
+    Http,
+    /// The ingest channel (SocketStream's format on Redis), as this node took it.
+    #[cfg_attr(
+        not(any(feature = "redis", feature = "nats")),
+        expect(
+            dead_code,
+            reason = "only a bus between processes reads the ingest channel"
+        )
+    )]
+    Ingest,
+}
+
+impl Source {
+    /// Every source, as the metrics label them.
+    pub(crate) const ALL: [(Self, &'static str); 3] = [
+        (Self::Rust, "rust"),
+        (Self::Http, "http"),
+        (Self::Ingest, "ingest"),
+    ];
+}
 
 /// How an RPC call ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,15 +177,24 @@ impl Counters {
         }
     }
 
-    /// Counts a publish accepted for `target` (each channel or user of a publish counts once).
-    pub(crate) fn published(&self, target: &Target) {
+    /// Counts a publish from `source` accepted for `target` (each channel or user of a publish
+    /// counts once).
+    pub(crate) fn published(&self, source: Source, target: &Target) {
         let at = match target {
             Target::All => 0,
             Target::Channel(_) => 1,
             Target::User(_) => 2,
             Target::Socket(_) => 3,
         };
-        self.publishes[at].fetch_add(1, Relaxed);
+        self.publishes[source as usize][at].fetch_add(1, Relaxed);
+    }
+
+    /// Publishes accepted so far, by source (in [`Source::ALL`]'s order) then target (all,
+    /// channel, user, socket).
+    pub(crate) fn publishes(&self) -> [[u64; 4]; 3] {
+        self.publishes
+            .each_ref()
+            .map(|by_target| by_target.each_ref().map(|c| c.load(Relaxed)))
     }
 
     /// Counts events queued to sockets (once per publish, not per recipient).
@@ -342,11 +378,15 @@ impl Counters {
             webhook_failed: self.webhook_failed.load(Relaxed),
             bus_malformed: self.bus_malformed.load(Relaxed),
             history_evicted: self.history_evicted.load(Relaxed),
-            publishes: Publishes {
-                all: self.publishes[0].load(Relaxed),
-                channel: self.publishes[1].load(Relaxed),
-                user: self.publishes[2].load(Relaxed),
-                socket: self.publishes[3].load(Relaxed),
+            publishes: {
+                let by_target =
+                    |at: usize| self.publishes.iter().map(|s| s[at].load(Relaxed)).sum();
+                Publishes {
+                    all: by_target(0),
+                    channel: by_target(1),
+                    user: by_target(2),
+                    socket: by_target(3),
+                }
             },
         }
     }

@@ -29,7 +29,7 @@ use crate::ids::NodeId;
 use crate::limits::Limits;
 use crate::logs::Folded;
 use crate::model::{BusMessage, Event, Target, Topic};
-use crate::stats::Counters;
+use crate::stats::{Counters, Source};
 
 /// How long a session operation waits for this node's subscriptions before failing.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -238,6 +238,9 @@ impl Receiver {
     ) {
         let mut claim = None;
         for message in messages {
+            if let BusMessage::Publish { target, .. } = &message {
+                self.counted(|c| c.published(Source::Ingest, target));
+            }
             let numbering = self.numbering.get();
             let numbered = match (&message, numbering) {
                 (

@@ -18,7 +18,7 @@ use crate::hub::{ADMIN_CHANNEL, Hub, Session};
 use crate::ids::{SessionId, SocketId};
 use crate::model::Target;
 use crate::names::{IntoNames, OneOrMany};
-use crate::stats::Stats;
+use crate::stats::{Source, Stats};
 use crate::store::Connected;
 
 /// The API's routes, relative to where they are nested (`/api`).
@@ -102,7 +102,8 @@ async fn publish(
         (None, None, None) => vec![Target::All],
     };
     let args = body.args.unwrap_or_else(|| RawValue::NULL.to_owned());
-    hub.publish(targets, &body.event, args).await?;
+    hub.publish(Source::Http, targets, &body.event, args)
+        .await?;
     Ok(Json(Done { ok: true }))
 }
 

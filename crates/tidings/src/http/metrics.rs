@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::hub::Hub;
-use crate::stats::{REFUSED_CODES, RPC_BUCKETS, RpcOutcome, RpcTotals, SlowCause, Stats};
+use crate::stats::{REFUSED_CODES, RPC_BUCKETS, RpcOutcome, RpcTotals, SlowCause, Source, Stats};
 
 /// The content type of the OpenMetrics text format.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -28,6 +28,8 @@ struct Scrape {
     closes: ([u64; 2], [u64; REFUSED_CODES.len()]),
     /// Bus messages sent and received; interest batches applied and failed.
     bus: ([u64; 2], [u64; 2]),
+    /// Publishes by source, then target.
+    publishes: [[u64; 4]; 3],
     bus_ready: bool,
     /// Resident memory in bytes and open files, where the OS says (Linux).
     process: Option<(u64, u64)>,
@@ -124,7 +126,6 @@ impl Collector for Scrape {
             let counter = ConstCounter::new(count);
             counter.encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)?;
         }
-        let p = &s.publishes;
         let (slow, refused) = &self.closes;
         let slow: Vec<_> = SlowCause::ALL.iter().map(|(_, l)| *l).zip(*slow).collect();
         let refused: Vec<_> = REFUSED_CODES
@@ -133,7 +134,7 @@ impl Collector for Scrape {
             .zip(*refused)
             .collect();
         let ([sent, received], [applied, failed]) = self.bus;
-        let labeled: [Family<'_>; 7] = [
+        let labeled: [Family<'_>; 6] = [
             (
                 "tidings_bus_messages",
                 "Messages between nodes (Redis, NATS)",
@@ -157,17 +158,6 @@ impl Collector for Scrape {
                 "Client frames refused, by the close code they got",
                 "code",
                 &refused,
-            ),
-            (
-                "tidings_publishes",
-                "Publishes accepted (each channel or user once)",
-                "target",
-                &[
-                    ("all", p.all),
-                    ("channel", p.channel),
-                    ("user", p.user),
-                    ("socket", p.socket),
-                ],
             ),
             (
                 "tidings_presence_events",
@@ -194,6 +184,16 @@ impl Collector for Scrape {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for (value, count) in series {
                 ConstCounter::new(*count).encode(family.encode_family(&[(label, *value)])?)?;
+            }
+        }
+        let name = "tidings_publishes";
+        let help = "Publishes accepted (each channel or user once), by target and source";
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for ((_, source), by_target) in Source::ALL.iter().zip(self.publishes) {
+            let targets = ["all", "channel", "user", "socket"];
+            for (target, count) in targets.into_iter().zip(by_target) {
+                let labels = [("target", target), ("source", *source)];
+                ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
             }
         }
         let rpc = &self.rpc;
@@ -252,6 +252,7 @@ pub(crate) async fn metrics(State(hub): State<Hub>) -> Response {
         rpc: hub.counters().rpc_totals(),
         closes: hub.counters().closes(),
         bus: hub.counters().bus_totals(),
+        publishes: hub.counters().publishes(),
         bus_ready: hub.is_ready(),
         process: process(),
     }));

@@ -37,7 +37,7 @@ use crate::model::{BusMessage, Event, Kick, Target};
 use crate::names::IntoNames;
 use crate::presence::Presence;
 use crate::protocol::CloseReason;
-use crate::stats::{Counters, Stats};
+use crate::stats::{Counters, Source, Stats};
 use crate::store::{SessionState, SessionStore};
 use rpc::Methods;
 
@@ -111,7 +111,8 @@ impl Hub {
     /// (a tuple, a `Vec`, `json!([…])`) or be `()` for none; the client's handler gets them
     /// as its arguments.
     pub async fn all(&self, event: &str, args: impl Serialize) -> Result<(), PublishError> {
-        self.publish(vec![Target::All], event, to_raw(args)?).await
+        self.publish(Source::Rust, vec![Target::All], event, to_raw(args)?)
+            .await
     }
 
     /// Sends an event to the sessions subscribed to one or more channels; each gets it once per
@@ -123,7 +124,8 @@ impl Hub {
         args: impl Serialize,
     ) -> Result<(), PublishError> {
         let targets = self.targets("channel", channels.into_names(), Target::Channel)?;
-        self.publish(targets, event, to_raw(args)?).await
+        self.publish(Source::Rust, targets, event, to_raw(args)?)
+            .await
     }
 
     /// Sends an event to every session bound to one or more user ids.
@@ -134,7 +136,8 @@ impl Hub {
         args: impl Serialize,
     ) -> Result<(), PublishError> {
         let targets = self.targets("user id", users.into_names(), Target::User)?;
-        self.publish(targets, event, to_raw(args)?).await
+        self.publish(Source::Rust, targets, event, to_raw(args)?)
+            .await
     }
 
     /// Sends an event to one socket (one browser tab).
@@ -144,8 +147,13 @@ impl Hub {
         event: &str,
         args: impl Serialize,
     ) -> Result<(), PublishError> {
-        self.publish(vec![Target::Socket(socket.clone())], event, to_raw(args)?)
-            .await
+        self.publish(
+            Source::Rust,
+            vec![Target::Socket(socket.clone())],
+            event,
+            to_raw(args)?,
+        )
+        .await
     }
 
     /// Closes every socket of `user` on every node (close code 4006). With `block`, every node
@@ -298,6 +306,7 @@ impl Hub {
     /// `args` must be a JSON array; `null` (from `()`, or omitted in the HTTP API) means none.
     pub(crate) async fn publish(
         &self,
+        source: Source,
         targets: Vec<Target>,
         event: &str,
         args: Box<RawValue>,
@@ -340,7 +349,7 @@ impl Hub {
                 }
                 None => bus.publish(BusMessage::Publish { target, event }).await?,
             }
-            self.shared.counters.published(&counted);
+            self.shared.counters.published(source, &counted);
         }
         Ok(())
     }

@@ -71,10 +71,10 @@ async fn metrics_move_with_what_the_node_does_and_need_the_key() {
     assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
     assert_eq!(value(&body, "tidings_sockets"), Some(1.0), "{body}");
     assert_eq!(value(&body, "tidings_channels"), Some(1.0), "{body}");
-    assert_eq!(
-        value(&body, r#"tidings_publishes_total{target="channel"}"#),
-        Some(2.0)
-    );
+    let http = r#"tidings_publishes_total{target="channel",source="http"}"#;
+    assert_eq!(value(&body, http), Some(2.0), "{body}");
+    let rust = r#"tidings_publishes_total{target="channel",source="rust"}"#;
+    assert_eq!(value(&body, rust), Some(0.0), "{body}");
     assert_eq!(
         value(&body, "tidings_deliveries_total"),
         Some(1.0),
