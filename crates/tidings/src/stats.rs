@@ -78,13 +78,6 @@ pub(crate) enum Source {
     /// The HTTP API.
     Http,
     /// The ingest channel (SocketStream's format on Redis), as this node took it.
-    #[cfg_attr(
-        not(any(feature = "redis", feature = "nats")),
-        expect(
-            dead_code,
-            reason = "only a bus between processes reads the ingest channel"
-        )
-    )]
     Ingest,
 }
 
