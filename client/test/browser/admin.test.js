@@ -1,32 +1,20 @@
 // The admin page in Chromium: two nodes on Redis, the page on one with the API key typed in;
 // both nodes appear, and the numbers move when load is applied to the other.
 import assert from "node:assert/strict";
-import { randomUUID } from "node:crypto";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 
-import { launch } from "../support/browser.js";
-import { Server } from "../support/server.js";
+import { Pair } from "../support/pair.js";
 
 const KEY = "admin-test-key";
-let a;
-let b;
-let browser;
+let pair;
 
 before(async () => {
-  const prefix = `t${randomUUID()}`;
-  const args = ["--api-key", KEY, "--bus", "redis", "--store", "redis", "--bus-prefix", prefix, "--heartbeat-name", prefix];
-  a = await Server.start(args);
-  b = await Server.start(args);
-  browser = await launch();
+  pair = await Pair.start(["--api-key", KEY]);
 });
 
-after(async () => {
-  await browser?.close();
-  await a?.kill();
-  await b?.kill();
-});
+after(() => pair?.stop());
 
 /** Publishes one event to everyone through `server`'s API, with the key. */
 async function publish(server) {
@@ -39,6 +27,7 @@ async function publish(server) {
 }
 
 test("the admin page shows every node, and its numbers move under load", { timeout: 60_000 }, async () => {
+  const { a, b, browser } = pair;
   const page = await browser.newPage({ viewport: { width: 1200, height: 700 } });
   page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
   await page.goto(`${a.url}/admin`);

@@ -2,35 +2,23 @@
 // restarted on Redis while another node publishes; after tidings.js reconnects, the page has every
 // event once, in order, and was told it recovered.
 import assert from "node:assert/strict";
-import { randomUUID } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 
-import { launch } from "../support/browser.js";
+import { Pair } from "../support/pair.js";
 import { Server } from "../support/server.js";
 
-let args;
-let a;
-let b;
-let browser;
+let pair;
 
 before(async () => {
   const config = path.join(tmpdir(), `tidings-recover-${process.pid}.toml`);
   await writeFile(config, 'public_channels = ["chat:*"]\n\n[[history]]\nchannels = ["chat:*"]\n');
-  const prefix = `t${randomUUID()}`;
-  args = ["--config", config, "--bus", "redis", "--store", "redis", "--bus-prefix", prefix, "--heartbeat-name", prefix];
-  a = await Server.start(args);
-  b = await Server.start(args);
-  browser = await launch();
+  pair = await Pair.start(["--config", config]);
 });
 
-after(async () => {
-  await browser?.close();
-  await a?.kill();
-  await b?.kill();
-});
+after(() => pair?.stop());
 
 /** A page that shows each `m` event's argument as a list item, and the `recovered` events. */
 const page = (server) => `<!doctype html><p id="state">connecting</p><ol id="events"></ol><p id="recovered"></p><script type="module">
@@ -47,6 +35,7 @@ const page = (server) => `<!doctype html><p id="state">connecting</p><ol id="eve
 const publish = (server, n) => server.publish("channel", { channels: "chat:r", event: "m", args: [n] });
 
 test("a page gets the events published while its server was down, and knows it recovered", { timeout: 60_000 }, async () => {
+  const { a, b, browser } = pair;
   const tab = await browser.newPage();
   tab.on("pageerror", (e) => console.error(`page error: ${e.message}`));
   await tab.goto(`${a.url}/healthz`);
@@ -58,11 +47,12 @@ test("a page gets the events published while its server was down, and knows it r
   const port = a.port;
   await a.kill();
   for (const n of [4, 5, 6]) await publish(b, n);
-  a = await Server.start(args, `127.0.0.1:${port}`);
+  const restarted = await Server.start(pair.args, `127.0.0.1:${port}`);
+  pair.a = restarted;
 
   await tab.locator("#recovered", { hasText: "chat:r" }).waitFor();
   assert.equal(await tab.locator("#recovered").textContent(), "chat:r true 3");
-  await publish(a, 7);
+  await publish(restarted, 7);
   await tab.locator("#events li").nth(6).waitFor();
   assert.deepEqual(await tab.locator("#events li").allTextContents(), ["1", "2", "3", "4", "5", "6", "7"]);
 });
