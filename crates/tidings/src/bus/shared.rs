@@ -282,10 +282,21 @@ impl Receiver {
             // Messages may have been missed: what the node followed of channel streams is stale.
             history.forget(None);
         }
+        // A flapping link is logged once per interval per direction, with how many times.
+        static UP: Folded = Folded::new();
+        static DOWN: Folded = Folded::new();
         if self.ready.swap(ready, Ordering::Relaxed) != ready {
             match ready {
-                true => tracing::info!("event bus connected"),
-                false => tracing::warn!("event bus unreachable; retrying"),
+                true => {
+                    if let Some(times) = UP.note(1) {
+                        tracing::info!(times, "event bus connected");
+                    }
+                }
+                false => {
+                    if let Some(times) = DOWN.note(1) {
+                        tracing::warn!(times, "event bus unreachable; retrying");
+                    }
+                }
             }
         }
     }
