@@ -34,9 +34,11 @@ pub(crate) struct Counters {
     interest_batches: [AtomicU64; 2],
     /// RPC calls, by [`RpcOutcome`].
     rpc_calls: [AtomicU64; 4],
-    /// RPC call durations: a count per bucket of [`RPC_BUCKETS`] (the last: longer), and the sum
-    /// in microseconds.
-    rpc_durations: ([AtomicU64; RPC_BUCKETS.len() + 1], AtomicU64),
+    /// How long RPC calls took.
+    rpc_durations: Timings,
+    /// How long events waited on this node, from reaching it (published here or received from
+    /// the bus) to their first write to a socket: once per event, not per recipient.
+    delivery_latency: Timings,
 }
 
 /// The close codes a refused frame can get, as the metrics label them (0, `none`: the frame was
@@ -67,8 +69,42 @@ impl SlowCause {
     ];
 }
 
-/// The upper bounds of the RPC duration buckets, in seconds.
-pub(crate) const RPC_BUCKETS: [f64; 9] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
+/// The upper bounds of the duration buckets, in seconds (the last bucket holds longer ones).
+pub(crate) const BUCKETS: [f64; 10] = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
+
+/// Durations counted in [`BUCKETS`], with their sum.
+#[derive(Debug, Default)]
+struct Timings {
+    counts: [AtomicU64; BUCKETS.len() + 1],
+    micros: AtomicU64,
+}
+
+impl Timings {
+    /// Counts one duration.
+    fn record(&self, took: std::time::Duration) {
+        let seconds = took.as_secs_f64();
+        let bucket = BUCKETS.iter().position(|b| seconds <= *b);
+        self.counts[bucket.unwrap_or(BUCKETS.len())].fetch_add(1, Relaxed);
+        let micros = took.as_micros().try_into().unwrap_or(u64::MAX);
+        self.micros.fetch_add(micros, Relaxed);
+    }
+
+    /// The counts so far.
+    fn totals(&self) -> TimingTotals {
+        TimingTotals {
+            buckets: self.counts.each_ref().map(|c| c.load(Relaxed)),
+            seconds: self.micros.load(Relaxed) as f64 / 1e6,
+        }
+    }
+}
+
+/// Durations at one moment: the count per bucket of [`BUCKETS`] (the last past them), and the
+/// total seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct TimingTotals {
+    pub(crate) buckets: [u64; BUCKETS.len() + 1],
+    pub(crate) seconds: f64,
+}
 
 /// Where a publish came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,13 +149,12 @@ impl RpcOutcome {
     ];
 }
 
-/// RPC calls at one moment: the count per outcome (in [`RpcOutcome::ALL`]'s order), the count of
-/// calls per duration bucket (the last past [`RPC_BUCKETS`]) and the total seconds.
+/// RPC calls at one moment: the count per outcome (in [`RpcOutcome::ALL`]'s order) and their
+/// durations.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(crate) struct RpcTotals {
     pub(crate) outcomes: [u64; 4],
-    pub(crate) buckets: [u64; RPC_BUCKETS.len() + 1],
-    pub(crate) seconds: f64,
+    pub(crate) durations: TimingTotals,
 }
 
 impl Counters {
@@ -153,21 +188,25 @@ impl Counters {
     /// Counts an RPC call that ended with `outcome` after `took`.
     pub(crate) fn rpc_call(&self, outcome: RpcOutcome, took: std::time::Duration) {
         self.rpc_calls[outcome as usize].fetch_add(1, Relaxed);
-        let seconds = took.as_secs_f64();
-        let bucket = RPC_BUCKETS.iter().position(|b| seconds <= *b);
-        let (buckets, sum) = &self.rpc_durations;
-        buckets[bucket.unwrap_or(RPC_BUCKETS.len())].fetch_add(1, Relaxed);
-        sum.fetch_add(took.as_micros().try_into().unwrap_or(u64::MAX), Relaxed);
+        self.rpc_durations.record(took);
     }
 
     /// The RPC calls so far.
     pub(crate) fn rpc_totals(&self) -> RpcTotals {
-        let (buckets, sum) = &self.rpc_durations;
         RpcTotals {
             outcomes: self.rpc_calls.each_ref().map(|c| c.load(Relaxed)),
-            buckets: buckets.each_ref().map(|b| b.load(Relaxed)),
-            seconds: sum.load(Relaxed) as f64 / 1e6,
+            durations: self.rpc_durations.totals(),
         }
+    }
+
+    /// Counts how long an event waited on this node before its first write to a socket.
+    pub(crate) fn delivery_latency(&self, waited: std::time::Duration) {
+        self.delivery_latency.record(waited);
+    }
+
+    /// The events' waits so far.
+    pub(crate) fn delivery_latencies(&self) -> TimingTotals {
+        self.delivery_latency.totals()
     }
 
     /// Counts a publish from `source` accepted for `target` (each channel or user of a publish

@@ -53,12 +53,13 @@ impl Outgoing {
         }
     }
 
-    /// The whole frame to write for this item.
-    pub(crate) fn into_frame(self, encoding: Encoding) -> Bytes {
+    /// The whole frame to write for this item; for an event this call encoded, how long it
+    /// waited on this node.
+    pub(crate) fn into_frame(self, encoding: Encoding) -> (Bytes, Option<std::time::Duration>) {
         match self {
             Self::Event(event) => encoding.event(&event),
-            Self::Frame(bytes) => bytes,
-            Self::Ping => Bytes::from_static(PING),
+            Self::Frame(bytes) => (bytes, None),
+            Self::Ping => (Bytes::from_static(PING), None),
         }
     }
 }
@@ -307,7 +308,7 @@ mod tests {
         assert_eq!(outbox.next_batch(&mut batch).await, None);
         let bytes: Vec<_> = batch
             .drain(..)
-            .map(|o| o.into_frame(Encoding::Json)[0])
+            .map(|o| o.into_frame(Encoding::Json).0[0])
             .collect();
         assert_eq!(bytes, [1, 2]);
         assert_eq!(outbox.len(), 0);
@@ -478,7 +479,7 @@ mod tests {
         outbox.next_batch(&mut batch).await;
         let frames: Vec<_> = batch
             .drain(..)
-            .map(|o| o.into_frame(Encoding::Json))
+            .map(|o| o.into_frame(Encoding::Json).0)
             .collect();
         assert_eq!(
             frames,

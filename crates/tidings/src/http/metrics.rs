@@ -14,7 +14,9 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::hub::Hub;
-use crate::stats::{REFUSED_CODES, RPC_BUCKETS, RpcOutcome, RpcTotals, SlowCause, Source, Stats};
+use crate::stats::{
+    BUCKETS, REFUSED_CODES, RpcOutcome, RpcTotals, SlowCause, Source, Stats, TimingTotals,
+};
 
 /// The content type of the OpenMetrics text format.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -30,6 +32,8 @@ struct Scrape {
     bus: ([u64; 2], [u64; 2]),
     /// Publishes by source, then target.
     publishes: [[u64; 4]; 3],
+    /// Events' waits on this node.
+    latency: TimingTotals,
     bus_ready: bool,
     /// Resident memory in bytes and open files, where the OS says (Linux).
     process: Option<(u64, u64)>,
@@ -202,17 +206,27 @@ impl Collector for Scrape {
         for ((_, outcome), count) in RpcOutcome::ALL.iter().zip(rpc.outcomes) {
             ConstCounter::new(count).encode(family.encode_family(&[("outcome", *outcome)])?)?;
         }
-        let bounds = RPC_BUCKETS.iter().copied().chain([f64::INFINITY]);
-        let buckets: Vec<(f64, u64)> = bounds.zip(rpc.buckets).collect();
-        let calls = rpc.buckets.iter().sum();
-        encoder
-            .encode_descriptor(
+        let histograms = [
+            (
                 "tidings_rpc_duration",
                 "How long RPC calls took",
-                Some(&Unit::Seconds),
-                MetricType::Histogram,
-            )?
-            .encode_histogram::<NoLabelSet>(rpc.seconds, calls, &buckets, None)?;
+                rpc.durations,
+            ),
+            (
+                "tidings_delivery_latency",
+                "How long events waited on this node before their first write to a socket",
+                self.latency,
+            ),
+        ];
+        for (name, help, timings) in histograms {
+            let bounds = BUCKETS.iter().copied().chain([f64::INFINITY]);
+            let buckets: Vec<(f64, u64)> = bounds.zip(timings.buckets).collect();
+            let count = timings.buckets.iter().sum();
+            let kind = MetricType::Histogram;
+            encoder
+                .encode_descriptor(name, help, Some(&Unit::Seconds), kind)?
+                .encode_histogram::<NoLabelSet>(timings.seconds, count, &buckets, None)?;
+        }
         if let Some((resident, open)) = self.process {
             let rss = ConstGauge::new(resident as i64);
             let descriptor = encoder.encode_descriptor(
@@ -253,6 +267,7 @@ pub(crate) async fn metrics(State(hub): State<Hub>) -> Response {
         closes: hub.counters().closes(),
         bus: hub.counters().bus_totals(),
         publishes: hub.counters().publishes(),
+        latency: hub.counters().delivery_latencies(),
         bus_ready: hub.is_ready(),
         process: process(),
     }));

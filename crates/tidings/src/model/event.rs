@@ -26,6 +26,8 @@ pub struct Event {
     args: Arc<RawValue>,
     channel: Option<Arc<str>>,
     position: Option<Position>,
+    /// When it reached this node (made here, or decoded from the bus).
+    arrived: std::time::Instant,
     frames: [OnceLock<Bytes>; FRAME_SLOTS],
 }
 
@@ -40,6 +42,7 @@ impl Event {
             args,
             channel,
             position: None,
+            arrived: std::time::Instant::now(),
             frames: Default::default(),
         })
     }
@@ -51,6 +54,7 @@ impl Event {
             args: self.args.clone(),
             channel: self.channel.clone(),
             position: Some(position),
+            arrived: self.arrived,
             frames: Default::default(),
         })
     }
@@ -86,9 +90,19 @@ impl Event {
             + self.channel.as_ref().map_or(0, |c| c.len())
     }
 
-    /// The frame cached in `slot`, made by `encode` on first use and shared afterwards.
-    pub(crate) fn frame(&self, slot: usize, encode: impl FnOnce(&Self) -> Bytes) -> Bytes {
-        self.frames[slot].get_or_init(|| encode(self)).clone()
+    /// The frame cached in `slot`, made by `encode` on first use and shared afterwards; with how
+    /// long the event waited on this node when this call made it (`None`: it was made before).
+    pub(crate) fn frame(
+        &self,
+        slot: usize,
+        encode: impl FnOnce(&Self) -> Bytes,
+    ) -> (Bytes, Option<std::time::Duration>) {
+        let mut waited = None;
+        let frame = self.frames[slot].get_or_init(|| {
+            waited = Some(self.arrived.elapsed());
+            encode(self)
+        });
+        (frame.clone(), waited)
     }
 }
 
@@ -101,15 +115,19 @@ mod tests {
         let args: Arc<RawValue> = RawValue::from_string("[1]".into()).unwrap().into();
         let event = Event::new("e".into(), args, Some("c".into()));
         let mut made = 0;
-        let a = event.frame(0, |_| {
+        let (a, first) = event.frame(0, |_| {
             made += 1;
             Bytes::from_static(b"frame")
         });
-        let b = event.frame(0, |_| unreachable!("made once"));
+        let (b, second) = event.frame(0, |_| unreachable!("made once"));
         assert_eq!(
             (made, a.as_ptr()),
             (1, b.as_ptr()),
             "both recipients share one buffer"
+        );
+        assert!(
+            first.is_some() && second.is_none(),
+            "the wait is measured once"
         );
     }
 }

@@ -33,8 +33,9 @@ impl Encoding {
         }
     }
 
-    /// An event's frame: encoded by the first socket that writes it, shared by every other.
-    pub(crate) fn event(self, event: &Event) -> Bytes {
+    /// An event's frame: encoded by the first socket that writes it, shared by every other; with
+    /// how long the event waited on this node when this call encoded it.
+    pub(crate) fn event(self, event: &Event) -> (Bytes, Option<std::time::Duration>) {
         event.frame(self.slot(), |event| match self {
             Self::Json => json::event(event),
         })
@@ -337,8 +338,8 @@ mod tests {
     fn an_event_frame_is_encoded_once_and_shared() {
         let args: Arc<RawValue> = RawValue::from_string("[1]".into()).unwrap().into();
         let event = Event::new("e".into(), args, Some("c".into()));
-        let a = Encoding::Json.event(&event);
-        let b = Encoding::Json.event(&event);
+        let (a, _) = Encoding::Json.event(&event);
+        let (b, _) = Encoding::Json.event(&event);
         assert_eq!(a.as_ptr(), b.as_ptr(), "both recipients share one buffer");
         assert_eq!(
             frame::payload(&a),

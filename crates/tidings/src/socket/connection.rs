@@ -183,7 +183,15 @@ async fn write<W: AsyncWrite + Unpin>(
     loop {
         let closing = outbox.next_batch(&mut batch).await;
         let used = batch.len();
-        let frames = batch.drain(..).map(|item| item.into_frame(encoding));
+        let counters = hub.counters();
+        let frames = batch.drain(..).map(|item| {
+            let (frame, waited) = item.into_frame(encoding);
+            // Once per event and node: the socket that encoded it measures its wait.
+            if let Some(waited) = waited {
+                counters.delivery_latency(waited);
+            }
+            frame
+        });
         // While writing, a slow consumer's close request interrupts the write.
         let interrupted = tokio::select! {
             sent = writer.write(frames, stall) => match sent {
