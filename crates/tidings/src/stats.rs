@@ -27,7 +27,9 @@ pub(crate) struct Counters {
     bus_malformed: AtomicU64,
     history_evicted: AtomicU64,
     /// Publishes accepted, by [`Source`] then target: all, channel, user, socket.
-    publishes: [[AtomicU64; 4]; 3],
+    publishes: [[AtomicU64; 4]; 4],
+    /// Sockets opened (attached to their session) and closed.
+    sockets: [AtomicU64; 2],
     /// Messages between nodes: sent, received (Redis or NATS).
     bus_messages: [AtomicU64; 2],
     /// Batches of subscription changes sent to the broker: applied, failed (retried).
@@ -109,19 +111,22 @@ pub(crate) struct TimingTotals {
 /// Where a publish came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Source {
-    /// The Rust API (`Hub::channel` and the rest), RPC handlers in Rust included.
+    /// The Rust API (`Hub::channel` and the rest).
     Rust,
     /// The HTTP API.
     Http,
+    /// RPC handlers in Rust, through the hub their request gives them.
+    Rpc,
     /// The ingest channel (SocketStream's format on Redis), as this node took it.
     Ingest,
 }
 
 impl Source {
     /// Every source, as the metrics label them.
-    pub(crate) const ALL: [(Self, &'static str); 3] = [
+    pub(crate) const ALL: [(Self, &'static str); 4] = [
         (Self::Rust, "rust"),
         (Self::Http, "http"),
+        (Self::Rpc, "rpc"),
         (Self::Ingest, "ingest"),
     ];
 }
@@ -158,6 +163,16 @@ pub(crate) struct RpcTotals {
 }
 
 impl Counters {
+    /// Counts a socket opened (`true`) or closed.
+    pub(crate) fn socket(&self, opened: bool) {
+        self.sockets[usize::from(!opened)].fetch_add(1, Relaxed);
+    }
+
+    /// Sockets opened and closed so far.
+    pub(crate) fn sockets(&self) -> [u64; 2] {
+        self.sockets.each_ref().map(|c| c.load(Relaxed))
+    }
+
     /// Counts a message sent to the bus between nodes.
     #[cfg(any(feature = "redis", feature = "nats"))]
     pub(crate) fn bus_sent(&self) {
@@ -223,7 +238,7 @@ impl Counters {
 
     /// Publishes accepted so far, by source (in [`Source::ALL`]'s order) then target (all,
     /// channel, user, socket).
-    pub(crate) fn publishes(&self) -> [[u64; 4]; 3] {
+    pub(crate) fn publishes(&self) -> [[u64; 4]; 4] {
         self.publishes
             .each_ref()
             .map(|by_target| by_target.each_ref().map(|c| c.load(Relaxed)))

@@ -102,7 +102,8 @@ async fn publish(
         (None, None, None) => vec![Target::All],
     };
     let args = body.args.unwrap_or_else(|| RawValue::NULL.to_owned());
-    hub.publish(Source::Http, targets, &body.event, args)
+    hub.from_source(Source::Http)
+        .publish(targets, &body.event, args)
         .await?;
     Ok(Json(Done { ok: true }))
 }

@@ -31,9 +31,11 @@ struct Scrape {
     /// Bus messages sent and received; interest batches applied and failed.
     bus: ([u64; 2], [u64; 2]),
     /// Publishes by source, then target.
-    publishes: [[u64; 4]; 3],
+    publishes: [[u64; 4]; 4],
     /// Events' waits on this node.
     latency: TimingTotals,
+    /// Sockets opened and closed.
+    sockets: [u64; 2],
     bus_ready: bool,
     /// Resident memory in bytes and open files, where the OS says (Linux).
     process: Option<(u64, u64)>,
@@ -138,7 +140,14 @@ impl Collector for Scrape {
             .zip(*refused)
             .collect();
         let ([sent, received], [applied, failed]) = self.bus;
-        let labeled: [Family<'_>; 6] = [
+        let [opened, closed] = self.sockets;
+        let labeled: [Family<'_>; 7] = [
+            (
+                "tidings_socket_events",
+                "Sockets opened (attached to their session) and closed",
+                "event",
+                &[("open", opened), ("close", closed)],
+            ),
             (
                 "tidings_bus_messages",
                 "Messages between nodes (Redis, NATS)",
@@ -268,6 +277,7 @@ pub(crate) async fn metrics(State(hub): State<Hub>) -> Response {
         bus: hub.counters().bus_totals(),
         publishes: hub.counters().publishes(),
         latency: hub.counters().delivery_latencies(),
+        sockets: hub.counters().sockets(),
         bus_ready: hub.is_ready(),
         process: process(),
     }));

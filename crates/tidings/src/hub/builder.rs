@@ -24,7 +24,7 @@ use crate::limits::Limits;
 #[cfg(feature = "backend")]
 use crate::presence::Webhook;
 use crate::presence::{self, Heartbeat, Presence};
-use crate::stats::Counters;
+use crate::stats::{Counters, Source};
 use crate::store::{MemoryStore, PresenceStore, SessionStore};
 
 /// Builds a [`Hub`]; every setting has a default, so `Hub::builder().build()` runs one node in memory.
@@ -285,6 +285,9 @@ impl HubBuilder {
         });
         runtime.spawn(upkeep::run(Arc::downgrade(&shared)));
         runtime.spawn(status::run(Arc::downgrade(&shared)));
-        Ok(Hub { shared })
+        Ok(Hub {
+            shared,
+            source: Source::Rust,
+        })
     }
 }

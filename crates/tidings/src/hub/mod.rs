@@ -53,6 +53,8 @@ use rpc::Methods;
 #[derive(Clone)]
 pub struct Hub {
     shared: Arc<Shared>,
+    /// What this handle's publishes count as (the Rust API; the handle RPC handlers get says RPC).
+    source: Source,
 }
 
 /// What every clone of a hub shares.
@@ -83,6 +85,14 @@ impl Hub {
         HubBuilder::default()
     }
 
+    /// The same hub, its publishes counted as coming from `source`.
+    pub(crate) fn from_source(&self, source: Source) -> Hub {
+        Hub {
+            shared: self.shared.clone(),
+            source,
+        }
+    }
+
     /// This node's id.
     pub fn node_id(&self) -> &NodeId {
         &self.shared.node
@@ -111,8 +121,7 @@ impl Hub {
     /// (a tuple, a `Vec`, `json!([…])`) or be `()` for none; the client's handler gets them
     /// as its arguments.
     pub async fn all(&self, event: &str, args: impl Serialize) -> Result<(), PublishError> {
-        self.publish(Source::Rust, vec![Target::All], event, to_raw(args)?)
-            .await
+        self.publish(vec![Target::All], event, to_raw(args)?).await
     }
 
     /// Sends an event to the sessions subscribed to one or more channels; each gets it once per
@@ -124,8 +133,7 @@ impl Hub {
         args: impl Serialize,
     ) -> Result<(), PublishError> {
         let targets = self.targets("channel", channels.into_names(), Target::Channel)?;
-        self.publish(Source::Rust, targets, event, to_raw(args)?)
-            .await
+        self.publish(targets, event, to_raw(args)?).await
     }
 
     /// Sends an event to every session bound to one or more user ids.
@@ -136,8 +144,7 @@ impl Hub {
         args: impl Serialize,
     ) -> Result<(), PublishError> {
         let targets = self.targets("user id", users.into_names(), Target::User)?;
-        self.publish(Source::Rust, targets, event, to_raw(args)?)
-            .await
+        self.publish(targets, event, to_raw(args)?).await
     }
 
     /// Sends an event to one socket (one browser tab).
@@ -147,13 +154,8 @@ impl Hub {
         event: &str,
         args: impl Serialize,
     ) -> Result<(), PublishError> {
-        self.publish(
-            Source::Rust,
-            vec![Target::Socket(socket.clone())],
-            event,
-            to_raw(args)?,
-        )
-        .await
+        self.publish(vec![Target::Socket(socket.clone())], event, to_raw(args)?)
+            .await
     }
 
     /// Closes every socket of `user` on every node (close code 4006). With `block`, every node
@@ -306,7 +308,6 @@ impl Hub {
     /// `args` must be a JSON array; `null` (from `()`, or omitted in the HTTP API) means none.
     pub(crate) async fn publish(
         &self,
-        source: Source,
         targets: Vec<Target>,
         event: &str,
         args: Box<RawValue>,
@@ -349,7 +350,7 @@ impl Hub {
                 }
                 None => bus.publish(BusMessage::Publish { target, event }).await?,
             }
-            self.shared.counters.published(source, &counted);
+            self.shared.counters.published(self.source, &counted);
         }
         Ok(())
     }

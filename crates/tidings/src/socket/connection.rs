@@ -130,6 +130,7 @@ where
             return;
         }
     };
+    hub.counters().socket(true);
     let client = Client::new(hub.clone(), session, guard.id().clone(), granted);
     // The outbox is fresh and far from full; a refusal here means the socket is already closing.
     let _ = outbox.push(Outgoing::Frame(encoding.welcome(&client.welcome().await)));
@@ -149,6 +150,7 @@ where
     tracing::debug!(socket = %guard.id(), "socket closed");
     // Leave every index before the connection closes: a client that sees it end finds no trace.
     drop(guard);
+    hub.counters().socket(false);
     client.leave().await;
     if closed {
         linger(&mut stream).await;

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use serde_json::json;
 use tidings::Hub;
 use tidings::http::HttpOptions;
+use tidings::rpc::{RpcError, RpcRequest};
 
 use crate::support::Server;
 
@@ -51,7 +52,11 @@ fn names(body: &str) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn metrics_move_with_what_the_node_does_and_need_the_key() {
-    let server = Server::with(Hub::builder(), HttpOptions::new().api_key("k"))
+    let builder = Hub::builder().rpc("announce", |req: RpcRequest| async move {
+        req.hub().all("announced", ()).await?;
+        Ok::<_, RpcError>(true)
+    });
+    let server = Server::with(builder, HttpOptions::new().api_key("k"))
         .await
         .key("k");
     let (status, ..) = scrape(&server, None).await;
@@ -65,6 +70,11 @@ async fn metrics_move_with_what_the_node_does_and_need_the_key() {
     let reply = tab
         .request(json!({"type": "rpc", "method": "nope", "params": []}))
         .await;
+    let announce = json!({"type": "rpc", "id": 99, "method": "announce", "params": []});
+    tab.send_text(&announce.to_string()).await;
+    let both = [tab.recv().await, tab.recv().await];
+    assert!(both.iter().any(|f| f["event"] == "announced"), "{both:?}");
+    assert!(both.iter().any(|f| f["id"] == 99), "{both:?}");
     assert_eq!(reply["error"]["code"], "unknown_method");
     let (status, kind, body) = scrape(&server, Some("k")).await;
     assert_eq!(status, 200);
@@ -75,17 +85,24 @@ async fn metrics_move_with_what_the_node_does_and_need_the_key() {
     assert_eq!(value(&body, http), Some(2.0), "{body}");
     let rust = r#"tidings_publishes_total{target="channel",source="rust"}"#;
     assert_eq!(value(&body, rust), Some(0.0), "{body}");
+    let rpc = r#"tidings_publishes_total{target="all",source="rpc"}"#;
+    assert_eq!(value(&body, rpc), Some(1.0), "{body}");
     assert_eq!(
         value(&body, "tidings_deliveries_total"),
-        Some(1.0),
-        "{body}"
+        Some(2.0),
+        "the channel event and the announcement: {body}"
     );
     assert_eq!(value(&body, "tidings_bus_ready"), Some(1.0));
+    let opened = r#"tidings_socket_events_total{event="open"}"#;
+    assert_eq!(value(&body, opened), Some(1.0), "{body}");
     let unknown = r#"tidings_rpc_calls_total{outcome="unknown_method"}"#;
     assert_eq!(value(&body, unknown), Some(1.0), "{body}");
+    let ok = r#"tidings_rpc_calls_total{outcome="ok"}"#;
+    assert_eq!(value(&body, ok), Some(1.0), "{body}");
     assert_eq!(
         value(&body, "tidings_rpc_duration_seconds_count"),
-        Some(1.0)
+        Some(2.0),
+        "both calls timed"
     );
     assert!(value(&body, "process_resident_memory_bytes").is_some_and(|b| b > 0.0));
     assert!(body.ends_with("# EOF\n"));

@@ -42,6 +42,7 @@ use serde_json::value::RawValue;
 pub use crate::error::RpcError;
 use crate::hub::{Hub, Session};
 use crate::ids::SocketId;
+use crate::stats::Source;
 
 /// One call of a method by a client.
 pub struct RpcRequest {
@@ -49,6 +50,8 @@ pub struct RpcRequest {
     params: Box<RawValue>,
     socket: SocketId,
     session: Session,
+    /// The hub handlers publish through: counted as RPC in the metrics.
+    hub: Hub,
     user: Option<Arc<str>>,
 }
 
@@ -64,6 +67,7 @@ impl RpcRequest {
             method,
             params,
             socket,
+            hub: session.hub().from_source(Source::Rpc),
             session,
             user,
         }
@@ -107,9 +111,9 @@ impl RpcRequest {
         self.user.as_deref()
     }
 
-    /// The hub, to publish.
+    /// The hub, to publish (its publishes count as the RPC handlers' in the metrics).
     pub fn hub(&self) -> &Hub {
-        self.session.hub()
+        &self.hub
     }
 }
 
