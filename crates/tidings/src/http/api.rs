@@ -102,7 +102,7 @@ async fn publish(
         (None, None, None) => vec![Target::All],
     };
     let args = body.args.unwrap_or_else(|| RawValue::NULL.to_owned());
-    hub.from_source(Source::Http)
+    hub.counted_as(Source::Http)
         .publish(targets, &body.event, args)
         .await?;
     Ok(Json(Done { ok: true }))

@@ -86,7 +86,7 @@ impl Hub {
     }
 
     /// The same hub, its publishes counted as coming from `source`.
-    pub(crate) fn from_source(&self, source: Source) -> Hub {
+    pub(crate) fn counted_as(&self, source: Source) -> Hub {
         Hub {
             shared: self.shared.clone(),
             source,

@@ -67,7 +67,7 @@ impl RpcRequest {
             method,
             params,
             socket,
-            hub: session.hub().from_source(Source::Rpc),
+            hub: session.hub().counted_as(Source::Rpc),
             session,
             user,
         }
