@@ -506,3 +506,45 @@ async fn nodes_ride_out_a_redis_restart() {
         channel_event("back", json!([]), "public:r")
     );
 }
+
+/// Redis restarted empty while tabs stay connected: each node stores its live sessions again from
+/// its own index, and a tab that reloads, on any node, finds its channels and user id.
+#[tokio::test]
+async fn sessions_redis_lost_are_stored_again_by_their_nodes() {
+    let mut own = OwnRedis::start();
+    let setup = Setup::new("redis", &own.url());
+    // Upkeep every second (a third of empty_session_ttl).
+    let nodes = setup.nodes(2, &["--empty-session-ttl", "3"]);
+    let mut tab = nodes[0].connect().await;
+    tab.request(json!({"type": "subscribe", "channels": ["public:a", "public:b"]}))
+        .await;
+    let path = format!("/sessions/{}/user", tab.session());
+    let (status, _) = nodes[1]
+        .api(reqwest::Method::PUT, &path, Some(r#"{"user_id":"ann"}"#))
+        .await;
+    assert_eq!(status, 200);
+    own.kill();
+    assert!(own.restart(), "redis-server starts again, empty");
+    readyz_becomes(&nodes[0], 200).await;
+    let state = format!("/sessions/{}", tab.session());
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (status, body) = nodes[1].api(reqwest::Method::GET, &state, None).await;
+        if status == 200 && body["channels"] == json!(["public:a", "public:b"]) {
+            assert_eq!(body["user_id"], "ann", "{body}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never stored again: {body}"
+        );
+        // A poll interval: the store is only observable by asking.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut reloaded = nodes[1].open(Some(&tab.cookie)).await;
+    let reply = reloaded.request(json!({"type": "list"})).await;
+    assert_eq!(reply["result"], json!(["public:a", "public:b"]), "{reply}");
+    let user = json!({"event": "dm", "args": [], "users": "ann"});
+    assert_eq!(publish(&nodes[1], user).await, 200);
+    assert_eq!(reloaded.recv().await, event("dm", json!([])));
+}

@@ -387,7 +387,11 @@ impl Hub {
     /// Gives a session that now holds something (a channel, a user id) the whole `session_ttl`.
     pub(crate) async fn keep_session(&self, id: &SessionId) -> Result<(), StoreError> {
         let ids = std::slice::from_ref(id);
-        self.shared.store.touch(ids, self.shared.session_ttl).await
+        self.shared
+            .store
+            .touch(ids, self.shared.session_ttl)
+            .await?;
+        Ok(())
     }
 
     /// Joins the session a token names, creating it under that id if it does not exist.

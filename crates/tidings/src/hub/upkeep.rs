@@ -1,20 +1,21 @@
-//! The hub's periodic upkeep: keep live sessions from expiring, sweep the expired ones.
+//! The hub's periodic upkeep: keep live sessions from expiring, store again those the store lost
+//! (Redis restarted empty, flushed, a replica promoted before it had them), sweep the expired ones.
 
 use std::sync::Weak;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use super::Shared;
+use crate::ids::SessionId;
+use crate::store::SessionState;
 
 /// How often upkeep runs for a given session TTL: a third of it, between 1 second and 1 hour.
 pub(crate) fn period(ttl: Duration) -> Duration {
     (ttl / 3).clamp(Duration::from_secs(1), Duration::from_secs(60 * 60))
 }
 
-/// Runs until the hub is dropped. Every third of `empty_session_ttl`: touches the live sessions
-/// that hold nothing (with that TTL) and sweeps the store; every third of `session_ttl`, touches
-/// the other live sessions (with it).
+/// Runs until the hub is dropped. Every third of `empty_session_ttl`: touches the live sessions,
+/// those that hold nothing with that TTL and the others with `session_ttl`; stores again, from
+/// this node's own index, every live session the store no longer has; and sweeps the store.
 pub(crate) async fn run(shared: Weak<Shared>) {
     let Some((ttl, empty_ttl)) = shared
         .upgrade()
@@ -24,21 +25,18 @@ pub(crate) async fn run(shared: Weak<Shared>) {
     };
     let mut tick = tokio::time::interval(period(empty_ttl));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut touched: Option<Instant> = None;
     loop {
         tick.tick().await;
         let Some(shared) = shared.upgrade() else {
             return;
         };
         let (holding, empty) = shared.local.live_sessions();
-        let mut touch = vec![(empty, empty_ttl)];
-        if touched.is_none_or(|at| at.elapsed() >= period(ttl)) {
-            touch.push((holding, ttl));
-            touched = Some(Instant::now());
-        }
-        for (live, ttl) in touch {
-            if let Err(e) = shared.store.touch(&live, ttl).await {
-                tracing::warn!(error = %e, sessions = live.len(), "could not refresh live sessions");
+        for (live, ttl) in [(holding, ttl), (empty, empty_ttl)] {
+            match shared.store.touch(&live, ttl).await {
+                Ok(missing) => restore(&shared, missing, ttl).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, sessions = live.len(), "could not refresh live sessions");
+                }
             }
         }
         shared.history.sweep();
@@ -48,4 +46,30 @@ pub(crate) async fn run(shared: Weak<Shared>) {
             Err(e) => tracing::warn!(error = %e, "could not sweep expired sessions"),
         }
     }
+}
+
+/// Stores again sessions the store lost while this node serves them, with what its index holds
+/// of each (channels, user id).
+async fn restore(shared: &Shared, missing: Vec<SessionId>, ttl: Duration) {
+    if missing.is_empty() {
+        return;
+    }
+    let mut restored = 0;
+    for id in &missing {
+        let mut channels = shared.local.channels_of(id);
+        channels.sort_unstable();
+        let state = SessionState {
+            user: shared.local.user_of(id),
+            channels,
+        };
+        match shared.store.restore(id, &state, ttl).await {
+            Ok(()) => restored += 1,
+            Err(e) => tracing::warn!(error = %e, "could not store a lost session again"),
+        }
+    }
+    tracing::info!(
+        restored,
+        lost = missing.len(),
+        "the session store had lost live sessions of this node: stored them again"
+    );
 }

@@ -63,8 +63,28 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Binds the session to a user id, or unbinds it.
     async fn set_user(&self, id: &SessionId, user: Option<Arc<str>>) -> Result<(), StoreError>;
 
-    /// Pushes the expiry of each existing session to `ttl` from now.
-    async fn touch(&self, ids: &[SessionId], ttl: Duration) -> Result<(), StoreError>;
+    /// Pushes the expiry of each existing session to `ttl` from now; returns the ids it did not
+    /// find (a store that lost them: restarted empty, flushed), never creating them.
+    async fn touch(&self, ids: &[SessionId], ttl: Duration) -> Result<Vec<SessionId>, StoreError>;
+
+    /// Stores `state` for a session the store lost while a node still serves it, expiring after
+    /// `ttl`; a session that exists again by now (another node restored it, a client changed it)
+    /// is not overwritten, only given what `state` holds more.
+    async fn restore(
+        &self,
+        id: &SessionId,
+        state: &SessionState,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.create(id, ttl).await?;
+        if !state.channels.is_empty() {
+            self.subscribe(id, &state.channels, usize::MAX).await?;
+        }
+        if state.user.is_some() && self.load(id).await?.is_some_and(|s| s.user.is_none()) {
+            self.set_user(id, state.user.clone()).await?;
+        }
+        Ok(())
+    }
 
     /// Removes expired sessions, returning how many; stores that expire by themselves do nothing.
     async fn sweep(&self) -> Result<usize, StoreError> {

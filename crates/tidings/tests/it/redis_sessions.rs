@@ -99,10 +99,15 @@ async fn redis_keeps_the_ttl_and_touch_refreshes_it() {
     let touched = pttl(&prefix, &id).await;
     assert!(touched > 60_000, "{touched}");
     let unknown = SessionId::random().unwrap();
-    store
-        .touch(std::slice::from_ref(&unknown), TTL)
+    let missing = store
+        .touch(&[id.clone(), unknown.clone()], TTL)
         .await
         .unwrap();
+    assert_eq!(
+        missing,
+        std::slice::from_ref(&unknown),
+        "touch names what it did not find"
+    );
     assert_eq!(
         store.load(&unknown).await.unwrap(),
         None,

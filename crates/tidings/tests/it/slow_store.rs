@@ -58,7 +58,7 @@ impl SessionStore for Gated {
         self.inner.set_user(id, user).await
     }
 
-    async fn touch(&self, ids: &[SessionId], ttl: Duration) -> Result<(), StoreError> {
+    async fn touch(&self, ids: &[SessionId], ttl: Duration) -> Result<Vec<SessionId>, StoreError> {
         self.inner.touch(ids, ttl).await
     }
 }

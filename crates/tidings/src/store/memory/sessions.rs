@@ -120,15 +120,17 @@ impl SessionStore for MemoryStore {
         })
     }
 
-    async fn touch(&self, ids: &[SessionId], ttl: Duration) -> Result<(), StoreError> {
+    async fn touch(&self, ids: &[SessionId], ttl: Duration) -> Result<Vec<SessionId>, StoreError> {
         let expires_at = Instant::now() + ttl;
         let mut sessions = self.sessions.lock();
+        let mut missing = Vec::new();
         for id in ids {
-            if let Some(entry) = sessions.get_mut(id) {
-                entry.expires_at = expires_at;
+            match sessions.get_mut(id) {
+                Some(entry) => entry.expires_at = expires_at,
+                None => missing.push(id.clone()),
             }
         }
-        Ok(())
+        Ok(missing)
     }
 
     fn count(&self) -> Option<usize> {

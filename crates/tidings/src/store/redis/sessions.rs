@@ -140,16 +140,19 @@ impl SessionStore for RedisStore {
         self.run(&self.scripts.set_user, id, &args).await.map(drop)
     }
 
-    async fn touch(&self, ids: &[SessionId], ttl: Duration) -> Result<(), StoreError> {
+    async fn touch(&self, ids: &[SessionId], ttl: Duration) -> Result<Vec<SessionId>, StoreError> {
         if ids.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         for id in ids {
-            pipe.pexpire(self.session_key(id), millis(ttl)).ignore();
+            pipe.pexpire(self.session_key(id), millis(ttl));
         }
-        pipe.exec_async(&mut self.connection.clone())
+        let found: Vec<bool> = pipe
+            .query_async(&mut self.connection.clone())
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        let missing = ids.iter().zip(found).filter(|(_, found)| !found);
+        Ok(missing.map(|(id, _)| id.clone()).collect())
     }
 }
