@@ -523,9 +523,33 @@ async fn sessions_redis_lost_are_stored_again_by_their_nodes() {
         .api(reqwest::Method::PUT, &path, Some(r#"{"user_id":"ann"}"#))
         .await;
     assert_eq!(status, 200);
+    let started = tab
+        .request(json!({"type": "heartbeat", "op": "start"}))
+        .await;
+    assert_eq!(started["result"], "connect");
     own.kill();
     assert!(own.restart(), "redis-server starts again, empty");
     readyz_becomes(&nodes[0], 200).await;
+    // The tab's next beat, on time, registers its session again without a second `connect` (a
+    // beat that meets the store's connection still broken gets `unavailable`; the next one goes).
+    let beat = loop {
+        let beat = tab
+            .request(json!({"type": "heartbeat", "op": "beat"}))
+            .await;
+        if beat["error"]["code"] != "unavailable" {
+            break beat;
+        }
+    };
+    assert_eq!(beat.get("error"), None, "{beat}");
+    assert_eq!(beat["result"], Value::Null, "{beat}");
+    let presence = format!("/presence/{}", tab.session());
+    let connected = loop {
+        let (status, body) = nodes[1].api(reqwest::Method::GET, &presence, None).await;
+        if status != 503 {
+            break body;
+        }
+    };
+    assert_eq!(connected["connected"], true, "{connected}");
     let state = format!("/sessions/{}", tab.session());
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {

@@ -46,6 +46,8 @@ pub(crate) struct Client {
     granted: Vec<String>,
     /// Whether the socket has started beating and not stopped.
     beating: AtomicBool,
+    /// When this socket's last start or beat was applied (none once it stopped).
+    last_beat: parking_lot::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl Client {
@@ -62,6 +64,7 @@ impl Client {
             socket,
             granted,
             beating: AtomicBool::new(false),
+            last_beat: parking_lot::Mutex::new(None),
         }
     }
 
@@ -217,12 +220,19 @@ impl Client {
     ) -> Result<Option<PresenceKind>, RequestError> {
         let session = self.session.id();
         let presence = self.hub.presence();
+        let expire = presence.options().expire_delay;
+        // A beat within expire_delay of this socket's last: its session cannot have expired.
+        let live = self
+            .last_beat
+            .lock()
+            .is_some_and(|at| at.elapsed() < expire);
         let kind = presence
-            .heartbeat(op, session, &self.socket, self.user())
+            .heartbeat(op, session, &self.socket, self.user(), live)
             .await
             .map_err(|e| RequestError::Session(e.into()))?;
-        self.beating
-            .store(op != HeartbeatOp::Stop, Ordering::Relaxed);
+        let beating = op != HeartbeatOp::Stop;
+        *self.last_beat.lock() = beating.then(tokio::time::Instant::now);
+        self.beating.store(beating, Ordering::Relaxed);
         Ok(kind)
     }
 

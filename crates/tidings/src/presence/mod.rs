@@ -132,13 +132,16 @@ impl Presence {
         PresenceEvents::new(self.events.subscribe())
     }
 
-    /// Applies a client's heartbeat frame; returns the event it caused, if any.
+    /// Applies a client's heartbeat frame; returns the event it caused, if any. `live`: this
+    /// socket beat within `expire_delay`, so its session cannot have expired: a beat the store
+    /// takes as new means the store lost it (restarted empty), and is no `connect`.
     pub(crate) async fn heartbeat(
         &self,
         op: HeartbeatOp,
         session: &SessionId,
         socket: &SocketId,
         user: Option<Arc<str>>,
+        live: bool,
     ) -> Result<Option<PresenceKind>, StoreError> {
         if op == HeartbeatOp::Stop {
             let Some(gone) = self.store.stop(session, socket).await? else {
@@ -162,6 +165,10 @@ impl Presence {
         }
         let kind = match (outcome, op) {
             (BeatOutcome::Live, HeartbeatOp::Beat) => return Ok(None),
+            (BeatOutcome::New, HeartbeatOp::Beat) if live => {
+                tracing::debug!(%session, "presence store had lost a live session: registered it again");
+                return Ok(None);
+            }
             (BeatOutcome::Live, _) => PresenceKind::Reconnect,
             (BeatOutcome::New, _) => PresenceKind::Connect,
             (BeatOutcome::Expired { user }, _) => {

@@ -210,7 +210,7 @@ async fn start_sessions(hub: &Hub, n: usize) {
         let session = SessionId::random().unwrap();
         let socket = SocketId::new(hub.node_id().clone(), seq);
         let presence = hub.presence();
-        let started = presence.heartbeat(HeartbeatOp::Start, &session, &socket, None);
+        let started = presence.heartbeat(HeartbeatOp::Start, &session, &socket, None, false);
         assert_eq!(started.await.unwrap(), Some(PresenceKind::Connect));
     }
 }
