@@ -31,13 +31,21 @@ pub(crate) async fn run(shared: Weak<Shared>) {
             return;
         };
         let (holding, empty) = shared.local.live_sessions();
+        let mut lost = false;
         for (live, ttl) in [(holding, ttl), (empty, empty_ttl)] {
             match shared.store.touch(&live, ttl).await {
-                Ok(missing) => restore(&shared, missing, ttl).await,
+                Ok(missing) => {
+                    lost |= !missing.is_empty();
+                    restore(&shared, missing, ttl).await;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, sessions = live.len(), "could not refresh live sessions");
                 }
             }
+        }
+        if lost {
+            // The store that lost sessions likely lost their presence too.
+            shared.presence.restore().await;
         }
         shared.history.sweep();
         match shared.store.sweep().await {

@@ -20,6 +20,7 @@ pub use options::Heartbeat;
 #[cfg(feature = "backend")]
 pub use webhook::Webhook;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -30,6 +31,14 @@ use crate::ids::{SessionId, SocketId};
 use crate::model::HeartbeatOp;
 use crate::stats::Counters;
 use crate::store::{BeatOutcome, Connected, PresenceStore};
+
+/// A socket of this node that beats.
+#[derive(Clone, Debug)]
+struct Beating {
+    session: SessionId,
+    user: Option<Arc<str>>,
+    last: tokio::time::Instant,
+}
 
 /// How many events a Rust subscriber may fall behind before it misses some.
 pub const EVENTS_BUFFER: usize = 4096;
@@ -57,6 +66,9 @@ const PURGE_BATCH: usize = 1000;
 pub struct Presence {
     options: Heartbeat,
     store: Arc<dyn PresenceStore>,
+    /// This node's beating sockets: their session, user and last beat, to register them again
+    /// in a store that lost them.
+    beating: parking_lot::Mutex<HashMap<SocketId, Beating>>,
     events: broadcast::Sender<PresenceEvent>,
     #[cfg(feature = "backend")]
     webhook: Option<webhook::Queue>,
@@ -74,6 +86,7 @@ impl Presence {
         Ok(Self {
             options,
             store,
+            beating: parking_lot::Mutex::default(),
             events: broadcast::channel(EVENTS_BUFFER).0,
             #[cfg(feature = "backend")]
             webhook: None,
@@ -144,6 +157,7 @@ impl Presence {
         live: bool,
     ) -> Result<Option<PresenceKind>, StoreError> {
         if op == HeartbeatOp::Stop {
+            self.beating.lock().remove(socket);
             let Some(gone) = self.store.stop(session, socket).await? else {
                 return Ok(None);
             };
@@ -160,6 +174,12 @@ impl Presence {
             .store
             .beat(session, socket, user.clone(), expire)
             .await?;
+        let beat = Beating {
+            session: session.clone(),
+            user: user.clone(),
+            last: tokio::time::Instant::now(),
+        };
+        self.beating.lock().insert(socket.clone(), beat);
         if self.options.logging >= 2 {
             tracing::info!(heartbeat = %self.options.name, %session, %socket, ?op, "beat");
         }
@@ -182,8 +202,38 @@ impl Presence {
 
     /// A socket that was beating closed: it no longer counts as beating for its session.
     pub(crate) async fn leave(&self, session: &SessionId, socket: &SocketId) {
+        self.beating.lock().remove(socket);
         if let Err(e) = self.store.leave(session, socket).await {
             tracing::warn!(error = %e, %session, %socket, "could not record a closed socket's leaving");
+        }
+    }
+
+    /// Registers again, with no event, this node's beating sockets whose sessions the store no
+    /// longer knows (it lost them), each until `expire_delay` after its last beat.
+    pub(crate) async fn restore(&self) {
+        let expire = self.options.expire_delay;
+        let beating: Vec<_> = self.beating.lock().clone().into_iter().collect();
+        let mut restored = 0;
+        for (socket, beat) in beating {
+            let Some(left) = expire.checked_sub(beat.last.elapsed()) else {
+                continue;
+            };
+            let lost = matches!(self.store.is_connected(&beat.session).await, Ok(false));
+            if lost
+                && self
+                    .store
+                    .beat(&beat.session, &socket, beat.user, left)
+                    .await
+                    .is_ok()
+            {
+                restored += 1;
+            }
+        }
+        if restored > 0 {
+            tracing::info!(
+                sockets = restored,
+                "registered beating sockets again in a presence store that had lost them"
+            );
         }
     }
 
