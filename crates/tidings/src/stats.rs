@@ -154,23 +154,34 @@ impl RpcOutcome {
     ];
 }
 
-/// RPC calls at one moment: the count per outcome (in [`RpcOutcome::ALL`]'s order) and their
-/// durations.
+/// The node's counters at one moment, broken down past what [`Stats`] reports: for the metrics.
+/// Each array follows the order of its labels (`ALL` of its enum, [`REFUSED_CODES`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(crate) struct RpcTotals {
-    pub(crate) outcomes: [u64; 4],
-    pub(crate) durations: TimingTotals,
+pub(crate) struct Details {
+    /// Publishes by [`Source`], then target (all, channel, user, socket).
+    pub(crate) publishes: [[u64; 4]; 4],
+    /// Slow consumers closed by [`SlowCause`].
+    pub(crate) slow_consumers: [u64; 2],
+    /// Refused frames by close code.
+    pub(crate) refused_frames: [u64; REFUSED_CODES.len()],
+    /// Sockets opened, closed.
+    pub(crate) sockets: [u64; 2],
+    /// Bus messages sent, received.
+    pub(crate) bus_messages: [u64; 2],
+    /// Interest batches applied, failed.
+    pub(crate) interest_batches: [u64; 2],
+    /// RPC calls by [`RpcOutcome`].
+    pub(crate) rpc_calls: [u64; 4],
+    /// How long RPC calls took.
+    pub(crate) rpc_durations: TimingTotals,
+    /// How long events waited on this node before their first write.
+    pub(crate) delivery_latency: TimingTotals,
 }
 
 impl Counters {
     /// Counts a socket opened (`true`) or closed.
     pub(crate) fn socket(&self, opened: bool) {
         self.sockets[usize::from(!opened)].fetch_add(1, Relaxed);
-    }
-
-    /// Sockets opened and closed so far.
-    pub(crate) fn sockets(&self) -> [u64; 2] {
-        self.sockets.each_ref().map(|c| c.load(Relaxed))
     }
 
     /// Counts a message sent to the bus between nodes.
@@ -191,27 +202,10 @@ impl Counters {
         self.interest_batches[usize::from(!applied)].fetch_add(1, Relaxed);
     }
 
-    /// Bus messages sent and received, and interest batches applied and failed.
-    pub(crate) fn bus_totals(&self) -> ([u64; 2], [u64; 2]) {
-        let load = |c: &AtomicU64| c.load(Relaxed);
-        (
-            self.bus_messages.each_ref().map(load),
-            self.interest_batches.each_ref().map(load),
-        )
-    }
-
     /// Counts an RPC call that ended with `outcome` after `took`.
     pub(crate) fn rpc_call(&self, outcome: RpcOutcome, took: std::time::Duration) {
         self.rpc_calls[outcome as usize].fetch_add(1, Relaxed);
         self.rpc_durations.record(took);
-    }
-
-    /// The RPC calls so far.
-    pub(crate) fn rpc_totals(&self) -> RpcTotals {
-        RpcTotals {
-            outcomes: self.rpc_calls.each_ref().map(|c| c.load(Relaxed)),
-            durations: self.rpc_durations.totals(),
-        }
     }
 
     /// Counts how long an event waited on this node before its first write to a socket.
@@ -219,9 +213,20 @@ impl Counters {
         self.delivery_latency.record(waited);
     }
 
-    /// The events' waits so far.
-    pub(crate) fn delivery_latencies(&self) -> TimingTotals {
-        self.delivery_latency.totals()
+    /// The counters broken down for the metrics.
+    pub(crate) fn details(&self) -> Details {
+        let load = |c: &AtomicU64| c.load(Relaxed);
+        Details {
+            publishes: self.publishes.each_ref().map(|t| t.each_ref().map(load)),
+            slow_consumers: self.slow_consumers.each_ref().map(load),
+            refused_frames: self.refused_frames.each_ref().map(load),
+            sockets: self.sockets.each_ref().map(load),
+            bus_messages: self.bus_messages.each_ref().map(load),
+            interest_batches: self.interest_batches.each_ref().map(load),
+            rpc_calls: self.rpc_calls.each_ref().map(load),
+            rpc_durations: self.rpc_durations.totals(),
+            delivery_latency: self.delivery_latency.totals(),
+        }
     }
 
     /// Counts a publish from `source` accepted for `target` (each channel or user of a publish
@@ -234,14 +239,6 @@ impl Counters {
             Target::Socket(_) => 3,
         };
         self.publishes[source as usize][at].fetch_add(1, Relaxed);
-    }
-
-    /// Publishes accepted so far, by source (in [`Source::ALL`]'s order) then target (all,
-    /// channel, user, socket).
-    pub(crate) fn publishes(&self) -> [[u64; 4]; 4] {
-        self.publishes
-            .each_ref()
-            .map(|by_target| by_target.each_ref().map(|c| c.load(Relaxed)))
     }
 
     /// Counts events queued to sockets (once per publish, not per recipient).
@@ -279,16 +276,6 @@ impl Counters {
         let code = code.unwrap_or(0);
         let at = REFUSED_CODES.iter().position(|(c, _)| *c == code);
         self.refused_frames[at.unwrap_or(0)].fetch_add(1, Relaxed);
-    }
-
-    /// Slow consumers closed per cause (in [`SlowCause::ALL`]'s order) and refused frames per
-    /// code (in [`REFUSED_CODES`]' order).
-    pub(crate) fn closes(&self) -> ([u64; 2], [u64; REFUSED_CODES.len()]) {
-        let load = |c: &AtomicU64| c.load(Relaxed);
-        (
-            self.slow_consumers.each_ref().map(load),
-            self.refused_frames.each_ref().map(load),
-        )
     }
 
     /// Counts sockets closed because they did not answer a ping.

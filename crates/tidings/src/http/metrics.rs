@@ -14,9 +14,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::hub::Hub;
-use crate::stats::{
-    BUCKETS, REFUSED_CODES, RpcOutcome, RpcTotals, SlowCause, Source, Stats, TimingTotals,
-};
+use crate::stats::{BUCKETS, Details, REFUSED_CODES, RpcOutcome, SlowCause, Source, Stats};
 
 /// The content type of the OpenMetrics text format.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -25,17 +23,7 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 #[derive(Debug)]
 struct Scrape {
     stats: Stats,
-    rpc: RpcTotals,
-    /// Slow consumers per cause, refused frames per code.
-    closes: ([u64; 2], [u64; REFUSED_CODES.len()]),
-    /// Bus messages sent and received; interest batches applied and failed.
-    bus: ([u64; 2], [u64; 2]),
-    /// Publishes by source, then target.
-    publishes: [[u64; 4]; 4],
-    /// Events' waits on this node.
-    latency: TimingTotals,
-    /// Sockets opened and closed.
-    sockets: [u64; 2],
+    details: Details,
     bus_ready: bool,
     /// Resident memory in bytes and open files, where the OS says (Linux).
     process: Option<(u64, u64)>,
@@ -132,16 +120,22 @@ impl Collector for Scrape {
             let counter = ConstCounter::new(count);
             counter.encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)?;
         }
-        let (slow, refused) = &self.closes;
-        let slow: Vec<_> = SlowCause::ALL.iter().map(|(_, l)| *l).zip(*slow).collect();
-        let refused: Vec<_> = REFUSED_CODES
-            .iter()
-            .map(|(_, l)| *l)
-            .zip(*refused)
-            .collect();
-        let ([sent, received], [applied, failed]) = self.bus;
-        let [opened, closed] = self.sockets;
-        let labeled: [Family<'_>; 7] = [
+        let d = &self.details;
+        let slow = SlowCause::ALL
+            .map(|(_, l)| l)
+            .into_iter()
+            .zip(d.slow_consumers);
+        let refused = REFUSED_CODES
+            .map(|(_, l)| l)
+            .into_iter()
+            .zip(d.refused_frames);
+        let rpc = RpcOutcome::ALL.map(|(_, l)| l).into_iter().zip(d.rpc_calls);
+        let ([sent, received], [applied, failed]) = (d.bus_messages, d.interest_batches);
+        let [opened, closed] = d.sockets;
+        let (slow, refused, rpc): (Vec<_>, Vec<_>, Vec<_>) =
+            (slow.collect(), refused.collect(), rpc.collect());
+        let labeled: [Family<'_>; 8] = [
+            ("tidings_rpc_calls", "RPC calls", "outcome", &rpc),
             (
                 "tidings_socket_events",
                 "Sockets opened (attached to their session) and closed",
@@ -202,29 +196,23 @@ impl Collector for Scrape {
         let name = "tidings_publishes";
         let help = "Publishes accepted (each channel or user once), by target and source";
         let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-        for ((_, source), by_target) in Source::ALL.iter().zip(self.publishes) {
+        for ((_, source), by_target) in Source::ALL.iter().zip(d.publishes) {
             let targets = ["all", "channel", "user", "socket"];
             for (target, count) in targets.into_iter().zip(by_target) {
                 let labels = [("target", target), ("source", *source)];
                 ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
             }
         }
-        let rpc = &self.rpc;
-        let name = "tidings_rpc_calls";
-        let mut family = encoder.encode_descriptor(name, "RPC calls", None, MetricType::Counter)?;
-        for ((_, outcome), count) in RpcOutcome::ALL.iter().zip(rpc.outcomes) {
-            ConstCounter::new(count).encode(family.encode_family(&[("outcome", *outcome)])?)?;
-        }
         let histograms = [
             (
                 "tidings_rpc_duration",
                 "How long RPC calls took",
-                rpc.durations,
+                d.rpc_durations,
             ),
             (
                 "tidings_delivery_latency",
                 "How long events waited on this node before their first write to a socket",
-                self.latency,
+                d.delivery_latency,
             ),
         ];
         for (name, help, timings) in histograms {
@@ -272,12 +260,7 @@ pub(crate) async fn metrics(State(hub): State<Hub>) -> Response {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Scrape {
         stats: hub.stats(),
-        rpc: hub.counters().rpc_totals(),
-        closes: hub.counters().closes(),
-        bus: hub.counters().bus_totals(),
-        publishes: hub.counters().publishes(),
-        latency: hub.counters().delivery_latencies(),
-        sockets: hub.counters().sockets(),
+        details: hub.counters().details(),
         bus_ready: hub.is_ready(),
         process: process(),
     }));
