@@ -135,8 +135,10 @@ pub(crate) struct Receiver {
     ingest: Option<String>,
     node: OnceLock<Attached>,
     ready: AtomicBool,
-    /// External publishes to channels with history, to be numbered in the order they came.
-    numbering: OnceLock<(Arc<dyn Streams>, mpsc::Sender<Numbered>)>,
+    /// The history the broker keeps (Redis), with the queue of external publishes to channels
+    /// with history waiting to be numbered in the order they came; it also follows the numbered
+    /// events this node receives, and forgets what it followed when messages may have been missed.
+    history: OnceLock<(Arc<dyn Streams>, mpsc::Sender<Numbered>)>,
     /// The external publishes read lately, to claim each once.
     claims: Mutex<Claims>,
 }
@@ -215,7 +217,7 @@ impl Receiver {
                 Ok(message) => {
                     counters.bus_received();
                     if let (BusMessage::Publish { event, .. }, Some((history, _))) =
-                        (&message, self.numbering.get())
+                        (&message, self.history.get())
                         && event.position().is_some()
                     {
                         history.observe(event);
@@ -241,8 +243,7 @@ impl Receiver {
             if let BusMessage::Publish { target, .. } = &message {
                 self.counted(|c| c.published(Source::Ingest, target));
             }
-            let numbering = self.numbering.get();
-            let numbered = match (&message, numbering) {
+            let numbered = match (&message, self.history.get()) {
                 (
                     BusMessage::Publish {
                         target: Target::Channel(channel),
@@ -278,7 +279,7 @@ impl Receiver {
 
     /// Records whether the broker is reachable.
     pub(crate) fn set_ready(&self, ready: bool) {
-        if let (false, Some((history, _))) = (ready, self.numbering.get()) {
+        if let (false, Some((history, _))) = (ready, self.history.get()) {
             // Messages may have been missed: what the node followed of channel streams is stale.
             history.forget(None);
         }
@@ -317,7 +318,7 @@ impl<T: Transport> SharedBus<T> {
             ingest: options.ingest.clone(),
             node: OnceLock::new(),
             ready: AtomicBool::new(true),
-            numbering: OnceLock::new(),
+            history: OnceLock::new(),
             claims: Mutex::default(),
         })
     }
@@ -393,12 +394,7 @@ impl<T: Transport> Carrier for SharedBus<T> {
             .transport
             .history(rules, &self.receiver.subjects, max_bytes)?;
         let (queue, numbered) = mpsc::channel(NUMBERING_QUEUE);
-        if self
-            .receiver
-            .numbering
-            .set((history.clone(), queue))
-            .is_ok()
-        {
+        if self.receiver.history.set((history.clone(), queue)).is_ok() {
             tokio::spawn(number(history.clone(), numbered));
         }
         Some(history)
@@ -429,7 +425,7 @@ impl<T: Transport> Carrier for SharedBus<T> {
 
     fn set_interest(&self, topic: &Topic, interested: bool) {
         if let (Topic::Channel(channel), false, Some((history, _))) =
-            (topic, interested, self.receiver.numbering.get())
+            (topic, interested, self.receiver.history.get())
         {
             history.forget(Some(channel));
         }
