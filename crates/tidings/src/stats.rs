@@ -374,7 +374,8 @@ pub struct Stats {
     /// History events dropped before their `size` or `ttl` because the node's history held
     /// `max_history_bytes`.
     pub history_evicted: u64,
-    /// Publishes this node accepted (from Rust, the HTTP API and RPC handlers), by target.
+    /// Publishes this node accepted (from Rust, the HTTP API, RPC handlers and the ingest
+    /// channel as this node read it), by target.
     pub publishes: Publishes,
 }
 
