@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -141,7 +142,7 @@ where
         outbox: &outbox,
         encoding,
         heartbeat: hub.keep_alive().message.as_deref(),
-        answered_hold: std::sync::atomic::AtomicBool::new(false),
+        answered_hold: AtomicBool::new(false),
     };
     let closed = tokio::select! {
         () = reader.run(&mut stream) => false,
@@ -252,7 +253,7 @@ struct Reader<'a> {
     heartbeat: Option<&'a str>,
     /// Whether the client asked to `recover` (or asked something else first): then what is held
     /// waits for that answer alone.
-    answered_hold: std::sync::atomic::AtomicBool,
+    answered_hold: AtomicBool,
 }
 
 /// The requests of one socket that are waiting for their replies, beside the read loop.
@@ -409,11 +410,7 @@ impl<'a> Reader<'a> {
         }
         let (client, enc, outbox) = (self.client, self.encoding, self.outbox);
         let recover = matches!(request, Request::Recover { .. });
-        if !self
-            .answered_hold
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-            && !recover
-        {
+        if !self.answered_hold.swap(true, Relaxed) && !recover {
             // A client that said it would recover and asks something else first has nothing to
             // recover: what was held goes out as it came.
             let _ = self.outbox.release(None, Vec::new());
