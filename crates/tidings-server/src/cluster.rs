@@ -15,6 +15,9 @@ pub enum BusKind {
     Memory,
     /// Redis pub/sub.
     Redis,
+    /// Redis Cluster's sharded pub/sub (Redis 7+).
+    #[serde(rename = "redis-cluster")]
+    RedisCluster,
     /// NATS.
     Nats,
 }
@@ -27,6 +30,9 @@ pub enum StoreKind {
     Memory,
     /// Redis, shared by every node.
     Redis,
+    /// A Redis Cluster, shared by every node.
+    #[serde(rename = "redis-cluster")]
+    RedisCluster,
 }
 
 /// How to reach Redis: a URL, or SocketStream's `host`, `port`, `pass` and `db`.
@@ -79,6 +85,18 @@ pub struct RedisSettings {
         value_name = "N"
     )]
     pub db: Option<u32>,
+
+    /// Redis Cluster nodes, `redis://[:password@]host:port` each (any of them; comma-separated
+    /// on the command line), for bus or store "redis-cluster"
+    #[arg(
+        id = "redis_cluster",
+        long = "redis-cluster",
+        env = "TIDINGS_REDIS_CLUSTER",
+        value_name = "URLS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub cluster: Option<Vec<String>>,
 }
 
 /// How to reach NATS.
@@ -97,6 +115,25 @@ pub struct NatsSettings {
 }
 
 impl RedisSettings {
+    /// The cluster's nodes, for bus or store "redis-cluster"; refuses an empty list.
+    fn cluster(&self) -> Result<&[String], String> {
+        match self.cluster.as_deref() {
+            Some(nodes) if !nodes.is_empty() => Ok(nodes),
+            _ => Err(
+                "bus or store \"redis-cluster\" needs redis.cluster, the cluster's nodes".into(),
+            ),
+        }
+    }
+
+    /// Whether any setting of one Redis server (url, host, port, pass, db) is given.
+    fn names_a_server(&self) -> bool {
+        self.url.is_some()
+            || self.host.is_some()
+            || self.port.is_some()
+            || self.pass.is_some()
+            || self.db.is_some()
+    }
+
     /// The URL to connect to; refuses a URL given together with host, port, pass or db.
     fn url(&self) -> Result<String, String> {
         let parts = [
@@ -164,13 +201,23 @@ impl Cluster<'_> {
             return Err(format!(
                 "bus = \"{}\" shares events between nodes, but store = \"memory\" keeps sessions \
                  and presence in each process (a client reconnecting to another node would lose \
-                 its subscriptions, and every node would report its own presence): set store = \"redis\"",
+                 its subscriptions, and every node would report its own presence): set store = \"redis\" or \"redis-cluster\"",
                 name_of(bus)
             ));
         }
-        let uses_redis = bus == BusKind::Redis || store == StoreKind::Redis;
-        if !uses_redis && *self.redis != RedisSettings::default() {
-            return Err("redis settings are given but neither bus nor store is \"redis\"".into());
+        let uses_server = bus == BusKind::Redis || store == StoreKind::Redis;
+        if !uses_server && self.redis.names_a_server() {
+            return Err(
+                "redis.url, host, port, pass and db are given but neither bus nor store is \"redis\" \
+                 (for \"redis-cluster\", list the nodes in redis.cluster)"
+                    .into(),
+            );
+        }
+        let uses_cluster = bus == BusKind::RedisCluster || store == StoreKind::RedisCluster;
+        if !uses_cluster && self.redis.cluster.is_some() {
+            return Err(
+                "redis.cluster is given but neither bus nor store is \"redis-cluster\"".into(),
+            );
         }
         if bus != BusKind::Nats && self.nats.url.is_some() {
             return Err("nats.url is given but bus is not \"nats\"".into());
@@ -191,12 +238,21 @@ impl Cluster<'_> {
             return Err("bus_prefix and ingest_channel apply to a redis or nats bus only".into());
         }
         let redis_url = self.redis.url()?;
-        if store == StoreKind::Redis {
-            let redis = RedisStore::connect(&redis_url, self.name)
-                .await
-                .map_err(|e| format!("store: {e} (at {})", redacted(&redis_url)))?;
-            let redis = Arc::new(redis);
-            builder = builder.store(redis.clone()).presence_store(redis);
+        let store = match store {
+            StoreKind::Memory => None,
+            StoreKind::Redis => Some((
+                RedisStore::connect(&redis_url, self.name).await,
+                redacted(&redis_url),
+            )),
+            StoreKind::RedisCluster => {
+                let nodes = self.redis.cluster()?;
+                let store = RedisStore::connect_cluster(nodes, self.name).await;
+                Some((store, redacted_all(nodes)))
+            }
+        };
+        if let Some((store, at)) = store {
+            let store = Arc::new(store.map_err(|e| format!("store: {e} (at {at})"))?);
+            builder = builder.store(store.clone()).presence_store(store);
         }
         match bus {
             BusKind::Memory => {}
@@ -204,6 +260,13 @@ impl Cluster<'_> {
                 let bus = RedisBus::connect(&redis_url, options)
                     .await
                     .map_err(|e| format!("bus: {e} (at {})", redacted(&redis_url)))?;
+                builder = builder.bus(bus);
+            }
+            BusKind::RedisCluster => {
+                let nodes = self.redis.cluster()?;
+                let bus = RedisBus::connect_cluster(nodes, options)
+                    .await
+                    .map_err(|e| format!("bus: {e} (at {})", redacted_all(nodes)))?;
                 builder = builder.bus(bus);
             }
             BusKind::Nats => {
@@ -223,6 +286,7 @@ fn name_of(bus: BusKind) -> &'static str {
     match bus {
         BusKind::Memory => "memory",
         BusKind::Redis => "redis",
+        BusKind::RedisCluster => "redis-cluster",
         BusKind::Nats => "nats",
     }
 }
@@ -233,6 +297,12 @@ fn redacted(url: &str) -> String {
         (Some((scheme, _)), Some((_, host))) => format!("{scheme}://***@{host}"),
         _ => url.to_owned(),
     }
+}
+
+/// URLs without their passwords, comma-separated, for messages.
+fn redacted_all(urls: &[String]) -> String {
+    let urls: Vec<String> = urls.iter().map(|url| redacted(url)).collect();
+    urls.join(",")
 }
 
 #[cfg(test)]

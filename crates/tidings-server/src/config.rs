@@ -180,15 +180,16 @@ pub struct Settings {
     #[arg(long, env = "TIDINGS_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
 
-    /// Event bus between nodes: memory (one node), redis or nats [default: memory]
+    /// Event bus between nodes: memory (one node), redis, redis-cluster or nats [default: memory]
     #[arg(long, env = "TIDINGS_BUS", value_name = "KIND")]
     pub bus: Option<BusKind>,
 
-    /// Where sessions and presence live: memory (one node) or redis [default: memory]
+    /// Where sessions and presence live: memory (one node), redis or redis-cluster [default:
+    /// memory]
     #[arg(long, env = "TIDINGS_STORE", value_name = "KIND")]
     pub store: Option<StoreKind>,
 
-    /// Prefix of every subject on a redis or nats bus [default: tidings]
+    /// Prefix of every subject on a redis, redis-cluster or nats bus [default: tidings]
     #[arg(long, env = "TIDINGS_BUS_PREFIX", value_name = "PREFIX")]
     pub bus_prefix: Option<String>,
 

@@ -20,8 +20,12 @@ use support::{Client, Node, channel_event, event};
 /// A guard against a hung test, not a synchronization.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// Nodes on `bus` ("redis" or "nats") with the shared Redis store.
+/// Nodes on `bus` ("redis" or "nats") with the shared Redis store, or on a Redis Cluster of
+/// their own ("redis-cluster").
 fn setup(bus: &str) -> Setup {
+    if bus == "redis-cluster" {
+        return Setup::on_cluster();
+    }
     let mut setup = Setup::new(bus, services::redis());
     if bus == "nats" {
         setup
@@ -29,6 +33,14 @@ fn setup(bus: &str) -> Setup {
             .extend(["--nats-url".into(), services::nats().into()]);
     }
     setup
+}
+
+/// A Redis server the nodes of `setup` use: one node of their cluster, or the shared Redis.
+fn any_redis(setup: &Setup) -> String {
+    match &setup.cluster {
+        Some(cluster) => cluster.urls().remove(0),
+        None => services::redis().into(),
+    }
 }
 
 /// A plain Redis connection, not tidings.
@@ -77,17 +89,28 @@ async fn expect_exactly(via: &Node, client: &mut Client, expected: &[Value]) {
 /// Waits until `client`'s node has subscribed it to `channel` on the broker (a subscribe made on
 /// another node reaches it a moment later): publishes `probe` events on `via` until one arrives.
 async fn until_subscribed(via: &Node, client: &mut Client, channel: &str) {
+    until_delivered(via, client, json!({"channels": channel})).await;
+}
+
+/// Publishes a `probe` event to `target` (a publish body's target field) on `via` until `client`
+/// gets one; a publish refused while the bus is away (503) is tried again.
+async fn until_delivered(via: &Node, client: &mut Client, target: Value) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut probe = json!({"event": "probe", "args": []});
+    probe
+        .as_object_mut()
+        .unwrap()
+        .extend(target.as_object().unwrap().clone());
     loop {
-        let probe = json!({"event": "probe", "args": [], "channels": channel});
-        assert_eq!(publish(via, probe).await, 200);
+        let status = publish(via, probe.clone()).await;
+        assert!(matches!(status, 200 | 503), "{status}");
         if let Ok(frame) = tokio::time::timeout(Duration::from_millis(50), client.recv()).await {
             assert_eq!(frame["event"], "probe", "{frame}");
             return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{channel} never reached the client"
+            "{target} never reached the client"
         );
     }
 }
@@ -167,6 +190,11 @@ async fn every_target_crosses_nodes_on_redis() {
 #[tokio::test]
 async fn every_target_crosses_nodes_on_nats() {
     every_target_crosses_nodes("nats").await;
+}
+
+#[tokio::test]
+async fn every_target_crosses_nodes_on_redis_cluster() {
+    every_target_crosses_nodes("redis-cluster").await;
 }
 
 /// Session operations reach every tab on every node; a reconnect elsewhere keeps the session.
@@ -283,6 +311,16 @@ async fn sessions_follow_their_tabs_on_nats() {
     sessions_follow_their_tabs("nats").await;
 }
 
+#[tokio::test]
+async fn sessions_follow_their_tabs_on_redis_cluster() {
+    sessions_follow_their_tabs("redis-cluster").await;
+}
+
+#[tokio::test]
+async fn kicks_reach_every_node_on_redis_cluster() {
+    kicks_reach_every_node("redis-cluster").await;
+}
+
 /// Heartbeat settings under which a session that stops beating is purged within seconds.
 const FAST_HEARTBEAT: [&str; 6] = [
     "--heartbeat-purge-delay",
@@ -293,9 +331,13 @@ const FAST_HEARTBEAT: [&str; 6] = [
     "2",
 ];
 
-/// The presence events the nodes of a test publish on Redis, read by a plain Redis client.
-async fn presence_events(prefix: &str) -> impl futures_util::Stream<Item = redis::Msg> + Unpin {
-    let client = redis::Client::open(services::redis()).unwrap();
+/// The presence events the nodes of a test publish on Redis, read by a plain Redis client (on
+/// any node of a cluster).
+async fn presence_events(setup: &Setup) -> impl futures_util::Stream<Item = redis::Msg> + Unpin {
+    let (prefix, client) = (
+        &setup.prefix,
+        redis::Client::open(any_redis(setup)).unwrap(),
+    );
     let mut events = client.get_async_pubsub().await.unwrap();
     events
         .subscribe(format!("{prefix}:presence"))
@@ -315,11 +357,10 @@ async fn next_event(events: &mut (impl futures_util::Stream<Item = redis::Msg> +
 
 /// Sessions that stop beating on three nodes at once: every node purges, each disconnect is
 /// emitted once, and the events reach Redis for backends.
-#[tokio::test]
-async fn three_nodes_purging_emit_each_disconnect_once() {
-    let setup = Setup::new("redis", services::redis());
+async fn three_nodes_purging_emit_each_disconnect_once(bus: &str) {
+    let setup = setup(bus);
     let nodes = setup.nodes(3, &FAST_HEARTBEAT);
-    let mut events = presence_events(&setup.prefix).await;
+    let mut events = presence_events(&setup).await;
     let (mut sessions, mut tabs) = (Vec::new(), Vec::new());
     for node in &nodes {
         for _ in 0..5 {
@@ -353,13 +394,23 @@ async fn three_nodes_purging_emit_each_disconnect_once() {
     assert_eq!(total, 15, "the nodes emitted 15 disconnects between them");
 }
 
+#[tokio::test]
+async fn three_nodes_purging_emit_each_disconnect_once_on_redis() {
+    three_nodes_purging_emit_each_disconnect_once("redis").await;
+}
+
+#[tokio::test]
+async fn three_nodes_purging_emit_each_disconnect_once_on_redis_cluster() {
+    three_nodes_purging_emit_each_disconnect_once("redis-cluster").await;
+}
+
 /// A node is killed: a browser that comes back on another node keeps its channels; a session
 /// that never comes back expires, and another node emits its disconnect.
 #[tokio::test]
 async fn a_killed_nodes_sessions_move_or_expire() {
     let setup = Setup::new("redis", services::redis());
     let mut nodes = setup.nodes(2, &FAST_HEARTBEAT);
-    let mut events = presence_events(&setup.prefix).await;
+    let mut events = presence_events(&setup).await;
     let mut tabs = Vec::new();
     for _ in 0..2 {
         let mut tab = nodes[0].connect().await;
@@ -572,4 +623,101 @@ async fn sessions_redis_lost_are_stored_again_by_their_nodes() {
     let user = json!({"event": "dm", "args": [], "users": "ann"});
     assert_eq!(publish(&nodes[1], user).await, 200);
     assert_eq!(reloaded.recv().await, event("dm", json!([])));
+}
+
+/// SocketStream's format, put on any node of the Redis Cluster by a plain client (classic
+/// PUBLISH, which the cluster carries to every node), reaches sockets on every tidings node.
+#[tokio::test]
+async fn socketstream_ingest_on_redis_cluster() {
+    let setup = setup("redis-cluster");
+    let urls = setup.cluster.as_ref().unwrap().urls();
+    let nodes = setup.nodes(2, &[]);
+    let mut on_a = nodes[0].connect().await;
+    let mut on_b = nodes[1].connect().await;
+    on_b.request(json!({"type": "subscribe", "channels": ["public:x"]}))
+        .await;
+    let ingest = format!("{}:ingest", setup.prefix);
+    let messages = [
+        json!({"t": "all", "e": "flash", "p": ["hi"]}),
+        json!({"t": "channel", "channels": ["public:x"], "e": "m", "p": [1]}),
+    ];
+    for (message, url) in messages.iter().zip(urls.iter().rev()) {
+        let mut redis = redis(url).await;
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(&ingest)
+            .arg(message.to_string())
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
+    let flash = event("flash", json!(["hi"]));
+    expect_exactly(&nodes[0], &mut on_a, std::slice::from_ref(&flash)).await;
+    let expected = [flash, channel_event("m", json!([1]), "public:x")];
+    expect_exactly(&nodes[1], &mut on_b, &expected).await;
+}
+
+/// A master of the Redis Cluster is killed and its replica takes over: every node subscribes
+/// again, and every target published afterwards reaches its sockets exactly once.
+#[tokio::test]
+async fn a_master_failing_over_loses_nothing_published_after() {
+    let setup = setup("redis-cluster");
+    let cluster = setup.cluster.as_ref().unwrap();
+    let nodes = setup.nodes(3, &[]);
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let mut on_b = b.connect().await;
+    let mut on_c = c.connect().await;
+    // Twelve channels land on every shard.
+    let channels: Vec<String> = (0..12).map(|i| format!("public:f{i}")).collect();
+    let reply = on_b
+        .request(json!({"type": "subscribe", "channels": channels}))
+        .await;
+    assert_eq!(
+        reply["result"].as_array().map(Vec::len),
+        Some(12),
+        "{reply}"
+    );
+    let path = format!("/sessions/{}/user", on_c.session());
+    let (status, _) = c
+        .api(reqwest::Method::PUT, &path, Some(r#"{"user_id":"carol"}"#))
+        .await;
+    assert_eq!(status, 200);
+    for channel in &channels {
+        until_subscribed(a, &mut on_b, channel).await;
+    }
+
+    let subject = format!("{}:channel:{{public:f0}}", setup.prefix);
+    let old = cluster.kill_master_of(&subject);
+    cluster.await_failover(&subject, old);
+    for node in [a, b, c] {
+        readyz_becomes(node, 200).await;
+    }
+    // Every subscription is back: a probe on each target gets through.
+    for channel in &channels {
+        until_subscribed(a, &mut on_b, channel).await;
+    }
+    until_delivered(a, &mut on_c, json!({"users": "carol"})).await;
+    let to_b = json!({"socket": on_b.socket});
+    until_delivered(a, &mut on_b, to_b).await;
+    until_delivered(a, &mut on_c, json!({})).await;
+    // Probes to every socket may still be on their way to B.
+    expect_exactly(a, &mut on_b, &[]).await;
+
+    assert_eq!(publish(a, json!({"event": "hi", "args": []})).await, 200);
+    for channel in &channels {
+        let body = json!({"event": "news", "args": [channel], "channels": channel});
+        assert_eq!(publish(c, body).await, 200);
+    }
+    let user = json!({"event": "dm", "args": [], "users": "carol"});
+    assert_eq!(publish(b, user).await, 200);
+    let socket = json!({"event": "you", "args": [], "socket": on_b.socket});
+    assert_eq!(publish(c, socket).await, 200);
+
+    let all = event("hi", json!([]));
+    let mut on_b_expected: Vec<Value> = channels
+        .iter()
+        .map(|ch| channel_event("news", json!([ch]), ch))
+        .collect();
+    on_b_expected.extend([all.clone(), event("you", json!([]))]);
+    expect_exactly(a, &mut on_b, &on_b_expected).await;
+    expect_exactly(a, &mut on_c, &[all, event("dm", json!([]))]).await;
 }

@@ -47,6 +47,14 @@ pub(crate) fn epoch() -> Arc<str> {
     )
 }
 
+/// The 64-bit FNV-1a digest of `bytes`: the same on every node, whatever its build.
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Checks that `s` is 1..=64 characters of `[A-Za-z0-9_-]`.
 fn check_token(kind: &'static str, s: &str) -> Result<(), IdError> {
     let ok = !s.is_empty()

@@ -39,6 +39,8 @@ mod model;
 mod names;
 pub mod presence;
 mod protocol;
+#[cfg(feature = "redis")]
+mod redis_conn;
 mod socket;
 mod stats;
 pub mod store;

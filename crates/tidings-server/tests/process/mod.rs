@@ -109,6 +109,8 @@ fn spawn(mut command: Command, args: &[String]) -> Process {
 pub struct Setup {
     pub prefix: String,
     pub args: Vec<String>,
+    /// The Redis Cluster the nodes use, when the test owns one.
+    pub cluster: Option<OwnCluster>,
 }
 
 #[allow(
@@ -119,14 +121,27 @@ impl Setup {
     /// Nodes on `bus` ("redis", or "nats" with `--nats-url` added) with the Redis store at
     /// `redis`.
     pub fn new(bus: &str, redis: &str) -> Self {
+        Self::made(bus, "redis", ["--redis-url", redis], None)
+    }
+
+    /// Nodes on a Redis Cluster of their own (bus and store "redis-cluster").
+    pub fn on_cluster() -> Self {
+        let cluster = OwnCluster::start();
+        let nodes = cluster.urls().join(",");
+        let kind = "redis-cluster";
+        Self::made(kind, kind, ["--redis-cluster", &nodes], Some(cluster))
+    }
+
+    /// Nodes on `bus` and `store`, reaching Redis with `connection` (a flag and its value).
+    fn made(bus: &str, store: &str, connection: [&str; 2], cluster: Option<OwnCluster>) -> Self {
         let prefix = format!("t{}", SessionId::random().unwrap());
         let mut args: Vec<String> = [
             "--bus",
             bus,
             "--store",
-            "redis",
-            "--redis-url",
-            redis,
+            store,
+            connection[0],
+            connection[1],
             "--bus-prefix",
             &prefix,
             "--heartbeat-name",
@@ -135,7 +150,11 @@ impl Setup {
         .map(String::from)
         .into();
         args.extend(["--ingest-channel".into(), format!("{prefix}:ingest")]);
-        Self { prefix, args }
+        Self {
+            prefix,
+            args,
+            cluster,
+        }
     }
 
     /// Starts `n` nodes.
@@ -225,6 +244,148 @@ impl Drop for OwnRedis {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A Redis Cluster of three masters and three replicas on free loopback ports, started by
+/// `scripts/redis-cluster.sh`; stopped when dropped.
+pub struct OwnCluster {
+    dir: std::path::PathBuf,
+    ports: Vec<u16>,
+}
+
+#[allow(
+    dead_code,
+    reason = "not every test binary that includes this module runs a Redis Cluster"
+)]
+impl OwnCluster {
+    /// Starts the six servers and joins them; returns once every node says the cluster is ok.
+    pub fn start() -> Self {
+        let ports = free_cluster_ports(6);
+        let dir = std::env::temp_dir().join(format!("tidings-cluster-{}", ports[0]));
+        let _ = std::fs::remove_dir_all(&dir);
+        let status = Command::new(Self::script())
+            .arg("start")
+            .arg(&dir)
+            .arg("1")
+            .args(ports.iter().map(u16::to_string))
+            .stdout(Stdio::null())
+            .status()
+            .expect("scripts/redis-cluster.sh runs");
+        let cluster = Self { dir, ports };
+        assert!(status.success(), "the Redis Cluster started");
+        cluster
+    }
+
+    fn script() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/redis-cluster.sh")
+    }
+
+    /// Every node's URL.
+    pub fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|port| format!("redis://127.0.0.1:{port}"))
+            .collect()
+    }
+
+    /// A command's answer from the first node that answers.
+    fn ask(&self, command: &redis::Cmd) -> redis::Value {
+        for url in self.urls() {
+            let answer = redis::Client::open(url)
+                .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(1)))
+                .and_then(|mut connection| command.query(&mut connection));
+            if let Ok(answer) = answer {
+                return answer;
+            }
+        }
+        panic!("no node of the cluster answers");
+    }
+
+    /// The port of the master serving `key` now.
+    pub fn master_of(&self, key: &str) -> u16 {
+        let slot: i64 = match self.ask(redis::cmd("CLUSTER").arg("KEYSLOT").arg(key)) {
+            redis::Value::Int(slot) => slot,
+            other => panic!("CLUSTER KEYSLOT answered {other:?}"),
+        };
+        let redis::Value::Array(ranges) = self.ask(redis::cmd("CLUSTER").arg("SLOTS")) else {
+            panic!("CLUSTER SLOTS answers an array");
+        };
+        for range in ranges {
+            let redis::Value::Array(range) = range else {
+                continue;
+            };
+            if let [
+                redis::Value::Int(start),
+                redis::Value::Int(end),
+                redis::Value::Array(master),
+                ..,
+            ] = range.as_slice()
+                && (*start..=*end).contains(&slot)
+                && let Some(redis::Value::Int(port)) = master.get(1)
+            {
+                return u16::try_from(*port).unwrap();
+            }
+        }
+        panic!("no master serves slot {slot}");
+    }
+
+    /// Kills (SIGKILL) the master serving `key`; returns its port.
+    pub fn kill_master_of(&self, key: &str) -> u16 {
+        let port = self.master_of(key);
+        let pid = std::fs::read_to_string(self.dir.join(format!("{port}.pid"))).unwrap();
+        let status = Command::new("kill")
+            .args(["-KILL", pid.trim()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        port
+    }
+
+    /// Waits until a master other than `old` serves `key` and the cluster says it is ok.
+    pub fn await_failover(&self, key: &str, old: u16) {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            let info = self.ask(redis::cmd("CLUSTER").arg("INFO"));
+            let ok = matches!(&info, redis::Value::VerbatimString { text, .. }
+                if text.contains("cluster_state:ok"))
+                || matches!(&info, redis::Value::BulkString(text)
+                    if String::from_utf8_lossy(text).contains("cluster_state:ok"));
+            if ok && self.master_of(key) != old {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "no replica took over");
+            // A poll interval: the cluster's failover is only observable by asking.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = Command::new(Self::script())
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// `n` ports free on loopback whose cluster bus ports (port + 10000) are free too.
+fn free_cluster_ports(n: usize) -> Vec<u16> {
+    // Tests of one binary start clusters at once: each looks from its own place.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let turn = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut ports = Vec::with_capacity(n);
+    let start = 20_000 + u16::try_from((std::process::id() + turn * 97) % 9_000).unwrap();
+    for port in (start..30_000).chain(20_000..start) {
+        let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free(port) && free(port + 10_000) {
+            ports.push(port);
+            if ports.len() == n {
+                return ports;
+            }
+        }
+    }
+    panic!("no free ports for a Redis Cluster");
 }
 
 /// Polls `/readyz` until it answers `status`.

@@ -14,6 +14,8 @@ mod memory;
 mod nats;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_cluster;
 #[cfg(any(feature = "redis", feature = "nats"))]
 mod shared;
 #[cfg(any(feature = "redis", feature = "nats"))]

@@ -1,11 +1,11 @@
-//! The Redis bus: Redis pub/sub over RESP3, one connection to publish and one to receive.
+//! The Redis bus: Redis pub/sub over RESP3, one connection to publish and one to receive; or, on
+//! Redis Cluster, sharded pub/sub ([`super::redis_cluster`]).
 //!
 //! The receiving connection is a redis-rs `ConnectionManager` with a push sender and automatic
 //! resubscription: when Redis comes back it reconnects and subscribes again to every channel it
 //! had confirmed; subscriptions that failed meanwhile are retried by the interest task.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -14,16 +14,16 @@ use redis::{AsyncTypedCommands, IntoConnectionInfo, ProtocolVersion, PushInfo, P
 use tokio::sync::{mpsc, oneshot};
 
 use super::history::RedisHistory;
+use super::redis_cluster::ClusterTransport;
 use super::shared::{BusOptions, Receiver, SharedBus, Transport};
 use super::wire::Subjects;
-use super::{Bus, Link, Sealed};
+use super::{Bus, Carrier, Link, Sealed};
 use crate::error::BusError;
 use crate::history::{Rules, Streams};
+use crate::redis_conn::{Connection, TIMEOUT};
 
-/// How long connecting or answering may take before the bus counts Redis as away.
-const TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Events between nodes over Redis pub/sub (see `docs/scaling.md` for the channels).
+/// Events between nodes over Redis pub/sub, or Redis Cluster's sharded pub/sub (see
+/// `docs/scaling.md` for the channels).
 ///
 /// ```no_run
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,7 +33,7 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 /// let hub = tidings::Hub::builder().bus(bus).build()?;
 /// # Ok(()) }
 /// ```
-pub struct RedisBus(Arc<SharedBus<RedisTransport>>);
+pub struct RedisBus(Arc<dyn Carrier>);
 
 impl Bus for RedisBus {}
 
@@ -118,14 +118,39 @@ impl RedisBus {
         };
         Ok(Self(Arc::new(SharedBus::start(transport, receiver))))
     }
+
+    /// Connects to a Redis Cluster (Redis 7 or later) through any of its `nodes`
+    /// (`redis://[:password@]host:port` each), carrying messages on sharded pub/sub.
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tidings::bus::{BusOptions, RedisBus};
+    ///
+    /// let nodes = ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"];
+    /// let bus = RedisBus::connect_cluster(&nodes, BusOptions::default()).await?;
+    /// let hub = tidings::Hub::builder().bus(bus).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_cluster(
+        nodes: &[impl AsRef<str>],
+        options: BusOptions,
+    ) -> Result<Self, BusError> {
+        let nodes = nodes.iter().map(|n| n.as_ref().to_owned()).collect();
+        let receiver = SharedBus::<ClusterTransport>::sharded_receiver(&options);
+        let subjects = Subjects::sharded(&options.prefix);
+        let transport =
+            ClusterTransport::connect(nodes, receiver.clone(), &subjects, options.ingest).await?;
+        Ok(Self(Arc::new(SharedBus::start(transport, receiver))))
+    }
 }
 
 /// Handles one push from Redis: a message, or the news that the connection dropped.
-fn receive(receiver: &Arc<Receiver>, info: PushInfo) {
+pub(super) fn receive(receiver: &Arc<Receiver>, info: PushInfo) {
     match (info.kind, info.data.as_slice()) {
-        (PushKind::Message, [Value::BulkString(channel), Value::BulkString(payload)]) => {
-            receiver.deliver(channel, payload)
-        }
+        (
+            PushKind::Message | PushKind::SMessage,
+            [Value::BulkString(channel), Value::BulkString(payload)],
+        ) => receiver.deliver(channel, payload),
         (PushKind::Disconnection, _) => receiver.set_ready(false),
         _ => {}
     }
@@ -139,8 +164,9 @@ impl Transport for RedisTransport {
         subjects: &Subjects,
         max_bytes: usize,
     ) -> Option<Arc<dyn Streams>> {
-        let connection = self.publisher.clone();
-        let history = RedisHistory::new(rules.clone(), connection, subjects.clone(), max_bytes);
+        let connection = Connection::Server(self.publisher.clone());
+        let naming = (subjects.clone(), "PUBLISH");
+        let history = RedisHistory::new(rules.clone(), connection, naming, max_bytes);
         Some(Arc::new(history))
     }
 

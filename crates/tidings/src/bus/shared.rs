@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use super::{Carrier, Inbox, ingest, wire};
 use crate::error::BusError;
 use crate::history::{Claim, Handover, History, Rules, Streams};
-use crate::ids::NodeId;
+use crate::ids::{self, NodeId};
 use crate::limits::Limits;
 use crate::logs::Folded;
 use crate::model::{BusMessage, Event, Target, Topic};
@@ -174,7 +174,7 @@ impl Claims {
             self.seen.retain(|_, (_, last)| now - *last < REMEMBER);
             self.swept = Some(now);
         }
-        let digest = fnv1a(payload);
+        let digest = ids::fnv1a(payload);
         let seen = self.seen.entry(digest).or_insert((0, now));
         if now - seen.1 >= REMEMBER {
             seen.0 = 0;
@@ -185,13 +185,6 @@ impl Claims {
             nth: seen.0,
         }
     }
-}
-
-/// The 64-bit FNV-1a digest of `bytes`: the same on every node, whatever its build.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 impl Receiver {
@@ -313,14 +306,25 @@ pub(crate) struct SharedBus<T> {
 impl<T: Transport> SharedBus<T> {
     /// A receiver for a transport about to be made with these options.
     pub(crate) fn receiver(options: &BusOptions, separator: char) -> Arc<Receiver> {
+        Self::made_receiver(options, wire::Subjects::new(&options.prefix, separator))
+    }
+
+    /// A receiver for subjects named by `subjects`.
+    fn made_receiver(options: &BusOptions, subjects: wire::Subjects) -> Arc<Receiver> {
         Arc::new(Receiver {
-            subjects: wire::Subjects::new(&options.prefix, separator),
+            subjects,
             ingest: options.ingest.clone(),
             node: OnceLock::new(),
             ready: AtomicBool::new(true),
             history: OnceLock::new(),
             claims: Mutex::default(),
         })
+    }
+
+    /// A receiver for a Redis Cluster transport about to be made with these options.
+    #[cfg(feature = "redis")]
+    pub(crate) fn sharded_receiver(options: &BusOptions) -> Arc<Receiver> {
+        Self::made_receiver(options, wire::Subjects::sharded(&options.prefix))
     }
 
     /// A bus over a connected transport that delivers into `receiver`; starts the interest task.

@@ -38,6 +38,9 @@ const ENCODED: char = '~';
 pub(crate) struct Subjects {
     prefix: String,
     separator: char,
+    /// Whether names are hash tags (Redis Cluster's shard channels).
+    #[cfg(feature = "redis")]
+    sharded: bool,
 }
 
 impl Subjects {
@@ -47,6 +50,19 @@ impl Subjects {
         Self {
             prefix: prefix.to_owned(),
             separator,
+            #[cfg(feature = "redis")]
+            sharded: false,
+        }
+    }
+
+    /// Subjects for Redis Cluster's shard channels: `<prefix>:<kind>:{<name>}`, the name a hash
+    /// tag (see [`tagged`](crate::redis_conn::tagged)), so a channel's events and history keys
+    /// live on one shard.
+    #[cfg(feature = "redis")]
+    pub(crate) fn sharded(prefix: &str) -> Self {
+        Self {
+            sharded: true,
+            ..Self::new(prefix, ':')
         }
     }
 
@@ -64,6 +80,11 @@ impl Subjects {
     /// The subject of one kind and one name.
     fn named(&self, kind: &str, name: &str) -> String {
         let sep = self.separator;
+        #[cfg(feature = "redis")]
+        if self.sharded {
+            let tag = crate::redis_conn::tagged(name);
+            return format!("{}{sep}{kind}{sep}{tag}", self.prefix);
+        }
         let plain = sep == ':'
             || (!name.starts_with(ENCODED)
                 && name
@@ -132,6 +153,10 @@ impl Subjects {
         let kind = [ALL, CHANNEL, USER, NODE, SESSION]
             .into_iter()
             .find(|k| *k == kind)?;
+        #[cfg(feature = "redis")]
+        if self.sharded && !name.is_empty() {
+            return Some((kind, Cow::Borrowed(crate::redis_conn::untagged(name)?)));
+        }
         let name = match name.strip_prefix(ENCODED) {
             Some(encoded) if self.separator != ':' => {
                 use base64::Engine;
@@ -342,12 +367,19 @@ mod tests {
     }
 
     #[test]
-    fn every_message_survives_the_trip_on_both_separators() {
+    fn every_message_survives_the_trip_on_every_naming() {
         let socket: SocketId = "n2.7".parse().unwrap();
-        for subjects in [Subjects::new("t", ':'), Subjects::new("t", '.')] {
+        let namings = [
+            Subjects::new("t", ':'),
+            Subjects::new("t", '.'),
+            #[cfg(feature = "redis")]
+            Subjects::sharded("t"),
+        ];
+        for subjects in namings {
             for (target, channel) in [
                 (Target::All, None),
                 (Target::Channel("a.b c*".into()), Some("a.b c*")),
+                (Target::Channel("{x}".into()), Some("{x}")),
                 (Target::User("u:1".into()), None),
                 (Target::Socket(socket.clone()), None),
             ] {

@@ -1,8 +1,10 @@
 //! Channel history in Redis, shared by every node of a Redis bus.
 //!
 //! Each channel that keeps history has two keys, hash-tagged by the channel so both live on one
-//! shard: `<prefix>:history:{<channel>}`, a list of its events (`<ms> <body>`, oldest first),
-//! and `<prefix>:history:{<channel>}:meta`, a hash of its epoch (`e`) and last offset (`o`).
+//! shard (with the channel's shard channel on Redis Cluster): `<prefix>:history:{<channel>}`, a
+//! list of its events (`<ms> <body>`, oldest first), and `<prefix>:history:{<channel>}:meta`, a
+//! hash of its epoch (`e`) and last offset (`o`). A channel name that is empty, starts with `#`
+//! or holds a brace is tagged by its digest instead: `{#<16 hex digits>}<channel>`.
 //! One script gives an event its offset, appends it, trims the list (`size`), sets the keys'
 //! expiry and publishes the event, all at once: every node, and every client recovering, sees
 //! a channel's events in one order. The published body names no node, so the publisher's own
@@ -23,7 +25,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use redis::Script;
-use redis::aio::ConnectionManager;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -32,6 +33,7 @@ use crate::error::BusError;
 use crate::history::{Claim, Handover, History, Page, Recovery, Rules, Streams};
 use crate::ids;
 use crate::model::{BusMessage, Event, Position};
+use crate::redis_conn::{Connection, tagged};
 use cache::{Cache, Kept};
 
 /// How long a channel's epoch and last offset outlive its last publish (at least), so a client
@@ -47,7 +49,7 @@ const MAX_BATCH: usize = 256;
 
 /// Numbers, appends and publishes a batch of events of one channel, in order. KEYS: list, meta,
 /// then the claim keys. ARGV: size, ttl ms, meta ttl ms, a fresh epoch, subject, claim ttl ms,
-/// then per event its body without the closing brace and the index of its claim key in KEYS (0:
+/// the publishing command (`PUBLISH`, or `SPUBLISH` on Redis Cluster), then per event its body without the closing brace and the index of its claim key in KEYS (0:
 /// none; a claim already taken skips the event). Returns each event's offset (0: skipped).
 const APPEND: &str = r#"
 local epoch = redis.call('HGET', KEYS[2], 'e')
@@ -59,7 +61,7 @@ local offset = tonumber(redis.call('HGET', KEYS[2], 'o') or '0')
 local now = redis.call('TIME')
 local ms = now[1] .. string.format('%03d', math.floor(now[2] / 1000))
 local offsets, entries = {}, {}
-for i = 7, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   local claim = tonumber(ARGV[i + 1])
   if claim > 0 and not redis.call('SET', KEYS[claim], '1', 'NX', 'PX', ARGV[6]) then
     offsets[#offsets + 1] = 0
@@ -67,7 +69,7 @@ for i = 7, #ARGV, 2 do
     offset = offset + 1
     local body = ARGV[i] .. ',"offset":' .. offset .. ',"epoch":"' .. epoch .. '"}'
     entries[#entries + 1] = ms .. ' ' .. body
-    redis.call('PUBLISH', ARGV[5], body)
+    redis.call(ARGV[7], ARGV[5], body)
     offsets[#offsets + 1] = offset
   end
 end
@@ -127,8 +129,10 @@ pub(crate) struct RedisHistory(Arc<Inner>);
 /// What a [`RedisHistory`] holds, shared with the tasks that carry appends.
 struct Inner {
     rules: Rules,
-    connection: ConnectionManager,
+    connection: Connection,
     subjects: Subjects,
+    /// The command that publishes an event: `PUBLISH`, or `SPUBLISH` on Redis Cluster.
+    publish: &'static str,
     prefix: String,
     append: Script,
     read: Script,
@@ -142,18 +146,20 @@ struct Inner {
 }
 
 impl RedisHistory {
-    /// History for the channels `rules` name, over `connection`, publishing on `subjects`; the
-    /// node keeps at most `max_bytes` of the channels it follows.
+    /// History for the channels `rules` name, over `connection`, publishing on `subjects` with
+    /// `publish` (`PUBLISH` or `SPUBLISH`); the node keeps at most `max_bytes` of the channels it
+    /// follows.
     pub(crate) fn new(
         rules: Rules,
-        connection: ConnectionManager,
-        subjects: Subjects,
+        connection: Connection,
+        (subjects, publish): (Subjects, &'static str),
         max_bytes: usize,
     ) -> Self {
         Self(Arc::new(Inner {
             cache: Cache::new(max_bytes),
             rules,
             connection,
+            publish,
             prefix: subjects.prefix().to_owned(),
             subjects,
             append: Script::new(APPEND),
@@ -167,7 +173,7 @@ impl RedisHistory {
 impl Inner {
     /// The list and meta keys of `channel`.
     fn keys(&self, channel: &str) -> [String; 2] {
-        let list = format!("{}:history:{{{channel}}}", self.prefix);
+        let list = format!("{}:history:{}", self.prefix, tagged(channel));
         let meta = format!("{list}:meta");
         [list, meta]
     }
@@ -238,7 +244,8 @@ impl Inner {
             .arg(millis(META_TTL.max(ttl)))
             .arg(&*ids::epoch())
             .arg(self.subjects.channel(channel))
-            .arg(millis(CLAIM_TTL));
+            .arg(millis(CLAIM_TTL))
+            .arg(self.publish);
         let mut claims = 2;
         for append in batch {
             invocation.arg(&append.head);
@@ -340,8 +347,10 @@ impl Streams for RedisHistory {
         let claim = claim.map(|claim| {
             let prefix = &self.0.prefix;
             format!(
-                "{prefix}:ingest:{{{channel}}}:{:016x}:{}",
-                claim.digest, claim.nth
+                "{prefix}:ingest:{}:{:016x}:{}",
+                tagged(channel),
+                claim.digest,
+                claim.nth
             )
         });
         let (done, result) = oneshot::channel();

@@ -1,26 +1,24 @@
 //! The Redis store: sessions and presence shared by every node that uses the same Redis, with one
 //! Lua script per operation so each step is atomic across nodes.
 //!
-//! Keys (`{name}` is the heartbeat `name`, default `heartbeat`; presence keys share a hash slot):
+//! Keys (`name` is the heartbeat `name`, default `heartbeat`; presence keys share the hash slot
+//! of `{name}`, so on Redis Cluster presence lives on one shard and sessions spread over all):
 //! - `{name}:expiry`: sorted set, session id → when its last beat expires (ms, Redis clock);
 //! - `{name}:user`: hash, session id → user id;
 //! - `{name}:sockets:<session id>`: hash, socket id → when that socket's last beat expires;
-//! - `{name}:session:<session id>`: hash, the session (`_`, `user`, `c:<channel>`…), with a TTL.
+//! - `name:session:{<session id>}`: hash, the session (`_`, `user`, `c:<channel>`…), with a TTL.
 //!
 //! Time is always the Redis server's (`TIME`), so nodes' clocks never disagree.
 
 mod presence;
 mod sessions;
 
-use std::time::Duration;
-
+use parking_lot::RwLock;
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::error::StoreError;
-
-/// How long connecting to Redis may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::redis_conn::{self, Connection, TIMEOUT};
 
 /// The store's scripts: presence ones prefixed with `now.lua`, session ones with `session.lua`.
 struct Scripts {
@@ -35,7 +33,9 @@ struct Scripts {
 
 /// Sessions and presence in Redis, shared by every node connected to it.
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: Connection,
+    /// The heartbeat name.
+    name: String,
     prefix: String,
     scripts: Scripts,
 }
@@ -48,14 +48,34 @@ impl RedisStore {
         // Fail fast while Redis is away; the next command tries to reconnect again.
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(1)
-            .set_connection_timeout(Some(CONNECT_TIMEOUT));
+            .set_connection_timeout(Some(TIMEOUT));
         let connection = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(unavailable)?;
+        Ok(Self::over(Connection::Server(connection), name))
+    }
+
+    /// Connects to a Redis Cluster through any of its `nodes` (`redis://[:password@]host:port`
+    /// each); `name` prefixes every key. Sessions spread over the shards by id; presence lives
+    /// on the shard of `{name}`.
+    pub async fn connect_cluster(
+        nodes: &[impl AsRef<str>],
+        name: &str,
+    ) -> Result<Self, StoreError> {
+        let nodes: Vec<String> = nodes.iter().map(|n| n.as_ref().to_owned()).collect();
+        let client = redis_conn::cluster_client(&nodes, |builder| builder).map_err(unavailable)?;
+        let connection = client.get_async_connection().await.map_err(unavailable)?;
+        let connection = Connection::Cluster(std::sync::Arc::new(RwLock::new(connection)));
+        Ok(Self::over(connection, name))
+    }
+
+    /// The store over `connection`, its keys prefixed by `name`.
+    fn over(connection: Connection, name: &str) -> Self {
         let script = |body: &str| Script::new(&format!("{}{body}", include_str!("now.lua")));
         let session = |body: &str| Script::new(&format!("{}{body}", include_str!("session.lua")));
-        Ok(Self {
+        Self {
             connection,
+            name: name.to_owned(),
             prefix: format!("{{{name}}}"),
             scripts: Scripts {
                 beat: script(include_str!("beat.lua")),
@@ -66,7 +86,7 @@ impl RedisStore {
                 unsubscribe: session(include_str!("unsubscribe.lua")),
                 set_user: session(include_str!("set_user.lua")),
             },
-        })
+        }
     }
 
     /// A key under this store's prefix.

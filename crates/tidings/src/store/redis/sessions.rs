@@ -1,4 +1,4 @@
-//! Sessions on Redis: one hash per session (`{name}:session:<id>`) that expires by itself
+//! Sessions on Redis: one hash per session (`name:session:{<id>}`) that expires by itself
 //! (`PEXPIRE`), so any node finds a session's channels and user id at once.
 
 use std::collections::HashMap;
@@ -6,15 +6,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::{StreamExt, TryStreamExt, stream};
 use redis::Script;
 
 use super::{RedisStore, unavailable};
 use crate::error::StoreError;
 use crate::ids::SessionId;
+use crate::redis_conn::tagged;
 use crate::store::{SessionState, SessionStore};
 
 /// Field prefix of a subscribed channel.
 const CHANNEL: &str = "c:";
+
+/// Sessions touched at once.
+const TOUCHING: usize = 256;
 
 /// What a session script answers: `None` when the session does not exist.
 type Reply = Option<Vec<String>>;
@@ -27,7 +32,7 @@ fn millis(ttl: Duration) -> i64 {
 impl RedisStore {
     /// The key of a session's hash.
     fn session_key(&self, id: &SessionId) -> String {
-        self.key(&format!("session:{id}"))
+        format!("{}:session:{}", self.name, tagged(id.as_str()))
     }
 
     /// Runs a session script on `id` with `args`; `NotFound` when the session does not exist.
@@ -144,12 +149,18 @@ impl SessionStore for RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.pexpire(self.session_key(id), millis(ttl));
-        }
-        let found: Vec<bool> = pipe
-            .query_async(&mut self.connection.clone())
+        // One command per session, many in flight: on a cluster each goes to its own shard.
+        let touches: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let (mut connection, mut touch) = (self.connection.clone(), redis::cmd("PEXPIRE"));
+                touch.arg(self.session_key(id)).arg(millis(ttl));
+                async move { touch.query_async::<bool>(&mut connection).await }
+            })
+            .collect();
+        let found: Vec<bool> = stream::iter(touches)
+            .buffered(TOUCHING)
+            .try_collect()
             .await
             .map_err(unavailable)?;
         let missing = ids.iter().zip(found).filter(|(_, found)| !found);

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# A local Redis Cluster on 127.0.0.1, from Debian's redis-server and redis-cli, for tests,
+# benchmarks and trying `bus = "redis-cluster"`:
+#   scripts/redis-cluster.sh start DIR REPLICAS PORT...   one redis-server per port (daemons, with
+#       their pid, config and log files in DIR), joined by `redis-cli --cluster create` with
+#       REPLICAS replicas per master (6 ports and 1: 3 masters, 3 replicas); returns once every
+#       node reports cluster_state:ok, and prints the nodes' URLs, one per line.
+#   scripts/redis-cluster.sh stop DIR                     kills every server started in DIR, and
+#       removes DIR.
+# Nodes time out after 1 s (cluster-node-timeout 1000), and a replica always may take over
+# (cluster-replica-validity-factor 0), so one replaces a killed master within about two seconds.
+# Nothing is saved to disk.
+set -euo pipefail
+
+usage() { echo "usage: $0 start DIR REPLICAS PORT... | stop DIR" >&2; exit 2; }
+[ $# -ge 2 ] || usage
+command=$1 dir=$2
+shift 2
+case $command in
+  start)
+    [ $# -ge 2 ] || usage
+    replicas=$1
+    shift
+    mkdir -p "$dir"
+    for port in "$@"; do
+      redis-server --bind 127.0.0.1 --port "$port" --daemonize yes \
+        --pidfile "$dir/$port.pid" --logfile "$dir/$port.log" --dir "$dir" \
+        --cluster-enabled yes --cluster-config-file "nodes-$port.conf" \
+        --cluster-node-timeout 1000 --cluster-replica-validity-factor 0 \
+        --save "" --appendonly no
+    done
+    for port in "$@"; do
+      for _ in $(seq 100); do
+        redis-cli -p "$port" ping >/dev/null 2>&1 && break
+        sleep 0.05
+      done
+    done
+    nodes=()
+    for port in "$@"; do nodes+=("127.0.0.1:$port"); done
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas "$replicas" --cluster-yes >"$dir/create.log"
+    for port in "$@"; do
+      for _ in $(seq 200); do
+        redis-cli -p "$port" cluster info | grep -q '^cluster_state:ok' && break
+        sleep 0.05
+      done
+      redis-cli -p "$port" cluster info | grep -q '^cluster_state:ok' || {
+        echo "$0: node $port never reported cluster_state:ok" >&2
+        exit 1
+      }
+      echo "redis://127.0.0.1:$port"
+    done
+    ;;
+  stop)
+    for pidfile in "$dir"/*.pid; do
+      [ -e "$pidfile" ] || continue
+      kill "$(cat "$pidfile")" 2>/dev/null || true
+    done
+    rm -rf "$dir"
+    ;;
+  *) usage ;;
+esac
