@@ -3,8 +3,9 @@
 # tests, the browser client's (Node, then headless Chromium on the demo chat), and the benchmark
 # harness in quick mode (counts every delivery; no speed claims).
 # Installs and starts what the tests need where it is missing: Redis on 127.0.0.1:6379 (and
-# redis-cli), NATS on 127.0.0.1:4222, Python's redis and kosoku packages (in target/py), Node.js
-# and npm, Debian's Chromium, the client's and the Socket.IO peer's npm packages.
+# redis-cli), a Redis Cluster on 127.0.0.1:7000-7005, NATS on 127.0.0.1:4222, Python's redis and
+# kosoku packages (in target/py), Node.js and npm, Debian's Chromium, the client's and the
+# Socket.IO peer's npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +47,12 @@ if ! "$py/bin/python" -c "import redis" 2>/dev/null; then
   "$py/bin/pip" install -q redis
 fi
 export PYTHON_WITH_REDIS="$py/bin/python"
+# A Redis Cluster on 127.0.0.1:7000-7005 (3 masters, 3 replicas), started as docs/scaling.md
+# shows: the store tests and the documented cluster configuration use it. The tests that kill a
+# master, or need the cluster to themselves, start their own on free ports.
+if ! listening 7000; then
+  bash scripts/redis-cluster.sh start "$target_abs/redis-cluster" 1 7000 7001 7002 7003 7004 7005 >/dev/null
+fi
 # Autobahn|Testsuite, as kosoku from PyPI, for the WebSocket conformance test.
 "$py/bin/python" -c "import kosoku" 2>/dev/null || "$py/bin/pip" install -q kosoku
 if ! command -v npm >/dev/null 2>&1; then

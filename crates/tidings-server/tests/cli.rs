@@ -90,6 +90,25 @@ fn bad_configuration_is_refused_naming_the_key() {
     assert_refused(&["--bus", "kafka"], &[], "--bus");
     assert_refused(&["--redis-port", "1"], &[], "neither bus nor store");
     assert_refused(&["--nats-url", "nats://x"], &[], "bus is not \"nats\"");
+    let cluster = ["--bus", "redis-cluster", "--store", "redis-cluster"];
+    assert_refused(&cluster, &[], "needs redis.cluster");
+    let both = [
+        &cluster[..],
+        &[
+            "--redis-cluster",
+            "redis://127.0.0.1:7000",
+            "--redis-db",
+            "1",
+        ],
+    ];
+    assert_refused(&both.concat(), &[], "neither bus nor store is \"redis\"");
+    let stray = ["--redis-cluster", "redis://127.0.0.1:7000"];
+    assert_refused(&stray, &[], "neither bus nor store is \"redis-cluster\"");
+    let unreachable = [
+        &cluster[..],
+        &["--redis-cluster", "redis://:pw@127.0.0.1:1"],
+    ];
+    assert_refused(&unreachable.concat(), &[], "redis://***@127.0.0.1:1");
     assert_refused(&["--user-channels", "me"], &[], "user_channels");
     assert_refused(&["--token-algorithm", "RS256"], &[], "token.algorithm");
     assert_refused(

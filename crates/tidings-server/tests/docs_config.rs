@@ -1,6 +1,6 @@
 //! Every configuration example in the README and docs/, saved as a file, is accepted by
 //! `tidings serve --print-config` as written (which checks it as `serve` does, connecting to the
-//! local Redis and NATS where it names them).
+//! local Redis, Redis Cluster and NATS where it names them).
 
 #[path = "../../tidings/tests/it/services.rs"]
 mod services;
@@ -36,6 +36,7 @@ fn toml_blocks(text: &str) -> Vec<String> {
 #[test]
 fn every_toml_example_in_the_docs_is_accepted_as_written() {
     services::redis();
+    services::redis_cluster();
     services::nats();
     let mut checked = 0;
     for document in documents() {

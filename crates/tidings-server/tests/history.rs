@@ -148,18 +148,28 @@ async fn publish_both_ways(
     }
 }
 
+/// Nodes on the shared Redis (`bus` "redis") or on a Redis Cluster of their own
+/// ("redis-cluster"), with a Redis server to publish on the ingest channel with.
+fn setup(bus: &str) -> (Setup, String) {
+    if bus == "redis-cluster" {
+        let setup = Setup::on_cluster();
+        let any = setup.cluster.as_ref().unwrap().urls().remove(0);
+        return (setup, any);
+    }
+    (Setup::new(bus, services::redis()), services::redis().into())
+}
+
 /// A channel's events published on A and through the ingest channel while B, holding the
 /// subscribers, is killed: every subscriber recovers on C with every number once, in order.
-#[tokio::test]
-async fn clients_of_a_killed_node_recover_every_event_on_another_node() {
+async fn clients_of_a_killed_node_recover_every_event_on_another_node(bus: &str) {
     const LAST: u64 = 60;
-    let setup = Setup::new("redis", services::redis());
-    let file = cluster_config("killed", 1000);
+    let (setup, any_redis) = setup(bus);
+    let file = cluster_config(&format!("killed-{bus}"), 1000);
     let mut nodes = setup.nodes(3, &["--config", &file]);
     let c = nodes.pop().unwrap();
     let b = nodes.pop().unwrap();
     let a = nodes.pop().unwrap();
-    let mut redis = redis::Client::open(services::redis())
+    let mut redis = redis::Client::open(any_redis)
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -229,13 +239,22 @@ async fn clients_of_a_killed_node_recover_every_event_on_another_node() {
     assert_eq!(page["offset"], LAST, "{page}");
 }
 
+#[tokio::test]
+async fn clients_of_a_killed_node_recover_every_event_on_another_node_on_redis() {
+    clients_of_a_killed_node_recover_every_event_on_another_node("redis").await;
+}
+
+#[tokio::test]
+async fn clients_of_a_killed_node_recover_every_event_on_another_node_on_redis_cluster() {
+    clients_of_a_killed_node_recover_every_event_on_another_node("redis-cluster").await;
+}
+
 /// Publishers on three nodes and the ingest channel, all at once: every subscriber, on every
 /// node, sees the same offsets 1..N in the same order.
-#[tokio::test]
-async fn concurrent_publishers_on_three_nodes_give_every_subscriber_one_order() {
+async fn concurrent_publishers_on_three_nodes_give_every_subscriber_one_order(bus: &str) {
     const EACH: u64 = 50;
-    let setup = Setup::new("redis", services::redis());
-    let file = cluster_config("concurrent", 1000);
+    let (setup, any_redis) = setup(bus);
+    let file = cluster_config(&format!("concurrent-{bus}"), 1000);
     let nodes = setup.nodes(3, &["--config", &file]);
     let mut tabs = Vec::new();
     for node in &nodes {
@@ -249,9 +268,9 @@ async fn concurrent_publishers_on_three_nodes_give_every_subscriber_one_order() 
     let ingest = format!("{}:ingest", setup.prefix);
     let publishers = (0..4u64).map(|p| {
         let node = Node::at(nodes[p as usize % 3].addr);
-        let ingest = ingest.clone();
+        let (ingest, any_redis) = (ingest.clone(), any_redis.clone());
         async move {
-            let mut redis = redis::Client::open(services::redis())
+            let mut redis = redis::Client::open(any_redis)
                 .unwrap()
                 .get_multiplexed_async_connection()
                 .await
@@ -292,6 +311,16 @@ async fn concurrent_publishers_on_three_nodes_give_every_subscriber_one_order() 
             "each publisher's own order kept"
         );
     }
+}
+
+#[tokio::test]
+async fn concurrent_publishers_on_three_nodes_give_every_subscriber_one_order_on_redis() {
+    concurrent_publishers_on_three_nodes_give_every_subscriber_one_order("redis").await;
+}
+
+#[tokio::test]
+async fn concurrent_publishers_on_three_nodes_give_every_subscriber_one_order_on_redis_cluster() {
+    concurrent_publishers_on_three_nodes_give_every_subscriber_one_order("redis-cluster").await;
 }
 
 /// Recovering `chat:a` from `position` on `tab`: the answer for the channel.

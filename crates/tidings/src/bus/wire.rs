@@ -4,7 +4,8 @@
 //! Subjects (Redis channels), with prefix `tidings` and separator `:` (Redis) or `.` (NATS):
 //! `tidings:all`, `tidings:channel:<name>`, `tidings:user:<id>`, `tidings:node:<node id>` (events
 //! for one socket), `tidings:session:<id>` (session operations), `tidings:presence` (presence
-//! events, for backends). Bodies: `{"from":"<node>","event":"<name>","args":[…]}` for an event
+//! events, for backends). On Redis Cluster names are hash tags, `tidings:channel:{<name>}` (see
+//! [`Subjects::sharded`]). Bodies: `{"from":"<node>","event":"<name>","args":[…]}` for an event
 //! (a channel event's channel is the subject's), `{"from":"<node>","op":{"op":"subscribe",
 //! "arg":[…]}}` for a session operation, `{"from":"<node>","kick":{"user":"<id>","block":<secs>}}`
 //! or `{"from":"<node>","kick":{"session":"<id>"}}` for sockets to close (on `all`: every node

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::services::redis;
+use crate::services::{redis, redis_cluster};
 use futures_util::StreamExt;
 use tidings::presence::{Heartbeat, PresenceKind};
 use tidings::store::{BeatOutcome, PresenceStore, RedisStore};
@@ -37,7 +37,16 @@ async fn past_short_expiry() {
 
 #[tokio::test]
 async fn the_rules_hold_on_redis() {
-    let store = store(&prefix()).await;
+    the_rules_hold(store(&prefix()).await).await;
+}
+
+#[tokio::test]
+async fn the_rules_hold_on_redis_cluster() {
+    let store = RedisStore::connect_cluster(&redis_cluster(), &prefix()).await;
+    the_rules_hold(store.unwrap()).await;
+}
+
+async fn the_rules_hold(store: RedisStore) {
     let s = SessionId::random().unwrap();
     let fred: Option<Arc<str>> = Some("fred".into());
     assert_eq!(

@@ -1,10 +1,10 @@
-//! The Redis session store against the real Redis on 127.0.0.1:6379: the same rules as the
-//! in-memory store, and a TTL Redis keeps.
+//! The Redis session store against the real Redis on 127.0.0.1:6379 and the local Redis Cluster:
+//! the same rules as the in-memory store, and a TTL Redis keeps.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::services::redis;
+use crate::services::{redis, redis_cluster};
 use tidings::store::{RedisStore, SessionStore};
 use tidings::{SessionId, StoreError};
 
@@ -19,16 +19,39 @@ async fn pttl(prefix: &str, id: &SessionId) -> i64 {
     let client = redis::Client::open(redis()).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
     redis::cmd("PTTL")
-        .arg(format!("{{{prefix}}}:session:{id}"))
+        .arg(format!("{prefix}:session:{{{id}}}"))
         .query_async(&mut connection)
         .await
         .unwrap()
 }
 
 #[tokio::test]
-async fn sessions_keep_channels_and_user_with_the_limit_atomic() {
+async fn sessions_keep_channels_and_user_with_the_limit_atomic_on_redis() {
     let prefix = format!("test-{}", SessionId::random().unwrap());
-    let store = RedisStore::connect(redis(), &prefix).await.unwrap();
+    sessions_keep_channels_and_user_with_the_limit_atomic(
+        RedisStore::connect(redis(), &prefix).await.unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sessions_keep_channels_and_user_with_the_limit_atomic_on_redis_cluster() {
+    let prefix = format!("test-{}", SessionId::random().unwrap());
+    let store = RedisStore::connect_cluster(&redis_cluster(), &prefix)
+        .await
+        .unwrap();
+    // Sessions spread over the shards; one touch reaches each on its own and names the unknown.
+    let ids: Vec<SessionId> = (0..40).map(|_| SessionId::random().unwrap()).collect();
+    for id in ids.iter().step_by(2) {
+        store.create(id, TTL).await.unwrap();
+    }
+    let missing = store.touch(&ids, TTL).await.unwrap();
+    let unknown: Vec<SessionId> = ids.iter().skip(1).step_by(2).cloned().collect();
+    assert_eq!(missing, unknown);
+    sessions_keep_channels_and_user_with_the_limit_atomic(store).await;
+}
+
+async fn sessions_keep_channels_and_user_with_the_limit_atomic(store: RedisStore) {
     let id = SessionId::random().unwrap();
     assert_eq!(store.load(&id).await.unwrap(), None);
     store.create(&id, TTL).await.unwrap();
