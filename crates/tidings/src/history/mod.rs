@@ -12,8 +12,8 @@
 //! ```
 //!
 //! A channel no rule names keeps nothing and costs nothing. History is kept in one node's memory
-//! ([`MemoryHistory`]) or, on a Redis bus, in Redis, shared by every node (`bus/history.rs`);
-//! both are [`Streams`].
+//! (`MemoryHistory`) or, on a Redis bus, in Redis, shared by every node (`bus/history/`);
+//! both are `Streams`.
 
 mod memory;
 
