@@ -217,7 +217,7 @@ async fn send(ws: &mut Ws, text: String) -> Result<(), String> {
 }
 
 /// Reads frames until one contains `needle`.
-async fn expect(ws: &mut Ws, needle: &str) -> Result<(), String> {
+pub(crate) async fn expect(ws: &mut Ws, needle: &str) -> Result<(), String> {
     loop {
         let message = ws
             .next()

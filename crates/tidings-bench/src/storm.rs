@@ -20,7 +20,7 @@ use tokio_websockets::{ClientBuilder, Message};
 use crate::peer::{Http, Kind};
 use crate::soak::connect;
 use crate::suite::{Programs, Server, redis_args};
-use crate::worker::{now_ns, session_cookie};
+use crate::worker::{MAX_DELAY, MIN_DELAY, now_ns, session_cookie, splitmix};
 
 /// The size of a storm.
 #[derive(Clone, Copy, Debug)]
@@ -37,9 +37,6 @@ pub struct Size {
 const BEFORE: Duration = Duration::from_secs(2);
 /// How long a socket may take to come back before the run fails.
 const PATIENCE: Duration = Duration::from_secs(120);
-/// `tidings.js`'s reconnect delays: attempt n waits a random time below min(MAX, MIN × 2^n).
-const MIN_DELAY: Duration = Duration::from_millis(500);
-const MAX_DELAY: Duration = Duration::from_secs(30);
 
 /// What one socket saw.
 #[derive(Default)]
@@ -345,12 +342,4 @@ async fn come_back(
         return Ok(ws);
     }
     unreachable!("the attempts never end")
-}
-
-/// The next value of a SplitMix64 sequence: cheap jitter, no crate.
-fn splitmix(state: u64) -> u64 {
-    let mut z = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }

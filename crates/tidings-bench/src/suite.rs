@@ -199,28 +199,31 @@ impl Server {
 
 /// The sockets one worker opens: `first..first + count`, from `source`.
 #[derive(Clone, Copy)]
-struct Share {
-    first: usize,
-    count: usize,
-    source: Ipv4Addr,
+pub(crate) struct Share {
+    pub(crate) first: usize,
+    pub(crate) count: usize,
+    pub(crate) source: Ipv4Addr,
 }
 
 /// One worker process and its report stream.
-struct Worker {
-    child: Child,
+pub(crate) struct Worker {
+    pub(crate) child: Child,
     stdin: ChildStdin,
     lines: Lines<BufReader<ChildStdout>>,
-    received: u64,
+    /// Deliveries and comebacks at its last progress report.
+    pub(crate) received: u64,
+    pub(crate) reconnected: u64,
 }
 
 impl Worker {
-    /// Starts worker `w` for sockets `first..first + count`.
-    fn spawn(
+    /// Starts worker `w` for sockets `first..first + count`; sockets the server closes come back
+    /// on the `fallback` servers.
+    pub(crate) fn spawn(
         kind: Kind,
         server: &Server,
         scenario: &Scenario,
         share: Share,
-        bench: &PathBuf,
+        (bench, fallback): (&PathBuf, &[SocketAddr]),
     ) -> Result<Self, String> {
         let Share {
             first,
@@ -249,6 +252,10 @@ impl Worker {
             "--source",
             &source.to_string(),
         ]);
+        if !fallback.is_empty() {
+            let fallback: Vec<String> = fallback.iter().map(SocketAddr::to_string).collect();
+            command.args(["--fallback", &fallback.join(",")]);
+        }
         command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -261,11 +268,55 @@ impl Worker {
             stdin,
             lines: BufReader::new(stdout).lines(),
             received: 0,
+            reconnected: 0,
         })
     }
 
+    /// Sends a command (`lap`, `finish`).
+    pub(crate) async fn tell(&mut self, command: &str) -> Result<(), String> {
+        let line = format!("{command}\n");
+        self.stdin
+            .write_all(line.as_bytes())
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Reads reports until the next `Done`: its deliveries, closed sockets, last delivery time and
+    /// latency histogram.
+    pub(crate) async fn done(&mut self) -> Result<(u64, u64, u64, Histogram<u64>), String> {
+        loop {
+            if let Report::Done {
+                received,
+                closed,
+                last_receive_ns,
+                histogram,
+            } = self.next().await?
+            {
+                let bytes = STANDARD.decode(histogram).map_err(|e| e.to_string())?;
+                let histogram: Histogram<u64> = Deserializer::new()
+                    .deserialize(&mut &bytes[..])
+                    .map_err(|e| e.to_string())?;
+                return Ok((received, closed, last_receive_ns, histogram));
+            }
+        }
+    }
+
+    /// Reads the next progress report (skipping others) and notes it.
+    pub(crate) async fn progress(&mut self) -> Result<(), String> {
+        loop {
+            if let Report::Progress {
+                received,
+                reconnected,
+            } = self.next().await?
+            {
+                (self.received, self.reconnected) = (received, reconnected);
+                return Ok(());
+            }
+        }
+    }
+
     /// The next report line.
-    async fn next(&mut self) -> Result<Report, String> {
+    pub(crate) async fn next(&mut self) -> Result<Report, String> {
         let line = self.lines.next_line().await.map_err(|e| e.to_string())?;
         let line = line.ok_or("worker exited")?;
         serde_json::from_str(&line).map_err(|e| format!("worker said {line:?}: {e}"))
@@ -401,7 +452,7 @@ async fn run(kind: Kind, scenario: &Scenario, programs: &Programs) -> Result<Out
             &server,
             scenario,
             share,
-            &programs.bench,
+            (&programs.bench, &[]),
         )?);
     }
     let (mut connected, mut failed, mut setup_ms, mut first_error) = (0, 0, 0, None);
@@ -428,9 +479,7 @@ async fn run(kind: Kind, scenario: &Scenario, programs: &Programs) -> Result<Out
     let mut last_progress = Instant::now();
     while total < expected && last_progress.elapsed() < QUIET {
         for worker in &mut workers {
-            if let Report::Progress { received } = worker.next().await? {
-                worker.received = received;
-            }
+            worker.progress().await?;
         }
         let now: u64 = workers.iter().map(|w| w.received).sum();
         if now > total {
@@ -441,29 +490,10 @@ async fn run(kind: Kind, scenario: &Scenario, programs: &Programs) -> Result<Out
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
     let (mut received, mut closed, mut last_ns) = (0, 0, start_ns);
     for worker in &mut workers {
-        worker
-            .stdin
-            .write_all(b"finish\n")
-            .await
-            .map_err(|e| e.to_string())?;
-        loop {
-            if let Report::Done {
-                received: r,
-                closed: c,
-                last_receive_ns,
-                histogram,
-            } = worker.next().await?
-            {
-                let bytes = STANDARD.decode(histogram).map_err(|e| e.to_string())?;
-                let h: Histogram<u64> = Deserializer::new()
-                    .deserialize(&mut &bytes[..])
-                    .map_err(|e| e.to_string())?;
-                latency.add(&h).map_err(|e| e.to_string())?;
-                (received, closed, last_ns) =
-                    (received + r, closed + c, last_ns.max(last_receive_ns));
-                break;
-            }
-        }
+        worker.tell("finish").await?;
+        let (r, c, last_receive_ns, h) = worker.done().await?;
+        latency.add(&h).map_err(|e| e.to_string())?;
+        (received, closed, last_ns) = (received + r, closed + c, last_ns.max(last_receive_ns));
         let _ = worker.child.wait().await;
     }
     server.stop().await;

@@ -51,6 +51,10 @@ pub struct WorkerArgs {
     /// Source address of this worker's sockets (127.0.0.x).
     #[arg(long)]
     pub source: IpAddr,
+    /// Where a socket the server closed reconnects (tidings only, with its session cookie and
+    /// `tidings.js`'s full-jitter backoff), comma-separated; none: it stays closed.
+    #[arg(long, value_delimiter = ',')]
+    pub fallback: Vec<SocketAddr>,
 }
 
 /// One line a worker writes to the coordinator.
@@ -64,8 +68,12 @@ pub enum Report {
         setup_ms: u64,
         first_error: Option<String>,
     },
-    /// Deliveries so far.
-    Progress { received: u64 },
+    /// Deliveries so far, and sockets that came back on a fallback server.
+    Progress {
+        received: u64,
+        #[serde(default)]
+        reconnected: u64,
+    },
     /// Final: deliveries, sockets closed by the server, last receive time, latency histogram.
     Done {
         received: u64,
@@ -104,6 +112,7 @@ pub fn payload(size: usize) -> String {
 struct Tally {
     received: AtomicU64,
     closed: AtomicU64,
+    reconnected: AtomicU64,
     last_receive_ns: AtomicU64,
     latency: Vec<Mutex<Histogram<u64>>>,
 }
@@ -117,6 +126,7 @@ impl Tally {
         Ok(Self {
             received: AtomicU64::new(0),
             closed: AtomicU64::new(0),
+            reconnected: AtomicU64::new(0),
             last_receive_ns: AtomicU64::new(0),
             latency,
         })
@@ -133,13 +143,14 @@ impl Tally {
         self.last_receive_ns.fetch_max(now, Relaxed);
     }
 
-    /// All shards merged and serialized (V2, base64).
+    /// All shards merged and serialized (V2, base64); the shards start empty again.
     fn histogram(&self) -> Result<String, String> {
         let mut all =
             Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
         for shard in &self.latency {
-            let shard = shard.lock().map_err(|e| e.to_string())?;
+            let mut shard = shard.lock().map_err(|e| e.to_string())?;
             all.add(&*shard).map_err(|e| e.to_string())?;
+            shard.reset();
         }
         let mut bytes = Vec::new();
         V2Serializer::new()
@@ -158,29 +169,79 @@ fn report(line: &Report) {
     }
 }
 
-/// Opens socket `i`, from the worker's source address, and joins its group.
-async fn open(args: &WorkerArgs, http: &Http, i: usize) -> Result<Ws, String> {
+/// Opens socket `i`, from the worker's source address, and joins its group; returns it with its
+/// session cookie (tidings).
+async fn open(args: &WorkerArgs, http: &Http, i: usize) -> Result<(Ws, Option<String>), String> {
+    let group = group_of(args.grouping, args.channels, i);
+    let (mut ws, cookie) = handshake(args, args.server, &group, None).await?;
+    args.kind
+        .join(&mut ws, cookie.as_deref(), args.grouping, &group, http)
+        .await?;
+    Ok((ws, cookie))
+}
+
+/// Connects to `server` from the worker's source address (sending `cookie` as the tidings
+/// session cookie, if any) and completes the handshake; returns the socket and its session cookie.
+async fn handshake(
+    args: &WorkerArgs,
+    server: SocketAddr,
+    group: &str,
+    cookie: Option<&str>,
+) -> Result<(Ws, Option<String>), String> {
     let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
     socket
         .bind(SocketAddr::new(args.source, 0))
         .map_err(|e| format!("bind {}: {e}", args.source))?;
     let stream = socket
-        .connect(args.server)
+        .connect(server)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let group = group_of(args.grouping, args.channels, i);
-    let uri = format!("ws://{}{}", args.server, args.kind.ws_path(&group));
-    let builder = ClientBuilder::new().uri(&uri).map_err(|e| e.to_string())?;
-    let (mut ws, response) = builder
+    let uri = format!("ws://{server}{}", args.kind.ws_path(group));
+    let mut builder = ClientBuilder::new().uri(&uri).map_err(|e| e.to_string())?;
+    if let Some(cookie) = cookie {
+        let value = format!("tidings.sid={cookie}").parse().map_err(|e| format!("{e}"))?;
+        builder = builder
+            .add_header(http::header::COOKIE, value)
+            .map_err(|e| e.to_string())?;
+    }
+    let (ws, response) = builder
         .connect_on(stream)
         .await
         .map_err(|e| format!("handshake: {e}"))?;
-    let cookie = session_cookie(&response);
-    args.kind
-        .join(&mut ws, cookie.as_deref(), args.grouping, &group, http)
-        .await?;
-    Ok(ws)
+    Ok((ws, session_cookie(&response)))
+}
+
+/// `tidings.js`'s reconnect delays: attempt n waits a random time below min(MAX, MIN × 2^n).
+pub(crate) const MIN_DELAY: Duration = Duration::from_millis(500);
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(30);
+
+/// Brings socket `i` back on one of the fallback servers with its session cookie, waiting a
+/// full-jitter backoff before each attempt; `None` if there is nowhere to go.
+async fn come_back(args: &WorkerArgs, i: usize, cookie: Option<&str>) -> Option<Ws> {
+    let cookie = cookie?;
+    let group = group_of(args.grouping, args.channels, i);
+    let mut random = now_ns() ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for attempt in 0u32.. {
+        let server = *args.fallback.get(random as usize % args.fallback.len().max(1))?;
+        let cap = MAX_DELAY.min(MIN_DELAY * 2u32.saturating_pow(attempt.min(16)));
+        random = splitmix(random);
+        tokio::time::sleep(cap.mul_f64((random >> 11) as f64 / (1u64 << 53) as f64)).await;
+        if let Ok((mut ws, _)) = handshake(args, server, &group, Some(cookie)).await
+            && crate::peer::expect(&mut ws, "\"welcome\"").await.is_ok()
+        {
+            return Some(ws);
+        }
+    }
+    None
+}
+
+/// The next value of a SplitMix64 sequence: cheap jitter, no crate.
+pub(crate) fn splitmix(state: u64) -> u64 {
+    let mut z = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// The session cookie a tidings handshake's answer sets.
@@ -190,21 +251,31 @@ pub(crate) fn session_cookie<B>(response: &http::Response<B>) -> Option<String> 
     value.split(';').next().map(str::to_owned)
 }
 
-/// Reads one socket until it closes, recording every timed delivery.
-async fn receive(kind: Kind, mut ws: Ws, tally: Arc<Tally>, shard: usize) {
-    while let Some(Ok(message)) = ws.next().await {
-        let Some(text) = message.as_text() else {
-            continue;
-        };
-        if let Some(reply) = kind.keepalive_reply(text) {
-            if ws.send(Message::text(reply)).await.is_err() {
-                break;
+/// Reads one socket until it closes, recording every timed delivery; a socket the server closed
+/// comes back on a fallback server, if there is one.
+async fn receive(args: Arc<WorkerArgs>, mut ws: Ws, cookie: Option<String>, tally: Arc<Tally>, i: usize) {
+    loop {
+        while let Some(Ok(message)) = ws.next().await {
+            let Some(text) = message.as_text() else {
+                continue;
+            };
+            if let Some(reply) = args.kind.keepalive_reply(text) {
+                if ws.send(Message::text(reply)).await.is_err() {
+                    break;
+                }
+            } else if let Some(sent) = sent_at(text) {
+                tally.record(i, sent);
             }
-        } else if let Some(sent) = sent_at(text) {
-            tally.record(shard, sent);
+        }
+        tally.closed.fetch_add(1, Relaxed);
+        match come_back(&args, i, cookie.as_deref()).await {
+            Some(back) => {
+                ws = back;
+                tally.reconnected.fetch_add(1, Relaxed);
+            }
+            None => return,
         }
     }
-    tally.closed.fetch_add(1, Relaxed);
 }
 
 /// Runs a worker until the coordinator writes `finish` on its standard input.
@@ -213,6 +284,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), String> {
     let http = Http::new(format!("http://{http_addr}"));
     let tally = Arc::new(Tally::new()?);
     let started = Instant::now();
+    let args = Arc::new(args);
     let opened: Vec<_> = stream::iter(args.first..args.first + args.count)
         .map(|i| {
             let (args, http) = (&args, &http);
@@ -225,9 +297,9 @@ pub async fn run(args: WorkerArgs) -> Result<(), String> {
     let (mut connected, mut failed, mut first_error) = (0, 0, None);
     for (i, result) in opened {
         match result {
-            Ok(ws) => {
+            Ok((ws, cookie)) => {
                 connected += 1;
-                tokio::spawn(receive(args.kind, ws, tally.clone(), i));
+                tokio::spawn(receive(args.clone(), ws, cookie, tally.clone(), i));
             }
             Err(e) => {
                 failed += 1;
@@ -243,22 +315,30 @@ pub async fn run(args: WorkerArgs) -> Result<(), String> {
     });
     let mut commands = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let done = || -> Result<Report, String> {
+        Ok(Report::Done {
+            received: tally.received.load(Relaxed),
+            closed: tally.closed.load(Relaxed),
+            last_receive_ns: tally.last_receive_ns.load(Relaxed),
+            histogram: tally.histogram()?,
+        })
+    };
+    // `lap` reports as `finish` does, with the latency since the last lap, and goes on.
     loop {
         tokio::select! {
             line = commands.next_line() => match line {
                 Ok(Some(cmd)) if cmd.trim() == "finish" => break,
+                Ok(Some(cmd)) if cmd.trim() == "lap" => report(&done()?),
                 Ok(Some(_)) => {}
                 _ => break,
             },
-            _ = tick.tick() => report(&Report::Progress { received: tally.received.load(Relaxed) }),
+            _ = tick.tick() => report(&Report::Progress {
+                received: tally.received.load(Relaxed),
+                reconnected: tally.reconnected.load(Relaxed),
+            }),
         }
     }
-    report(&Report::Done {
-        received: tally.received.load(Relaxed),
-        closed: tally.closed.load(Relaxed),
-        last_receive_ns: tally.last_receive_ns.load(Relaxed),
-        histogram: tally.histogram()?,
-    });
+    report(&done()?);
     Ok(())
 }
 

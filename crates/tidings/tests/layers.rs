@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 /// The layers, bottom first. A new top-level module must be placed here.
 const LAYERS: &[&[&str]] = &[
-    &["ids", "logs", "names", "redis_conn"],
-    &["error"],
+    &["ids", "logs", "names"],
+    &["error", "redis_conn"],
     &["limits", "model"],
     &["auth", "backend", "protocol", "stats"],
     &["history"],
