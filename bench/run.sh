@@ -73,5 +73,28 @@ status=$?
   echo "are Redis's LRANGE calls (INFO commandstats) from the kill until every socket recovered."
   echo
   target/release/tidings-bench storm $quick || status=1
+  echo
+  echo "## 100,000 sockets"
+  echo
+  echo "Command: \`bench/run.sh${quick:+ $quick}\` (its last steps, \`tidings-bench scale${quick:+ $quick}\`, then with"
+  echo "\`--cluster\`). Six \`tidings serve\` nodes on Redis share the sockets (a process may hold"
+  echo "20,000 open files here), and a seventh waits empty as spare capacity. Worker processes (9,000"
+  echo "sockets each, each from its own 127.0.x.y address) open every socket and subscribe it to one"
+  echo "of 1,000 channels (100 sockets each). Then 10 publishes to every socket, and 2,000 to single"
+  echo "channels, through the nodes' HTTP APIs in turn (8 in flight); latency is publish to frame"
+  echo "read. Then the last node is killed (SIGKILL): its sockets come back with their session"
+  echo "cookies on the other nodes, picked at random, after tidings.js's full-jitter backoff (0.5 s,"
+  echo "doubling; a full node refuses and the socket tries again). Everything (Redis, nodes,"
+  echo "workers) shares the machine's 2 cores."
+  echo
+  target/release/tidings-bench scale $quick || status=1
+  echo
+  echo "On a Redis Cluster of 3 masters and 3 replicas on this machine (\`scripts/redis-cluster.sh\`):"
+  echo
+  if ! (exec 3<>/dev/tcp/127.0.0.1/7000) 2>/dev/null; then
+    bash scripts/redis-cluster.sh start target/redis-cluster 1 7000 7001 7002 7003 7004 7005 >/dev/null
+  fi
+  target/release/tidings-bench scale $quick \
+    --cluster redis://127.0.0.1:7000,redis://127.0.0.1:7001,redis://127.0.0.1:7002 || status=1
 } >> "$out"
 exit $status

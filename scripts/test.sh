@@ -93,3 +93,5 @@ bash scripts/dependent.sh
   --out "$target_dir/bench-quick.md" --command "scripts/test.sh (quick mode)"
 "$target_dir/debug/tidings-bench" cluster --quick >/dev/null
 "$target_dir/debug/tidings-bench" storm --quick >/dev/null
+"$target_dir/debug/tidings-bench" scale --quick >/dev/null
+"$target_dir/debug/tidings-bench" scale --quick --cluster redis://127.0.0.1:7000,redis://127.0.0.1:7001 >/dev/null

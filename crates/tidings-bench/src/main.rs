@@ -9,6 +9,7 @@ mod cluster;
 mod heartbeat;
 mod peer;
 mod report;
+mod scale;
 mod scenario;
 mod soak;
 mod storm;
@@ -65,6 +66,20 @@ enum Command {
         /// Small numbers: checks that the harness works (not a measurement).
         #[arg(long)]
         quick: bool,
+        /// The `tidings` binary [default: next to this one].
+        #[arg(long)]
+        tidings_bin: Option<PathBuf>,
+    },
+    /// 100,000 sockets over six nodes on Redis (or a Redis Cluster) and a spare: connect time,
+    /// broadcasts and channel publishes, server memory, and one node killed (Redis must be
+    /// running).
+    Scale {
+        /// Small numbers: checks that the harness works (not a measurement).
+        #[arg(long)]
+        quick: bool,
+        /// Run on this Redis Cluster (comma-separated node URLs) instead of Redis on 6379.
+        #[arg(long, value_name = "URLS")]
+        cluster: Option<String>,
         /// The `tidings` binary [default: next to this one].
         #[arg(long)]
         tidings_bin: Option<PathBuf>,
@@ -151,6 +166,33 @@ fn main() -> ExitCode {
                 },
             };
             let run = |programs| runtime().and_then(|rt| rt.block_on(soak::run(&programs, size)));
+            programs(tidings_bin).and_then(run)
+        }
+        Command::Scale {
+            quick,
+            cluster,
+            tidings_bin,
+        } => {
+            let size = match quick {
+                true => scale::Size {
+                    sockets: 600,
+                    nodes: 3,
+                    channels: 20,
+                    broadcasts: 3,
+                    publishes: 40,
+                },
+                false => scale::Size {
+                    sockets: 100_000,
+                    nodes: 6,
+                    channels: 1_000,
+                    broadcasts: 10,
+                    publishes: 2_000,
+                },
+            };
+            let run = |programs| {
+                let cluster = cluster.as_deref();
+                runtime().and_then(|rt| rt.block_on(scale::run(&programs, size, cluster)))
+            };
             programs(tidings_bin).and_then(run)
         }
         Command::Storm { quick, tidings_bin } => {

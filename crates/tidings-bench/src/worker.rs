@@ -200,7 +200,9 @@ async fn handshake(
     let uri = format!("ws://{server}{}", args.kind.ws_path(group));
     let mut builder = ClientBuilder::new().uri(&uri).map_err(|e| e.to_string())?;
     if let Some(cookie) = cookie {
-        let value = format!("tidings.sid={cookie}").parse().map_err(|e| format!("{e}"))?;
+        let value = format!("tidings.sid={cookie}")
+            .parse()
+            .map_err(|e| format!("{e}"))?;
         builder = builder
             .add_header(http::header::COOKIE, value)
             .map_err(|e| e.to_string())?;
@@ -223,7 +225,9 @@ async fn come_back(args: &WorkerArgs, i: usize, cookie: Option<&str>) -> Option<
     let group = group_of(args.grouping, args.channels, i);
     let mut random = now_ns() ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     for attempt in 0u32.. {
-        let server = *args.fallback.get(random as usize % args.fallback.len().max(1))?;
+        let server = *args
+            .fallback
+            .get(random as usize % args.fallback.len().max(1))?;
         let cap = MAX_DELAY.min(MIN_DELAY * 2u32.saturating_pow(attempt.min(16)));
         random = splitmix(random);
         tokio::time::sleep(cap.mul_f64((random >> 11) as f64 / (1u64 << 53) as f64)).await;
@@ -253,7 +257,13 @@ pub(crate) fn session_cookie<B>(response: &http::Response<B>) -> Option<String> 
 
 /// Reads one socket until it closes, recording every timed delivery; a socket the server closed
 /// comes back on a fallback server, if there is one.
-async fn receive(args: Arc<WorkerArgs>, mut ws: Ws, cookie: Option<String>, tally: Arc<Tally>, i: usize) {
+async fn receive(
+    args: Arc<WorkerArgs>,
+    mut ws: Ws,
+    cookie: Option<String>,
+    tally: Arc<Tally>,
+    i: usize,
+) {
     loop {
         while let Some(Ok(message)) = ws.next().await {
             let Some(text) = message.as_text() else {
