@@ -155,6 +155,8 @@ pub async fn run(programs: &Programs, size: Size, cluster: Option<&str>) -> Resu
     let dying = held[killed];
     servers.remove(killed).stop().await;
     let [half, most, all] = comebacks(&mut workers, dying).await?;
+    let refused: u64 = workers.iter().map(|(_, w)| w.refused.0).sum();
+    let why = workers.iter().find_map(|(_, w)| w.refused.1.clone());
     for (_, worker) in &mut workers {
         worker.tell("finish").await?;
         worker.done().await?;
@@ -195,11 +197,14 @@ pub async fn run(programs: &Programs, size: Size, cluster: Option<&str>) -> Resu
         );
     }
     println!(
-        "\n| node killed with | back on the others: half | 99% | all |\n|---:|---:|---:|---:|\n| {dying} sockets | {} ms | {} ms | {} ms |",
+        "\n| node killed with | back on the others: half | 99% | all | attempts refused |\n|---:|---:|---:|---:|---:|\n| {dying} sockets | {} ms | {} ms | {} ms | {refused} |",
         ms(half),
         ms(most),
         ms(all)
     );
+    if let Some(why) = why {
+        println!("\nThe last refusal: {why}.");
+    }
     match (
         broadcast.received == broadcast.expected,
         single.received == single.expected,

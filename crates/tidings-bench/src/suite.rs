@@ -213,6 +213,8 @@ pub(crate) struct Worker {
     /// Deliveries and comebacks at its last progress report.
     pub(crate) received: u64,
     pub(crate) reconnected: u64,
+    /// Failed attempts to come back, and why the last one failed.
+    pub(crate) refused: (u64, Option<String>),
 }
 
 impl Worker {
@@ -269,6 +271,7 @@ impl Worker {
             lines: BufReader::new(stdout).lines(),
             received: 0,
             reconnected: 0,
+            refused: (0, None),
         })
     }
 
@@ -307,9 +310,12 @@ impl Worker {
             if let Report::Progress {
                 received,
                 reconnected,
+                refused,
+                last_refusal,
             } = self.next().await?
             {
                 (self.received, self.reconnected) = (received, reconnected);
+                self.refused = (refused, last_refusal);
                 return Ok(());
             }
         }

@@ -73,6 +73,11 @@ pub enum Report {
         received: u64,
         #[serde(default)]
         reconnected: u64,
+        /// Attempts to come back that failed, and why the last one did.
+        #[serde(default)]
+        refused: u64,
+        #[serde(default)]
+        last_refusal: Option<String>,
     },
     /// Final: deliveries, sockets closed by the server, last receive time, latency histogram.
     Done {
@@ -113,6 +118,8 @@ struct Tally {
     received: AtomicU64,
     closed: AtomicU64,
     reconnected: AtomicU64,
+    refused: AtomicU64,
+    last_refusal: Mutex<Option<String>>,
     last_receive_ns: AtomicU64,
     latency: Vec<Mutex<Histogram<u64>>>,
 }
@@ -127,6 +134,8 @@ impl Tally {
             received: AtomicU64::new(0),
             closed: AtomicU64::new(0),
             reconnected: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            last_refusal: Mutex::new(None),
             last_receive_ns: AtomicU64::new(0),
             latency,
         })
@@ -220,7 +229,7 @@ pub(crate) const MAX_DELAY: Duration = Duration::from_secs(30);
 
 /// Brings socket `i` back on one of the fallback servers with its session cookie, waiting a
 /// full-jitter backoff before each attempt; `None` if there is nowhere to go.
-async fn come_back(args: &WorkerArgs, i: usize, cookie: Option<&str>) -> Option<Ws> {
+async fn come_back(args: &WorkerArgs, i: usize, cookie: Option<&str>, tally: &Tally) -> Option<Ws> {
     let cookie = cookie?;
     let group = group_of(args.grouping, args.channels, i);
     let mut random = now_ns() ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -231,10 +240,19 @@ async fn come_back(args: &WorkerArgs, i: usize, cookie: Option<&str>) -> Option<
         let cap = MAX_DELAY.min(MIN_DELAY * 2u32.saturating_pow(attempt.min(16)));
         random = splitmix(random);
         tokio::time::sleep(cap.mul_f64((random >> 11) as f64 / (1u64 << 53) as f64)).await;
-        if let Ok((mut ws, _)) = handshake(args, server, &group, Some(cookie)).await
-            && crate::peer::expect(&mut ws, "\"welcome\"").await.is_ok()
-        {
-            return Some(ws);
+        let attempt = async {
+            let (mut ws, _) = handshake(args, server, &group, Some(cookie)).await?;
+            crate::peer::expect(&mut ws, "\"welcome\"").await?;
+            Ok::<_, String>(ws)
+        };
+        match attempt.await {
+            Ok(ws) => return Some(ws),
+            Err(error) => {
+                tally.refused.fetch_add(1, Relaxed);
+                if let Ok(mut last) = tally.last_refusal.lock() {
+                    *last = Some(format!("{server}: {error}"));
+                }
+            }
         }
     }
     None
@@ -278,7 +296,7 @@ async fn receive(
             }
         }
         tally.closed.fetch_add(1, Relaxed);
-        match come_back(&args, i, cookie.as_deref()).await {
+        match come_back(&args, i, cookie.as_deref(), &tally).await {
             Some(back) => {
                 ws = back;
                 tally.reconnected.fetch_add(1, Relaxed);
@@ -345,6 +363,8 @@ pub async fn run(args: WorkerArgs) -> Result<(), String> {
             _ = tick.tick() => report(&Report::Progress {
                 received: tally.received.load(Relaxed),
                 reconnected: tally.reconnected.load(Relaxed),
+                refused: tally.refused.load(Relaxed),
+                last_refusal: tally.last_refusal.lock().ok().and_then(|l| l.clone()),
             }),
         }
     }

@@ -525,6 +525,29 @@ async fn socketstream_ingest_from_a_plain_redis_client() {
     }
 }
 
+/// Redis answers slowly (a reconnect storm loads it), but within the 2 s every wait on it has:
+/// a browser still connects, with a session stored in Redis. With redis-rs's default of 500 ms,
+/// the handshake was refused with 503.
+#[tokio::test]
+async fn a_slow_redis_within_its_timeout_still_admits() {
+    let own = OwnRedis::start();
+    let setup = Setup::new("redis", &own.url());
+    let nodes = setup.nodes(1, &[]);
+    let mut redis = redis(&own.url()).await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1200)
+        .arg("ALL")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let mut tab = nodes[0].connect().await;
+    let reply = tab
+        .request(json!({"type": "subscribe", "channels": ["public:slow"]}))
+        .await;
+    assert_eq!(reply["result"], json!(["public:slow"]), "{reply}");
+}
+
 /// Redis goes away and comes back: local delivery goes on, bus publishes get 503, and the nodes
 /// reconnect and resubscribe by themselves.
 #[tokio::test]

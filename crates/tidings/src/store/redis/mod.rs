@@ -48,7 +48,8 @@ impl RedisStore {
         // Fail fast while Redis is away; the next command tries to reconnect again.
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(1)
-            .set_connection_timeout(Some(TIMEOUT));
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT));
         let connection = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(unavailable)?;
