@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks tidings against Socket.IO 4, sockudo and the bare tokio limit on this machine, in one
 # run, then two nodes over Redis and NATS (tidings-bench cluster; needs both running on their
-# default ports), and writes docs/benchmarks.md (and docs/benchmarks.json).
+# default ports), the hostile soak, the reconnect storm, and 100,000 sockets on Redis and on a
+# Redis Cluster (tidings-bench scale; the cluster is started on 127.0.0.1:7000-7005 when none
+# answers there), and writes docs/benchmarks.md (and docs/benchmarks.json).
 #   bench/run.sh           the full suite (about 10 minutes)
 #   bench/run.sh --quick   small numbers: checks the harness and counts every delivery, no speed claims
 # Peers that cannot be installed are reported in the output as not measured.

@@ -15,12 +15,12 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tidings::SessionId;
 use tokio::sync::Semaphore;
-use tokio_websockets::{ClientBuilder, Message};
+use tokio_websockets::Message;
 
 use crate::peer::{Http, Kind};
 use crate::soak::connect;
 use crate::suite::{Programs, Server, redis_args};
-use crate::worker::{MAX_DELAY, MIN_DELAY, now_ns, session_cookie, splitmix};
+use crate::worker::{MAX_DELAY, MIN_DELAY, now_ns, splitmix, upgrade};
 
 /// The size of a storm.
 #[derive(Clone, Copy, Debug)]
@@ -195,20 +195,8 @@ async fn open(
     let stream = connect(addr, source).await?;
     let query = if cookie.is_some() { "?recover=1" } else { "" };
     let uri = format!("ws://{addr}/ws{query}");
-    let mut builder = ClientBuilder::new().uri(&uri).map_err(|e| e.to_string())?;
-    if let Some(cookie) = cookie {
-        let value = format!("tidings.sid={cookie}")
-            .parse()
-            .map_err(|e| format!("{e}"))?;
-        builder = builder
-            .add_header(http::header::COOKIE, value)
-            .map_err(|e| e.to_string())?;
-    }
-    let (mut ws, response) = builder
-        .connect_on(stream)
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    let session = session_cookie(&response).ok_or("no session cookie")?;
+    let (mut ws, session) = upgrade(stream, &uri, cookie).await?;
+    let session = session.ok_or("no session cookie")?;
     frame(&mut ws, "welcome").await?;
     if cookie.is_none() {
         let subscribe = json!({"type": "subscribe", "id": 1, "channels": [channel]});

@@ -207,7 +207,17 @@ async fn handshake(
         .map_err(|e| format!("connect: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let uri = format!("ws://{server}{}", args.kind.ws_path(group));
-    let mut builder = ClientBuilder::new().uri(&uri).map_err(|e| e.to_string())?;
+    upgrade(stream, &uri, cookie).await
+}
+
+/// The WebSocket handshake on `stream` for `uri`, sending `cookie` as the tidings session cookie
+/// if any; returns the socket and the session cookie the answer sets.
+pub(crate) async fn upgrade(
+    stream: tokio::net::TcpStream,
+    uri: &str,
+    cookie: Option<&str>,
+) -> Result<(Ws, Option<String>), String> {
+    let mut builder = ClientBuilder::new().uri(uri).map_err(|e| e.to_string())?;
     if let Some(cookie) = cookie {
         let value = format!("tidings.sid={cookie}")
             .parse()

@@ -13,13 +13,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncTypedCommands, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use super::history::RedisHistory;
 use super::redis_cluster::ClusterTransport;
-use super::shared::{BusOptions, Receiver, SharedBus, Transport};
+use super::shared::{BusOptions, HistoryStore, Receiver, SharedBus, Transport};
 use super::wire::Subjects;
 use super::{Bus, Carrier, Link, Sealed};
 use crate::error::BusError;
-use crate::history::{Rules, Streams};
 use crate::redis_conn::{Connection, TIMEOUT};
 
 /// Events between nodes over Redis pub/sub, or Redis Cluster's sharded pub/sub (see
@@ -158,16 +156,8 @@ pub(super) fn receive(receiver: &Arc<Receiver>, info: PushInfo) {
 
 #[async_trait]
 impl Transport for RedisTransport {
-    fn history(
-        &self,
-        rules: &Rules,
-        subjects: &Subjects,
-        max_bytes: usize,
-    ) -> Option<Arc<dyn Streams>> {
-        let connection = Connection::Server(self.publisher.clone());
-        let naming = (subjects.clone(), "PUBLISH");
-        let history = RedisHistory::new(rules.clone(), connection, naming, max_bytes);
-        Some(Arc::new(history))
+    fn history_store(&self) -> Option<HistoryStore> {
+        Some((Connection::Server(self.publisher.clone()), "PUBLISH"))
     }
 
     async fn send(&self, subject: String, payload: Bytes) -> Result<(), BusError> {

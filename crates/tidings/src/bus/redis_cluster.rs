@@ -29,12 +29,10 @@ use redis::cluster_routing::{
 };
 use redis::{ProtocolVersion, PushInfo, RedisError, Value};
 
-use super::history::RedisHistory;
 use super::redis::receive;
-use super::shared::{Receiver, Transport};
+use super::shared::{HistoryStore, Receiver, Transport};
 use super::wire::Subjects;
 use crate::error::BusError;
-use crate::history::{Rules, Streams};
 use crate::redis_conn::{self, Connection};
 
 /// Subscription commands in flight at once while subscribing many subjects.
@@ -217,16 +215,8 @@ impl ClusterTransport {
 
 #[async_trait]
 impl Transport for ClusterTransport {
-    fn history(
-        &self,
-        rules: &Rules,
-        subjects: &Subjects,
-        max_bytes: usize,
-    ) -> Option<Arc<dyn Streams>> {
-        let connection = Connection::Cluster(self.connection.clone());
-        let naming = (subjects.clone(), "SPUBLISH");
-        let history = RedisHistory::new(rules.clone(), connection, naming, max_bytes);
-        Some(Arc::new(history))
+    fn history_store(&self) -> Option<HistoryStore> {
+        Some((Connection::Cluster(self.connection.clone()), "SPUBLISH"))
     }
 
     async fn send(&self, subject: String, payload: Bytes) -> Result<(), BusError> {

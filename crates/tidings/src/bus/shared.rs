@@ -64,14 +64,8 @@ impl Default for BusOptions {
 /// What carries bytes between nodes: a broker connection.
 #[async_trait]
 pub(crate) trait Transport: Send + Sync + 'static {
-    /// The history this broker keeps for the channels `rules` name, if it can keep one; the
-    /// node keeps at most `max_bytes` of the streams it follows.
-    fn history(
-        &self,
-        _rules: &Rules,
-        _subjects: &wire::Subjects,
-        _max_bytes: usize,
-    ) -> Option<Arc<dyn Streams>> {
+    /// Where the broker keeps channel history; `None` when it keeps none (NATS).
+    fn history_store(&self) -> Option<HistoryStore> {
         None
     }
     /// Sends `payload` on `subject`.
@@ -82,6 +76,37 @@ pub(crate) trait Transport: Send + Sync + 'static {
     async fn unsubscribe(&self, subjects: Vec<String>) -> Result<(), BusError>;
     /// Checks that the broker answers.
     async fn ping(&self) -> Result<(), BusError>;
+}
+
+/// Where a broker keeps channel history: a Redis connection, with the command that publishes the
+/// numbered events (`PUBLISH`, or `SPUBLISH` on Redis Cluster).
+#[cfg(feature = "redis")]
+pub(crate) type HistoryStore = (crate::redis_conn::Connection, &'static str);
+
+/// Where a broker keeps channel history: nowhere, without Redis.
+#[cfg(not(feature = "redis"))]
+pub(crate) type HistoryStore = std::convert::Infallible;
+
+/// The history kept in `store` for the channels `rules` name, publishing on `subjects`.
+fn kept_in(
+    store: HistoryStore,
+    rules: &Rules,
+    subjects: &wire::Subjects,
+    max_bytes: usize,
+) -> Arc<dyn Streams> {
+    #[cfg(feature = "redis")]
+    {
+        let (connection, publish) = store;
+        let naming = (subjects.clone(), publish);
+        let history =
+            super::history::RedisHistory::new(rules.clone(), connection, naming, max_bytes);
+        Arc::new(history)
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = (rules, subjects, max_bytes);
+        match store {}
+    }
 }
 
 /// Subjects this node wants: the latest wish per subject, applied by the interest task.
@@ -394,9 +419,8 @@ impl<T: Transport> Carrier for SharedBus<T> {
     }
 
     fn history(&self, rules: &Rules, max_bytes: usize) -> Option<Arc<dyn Streams>> {
-        let history = self
-            .transport
-            .history(rules, &self.receiver.subjects, max_bytes)?;
+        let store = self.transport.history_store()?;
+        let history = kept_in(store, rules, &self.receiver.subjects, max_bytes);
         let (queue, numbered) = mpsc::channel(NUMBERING_QUEUE);
         if self.receiver.history.set((history.clone(), queue)).is_ok() {
             tokio::spawn(number(history.clone(), numbered));
