@@ -2,17 +2,20 @@
 # A local Redis Cluster on 127.0.0.1, from Debian's redis-server and redis-cli, for tests,
 # benchmarks and trying `bus = "redis-cluster"`:
 #   scripts/redis-cluster.sh start DIR REPLICAS PORT...   one redis-server per port (daemons, with
-#       their pid, config and log files in DIR), joined by `redis-cli --cluster create` with
-#       REPLICAS replicas per master (6 ports and 1: 3 masters, 3 replicas); returns once every
-#       node reports cluster_state:ok, and prints the nodes' URLs, one per line.
+#       their pid, config and log files in DIR; an earlier cluster's files there are removed first),
+#       joined by `redis-cli --cluster create` with REPLICAS replicas per master (6 ports and 1:
+#       3 masters, 3 replicas); returns once every node reports cluster_state:ok, and prints the
+#       nodes' URLs, one per line.
 #   scripts/redis-cluster.sh stop DIR                     kills every server started in DIR, and
-#       removes DIR.
+#       removes their files (and DIR, if nothing else is in it).
 # Nodes time out after 1 s (cluster-node-timeout 1000), and a replica always may take over
 # (cluster-replica-validity-factor 0), so one replaces a killed master within about two seconds.
 # Nothing is saved to disk.
 set -euo pipefail
 
 usage() { echo "usage: $0 start DIR REPLICAS PORT... | stop DIR" >&2; exit 2; }
+# Removes the files this script and the servers write in DIR, and nothing else.
+forget() { rm -f "$1"/nodes-*.conf "$1"/*.pid "$1"/*.log "$1"/dump.rdb; }
 [ $# -ge 2 ] || usage
 command=$1 dir=$2
 shift 2
@@ -21,7 +24,9 @@ case $command in
     [ $# -ge 2 ] || usage
     replicas=$1
     shift
+    # A cluster left in DIR by an earlier run would refuse to be created again.
     mkdir -p "$dir"
+    forget "$dir"
     for port in "$@"; do
       redis-server --bind 127.0.0.1 --port "$port" --daemonize yes \
         --pidfile "$dir/$port.pid" --logfile "$dir/$port.log" --dir "$dir" \
@@ -51,11 +56,17 @@ case $command in
     done
     ;;
   stop)
+    pids=()
     for pidfile in "$dir"/*.pid; do
-      [ -e "$pidfile" ] || continue
-      kill "$(cat "$pidfile")" 2>/dev/null || true
+      [ -e "$pidfile" ] && pids+=("$(cat "$pidfile")")
     done
-    rm -rf "$dir"
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    # Each server writes to its log until it exits.
+    for pid in "${pids[@]}"; do
+      for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    done
+    forget "$dir"
+    rmdir "$dir" 2>/dev/null || true
     ;;
   *) usage ;;
 esac
