@@ -35,12 +35,16 @@ if [ ! -x "$sockudo_root/bin/sockudo" ]; then
     || echo "bench: sockudo failed to build; it will be reported as not measured" >&2
 fi
 
+# The local Redis Cluster (3 masters, 3 replicas) for the Redis Cluster rows, when none answers.
+if ! (exec 3<>/dev/tcp/127.0.0.1/7000) 2>/dev/null; then
+  bash scripts/redis-cluster.sh start target/redis-cluster 1 7000 7001 7002 7003 7004 7005 >/dev/null
+fi
 target/release/tidings-bench suite $quick --out "$out" --json "${out%.md}.json" \
   --sockudo-bin "$sockudo_root/bin/sockudo" --command "bench/run.sh${quick:+ $quick}"
 status=$?
 {
   echo
-  echo "## Two nodes: publish on A, receive on B, over Redis and NATS"
+  echo "## Two nodes: publish on A, receive on B, over Redis, a Redis Cluster and NATS"
   echo
   echo "Command: \`bench/run.sh${quick:+ $quick}\` (its last step, \`tidings-bench cluster${quick:+ $quick}\`)."
   echo "Node A is a hub in the bench process on a real RedisBus or NatsBus; node B is"
@@ -49,6 +53,8 @@ status=$?
   echo "has received; latency is publish on A to frame read on B. Redis, NATS, both nodes and the"
   echo "readers share the machine's 2 cores. \`redis-history\`: the channel keeps history in Redis"
   echo "(\`[[history]]\` on both nodes), so every publish goes through the history script."
+  echo "\`redis-cluster\`: the local Redis Cluster (3 masters, 3 replicas, on the same cores) with"
+  echo "sharded pub/sub; the one channel lives on one shard."
   echo
   target/release/tidings-bench cluster $quick || status=1
   echo
@@ -93,9 +99,6 @@ status=$?
   echo
   echo "On a Redis Cluster of 3 masters and 3 replicas on this machine (\`scripts/redis-cluster.sh\`):"
   echo
-  if ! (exec 3<>/dev/tcp/127.0.0.1/7000) 2>/dev/null; then
-    bash scripts/redis-cluster.sh start target/redis-cluster 1 7000 7001 7002 7003 7004 7005 >/dev/null
-  fi
   target/release/tidings-bench scale $quick \
     --cluster redis://127.0.0.1:7000,redis://127.0.0.1:7001,redis://127.0.0.1:7002 || status=1
 } >> "$out"

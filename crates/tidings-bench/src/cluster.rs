@@ -26,6 +26,12 @@ use crate::suite::{Programs, Server};
 
 const REDIS: &str = "redis://127.0.0.1:6379/";
 const NATS: &str = "nats://127.0.0.1:4222";
+/// The local Redis Cluster that `scripts/test.sh` and `bench/run.sh` start.
+const CLUSTER: [&str; 3] = [
+    "redis://127.0.0.1:7000",
+    "redis://127.0.0.1:7001",
+    "redis://127.0.0.1:7002",
+];
 
 /// Publishes that may be in flight, not yet received by B's first socket.
 const WINDOW: usize = 256;
@@ -33,7 +39,8 @@ const WINDOW: usize = 256;
 /// What one bus's run measured.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ClusterOutcome {
-    /// `redis`, `nats`, or `redis-history` (Redis, the channel keeping history).
+    /// `redis`, `redis-cluster`, `nats`, or either Redis with `-history` (the channel keeping
+    /// history).
     pub bus: String,
     /// Why it could not run, if it could not.
     pub error: Option<String>,
@@ -57,7 +64,8 @@ fn now_us() -> u64 {
     u64::try_from(now.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Runs the scenario on `bus` ("redis", "nats" or "redis-history").
+/// Runs the scenario on `bus` ("redis", "redis-cluster", "nats", or either Redis with
+/// "-history").
 pub async fn measure(programs: &Programs, bus: &str, quick: bool) -> ClusterOutcome {
     let (sockets, seconds, publishers) = if quick { (4, 0.5, 4) } else { (10, 10.0, 64) };
     let mut outcome = ClusterOutcome {
@@ -104,6 +112,11 @@ async fn run(
                 .await
                 .map_err(|e| e.to_string())?,
         ),
+        "redis-cluster" => builder.bus(
+            RedisBus::connect_cluster(&CLUSTER, options)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
         _ => builder.bus(
             NatsBus::connect(NATS, options)
                 .await
@@ -111,13 +124,18 @@ async fn run(
         ),
     };
     let a = builder.build().map_err(|e| e.to_string())?;
+    let cluster = CLUSTER.join(",");
+    let (store, redis) = match broker.as_str() {
+        "redis-cluster" => (["--store", "redis-cluster"], ["--redis-cluster", &cluster]),
+        _ => (["--store", "redis"], ["--redis-url", REDIS]),
+    };
     let mut extra: Vec<String> = [
         "--bus",
         &broker,
-        "--store",
-        "redis",
-        "--redis-url",
-        REDIS,
+        store[0],
+        store[1],
+        redis[0],
+        redis[1],
         "--bus-prefix",
         &prefix,
         "--heartbeat-name",

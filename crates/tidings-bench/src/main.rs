@@ -38,8 +38,8 @@ struct Cli {
 enum Command {
     /// Run the scenarios against the servers and write the report.
     Suite(SuiteArgs),
-    /// Two nodes: publish on A, receive on B, over Redis (without and with history) and over
-    /// NATS (both must be running).
+    /// Two nodes: publish on A, receive on B, over Redis and the local Redis Cluster (without and
+    /// with history) and over NATS (all must be running).
     Cluster {
         /// Small numbers: checks that every publish arrives (not a speed test).
         #[arg(long)]
@@ -341,7 +341,14 @@ async fn run_cluster(quick: bool, tidings_bin: Option<PathBuf>) -> Result<(), St
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     let mut failed = Vec::new();
-    for bus in ["redis", "redis-history", "nats"] {
+    let buses = [
+        "redis",
+        "redis-history",
+        "redis-cluster",
+        "redis-cluster-history",
+        "nats",
+    ];
+    for bus in buses {
         let o = cluster::measure(&programs, bus, quick).await;
         let [p50, p90, p99, max] = o.latency_us;
         println!(
