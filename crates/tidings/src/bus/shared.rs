@@ -34,7 +34,7 @@ use crate::stats::{Counters, Source};
 /// How long a session operation waits for this node's subscriptions before failing.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How often the link is checked while nothing else happens.
+/// How often the link is checked, busy or idle.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// How long to wait before retrying subscriptions that failed.
@@ -490,18 +490,21 @@ async fn number(history: Arc<dyn Streams>, mut numbered: mpsc::Receiver<Numbered
     }
 }
 
-/// Applies the node's wishes in batches until the bus is dropped; checks the link when idle.
+/// Applies the node's wishes in batches until the bus is dropped; checks the link every
+/// [`CHECK_EVERY`], however busy (on Redis Cluster the check is what notices a failover).
 async fn apply_interest(
     transport: Weak<impl Transport>,
     receiver: Arc<Receiver>,
     wanted: Arc<Wanted>,
 ) {
+    let mut checked = Instant::now();
     loop {
-        let changed = tokio::time::timeout(CHECK_EVERY, wanted.changed.notified()).await;
+        let _ = tokio::time::timeout(CHECK_EVERY, wanted.changed.notified()).await;
         let Some(transport) = transport.upgrade() else {
             return;
         };
-        if changed.is_err() {
+        if checked.elapsed() >= CHECK_EVERY {
+            checked = Instant::now();
             receiver.set_ready(transport.ping().await.is_ok());
         }
         let (batch, version) = wanted.take();
@@ -536,5 +539,48 @@ async fn apply_interest(
                 tokio::time::sleep(RETRY_AFTER).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// A broker that takes every subscription and counts the checks.
+    #[derive(Default)]
+    struct Counting {
+        pings: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Transport for Counting {
+        async fn send(&self, _: String, _: Bytes) -> Result<(), BusError> {
+            Ok(())
+        }
+        async fn subscribe(&self, _: Vec<String>) -> Result<(), BusError> {
+            Ok(())
+        }
+        async fn unsubscribe(&self, _: Vec<String>) -> Result<(), BusError> {
+            Ok(())
+        }
+        async fn ping(&self) -> Result<(), BusError> {
+            self.pings.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_link_is_checked_every_second_while_interest_keeps_changing() {
+        let receiver = SharedBus::<Counting>::receiver(&BusOptions::default(), ':');
+        let bus = SharedBus::start(Counting::default(), receiver);
+        // A wish every 100 ms for 5 s: the interest task is never idle for a second.
+        for n in 0..50 {
+            bus.wanted.set(format!("t:channel:{n}"), n % 2 == 0);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let pings = bus.transport.pings.load(Ordering::Relaxed);
+        assert!((4..=6).contains(&pings), "{pings} checks in 5 s");
     }
 }
