@@ -679,10 +679,30 @@ async fn socketstream_ingest_on_redis_cluster() {
     expect_exactly(&nodes[1], &mut on_b, &expected).await;
 }
 
+/// How the Redis Cluster's topology changes under the nodes.
+enum Change {
+    /// A master is killed and its replica takes over.
+    Failover,
+    /// A master's slots move to another master (resharding).
+    Reshard,
+}
+
 /// A master of the Redis Cluster is killed and its replica takes over: every node subscribes
 /// again, and every target published afterwards reaches its sockets exactly once.
 #[tokio::test]
 async fn a_master_failing_over_loses_nothing_published_after() {
+    topology_change_loses_nothing_published_after(Change::Failover).await;
+}
+
+/// A master's slots move to another master: the same.
+#[tokio::test]
+async fn slots_moving_lose_nothing_published_after() {
+    topology_change_loses_nothing_published_after(Change::Reshard).await;
+}
+
+/// The cluster's topology changes under three nodes: every node subscribes again, and every
+/// target published afterwards reaches its sockets exactly once.
+async fn topology_change_loses_nothing_published_after(change: Change) {
     let setup = setup("redis-cluster");
     let cluster = setup.cluster.as_ref().unwrap();
     let nodes = setup.nodes(3, &[]);
@@ -709,10 +729,17 @@ async fn a_master_failing_over_loses_nothing_published_after() {
     }
 
     let subject = format!("{}:channel:{{public:f0}}", setup.prefix);
-    let old = cluster.kill_master_of(&subject);
-    // A shard the nodes need is away: they say so until its replica has taken over.
-    readyz_becomes(a, 503).await;
-    cluster.await_failover(&subject, old);
+    match change {
+        Change::Failover => {
+            let old = cluster.kill_master_of(&subject);
+            // A shard the nodes need is away: they say so until its replica has taken over.
+            readyz_becomes(a, 503).await;
+            cluster.await_failover(&subject, old);
+        }
+        Change::Reshard => {
+            cluster.move_slots_of(&subject);
+        }
+    }
     for node in [a, b, c] {
         readyz_becomes(node, 200).await;
     }

@@ -301,32 +301,76 @@ impl OwnCluster {
         panic!("no node of the cluster answers");
     }
 
+    /// The slot ranges and the port of the master serving each, now.
+    fn masters(&self) -> Vec<(i64, i64, u16)> {
+        let redis::Value::Array(ranges) = self.ask(redis::cmd("CLUSTER").arg("SLOTS")) else {
+            panic!("CLUSTER SLOTS answers an array");
+        };
+        let mut masters = Vec::new();
+        for range in ranges {
+            if let redis::Value::Array(range) = range
+                && let [
+                    redis::Value::Int(start),
+                    redis::Value::Int(end),
+                    redis::Value::Array(master),
+                    ..,
+                ] = range.as_slice()
+                && let Some(redis::Value::Int(port)) = master.get(1)
+            {
+                masters.push((*start, *end, u16::try_from(*port).unwrap()));
+            }
+        }
+        masters
+    }
+
     /// The port of the master serving `key` now.
     pub fn master_of(&self, key: &str) -> u16 {
         let slot: i64 = match self.ask(redis::cmd("CLUSTER").arg("KEYSLOT").arg(key)) {
             redis::Value::Int(slot) => slot,
             other => panic!("CLUSTER KEYSLOT answered {other:?}"),
         };
-        let redis::Value::Array(ranges) = self.ask(redis::cmd("CLUSTER").arg("SLOTS")) else {
-            panic!("CLUSTER SLOTS answers an array");
+        let masters = self.masters();
+        let serving = masters
+            .iter()
+            .find(|(start, end, _)| (*start..=*end).contains(&slot));
+        serving
+            .unwrap_or_else(|| panic!("no master serves slot {slot}"))
+            .2
+    }
+
+    /// Moves every slot of the master serving `key` to another master (`redis-cli --cluster
+    /// reshard`); returns the port of the master they moved to.
+    pub fn move_slots_of(&self, key: &str) -> u16 {
+        let masters = self.masters();
+        let from = self.master_of(key);
+        let to = masters
+            .iter()
+            .map(|m| m.2)
+            .find(|port| *port != from)
+            .unwrap();
+        let count: i64 = masters
+            .iter()
+            .filter(|m| m.2 == from)
+            .map(|(start, end, _)| end - start + 1)
+            .sum();
+        let id = |port: u16| -> String {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+            let mut connection = client.get_connection().unwrap();
+            redis::cmd("CLUSTER")
+                .arg("MYID")
+                .query(&mut connection)
+                .unwrap()
         };
-        for range in ranges {
-            let redis::Value::Array(range) = range else {
-                continue;
-            };
-            if let [
-                redis::Value::Int(start),
-                redis::Value::Int(end),
-                redis::Value::Array(master),
-                ..,
-            ] = range.as_slice()
-                && (*start..=*end).contains(&slot)
-                && let Some(redis::Value::Int(port)) = master.get(1)
-            {
-                return u16::try_from(*port).unwrap();
-            }
-        }
-        panic!("no master serves slot {slot}");
+        let status = Command::new("redis-cli")
+            .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
+            .args(["--cluster-from", &id(from), "--cluster-to", &id(to)])
+            .args(["--cluster-slots", &count.to_string(), "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("redis-cli runs");
+        assert!(status.success(), "the slots moved");
+        assert_eq!(self.master_of(key), to);
+        to
     }
 
     /// Kills (SIGKILL) the master serving `key`; returns its port.
