@@ -255,18 +255,47 @@ where
 
 /// `redis-benchmark` PUBLISH on the same Redis: the broker's own rate, for comparison.
 pub fn redis_benchmark(quick: bool) -> Result<String, String> {
+    benchmark(quick, &["PUBLISH", "bench-idle"])
+}
+
+/// `redis-benchmark -q -c 64 SPUBLISH` on the master of the Redis Cluster that serves the bench
+/// channel's slot: the shard's own rate for what the Redis Cluster rows publish.
+pub fn redis_cluster_benchmark(quick: bool) -> Result<String, String> {
+    let ask = |args: &[&str]| -> Result<String, String> {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", "7000"])
+            .args(args)
+            .output()
+            .map_err(|e| format!("redis-cli: {e}"))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let slot: u16 = ask(&["CLUSTER", "KEYSLOT", "bench"])?
+        .trim()
+        .parse()
+        .map_err(|e| format!("CLUSTER KEYSLOT: {e}"))?;
+    // CLUSTER SHARDS would be structured, but redis-cli prints it flat; CLUSTER SLOTS prints
+    // start, end, then the master's host and port, one value a line.
+    let slots = ask(&["CLUSTER", "SLOTS"])?;
+    let lines: Vec<&str> = slots.lines().collect();
+    let port = lines
+        .windows(4)
+        .find_map(|w| {
+            let (start, end) = (w[0].parse::<u16>().ok()?, w[1].parse::<u16>().ok()?);
+            let port = w[3].parse::<u16>().ok()?;
+            ((start..=end).contains(&slot) && w[2].contains('.')).then_some(port)
+        })
+        .ok_or("no master found for the bench channel's slot")?;
+    let port = port.to_string();
+    benchmark(quick, &["-p", &port, "SPUBLISH", "{bench}"])
+}
+
+/// `redis-benchmark -q -c 64` with `command` (its arguments then the channel) and a small body.
+fn benchmark(quick: bool, command: &[&str]) -> Result<String, String> {
     let n = if quick { "10000" } else { "500000" };
     let out = std::process::Command::new("redis-benchmark")
-        .args([
-            "-q",
-            "-n",
-            n,
-            "-c",
-            "64",
-            "PUBLISH",
-            "bench-idle",
-            "{\"t\":1}",
-        ])
+        .args(["-q", "-n", n, "-c", "64"])
+        .args(command)
+        .arg("{\"t\":1}")
         .output()
         .map_err(|e| format!("redis-benchmark: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);

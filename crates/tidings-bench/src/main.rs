@@ -366,6 +366,12 @@ async fn run_cluster(quick: bool, tidings_bin: Option<PathBuf>) -> Result<(), St
         Ok(line) => println!("\n`redis-benchmark -q -c 64 PUBLISH` on the same Redis: {line}"),
         Err(e) => println!("\nredis-benchmark: {e}"),
     }
+    match cluster::redis_cluster_benchmark(quick) {
+        Ok(line) => println!(
+            "\n`redis-benchmark -q -c 64 SPUBLISH` on the Redis Cluster shard of the channel: {line}"
+        ),
+        Err(e) => println!("\nredis-benchmark on the Redis Cluster: {e}"),
+    }
     if failed.is_empty() {
         Ok(())
     } else {

@@ -13,6 +13,8 @@ mod memory;
 #[cfg(feature = "nats")]
 mod nats;
 #[cfg(feature = "redis")]
+mod pipeline;
+#[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
 mod redis_cluster;

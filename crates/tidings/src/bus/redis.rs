@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncTypedCommands, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
-use tokio::sync::{mpsc, oneshot};
 
+use super::pipeline::Publisher;
 use super::redis_cluster::ClusterTransport;
 use super::shared::{BusOptions, HistoryStore, Receiver, SharedBus, Transport};
 use super::wire::Subjects;
@@ -45,36 +45,8 @@ impl Sealed for RedisBus {
 pub(crate) struct RedisTransport {
     publisher: ConnectionManager,
     subscriber: ConnectionManager,
-    /// Publishes waiting for the pipeline that carries them, in order.
-    outgoing: mpsc::Sender<Outgoing>,
-}
-
-/// One publish on its way: subject, payload, and who waits for Redis's answer.
-type Outgoing = (String, Bytes, oneshot::Sender<Result<(), BusError>>);
-
-/// Publishes waiting at most for their pipeline; past it, publishers wait for room.
-const OUTGOING: usize = 4096;
-
-/// Most publishes one pipeline carries.
-const PIPELINE: usize = 512;
-
-/// Sends the publishes queued on `outgoing` in order, each pipeline carrying every publish
-/// queued while the previous one was in flight: one write and one wake-up for many publishes.
-async fn pipeline(connection: ConnectionManager, mut outgoing: mpsc::Receiver<Outgoing>) {
-    let mut batch = Vec::with_capacity(PIPELINE);
-    while outgoing.recv_many(&mut batch, PIPELINE).await > 0 {
-        let mut pipe = redis::pipe();
-        for (subject, payload, _) in &batch {
-            pipe.publish(subject, payload.as_ref()).ignore();
-        }
-        let sent = pipe
-            .exec_async(&mut connection.clone())
-            .await
-            .map_err(|e| BusError::broker("redis", e));
-        for (_, _, done) in batch.drain(..) {
-            let _ = done.send(sent.clone());
-        }
-    }
+    /// Publishes, in pipelines over `publisher`.
+    outgoing: Publisher,
 }
 
 impl RedisBus {
@@ -107,8 +79,7 @@ impl RedisBus {
             .get_connection_manager_with_config(config)
             .await
             .map_err(unavailable)?;
-        let (outgoing, queued) = mpsc::channel(OUTGOING);
-        tokio::spawn(pipeline(publisher.clone(), queued));
+        let outgoing = Publisher::start(Connection::Server(publisher.clone()), "PUBLISH");
         let transport = RedisTransport {
             publisher,
             subscriber,
@@ -161,13 +132,7 @@ impl Transport for RedisTransport {
     }
 
     async fn send(&self, subject: String, payload: Bytes) -> Result<(), BusError> {
-        let (done, answer) = oneshot::channel();
-        let stopped = || BusError::Unavailable("the redis publisher stopped");
-        self.outgoing
-            .send((subject, payload, done))
-            .await
-            .map_err(|_| stopped())?;
-        answer.await.unwrap_or_else(|_| Err(stopped()))
+        self.outgoing.send(subject, payload).await
     }
 
     async fn subscribe(&self, subjects: Vec<String>) -> Result<(), BusError> {

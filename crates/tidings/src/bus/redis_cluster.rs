@@ -29,6 +29,7 @@ use redis::cluster_routing::{
 };
 use redis::{ProtocolVersion, PushInfo, RedisError, Value};
 
+use super::pipeline::Publisher;
 use super::redis::receive;
 use super::shared::{HistoryStore, Receiver, Transport};
 use super::wire::Subjects;
@@ -56,6 +57,8 @@ pub(crate) struct ClusterTransport {
     /// The subjects on classic pub/sub: the ingest channel and presence events.
     ingest: Option<String>,
     presence: String,
+    /// Publishes to shard channels, in pipelines (one per slot).
+    outgoing: Publisher,
 }
 
 /// Connects to the cluster through the seed `nodes`; messages go to `receiver` while
@@ -96,11 +99,15 @@ impl ClusterTransport {
         ingest: Option<String>,
     ) -> Result<Self, BusError> {
         let generation = Arc::new(AtomicU64::new(0));
-        let connection = connect(&nodes, &receiver, &generation, 0).await?;
+        let connection = Arc::new(RwLock::new(
+            connect(&nodes, &receiver, &generation, 0).await?,
+        ));
+        let outgoing = Publisher::start(Connection::Cluster(connection.clone()), "SPUBLISH");
         Ok(Self {
             nodes,
             receiver,
-            connection: Arc::new(RwLock::new(connection)),
+            outgoing,
+            connection,
             generation,
             subscribed: Mutex::default(),
             topology: Mutex::default(),
@@ -220,12 +227,10 @@ impl Transport for ClusterTransport {
     }
 
     async fn send(&self, subject: String, payload: Bytes) -> Result<(), BusError> {
-        let command = if self.classic(&subject) {
-            "PUBLISH"
-        } else {
-            "SPUBLISH"
-        };
-        redis::cmd(command)
+        if !self.classic(&subject) {
+            return self.outgoing.send(subject, payload).await;
+        }
+        redis::cmd("PUBLISH")
             .arg(subject)
             .arg(payload.as_ref())
             .exec_async(&mut self.current())
