@@ -413,14 +413,16 @@ impl Drop for OwnCluster {
     }
 }
 
-/// `n` ports free on loopback whose cluster bus ports (port + 10000) are free too.
+/// `n` ports free on loopback whose cluster bus ports (port + 10,000) are free too.
 fn free_cluster_ports(n: usize) -> Vec<u16> {
     // Tests of one binary start clusters at once: each looks from its own place.
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let turn = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut ports = Vec::with_capacity(n);
-    let start = 20_000 + u16::try_from((std::process::id() + turn * 97) % 9_000).unwrap();
-    for port in (start..30_000).chain(20_000..start) {
+    // Ports 10,000-21,999 and their bus ports up to 31,999 lie below Linux's ephemeral range
+    // (from 32,768), so no outgoing connection takes one between this check and the bind.
+    let start = 10_000 + u16::try_from((std::process::id() + turn * 97) % 12_000).unwrap();
+    for port in (start..22_000).chain(10_000..start) {
         let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
         if free(port) && free(port + 10_000) {
             ports.push(port);
