@@ -2,8 +2,9 @@
 //!
 //! A node hands the bus its inbox and declares, topic by topic, what its local sockets need; the
 //! bus delivers every message to each node interested in its topic.
-//! [`MemoryBus`] is the in-process bus for one process (the default); [`RedisBus`] and
-//! [`NatsBus`] carry messages between processes (see `docs/scaling.md`).
+//! [`MemoryBus`] is the in-process bus for one process (the default); [`RedisBus`] (Redis
+//! pub/sub, or sharded pub/sub on a Redis Cluster) and [`NatsBus`] carry messages between
+//! processes (see `docs/scaling.md`).
 
 #[cfg(feature = "redis")]
 mod history;

@@ -2,7 +2,7 @@
 //! sessions are beating) live.
 //!
 //! [`MemoryStore`] keeps both in this process (the default); [`RedisStore`] keeps both in
-//! Redis, shared by many nodes. Every session operation names the
+//! Redis or a Redis Cluster, shared by many nodes. Every session operation names the
 //! session; an unknown or expired session is [`StoreError::NotFound`].
 
 mod memory;
