@@ -127,23 +127,18 @@ impl RedisSettings {
 
     /// Whether any setting of one Redis server (url, host, port, pass, db) is given.
     fn names_a_server(&self) -> bool {
-        self.url.is_some()
-            || self.host.is_some()
-            || self.port.is_some()
-            || self.pass.is_some()
-            || self.db.is_some()
+        self.url.is_some() || self.has_parts()
+    }
+
+    /// Whether SocketStream's host, port, pass or db is given.
+    fn has_parts(&self) -> bool {
+        self.host.is_some() || self.port.is_some() || self.pass.is_some() || self.db.is_some()
     }
 
     /// The URL to connect to; refuses a URL given together with host, port, pass or db.
     fn url(&self) -> Result<String, String> {
-        let parts = [
-            self.host.is_some(),
-            self.port.is_some(),
-            self.pass.is_some(),
-            self.db.is_some(),
-        ];
         match &self.url {
-            Some(_) if parts.contains(&true) => Err(
+            Some(_) if self.has_parts() => Err(
                 "redis.url is set together with redis.host, port, pass or db: use one or the other"
                     .into(),
             ),

@@ -27,6 +27,15 @@ pub(crate) enum Connection {
 }
 
 impl Connection {
+    /// The command that publishes to a channel's subscribers: `PUBLISH`, or on a cluster
+    /// `SPUBLISH` (sharded pub/sub: to the channel's shard only).
+    pub(crate) fn publish_command(&self) -> &'static str {
+        match self {
+            Self::Server(_) => "PUBLISH",
+            Self::Cluster(_) => "SPUBLISH",
+        }
+    }
+
     /// The cluster connection in use now.
     fn cluster(shared: &RwLock<ClusterConnection>) -> ClusterConnection {
         shared.read().clone()

@@ -1,7 +1,8 @@
 //! Publishes to Redis in pipelines: one task writes every publish queued while the previous
 //! pipeline was in flight (up to [`PIPELINE`]), in order, and answers each publisher with Redis's
 //! answer, so a failure is each publish's own. On Redis Cluster (`SPUBLISH`) a batch becomes one
-//! pipeline per hash slot, all in flight at once, each in order.
+//! pipeline per hash slot (a cluster pipeline stays in one slot), all in flight at once, each in
+//! order.
 
 use std::collections::HashMap;
 
@@ -26,11 +27,10 @@ const PIPELINE: usize = 512;
 pub(crate) struct Publisher(mpsc::Sender<Outgoing>);
 
 impl Publisher {
-    /// Starts carrying publishes over `connection` with `command`: `PUBLISH`, or `SPUBLISH` on
-    /// Redis Cluster.
-    pub(crate) fn start(connection: Connection, command: &'static str) -> Self {
+    /// Starts carrying publishes over `connection`.
+    pub(crate) fn start(connection: Connection) -> Self {
         let (outgoing, queued) = mpsc::channel(OUTGOING);
-        tokio::spawn(carry(connection, command, queued));
+        tokio::spawn(carry(connection, queued));
         Self(outgoing)
     }
 
@@ -47,15 +47,12 @@ impl Publisher {
 }
 
 /// Sends the publishes queued on `outgoing`, a batch at a time.
-async fn carry(
-    connection: Connection,
-    command: &'static str,
-    mut outgoing: mpsc::Receiver<Outgoing>,
-) {
+async fn carry(connection: Connection, mut outgoing: mpsc::Receiver<Outgoing>) {
+    let command = connection.publish_command();
     let mut batch = Vec::with_capacity(PIPELINE);
     while outgoing.recv_many(&mut batch, PIPELINE).await > 0 {
-        let groups: Vec<Vec<Outgoing>> = match command {
-            "SPUBLISH" => {
+        let groups: Vec<Vec<Outgoing>> = match connection {
+            Connection::Cluster(_) => {
                 let mut by_slot: HashMap<Slot, Vec<Outgoing>> = HashMap::new();
                 for publish in batch.drain(..) {
                     by_slot
@@ -65,7 +62,7 @@ async fn carry(
                 }
                 by_slot.into_values().collect()
             }
-            _ => vec![std::mem::take(&mut batch)],
+            Connection::Server(_) => vec![std::mem::take(&mut batch)],
         };
         join_all(groups.into_iter().map(|group| {
             let mut connection = connection.clone();

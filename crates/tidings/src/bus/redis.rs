@@ -79,7 +79,7 @@ impl RedisBus {
             .get_connection_manager_with_config(config)
             .await
             .map_err(unavailable)?;
-        let outgoing = Publisher::start(Connection::Server(publisher.clone()), "PUBLISH");
+        let outgoing = Publisher::start(Connection::Server(publisher.clone()));
         let transport = RedisTransport {
             publisher,
             subscriber,
@@ -128,7 +128,7 @@ pub(super) fn receive(receiver: &Arc<Receiver>, info: PushInfo) {
 #[async_trait]
 impl Transport for RedisTransport {
     fn history_store(&self) -> Option<HistoryStore> {
-        Some((Connection::Server(self.publisher.clone()), "PUBLISH"))
+        Some(Connection::Server(self.publisher.clone()))
     }
 
     async fn send(&self, subject: String, payload: Bytes) -> Result<(), BusError> {

@@ -102,7 +102,7 @@ impl ClusterTransport {
         let connection = Arc::new(RwLock::new(
             connect(&nodes, &receiver, &generation, 0).await?,
         ));
-        let outgoing = Publisher::start(Connection::Cluster(connection.clone()), "SPUBLISH");
+        let outgoing = Publisher::start(Connection::Cluster(connection.clone()));
         Ok(Self {
             nodes,
             receiver,
@@ -223,7 +223,7 @@ impl ClusterTransport {
 #[async_trait]
 impl Transport for ClusterTransport {
     fn history_store(&self) -> Option<HistoryStore> {
-        Some((Connection::Cluster(self.connection.clone()), "SPUBLISH"))
+        Some(Connection::Cluster(self.connection.clone()))
     }
 
     async fn send(&self, subject: String, payload: Bytes) -> Result<(), BusError> {

@@ -78,10 +78,9 @@ pub(crate) trait Transport: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), BusError>;
 }
 
-/// Where a broker keeps channel history: a Redis connection, with the command that publishes the
-/// numbered events (`PUBLISH`, or `SPUBLISH` on Redis Cluster).
+/// Where a broker keeps channel history: a Redis connection (one server or a cluster).
 #[cfg(feature = "redis")]
-pub(crate) type HistoryStore = (crate::redis_conn::Connection, &'static str);
+pub(crate) type HistoryStore = crate::redis_conn::Connection;
 
 /// Where a broker keeps channel history: nowhere, without Redis.
 #[cfg(not(feature = "redis"))]
@@ -96,10 +95,8 @@ fn kept_in(
 ) -> Arc<dyn Streams> {
     #[cfg(feature = "redis")]
     {
-        let (connection, publish) = store;
-        let naming = (subjects.clone(), publish);
         let history =
-            super::history::RedisHistory::new(rules.clone(), connection, naming, max_bytes);
+            super::history::RedisHistory::new(rules.clone(), store, subjects.clone(), max_bytes);
         Arc::new(history)
     }
     #[cfg(not(feature = "redis"))]

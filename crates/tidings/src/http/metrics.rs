@@ -44,38 +44,39 @@ impl Collector for Scrape {
             (
                 "tidings_sockets",
                 "Connected sockets",
-                s.index.sockets as i64,
+                Some(s.index.sockets as i64),
             ),
             (
                 "tidings_sessions",
                 "Sessions with a socket on this node",
-                s.index.sessions as i64,
+                Some(s.index.sessions as i64),
             ),
             (
                 "tidings_channels",
                 "Channels with a subscriber on this node",
-                s.index.channels as i64,
+                Some(s.index.channels as i64),
             ),
             (
                 "tidings_users",
                 "User ids with a socket on this node",
-                s.index.users as i64,
+                Some(s.index.users as i64),
             ),
             (
                 "tidings_stored_sessions",
                 "Sessions the in-memory store holds (absent with a shared store)",
-                s.stored_sessions.map_or(-1, |n| n as i64),
+                s.stored_sessions.map(|n| n as i64),
             ),
             (
                 "tidings_bus_ready",
                 "1 while the node reaches its bus",
-                i64::from(self.bus_ready),
+                Some(i64::from(self.bus_ready)),
             ),
         ];
+        // A gauge with no value (stored sessions, with a shared store) is left out.
         for (name, help, value) in gauges {
-            if name == "tidings_stored_sessions" && value < 0 {
+            let Some(value) = value else {
                 continue;
-            }
+            };
             let gauge = ConstGauge::new(value);
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }

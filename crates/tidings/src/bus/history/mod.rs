@@ -131,8 +131,6 @@ struct Inner {
     rules: Rules,
     connection: Connection,
     subjects: Subjects,
-    /// The command that publishes an event: `PUBLISH`, or `SPUBLISH` on Redis Cluster.
-    publish: &'static str,
     prefix: String,
     append: Script,
     read: Script,
@@ -146,20 +144,18 @@ struct Inner {
 }
 
 impl RedisHistory {
-    /// History for the channels `rules` name, over `connection`, publishing on `subjects` with
-    /// `publish` (`PUBLISH` or `SPUBLISH`); the node keeps at most `max_bytes` of the channels it
-    /// follows.
+    /// History for the channels `rules` name, over `connection`, publishing on `subjects`; the
+    /// node keeps at most `max_bytes` of the channels it follows.
     pub(crate) fn new(
         rules: Rules,
         connection: Connection,
-        (subjects, publish): (Subjects, &'static str),
+        subjects: Subjects,
         max_bytes: usize,
     ) -> Self {
         Self(Arc::new(Inner {
             cache: Cache::new(max_bytes),
             rules,
             connection,
-            publish,
             prefix: subjects.prefix().to_owned(),
             subjects,
             append: Script::new(APPEND),
@@ -245,7 +241,7 @@ impl Inner {
             .arg(&*ids::epoch())
             .arg(self.subjects.channel(channel))
             .arg(millis(CLAIM_TTL))
-            .arg(self.publish);
+            .arg(self.connection.publish_command());
         let mut claims = 2;
         for append in batch {
             invocation.arg(&append.head);
