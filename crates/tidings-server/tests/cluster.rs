@@ -291,6 +291,34 @@ async fn kicks_reach_every_node(bus: &str) {
     assert_eq!(other_c.closed().await, Some(4006));
 }
 
+/// A block too long for the clock panicked in the task that hears Redis: the node went deaf to
+/// every other node while `/readyz` said ready.
+#[tokio::test]
+async fn a_block_past_the_clock_deafens_no_node() {
+    let setup = setup("redis");
+    let nodes = setup.nodes(2, &[]);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut tab = a.connect().await;
+    let (status, body) = b
+        .post("/users/ann/disconnect", json!({"block": 1u64 << 63}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "block", "{body}");
+    // The same block from elsewhere on the broker (a hostile or older peer).
+    let kick = json!({"from": "elsewhere", "kick": {"user": "ann", "block": 1u64 << 63}});
+    let mut redis = redis(services::redis()).await;
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(format!("{}:all", setup.prefix))
+        .arg(kick.to_string())
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(publish(b, json!({"event": "still", "args": []})).await, 200);
+    let heard = tokio::time::timeout(PATIENCE, tab.recv()).await;
+    assert_eq!(heard.expect("a hears b"), event("still", json!([])));
+    readyz_becomes(a, 200).await;
+}
+
 #[tokio::test]
 async fn kicks_reach_every_node_on_redis() {
     kicks_reach_every_node("redis").await;

@@ -143,6 +143,14 @@ pub enum PublishError {
     /// The socket is not connected.
     #[error("no socket {0} is connected")]
     UnknownSocket(SocketId),
+    /// A kick's block is longer than a year.
+    #[error("block is {secs} s; the most is {max} s")]
+    BlockTooLong {
+        /// The block asked for, in seconds.
+        secs: u64,
+        /// The most, in seconds.
+        max: u64,
+    },
     /// The event bus could not carry the message.
     #[error(transparent)]
     Bus(#[from] BusError),

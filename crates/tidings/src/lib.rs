@@ -44,6 +44,7 @@ mod redis_conn;
 mod socket;
 mod stats;
 pub mod store;
+mod tasks;
 #[cfg(test)]
 mod testing;
 

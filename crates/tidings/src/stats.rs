@@ -374,6 +374,9 @@ pub struct Stats {
     /// History events dropped before their `size` or `ttl` because the node's history held
     /// `max_history_bytes`.
     pub history_evicted: u64,
+    /// Panics caught in the node's long-lived tasks (one makes the node not ready) and while
+    /// handling a bus message (that message is lost). Always a bug: the log says where.
+    pub task_panics: u64,
     /// Publishes this node accepted (from Rust, the HTTP API, RPC handlers and the ingest
     /// channel as this node read it), by target.
     pub publishes: Publishes,
@@ -413,6 +416,7 @@ impl Counters {
             webhook_failed: self.webhook_failed.load(Relaxed),
             bus_malformed: self.bus_malformed.load(Relaxed),
             history_evicted: self.history_evicted.load(Relaxed),
+            task_panics: 0,
             publishes: {
                 let by_target =
                     |at: usize| self.publishes.iter().map(|s| s[at].load(Relaxed)).sum();

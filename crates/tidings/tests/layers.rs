@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// The layers, bottom first. A new top-level module must be placed here.
 const LAYERS: &[&[&str]] = &[
-    &["ids", "logs", "names"],
+    &["ids", "logs", "names", "tasks"],
     &["error", "redis_conn"],
     &["limits", "model"],
     &["auth", "backend", "protocol", "stats"],

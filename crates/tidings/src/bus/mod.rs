@@ -44,6 +44,7 @@ use crate::ids::NodeId;
 use crate::limits::Limits;
 use crate::model::{BusMessage, Topic};
 use crate::stats::Counters;
+use crate::tasks::Faults;
 
 /// The receiving side of a node: where the bus delivers messages.
 pub(crate) trait Inbox: Send + Sync {
@@ -112,6 +113,12 @@ pub(crate) trait Carrier: Send + Sync + 'static {
     /// Whether the bus can carry messages now (for `/readyz`).
     fn is_ready(&self) -> bool {
         true
+    }
+
+    /// Where the bus's own tasks record their panics, when it runs any: the node records its
+    /// own there too.
+    fn faults(&self) -> Option<Arc<Faults>> {
+        None
     }
 
     /// The history the bus keeps itself, shared by every node, for the channels `rules` name

@@ -5,6 +5,7 @@
 //! order.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::join_all;
@@ -13,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::BusError;
 use crate::redis_conn::Connection;
+use crate::tasks::Faults;
 
 /// One publish on its way: subject, payload, and who waits for Redis's answer.
 type Outgoing = (String, Bytes, oneshot::Sender<Result<(), BusError>>);
@@ -27,10 +29,10 @@ const PIPELINE: usize = 512;
 pub(crate) struct Publisher(mpsc::Sender<Outgoing>);
 
 impl Publisher {
-    /// Starts carrying publishes over `connection`.
-    pub(crate) fn start(connection: Connection) -> Self {
+    /// Starts carrying publishes over `connection` (a panic in that task goes to `faults`).
+    pub(crate) fn start(connection: Connection, faults: &Arc<Faults>) -> Self {
         let (outgoing, queued) = mpsc::channel(OUTGOING);
-        tokio::spawn(carry(connection, queued));
+        faults.spawn("redis publisher", carry(connection, queued));
         Self(outgoing)
     }
 

@@ -79,7 +79,7 @@ impl RedisBus {
             .get_connection_manager_with_config(config)
             .await
             .map_err(unavailable)?;
-        let outgoing = Publisher::start(Connection::Server(publisher.clone()));
+        let outgoing = Publisher::start(Connection::Server(publisher.clone()), &receiver.faults);
         let transport = RedisTransport {
             publisher,
             subscriber,

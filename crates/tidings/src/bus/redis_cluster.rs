@@ -102,7 +102,7 @@ impl ClusterTransport {
         let connection = Arc::new(RwLock::new(
             connect(&nodes, &receiver, &generation, 0).await?,
         ));
-        let outgoing = Publisher::start(Connection::Cluster(connection.clone()));
+        let outgoing = Publisher::start(Connection::Cluster(connection.clone()), &receiver.faults);
         Ok(Self {
             nodes,
             receiver,

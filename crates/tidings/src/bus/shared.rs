@@ -30,6 +30,7 @@ use crate::limits::Limits;
 use crate::logs::Folded;
 use crate::model::{BusMessage, Event, Target, Topic};
 use crate::stats::{Counters, Source};
+use crate::tasks::Faults;
 
 /// How long a session operation waits for this node's subscriptions before failing.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -92,16 +93,17 @@ fn kept_in(
     rules: &Rules,
     subjects: &wire::Subjects,
     max_bytes: usize,
+    faults: &Arc<Faults>,
 ) -> Arc<dyn Streams> {
     #[cfg(feature = "redis")]
     {
-        let history =
-            super::history::RedisHistory::new(rules.clone(), store, subjects.clone(), max_bytes);
+        let (rules, subjects, faults) = (rules.clone(), subjects.clone(), faults.clone());
+        let history = super::history::RedisHistory::new(rules, store, subjects, max_bytes, faults);
         Arc::new(history)
     }
     #[cfg(not(feature = "redis"))]
     {
-        let _ = (rules, subjects, max_bytes);
+        let _ = (rules, subjects, max_bytes, faults);
         match store {}
     }
 }
@@ -163,6 +165,8 @@ pub(crate) struct Receiver {
     history: OnceLock<(Arc<dyn Streams>, mpsc::Sender<Numbered>)>,
     /// The external publishes read lately, to claim each once.
     claims: Mutex<Claims>,
+    /// Panics caught in the bus's tasks and in handling its messages.
+    pub(crate) faults: Arc<Faults>,
 }
 
 /// The node a receiver serves: its id, inbox, the limits of external publishes, its counters.
@@ -210,8 +214,15 @@ impl Claims {
 }
 
 impl Receiver {
-    /// Handles one message that arrived on `subject`.
+    /// Handles one message that arrived on `subject`. A panic while handling it loses this
+    /// message alone: the next is handled as usual.
     pub(crate) fn deliver(&self, subject: &[u8], payload: &[u8]) {
+        self.faults
+            .catch("bus receiver", || self.deliver_one(subject, payload));
+    }
+
+    /// Handles one message that arrived on `subject`.
+    fn deliver_one(&self, subject: &[u8], payload: &[u8]) {
         let Some((node, inbox, limits, counters)) = self.node.get() else {
             return;
         };
@@ -340,6 +351,7 @@ impl<T: Transport> SharedBus<T> {
             ready: AtomicBool::new(true),
             history: OnceLock::new(),
             claims: Mutex::default(),
+            faults: Arc::default(),
         })
     }
 
@@ -356,11 +368,15 @@ impl<T: Transport> SharedBus<T> {
             receiver,
             wanted: Arc::default(),
         };
-        tokio::spawn(apply_interest(
-            Arc::downgrade(&bus.transport),
-            bus.receiver.clone(),
-            bus.wanted.clone(),
-        ));
+        let faults = &bus.receiver.faults;
+        faults.spawn(
+            "bus interest",
+            apply_interest(
+                Arc::downgrade(&bus.transport),
+                bus.receiver.clone(),
+                bus.wanted.clone(),
+            ),
+        );
         bus
     }
 
@@ -417,10 +433,12 @@ impl<T: Transport> Carrier for SharedBus<T> {
 
     fn history(&self, rules: &Rules, max_bytes: usize) -> Option<Arc<dyn Streams>> {
         let store = self.transport.history_store()?;
-        let history = kept_in(store, rules, &self.receiver.subjects, max_bytes);
+        let (subjects, faults) = (&self.receiver.subjects, &self.receiver.faults);
+        let history = kept_in(store, rules, subjects, max_bytes, faults);
         let (queue, numbered) = mpsc::channel(NUMBERING_QUEUE);
         if self.receiver.history.set((history.clone(), queue)).is_ok() {
-            tokio::spawn(number(history.clone(), numbered));
+            let numbering = number(history.clone(), numbered);
+            self.receiver.faults.spawn("ingest numbering", numbering);
         }
         Some(history)
     }
@@ -464,6 +482,10 @@ impl<T: Transport> Carrier for SharedBus<T> {
 
     fn is_ready(&self) -> bool {
         self.receiver.ready.load(Ordering::Relaxed)
+    }
+
+    fn faults(&self) -> Option<Arc<Faults>> {
+        Some(self.receiver.faults.clone())
     }
 
     async fn presence(&self, payload: Bytes) -> Result<(), BusError> {
@@ -566,6 +588,46 @@ mod tests {
             self.pings.fetch_add(1, Ordering::Relaxed);
             Ok(())
         }
+    }
+
+    /// An inbox that panics on events named `boom` and keeps the names of the others.
+    #[derive(Default)]
+    struct Fragile(Mutex<Vec<String>>);
+
+    impl Inbox for Fragile {
+        fn receive(&self, message: &BusMessage) {
+            if let BusMessage::Publish { event, .. } = message {
+                assert_ne!(event.name(), "boom", "injected");
+                self.0.lock().push(event.name().to_owned());
+            }
+        }
+        fn malformed(&self, _: &str, _: &[u8], _: &str) {}
+    }
+
+    #[test]
+    fn a_message_whose_handling_panics_is_lost_alone() {
+        let receiver = SharedBus::<Counting>::receiver(&BusOptions::default(), ':');
+        let fragile = Arc::new(Fragile::default());
+        let inbox: Arc<dyn Inbox> = fragile.clone();
+        let attached = (NodeId::random().unwrap(), Arc::downgrade(&inbox));
+        let counters = Arc::new(Counters::default());
+        let _ = receiver
+            .node
+            .set((attached.0, attached.1, Limits::default(), counters));
+        let other = NodeId::random().unwrap();
+        for name in ["a", "boom", "b"] {
+            let args = serde_json::value::RawValue::from_string("[]".into()).unwrap();
+            let event = Event::new(name.into(), args.into(), None);
+            let message = BusMessage::Publish {
+                target: Target::All,
+                event,
+            };
+            let payload = wire::encode(&other, &message);
+            receiver.deliver(receiver.subjects.all().as_bytes(), &payload);
+        }
+        assert_eq!(*fragile.0.lock(), ["a", "b"]);
+        assert_eq!(receiver.faults.panics(), 1);
+        assert_eq!(receiver.faults.dead(), None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -13,7 +13,7 @@
 //! sockets of its slice that sent nothing, not even a pong, since their previous round, and
 //! pings the rest.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,6 +24,7 @@ use super::Local;
 use super::index::SLICES;
 use crate::error::BuildError;
 use crate::protocol::frame;
+use crate::tasks::Faults;
 
 /// The server heartbeat and pings. The defaults: `--heartbeat--` every 4 s, a ping every 30 s.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,14 +83,20 @@ impl KeepAlive {
 }
 
 /// Starts the heartbeat rounds and the ping rounds that are configured, until the node is dropped.
-pub(crate) fn spawn(runtime: &Handle, local: &Weak<Local>, options: &KeepAlive) {
+pub(crate) fn spawn(
+    runtime: &Handle,
+    faults: &Arc<Faults>,
+    local: &Weak<Local>,
+    options: &KeepAlive,
+) {
     if let Some(frame) = options.frame() {
         let round = move |local: &Local, slice| local.send_to_slice(&frame, slice);
-        runtime.spawn(rounds(local.clone(), options.interval, round));
+        let heartbeats = rounds(local.clone(), options.interval, round);
+        faults.spawn_on(runtime, "server heartbeat", heartbeats);
     }
     if let Some(interval) = options.ping_interval {
         let round = |local: &Local, slice| local.ping_slice(slice);
-        runtime.spawn(rounds(local.clone(), interval, round));
+        faults.spawn_on(runtime, "pings", rounds(local.clone(), interval, round));
     }
 }
 

@@ -29,6 +29,9 @@ use crate::stats::{Counters, IndexSizes};
 use crate::store::SessionState;
 use index::{Index, Interest};
 
+/// The block given for one too long to add to the clock (about thirty years).
+const FOREVER: std::time::Duration = std::time::Duration::from_secs(1 << 30);
+
 /// This node's sockets, indexed for delivery.
 pub(crate) struct Local {
     node: NodeId,
@@ -77,11 +80,13 @@ impl Local {
                     let now = Instant::now();
                     let mut blocked = self.blocked.lock();
                     blocked.retain(|_, until| *until > now);
-                    if !block.is_zero() {
-                        blocked.insert(user.clone(), now + *block);
-                    } else {
-                        blocked.remove(user);
-                    }
+                    // A block from another node is not trusted to fit: past what time can
+                    // hold, it holds for as long as the node runs.
+                    match now.checked_add(*block) {
+                        _ if block.is_zero() => blocked.remove(user),
+                        Some(until) => blocked.insert(user.clone(), until),
+                        None => blocked.insert(user.clone(), now + FOREVER),
+                    };
                 }
             }
             Kick::Session(session) => index.session_outboxes(session).for_each(&mut close),

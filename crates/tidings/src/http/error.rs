@@ -81,6 +81,9 @@ impl From<PublishError> for ApiError {
             PublishError::ArgsTooLarge { .. } => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "args_too_large", message).field("args")
             }
+            PublishError::BlockTooLong { .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "bad_request", message).field("block")
+            }
             PublishError::UnknownSocket(_) => {
                 Self::new(StatusCode::NOT_FOUND, "unknown_socket", message).field("socket")
             }

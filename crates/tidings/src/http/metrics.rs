@@ -116,6 +116,11 @@ impl Collector for Scrape {
                 "History events dropped early for max_history_bytes",
                 s.history_evicted,
             ),
+            (
+                "tidings_task_panics",
+                "Panics caught in long-lived tasks and bus message handling",
+                s.task_panics,
+            ),
         ];
         for (name, help, count) in plain {
             let counter = ConstCounter::new(count);

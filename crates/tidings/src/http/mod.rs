@@ -215,13 +215,17 @@ async fn websocket(
     }
 }
 
-/// `200 {"status":"ready"}`, or `503 {"status":"unavailable","reason":…}` while the bus is away.
+/// `200 {"status":"ready"}`, or `503 {"status":"unavailable","reason":…}` while the bus is away
+/// or for good once a long-lived task died.
 async fn readyz(State(hub): State<Hub>) -> Response {
     if hub.is_ready() {
         return axum::Json(serde_json::json!({"status": "ready"})).into_response();
     }
-    let body =
-        serde_json::json!({"status": "unavailable", "reason": "the event bus is unreachable"});
+    let reason = match hub.dead_task() {
+        Some(task) => format!("a task of this node died ({task}); restart it"),
+        None => "the event bus is unreachable".into(),
+    };
+    let body = serde_json::json!({"status": "unavailable", "reason": reason});
     (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }
 
@@ -304,4 +308,29 @@ async fn require_key(
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn readyz_names_a_task_that_died() {
+        let hub = Hub::builder().build().unwrap();
+        assert_eq!(readyz(State(hub.clone())).await.status(), StatusCode::OK);
+        hub.faults().spawn("injected", async { panic!("injected") });
+        while hub.dead_task().is_none() {
+            tokio::task::yield_now().await;
+        }
+        let response = readyz(State(hub)).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 10)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body["reason"],
+            "a task of this node died (injected); restart it"
+        );
+    }
 }

@@ -225,6 +225,7 @@ impl HubBuilder {
         let store = self.store.unwrap_or_else(|| memory.clone());
         let presence_store = self.presence_store.unwrap_or(memory);
         let counters = Arc::new(Counters::default());
+        let faults = bus.faults().unwrap_or_default();
         let history: Arc<dyn Streams> =
             match bus.history(&history_rules, self.limits.max_history_bytes) {
                 Some(history) => history,
@@ -253,12 +254,11 @@ impl HubBuilder {
         let local = Arc::new(Local::new(node.clone(), bus.clone(), counters.clone()));
         let inbox: Arc<dyn Inbox> = local.clone();
         bus.attach(&node, Arc::downgrade(&inbox), &self.limits, &counters)?;
-        runtime.spawn(presence::purge::run(Arc::downgrade(&presence)));
-        runtime.spawn(presence::relay::run(
-            presence.events(),
-            Arc::downgrade(&bus),
-        ));
-        keepalive::spawn(&runtime, &Arc::downgrade(&local), &self.keep_alive);
+        let purge = presence::purge::run(Arc::downgrade(&presence));
+        faults.spawn_on(&runtime, "presence expiry", purge);
+        let relay = presence::relay::run(presence.events(), Arc::downgrade(&bus));
+        faults.spawn_on(&runtime, "presence relay", relay);
+        keepalive::spawn(&runtime, &faults, &Arc::downgrade(&local), &self.keep_alive);
         let gate = Arc::new(gate::Gate::new(
             self.limits.max_connections,
             self.limits.max_connections_per_ip,
@@ -281,10 +281,15 @@ impl HubBuilder {
             counters,
             gate,
             history,
+            faults: faults.clone(),
             next_seq: AtomicU64::new(1),
         });
-        runtime.spawn(upkeep::run(Arc::downgrade(&shared)));
-        runtime.spawn(status::run(Arc::downgrade(&shared)));
+        faults.spawn_on(&runtime, "upkeep", upkeep::run(Arc::downgrade(&shared)));
+        faults.spawn_on(
+            &runtime,
+            "admin status",
+            status::run(Arc::downgrade(&shared)),
+        );
         Ok(Hub {
             shared,
             source: Source::Rust,

@@ -39,7 +39,11 @@ use crate::presence::Presence;
 use crate::protocol::CloseReason;
 use crate::stats::{Counters, Source, Stats};
 use crate::store::{SessionState, SessionStore};
+use crate::tasks::Faults;
 use rpc::Methods;
+
+/// The longest block a kick may ask for: a year.
+const MAX_BLOCK: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// One node of tidings: publish to browsers and manage sessions. Cheap to clone.
 ///
@@ -76,6 +80,8 @@ pub(crate) struct Shared {
     counters: Arc<Counters>,
     gate: Arc<gate::Gate>,
     history: Arc<dyn Streams>,
+    /// Panics caught in this node's tasks (and its bus's).
+    faults: Arc<Faults>,
     next_seq: AtomicU64,
 }
 
@@ -112,9 +118,12 @@ impl Hub {
     /// Index sizes and running totals of this node.
     pub fn stats(&self) -> Stats {
         let stored = self.shared.store.count();
-        self.shared
+        let mut stats = self
+            .shared
             .counters
-            .snapshot(self.shared.local.sizes(), stored)
+            .snapshot(self.shared.local.sizes(), stored);
+        stats.task_panics = self.shared.faults.panics();
+        stats
     }
 
     /// Sends an event to every connected socket. `args` must serialize to a JSON array
@@ -161,8 +170,8 @@ impl Hub {
     /// Closes every socket of `user` on every node (close code 4006). With `block`, every node
     /// refuses the user's new sockets, by token or by its sessions' cookies (close code 4007),
     /// for that long (in whole seconds, rounded up) from when it hears of it, replacing any
-    /// earlier block; `Some(Duration::ZERO)` lifts one. Kick a session with
-    /// [`Session::disconnect`].
+    /// earlier block; `Some(Duration::ZERO)` lifts one. A block longer than a year is refused
+    /// ([`PublishError::BlockTooLong`]). Kick a session with [`Session::disconnect`].
     ///
     /// A node started after the call does not know of the block.
     pub async fn disconnect_user(
@@ -171,6 +180,12 @@ impl Hub {
         block: Option<Duration>,
     ) -> Result<(), PublishError> {
         self.shared.limits.check_name("user id", user)?;
+        if let Some(block) = block.filter(|block| *block > MAX_BLOCK) {
+            return Err(PublishError::BlockTooLong {
+                secs: block.as_secs(),
+                max: MAX_BLOCK.as_secs(),
+            });
+        }
         let kick = Kick::User {
             user: user.into(),
             block,
@@ -251,8 +266,21 @@ impl Hub {
 
     /// Whether the node can reach its bus: `false` while Redis or NATS is away (local delivery
     /// goes on; publishes fail with [`BusError`](crate::BusError)).
+    /// A node whose long-lived task died (a bug: the log says which, and
+    /// `tidings_task_panics_total` counts it) is not ready either.
     pub fn is_ready(&self) -> bool {
-        self.shared.bus.is_ready()
+        self.shared.bus.is_ready() && self.shared.faults.dead().is_none()
+    }
+
+    /// The long-lived task of this node that died, if one did.
+    pub(crate) fn dead_task(&self) -> Option<&'static str> {
+        self.shared.faults.dead()
+    }
+
+    /// Where this node's tasks record their panics (for tests that inject one).
+    #[cfg(test)]
+    pub(crate) fn faults(&self) -> &Arc<Faults> {
+        &self.shared.faults
     }
 
     /// Heartbeat and presence: who is connected, `purge()`, and the presence events.
@@ -591,5 +619,39 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_secs(31)).await;
         assert!(!hub.is_blocked("ann"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_block_past_what_the_clock_holds_is_refused_or_held_for_good() {
+        let hub = Hub::builder().build().unwrap();
+        let err = hub
+            .disconnect_user("ann", Some(Duration::from_secs(1 << 63)))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PublishError::BlockTooLong { .. }), "{err}");
+        assert!(!hub.is_blocked("ann"), "nothing was done");
+        // The same block from another node (older, or a hostile publisher on the broker).
+        let kick = Kick::User {
+            user: "ann".into(),
+            block: Some(Duration::MAX),
+        };
+        crate::bus::Inbox::receive(&*hub.shared.local, &BusMessage::Kick(kick));
+        assert!(hub.is_blocked("ann"), "held for as long as the node runs");
+    }
+
+    #[tokio::test]
+    async fn a_node_whose_task_died_says_so_and_still_delivers() {
+        let hub = Hub::builder().build().unwrap();
+        let mut tab = crate::testing::Tab::open(&hub, None).await;
+        assert!(hub.is_ready());
+        hub.faults().spawn("injected", async { panic!("injected") });
+        while hub.dead_task().is_none() {
+            tokio::task::yield_now().await;
+        }
+        assert!(!hub.is_ready());
+        assert_eq!(hub.dead_task(), Some("injected"));
+        assert_eq!(hub.stats().task_panics, 1);
+        hub.all("still", ()).await.unwrap();
+        assert_eq!(tab.recv().await["event"], "still");
     }
 }

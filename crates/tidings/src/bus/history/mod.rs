@@ -34,6 +34,7 @@ use crate::history::{Claim, Handover, History, Page, Recovery, Rules, Streams};
 use crate::ids;
 use crate::model::{BusMessage, Event, Position};
 use crate::redis_conn::{Connection, tagged};
+use crate::tasks::Faults;
 use cache::{Cache, Kept};
 
 /// How long a channel's epoch and last offset outlive its last publish (at least), so a client
@@ -141,6 +142,8 @@ struct Inner {
     appends: Mutex<HashMap<Arc<str>, Queue>>,
     /// The streams of the channels this node follows.
     cache: Cache,
+    /// Where the tasks that carry appends record a panic.
+    faults: Arc<Faults>,
 }
 
 impl RedisHistory {
@@ -151,9 +154,11 @@ impl RedisHistory {
         connection: Connection,
         subjects: Subjects,
         max_bytes: usize,
+        faults: Arc<Faults>,
     ) -> Self {
         Self(Arc::new(Inner {
             cache: Cache::new(max_bytes),
+            faults,
             rules,
             connection,
             prefix: subjects.prefix().to_owned(),
@@ -358,8 +363,8 @@ impl Streams for RedisHistory {
             !std::mem::replace(&mut queue.running, true)
         };
         if start {
-            let inner = self.0.clone();
-            tokio::spawn(carry(inner, channel.clone(), rule.size, rule.ttl));
+            let carrying = carry(self.0.clone(), channel.clone(), rule.size, rule.ttl);
+            self.0.faults.spawn("history appends", carrying);
         }
         result
             .await
