@@ -15,6 +15,7 @@ mod api;
 mod body;
 mod client;
 mod error;
+mod linger;
 mod metrics;
 mod origin;
 mod serve;

@@ -15,6 +15,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use super::linger::Lingering;
 use crate::logs::Folded;
 
 /// How long the accept loop rests after an error such as running out of file descriptors.
@@ -27,7 +28,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// connection is closed), so connections that never finish a request cannot pile up; every
 /// request carries the peer's address (`ConnectInfo<SocketAddr>`, which the per-address socket
 /// limit reads); and accept errors (out of file descriptors, say) are logged once per 10 s, with
-/// how many there were, while the loop keeps trying.
+/// how many there were, while the loop keeps trying. A connection closed with part of a request
+/// unread (a body too large, say) lingers: the answer goes out, then what still comes is read
+/// and dropped (for at most 2 s and 4 MiB), so the client reads the answer instead of a reset.
 ///
 /// ```no_run
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -93,7 +96,7 @@ async fn connection(
         hyper::service::Service::call(&app, request)
     });
     let connection = http
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(Lingering::new(stream)), service)
         .with_upgrades();
     tokio::pin!(connection);
     tokio::select! {

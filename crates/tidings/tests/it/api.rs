@@ -299,3 +299,44 @@ async fn the_admin_channel_is_never_public_and_the_api_key_opens_it_to_a_page() 
         "{status}"
     );
 }
+
+/// Python's `http.client` sends a whole body before it reads: the server answers 413 early and
+/// must not close over the unread rest, or the kernel's reset destroys the answer.
+#[tokio::test]
+async fn a_client_that_sends_a_whole_oversized_body_first_reads_its_413() {
+    let server = Server::start().await;
+    let script = r#"
+import http.client, json, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+body = json.dumps({"event": "e", "args": ["x" * 1_100_000]}).encode()
+def chunks():
+    # The body goes on after the server has answered (as on a slow link).
+    for at in range(0, len(body), 100_000):
+        yield body[at:at + 100_000]
+        time.sleep(0.005)
+headers = {"content-type": "application/json", "content-length": str(len(body))}
+statuses = []
+for _ in range(20):
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("POST", "/api/publish/all", chunks(), headers)
+        statuses.append(connection.getresponse().status)
+    except OSError as e:
+        statuses.append(type(e).__name__)
+    connection.close()
+print(json.dumps(statuses))
+"#;
+    let addr = server.addr.to_string();
+    let python = move || {
+        std::process::Command::new("python3")
+            .args(["-c", script, &addr])
+            .output()
+    };
+    let output = tokio::task::spawn_blocking(python)
+        .await
+        .unwrap()
+        .expect("python3 runs");
+    assert!(output.status.success(), "{output:?}");
+    let statuses: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(statuses, json!(vec![413; 20]));
+}
