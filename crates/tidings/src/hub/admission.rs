@@ -17,6 +17,8 @@ pub(crate) struct Admission {
     pub(crate) granted: Vec<String>,
     /// The user id the session is bound to.
     pub(crate) user: Option<Arc<str>>,
+    /// Whether the session existed before this socket (`false`: a new, empty one).
+    pub(crate) resumed: bool,
 }
 
 /// Why a socket is not let in.
@@ -55,6 +57,7 @@ pub(crate) async fn admit(
 ) -> Result<Admission, AdmitError> {
     let Some(token) = token else {
         let (session, state) = hub.open_session(cookie).await?;
+        let resumed = state.is_some();
         let user = state.and_then(|s| s.user);
         if user.as_deref().is_some_and(|u| hub.is_blocked(u)) {
             return Err(AdmitError::Close(CloseReason::Blocked));
@@ -63,6 +66,7 @@ pub(crate) async fn admit(
             session,
             granted: Vec::new(),
             user,
+            resumed,
         });
     };
     let claims = hub
@@ -83,22 +87,23 @@ pub(crate) async fn admit(
     {
         return Err(invalid("token invalid: a channel breaks the name limits"));
     }
-    let (session, user) = match sid {
+    let (session, user, resumed) = match sid {
         Some(sid) => {
             let id: SessionId = sid
                 .parse()
                 .map_err(|_| invalid("token invalid: sid is not a session id"))?;
-            let state = hub.join_session(&id).await?;
-            (id, state.user)
+            let (state, existed) = hub.join_session(&id).await?;
+            (id, state.user, existed)
         }
         None => {
             let (id, state) = hub.open_session(cookie).await?;
+            let existed = state.is_some();
             match (state.and_then(|s| s.user), &sub) {
                 // The browser's session belongs to another user: it is not inherited.
                 (Some(owner), Some(sub)) if *owner != **sub => {
-                    (hub.open_session(None).await?.0, None)
+                    (hub.open_session(None).await?.0, None, false)
                 }
-                (owner, _) => (id, owner),
+                (owner, _) => (id, owner, existed),
             }
         }
     };
@@ -125,5 +130,6 @@ pub(crate) async fn admit(
         session,
         granted: channels,
         user: sub.map(Into::into).or(user),
+        resumed,
     })
 }

@@ -116,11 +116,12 @@ impl Client {
         Ok((answers, replays))
     }
 
-    /// What the client learns when its socket opens.
-    pub(crate) async fn welcome(&self) -> Welcome<'_> {
+    /// What the client learns when its socket opens (`resumed`: whether its session existed).
+    pub(crate) async fn welcome(&self, resumed: bool) -> Welcome<'_> {
         let keep_alive = self.hub.keep_alive();
         Welcome {
             socket: &self.socket,
+            resumed,
             beat_delay_ms: millis(self.hub.presence().options().beat_delay),
             heartbeat: keep_alive.message.as_deref().map(|message| ServerBeat {
                 message,

@@ -423,13 +423,16 @@ impl Hub {
     }
 
     /// Joins the session a token names, creating it under that id if it does not exist.
-    pub(crate) async fn join_session(&self, id: &SessionId) -> Result<SessionState, SessionError> {
+    pub(crate) async fn join_session(
+        &self,
+        id: &SessionId,
+    ) -> Result<(SessionState, bool), SessionError> {
         let store = &self.shared.store;
         if let Some(state) = store.load(id).await? {
-            return Ok(state);
+            return Ok((state, true));
         }
         self.create_session(id).await?;
-        Ok(store.load(id).await?.unwrap_or_default())
+        Ok((store.load(id).await?.unwrap_or_default(), false))
     }
 
     /// Checks a token sent by a client (on connect or with a `subscribe`) with the hub's key.

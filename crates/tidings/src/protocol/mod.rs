@@ -97,6 +97,8 @@ impl Encoding {
 pub(crate) struct Welcome<'a> {
     /// The socket's id.
     pub(crate) socket: &'a SocketId,
+    /// Whether the socket joined a session that already existed (`false`: a new, empty one).
+    pub(crate) resumed: bool,
     /// How often the client should beat, in milliseconds.
     pub(crate) beat_delay_ms: u64,
     /// The server heartbeat, if the server sends one.

@@ -109,7 +109,10 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let Admission {
-        session, granted, ..
+        session,
+        granted,
+        resumed,
+        ..
     } = admission;
     let (mut stream, mut writer) = serve(&hub, io);
     let encoding = Encoding::Json;
@@ -134,7 +137,7 @@ where
     hub.counters().socket(true);
     let client = Client::new(hub.clone(), session, guard.id().clone(), granted);
     // The outbox is fresh and far from full; a refusal here means the socket is already closing.
-    let _ = outbox.push(Outgoing::Frame(encoding.welcome(&client.welcome().await)));
+    let _ = outbox.push(Outgoing::Frame(encoding.welcome(&client.welcome(resumed).await)));
     tracing::debug!(socket = %guard.id(), "socket open");
     let reader = Reader {
         hub: &hub,

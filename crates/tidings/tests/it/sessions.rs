@@ -1,7 +1,7 @@
 //! Session operations: they act on every tab of a session at once and leave no residue.
 
 use serde_json::json;
-use tidings::{IndexSizes, Limits};
+use tidings::{IndexSizes, Limits, SessionId};
 
 use crate::support::{Server, channel_event, event};
 
@@ -277,4 +277,17 @@ async fn every_tab_learns_its_sessions_changes_whoever_makes_them() {
     let reset = json!({"type": "session", "channels": [], "user_id": "ann"});
     assert_eq!(two.session_change().await, reset);
     assert_eq!(one.session_change().await, reset);
+}
+
+#[tokio::test]
+async fn the_welcome_says_whether_the_session_was_resumed() {
+    let server = Server::start().await;
+    let first = server.connect().await;
+    assert_eq!(first.welcome["resumed"], false, "a new session");
+    let tab = server.tab(&first).await;
+    assert_eq!(tab.welcome["resumed"], true, "the cookie's session");
+    let unknown = SessionId::random().unwrap().to_string();
+    let stranger = server.open_with(Some(&unknown), None).await;
+    assert_eq!(stranger.welcome["resumed"], false, "an unknown cookie");
+    assert_ne!(stranger.cookie, unknown);
 }

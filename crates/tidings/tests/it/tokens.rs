@@ -53,8 +53,10 @@ async fn a_token_with_sid_joins_that_session_on_any_socket() {
     let token = sign(&claims().user("ann").session("backend-session-17"));
     let first = server.connect_with_token(&token).await;
     assert_eq!(first.cookie, "backend-session-17");
+    assert_eq!(first.welcome["resumed"], false, "made by the first socket");
     let mut second = server.connect_with_token(&token).await;
     assert_eq!(second.cookie, "backend-session-17");
+    assert_eq!(second.welcome["resumed"], true, "without any cookie");
     server
         .hub
         .session(first.session())
@@ -76,6 +78,7 @@ async fn a_browser_session_of_another_user_is_not_inherited() {
     let token = sign(&claims().user("eve"));
     let mut eve = server.open_with(Some(&bob.cookie), Some(&token)).await;
     assert_ne!(eve.cookie, bob.cookie, "eve gets a session of her own");
+    assert_eq!(eve.welcome["resumed"], false);
     let reply = eve.request(json!({"type": "list"})).await;
     assert_eq!(reply["result"], json!([]), "bob's channels stay bob's");
     let bob_state = server.hub.session(bob.session()).state().await.unwrap();
