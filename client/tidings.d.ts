@@ -31,12 +31,16 @@ export interface ConnectOptions {
   reconnect?: ReconnectOptions | false;
   /** Requests kept while disconnected (default 1000); past it they reject with `queue_full`. */
   maxQueue?: number;
+  /** Milliseconds from opening a socket to the server's `welcome` (default 10000); past it the
+   * attempt counts as failed. */
+  connectTimeout?: number;
 }
 
 /** Why a connection was lost. */
 export interface DisconnectInfo {
   /** The close code (docs/protocol.md); 4001 also when 3 server heartbeats were missed, 4008 when
-   * a channel's offsets skipped (events lost on the way): the client recovers them. */
+   * a channel's offsets skipped or its epoch changed (events lost on the way): the client recovers
+   * them; 1006 also for a connect that timed out or failed without a close. */
   code: number;
   reason: string;
   /** Whether the client will reconnect by itself. */
@@ -50,6 +54,23 @@ export interface RecoveredInfo {
   recovered: boolean;
   /** How many missed events were replayed (they reach the event handlers before live ones). */
   replayed: number;
+}
+
+/** A channel a new session could not be subscribed to again. */
+export interface LostChannel {
+  channel: string;
+  /** Why: the server's error code (`forbidden_channel`, `token_expired`…). */
+  code: string;
+  message: string;
+}
+
+/** A reconnect found a new session (the old one is gone), and the client subscribed it again. */
+export interface SessionInfo {
+  resumed: false;
+  /** The channels subscribed again (those with history were recovered: see `recovered`). */
+  restored: string[];
+  /** The channels that could not be. */
+  lost: LostChannel[];
 }
 
 /** A session's state after a change made by any of its tabs or by the backend. */
@@ -66,13 +87,15 @@ export interface Lifecycle {
   on(name: "ready" | "reconnect", handler: () => void): void;
   on(name: "disconnect", handler: (info: DisconnectInfo) => void): void;
   on(name: "recovered", handler: (info: RecoveredInfo) => void): void;
-  off(name: "ready" | "reconnect" | "disconnect" | "recovered", handler?: Handler): void;
+  on(name: "session", handler: (info: SessionInfo) => void): void;
+  off(name: "ready" | "reconnect" | "disconnect" | "recovered" | "session", handler?: Handler): void;
 }
 
 export class Tidings {
   /** Event handlers: a channel event passes the channel name as the handler's last argument. */
   readonly event: { on(name: string, handler: Handler): void; off(name: string, handler?: Handler): void };
-  /** Lifecycle events: `ready` (first connect), `reconnect`, `disconnect`, `recovered`. */
+  /** Lifecycle events: `ready` (first connect), `reconnect`, `disconnect`, `recovered`,
+   * `session`. */
   readonly server: Lifecycle;
   /** The session's channels (every tab of it); each call resolves with the channels held. */
   readonly channel: {

@@ -84,8 +84,11 @@ export class Tidings {
   event;
   /**
    * Lifecycle handlers: `ready`, `reconnect`, `disconnect` (with `{code, reason, reconnecting}`),
-   * and `recovered` after a reconnect, once per channel with history (with `{channel, recovered,
-   * replayed}`; `recovered: false`: events were lost, reload that channel's state).
+   * `recovered` after a reconnect, once per channel with history (with `{channel, recovered,
+   * replayed}`; `recovered: false`: events were lost, reload that channel's state), and `session`
+   * when a reconnect found the session gone and the client subscribed a new one again (with
+   * `{resumed: false, restored, lost}`: the channels back, and `{channel, code, message}` for each
+   * that could not be).
    */
   server;
   /** Session channels: `subscribe`, `unsubscribe` (promise of the channels held), `list`. */
@@ -124,15 +127,25 @@ export class Tidings {
   #positions = new Map();
   /** Whether the socket being opened was asked to hold events until the `recover` request. */
   #recovering = false;
+  /** The session's channels, as the server last said (a `session` frame, a reply). */
+  #channels = new Set();
+  /** The token each channel was subscribed with, when it was. */
+  #tokens = new Map();
+  /** Channels to subscribe again: the session they were in is gone. */
+  #unrestored = new Set();
+  /** Gives up on a socket not welcomed within `connectTimeout`. */
+  #connecting = null;
 
   /**
    * Options: `WebSocket` (constructor; default the global one), `token` (string, or function
    * returning one or a promise of one, called on every connect), `reconnect` (`{minDelay,
-   * maxDelay}` in ms, or `false`), `maxQueue` (requests kept while disconnected, default 1000).
+   * maxDelay}` in ms, or `false`), `maxQueue` (requests kept while disconnected, default 1000),
+   * `connectTimeout` (ms a socket may take to be welcomed before it counts as failed, default
+   * 10000).
    */
   constructor(url, options = {}) {
     this.#url = socketUrl(url);
-    this.#options = { maxQueue: 1000, reconnect: {}, ...options };
+    this.#options = { maxQueue: 1000, reconnect: {}, connectTimeout: 10000, ...options };
     if (!(this.#options.WebSocket ?? globalThis.WebSocket)) {
       throw new TypeError("tidings: no WebSocket here; pass options.WebSocket (e.g. from the ws package)");
     }
@@ -143,13 +156,13 @@ export class Tidings {
     const changes = this.#changes;
     this.session = { on: (n, h) => changes.on(n, h), off: (n, h) => changes.off(n, h) };
     this.channel = {
-      subscribe: (channels, token) => this.#request({ type: "subscribe", channels, token }),
-      unsubscribe: async (channels) => {
-        const left = await this.#request({ type: "unsubscribe", channels });
-        for (const channel of [channels].flat()) if (!left.includes(channel)) this.#positions.delete(channel);
-        return left;
+      subscribe: async (channels, token) => {
+        const held = await this.#request({ type: "subscribe", channels, token });
+        if (token) for (const channel of [channels].flat()) this.#tokens.set(channel, token);
+        return this.#held(held);
       },
-      list: () => this.#request({ type: "list" }),
+      unsubscribe: async (channels) => this.#held(await this.#request({ type: "unsubscribe", channels })),
+      list: async () => this.#held(await this.#request({ type: "list" })),
     };
     globalThis.addEventListener?.("online", this.#onOnline);
     globalThis.addEventListener?.("pagehide", this.#onPageHide);
@@ -213,7 +226,20 @@ export class Tidings {
     this.#ws = ws;
     ws.onmessage = (m) => this.#ws === ws && this.#receive(m.data);
     ws.onclose = (c) => this.#ws === ws && this.#lost(c.code, c.reason);
-    ws.onerror = () => {};
+    // Some WebSockets (Node 20's) report a refused connection with `error` and never `close`.
+    ws.onerror = () => this.#ws === ws && this.#abandon(1006, "connection error");
+    this.#connecting = setTimeout(() => this.#abandon(1006, "connect timed out"), this.#options.connectTimeout);
+  }
+
+  /** Gives up on the current socket as if it had closed with `code`, and closes it. */
+  #abandon(code, reason) {
+    const ws = this.#ws;
+    this.#lost(code, reason);
+    try {
+      ws?.close();
+    } catch {
+      // Already closing, or never opened: nothing more to do.
+    }
   }
 
   #receive(data) {
@@ -228,12 +254,11 @@ export class Tidings {
     if (frame?.type === "event") {
       if (typeof frame.offset === "number" && typeof frame.channel === "string") {
         const last = this.#positions.get(frame.channel);
-        if (last?.epoch === frame.epoch && frame.offset > last.offset + 1) {
-          // Events were lost on the way (the server's link to its bus dropped): reconnect and
-          // recover them from the last one seen, this one included.
-          const ws = this.#ws;
-          this.#lost(4008, `missed events on ${frame.channel}`);
-          return ws.close();
+        if (last && (last.epoch !== frame.epoch || frame.offset > last.offset + 1)) {
+          // Events were lost on the way (the server's link to its bus dropped, or the channel's
+          // history was lost and started again): reconnect and recover from the last one seen,
+          // this one included; if that cannot be, the server says `recovered: false`.
+          return this.#abandon(4008, `missed events on ${frame.channel}`);
         }
         this.#positions.set(frame.channel, { epoch: frame.epoch, offset: frame.offset });
       }
@@ -247,28 +272,43 @@ export class Tidings {
       if (frame.error) {
         const { code, message, ...details } = frame.error;
         call.reject(new TidingsError(code, message, details));
-      } else call.resolve(frame.result);
+      } else call.resolve(call.whole ? frame : frame.result);
     } else if (frame?.type === "welcome") {
       this.#welcome(frame);
     } else if (frame?.type === "session" && Array.isArray(frame.channels)) {
-      // A channel the session left (in any tab) is no longer followed here.
-      for (const channel of this.#positions.keys()) if (!frame.channels.includes(channel)) this.#positions.delete(channel);
+      this.#held(frame.channels);
       this.#changes.emit("change", [{ channels: frame.channels, userId: frame.user_id ?? null }]);
     } else if (frame?.type === "error") {
       console.warn(`tidings: the server could not read a frame: ${frame.error?.message}`);
     }
   }
 
+  /** Takes the session's channels as the server gave them; returns them. */
+  #held(channels) {
+    if (!Array.isArray(channels)) return channels;
+    this.#channels = new Set(channels);
+    // A channel the session left (in any tab) is no longer followed here.
+    const left = (channel) => !this.#channels.has(channel) && !this.#unrestored.has(channel);
+    for (const channel of this.#positions.keys()) if (left(channel)) this.#positions.delete(channel);
+    for (const channel of this.#tokens.keys()) if (left(channel)) this.#tokens.delete(channel);
+    return channels;
+  }
+
   #welcome(frame) {
+    clearTimeout(this.#connecting);
     this.socketId = frame.socket;
     this.#ready = true;
     this.#attempt = 0;
     this.#beatDelay = frame.beat_delay_ms ?? this.#beatDelay;
     this.#heartbeatMessage = frame.heartbeat?.message ?? null;
     if (frame.heartbeat) this.#watchHeartbeat(frame.heartbeat.interval_ms);
+    // A new session after a reconnect: the one that held the channels is gone (no cookie, a
+    // server that forgot it). Subscribe the new one again, recovering what history keeps.
+    if (frame.resumed === false && this.#everReady) for (const channel of this.#channels) this.#unrestored.add(channel);
     // The first request on a socket asked to hold: anything else would end the holding. It
     // names only positions seen before this socket: the welcome's are after what was held.
-    if (this.#recovering) this.#recover();
+    if (this.#unrestored.size > 0) this.#restore();
+    else if (this.#recovering) this.#recover();
     this.#learn(frame.positions);
     if (this.#beating) this.#startBeating();
     const queued = this.#queue;
@@ -288,14 +328,58 @@ export class Tidings {
   /** Asks for what was missed on each channel with history; tells the app per channel. */
   #recover() {
     const channels = Object.fromEntries(this.#positions);
-    const done = (answers) => {
-      for (const [channel, answer] of Object.entries(answers)) {
-        if (answer.epoch === null) this.#positions.delete(channel);
-        const { recovered, replayed } = answer;
-        this.#lifecycle.emit("recovered", [{ channel, recovered, replayed }]);
+    this.#send({ type: "recover", channels }, { resolve: (answers) => this.#recovered(answers), reject: () => {} });
+  }
+
+  /** Takes the answers to a recovery, per channel, and tells the app. */
+  #recovered(answers) {
+    for (const [channel, answer] of Object.entries(answers ?? {})) {
+      const { recovered, replayed, epoch, offset } = answer;
+      if (epoch === null) this.#positions.delete(channel);
+      // Nothing replayed: events go on from where the channel is now.
+      else if (!recovered) this.#positions.set(channel, { epoch, offset });
+      this.#lifecycle.emit("recovered", [{ channel, recovered, replayed }]);
+    }
+  }
+
+  /**
+   * Subscribes a new session to the channels the lost one held, with the token each was
+   * subscribed with, recovering channels with history from the last events seen. A channel the
+   * rules refuse is left out and the rest is tried again; then the app hears `session`.
+   */
+  async #restore() {
+    const ws = this.#ws;
+    const groups = new Map();
+    for (const channel of this.#unrestored) {
+      const token = this.#tokens.get(channel);
+      groups.set(token, [...(groups.get(token) ?? []), channel]);
+    }
+    const [restored, lost] = [[], []];
+    for (let [token, channels] of groups) {
+      while (channels.length > 0 && this.#ws === ws) {
+        const since = Object.fromEntries(channels.filter((c) => this.#positions.has(c)).map((c) => [c, this.#positions.get(c)]));
+        const frame = { type: "subscribe", channels, token, ...(Object.keys(since).length > 0 && { since }) };
+        try {
+          const reply = await new Promise((resolve, reject) => this.#send(frame, { resolve, reject, whole: true }));
+          this.#held(reply.result);
+          this.#recovered(reply.recovered);
+          restored.push(...channels);
+          break;
+        } catch (e) {
+          if (this.#ws !== ws) return; // the socket closed: the next one tries again
+          const refused = e.code === "forbidden_channel" && channels.includes(e.channel) ? [e.channel] : channels;
+          for (const channel of refused) {
+            lost.push({ channel, code: e.code, message: e.message });
+            this.#positions.delete(channel);
+            this.#tokens.delete(channel);
+          }
+          channels = channels.filter((c) => !refused.includes(c));
+        } finally {
+          for (const channel of [...restored, ...lost.map((l) => l.channel)]) this.#unrestored.delete(channel);
+        }
       }
-    };
-    this.#send({ type: "recover", channels }, { resolve: done, reject: () => {} });
+    }
+    if (this.#ws === ws) this.#lifecycle.emit("session", [{ resumed: false, restored, lost }]);
   }
 
   /** Counts the server heartbeat intervals with nothing heard; drops the link after 3. */
@@ -344,6 +428,7 @@ export class Tidings {
   /** Forgets the socket and fails what waited on it; no reconnect. */
   #drop(code) {
     const wasReady = this.#ready;
+    clearTimeout(this.#connecting);
     this.#ws = null;
     this.#ready = false;
     this.socketId = null;

