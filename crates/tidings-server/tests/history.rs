@@ -484,3 +484,96 @@ async fn recovering_clients_of_one_node_share_history_reads() {
         "no read for the late client"
     );
 }
+
+/// The events a tab reads until its connection closes, and the close code.
+async fn events_until_closed(tab: &mut Client) -> (Vec<Value>, Option<u16>) {
+    let mut events = Vec::new();
+    loop {
+        let message = tokio::time::timeout(PATIENCE, tab.ws.next())
+            .await
+            .expect("closed within the patience limit");
+        let Some(Ok(message)) = message else {
+            return (events, None);
+        };
+        if let Some((code, _)) = message.as_close() {
+            return (events, Some(u16::from(code)));
+        }
+        if let Some(frame) = message
+            .as_text()
+            .and_then(|t| serde_json::from_str::<Value>(t).ok())
+            && frame["type"] == "event"
+        {
+            events.push(frame);
+        }
+    }
+}
+
+/// Redis restarted empty under a connected tab while another node takes publishes: the tab's
+/// node either delivers in order or closes it with 4008 so it recovers (and hears
+/// `recovered: false`), never a silent jump to the new epoch. A stream that skips an offset
+/// does the same.
+#[tokio::test]
+async fn a_node_that_missed_events_makes_its_tabs_recover_never_a_silent_gap() {
+    let mut own = OwnRedis::start();
+    let setup = Setup::new("redis", &own.url());
+    let file = cluster_config("gap", 100);
+    let nodes = setup.nodes(2, &["--config", &file]);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut tab = a.connect().await;
+    tab.request(json!({"type": "subscribe", "channels": "chat:a"}))
+        .await;
+    publish_to_a(b, 1..=5).await;
+    let (got, position) = read_until(&mut tab, Vec::new(), 5).await;
+    assert_eq!(got, [1, 2, 3, 4, 5]);
+    let epoch = position["epoch"].clone();
+
+    own.kill();
+    assert!(own.restart(), "redis-server starts again, empty");
+    readyz_becomes(b, 200).await;
+    publish_to_a(b, 6..=8).await;
+    let (events, code) = events_until_closed(&mut tab).await;
+    assert!(
+        events.iter().all(|e| e["epoch"] == epoch),
+        "nothing of the new epoch before the close: {events:?}"
+    );
+    assert_eq!(code, Some(4008));
+    let (status, stats) = a.api(reqwest::Method::GET, "/stats", None).await;
+    assert_eq!((status, &stats["gap_closes"]), (200, &json!(1)), "{stats}");
+
+    readyz_becomes(a, 200).await;
+    // The session went with Redis too: the tab subscribes its new one again, from its position.
+    let mut back = a.open(Some(&tab.cookie)).await;
+    assert_eq!(back.welcome["resumed"], false);
+    let since = json!({"chat:a": position});
+    let reply = back
+        .request(json!({"type": "subscribe", "channels": "chat:a", "since": since}))
+        .await;
+    let answer = reply["recovered"]["chat:a"].clone();
+    assert_eq!(answer["recovered"], false, "{reply}");
+    assert_ne!(answer["epoch"], epoch, "{answer}");
+
+    // A stream that skips an offset (a message lost between Redis and the node).
+    publish_to_a(b, 9..=9).await;
+    let event = next_event(&mut back).await;
+    assert_eq!(event.map(|e| e["args"][0].clone()), Some(json!(9)));
+    let new_epoch = answer["epoch"].as_str().unwrap().to_owned();
+    let skipped = json!({"from": "", "event": "m", "args": [99], "offset": 99, "epoch": new_epoch});
+    let mut redis = redis::Client::open(own.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let subject = format!("{}:channel:chat:a", setup.prefix);
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(subject)
+        .arg(skipped.to_string())
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let (events, code) = events_until_closed(&mut back).await;
+    assert!(
+        events.iter().all(|e| e["offset"] != 99),
+        "the event past the gap is not delivered: {events:?}"
+    );
+    assert_eq!(code, Some(4008));
+}

@@ -18,6 +18,7 @@ pub(crate) struct Counters {
     /// not closed).
     refused_frames: [AtomicU64; REFUSED_CODES.len()],
     ping_timeouts: AtomicU64,
+    gap_closes: AtomicU64,
     connects: AtomicU64,
     reconnects: AtomicU64,
     disconnects: AtomicU64,
@@ -283,6 +284,11 @@ impl Counters {
         self.ping_timeouts.fetch_add(n, Relaxed);
     }
 
+    /// Counts sockets closed with 4008 because their node missed events of a channel.
+    pub(crate) fn gap_closes(&self, n: u64) {
+        self.gap_closes.fetch_add(n, Relaxed);
+    }
+
     /// Counts a presence event this node emitted.
     pub(crate) fn presence_event(&self, kind: PresenceKind) {
         let counter = match kind {
@@ -357,6 +363,9 @@ pub struct Stats {
     pub refused_frames: u64,
     /// Sockets closed because they did not answer a ping in time (close code 4001).
     pub ping_timeouts: u64,
+    /// Sockets closed with 4008 because their node missed events of a channel with history
+    /// (its link to Redis dropped, or the channel's history began again): they recover.
+    pub gap_closes: u64,
     /// `connect` events this node emitted.
     pub connects: u64,
     /// `reconnect` events this node emitted.
@@ -408,6 +417,7 @@ impl Counters {
             refused_connections: self.refused_connections.load(Relaxed),
             refused_frames: self.refused_frames.iter().map(|c| c.load(Relaxed)).sum(),
             ping_timeouts: self.ping_timeouts.load(Relaxed),
+            gap_closes: self.gap_closes.load(Relaxed),
             connects: self.connects.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),
             disconnects: self.disconnects.load(Relaxed),

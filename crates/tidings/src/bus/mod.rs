@@ -54,6 +54,11 @@ pub(crate) trait Inbox: Send + Sync {
     /// Reports a message that arrived on `subject` but could not be read (skipped).
     #[cfg(any(feature = "redis", feature = "nats"))]
     fn malformed(&self, subject: &str, payload: &[u8], error: &str);
+
+    /// Reports that this node missed events of `channel` (a channel with history): its
+    /// subscribers must recover them.
+    #[cfg(any(feature = "redis", feature = "nats"))]
+    fn missed(&self, channel: &str);
 }
 
 /// A bus a hub can use: [`MemoryBus`], [`RedisBus`] or [`NatsBus`], given to

@@ -28,7 +28,7 @@ use crate::history::{Claim, Handover, History, Rules, Streams};
 use crate::ids::{self, NodeId};
 use crate::limits::Limits;
 use crate::logs::Folded;
-use crate::model::{BusMessage, Event, Target, Topic};
+use crate::model::{BusMessage, Event, Position, Target, Topic};
 use crate::stats::{Counters, Source};
 use crate::tasks::Faults;
 
@@ -167,6 +167,9 @@ pub(crate) struct Receiver {
     claims: Mutex<Claims>,
     /// Panics caught in the bus's tasks and in handling its messages.
     pub(crate) faults: Arc<Faults>,
+    /// The last position heard of each channel with history this node follows: a stream that
+    /// skips an offset, or changes epoch, was heard with a gap.
+    seen: Mutex<HashMap<Arc<str>, Position>>,
 }
 
 /// The node a receiver serves: its id, inbox, the limits of external publishes, its counters.
@@ -242,15 +245,72 @@ impl Receiver {
             match wire::decode(&self.subjects, &subject, payload) {
                 Ok(message) => {
                     counters.bus_received();
-                    if let (BusMessage::Publish { event, .. }, Some((history, _))) =
+                    if let (BusMessage::Publish { event, target }, Some((history, _))) =
                         (&message, self.history.get())
-                        && event.position().is_some()
+                        && let Some(position) = event.position()
                     {
                         history.observe(event);
+                        if let Target::Channel(channel) = target
+                            && self.skipped(channel, position)
+                        {
+                            return inbox.missed(channel);
+                        }
                     }
                     inbox.receive(&message)
                 }
                 Err(error) => inbox.malformed(&subject, payload, &error),
+            }
+        }
+    }
+
+    /// Takes the next position heard of `channel`; `true` when it is not the one after the last
+    /// (an offset skipped, or another epoch: events were missed).
+    fn skipped(&self, channel: &Arc<str>, position: &Position) -> bool {
+        let mut seen = self.seen.lock();
+        let Some(last) = seen.get_mut(channel) else {
+            seen.insert(channel.clone(), position.clone());
+            return false;
+        };
+        let gap = last.epoch != position.epoch || position.offset > last.offset + 1;
+        if gap || position.offset > last.offset {
+            *last = position.clone();
+        }
+        gap
+    }
+
+    /// Checks the streams this node follows once its link is back: one that moved on (or began
+    /// again) while the node could not hear it is a gap for its subscribers.
+    async fn recheck(self: Arc<Self>) {
+        let Some((history, _)) = self.history.get() else {
+            return;
+        };
+        let followed: Vec<(Arc<str>, Position)> = self
+            .seen
+            .lock()
+            .iter()
+            .map(|(channel, last)| (channel.clone(), last.clone()))
+            .collect();
+        for (channel, then) in followed {
+            let Some(rule) = history.rule(&channel).cloned() else {
+                continue;
+            };
+            let Ok(now) = history.position(&channel, &rule).await else {
+                // The link dropped again: the next time it is back, the check runs again.
+                return;
+            };
+            // Only a stream heard of since (or followed anew) is left to the order check.
+            let moved = match self.seen.lock().get_mut(&channel) {
+                Some(last)
+                    if *last == then && (last.epoch != now.epoch || last.offset < now.offset) =>
+                {
+                    *last = now;
+                    true
+                }
+                _ => false,
+            };
+            let inbox = self.node.get().and_then(|(_, inbox, ..)| inbox.upgrade());
+            if let (true, Some(inbox)) = (moved, inbox) {
+                inbox.missed(&channel);
             }
         }
     }
@@ -305,6 +365,11 @@ impl Receiver {
 
     /// Records whether the broker is reachable.
     pub(crate) fn set_ready(&self, ready: bool) {
+        self.switch(ready);
+    }
+
+    /// Records whether the broker is reachable; `true` when it just came back.
+    fn switch(&self, ready: bool) -> bool {
         if let (false, Some((history, _))) = (ready, self.history.get()) {
             // Messages may have been missed: what the node followed of channel streams is stale.
             history.forget(None);
@@ -312,19 +377,27 @@ impl Receiver {
         // A flapping link is logged once per interval per direction, with how many times.
         static UP: Folded = Folded::new();
         static DOWN: Folded = Folded::new();
-        if self.ready.swap(ready, Ordering::Relaxed) != ready {
-            match ready {
-                true => {
-                    if let Some(times) = UP.note(1) {
-                        tracing::info!(times, "event bus connected");
-                    }
-                }
-                false => {
-                    if let Some(times) = DOWN.note(1) {
-                        tracing::warn!(times, "event bus unreachable; retrying");
-                    }
+        let changed = self.ready.swap(ready, Ordering::Relaxed) != ready;
+        match (changed, ready) {
+            (true, true) => {
+                if let Some(times) = UP.note(1) {
+                    tracing::info!(times, "event bus connected");
                 }
             }
+            (true, false) => {
+                if let Some(times) = DOWN.note(1) {
+                    tracing::warn!(times, "event bus unreachable; retrying");
+                }
+            }
+            _ => {}
+        }
+        changed && ready
+    }
+
+    /// Records that the broker answers; when it just came back, checks what may have been missed.
+    fn reached(self: &Arc<Self>) {
+        if self.switch(true) {
+            self.faults.spawn("history recheck", self.clone().recheck());
         }
     }
 }
@@ -352,6 +425,7 @@ impl<T: Transport> SharedBus<T> {
             history: OnceLock::new(),
             claims: Mutex::default(),
             faults: Arc::default(),
+            seen: Mutex::default(),
         })
     }
 
@@ -471,6 +545,7 @@ impl<T: Transport> Carrier for SharedBus<T> {
             (topic, interested, self.receiver.history.get())
         {
             history.forget(Some(channel));
+            self.receiver.seen.lock().remove(channel);
         }
         self.wanted
             .set(self.receiver.subjects.of_topic(topic), interested);
@@ -524,7 +599,10 @@ async fn apply_interest(
         };
         if checked.elapsed() >= CHECK_EVERY {
             checked = Instant::now();
-            receiver.set_ready(transport.ping().await.is_ok());
+            match transport.ping().await {
+                Ok(()) => receiver.reached(),
+                Err(_) => receiver.set_ready(false),
+            }
         }
         let (batch, version) = wanted.take();
         if batch.is_empty() {
@@ -547,7 +625,7 @@ async fn apply_interest(
         receiver.counted(|c| c.interest_batch(result.is_ok()));
         match result {
             Ok(()) => {
-                receiver.set_ready(true);
+                receiver.reached();
                 wanted.applied.send_replace(version);
             }
             Err(error) => {
@@ -602,6 +680,7 @@ mod tests {
             }
         }
         fn malformed(&self, _: &str, _: &[u8], _: &str) {}
+        fn missed(&self, _: &str) {}
     }
 
     #[test]
@@ -628,6 +707,33 @@ mod tests {
         assert_eq!(*fragile.0.lock(), ["a", "b"]);
         assert_eq!(receiver.faults.panics(), 1);
         assert_eq!(receiver.faults.dead(), None);
+    }
+
+    #[test]
+    fn a_stream_heard_with_a_skipped_offset_or_another_epoch_is_a_gap() {
+        let receiver = SharedBus::<Counting>::receiver(&BusOptions::default(), ':');
+        let channel: Arc<str> = "chat:a".into();
+        let at = |epoch: &str, offset| Position {
+            epoch: epoch.into(),
+            offset,
+        };
+        let heard: Vec<bool> = [
+            ("e1", 4),
+            ("e1", 5),
+            ("e1", 5),
+            ("e1", 7),
+            ("e1", 8),
+            ("e2", 1),
+        ]
+        .into_iter()
+        .map(|(epoch, offset)| receiver.skipped(&channel, &at(epoch, offset)))
+        .collect();
+        assert_eq!(heard, [false, false, false, true, false, true]);
+        receiver.seen.lock().remove(&channel);
+        assert!(
+            !receiver.skipped(&channel, &at("e2", 9)),
+            "a stream followed anew starts where it is"
+        );
     }
 
     #[tokio::test(start_paused = true)]

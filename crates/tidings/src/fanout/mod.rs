@@ -231,6 +231,28 @@ impl Inbox for Local {
     }
 
     #[cfg(any(feature = "redis", feature = "nats"))]
+    fn missed(&self, channel: &str) {
+        static LOG: crate::logs::Folded = crate::logs::Folded::new();
+        let mut closed = 0;
+        let target = Target::Channel(channel.into());
+        self.index.read().for_each(&target, &self.node, |outbox| {
+            outbox.close(CloseReason::MissedEvents);
+            closed += 1;
+        });
+        self.counters.gap_closes(closed);
+        if closed > 0
+            && let Some(sockets) = LOG.note(closed)
+        {
+            tracing::warn!(
+                channel,
+                sockets,
+                "this node missed events of channels with history; closed their sockets with \
+                 4008 so they recover (the last channel shown)"
+            );
+        }
+    }
+
+    #[cfg(any(feature = "redis", feature = "nats"))]
     fn malformed(&self, subject: &str, payload: &[u8], error: &str) {
         static LOG: crate::logs::Folded = crate::logs::Folded::new();
         self.counters.bus_malformed();

@@ -107,6 +107,11 @@ impl Collector for Scrape {
                 s.ping_timeouts,
             ),
             (
+                "tidings_gap_closes",
+                "Sockets closed with 4008: their node missed events of a channel with history",
+                s.gap_closes,
+            ),
+            (
                 "tidings_bus_malformed",
                 "Bus and ingest messages skipped",
                 s.bus_malformed,

@@ -276,6 +276,9 @@ pub(crate) enum CloseReason {
     Kicked,
     /// The socket's user is blocked for a while after a kick. Code 4007.
     Blocked,
+    /// The node missed events of a channel the socket's session is subscribed to (its link to
+    /// the bus dropped, or the channel's history began again): recover them. Code 4008.
+    MissedEvents,
     /// The client closed: the same code goes back, or an empty close for an empty one.
     Reply(Option<u16>),
 }
@@ -298,6 +301,7 @@ impl CloseReason {
             Self::TooManySessions => 4005,
             Self::Kicked => 4006,
             Self::Blocked => 4007,
+            Self::MissedEvents => 4008,
             Self::Reply(code) => return code,
         })
     }
@@ -320,6 +324,7 @@ impl CloseReason {
             Self::TooManySessions => "too many sessions: try again later",
             Self::Kicked => "disconnected by the server",
             Self::Blocked => "user blocked",
+            Self::MissedEvents => "missed events: recover them",
             Self::Reply(_) => "",
         }
     }

@@ -137,7 +137,9 @@ where
     hub.counters().socket(true);
     let client = Client::new(hub.clone(), session, guard.id().clone(), granted);
     // The outbox is fresh and far from full; a refusal here means the socket is already closing.
-    let _ = outbox.push(Outgoing::Frame(encoding.welcome(&client.welcome(resumed).await)));
+    let _ = outbox.push(Outgoing::Frame(
+        encoding.welcome(&client.welcome(resumed).await),
+    ));
     tracing::debug!(socket = %guard.id(), "socket open");
     let reader = Reader {
         hub: &hub,
