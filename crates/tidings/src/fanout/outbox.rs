@@ -10,7 +10,10 @@
 //!
 //! A socket that comes back to recover what it missed starts *holding*: events of channels that
 //! keep history wait aside until [`Outbox::release`] puts the replay first and drops what the
-//! replay already holds, so the client sees each offset once, in order.
+//! replay already holds, so the client sees each offset once, in order. A replay is queued a
+//! page at a time (half the queue's bounds), each page when the writer takes the one before, so
+//! a replay of any length never crosses the queue's bounds: the rest waits as references to the
+//! events history holds, and holding goes on until the last page is queued.
 //!
 //! The outbox is also where the server's ping round notes whether the peer has been heard from
 //! since the last ping.
@@ -89,6 +92,8 @@ struct State {
     /// or before it is one the replay already held (the read raced the broker) and is dropped;
     /// the first event past it ends the watch on its channel.
     replayed: Vec<(Arc<str>, Position)>,
+    /// While a release is under way: the replayed events not yet queued, oldest first.
+    backlog: Option<VecDeque<Arc<Event>>>,
     closing: Option<CloseReason>,
 }
 
@@ -209,8 +214,9 @@ impl Outbox {
     }
 
     /// Queues `reply`, then each replay (a channel, the position the client had, the events it
-    /// missed, oldest first), then what was held, less what a replay already gave; holding ends.
-    /// Until a channel's live events pass its replay, those the replay gave are dropped.
+    /// missed, oldest first) a page at a time, then what was held, less what a replay already
+    /// gave; holding ends with the last page. Until a channel's live events pass its replay,
+    /// those the replay gave are dropped.
     pub(crate) fn release(
         &self,
         reply: Option<Bytes>,
@@ -220,17 +226,39 @@ impl Outbox {
         if state.closing.is_some() {
             return Err(PushError::Closed);
         }
-        let held = state.held.take().unwrap_or_default();
-        state.held_bytes = 0;
-        let mut items: Vec<Outgoing> = reply.map(Outgoing::Frame).into_iter().collect();
+        let mut backlog = state.backlog.take().unwrap_or_default();
         for (channel, since, events) in replays {
             let last = events.last().and_then(|e| e.position()).unwrap_or(&since);
             state.replayed.push((channel, last.clone()));
-            items.extend(events.into_iter().map(Outgoing::Event));
+            backlog.extend(events);
         }
+        // The writer queues the first page when it takes the reply.
+        state.backlog = Some(backlog);
+        self.enqueue(state, reply.map(Outgoing::Frame))
+    }
+
+    /// Moves the next page of a release's backlog to `items`: up to half the queue's bounds; once
+    /// the backlog is empty, what was held (less what a replay gave) follows and holding ends.
+    fn page(&self, state: &mut State, items: &mut impl Extend<Outgoing>) {
+        let Some(backlog) = state.backlog.as_mut() else {
+            return;
+        };
+        let (mut count, mut bytes) = (0, 0);
+        while count < self.capacity.div_ceil(2) && bytes < self.max_bytes / 2 {
+            let Some(event) = backlog.pop_front() else {
+                break;
+            };
+            (count, bytes) = (count + 1, bytes + event.size());
+            items.extend([Outgoing::Event(event)]);
+        }
+        if !backlog.is_empty() {
+            return;
+        }
+        state.backlog = None;
+        let held = state.held.take().unwrap_or_default();
+        state.held_bytes = 0;
         let fresh: Vec<_> = held.into_iter().filter(|e| state.fresh(e)).collect();
         items.extend(fresh.into_iter().map(Outgoing::Event));
-        self.enqueue(state, items)
     }
 
     /// Queues the pong for a client's ping, in place of an earlier pong not yet written.
@@ -259,11 +287,15 @@ impl Outbox {
         poll_fn(|cx| {
             self.writer.register(cx.waker());
             let mut state = self.state.lock();
-            if state.queue.is_empty() && state.pong.is_none() && state.closing.is_none() {
+            let idle = state.queue.is_empty() && state.pong.is_none() && state.backlog.is_none();
+            if idle && state.closing.is_none() {
                 return Poll::Pending;
             }
             std::mem::swap(&mut state.queue, batch);
             state.queued_bytes = 0;
+            if state.closing.is_none() {
+                self.page(&mut state, batch);
+            }
             if let Some(pong) = state.pong.take() {
                 batch.push_front(Outgoing::Frame(pong));
             }
@@ -423,6 +455,43 @@ mod tests {
         outbox.push(Outgoing::Event(numbered(3))).unwrap();
         outbox.push(Outgoing::Event(restarted)).unwrap();
         assert_eq!(drained(&outbox).await, [3, 1], "the watch ended with 4");
+    }
+
+    #[tokio::test]
+    async fn a_replay_longer_than_the_queue_goes_a_page_per_batch_then_what_was_held() {
+        let outbox = Outbox::new(4, 1 << 20);
+        outbox.hold();
+        outbox.push(Outgoing::Event(numbered(11))).unwrap();
+        let since = numbered(0).position().unwrap().clone();
+        let replay: Vec<_> = (1..=10).map(numbered).collect();
+        let reply = Some(Bytes::from_static(b"reply"));
+        outbox
+            .release(reply, vec![("c".into(), since, replay)])
+            .unwrap();
+        let mut pages = Vec::new();
+        loop {
+            let page = drained(&outbox).await;
+            pages.push(page.clone());
+            if page.contains(&11) {
+                break;
+            }
+            outbox
+                .push(frame(0))
+                .unwrap_or_else(|e| panic!("{e:?} after {pages:?}"));
+        }
+        assert_eq!(
+            pages,
+            [
+                vec![0, 1, 2],
+                vec![0, 3, 4],
+                vec![0, 5, 6],
+                vec![0, 7, 8],
+                vec![0, 9, 10, 11]
+            ],
+            "the reply, then pages of half the queue beside what else is queued"
+        );
+        outbox.push(Outgoing::Event(numbered(12))).unwrap();
+        assert_eq!(drained(&outbox).await, [12], "holding has ended");
     }
 
     #[tokio::test]

@@ -342,3 +342,39 @@ async fn subscribing_again_with_positions_replays_what_was_missed_before_live_ev
     let reply = tab.request(bad).await;
     assert_eq!(reply["error"]["code"], "bad_request", "{reply}");
 }
+
+/// Recovers `missed` events on a channel that keeps 50,000, with the default queue (1,024
+/// frames, 1 MiB): every one arrives, in order, then live ones; the socket is never closed.
+async fn recovers_more_than_the_queue_holds(missed: u64) {
+    let server = server(50_000).await;
+    let (cookie, epoch) = tab_at_three(&server).await;
+    for n in 4..=3 + missed {
+        publish(&server, "chat:a", n).await;
+    }
+    let mut back = server.recovering(&cookie).await;
+    let answer = recover(&mut back, &epoch, 3).await;
+    assert_eq!(
+        (&answer["recovered"], &answer["replayed"]),
+        (&json!(true), &json!(missed)),
+        "{answer}"
+    );
+    publish(&server, "chat:a", 4 + missed).await;
+    for n in 4..=4 + missed {
+        let event = next_event(&mut back).await;
+        assert_eq!(
+            (&event["offset"], &event["args"][0]),
+            (&json!(n), &json!(n))
+        );
+    }
+    assert_eq!(server.hub.stats().slow_consumer_closes, 0);
+}
+
+#[tokio::test]
+async fn a_replay_of_2000_events_comes_in_pages() {
+    recovers_more_than_the_queue_holds(2_000).await;
+}
+
+#[tokio::test]
+async fn a_replay_of_20000_events_comes_in_pages() {
+    recovers_more_than_the_queue_holds(20_000).await;
+}
