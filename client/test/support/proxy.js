@@ -55,6 +55,15 @@ export class Proxy extends EventEmitter {
     this.#open.clear();
   }
 
+  /** Drops every open WebSocket connection at once, as a network that goes away would. */
+  cut() {
+    for (const { client, upstream } of this.#open) {
+      client.destroy();
+      upstream.destroy();
+    }
+    this.#open.clear();
+  }
+
   close() {
     this.#server.close();
   }
