@@ -1,11 +1,13 @@
 // The module in Node against a real `tidings serve`: the global WebSocket (Node 22+, or Node 20
 // with --experimental-websocket, as `npm test` runs it), and the script as the server serves it.
 import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
 import { once } from "node:events";
 import { readFile } from "node:fs/promises";
 import { after, before, test } from "node:test";
 
 import { TidingsError, VERSION, connect } from "../../tidings.js";
+import { Proxy } from "../support/proxy.js";
 import { Server } from "../support/server.js";
 
 let server;
@@ -137,5 +139,40 @@ test("a refused connection is retried, though Node 20's WebSocket never says clo
   const own = await Server.start([], `127.0.0.1:${port}`);
   await ready;
   ss.close();
+  await own.kill();
+});
+
+/** An HS256 JWT of `claims`, signed with `secret`. */
+function sign(claims, secret) {
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const body = `${part({ alg: "HS256", typ: "JWT" })}.${part(claims)}`;
+  return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
+}
+
+test("a token with sid keeps a cookie-less client in its session, with what the backend gave it", { timeout: 30000 }, async () => {
+  const secret = "sid secret";
+  const own = await Server.start(["--token-secret", secret]);
+  const proxy = await Proxy.start(own.port);
+  const token = () => sign({ sub: "ann", sid: "visitor-42", exp: Math.floor(Date.now() / 1000) + 600 }, secret);
+  const ss = connect(`${proxy.url.replace("http", "ws")}/ws`, { token, reconnect: { minDelay: 50, maxDelay: 200 } });
+  const sessions = [];
+  ss.server.on("session", (info) => sessions.push(info));
+  await next(ss.server, "ready");
+  const response = await fetch(`${own.url}/api/sessions/visitor-42/subscribe`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ channels: "room" }),
+  });
+  assert.equal(response.status, 200);
+  const reconnected = next(ss.server, "reconnect");
+  proxy.cut();
+  await reconnected;
+  assert.deepEqual(await ss.channel.list(), ["room"], "the backend's channel, kept by the session");
+  const heard = next(ss.event, "hi");
+  await own.publish("user", { users: "ann", event: "hi", args: [] });
+  assert.deepEqual(await heard, []);
+  assert.deepEqual(sessions, [], "nothing needed restoring");
+  ss.close();
+  proxy.close();
   await own.kill();
 });
