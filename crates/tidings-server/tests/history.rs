@@ -80,6 +80,12 @@ fn history_on_nats_is_refused_with_the_reason() {
     assert!(err.contains("history") && err.contains("NATS"), "{err}");
 }
 
+/// A plain Redis connection to `url`, not tidings.
+async fn connection(url: &str) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(url).unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
 /// Publishes `m(n)` to `chat:a` through `node`'s API for each `n` of `numbers`.
 async fn publish_to_a(node: &Node, numbers: std::ops::RangeInclusive<u64>) {
     for n in numbers {
@@ -169,11 +175,7 @@ async fn clients_of_a_killed_node_recover_every_event_on_another_node(bus: &str)
     let c = nodes.pop().unwrap();
     let b = nodes.pop().unwrap();
     let a = nodes.pop().unwrap();
-    let mut redis = redis::Client::open(any_redis)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = connection(&any_redis).await;
     let ingest = format!("{}:ingest", setup.prefix);
     let mut watcher = a.connect().await;
     watcher
@@ -270,11 +272,7 @@ async fn concurrent_publishers_on_three_nodes_give_every_subscriber_one_order(bu
         let node = Node::at(nodes[p as usize % 3].addr);
         let (ingest, any_redis) = (ingest.clone(), any_redis.clone());
         async move {
-            let mut redis = redis::Client::open(any_redis)
-                .unwrap()
-                .get_multiplexed_async_connection()
-                .await
-                .unwrap();
+            let mut redis = connection(&any_redis).await;
             for n in 0..EACH {
                 let args = json!([p * 1000 + n]);
                 if p == 3 {
@@ -364,11 +362,7 @@ async fn trimmed_expired_or_lost_history_answers_recovered_false() {
     let (got, _) = read_until(&mut tab, Vec::new(), 3).await;
     assert_eq!(got, [2, 3], "the replay");
 
-    let mut redis = redis::Client::open(own.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = connection(&own.url()).await;
     let list = format!("{}:history:{{chat:a}}", setup.prefix);
     assert_eq!(redis.del(&list).await.unwrap(), 1, "the events expire");
     // The other node does not follow chat:a yet: it reads Redis.
@@ -438,11 +432,7 @@ async fn recovering_clients_of_one_node_share_history_reads() {
     for cookie in &cookies {
         tabs.push(node.recovering(cookie).await);
     }
-    let mut redis = redis::Client::open(own.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = connection(&own.url()).await;
     let before = history_reads(&mut redis).await;
     // Redis holds every command for a while: the clients' recoveries all wait on the node.
     let _: () = redis::cmd("CLIENT")
@@ -558,11 +548,7 @@ async fn a_node_that_missed_events_makes_its_tabs_recover_never_a_silent_gap() {
     assert_eq!(event.map(|e| e["args"][0].clone()), Some(json!(9)));
     let new_epoch = answer["epoch"].as_str().unwrap().to_owned();
     let skipped = json!({"from": "", "event": "m", "args": [99], "offset": 99, "epoch": new_epoch});
-    let mut redis = redis::Client::open(own.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = connection(&own.url()).await;
     let subject = format!("{}:channel:chat:a", setup.prefix);
     let _: i64 = redis::cmd("PUBLISH")
         .arg(subject)

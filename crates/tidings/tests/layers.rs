@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 /// The layers, bottom first. A new top-level module must be placed here.
 const LAYERS: &[&[&str]] = &[
-    &["ids", "logs", "names", "tasks"],
-    &["error", "redis_conn"],
+    &["ids", "logs", "names"],
+    &["error", "redis_conn", "tasks"],
     &["limits", "model"],
     &["auth", "backend", "protocol", "stats"],
     &["history"],
