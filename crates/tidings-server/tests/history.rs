@@ -382,7 +382,18 @@ async fn trimmed_expired_or_lost_history_answers_recovered_false() {
     own.kill();
     assert!(own.restart(), "redis-server starts again, empty");
     readyz_becomes(&node, 200).await;
-    let answer = recover(&mut tab, &at(3)).await;
+    assert_eq!(
+        tab.closed().await,
+        Some(4008),
+        "its node lost the stream: the tab must recover"
+    );
+    // The session went with Redis: the tab subscribes a new one, from where it was.
+    let mut tab = node.open(Some(&tab.cookie)).await;
+    let since = json!({"chat:a": at(3)});
+    let reply = tab
+        .request(json!({"type": "subscribe", "channels": "chat:a", "since": since}))
+        .await;
+    let answer = &reply["recovered"]["chat:a"];
     assert_eq!(
         answer["recovered"], false,
         "history lost with Redis: {answer}"
