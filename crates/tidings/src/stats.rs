@@ -285,6 +285,7 @@ impl Counters {
     }
 
     /// Counts sockets closed with 4008 because their node missed events of a channel.
+    #[cfg(any(feature = "redis", feature = "nats"))]
     pub(crate) fn gap_closes(&self, n: u64) {
         self.gap_closes.fetch_add(n, Relaxed);
     }

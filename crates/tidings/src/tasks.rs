@@ -26,6 +26,7 @@ pub(crate) struct Faults {
 
 impl Faults {
     /// Runs `task` on the current runtime; a panic in it is recorded (see [`Faults::dead`]).
+    #[cfg(any(feature = "redis", feature = "nats", test))]
     pub(crate) fn spawn<F>(self: &std::sync::Arc<Self>, name: &'static str, task: F)
     where
         F: Future<Output = ()> + Send + 'static,
@@ -58,6 +59,7 @@ impl Faults {
 
     /// Runs `work` (one message's worth); a panic in it is counted and logged (once per
     /// interval), and `None` is returned.
+    #[cfg(any(feature = "redis", feature = "nats", test))]
     pub(crate) fn catch<T>(&self, name: &'static str, work: impl FnOnce() -> T) -> Option<T> {
         match std::panic::catch_unwind(AssertUnwindSafe(work)) {
             Ok(done) => Some(done),

@@ -278,6 +278,7 @@ pub(crate) enum CloseReason {
     Blocked,
     /// The node missed events of a channel the socket's session is subscribed to (its link to
     /// the bus dropped, or the channel's history began again): recover them. Code 4008.
+    #[cfg(any(feature = "redis", feature = "nats"))]
     MissedEvents,
     /// The client closed: the same code goes back, or an empty close for an empty one.
     Reply(Option<u16>),
@@ -301,6 +302,7 @@ impl CloseReason {
             Self::TooManySessions => 4005,
             Self::Kicked => 4006,
             Self::Blocked => 4007,
+            #[cfg(any(feature = "redis", feature = "nats"))]
             Self::MissedEvents => 4008,
             Self::Reply(code) => return code,
         })
@@ -324,6 +326,7 @@ impl CloseReason {
             Self::TooManySessions => "too many sessions: try again later",
             Self::Kicked => "disconnected by the server",
             Self::Blocked => "user blocked",
+            #[cfg(any(feature = "redis", feature = "nats"))]
             Self::MissedEvents => "missed events: recover them",
             Self::Reply(_) => "",
         }
