@@ -271,7 +271,7 @@ impl Receiver {
             seen.insert(channel.clone(), position.clone());
             return false;
         };
-        let gap = last.epoch != position.epoch || position.offset > last.offset + 1;
+        let gap = last.epoch != position.epoch || position.offset > last.offset.saturating_add(1);
         if gap || position.offset > last.offset {
             *last = position.clone();
         }
