@@ -336,14 +336,23 @@ impl<'a> Reader<'a> {
                 }
             };
             let refused = match message {
+                // Every text frame takes a token, whatever it holds (garbage costs to read too).
                 Ok(Message::Text(text)) => {
                     self.outbox.heard();
-                    if Some(text.as_str()) == self.heartbeat
-                        || self.answer(&text, &mut waiting, &mut bucket)
-                    {
-                        continue;
-                    }
-                    CloseReason::RateLimited
+                    let limits = self.hub.limits();
+                    let passed = match bucket.take(limits.request_rate, limits.request_burst) {
+                        Throttle::Close => CloseReason::RateLimited,
+                        throttle => {
+                            let passed = matches!(throttle, Throttle::Pass);
+                            if Some(text.as_str()) != self.heartbeat {
+                                self.answer(&text, &mut waiting, passed);
+                            } else if !passed {
+                                self.hub.counters().rate_limited();
+                            }
+                            continue;
+                        }
+                    };
+                    passed
                 }
                 // A client's own pings are not a sign that it reads: they do not count as heard.
                 Ok(Message::Ping(data))
@@ -373,30 +382,34 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Decodes a frame and starts answering it; the reply is queued when it is ready. `false`
-    /// when the client keeps sending far past its request rate: the socket must close.
-    fn answer(&self, frame: &str, waiting: &mut Waiting<'a>, bucket: &mut Bucket) -> bool {
+    /// Decodes a frame and starts answering it; the reply is queued when it is ready. A frame
+    /// past the request rate (`passed` false) is answered `rate_limited`, whatever it held.
+    fn answer(&self, frame: &str, waiting: &mut Waiting<'a>, passed: bool) {
+        let limits = self.hub.limits();
+        let limited = || RequestError::RateLimited(limits.request_rate).into();
         let request = match self.encoding.decode(frame) {
-            Ok(request) => request,
-            Err(bad) => {
-                self.hub.counters().refused_frame(None);
-                let reply = self.encoding.error(bad.id, &bad.error);
+            Ok(request) if passed => request,
+            Ok(request) => {
+                self.hub.counters().rate_limited();
+                let reply = self.encoding.error(Some(request.id()), &limited());
                 let _ = self.outbox.push(Outgoing::Frame(reply));
-                return true;
+                return;
+            }
+            Err(bad) => {
+                let counters = self.hub.counters();
+                counters.refused_frame(None);
+                let error = match passed {
+                    true => bad.error,
+                    false => {
+                        counters.rate_limited();
+                        limited()
+                    }
+                };
+                let reply = self.encoding.error(bad.id, &error);
+                let _ = self.outbox.push(Outgoing::Frame(reply));
+                return;
             }
         };
-        let limits = self.hub.limits();
-        match bucket.take(limits.request_rate, limits.request_burst) {
-            Throttle::Pass => {}
-            Throttle::Refuse => {
-                self.hub.counters().rate_limited();
-                let error = RequestError::RateLimited(limits.request_rate);
-                let reply = self.encoding.error(Some(request.id()), &error.into());
-                let _ = self.outbox.push(Outgoing::Frame(reply));
-                return true;
-            }
-            Throttle::Close => return false,
-        }
         let (id, full) = match &request {
             Request::Rpc { id, .. } => (*id, waiting.calls >= limits.max_calls_per_socket),
             other => (
@@ -411,7 +424,7 @@ impl<'a> Reader<'a> {
             };
             let reply = self.encoding.error(Some(id), &error.into());
             let _ = self.outbox.push(Outgoing::Frame(reply));
-            return true;
+            return;
         }
         let (client, enc, outbox) = (self.client, self.encoding, self.outbox);
         let recover = matches!(request, Request::Recover { .. });
@@ -482,7 +495,6 @@ impl<'a> Reader<'a> {
                 );
             }
         }
-        true
     }
 }
 
@@ -551,6 +563,28 @@ mod tests {
                 break;
             }
         }
+        assert_eq!(hub.stats().rate_limited, 8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frames_that_are_not_requests_count_against_the_rate_too() {
+        let hub = hub();
+        let mut tab = Tab::open(&hub, None).await;
+        let garbage = "x".repeat(60_000);
+        for _ in 0..4 + 2 * 4 + 1 {
+            tab.send_text(&garbage).await;
+        }
+        let mut codes = Vec::new();
+        while codes.len() <= 4 + 2 * 4 {
+            let frame = tab.recv().await;
+            if let Some(code) = frame.get("close") {
+                assert_eq!(code, 1008, "after {codes:?}");
+                break;
+            }
+            codes.push(frame["error"]["code"].as_str().unwrap_or("").to_owned());
+        }
+        assert_eq!(codes[..4], ["malformed_frame"; 4]);
+        assert_eq!(codes[4..], ["rate_limited"; 8]);
         assert_eq!(hub.stats().rate_limited, 8);
     }
 }
