@@ -148,6 +148,10 @@ where
             read_body,
         ))
         .layer(middleware::from_fn_with_state(options.api_key, require_key))
+        .layer(middleware::from_fn_with_state(
+            options.origins.clone(),
+            refuse_foreign_pages,
+        ))
         .layer(middleware::from_fn(preflight));
     Router::new()
         .route(
@@ -241,6 +245,20 @@ async fn check_origin(State(origins): State<Origins>, request: Request, next: Ne
         return next.run(request).await;
     }
     let message = "this page's origin may not open a WebSocket here (allowed_origins)";
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden_origin", message).into_response()
+}
+
+/// Refuses an API request made by a web page of another origin (403): the API is for backends,
+/// and a page must not make a visitor's browser reset a session or kick a user.
+async fn refuse_foreign_pages(
+    State(origins): State<Origins>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if origins.allow_api(request.headers()) {
+        return next.run(request).await;
+    }
+    let message = "the API does not answer web pages of other origins (allowed_origins)";
     ApiError::new(StatusCode::FORBIDDEN, "forbidden_origin", message).into_response()
 }
 

@@ -1,5 +1,7 @@
 //! Which web pages may open a WebSocket: the `Origin` check at the handshake, against
-//! cross-site WebSocket hijacking (a page on another origin riding the session cookie).
+//! cross-site WebSocket hijacking (a page on another origin riding the session cookie); and
+//! which may call the API: none but the server's own origin and listed ones, against cross-site
+//! requests (a page making a visitor's browser reset or kick on a keyless server).
 
 use http::{HeaderMap, header};
 
@@ -33,6 +35,23 @@ impl Origins {
             Self::List(patterns) => patterns.iter().any(|p| matches(p, origin)),
         }
     }
+
+    /// Whether an API request with these headers may go on. Backends send neither `Origin` nor
+    /// `Sec-Fetch-Site`; a browser page sends one or both, and is let in from the server's own
+    /// origin, or from a listed one (`allowed_origins`), never by the loopback default.
+    pub(crate) fn allow_api(&self, headers: &HeaderMap) -> bool {
+        let site = headers.get("sec-fetch-site").map(|v| v.as_bytes());
+        let origin = headers.contains_key(header::ORIGIN);
+        match site {
+            None | Some(b"none") if !origin => true,
+            Some(b"same-origin") => true,
+            _ if !origin => false,
+            _ => {
+                Self::SameHost.allow(headers)
+                    || matches!(self, Self::List(_)) && self.allow(headers)
+            }
+        }
+    }
 }
 
 /// Whether `origin` is `pattern`, or under it when the pattern is `scheme://*.domain`.
@@ -64,6 +83,58 @@ mod tests {
             headers.insert(header::ORIGIN, HeaderValue::from_str(origin).unwrap());
         }
         headers
+    }
+
+    #[test]
+    fn the_api_answers_backends_its_own_origin_and_listed_ones() {
+        let with = |origin: Option<&str>, site: Option<&str>| {
+            let mut h = headers(origin, "127.0.0.1:7400");
+            if let Some(site) = site {
+                h.insert("sec-fetch-site", HeaderValue::from_str(site).unwrap());
+            }
+            h
+        };
+        let listed = Origins::List(vec!["https://app.example.com".into()]);
+        let cases = [
+            (&Origins::Any, None, None, true),
+            (&Origins::Any, None, Some("none"), true),
+            (
+                &Origins::Any,
+                Some("http://127.0.0.1:7400"),
+                Some("same-origin"),
+                true,
+            ),
+            (&Origins::Any, Some("http://127.0.0.1:7400"), None, true),
+            (
+                &Origins::Any,
+                Some("http://localhost:8000"),
+                Some("cross-site"),
+                false,
+            ),
+            (&Origins::Any, Some("http://localhost:8000"), None, false),
+            (&Origins::Any, Some("null"), Some("cross-site"), false),
+            (&Origins::Any, None, Some("cross-site"), false),
+            (&Origins::Any, None, Some("same-site"), false),
+            (
+                &listed,
+                Some("https://app.example.com"),
+                Some("cross-site"),
+                true,
+            ),
+            (
+                &listed,
+                Some("https://evil.example.com"),
+                Some("same-site"),
+                false,
+            ),
+        ];
+        for (origins, origin, site, allowed) in cases {
+            assert_eq!(
+                origins.allow_api(&with(origin, site)),
+                allowed,
+                "{origins:?} {origin:?} {site:?}"
+            );
+        }
     }
 
     #[test]

@@ -340,3 +340,52 @@ print(json.dumps(statuses))
     let statuses: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(statuses, json!(vec![413; 20]));
 }
+
+/// What a browser page of another origin sends with a request: the API answers it 403 and does
+/// nothing, even on a keyless server; backends (no `Origin`, no `Sec-Fetch-Site`) and the server's
+/// own pages go through.
+#[tokio::test]
+async fn the_api_refuses_pages_of_other_origins() {
+    let server = Server::start().await;
+    let mut tab = server.connect().await;
+    tab.request(json!({"type": "subscribe", "channels": "public:a"}))
+        .await;
+    let reset = format!("http://{}/api/sessions/{}/reset", server.addr, tab.cookie);
+    let own = format!("http://{}", server.addr);
+    let sibling = format!("http://localhost:{}", server.addr.port());
+    let http = reqwest::Client::new();
+    let cases = [
+        (vec![("origin", "http://localhost:8000")], 403),
+        (vec![("sec-fetch-site", "cross-site")], 403),
+        (
+            vec![("origin", "null"), ("sec-fetch-site", "cross-site")],
+            403,
+        ),
+        (
+            vec![
+                ("origin", sibling.as_str()),
+                ("sec-fetch-site", "same-site"),
+            ],
+            403,
+        ),
+        (
+            vec![("origin", own.as_str()), ("sec-fetch-site", "same-origin")],
+            200,
+        ),
+    ];
+    for (headers, status) in cases {
+        let mut request = http.post(&reset);
+        for (name, value) in &headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{headers:?}");
+        if status == 403 {
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "forbidden_origin");
+            let session = format!("/sessions/{}", tab.cookie);
+            let (_, state) = server.api(Method::GET, &session, None).await;
+            assert_eq!(state["channels"], json!(["public:a"]), "{headers:?}");
+        }
+    }
+}
