@@ -340,7 +340,7 @@ impl<'a> Reader<'a> {
                 Ok(Message::Text(text)) => {
                     self.outbox.heard();
                     let limits = self.hub.limits();
-                    let passed = match bucket.take(limits.request_rate, limits.request_burst) {
+                    match bucket.take(limits.request_rate, limits.request_burst) {
                         Throttle::Close => CloseReason::RateLimited,
                         throttle => {
                             let passed = matches!(throttle, Throttle::Pass);
@@ -351,8 +351,7 @@ impl<'a> Reader<'a> {
                             }
                             continue;
                         }
-                    };
-                    passed
+                    }
                 }
                 // A client's own pings are not a sign that it reads: they do not count as heard.
                 Ok(Message::Ping(data))
