@@ -159,10 +159,15 @@ async fn serve(
     } else {
         app = home::page(app);
     }
+    // WebSockets hear 1001 as soon as the signal comes, not after the HTTP requests in progress.
+    let closing = hub.clone();
+    let shutdown = async move {
+        shutdown.await;
+        closing.shutdown();
+    };
     tidings::http::serve(listener, app, plan.header_timeout, shutdown)
         .await
         .map_err(|e| format!("server error: {e}"))?;
-    hub.shutdown();
     if tokio::time::timeout(DRAIN_TIMEOUT, hub.drained())
         .await
         .is_err()

@@ -4,6 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
 
 /// `tidings` with no `TIDINGS_*` variables from the test's environment.
 fn tidings() -> Command {
@@ -233,6 +234,53 @@ async fn serves_then_shuts_down_gracefully_with_1001() {
         assert_eq!(frame.as_text(), Some("--heartbeat--"));
     };
     assert_eq!(code, 1001);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "graceful exit: {status:?}");
+}
+
+/// A stranger's request that never finishes its head must not hold up the WebSockets' 1001: they
+/// hear it at once, while that connection is still open.
+#[tokio::test]
+async fn shutdown_closes_websockets_first_whatever_http_requests_are_in_progress() {
+    let (mut child, addr, _) = serve(&[], Stdio::null());
+    let uri = format!("ws://{addr}/ws");
+    let (mut ws, _) = tokio_websockets::ClientBuilder::new()
+        .uri(&uri)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    ws.next().await.unwrap().unwrap();
+    let mut stranger = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stranger
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // The server has accepted the stranger's connection once it answers a later one.
+    assert_eq!(
+        reqwest::get(format!("http://{addr}/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    terminate(&child);
+    let code = loop {
+        let frame = ws.next().await.unwrap().unwrap();
+        if let Some((code, _)) = frame.as_close() {
+            break u16::from(code);
+        }
+    };
+    assert_eq!(code, 1001);
+    let mut byte = [0; 1];
+    assert!(
+        matches!(stranger.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the stranger's connection is still open: the 1001 did not wait for it"
+    );
+    drop(stranger);
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()

@@ -21,8 +21,13 @@ use crate::logs::Folded;
 /// How long the accept loop rests after an error such as running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serves `app` on `listener` until `shutdown` resolves, then lets requests in progress finish
-/// (WebSockets are the hub's to close: [`Hub::shutdown`](crate::Hub::shutdown)).
+/// How long a stopping server waits for HTTP requests in progress before it returns.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Serves `app` on `listener` until `shutdown` resolves, then lets requests in progress finish,
+/// for at most 10 s: a client that never finishes its request does not hold the shutdown up
+/// (WebSockets are the hub's to close, [`Hub::shutdown`](crate::Hub::shutdown): call it when
+/// `shutdown` resolves, before this waits, as `tidings serve` does).
 ///
 /// Unlike `axum::serve`, a client gets `header_timeout` to send each request's head (then the
 /// connection is closed), so connections that never finish a request cannot pile up; every
@@ -75,7 +80,15 @@ pub async fn serve(
     }
     drop(stopping);
     stop.send_replace(());
-    stop.closed().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, stop.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = stop.receiver_count(),
+            "HTTP requests still in progress after the shutdown grace; leaving them"
+        );
+    }
     Ok(())
 }
 
