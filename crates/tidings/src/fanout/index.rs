@@ -286,6 +286,11 @@ impl Index {
     }
 
     /// The outboxes of a session's sockets here.
+    /// How many of this node's sockets are bound to `user`.
+    pub(crate) fn user_sockets(&self, user: &str) -> usize {
+        self.members.users.get(user).map_or(0, HashMap::len)
+    }
+
     pub(crate) fn session_outboxes(
         &self,
         session: &SessionId,

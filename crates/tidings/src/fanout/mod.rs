@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::bus::{Carrier, Inbox};
 use crate::ids::{NodeId, SessionId};
-use crate::model::{BusMessage, Kick, Target};
+use crate::model::{BusMessage, Kick, SessionOp, Target};
 use crate::protocol::CloseReason;
 use crate::stats::{Counters, IndexSizes};
 use crate::store::SessionState;
@@ -42,11 +42,19 @@ pub(crate) struct Local {
     drained: Notify,
     /// Users whose new sockets are refused, until when.
     blocked: Mutex<HashMap<Arc<str>, Instant>>,
+    /// `max_connections_per_user` (0: no limit).
+    per_user: usize,
 }
 
 impl Local {
-    /// An empty node that reports interest changes to `bus`.
-    pub(crate) fn new(node: NodeId, bus: Arc<dyn Carrier>, counters: Arc<Counters>) -> Self {
+    /// An empty node that reports interest changes to `bus`, with at most `per_user` sockets
+    /// per user (0: no limit).
+    pub(crate) fn new(
+        node: NodeId,
+        bus: Arc<dyn Carrier>,
+        counters: Arc<Counters>,
+        per_user: usize,
+    ) -> Self {
         Self {
             node,
             index: RwLock::default(),
@@ -54,6 +62,35 @@ impl Local {
             counters,
             drained: Notify::new(),
             blocked: Mutex::default(),
+            per_user,
+        }
+    }
+
+    /// Whether `user` holds `max_connections_per_user` sockets here, however they were bound.
+    pub(crate) fn user_is_full(&self, user: &str) -> bool {
+        self.per_user > 0 && self.index.read().user_sockets(user) >= self.per_user
+    }
+
+    /// Once `session` is bound to `user`: closes its sockets past the user's cap, newest first.
+    fn crowd(&self, index: &Index, session: &SessionId, user: &str) {
+        static LOG: crate::logs::Folded = crate::logs::Folded::new();
+        let excess = match self.per_user {
+            0 => 0,
+            max => index.user_sockets(user).saturating_sub(max),
+        };
+        let sockets: Vec<_> = index.session_outboxes(session).collect();
+        for outbox in sockets.iter().rev().take(excess) {
+            outbox.close(CloseReason::UserFull);
+            self.counters.refused_connection();
+        }
+        if excess > 0
+            && let Some(sockets) = LOG.note(excess as u64)
+        {
+            tracing::warn!(
+                sockets,
+                max = self.per_user,
+                "closed sockets that gained a user past max_connections_per_user (1013)"
+            );
         }
     }
 
@@ -225,7 +262,12 @@ impl Inbox for Local {
             }
             BusMessage::Kick(kick) => self.kick(kick),
             BusMessage::Session { session, op } => {
-                self.change(|index, interest| index.apply(session, op, interest));
+                self.change(|index, interest| {
+                    index.apply(session, op, interest);
+                    if let SessionOp::SetUser(Some(user)) = op {
+                        self.crowd(index, session, user);
+                    }
+                });
             }
         }
     }

@@ -251,7 +251,13 @@ impl HubBuilder {
             presence.start_webhook(webhook, &runtime, &node)?;
         }
         let presence = Arc::new(presence);
-        let local = Arc::new(Local::new(node.clone(), bus.clone(), counters.clone()));
+        let per_user = self.limits.max_connections_per_user;
+        let local = Arc::new(Local::new(
+            node.clone(),
+            bus.clone(),
+            counters.clone(),
+            per_user,
+        ));
         let inbox: Arc<dyn Inbox> = local.clone();
         bus.attach(&node, Arc::downgrade(&inbox), &self.limits, &counters)?;
         let purge = presence::purge::run(Arc::downgrade(&presence));

@@ -264,6 +264,12 @@ impl Hub {
         self.shared.local.is_blocked(user)
     }
 
+    /// Whether `user` holds `max_connections_per_user` sockets on this node, however they were
+    /// bound to it (a token, a cookie's session, the backend binding a session later).
+    pub(crate) fn user_is_full(&self, user: &str) -> bool {
+        self.shared.local.user_is_full(user)
+    }
+
     /// Whether the node can reach its bus: `false` while Redis or NATS is away (local delivery
     /// goes on; publishes fail with [`BusError`](crate::BusError)).
     /// A node whose long-lived task died (a bug: the log says which, and

@@ -276,6 +276,9 @@ pub(crate) enum CloseReason {
     Kicked,
     /// The socket's user is blocked for a while after a kick. Code 4007.
     Blocked,
+    /// The socket gained a user (the backend bound its session) who holds
+    /// `max_connections_per_user` sockets on this node: try again later. Code 1013.
+    UserFull,
     /// The node missed events of a channel the socket's session is subscribed to (its link to
     /// the bus dropped, or the channel's history began again): recover them. Code 4008.
     #[cfg(any(feature = "redis", feature = "nats"))]
@@ -302,6 +305,7 @@ impl CloseReason {
             Self::TooManySessions => 4005,
             Self::Kicked => 4006,
             Self::Blocked => 4007,
+            Self::UserFull => 1013,
             #[cfg(any(feature = "redis", feature = "nats"))]
             Self::MissedEvents => 4008,
             Self::Reply(code) => return code,
@@ -326,6 +330,7 @@ impl CloseReason {
             Self::TooManySessions => "too many sessions: try again later",
             Self::Kicked => "disconnected by the server",
             Self::Blocked => "user blocked",
+            Self::UserFull => "too many connections for this user",
             #[cfg(any(feature = "redis", feature = "nats"))]
             Self::MissedEvents => "missed events: recover them",
             Self::Reply(_) => "",

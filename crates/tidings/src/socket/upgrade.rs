@@ -158,6 +158,10 @@ pub(crate) async fn upgrade(
         }
     };
     let user = admitted.as_ref().ok().and_then(|a| a.user.clone());
+    if user.as_deref().is_some_and(|user| hub.user_is_full(user)) {
+        let crowded = Crowded::User(hub.limits().max_connections_per_user);
+        return Err(refuse(&hub, crowded));
+    }
     let pass = pass.user(user).map_err(|crowded| refuse(&hub, crowded))?;
     let set_cookie = admitted.as_ref().ok().map(|admission| {
         let (session, max_age) = (&admission.session, hub.session_ttl().as_secs());

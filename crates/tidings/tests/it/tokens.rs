@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::json;
 use tidings::auth::{Claims, TokenKey};
 use tidings::http::HttpOptions;
@@ -203,6 +204,49 @@ async fn a_user_channel_is_its_user_s_only() {
         .request(json!({"type": "subscribe", "channels": "user:fred"}))
         .await;
     assert_eq!(reply["error"]["rule"], "user", "{reply}");
+}
+
+/// Sockets that gain a user after their handshake (the backend binds their session) count too:
+/// those past the cap are closed with 1013, and a later handshake of the user is refused.
+#[tokio::test]
+async fn sockets_bound_to_a_user_after_the_handshake_count_against_the_cap() {
+    let mut limits = Limits::default();
+    limits.max_connections_per_user = 3;
+    let builder = Hub::builder()
+        .token_key(TokenKey::hs256(SECRET))
+        .limits(limits);
+    let server = Server::with(builder, HttpOptions::new()).await;
+    let first = server.connect().await;
+    let mut tabs = vec![first];
+    for _ in 0..4 {
+        tabs.push(server.tab(&tabs[0]).await);
+    }
+    let path = format!("/sessions/{}/user", tabs[0].cookie);
+    let body = json!({"user_id": "alice"}).to_string();
+    let (status, _) = server.api(Method::PUT, &path, Some(&body)).await;
+    assert_eq!(status, 200);
+    let mut closed = Vec::new();
+    for tab in tabs.iter_mut().rev().take(2) {
+        closed.push(tab.closed().await);
+    }
+    assert_eq!(closed, [Some(1013), Some(1013)], "the two newest tabs");
+    let cookie = tabs[0].cookie.clone();
+    assert_eq!(
+        server.handshake_status(Some(&cookie), None).await,
+        503,
+        "a sixth socket of alice, by her session's cookie"
+    );
+    let mut alice = claims();
+    alice.sub = Some("alice".into());
+    assert_eq!(
+        server.handshake_status(None, Some(&sign(&alice))).await,
+        503,
+        "and by a token"
+    );
+    server.hub.user("alice", "still", ()).await.unwrap();
+    for tab in tabs.iter_mut().take(3) {
+        assert_eq!(tab.recv().await, event("still", json!([])));
+    }
 }
 
 #[tokio::test]
