@@ -37,6 +37,43 @@ pub(crate) struct Recovered {
 /// One channel's replay: the channel, the position the client had, the events after it.
 pub(crate) type Replay = (Arc<str>, Position, Vec<Arc<Event>>);
 
+/// Bytes of replayed events one socket may be sent at once, and per [`REPLAY_REFILL`]: what a
+/// client that asks to recover again and again can make the node send.
+const REPLAY_BUDGET: usize = 16 << 20;
+
+/// How long the replay budget takes to fill again from empty.
+const REPLAY_REFILL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What is left of a socket's replay budget, and when that was reckoned.
+#[derive(Debug)]
+struct Budget {
+    bytes: f64,
+    at: tokio::time::Instant,
+}
+
+impl Budget {
+    /// A full budget.
+    fn full() -> Self {
+        Self {
+            bytes: REPLAY_BUDGET as f64,
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Takes `bytes` if the budget holds them now.
+    fn take(&mut self, bytes: usize) -> bool {
+        let now = tokio::time::Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() / REPLAY_REFILL.as_secs_f64();
+        self.bytes = (self.bytes + refill * REPLAY_BUDGET as f64).min(REPLAY_BUDGET as f64);
+        self.at = now;
+        let fits = bytes as f64 <= self.bytes;
+        if fits {
+            self.bytes -= bytes as f64;
+        }
+        fits
+    }
+}
+
 /// A client's socket: its session, its id, what its connection token granted.
 pub(crate) struct Client {
     hub: Hub,
@@ -48,6 +85,8 @@ pub(crate) struct Client {
     beating: AtomicBool,
     /// When this socket's last start or beat was applied (none once it stopped).
     last_beat: parking_lot::Mutex<Option<tokio::time::Instant>>,
+    /// What may still be replayed to this socket.
+    replay_budget: parking_lot::Mutex<Budget>,
 }
 
 impl Client {
@@ -65,6 +104,7 @@ impl Client {
             granted,
             beating: AtomicBool::new(false),
             last_beat: parking_lot::Mutex::new(None),
+            replay_budget: parking_lot::Mutex::new(Budget::full()),
         }
     }
 
@@ -101,7 +141,10 @@ impl Client {
             (channel, since, recovery)
         });
         let (mut answers, mut replays) = (BTreeMap::new(), Vec::new());
-        for (channel, since, recovery) in futures_util::future::join_all(recoveries).await {
+        for (channel, since, mut recovery) in futures_util::future::join_all(recoveries).await {
+            if recovery.recovered && !self.afford(&recovery.events) {
+                (recovery.recovered, recovery.events) = (false, Vec::new());
+            }
             let answer = Recovered {
                 recovered: recovery.recovered,
                 replayed: recovery.events.len(),
@@ -114,6 +157,25 @@ impl Client {
             answers.insert(channel, answer);
         }
         Ok((answers, replays))
+    }
+
+    /// Takes a replay's bytes from the socket's replay budget; `false` (counted in
+    /// `rate_limited`, logged once per interval) when they do not fit.
+    fn afford(&self, events: &[Arc<Event>]) -> bool {
+        static LOG: Folded = Folded::new();
+        let bytes = events.iter().map(|e| e.size()).sum();
+        if self.replay_budget.lock().take(bytes) {
+            return true;
+        }
+        self.hub.counters().rate_limited();
+        if let Some(replays) = LOG.note(1) {
+            tracing::warn!(
+                replays,
+                bytes,
+                "replays past a socket's budget (16 MiB a minute) answered recovered: false"
+            );
+        }
+        false
     }
 
     /// What the client learns when its socket opens (`resumed`: whether its session existed).
@@ -285,4 +347,63 @@ impl Client {
 /// A duration in whole milliseconds, as the protocol gives them.
 fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::history::History;
+    use crate::testing::Tab;
+
+    #[tokio::test(start_paused = true)]
+    async fn replays_past_a_sockets_budget_answer_recovered_false_until_it_fills_again() {
+        let mut chat = History::new(["chat:*"]);
+        chat.size = 1000;
+        // No pings: the test sleeps a minute without reading.
+        let mut quiet = crate::KeepAlive::default();
+        (quiet.message, quiet.ping_interval) = (None, None);
+        let hub = Hub::builder()
+            .public_channels(["chat:*"])
+            .history(chat)
+            .keep_alive(quiet)
+            .build()
+            .unwrap();
+        let mut tab = Tab::open(&hub, None).await;
+        let reply = tab
+            .request(json!({"type": "subscribe", "channels": "chat:a"}))
+            .await;
+        let epoch = reply["positions"]["chat:a"]["epoch"].clone();
+        tab.request(json!({"type": "unsubscribe", "channels": "chat:a"}))
+            .await;
+        // 200 events of 50 KB, published while away: a 10 MB replay, more than half the budget.
+        let big = "x".repeat(50_000);
+        for _ in 0..200 {
+            hub.channel("chat:a", "m", (&big,)).await.unwrap();
+        }
+        // Asks for the whole stream again; reads the replay, if any.
+        let recover = async |tab: &mut Tab| {
+            let since = json!({"chat:a": {"epoch": epoch, "offset": 0}});
+            let reply = tab
+                .request(json!({"type": "subscribe", "channels": "chat:a", "since": since}))
+                .await;
+            let answer = &reply["recovered"]["chat:a"];
+            for _ in 0..answer["replayed"].as_u64().unwrap() {
+                while tab.recv().await["type"] != "event" {}
+            }
+            answer["recovered"].clone()
+        };
+        assert_eq!(recover(&mut tab).await, true);
+        assert_eq!(recover(&mut tab).await, false, "the budget is spent");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(
+            recover(&mut tab).await,
+            true,
+            "a minute later it is full again"
+        );
+        assert_eq!(hub.stats().rate_limited, 1);
+    }
 }
