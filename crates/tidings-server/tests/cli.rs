@@ -193,6 +193,37 @@ fn terminate(child: &std::process::Child) {
     assert!(killed.success());
 }
 
+/// A WebSocket to the server at `addr`, past its welcome.
+async fn welcomed(
+    addr: &str,
+) -> tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<tokio::net::TcpStream>> {
+    let uri = format!("ws://{addr}/ws");
+    let (mut ws, _) = tokio_websockets::ClientBuilder::new()
+        .uri(&uri)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let welcome = ws.next().await.unwrap().unwrap();
+    assert!(welcome.as_text().unwrap().contains("\"welcome\""));
+    ws
+}
+
+/// The code of the close frame `ws` reads next (the server heartbeat may come before it).
+async fn close_code(
+    ws: &mut tokio_websockets::WebSocketStream<
+        tokio_websockets::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> u16 {
+    loop {
+        let frame = ws.next().await.unwrap().unwrap();
+        if let Some((code, _)) = frame.as_close() {
+            return u16::from(code);
+        }
+        assert_eq!(frame.as_text(), Some("--heartbeat--"));
+    }
+}
+
 #[tokio::test]
 async fn serves_then_shuts_down_gracefully_with_1001() {
     let (mut child, addr, _) = serve(&[], Stdio::null());
@@ -215,25 +246,9 @@ async fn serves_then_shuts_down_gracefully_with_1001() {
             "the home page names {pointer}: {home}"
         );
     }
-    let uri = format!("ws://{addr}/ws");
-    let (mut ws, _) = tokio_websockets::ClientBuilder::new()
-        .uri(&uri)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let welcome = ws.next().await.unwrap().unwrap();
-    assert!(welcome.as_text().unwrap().contains("\"welcome\""));
+    let mut ws = welcomed(&addr).await;
     terminate(&child);
-    // The server heartbeat may come before the close frame.
-    let code = loop {
-        let frame = ws.next().await.unwrap().unwrap();
-        if let Some((code, _)) = frame.as_close() {
-            break u16::from(code);
-        }
-        assert_eq!(frame.as_text(), Some("--heartbeat--"));
-    };
-    assert_eq!(code, 1001);
+    assert_eq!(close_code(&mut ws).await, 1001);
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()
@@ -246,14 +261,7 @@ async fn serves_then_shuts_down_gracefully_with_1001() {
 #[tokio::test]
 async fn shutdown_closes_websockets_first_whatever_http_requests_are_in_progress() {
     let (mut child, addr, _) = serve(&[], Stdio::null());
-    let uri = format!("ws://{addr}/ws");
-    let (mut ws, _) = tokio_websockets::ClientBuilder::new()
-        .uri(&uri)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    ws.next().await.unwrap().unwrap();
+    let mut ws = welcomed(&addr).await;
     let mut stranger = tokio::net::TcpStream::connect(&addr).await.unwrap();
     stranger
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
@@ -268,13 +276,7 @@ async fn shutdown_closes_websockets_first_whatever_http_requests_are_in_progress
         200
     );
     terminate(&child);
-    let code = loop {
-        let frame = ws.next().await.unwrap().unwrap();
-        if let Some((code, _)) = frame.as_close() {
-            break u16::from(code);
-        }
-    };
-    assert_eq!(code, 1001);
+    assert_eq!(close_code(&mut ws).await, 1001);
     let mut byte = [0; 1];
     assert!(
         matches!(stranger.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
