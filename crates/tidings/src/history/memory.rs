@@ -1,5 +1,8 @@
 //! History in this process's memory: a ring of events per channel, bounded in count and age per
-//! channel, and in bytes across channels (`Limits::max_history_bytes`).
+//! channel, and in bytes across channels (`Limits::max_history_bytes`). A stream costs
+//! [`STREAM_BYTES`] and its name besides its events, so streams that subscribes alone made
+//! (asking a channel's position makes its stream) count against the same bound; past it, the
+//! oldest streams that still hold no event go first.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -15,6 +18,14 @@ use crate::error::BusError;
 use crate::ids;
 use crate::model::{Event, Position};
 use crate::stats::Counters;
+
+/// What one stream costs besides its events and its name: its map entry, the stream, its locks.
+const STREAM_BYTES: usize = 256;
+
+/// What the stream of `channel` costs besides its events.
+fn stream_cost(channel: &str) -> usize {
+    STREAM_BYTES + channel.len()
+}
 
 /// One channel's stream.
 struct Stream {
@@ -51,6 +62,9 @@ pub(crate) struct MemoryHistory {
     max_bytes: usize,
     bytes: AtomicUsize,
     streams: Mutex<HashMap<Arc<str>, Arc<Stream>>>,
+    /// Streams in the order they were made: the first to go, while they hold no event, when the
+    /// history holds `max_bytes`.
+    made: Mutex<VecDeque<Arc<str>>>,
     counters: Arc<Counters>,
 }
 
@@ -62,6 +76,7 @@ impl MemoryHistory {
             max_bytes,
             bytes: AtomicUsize::new(0),
             streams: Mutex::default(),
+            made: Mutex::default(),
             counters,
         }
     }
@@ -81,8 +96,35 @@ impl MemoryHistory {
                 touched: Instant::now(),
             }),
         });
-        streams.insert(channel.into(), stream.clone());
+        let name: Arc<str> = channel.into();
+        streams.insert(name.clone(), stream.clone());
+        self.bytes.fetch_add(stream_cost(channel), Relaxed);
+        let mut made = self.made.lock();
+        made.push_back(name);
+        self.evict_empty(&mut streams, &mut made);
         stream
+    }
+
+    /// While the history holds more than its bytes, forgets the oldest streams that hold no
+    /// event (their epoch goes with them), counted as evicted early.
+    fn evict_empty(
+        &self,
+        streams: &mut HashMap<Arc<str>, Arc<Stream>>,
+        made: &mut VecDeque<Arc<str>>,
+    ) {
+        let mut evicted = 0;
+        while self.bytes.load(Relaxed) > self.max_bytes {
+            let Some(name) = made.pop_front() else { break };
+            let empty = streams
+                .get(&name)
+                .is_some_and(|stream| stream.ring.lock().events.is_empty());
+            if empty {
+                streams.remove(&name);
+                self.bytes.fetch_sub(stream_cost(&name), Relaxed);
+                evicted += 1;
+            }
+        }
+        self.counters.history_evicted(evicted);
     }
 
     /// The ring of `channel` if it has a stream, trimmed to what `rule` still allows.
@@ -181,13 +223,64 @@ impl Streams for MemoryHistory {
     /// Forgets streams that kept nothing for longer than their ttl (their epoch goes with them).
     fn sweep(&self) {
         let now = Instant::now();
-        self.streams.lock().retain(|channel, stream| {
-            let Some(rule) = self.rules.of(channel) else {
-                return false;
-            };
+        let mut streams = self.streams.lock();
+        streams.retain(|channel, stream| {
             let mut ring = stream.ring.lock();
-            self.trim(&mut ring, rule);
-            !ring.events.is_empty() || now.duration_since(ring.touched) <= rule.ttl
+            let kept = self.rules.of(channel).is_some_and(|rule| {
+                self.trim(&mut ring, rule);
+                !ring.events.is_empty() || now.duration_since(ring.touched) <= rule.ttl
+            });
+            if !kept {
+                self.bytes.fetch_sub(stream_cost(channel), Relaxed);
+            }
+            kept
         });
+        self.made.lock().retain(|name| streams.contains_key(name));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::value::RawValue;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn streams_made_by_asking_positions_count_and_the_oldest_empty_go_first() {
+        let rules = Rules::new(&[History::new(["chat:*"])]).unwrap();
+        let max = 10 * stream_cost("chat:00") + 1024;
+        let counters = Arc::new(Counters::default());
+        let history = MemoryHistory::new(rules, max, counters.clone());
+        let rule = history.rule("chat:kept").unwrap().clone();
+        let channel: Arc<str> = "chat:kept".into();
+        let args: Arc<RawValue> = RawValue::from_string("[1]".into()).unwrap().into();
+        let event = Event::new("m".into(), args, Some(channel.clone()));
+        let send: Handover = &|_| Box::pin(async { Ok(()) });
+        history
+            .append(&channel, &rule, &event, None, send)
+            .await
+            .unwrap();
+        for n in 0..100 {
+            let fresh = format!("chat:{n:02}");
+            history.position(&fresh, &rule).await.unwrap();
+        }
+        assert!(history.bytes.load(Relaxed) <= max);
+        let streams = history.streams.lock();
+        let fit = max / stream_cost("chat:00");
+        assert!(streams.len() <= fit, "{} streams, {fit} fit", streams.len());
+        assert!(
+            streams.contains_key("chat:kept"),
+            "a stream with events stays"
+        );
+        assert!(
+            streams.contains_key("chat:99"),
+            "the newest empty stream stays"
+        );
+        assert!(
+            !streams.contains_key("chat:00"),
+            "the oldest empty one went"
+        );
+        let evicted = counters.snapshot(Default::default(), None).history_evicted;
+        assert_eq!(evicted as usize, 101 - streams.len());
     }
 }
