@@ -18,6 +18,7 @@ mod error;
 mod linger;
 mod metrics;
 mod origin;
+mod pending;
 mod serve;
 
 pub(crate) use error::ApiError;

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -13,13 +14,17 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use super::linger::Lingering;
+use super::pending::{Pending, Place};
 use crate::logs::Folded;
 
 /// How long the accept loop rests after an error such as running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Longest a new connection may take to send its first byte (or `header_timeout`, if shorter).
+const FIRST_BYTE: Duration = Duration::from_secs(10);
 
 /// How long a stopping server waits for HTTP requests in progress before it returns.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -58,6 +63,8 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
     let (stop, stopping) = watch::channel(());
+    let pending = Arc::new(Pending::default());
+    let first_byte = header_timeout.min(FIRST_BYTE);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -70,12 +77,14 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let waiting = (pending.enter(peer.ip()), first_byte);
         tokio::spawn(connection(
             http.clone(),
             stream,
             peer,
             app.clone(),
             stopping.clone(),
+            waiting,
         ));
     }
     drop(stopping);
@@ -92,19 +101,34 @@ pub async fn serve(
     Ok(())
 }
 
+/// A connection's place among those that have not sent a request head, what tells it to make
+/// room, and how long it may take to send its first byte.
+type Waiting = ((Place, oneshot::Receiver<()>), Duration);
+
 /// Serves one connection until it ends, upgrades, or the server stops (then it finishes the
-/// request in progress).
+/// request in progress). Until its first request head it is pending: a connection that sends
+/// nothing within its first-byte time is closed, and one dropped to make room goes at once.
 async fn connection(
     http: http1::Builder,
     stream: TcpStream,
     peer: SocketAddr,
     app: Router,
     mut stopping: watch::Receiver<()>,
+    ((place, mut dropped), first_byte): Waiting,
 ) {
+    let mut byte = [0; 1];
+    let first = tokio::select! {
+        Ok(()) = &mut dropped => return,
+        first = tokio::time::timeout(first_byte, stream.peek(&mut byte)) => first,
+    };
+    if !matches!(first, Ok(Ok(1..))) {
+        return;
+    }
     // Frames are written whole, many per write: waiting to coalesce them only adds latency.
     let _ = stream.set_nodelay(true);
     let app = TowerToHyperService::new(app);
     let service = service_fn(move |mut request: http::Request<Incoming>| {
+        place.leave();
         request.extensions_mut().insert(ConnectInfo(peer));
         hyper::service::Service::call(&app, request)
     });
@@ -114,6 +138,7 @@ async fn connection(
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => return debug_end(result),
+        Ok(()) = &mut dropped => return,
         _ = stopping.changed() => connection.as_mut().graceful_shutdown(),
     }
     debug_end(connection.await);

@@ -74,3 +74,45 @@ async fn serve_returns_after_shutdown_once_requests_in_progress_end() {
         .unwrap()
         .unwrap();
 }
+
+/// Serves a node with `header_timeout`; its address.
+async fn serving(header_timeout: Duration) -> std::net::SocketAddr {
+    let hub = Hub::builder().build().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(hub, HttpOptions::new());
+    tokio::spawn(serve(listener, app, header_timeout, std::future::pending()));
+    addr
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed_at_its_first_byte_time() {
+    let addr = serving(Duration::from_millis(200)).await;
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(read_to_close(&mut silent).await, "");
+}
+
+/// Silent connections from one address past 1,024 drop that address's oldest: they cannot hold
+/// the node's descriptors, and the node keeps answering, that address included.
+#[tokio::test]
+async fn silent_connections_past_the_bound_drop_the_oldest() {
+    let addr = serving(Duration::from_secs(30)).await;
+    let mut silent = Vec::new();
+    for _ in 0..1100 {
+        silent.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let health = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    // 1,100 silent and the health check: the 77 oldest made room.
+    for stream in &mut silent[..77] {
+        assert_eq!(read_to_close(stream).await, "");
+    }
+    let mut byte = [0; 1];
+    for stream in &silent[77..] {
+        assert!(
+            matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        );
+    }
+}
