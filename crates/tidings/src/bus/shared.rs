@@ -38,6 +38,10 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the link is checked, busy or idle.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// How long a link that came back gives messages already on their way before a stream the node
+/// heard less of than the broker holds counts as missed.
+const IN_FLIGHT: Duration = Duration::from_secs(5);
+
 /// How long to wait before retrying subscriptions that failed.
 const RETRY_AFTER: Duration = Duration::from_millis(250);
 
@@ -278,19 +282,16 @@ impl Receiver {
         gap
     }
 
-    /// Checks the streams this node follows once its link is back: one that moved on (or began
-    /// again) while the node could not hear it is a gap for its subscribers.
+    /// Checks the streams this node follows once its link is back: one whose position in the
+    /// broker is still past what the node heard [`IN_FLIGHT`] after it was read (or that began
+    /// again) moved on while the node could not hear it: a gap for its subscribers.
     async fn recheck(self: Arc<Self>) {
         let Some((history, _)) = self.history.get() else {
             return;
         };
-        let followed: Vec<(Arc<str>, Position)> = self
-            .seen
-            .lock()
-            .iter()
-            .map(|(channel, last)| (channel.clone(), last.clone()))
-            .collect();
-        for (channel, then) in followed {
+        let followed: Vec<Arc<str>> = self.seen.lock().keys().cloned().collect();
+        let mut read = Vec::with_capacity(followed.len());
+        for channel in followed {
             let Some(rule) = history.rule(&channel).cloned() else {
                 continue;
             };
@@ -298,18 +299,23 @@ impl Receiver {
                 // The link dropped again: the next time it is back, the check runs again.
                 return;
             };
-            // Only a stream heard of since (or followed anew) is left to the order check.
-            let moved = match self.seen.lock().get_mut(&channel) {
-                Some(last)
-                    if *last == then && (last.epoch != now.epoch || last.offset < now.offset) =>
-                {
-                    *last = now;
-                    true
-                }
-                _ => false,
-            };
+            read.push((channel, now));
+        }
+        // Events published before a read may still be on their way on the receiving connection.
+        tokio::time::sleep(IN_FLIGHT).await;
+        for (channel, now) in read {
+            let mut seen = self.seen.lock();
+            let behind = seen
+                .get(&channel)
+                .is_some_and(|last| last.epoch != now.epoch || last.offset < now.offset);
+            if behind {
+                // Its sockets recover from their own positions; the stream is followed anew
+                // from its next event (the read may be older than what was published since).
+                seen.remove(&channel);
+            }
+            drop(seen);
             let inbox = self.node.get().and_then(|(_, inbox, ..)| inbox.upgrade());
-            if let (true, Some(inbox)) = (moved, inbox) {
+            if let (true, Some(inbox)) = (behind, inbox) {
                 inbox.missed(&channel);
             }
         }

@@ -157,18 +157,20 @@ impl Outbox {
         if state.closing.is_some() {
             return Err(PushError::Closed);
         }
-        if let Outgoing::Event(event) = &item
-            && !state.replayed.is_empty()
-            && !state.fresh(event)
-        {
-            return Ok(());
-        }
+        // Held events meet the replay's watch when holding ends, in the order they came: one
+        // that passed the watch now would end it before the events held earlier are checked.
         if let (Some(held), Outgoing::Event(event)) = (&mut state.held, &item)
             && event.position().is_some()
         {
             held.push(event.clone());
             state.held_bytes += event.size();
             return self.check(&mut state);
+        }
+        if let Outgoing::Event(event) = &item
+            && !state.replayed.is_empty()
+            && !state.fresh(event)
+        {
+            return Ok(());
         }
         self.enqueue(state, [item])
     }
@@ -492,6 +494,22 @@ mod tests {
         );
         outbox.push(Outgoing::Event(numbered(12))).unwrap();
         assert_eq!(drained(&outbox).await, [12], "holding has ended");
+    }
+
+    #[tokio::test]
+    async fn a_live_event_past_the_replay_before_its_last_page_does_not_unwatch_those_held_before()
+    {
+        let outbox = Outbox::new(100, 1 << 20);
+        outbox.hold();
+        outbox.push(Outgoing::Event(numbered(2))).unwrap();
+        outbox.push(Outgoing::Event(numbered(3))).unwrap();
+        let since = numbered(1).position().unwrap().clone();
+        let replay = vec![numbered(2), numbered(3)];
+        outbox
+            .release(None, vec![("c".into(), since, replay)])
+            .unwrap();
+        outbox.push(Outgoing::Event(numbered(4))).unwrap();
+        assert_eq!(drained(&outbox).await, [2, 3, 4], "each offset once");
     }
 
     #[tokio::test]
