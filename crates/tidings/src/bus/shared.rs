@@ -282,16 +282,22 @@ impl Receiver {
         gap
     }
 
-    /// Checks the streams this node follows once its link is back: one whose position in the
-    /// broker is still past what the node heard [`IN_FLIGHT`] after it was read (or that began
-    /// again) moved on while the node could not hear it: a gap for its subscribers.
+    /// Checks the streams this node follows once its link is back: a quiet one (nothing heard of
+    /// it for [`IN_FLIGHT`] after its position in the broker was read) whose position moved on,
+    /// or began again, while the node could not hear it is a gap for its subscribers. A stream
+    /// heard of meanwhile is the order check's.
     async fn recheck(self: Arc<Self>) {
         let Some((history, _)) = self.history.get() else {
             return;
         };
-        let followed: Vec<Arc<str>> = self.seen.lock().keys().cloned().collect();
+        let followed: Vec<(Arc<str>, Position)> = self
+            .seen
+            .lock()
+            .iter()
+            .map(|(channel, last)| (channel.clone(), last.clone()))
+            .collect();
         let mut read = Vec::with_capacity(followed.len());
-        for channel in followed {
+        for (channel, then) in followed {
             let Some(rule) = history.rule(&channel).cloned() else {
                 continue;
             };
@@ -299,15 +305,14 @@ impl Receiver {
                 // The link dropped again: the next time it is back, the check runs again.
                 return;
             };
-            read.push((channel, now));
+            read.push((channel, then, now));
         }
         // Events published before a read may still be on their way on the receiving connection.
         tokio::time::sleep(IN_FLIGHT).await;
-        for (channel, now) in read {
+        for (channel, then, now) in read {
             let mut seen = self.seen.lock();
-            let behind = seen
-                .get(&channel)
-                .is_some_and(|last| last.epoch != now.epoch || last.offset < now.offset);
+            let behind = seen.get(&channel) == Some(&then)
+                && (then.epoch != now.epoch || then.offset < now.offset);
             if behind {
                 // Its sockets recover from their own positions; the stream is followed anew
                 // from its next event (the read may be older than what was published since).
@@ -547,10 +552,13 @@ impl<T: Transport> Carrier for SharedBus<T> {
     }
 
     fn set_interest(&self, topic: &Topic, interested: bool) {
-        if let (Topic::Channel(channel), false, Some((history, _))) =
-            (topic, interested, self.receiver.history.get())
+        if let (Topic::Channel(channel), Some((history, _))) = (topic, self.receiver.history.get())
         {
-            history.forget(Some(channel));
+            if !interested {
+                history.forget(Some(channel));
+            }
+            // A stream followed anew starts from its next event: one heard between losing and
+            // regaining interest (the broker had not applied the change yet) is no reference.
             self.receiver.seen.lock().remove(channel);
         }
         self.wanted
