@@ -569,7 +569,7 @@ mod tests {
     async fn frames_that_are_not_requests_count_against_the_rate_too() {
         let hub = hub();
         let mut tab = Tab::open(&hub, None).await;
-        let garbage = "x".repeat(60_000);
+        let garbage = "x".repeat(1_000);
         for _ in 0..4 + 2 * 4 + 1 {
             tab.send_text(&garbage).await;
         }
