@@ -19,6 +19,7 @@ pub(crate) struct Counters {
     refused_frames: [AtomicU64; REFUSED_CODES.len()],
     ping_timeouts: AtomicU64,
     gap_closes: AtomicU64,
+    evicted_sessions: AtomicU64,
     connects: AtomicU64,
     reconnects: AtomicU64,
     disconnects: AtomicU64,
@@ -284,6 +285,11 @@ impl Counters {
         self.ping_timeouts.fetch_add(n, Relaxed);
     }
 
+    /// Counts a session the store forgot to make room for a new one.
+    pub(crate) fn session_evicted(&self) {
+        self.evicted_sessions.fetch_add(1, Relaxed);
+    }
+
     /// Counts sockets closed with 4008 because their node missed events of a channel.
     #[cfg(any(feature = "redis", feature = "nats"))]
     pub(crate) fn gap_closes(&self, n: u64) {
@@ -367,6 +373,9 @@ pub struct Stats {
     /// Sockets closed with 4008 because their node missed events of a channel with history
     /// (its link to Redis dropped, or the channel's history began again): they recover.
     pub gap_closes: u64,
+    /// Sessions with no socket on this node that the in-memory store forgot, least recently
+    /// used first, to make room for new ones at `max_sessions`.
+    pub evicted_sessions: u64,
     /// `connect` events this node emitted.
     pub connects: u64,
     /// `reconnect` events this node emitted.
@@ -419,6 +428,7 @@ impl Counters {
             refused_frames: self.refused_frames.iter().map(|c| c.load(Relaxed)).sum(),
             ping_timeouts: self.ping_timeouts.load(Relaxed),
             gap_closes: self.gap_closes.load(Relaxed),
+            evicted_sessions: self.evicted_sessions.load(Relaxed),
             connects: self.connects.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),
             disconnects: self.disconnects.load(Relaxed),

@@ -301,6 +301,11 @@ impl Index {
             .map(|s| &s.outbox)
     }
 
+    /// Whether a socket of `session` is connected here.
+    pub(crate) fn has_session(&self, session: &SessionId) -> bool {
+        self.sessions.contains_key(session)
+    }
+
     /// Whether socket `seq` is connected here.
     pub(crate) fn has_socket(&self, seq: u64) -> bool {
         self.sockets.contains_key(&seq)

@@ -26,7 +26,7 @@ use crate::ids::{NodeId, SessionId};
 use crate::model::{BusMessage, Kick, SessionOp, Target};
 use crate::protocol::CloseReason;
 use crate::stats::{Counters, IndexSizes};
-use crate::store::SessionState;
+use crate::store::{SessionState, SessionStore};
 use index::{Index, Interest};
 
 /// The block given for one too long to add to the clock (about thirty years).
@@ -202,6 +202,18 @@ impl Local {
     /// The user id a local session is bound to.
     pub(crate) fn user_of(&self, session: &SessionId) -> Option<Arc<str>> {
         self.index.read().user_of(session)
+    }
+
+    /// Makes room in a full `store`: evicts its least recently used session that has no socket
+    /// on this node; `false` when there is none.
+    pub(crate) fn evict_from(&self, store: &dyn SessionStore) -> bool {
+        let index = self.index.read();
+        let evicted = store.evict(&|session| index.has_session(session));
+        drop(index);
+        if evicted {
+            self.counters.session_evicted();
+        }
+        evicted
     }
 
     /// Asks every socket to close.

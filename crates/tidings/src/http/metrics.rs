@@ -107,6 +107,11 @@ impl Collector for Scrape {
                 s.ping_timeouts,
             ),
             (
+                "tidings_evicted_sessions",
+                "Sessions with no socket here forgotten to make room at max_sessions",
+                s.evicted_sessions,
+            ),
+            (
                 "tidings_gap_closes",
                 "Sockets closed with 4008: their node missed events of a channel with history",
                 s.gap_closes,

@@ -405,12 +405,14 @@ impl Hub {
         Ok((id, None))
     }
 
-    /// Stores a new session, holding nothing yet, unless the store holds `max_sessions`.
+    /// Stores a new session, holding nothing yet. When the store holds `max_sessions`, the
+    /// least recently used session with no socket here makes room; with none, it is refused.
     async fn create_session(&self, id: &SessionId) -> Result<(), SessionError> {
         let (store, max) = (&self.shared.store, self.shared.limits.max_sessions);
         if let Some(stored) = store.count()
             && max > 0
             && stored >= max
+            && !self.shared.local.evict_from(store.as_ref())
         {
             return Err(StoreError::TooManySessions { max }.into());
         }
@@ -662,5 +664,40 @@ mod tests {
         assert_eq!(hub.stats().task_panics, 1);
         hub.all("still", ()).await.unwrap();
         assert_eq!(tab.recv().await["event"], "still");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_max_sessions_the_least_recently_used_session_without_a_socket_makes_room() {
+        use crate::testing::Tab;
+        let limits = Limits {
+            max_sessions: 3,
+            ..Limits::default()
+        };
+        let hub = Hub::builder().limits(limits).build().unwrap();
+        let live = Tab::open(&hub, None).await;
+        let old = Tab::open(&hub, None).await;
+        let old_id = old.session.clone();
+        old.close().await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let newer = Tab::open(&hub, None).await;
+        let newer_id = newer.session.clone();
+        newer.close().await;
+        let newcomer = Tab::open(&hub, None).await;
+        assert_eq!(hub.stats().evicted_sessions, 1);
+        let store = &hub.shared.store;
+        assert!(
+            store.load(&old_id).await.unwrap().is_none(),
+            "the oldest went"
+        );
+        for kept in [&newer_id, &live.session, &newcomer.session] {
+            assert!(store.load(kept).await.unwrap().is_some());
+        }
+        let _another = Tab::open(&hub, None).await;
+        assert!(store.load(&newer_id).await.unwrap().is_none());
+        let refused = admit(&hub, None, None).await.unwrap_err();
+        assert!(
+            matches!(refused, AdmitError::Close(CloseReason::TooManySessions)),
+            "every session has a socket: {refused:?}"
+        );
     }
 }

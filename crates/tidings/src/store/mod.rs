@@ -91,6 +91,13 @@ pub trait SessionStore: Send + Sync + 'static {
         Ok(0)
     }
 
+    /// When the store holds its most sessions: forgets the one that expires soonest (the least
+    /// recently used) among those `keep` does not name (sessions with a live socket); `false`
+    /// when there is none, or the store does not evict (a shared store expires by itself).
+    fn evict(&self, _keep: &(dyn Fn(&SessionId) -> bool + Sync)) -> bool {
+        false
+    }
+
     /// How many sessions the store holds (expired ones not yet swept included), when it can tell
     /// at once: `MemoryStore` does; a shared store, whose sessions are not this node's, answers
     /// `None`. `Limits::max_sessions` and `Stats::stored_sessions` read it.

@@ -1,6 +1,6 @@
 //! Sessions in memory.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,14 +12,59 @@ use crate::error::StoreError;
 use crate::ids::SessionId;
 use crate::store::{SessionState, SessionStore};
 
-/// The sessions, by id.
-pub(super) type Sessions = HashMap<SessionId, Entry>;
+/// The sessions, by id and by when they expire (soonest first).
+#[derive(Debug, Default)]
+pub(super) struct Sessions {
+    by_id: HashMap<SessionId, Entry>,
+    by_expiry: BTreeMap<(Instant, u64), SessionId>,
+    /// Tells apart sessions that expire at the same instant.
+    next: u64,
+}
 
 #[derive(Debug)]
 pub(super) struct Entry {
     user: Option<Arc<str>>,
     channels: BTreeSet<Arc<str>>,
     expires_at: Instant,
+    /// Its place in `by_expiry`.
+    seq: u64,
+}
+
+impl Sessions {
+    /// Stores a new, empty session expiring at `expires_at`.
+    fn insert(&mut self, id: &SessionId, expires_at: Instant) {
+        self.remove(id);
+        let seq = self.next;
+        self.next += 1;
+        self.by_expiry.insert((expires_at, seq), id.clone());
+        let entry = Entry {
+            user: None,
+            channels: BTreeSet::new(),
+            expires_at,
+            seq,
+        };
+        self.by_id.insert(id.clone(), entry);
+    }
+
+    /// Moves a session's expiry; `false` when there is no such session.
+    fn expire_at(&mut self, id: &SessionId, expires_at: Instant) -> bool {
+        let Some(entry) = self.by_id.get_mut(id) else {
+            return false;
+        };
+        let id = self.by_expiry.remove(&(entry.expires_at, entry.seq));
+        entry.expires_at = expires_at;
+        if let Some(id) = id {
+            self.by_expiry.insert((expires_at, entry.seq), id);
+        }
+        true
+    }
+
+    /// Forgets a session.
+    fn remove(&mut self, id: &SessionId) {
+        if let Some(entry) = self.by_id.remove(id) {
+            self.by_expiry.remove(&(entry.expires_at, entry.seq));
+        }
+    }
 }
 
 impl Entry {
@@ -36,7 +81,7 @@ impl MemoryStore {
         f: impl FnOnce(&mut Entry) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut sessions = self.sessions.lock();
-        match sessions.get_mut(id) {
+        match sessions.by_id.get_mut(id) {
             Some(entry) if entry.expires_at > Instant::now() => f(entry),
             _ => Err(StoreError::NotFound(id.clone())),
         }
@@ -48,18 +93,11 @@ impl SessionStore for MemoryStore {
     async fn create(&self, id: &SessionId, ttl: Duration) -> Result<(), StoreError> {
         let now = Instant::now();
         let mut sessions = self.sessions.lock();
-        match sessions.get_mut(id) {
-            Some(entry) if entry.expires_at > now => {
-                entry.expires_at = entry.expires_at.max(now + ttl);
+        match sessions.by_id.get(id).map(|e| e.expires_at) {
+            Some(expires_at) if expires_at > now => {
+                sessions.expire_at(id, expires_at.max(now + ttl));
             }
-            _ => {
-                let entry = Entry {
-                    user: None,
-                    channels: BTreeSet::new(),
-                    expires_at: now + ttl,
-                };
-                sessions.insert(id.clone(), entry);
-            }
+            _ => sessions.insert(id, now + ttl),
         }
         Ok(())
     }
@@ -123,26 +161,35 @@ impl SessionStore for MemoryStore {
     async fn touch(&self, ids: &[SessionId], ttl: Duration) -> Result<Vec<SessionId>, StoreError> {
         let expires_at = Instant::now() + ttl;
         let mut sessions = self.sessions.lock();
-        let mut missing = Vec::new();
-        for id in ids {
-            match sessions.get_mut(id) {
-                Some(entry) => entry.expires_at = expires_at,
-                None => missing.push(id.clone()),
-            }
-        }
-        Ok(missing)
+        let missing = ids.iter().filter(|id| !sessions.expire_at(id, expires_at));
+        Ok(missing.cloned().collect())
     }
 
     fn count(&self) -> Option<usize> {
-        Some(self.sessions.lock().len())
+        Some(self.sessions.lock().by_id.len())
     }
 
     async fn sweep(&self) -> Result<usize, StoreError> {
         let now = Instant::now();
         let mut sessions = self.sessions.lock();
-        let before = sessions.len();
-        sessions.retain(|_, e| e.expires_at > now);
-        Ok(before - sessions.len())
+        let mut swept = 0;
+        while let Some(entry) = sessions.by_expiry.first_entry()
+            && entry.key().0 <= now
+        {
+            let id = entry.remove();
+            sessions.by_id.remove(&id);
+            swept += 1;
+        }
+        Ok(swept)
+    }
+
+    fn evict(&self, keep: &(dyn Fn(&SessionId) -> bool + Sync)) -> bool {
+        let mut sessions = self.sessions.lock();
+        let oldest = sessions.by_expiry.values().find(|id| !keep(id)).cloned();
+        oldest.is_some_and(|id| {
+            sessions.remove(&id);
+            true
+        })
     }
 }
 
