@@ -145,6 +145,11 @@ pub struct Settings {
     #[arg(long, env = "TIDINGS_MAX_CONNECTIONS_PER_USER", value_name = "N")]
     pub max_connections_per_user: Option<usize>,
 
+    /// Most new sessions one client IP address may make on this node in a minute (0: no limit;
+    /// leave it 0 behind a proxy) [default: 0]
+    #[arg(long, env = "TIDINGS_MAX_NEW_SESSIONS_PER_IP", value_name = "N")]
+    pub max_new_sessions_per_ip: Option<usize>,
+
     /// Requests a socket may send per second, on average [default: 100]
     #[arg(long, env = "TIDINGS_REQUEST_RATE", value_name = "N")]
     pub request_rate: Option<usize>,
@@ -528,6 +533,7 @@ impl Settings {
             max_history_bytes: Some(limits.max_history_bytes),
             max_connections_per_ip: Some(limits.max_connections_per_ip),
             max_connections_per_user: Some(limits.max_connections_per_user),
+            max_new_sessions_per_ip: Some(limits.max_new_sessions_per_ip),
             request_rate: Some(limits.request_rate),
             request_burst: Some(limits.request_burst),
             max_args_depth: Some(limits.max_args_depth),
@@ -625,6 +631,10 @@ impl Settings {
             (
                 &mut limits.max_connections_per_user,
                 self.max_connections_per_user,
+            ),
+            (
+                &mut limits.max_new_sessions_per_ip,
+                self.max_new_sessions_per_ip,
             ),
         ];
         for (limit, value) in overrides {

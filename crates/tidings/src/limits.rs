@@ -55,6 +55,10 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     /// Most sockets one user id holds on this node; past it a handshake gets 503 (0: no limit).
     pub max_connections_per_user: usize,
+    /// Most new sessions one client IP address may make on this node in a minute; past it a
+    /// handshake without a token that would need a new session is closed with 4005 (0: no
+    /// limit). Behind a proxy every client has the proxy's address: leave it 0 there.
+    pub max_new_sessions_per_ip: usize,
     /// Most sessions the session store may hold when a new one is asked for; past it a new
     /// client's socket is closed with 4005 (0: no limit). Only stores that count their sessions
     /// (`MemoryStore`, this node's) apply it; with `RedisStore` sessions live in Redis.
@@ -82,6 +86,7 @@ impl Default for Limits {
             max_connections: 0,
             max_connections_per_ip: 0,
             max_connections_per_user: 0,
+            max_new_sessions_per_ip: 0,
             max_sessions: 250_000,
             max_history_bytes: 64 * 1024 * 1024,
         }

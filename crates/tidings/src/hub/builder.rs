@@ -269,6 +269,7 @@ impl HubBuilder {
             self.limits.max_connections,
             self.limits.max_connections_per_ip,
             self.limits.max_connections_per_user,
+            self.limits.max_new_sessions_per_ip,
         ));
         let shared = Arc::new(Shared {
             node,

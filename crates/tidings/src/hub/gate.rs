@@ -1,12 +1,15 @@
 //! How many sockets this node holds, in all, per client address and per user: what the
 //! connection limits (`max_connections`, `max_connections_per_ip`, `max_connections_per_user`)
-//! count. A socket holds a [`Pass`] from its handshake to its end.
+//! count. A socket holds a [`Pass`] from its handshake to its end. Also how many sessions each
+//! address made in the last minute (`max_new_sessions_per_ip`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Which connection limit a handshake met.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -36,7 +39,19 @@ pub(crate) struct Gate {
     /// `max_connections`, `max_connections_per_ip`, `max_connections_per_user`; 0: no limit.
     max: (usize, usize, usize),
     counts: Mutex<Counts>,
+    /// `max_new_sessions_per_ip`, and per address the sessions made in its current minute.
+    births: (usize, Mutex<Births>),
 }
+
+/// Per address: how many sessions it made since when.
+type Births = HashMap<IpAddr, (usize, Instant)>;
+
+/// The window `max_new_sessions_per_ip` counts in.
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// Most addresses whose new sessions are counted at once; past it (after forgetting finished
+/// minutes) new sessions from addresses not counted yet are refused.
+const MAX_ADDRESSES: usize = 100_000;
 
 /// One socket's place in the counts, given back when dropped.
 #[derive(Debug)]
@@ -62,12 +77,36 @@ fn release<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
 }
 
 impl Gate {
-    /// A gate with these limits (0: none).
-    pub(crate) fn new(node: usize, per_address: usize, per_user: usize) -> Self {
+    /// A gate with these limits (0: none), and `births` new sessions per address a minute.
+    pub(crate) fn new(node: usize, per_address: usize, per_user: usize, births: usize) -> Self {
         Self {
             max: (node, per_address, per_user),
             counts: Mutex::default(),
+            births: (births, Mutex::default()),
         }
+    }
+
+    /// Counts a new session made for `address`; `false` when the address made its most this
+    /// minute (or too many addresses are being counted), and no session may be made.
+    pub(crate) fn new_session(&self, address: IpAddr) -> bool {
+        let (max, births) = (self.births.0, &self.births.1);
+        if max == 0 {
+            return true;
+        }
+        let now = Instant::now();
+        let mut births = births.lock();
+        if births.len() >= MAX_ADDRESSES && !births.contains_key(&address) {
+            births.retain(|_, (_, since)| now.duration_since(*since) < MINUTE);
+            if births.len() >= MAX_ADDRESSES {
+                return false;
+            }
+        }
+        let (made, since) = births.entry(address).or_insert((0, now));
+        if now.duration_since(*since) >= MINUTE {
+            (*made, *since) = (0, now);
+        }
+        *made += 1;
+        *made <= max
     }
 
     /// Lets a socket from `address` in, unless the node or the address is full.
@@ -132,9 +171,26 @@ mod tests {
         Some(IpAddr::from([127, 0, 0, last]))
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn an_address_makes_its_most_sessions_a_minute() {
+        let gate = Gate::new(0, 0, 0, 2);
+        let made: Vec<bool> = (0..3).map(|_| gate.new_session(ip(1).unwrap())).collect();
+        assert_eq!(made, [true, true, false]);
+        assert!(
+            gate.new_session(ip(2).unwrap()),
+            "another address is counted apart"
+        );
+        tokio::time::sleep(MINUTE).await;
+        assert!(gate.new_session(ip(1).unwrap()), "a new minute");
+        assert!(
+            Gate::new(0, 0, 0, 0).new_session(ip(1).unwrap()),
+            "0: no limit"
+        );
+    }
+
     #[test]
     fn each_limit_refuses_past_it_and_a_dropped_pass_frees_its_place() {
-        let gate = Arc::new(Gate::new(3, 2, 1));
+        let gate = Arc::new(Gate::new(3, 2, 1, 0));
         let a = gate.enter(ip(1)).unwrap();
         let b = gate.enter(ip(1)).unwrap();
         assert_eq!(gate.enter(ip(1)).unwrap_err(), Crowded::Address(2));

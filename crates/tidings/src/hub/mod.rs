@@ -110,6 +110,16 @@ impl Hub {
         self.shared.gate.enter(address)
     }
 
+    /// Whether `address` may make one more session now (`max_new_sessions_per_ip`); counts it.
+    pub(crate) fn may_make_session(&self, address: std::net::IpAddr) -> bool {
+        self.shared.gate.new_session(address)
+    }
+
+    /// Whether the store has a live session `id`.
+    pub(crate) async fn session_exists(&self, id: &SessionId) -> Result<bool, StoreError> {
+        Ok(self.shared.store.load(id).await?.is_some())
+    }
+
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.shared.limits

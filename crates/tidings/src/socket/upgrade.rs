@@ -137,25 +137,25 @@ pub(crate) async fn upgrade(
         .enter(address)
         .map_err(|crowded| refuse(&hub, crowded))?;
     let requested = session_cookie(request.headers());
-    let admitted = match admit(&hub, requested, token).await {
-        Ok(admission) => Ok(admission),
-        Err(AdmitError::Close(CloseReason::TooManySessions)) => {
-            count_refused(
-                &hub,
-                &StoreError::TooManySessions {
-                    max: hub.limits().max_sessions,
-                },
-            );
+    let newcomer = match (address, token, &requested) {
+        (Some(address), None, requested) if hub.limits().max_new_sessions_per_ip > 0 => {
+            let known = match requested {
+                Some(id) => hub.session_exists(id).await.unwrap_or(true),
+                None => false,
+            };
+            (!known).then_some(address)
+        }
+        _ => None,
+    };
+    let admitted = match newcomer {
+        Some(address) if !hub.may_make_session(address) => {
+            count_refused(&hub, &"too many new sessions from this address");
             Err(CloseReason::TooManySessions)
         }
-        Err(AdmitError::Close(reason)) => {
-            tracing::debug!(reason = reason.text(), "connection token refused");
-            Err(reason)
-        }
-        Err(AdmitError::Store(e)) => {
-            tracing::warn!(error = %e, "handshake refused: no session");
-            return Err(HandshakeError::NoSession(e));
-        }
+        _ => match admit(&hub, requested, token).await {
+            Ok(admission) => Ok(admission),
+            Err(error) => Err(admission_refused(&hub, error)?),
+        },
     };
     let user = admitted.as_ref().ok().and_then(|a| a.user.clone());
     if user.as_deref().is_some_and(|user| hub.user_is_full(user)) {
@@ -184,6 +184,26 @@ pub(crate) async fn upgrade(
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     Ok(response)
+}
+
+/// Why an admission failed, as the close reason the socket gets; a store that failed refuses the
+/// handshake itself.
+fn admission_refused(hub: &Hub, error: AdmitError) -> Result<CloseReason, HandshakeError> {
+    match error {
+        AdmitError::Close(CloseReason::TooManySessions) => {
+            let max = hub.limits().max_sessions;
+            count_refused(hub, &StoreError::TooManySessions { max });
+            Ok(CloseReason::TooManySessions)
+        }
+        AdmitError::Close(reason) => {
+            tracing::debug!(reason = reason.text(), "connection token refused");
+            Ok(reason)
+        }
+        AdmitError::Store(e) => {
+            tracing::warn!(error = %e, "handshake refused: no session");
+            Err(HandshakeError::NoSession(e))
+        }
+    }
 }
 
 /// Refuses a handshake for a connection limit.

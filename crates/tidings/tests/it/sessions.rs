@@ -291,3 +291,27 @@ async fn the_welcome_says_whether_the_session_was_resumed() {
     assert_eq!(stranger.welcome["resumed"], false, "an unknown cookie");
     assert_ne!(stranger.cookie, unknown);
 }
+
+/// One address may make `max_new_sessions_per_ip` sessions a minute: past it a client that would
+/// need a new one is closed with 4005, while known sessions and token holders still connect.
+#[tokio::test]
+async fn an_address_makes_its_most_new_sessions_a_minute() {
+    let mut limits = Limits::default();
+    limits.max_new_sessions_per_ip = 2;
+    let server = Server::with_limits(limits).await;
+    let first = server.connect().await;
+    let _second = server.connect().await;
+    let (code, reason) = server.refused(None).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (4005, "too many sessions: try again later")
+    );
+    let unknown = SessionId::random().unwrap().to_string();
+    assert_eq!(server.refused_with(Some(&unknown), None).await.0, 4005);
+    let reload = server.tab(&first).await;
+    assert_eq!(
+        reload.welcome["resumed"], true,
+        "a known session still connects"
+    );
+    assert_eq!(server.hub.stats().refused_connections, 2);
+}
