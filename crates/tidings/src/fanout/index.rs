@@ -231,7 +231,7 @@ impl Index {
             }
             if let Some(frame) = &changed {
                 // A full queue marks its socket closing; its writer counts it.
-                let _ = outbox.push(Outgoing::Frame(frame.clone()));
+                let _ = outbox.push(Outgoing::Session(frame.clone()));
             }
         }
     }

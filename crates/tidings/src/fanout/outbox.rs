@@ -39,6 +39,9 @@ pub(crate) enum Outgoing {
     /// A whole frame for this socket alone (a reply, the welcome, a pong), or shared (the server
     /// heartbeat).
     Frame(Bytes),
+    /// The session's state after a change (shared by its sockets): a newer one replaces one
+    /// still waiting in the queue, since each says the whole state.
+    Session(Bytes),
     /// An RFC 6455 ping.
     Ping,
 }
@@ -51,7 +54,7 @@ impl Outgoing {
     fn size(&self) -> usize {
         match self {
             Self::Event(event) => event.size(),
-            Self::Frame(bytes) => bytes.len(),
+            Self::Frame(bytes) | Self::Session(bytes) => bytes.len(),
             Self::Ping => PING.len(),
         }
     }
@@ -61,7 +64,7 @@ impl Outgoing {
     pub(crate) fn into_frame(self, encoding: Encoding) -> (Bytes, Option<std::time::Duration>) {
         match self {
             Self::Event(event) => encoding.event(&event),
-            Self::Frame(bytes) => (bytes, None),
+            Self::Frame(bytes) | Self::Session(bytes) => (bytes, None),
             Self::Ping => (Bytes::from_static(PING), None),
         }
     }
@@ -94,6 +97,8 @@ struct State {
     replayed: Vec<(Arc<str>, Position)>,
     /// While a release is under way: the replayed events not yet queued, oldest first.
     backlog: Option<VecDeque<Arc<Event>>>,
+    /// Where in `queue` the session frame not yet taken by the writer is.
+    session_at: Option<usize>,
     closing: Option<CloseReason>,
 }
 
@@ -171,6 +176,17 @@ impl Outbox {
             && !state.fresh(event)
         {
             return Ok(());
+        }
+        if let Outgoing::Session(frame) = &item {
+            if let Some(at) = state.session_at {
+                // Coalesced: the newer state takes the older one's place, before the replies
+                // queued since, so a flood of changes costs one frame per batch.
+                let size = frame.len();
+                let old = std::mem::replace(&mut state.queue[at], item);
+                state.queued_bytes = state.queued_bytes - old.size() + size;
+                return Ok(());
+            }
+            state.session_at = Some(state.queue.len());
         }
         self.enqueue(state, [item])
     }
@@ -295,6 +311,7 @@ impl Outbox {
             }
             std::mem::swap(&mut state.queue, batch);
             state.queued_bytes = 0;
+            state.session_at = None;
             if state.closing.is_none() {
                 self.page(&mut state, batch);
             }
@@ -510,6 +527,26 @@ mod tests {
             .unwrap();
         outbox.push(Outgoing::Event(numbered(4))).unwrap();
         assert_eq!(drained(&outbox).await, [2, 3, 4], "each offset once");
+    }
+
+    #[tokio::test]
+    async fn a_newer_session_frame_takes_the_place_of_one_still_waiting() {
+        let outbox = Outbox::new(100, 1 << 20);
+        let session = |text: &'static str| Outgoing::Session(Bytes::from_static(text.as_bytes()));
+        outbox.push(session("one")).unwrap();
+        outbox.push(frame(1)).unwrap();
+        outbox.push(session("three")).unwrap();
+        outbox.push(frame(2)).unwrap();
+        let mut batch = VecDeque::new();
+        outbox.next_batch(&mut batch).await;
+        let written: Vec<_> = batch
+            .drain(..)
+            .map(|item| item.into_frame(Encoding::Json).0)
+            .collect();
+        assert_eq!(written, [&b"three"[..], &[1], &[2]]);
+        outbox.push(session("four")).unwrap();
+        outbox.next_batch(&mut batch).await;
+        assert_eq!(batch.len(), 1, "a frame the writer took is not replaced");
     }
 
     #[tokio::test]
