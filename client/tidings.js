@@ -361,6 +361,7 @@ export class Tidings {
         const frame = { type: "subscribe", channels, token, ...(Object.keys(since).length > 0 && { since }) };
         try {
           const reply = await new Promise((resolve, reject) => this.#send(frame, { resolve, reject, whole: true }));
+          for (const channel of channels) this.#unrestored.delete(channel);
           this.#held(reply.result);
           this.#recovered(reply.recovered);
           restored.push(...channels);
@@ -370,12 +371,11 @@ export class Tidings {
           const refused = e.code === "forbidden_channel" && channels.includes(e.channel) ? [e.channel] : channels;
           for (const channel of refused) {
             lost.push({ channel, code: e.code, message: e.message });
+            this.#unrestored.delete(channel);
             this.#positions.delete(channel);
             this.#tokens.delete(channel);
           }
           channels = channels.filter((c) => !refused.includes(c));
-        } finally {
-          for (const channel of [...restored, ...lost.map((l) => l.channel)]) this.#unrestored.delete(channel);
         }
       }
     }

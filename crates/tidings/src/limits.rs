@@ -210,6 +210,36 @@ impl Limits {
     }
 }
 
+/// A token bucket: `rate` tokens a second, at most `burst` at once, taken `n` at a time (a
+/// socket's requests and pings, the bytes replayed to it).
+#[derive(Debug)]
+pub(crate) struct TokenBucket {
+    tokens: f64,
+    last: tokio::time::Instant,
+}
+
+impl TokenBucket {
+    /// A bucket holding `burst` tokens.
+    pub(crate) fn full(burst: f64) -> Self {
+        Self {
+            tokens: burst,
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Takes `n` tokens if the bucket holds them now.
+    pub(crate) fn take(&mut self, n: f64, rate: f64, burst: f64) -> bool {
+        let now = tokio::time::Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * rate;
+        (self.tokens, self.last) = ((self.tokens + refill).min(burst), now);
+        let fits = n <= self.tokens;
+        if fits {
+            self.tokens -= n;
+        }
+        fits
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -233,7 +233,8 @@ impl Outbox {
 
     /// Queues `reply`, then each replay (a channel, the position the client had, the events it
     /// missed, oldest first) a page at a time, then what was held, less what a replay already
-    /// gave; holding ends with the last page. Until a channel's live events pass its replay,
+    /// gave; events of channels with history are held until the last page (held from now on if
+    /// they were not already), and holding ends with it. Until a channel's live events pass its replay,
     /// those the replay gave are dropped.
     pub(crate) fn release(
         &self,
@@ -250,8 +251,10 @@ impl Outbox {
             state.replayed.push((channel, last.clone()));
             backlog.extend(events);
         }
-        // The writer queues the first page when it takes the reply.
+        // The writer queues the first page when it takes the reply; until the last, live events
+        // of channels with history wait behind the replay, whether or not the socket held before.
         state.backlog = Some(backlog);
+        state.held.get_or_insert_with(Vec::new);
         self.enqueue(state, reply.map(Outgoing::Frame))
     }
 
@@ -348,6 +351,16 @@ mod tests {
 
     fn frame(n: u8) -> Outgoing {
         Outgoing::Frame(Bytes::from(vec![n]))
+    }
+
+    /// The frames of the next batch the writer takes.
+    async fn written(outbox: &Outbox) -> Vec<Bytes> {
+        let mut batch = VecDeque::new();
+        outbox.next_batch(&mut batch).await;
+        batch
+            .drain(..)
+            .map(|item| item.into_frame(Encoding::Json).0)
+            .collect()
     }
 
     #[tokio::test]
@@ -537,16 +550,29 @@ mod tests {
         outbox.push(frame(1)).unwrap();
         outbox.push(session("three")).unwrap();
         outbox.push(frame(2)).unwrap();
-        let mut batch = VecDeque::new();
-        outbox.next_batch(&mut batch).await;
-        let written: Vec<_> = batch
-            .drain(..)
-            .map(|item| item.into_frame(Encoding::Json).0)
-            .collect();
-        assert_eq!(written, [&b"three"[..], &[1], &[2]]);
+        assert_eq!(written(&outbox).await, [&b"three"[..], &[1], &[2]]);
         outbox.push(session("four")).unwrap();
-        outbox.next_batch(&mut batch).await;
-        assert_eq!(batch.len(), 1, "a frame the writer took is not replaced");
+        assert_eq!(
+            written(&outbox).await,
+            [&b"four"[..]],
+            "a frame the writer took is not replaced"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replay_to_a_socket_that_did_not_hold_still_comes_before_live_events() {
+        let outbox = Outbox::new(4, 1 << 20);
+        let since = numbered(0).position().unwrap().clone();
+        let replay: Vec<_> = (1..=6).map(numbered).collect();
+        outbox
+            .release(None, vec![("c".into(), since, replay)])
+            .unwrap();
+        outbox.push(Outgoing::Event(numbered(7))).unwrap();
+        let mut offsets = Vec::new();
+        while offsets.len() < 7 {
+            offsets.extend(drained(&outbox).await);
+        }
+        assert_eq!(offsets, [1, 2, 3, 4, 5, 6, 7]);
     }
 
     #[tokio::test]
@@ -599,14 +625,8 @@ mod tests {
         for n in 0..1000u16 {
             outbox.pong(Bytes::copy_from_slice(&n.to_be_bytes()));
         }
-        let mut batch = VecDeque::new();
-        outbox.next_batch(&mut batch).await;
-        let frames: Vec<_> = batch
-            .drain(..)
-            .map(|o| o.into_frame(Encoding::Json).0)
-            .collect();
         assert_eq!(
-            frames,
+            written(&outbox).await,
             [&999u16.to_be_bytes()[..], &[1]],
             "one pong, the latest, first"
         );

@@ -16,6 +16,7 @@ use crate::auth::Claims;
 use crate::error::RequestError;
 use crate::history::Recovery;
 use crate::ids::{SessionId, SocketId};
+use crate::limits::TokenBucket;
 use crate::logs::Folded;
 use crate::model::{Event, HeartbeatOp, Position, PresenceKind};
 use crate::protocol::{Positions, ServerBeat, Welcome};
@@ -37,42 +38,9 @@ pub(crate) struct Recovered {
 /// One channel's replay: the channel, the position the client had, the events after it.
 pub(crate) type Replay = (Arc<str>, Position, Vec<Arc<Event>>);
 
-/// Bytes of replayed events one socket may be sent at once, and per [`REPLAY_REFILL`]: what a
-/// client that asks to recover again and again can make the node send.
-const REPLAY_BUDGET: usize = 16 << 20;
-
-/// How long the replay budget takes to fill again from empty.
-const REPLAY_REFILL: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// What is left of a socket's replay budget, and when that was reckoned.
-#[derive(Debug)]
-struct Budget {
-    bytes: f64,
-    at: tokio::time::Instant,
-}
-
-impl Budget {
-    /// A full budget.
-    fn full() -> Self {
-        Self {
-            bytes: REPLAY_BUDGET as f64,
-            at: tokio::time::Instant::now(),
-        }
-    }
-
-    /// Takes `bytes` if the budget holds them now.
-    fn take(&mut self, bytes: usize) -> bool {
-        let now = tokio::time::Instant::now();
-        let refill = now.duration_since(self.at).as_secs_f64() / REPLAY_REFILL.as_secs_f64();
-        self.bytes = (self.bytes + refill * REPLAY_BUDGET as f64).min(REPLAY_BUDGET as f64);
-        self.at = now;
-        let fits = bytes as f64 <= self.bytes;
-        if fits {
-            self.bytes -= bytes as f64;
-        }
-        fits
-    }
-}
+/// Bytes of replayed events one socket may be sent at once, and a minute: what a client that
+/// asks to recover again and again can make the node send.
+const REPLAY_BUDGET: f64 = (16 << 20) as f64;
 
 /// A client's socket: its session, its id, what its connection token granted.
 pub(crate) struct Client {
@@ -85,8 +53,8 @@ pub(crate) struct Client {
     beating: AtomicBool,
     /// When this socket's last start or beat was applied (none once it stopped).
     last_beat: parking_lot::Mutex<Option<tokio::time::Instant>>,
-    /// What may still be replayed to this socket.
-    replay_budget: parking_lot::Mutex<Budget>,
+    /// What may still be replayed to this socket, in bytes.
+    replay_budget: parking_lot::Mutex<TokenBucket>,
 }
 
 impl Client {
@@ -104,7 +72,7 @@ impl Client {
             granted,
             beating: AtomicBool::new(false),
             last_beat: parking_lot::Mutex::new(None),
-            replay_budget: parking_lot::Mutex::new(Budget::full()),
+            replay_budget: parking_lot::Mutex::new(TokenBucket::full(REPLAY_BUDGET)),
         }
     }
 
@@ -163,8 +131,13 @@ impl Client {
     /// `rate_limited`, logged once per interval) when they do not fit.
     fn afford(&self, events: &[Arc<Event>]) -> bool {
         static LOG: Folded = Folded::new();
-        let bytes = events.iter().map(|e| e.size()).sum();
-        if self.replay_budget.lock().take(bytes) {
+        let bytes: usize = events.iter().map(|e| e.size()).sum();
+        let per_second = REPLAY_BUDGET / 60.0;
+        if self
+            .replay_budget
+            .lock()
+            .take(bytes as f64, per_second, REPLAY_BUDGET)
+        {
             return true;
         }
         self.hub.counters().rate_limited();

@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
-use std::time::Duration;
 use tokio::time::Instant;
 
 /// Which connection limit a handshake met.

@@ -14,13 +14,13 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
-use tokio::time::Instant;
 use tungstenite::Message;
 
 use super::ws::{ReadError, Reader as WsReader, Writer, recycle};
 use crate::error::RequestError;
 use crate::fanout::{Outbox, Outgoing};
 use crate::hub::{Admission, Client, Hub};
+use crate::limits::TokenBucket;
 use crate::logs::Folded;
 use crate::model::PresenceKind;
 use crate::protocol::{CloseReason, Encoding, Request, frame};
@@ -32,11 +32,10 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pings a client may send per second, and at once; past it the socket closes with 1008.
 const MAX_PINGS: usize = 64;
 
-/// A token bucket over what a socket sends (its requests, its pings): `rate` a second, `burst`
-/// at once.
+/// A token bucket over what a socket sends (its frames, its pings): `rate` a second, `burst`
+/// at once, with the refusals in a row.
 struct Bucket {
-    tokens: f64,
-    last: Instant,
+    tokens: TokenBucket,
     /// Requests refused in a row.
     refused: usize,
 }
@@ -53,19 +52,15 @@ impl Bucket {
     /// A full bucket.
     fn new(burst: usize) -> Self {
         Self {
-            tokens: burst as f64,
-            last: Instant::now(),
+            tokens: TokenBucket::full(burst as f64),
             refused: 0,
         }
     }
 
     /// Takes a token for one request.
     fn take(&mut self, rate: usize, burst: usize) -> Throttle {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * rate as f64;
-        (self.tokens, self.last) = ((self.tokens + refill).min(burst as f64), now);
-        if self.tokens >= 1.0 {
-            (self.tokens, self.refused) = (self.tokens - 1.0, 0);
+        if self.tokens.take(1.0, rate as f64, burst as f64) {
+            self.refused = 0;
             return Throttle::Pass;
         }
         self.refused += 1;
@@ -384,28 +379,25 @@ impl<'a> Reader<'a> {
     /// Decodes a frame and starts answering it; the reply is queued when it is ready. A frame
     /// past the request rate (`passed` false) is answered `rate_limited`, whatever it held.
     fn answer(&self, frame: &str, waiting: &mut Waiting<'a>, passed: bool) {
-        let limits = self.hub.limits();
-        let limited = || RequestError::RateLimited(limits.request_rate).into();
-        let request = match self.encoding.decode(frame) {
-            Ok(request) if passed => request,
-            Ok(request) => {
-                self.hub.counters().rate_limited();
-                let reply = self.encoding.error(Some(request.id()), &limited());
-                let _ = self.outbox.push(Outgoing::Frame(reply));
-                return;
-            }
-            Err(bad) => {
-                let counters = self.hub.counters();
-                counters.refused_frame(None);
-                let error = match passed {
-                    true => bad.error,
-                    false => {
-                        counters.rate_limited();
-                        limited()
+        let (limits, counters) = (self.hub.limits(), self.hub.counters());
+        let request = match (self.encoding.decode(frame), passed) {
+            (Ok(request), true) => request,
+            (decoded, passed) => {
+                let (id, error) = match decoded {
+                    Ok(request) => (Some(request.id()), None),
+                    Err(bad) => {
+                        counters.refused_frame(None);
+                        (bad.id, passed.then_some(bad.error))
                     }
                 };
-                let reply = self.encoding.error(bad.id, &error);
-                let _ = self.outbox.push(Outgoing::Frame(reply));
+                // Past the rate, whatever the frame held, the answer is `rate_limited`.
+                let error = error.unwrap_or_else(|| {
+                    counters.rate_limited();
+                    RequestError::RateLimited(limits.request_rate).into()
+                });
+                let _ = self
+                    .outbox
+                    .push(Outgoing::Frame(self.encoding.error(id, &error)));
                 return;
             }
         };
