@@ -120,7 +120,7 @@ pub(super) fn receive(receiver: &Arc<Receiver>, info: PushInfo) {
             PushKind::Message | PushKind::SMessage,
             [Value::BulkString(channel), Value::BulkString(payload)],
         ) => receiver.deliver(channel, payload),
-        (PushKind::Disconnection, _) => receiver.set_ready(false),
+        (PushKind::Disconnection, _) => receiver.unreachable(),
         _ => {}
     }
 }

@@ -208,7 +208,7 @@ impl ClusterTransport {
     /// from the new one after.
     async fn replace(&self) -> Result<(), BusError> {
         // Messages may have been missed while the shard was away.
-        self.receiver.set_ready(false);
+        self.receiver.unreachable();
         let next = self.generation.load(Ordering::Acquire) + 1;
         let fresh = connect(&self.nodes, &self.receiver, &self.generation, next).await?;
         let subjects: Vec<String> = self.subscribed.lock().iter().cloned().collect();

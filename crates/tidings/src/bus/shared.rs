@@ -374,9 +374,9 @@ impl Receiver {
         }
     }
 
-    /// Records whether the broker is reachable.
-    pub(crate) fn set_ready(&self, ready: bool) {
-        self.switch(ready);
+    /// Records that the broker cannot be reached (it may have sent messages this node missed).
+    pub(crate) fn unreachable(&self) {
+        self.switch(false);
     }
 
     /// Records whether the broker is reachable; `true` when it just came back.
@@ -484,7 +484,7 @@ impl<T: Transport> SharedBus<T> {
         let sent = self.transport.send(subject, payload).await;
         match &sent {
             Ok(()) => self.receiver.counted(Counters::bus_sent),
-            Err(_) => self.receiver.set_ready(false),
+            Err(_) => self.receiver.unreachable(),
         }
         sent
     }
@@ -615,7 +615,7 @@ async fn apply_interest(
             checked = Instant::now();
             match transport.ping().await {
                 Ok(()) => receiver.reached(),
-                Err(_) => receiver.set_ready(false),
+                Err(_) => receiver.unreachable(),
             }
         }
         let (batch, version) = wanted.take();
@@ -644,7 +644,7 @@ async fn apply_interest(
             }
             Err(error) => {
                 tracing::debug!(%error, "could not change subscriptions; retrying");
-                receiver.set_ready(false);
+                receiver.unreachable();
                 wanted.restore(batch);
                 wanted.changed.notify_one();
                 tokio::time::sleep(RETRY_AFTER).await;
