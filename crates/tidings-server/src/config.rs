@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::CommandFactory;
 use serde::{Deserialize, Serialize};
 use tidings::history::History;
-use tidings::http::HttpOptions;
+use tidings::http::{HttpOptions, ServeOptions};
 use tidings::presence::{Heartbeat, Webhook};
 use tidings::{Hub, HubBuilder, KeepAlive, Limits, NodeId};
 
@@ -136,8 +136,8 @@ pub struct Settings {
     #[arg(long, env = "TIDINGS_MAX_HISTORY_BYTES", value_name = "BYTES")]
     pub max_history_bytes: Option<usize>,
 
-    /// Most sockets one client IP address holds on this node (0: no limit; leave it 0 behind a
-    /// proxy) [default: 0]
+    /// Most sockets one client IP address holds on this node (0: no limit; behind a proxy, set
+    /// client_address_header too) [default: 0]
     #[arg(long, env = "TIDINGS_MAX_CONNECTIONS_PER_IP", value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
 
@@ -146,7 +146,7 @@ pub struct Settings {
     pub max_connections_per_user: Option<usize>,
 
     /// Most new sessions one client IP address may make on this node in a minute (0: no limit;
-    /// leave it 0 behind a proxy) [default: 0]
+    /// behind a proxy, set client_address_header too) [default: 0]
     #[arg(long, env = "TIDINGS_MAX_NEW_SESSIONS_PER_IP", value_name = "N")]
     pub max_new_sessions_per_ip: Option<usize>,
 
@@ -179,6 +179,27 @@ pub struct Settings {
     /// Seconds a client may take to send an HTTP API body (408 past it) [default: 30]
     #[arg(long, env = "TIDINGS_BODY_TIMEOUT", value_name = "SECONDS")]
     pub body_timeout: Option<u64>,
+
+    /// Seconds a new connection may take to send its first byte (then it is closed)
+    /// [default: 10]
+    #[arg(long, env = "TIDINGS_FIRST_BYTE_TIMEOUT", value_name = "SECONDS")]
+    pub first_byte_timeout: Option<u64>,
+
+    /// Most connections of this node that have not sent a whole request head yet; past it the
+    /// oldest is closed (0: no limit) [default: 4096]
+    #[arg(long, env = "TIDINGS_MAX_PENDING_CONNECTIONS", value_name = "N")]
+    pub max_pending_connections: Option<usize>,
+
+    /// Most connections from one client IP address that have not sent a whole request head
+    /// yet; past it that address's oldest is closed (0: no limit) [default: 1024]
+    #[arg(long, env = "TIDINGS_MAX_PENDING_PER_IP", value_name = "N")]
+    pub max_pending_per_ip: Option<usize>,
+
+    /// Behind a proxy: the header whose last address is the client's (X-Forwarded-For,
+    /// X-Real-IP), counted by the per-address limits; only when clients reach the node through
+    /// the proxy alone [default: none]
+    #[arg(long, env = "TIDINGS_CLIENT_ADDRESS_HEADER", value_name = "HEADER")]
+    pub client_address_header: Option<String>,
 
     /// Log lines on stderr: `text` (coloured only on a terminal) or `json` (one object per
     /// line) [default: text]
@@ -483,8 +504,8 @@ pub struct Plan {
     pub listen: SocketAddr,
     /// Where to serve `/metrics` alone, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
-    /// How long a client may take to send a request's head.
-    pub header_timeout: Duration,
+    /// The accept loop's timeouts and bounds.
+    pub serve: ServeOptions,
 }
 
 impl Settings {
@@ -541,6 +562,9 @@ impl Settings {
             max_body: Some(1 << 20),
             header_timeout: Some(HEADER_TIMEOUT),
             body_timeout: Some(30),
+            first_byte_timeout: Some(10),
+            max_pending_connections: Some(4096),
+            max_pending_per_ip: Some(1024),
             log_format: Some(LogFormat::Text),
             bus: Some(BusKind::Memory),
             store: Some(StoreKind::Memory),
@@ -712,13 +736,29 @@ impl Settings {
             None if !listen.ip().is_loopback() => http.same_origin_only(),
             None => http,
         };
-        let header_timeout = Duration::from_secs(self.header_timeout.unwrap_or(HEADER_TIMEOUT));
+        if let Some(name) = self.client_address_header {
+            let header = name
+                .parse()
+                .map_err(|e| format!("client_address_header: {e}"))?;
+            http = http.client_address_header(header);
+        }
+        let mut serve = ServeOptions::new()
+            .header_timeout(Duration::from_secs(
+                self.header_timeout.unwrap_or(HEADER_TIMEOUT),
+            ))
+            .first_byte_timeout(Duration::from_secs(self.first_byte_timeout.unwrap_or(10)));
+        if let Some(max) = self.max_pending_connections {
+            serve = serve.max_pending_connections(max);
+        }
+        if let Some(max) = self.max_pending_per_ip {
+            serve = serve.max_pending_per_ip(max);
+        }
         Ok(Plan {
             hub,
             http,
             listen,
             metrics_listen: self.metrics_listen,
-            header_timeout,
+            serve,
         })
     }
 }

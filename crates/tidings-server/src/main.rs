@@ -138,12 +138,8 @@ async fn serve(
             .map_err(|e| format!("cannot listen on {metrics} (metrics_listen): {e}"))?;
         let at = listener.local_addr().map_err(|e| e.to_string())?;
         let routes = tidings::http::metrics_routes().with_state(hub.clone());
-        let serve = tidings::http::serve(
-            listener,
-            routes,
-            plan.header_timeout,
-            std::future::pending(),
-        );
+        let serve =
+            tidings::http::serve(listener, routes, plan.serve.clone(), std::future::pending());
         tokio::spawn(async move {
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "the metrics listener stopped");
@@ -165,7 +161,7 @@ async fn serve(
         shutdown.await;
         closing.shutdown();
     };
-    tidings::http::serve(listener, app, plan.header_timeout, shutdown)
+    tidings::http::serve(listener, app, plan.serve, shutdown)
         .await
         .map_err(|e| format!("server error: {e}"))?;
     if tokio::time::timeout(DRAIN_TIMEOUT, hub.drained())

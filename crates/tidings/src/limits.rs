@@ -51,13 +51,17 @@ pub struct Limits {
     /// the process's open-file limit, so the API and `/healthz` keep answering.
     pub max_connections: usize,
     /// Most sockets one client IP address holds on this node; past it a handshake gets 503
-    /// (0: no limit). Behind a proxy every client has the proxy's address: leave it 0 there.
+    /// (0: no limit). Behind a proxy every client has the proxy's address unless
+    /// [`HttpOptions::client_address_header`](crate::http::HttpOptions::client_address_header) names
+    /// the header it writes the client's in.
     pub max_connections_per_ip: usize,
     /// Most sockets one user id holds on this node; past it a handshake gets 503 (0: no limit).
     pub max_connections_per_user: usize,
     /// Most new sessions one client IP address may make on this node in a minute; past it a
     /// handshake without a token that would need a new session is closed with 4005 (0: no
-    /// limit). Behind a proxy every client has the proxy's address: leave it 0 there.
+    /// limit). Behind a proxy every client has the proxy's address unless
+    /// [`HttpOptions::client_address_header`](crate::http::HttpOptions::client_address_header) names
+    /// the header it writes the client's in.
     pub max_new_sessions_per_ip: usize,
     /// Most sessions the session store may hold when a new one is asked for; past it a new
     /// client's socket is closed with 4005 (0: no limit). Only stores that count their sessions

@@ -127,6 +127,11 @@ impl Collector for Scrape {
                 s.history_evicted,
             ),
             (
+                "tidings_pending_dropped",
+                "Connections that had not sent a request head, closed to make room (this process)",
+                super::pending::DROPPED.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            (
                 "tidings_task_panics",
                 "Panics caught in long-lived tasks and bus message handling",
                 s.task_panics,

@@ -11,6 +11,7 @@
 //! # Ok(()) }
 //! ```
 
+mod address;
 mod api;
 mod body;
 mod client;
@@ -22,7 +23,7 @@ mod pending;
 mod serve;
 
 pub(crate) use error::ApiError;
-pub use serve::serve;
+pub use serve::{ServeOptions, serve};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +33,7 @@ use axum::extract::{DefaultBodyLimit, FromRef, Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderName, HeaderValue, StatusCode, header};
 
 use crate::hub::Hub;
 use crate::socket::{HandshakeError, upgrade};
@@ -46,6 +47,7 @@ pub struct HttpOptions {
     max_body: usize,
     body_timeout: Duration,
     origins: Origins,
+    client_address_header: Option<HeaderName>,
 }
 
 impl Default for HttpOptions {
@@ -55,6 +57,7 @@ impl Default for HttpOptions {
             max_body: 1024 * 1024,
             body_timeout: Duration::from_secs(30),
             origins: Origins::Any,
+            client_address_header: None,
         }
     }
 }
@@ -92,6 +95,16 @@ impl HttpOptions {
     /// Lets only pages served from the host a WebSocket request was sent to open one.
     pub fn same_origin_only(mut self) -> Self {
         self.origins = Origins::SameHost;
+        self
+    }
+
+    /// Behind a proxy: the per-address limits (`max_connections_per_ip`,
+    /// `max_new_sessions_per_ip`) count the last address of this header (`X-Forwarded-For`,
+    /// `X-Real-IP`), the one the proxy saw, instead of the proxy's. Set it only when clients
+    /// reach the node through the proxy alone: anyone else could write the header. A request
+    /// without it counts its peer address.
+    pub fn client_address_header(mut self, header: HeaderName) -> Self {
+        self.client_address_header = Some(header);
         self
     }
 
@@ -139,6 +152,7 @@ where
     Hub: FromRef<S>,
 {
     let key = options.api_key.clone();
+    let forwarded = options.client_address_header.clone();
     let api = api::routes()
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
@@ -154,7 +168,7 @@ where
             refuse_foreign_pages,
         ))
         .layer(middleware::from_fn(preflight));
-    Router::new()
+    let routes = Router::new()
         .route(
             "/ws",
             get(websocket).layer(middleware::from_fn_with_state(
@@ -173,7 +187,11 @@ where
             get(metrics::metrics).layer(middleware::from_fn_with_state(key, require_key)),
         )
         .nest("/api", api)
-        .merge(client::routes())
+        .merge(client::routes());
+    match forwarded {
+        Some(header) => routes.layer(middleware::from_fn_with_state(header, address::from_header)),
+        None => routes,
+    }
 }
 
 /// `GET /metrics` alone, with no API key: for a listener of its own that only the metrics

@@ -1,27 +1,29 @@
 //! Connections that have not yet sent a whole request head: a silent or slow client holds a file
-//! descriptor for nothing, so they are bounded per node ([`MAX_PENDING`]) and per client address
-//! ([`MAX_PENDING_PER_ADDRESS`]). Past either bound the oldest such connection (of the node, or of
-//! that address) is dropped, so a flood of silent connections cannot starve the requests and
-//! WebSockets of others of descriptors.
+//! descriptor for nothing, so they are bounded per node and per client address
+//! ([`ServeOptions`](super::ServeOptions)). Past either bound the oldest such connection (of the
+//! node, or of that address) is dropped, so a flood of silent connections cannot starve the
+//! requests and WebSockets of others of descriptors.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::logs::Folded;
 
-/// Most connections of a node that have not sent a whole request head yet.
-pub(crate) const MAX_PENDING: usize = 4096;
-
-/// Most connections from one address that have not sent a whole request head yet.
-pub(crate) const MAX_PENDING_PER_ADDRESS: usize = 1024;
+/// Pending connections this process dropped to make room (`tidings_pending_dropped_total`):
+/// one count for every listener, as the process's descriptors are one.
+pub(crate) static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// The connections not yet past their first request head, oldest first.
-#[derive(Default)]
 pub(crate) struct Pending {
+    /// Most of the node's at once (0: no limit).
+    max: usize,
+    /// Most of one address's at once (0: no limit).
+    max_per_address: usize,
     state: Mutex<State>,
 }
 
@@ -54,6 +56,16 @@ pub(crate) struct Place {
 }
 
 impl Pending {
+    /// No connections yet; at most `max` at once, `max_per_address` from one address (0: no
+    /// limit).
+    pub(crate) fn new(max: usize, max_per_address: usize) -> Self {
+        Self {
+            max,
+            max_per_address,
+            state: Mutex::default(),
+        }
+    }
+
     /// Counts a new connection from `address`; the receiver resolves with `Ok` when the
     /// connection must be dropped to make room. Drops the oldest pending connection of the
     /// address, or of the node, when either is full.
@@ -63,12 +75,14 @@ impl Pending {
         let mut state = self.state.lock();
         let mut evicted = Vec::new();
         let of_address = state.by_address.get(&address).map_or(0, BTreeSet::len);
-        if of_address >= MAX_PENDING_PER_ADDRESS
+        if self.max_per_address > 0
+            && of_address >= self.max_per_address
             && let Some(&oldest) = state.by_address.get(&address).and_then(BTreeSet::first)
         {
             evicted.extend(state.remove(oldest));
         }
-        if state.waiting.len() >= MAX_PENDING
+        if self.max > 0
+            && state.waiting.len() >= self.max
             && let Some(&oldest) = state.waiting.keys().next()
         {
             evicted.extend(state.remove(oldest));
@@ -78,6 +92,7 @@ impl Pending {
         state.waiting.insert(id, (address, dropper));
         state.by_address.entry(address).or_default().insert(id);
         drop(state);
+        DROPPED.fetch_add(evicted.len() as u64, Ordering::Relaxed);
         if !evicted.is_empty()
             && let Some(connections) = LOG.note(evicted.len() as u64)
         {
@@ -116,12 +131,16 @@ mod tests {
 
     #[test]
     fn past_the_bounds_the_oldest_pending_connection_goes() {
-        let pending = Arc::new(Pending::default());
+        let (max, max_per_address) = (4096, 1024);
+        let pending = Arc::new(Pending::new(max, max_per_address));
         let one = IpAddr::from([127, 0, 0, 1]);
-        let mut places: Vec<_> = (0..=MAX_PENDING_PER_ADDRESS)
-            .map(|_| pending.enter(one))
-            .collect();
+        let before = DROPPED.load(Ordering::Relaxed);
+        let mut places: Vec<_> = (0..=max_per_address).map(|_| pending.enter(one)).collect();
         assert_eq!(places[0].1.try_recv(), Ok(()), "the address's oldest went");
+        assert!(
+            DROPPED.load(Ordering::Relaxed) > before,
+            "and it is counted"
+        );
         assert!(places[1].1.try_recv().is_err(), "the others stay");
         places[1].0.leave();
         places.push(pending.enter(one));
@@ -131,7 +150,7 @@ mod tests {
         );
         places.push(pending.enter(one));
         assert_eq!(places[2].1.try_recv(), Ok(()));
-        for n in 0..MAX_PENDING {
+        for n in 0..max {
             let address = IpAddr::from([
                 10,
                 (n / 62_500) as u8,

@@ -23,11 +23,64 @@ use crate::logs::Folded;
 /// How long the accept loop rests after an error such as running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Longest a new connection may take to send its first byte (or `header_timeout`, if shorter).
-const FIRST_BYTE: Duration = Duration::from_secs(10);
-
 /// How long a stopping server waits for HTTP requests in progress before it returns.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Settings of the accept loop, [`serve`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServeOptions {
+    header_timeout: Duration,
+    first_byte_timeout: Duration,
+    max_pending: usize,
+    max_pending_per_ip: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(30),
+            first_byte_timeout: Duration::from_secs(10),
+            max_pending: 4096,
+            max_pending_per_ip: 1024,
+        }
+    }
+}
+
+impl ServeOptions {
+    /// 30 s to send a request head, 10 s of it to send the first byte; at most 4,096 connections
+    /// of the node and 1,024 of one address that have not sent a request head yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Longest a client may take to send a request's head; then the connection is closed.
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
+        self
+    }
+
+    /// Longest a new connection may take to send its first byte (or `header_timeout`, if
+    /// shorter); then it is closed.
+    pub fn first_byte_timeout(mut self, timeout: Duration) -> Self {
+        self.first_byte_timeout = timeout;
+        self
+    }
+
+    /// Most connections of the node that have not sent a whole request head yet (0: no limit);
+    /// a new one past it closes the oldest.
+    pub fn max_pending_connections(mut self, max: usize) -> Self {
+        self.max_pending = max;
+        self
+    }
+
+    /// Most connections from one client address that have not sent a whole request head yet (0:
+    /// no limit); a new one past it closes that address's oldest.
+    pub fn max_pending_per_ip(mut self, max: usize) -> Self {
+        self.max_pending_per_ip = max;
+        self
+    }
+}
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets requests in progress finish,
 /// for at most 10 s: a client that never finishes its request does not hold the shutdown up
@@ -35,7 +88,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// `shutdown` resolves, before this waits, as `tidings serve` does).
 ///
 /// Unlike `axum::serve`, a client gets `header_timeout` to send each request's head (then the
-/// connection is closed), so connections that never finish a request cannot pile up; every
+/// connection is closed), and connections that have not sent a request head yet are bounded in
+/// number ([`ServeOptions`]), so connections that never finish a request cannot pile up; every
 /// request carries the peer's address (`ConnectInfo<SocketAddr>`, which the per-address socket
 /// limit reads); and accept errors (out of file descriptors, say) are logged once per 10 s, with
 /// how many there were, while the loop keeps trying. A connection closed with part of a request
@@ -44,27 +98,29 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 ///
 /// ```no_run
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use std::time::Duration;
-/// use tidings::http::{HttpOptions, router, serve};
+/// use tidings::http::{HttpOptions, ServeOptions, router, serve};
 ///
 /// let hub = tidings::Hub::builder().build()?;
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:7400").await?;
 /// let app = router(hub, HttpOptions::new());
-/// serve(listener, app, Duration::from_secs(30), std::future::pending()).await?;
+/// serve(listener, app, ServeOptions::new(), std::future::pending()).await?;
 /// # Ok(()) }
 /// ```
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    header_timeout: Duration,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+        .header_read_timeout(options.header_timeout);
     let (stop, stopping) = watch::channel(());
-    let pending = Arc::new(Pending::default());
-    let first_byte = header_timeout.min(FIRST_BYTE);
+    let pending = Arc::new(Pending::new(
+        options.max_pending,
+        options.max_pending_per_ip,
+    ));
+    let first_byte = options.header_timeout.min(options.first_byte_timeout);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {

@@ -225,6 +225,45 @@ async fn a_handshake_past_max_connections_per_ip_is_503_with_its_code() {
     assert_eq!(server.hub.stats().refused_connections, 1);
 }
 
+/// A handshake with `extra` headers: the head of the answer, and the connection (open on a 101).
+async fn handshake_with(server: &Server, extra: &str) -> (String, tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    );
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(stream.read_u8().await.unwrap());
+    }
+    (String::from_utf8_lossy(&head).into_owned(), stream)
+}
+
+/// Behind a proxy the per-address cap counts the address the proxy puts in the header the
+/// operator names (its last entry: those before it may be forged), not the proxy's.
+#[tokio::test]
+async fn behind_a_proxy_the_per_address_cap_counts_the_forwarded_address() {
+    let mut limits = Limits::default();
+    limits.max_connections_per_ip = 1;
+    let header = http::HeaderName::from_static("x-forwarded-for");
+    let options = HttpOptions::new().client_address_header(header);
+    let server = Server::with(Hub::builder().limits(limits), options).await;
+    let (one, _one) = handshake_with(&server, "X-Forwarded-For: 203.0.113.1\r\n").await;
+    let (two, _two) = handshake_with(&server, "X-Forwarded-For: 203.0.113.2\r\n").await;
+    assert!(one.starts_with("HTTP/1.1 101") && two.starts_with("HTTP/1.1 101"));
+    let forged = "X-Forwarded-For: 203.0.113.9, 203.0.113.1\r\n";
+    let (again, _) = handshake_with(&server, forged).await;
+    assert!(again.starts_with("HTTP/1.1 503"), "{again}");
+    let (direct, _direct) = handshake_with(&server, "").await;
+    assert!(
+        direct.starts_with("HTTP/1.1 101"),
+        "without the header, the peer address counts: {direct}"
+    );
+    assert_eq!(server.hub.stats().refused_connections, 1);
+}
+
 #[tokio::test]
 async fn a_handshake_past_max_connections_is_503_and_counted() {
     let mut limits = Limits::default();

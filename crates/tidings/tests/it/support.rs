@@ -15,9 +15,6 @@ use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
 /// A guard against a hung test, not a synchronization: every awaited frame arrives far sooner.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// How long a test server gives a client to send a request's head.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// A running tidings server in this process: its hub, and its endpoints as a [`Node`].
 pub struct Server {
     pub hub: Hub,
@@ -53,7 +50,12 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = tidings::http::router(hub.clone(), options);
-        let serve = tidings::http::serve(listener, app, HEADER_TIMEOUT, std::future::pending());
+        let serve = tidings::http::serve(
+            listener,
+            app,
+            tidings::http::ServeOptions::new(),
+            std::future::pending(),
+        );
         tokio::spawn(async move { serve.await.unwrap() });
         Self {
             hub,
