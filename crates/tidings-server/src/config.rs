@@ -88,6 +88,11 @@ pub struct Settings {
     #[arg(long, env = "TIDINGS_EMPTY_SESSION_TTL", value_name = "SECONDS")]
     pub empty_session_ttl: Option<u64>,
 
+    /// Seconds a session holding channels but no user id outlives its last socket when no
+    /// connection token and no backend call vouched for it [default: 600]
+    #[arg(long, env = "TIDINGS_ANONYMOUS_SESSION_TTL", value_name = "SECONDS")]
+    pub anonymous_session_ttl: Option<u64>,
+
     /// Most sessions the in-memory store holds; past it a new client is closed with 4005
     /// (0: no limit) [default: 250000]
     #[arg(long, env = "TIDINGS_MAX_SESSIONS", value_name = "N")]
@@ -197,7 +202,7 @@ pub struct Settings {
 
     /// Behind a proxy: the header whose last address is the client's (X-Forwarded-For,
     /// X-Real-IP), counted by the per-address limits; only when clients reach the node through
-    /// the proxy alone [default: none]
+    /// the proxy alone [default: the peer's address]
     #[arg(long, env = "TIDINGS_CLIENT_ADDRESS_HEADER", value_name = "HEADER")]
     pub client_address_header: Option<String>,
 
@@ -539,6 +544,7 @@ impl Settings {
             user_channels: Some(vec!["user:*".into()]),
             session_ttl: Some(86_400),
             empty_session_ttl: Some(60),
+            anonymous_session_ttl: Some(600),
             max_sessions: Some(limits.max_sessions),
             max_frame_size: Some(limits.max_frame_size),
             max_args_size: Some(limits.max_args_size),
@@ -696,6 +702,9 @@ impl Settings {
         }
         if let Some(ttl) = self.empty_session_ttl {
             builder = builder.empty_session_ttl(Duration::from_secs(ttl));
+        }
+        if let Some(ttl) = self.anonymous_session_ttl {
+            builder = builder.anonymous_session_ttl(Duration::from_secs(ttl));
         }
         if let Some(ttl) = self.session_ttl {
             builder = builder.session_ttl(Duration::from_secs(ttl));

@@ -30,12 +30,28 @@ struct SocketEntry {
     outbox: Arc<Outbox>,
 }
 
+/// How long a session is kept once its last socket leaves: by what it holds, and who vouched
+/// for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// It holds nothing: `empty_session_ttl`.
+    Empty,
+    /// Channels its client subscribed to, no user id, and no connection token: a visitor's page,
+    /// or a script's churn, kept `anonymous_session_ttl`.
+    Anonymous,
+    /// A user id, or channels of a session a socket joined with a connection token (the
+    /// backend vouched for it): `session_ttl`.
+    Whole,
+}
+
 /// A session with at least one socket on this node.
 #[derive(Debug, Default)]
 struct LocalSession {
     sockets: Vec<u64>,
     channels: HashSet<Arc<str>>,
     user: Option<Arc<str>>,
+    /// A socket joined it with a connection token.
+    vouched: bool,
     /// Until the session's state is loaded from the store: operations received meanwhile,
     /// replayed on top of the loaded state (they are idempotent assignments, so replaying one
     /// the loaded state already reflects changes nothing).
@@ -43,10 +59,18 @@ struct LocalSession {
 }
 
 impl LocalSession {
-    /// Whether the session holds anything a reload would miss: a channel or a user id (or
-    /// its state is not loaded yet, so it may).
-    fn holds(&self) -> bool {
-        self.pending.is_some() || !self.channels.is_empty() || self.user.is_some()
+    /// How long the session is kept after its last socket: as long as a session is when its
+    /// state is not loaded yet (it may hold anything).
+    fn keep(&self) -> Keep {
+        if self.pending.is_some() || self.user.is_some() {
+            Keep::Whole
+        } else if self.channels.is_empty() {
+            Keep::Empty
+        } else if self.vouched {
+            Keep::Whole
+        } else {
+            Keep::Anonymous
+        }
     }
 
     /// The channel and user topics this session's sockets belong to.
@@ -149,6 +173,7 @@ impl Index {
         seq: u64,
         session: &SessionId,
         outbox: Arc<Outbox>,
+        vouched: bool,
         interest: &mut Interest,
     ) -> bool {
         self.sockets.insert(
@@ -171,12 +196,20 @@ impl Index {
             }
         });
         local.sockets.push(seq);
+        local.vouched |= vouched;
         if local.pending.is_none() {
             for topic in local.topics() {
                 self.members.join(topic, seq, &outbox, interest);
             }
         }
         is_new
+    }
+
+    /// Notes that the backend vouched for a session with a socket here.
+    pub(crate) fn vouch(&mut self, session: &SessionId) {
+        if let Some(local) = self.sessions.get_mut(session) {
+            local.vouched = true;
+        }
     }
 
     /// Sets a newly attached session's state from the store and replays what arrived meanwhile.
@@ -237,12 +270,12 @@ impl Index {
     }
 
     /// Removes a socket from every index. Returns its session when it was the session's last
-    /// socket on this node, and whether the session holds anything.
+    /// socket on this node, and how long the session is kept.
     pub(crate) fn detach(
         &mut self,
         seq: u64,
         interest: &mut Interest,
-    ) -> Option<(SessionId, bool)> {
+    ) -> Option<(SessionId, Keep)> {
         let entry = self.sockets.remove(&seq)?;
         if let Some(slice) = self.slices.get_mut((seq % SLICES) as usize) {
             slice.retain(|s| *s != seq);
@@ -257,10 +290,10 @@ impl Index {
         if !local.sockets.is_empty() {
             return None;
         }
-        let holds = local.holds();
+        let keep = local.keep();
         self.sessions.remove(&entry.session);
         interest.push((Topic::Session(entry.session.clone()), false));
-        Some((entry.session, holds))
+        Some((entry.session, keep))
     }
 
     /// Calls `f` on the outbox of every local socket `target` names.
@@ -345,16 +378,10 @@ impl Index {
         self.sessions.get(session)?.user.clone()
     }
 
-    /// Sessions with a socket here: those holding a channel or a user id, and the others.
-    pub(crate) fn live_sessions(&self) -> (Vec<SessionId>, Vec<SessionId>) {
-        let (mut holding, mut empty) = (Vec::new(), Vec::new());
-        for (id, local) in &self.sessions {
-            match local.holds() {
-                true => holding.push(id.clone()),
-                false => empty.push(id.clone()),
-            }
-        }
-        (holding, empty)
+    /// Sessions with a socket here that would be kept as `keep` says.
+    pub(crate) fn live_sessions(&self, keep: Keep) -> Vec<SessionId> {
+        let kept = self.sessions.iter().filter(|(_, l)| l.keep() == keep);
+        kept.map(|(id, _)| id.clone()).collect()
     }
 
     /// The `n` channels with the most subscribed sockets on this node, most first.
@@ -408,13 +435,13 @@ mod tests {
     fn ready_session(index: &mut Index, seq: u64, state: SessionState) -> SessionId {
         let sid = SessionId::random().unwrap();
         let mut interest = Interest::new();
-        assert!(index.attach(seq, &sid, outbox(), &mut interest));
+        assert!(index.attach(seq, &sid, outbox(), false, &mut interest));
         index.load(&sid, state, &mut interest);
         sid
     }
 
     #[test]
-    fn a_session_holds_something_once_it_has_a_channel_or_a_user() {
+    fn a_session_is_kept_by_what_it_holds_and_who_vouched_for_it() {
         let mut index = Index::default();
         let empty = ready_session(&mut index, 1, SessionState::default());
         let state = SessionState {
@@ -422,13 +449,28 @@ mod tests {
             channels: Vec::new(),
         };
         let held = ready_session(&mut index, 2, state);
-        assert_eq!(
-            index.live_sessions(),
-            (vec![held.clone()], vec![empty.clone()])
-        );
+        assert_eq!(index.live_sessions(Keep::Whole), vec![held.clone()]);
+        assert_eq!(index.live_sessions(Keep::Empty), vec![empty.clone()]);
         let mut interest = Interest::new();
         index.apply(&empty, &SessionOp::Subscribe(names(&["a"])), &mut interest);
-        assert_eq!(index.detach(1, &mut interest), Some((empty, true)));
+        assert_eq!(index.live_sessions(Keep::Anonymous), vec![empty.clone()]);
+        assert!(!index.attach(3, &empty, outbox(), true, &mut interest));
+        assert_eq!(index.detach(3, &mut interest), None);
+        assert_eq!(
+            index.detach(1, &mut interest),
+            Some((empty, Keep::Whole)),
+            "a tab that joined with a token vouched for the session"
+        );
+        let anonymous = ready_session(&mut index, 4, SessionState::default());
+        index.apply(
+            &anonymous,
+            &SessionOp::Subscribe(names(&["a"])),
+            &mut interest,
+        );
+        assert_eq!(
+            index.detach(4, &mut interest),
+            Some((anonymous, Keep::Anonymous))
+        );
     }
 
     #[test]
@@ -441,7 +483,7 @@ mod tests {
         };
         let sid = ready_session(&mut index, 1, state);
         assert!(
-            !index.attach(2, &sid, outbox(), &mut interest),
+            !index.attach(2, &sid, outbox(), false, &mut interest),
             "second tab shares the session"
         );
         index.apply(
@@ -459,8 +501,8 @@ mod tests {
         assert!(interest.is_empty(), "the other tab still holds every topic");
         assert_eq!(
             index.detach(2, &mut interest),
-            Some((sid.clone(), true)),
-            "the last tab: the session holds channels"
+            Some((sid.clone(), Keep::Whole)),
+            "the last tab: the session holds a user id"
         );
         assert_eq!(index.sizes(), IndexSizes::default());
         assert!(interest.contains(&(Topic::Channel("a".into()), false)));
@@ -482,7 +524,7 @@ mod tests {
             channels: names(&["a", "b", "c"]),
         };
         let sid = ready_session(&mut index, 1, state);
-        index.attach(2, &sid, outbox(), &mut interest);
+        index.attach(2, &sid, outbox(), false, &mut interest);
         index.apply(&sid, &SessionOp::Unsubscribe(names(&["a"])), &mut interest);
         assert_eq!(count(&index, Target::Channel("a".into())), 0);
         assert_eq!(count(&index, Target::Channel("b".into())), 2);
@@ -509,7 +551,7 @@ mod tests {
         let mut index = Index::default();
         let mut interest = Interest::new();
         let sid = SessionId::random().unwrap();
-        index.attach(1, &sid, outbox(), &mut interest);
+        index.attach(1, &sid, outbox(), false, &mut interest);
         index.apply(&sid, &SessionOp::Subscribe(names(&["x"])), &mut interest);
         index.apply(
             &sid,
@@ -563,7 +605,7 @@ mod tests {
         let mut interest = Interest::new();
         let sid: SessionId = "s".parse().unwrap();
         for seq in [3, 3 + SLICES, 4] {
-            index.attach(seq, &sid, outbox(), &mut interest);
+            index.attach(seq, &sid, outbox(), false, &mut interest);
         }
         assert_eq!(index.slice(3).count(), 2);
         assert_eq!(index.slice(4).count(), 1);

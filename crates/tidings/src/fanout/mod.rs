@@ -10,6 +10,7 @@ mod index;
 pub(crate) mod keepalive;
 mod outbox;
 
+pub(crate) use index::Keep;
 pub use keepalive::KeepAlive;
 pub(crate) use outbox::{Outbox, Outgoing};
 
@@ -143,9 +144,21 @@ impl Local {
         result
     }
 
-    /// Registers a socket; `true` when its session must be loaded (then call [`Local::load`]).
-    pub(crate) fn attach(&self, seq: u64, session: &SessionId, outbox: Arc<Outbox>) -> bool {
-        self.change(|index, interest| index.attach(seq, session, outbox, interest))
+    /// Registers a socket (`vouched`: it joined with a connection token); `true` when its
+    /// session must be loaded (then call [`Local::load`]).
+    pub(crate) fn attach(
+        &self,
+        seq: u64,
+        session: &SessionId,
+        outbox: Arc<Outbox>,
+        vouched: bool,
+    ) -> bool {
+        self.change(|index, interest| index.attach(seq, session, outbox, vouched, interest))
+    }
+
+    /// Notes that the backend vouched for a session with a socket here.
+    pub(crate) fn vouch(&self, session: &SessionId) {
+        self.index.write().vouch(session);
     }
 
     /// Gives a newly attached session its stored state.
@@ -154,8 +167,8 @@ impl Local {
     }
 
     /// Removes a socket from every index; returns its session if no other local socket has it,
-    /// and whether the session holds a channel or a user id.
-    pub(crate) fn detach(&self, seq: u64) -> Option<(SessionId, bool)> {
+    /// and how long the session is kept.
+    pub(crate) fn detach(&self, seq: u64) -> Option<(SessionId, Keep)> {
         let (session, empty) = self.change(|index, interest| {
             let session = index.detach(seq, interest);
             (session, index.sizes().sockets == 0)
@@ -184,9 +197,9 @@ impl Local {
         self.index.read().has_socket(seq)
     }
 
-    /// Sessions with a socket on this node.
-    pub(crate) fn live_sessions(&self) -> (Vec<SessionId>, Vec<SessionId>) {
-        self.index.read().live_sessions()
+    /// Sessions with a socket on this node that would be kept as `keep` says.
+    pub(crate) fn live_sessions(&self, keep: Keep) -> Vec<SessionId> {
+        self.index.read().live_sessions(keep)
     }
 
     /// The channels of a local session.

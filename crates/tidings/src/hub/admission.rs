@@ -19,6 +19,8 @@ pub(crate) struct Admission {
     pub(crate) user: Option<Arc<str>>,
     /// Whether the session existed before this socket (`false`: a new, empty one).
     pub(crate) resumed: bool,
+    /// Whether the socket came with a connection token: the backend vouches for the session.
+    pub(crate) vouched: bool,
 }
 
 /// Why a socket is not let in.
@@ -67,6 +69,7 @@ pub(crate) async fn admit(
             granted: Vec::new(),
             user,
             resumed,
+            vouched: false,
         });
     };
     let claims = hub
@@ -131,5 +134,6 @@ pub(crate) async fn admit(
         granted: channels,
         user: sub.map(Into::into).or(user),
         resumed,
+        vouched: true,
     })
 }

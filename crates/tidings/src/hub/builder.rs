@@ -33,6 +33,7 @@ pub struct HubBuilder {
     limits: Limits,
     session_ttl: Duration,
     empty_session_ttl: Duration,
+    anonymous_session_ttl: Duration,
     public_channels: Vec<String>,
     user_channels: Vec<String>,
     #[cfg(feature = "tokens")]
@@ -57,6 +58,7 @@ impl Default for HubBuilder {
             limits: Limits::default(),
             session_ttl: Duration::from_secs(24 * 60 * 60),
             empty_session_ttl: Duration::from_secs(60),
+            anonymous_session_ttl: Duration::from_secs(10 * 60),
             public_channels: vec!["public:*".into()],
             user_channels: vec!["user:*".into()],
             #[cfg(feature = "tokens")]
@@ -100,6 +102,17 @@ impl HubBuilder {
     /// the session id; past it the client gets a new session and loses nothing.
     pub fn empty_session_ttl(mut self, ttl: Duration) -> Self {
         self.empty_session_ttl = ttl;
+        self
+    }
+
+    /// How long a session that holds channels but no user id outlives its last socket when
+    /// only its client vouched for it (default: 10 minutes; between `empty_session_ttl` and
+    /// `session_ttl`): no socket came with a connection token, and the backend did not
+    /// subscribe it on that node. A visitor's reload keeps it; a script that makes sessions by
+    /// the thousand does not fill the store for `session_ttl`. Past it, tidings.js subscribes
+    /// its page again (`welcome` says `resumed: false`).
+    pub fn anonymous_session_ttl(mut self, ttl: Duration) -> Self {
+        self.anonymous_session_ttl = ttl;
         self
     }
 
@@ -199,6 +212,7 @@ impl HubBuilder {
         for (name, ttl) in [
             ("session_ttl", self.session_ttl),
             ("empty_session_ttl", self.empty_session_ttl),
+            ("anonymous_session_ttl", self.anonymous_session_ttl),
         ] {
             if ttl < Duration::from_secs(1) {
                 return Err(BuildError::InvalidSetting {
@@ -271,11 +285,15 @@ impl HubBuilder {
             self.limits.max_connections_per_user,
             self.limits.max_new_sessions_per_ip,
         ));
+        let empty_session_ttl = self.empty_session_ttl.min(self.session_ttl);
         let shared = Arc::new(Shared {
             node,
             limits: self.limits,
             session_ttl: self.session_ttl,
-            empty_session_ttl: self.empty_session_ttl.min(self.session_ttl),
+            empty_session_ttl,
+            anonymous_session_ttl: self
+                .anonymous_session_ttl
+                .clamp(empty_session_ttl, self.session_ttl),
             rules,
             #[cfg(feature = "tokens")]
             token_key: self.token_key,

@@ -215,7 +215,11 @@ impl Client {
                 });
             }
         }
-        let all = self.session.subscribe(channels.clone()).await?;
+        let vouched = claims.is_some();
+        let all = self
+            .session
+            .subscribe_vouched(channels.clone(), vouched)
+            .await?;
         Ok((all, self.positions(&channels).await))
     }
 

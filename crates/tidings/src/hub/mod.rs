@@ -29,7 +29,7 @@ use crate::auth::TokenKey;
 use crate::auth::{ChannelRules, Claims};
 use crate::bus::Carrier;
 use crate::error::{BusError, PublishError, SessionError, StoreError, TokenError};
-use crate::fanout::{KeepAlive, Local, Outbox};
+use crate::fanout::{Keep, KeepAlive, Local, Outbox};
 use crate::history::{self, Streams};
 use crate::ids::{NodeId, SessionId, SocketId};
 use crate::limits::Limits;
@@ -68,6 +68,9 @@ pub(crate) struct Shared {
     session_ttl: Duration,
     /// How long a session holding nothing outlives its last socket (at most `session_ttl`).
     empty_session_ttl: Duration,
+    /// How long a session holding channels its client chose, no user id, and no token
+    /// outlives its last socket (between `empty_session_ttl` and `session_ttl`).
+    anonymous_session_ttl: Duration,
     rules: ChannelRules,
     #[cfg(feature = "tokens")]
     token_key: Option<TokenKey>,
@@ -83,6 +86,17 @@ pub(crate) struct Shared {
     /// Panics caught in this node's tasks (and its bus's).
     faults: Arc<Faults>,
     next_seq: AtomicU64,
+}
+
+impl Shared {
+    /// How long a session kept as `keep` outlives its last socket.
+    fn ttl(&self, keep: Keep) -> Duration {
+        match keep {
+            Keep::Empty => self.empty_session_ttl,
+            Keep::Anonymous => self.anonymous_session_ttl,
+            Keep::Whole => self.session_ttl,
+        }
+    }
 }
 
 impl Hub {
@@ -465,20 +479,21 @@ impl Hub {
         ))
     }
 
-    /// Registers a socket of `session` and gives it the session's channels and user id, once the
-    /// bus subscriptions they need are in effect.
+    /// Registers a socket of `session` (`vouched`: it came with a connection token) and gives it
+    /// the session's channels and user id, once the bus subscriptions they need are in effect.
     /// The returned guard removes the socket from every index when dropped.
     pub(crate) async fn attach(
         &self,
         session: &SessionId,
         outbox: Arc<Outbox>,
+        vouched: bool,
     ) -> Result<SocketGuard, SessionError> {
         let seq = self.shared.next_seq.fetch_add(1, Ordering::Relaxed);
         let guard = SocketGuard {
             hub: self.clone(),
             id: SocketId::new(self.shared.node.clone(), seq),
         };
-        if self.shared.local.attach(seq, session, outbox) {
+        if self.shared.local.attach(seq, session, outbox, vouched) {
             let state = self.shared.store.load(session).await?;
             self.shared.local.load(session, state.unwrap_or_default());
         }
@@ -512,14 +527,11 @@ impl SocketGuard {
 impl Drop for SocketGuard {
     fn drop(&mut self) {
         let shared = &self.hub.shared;
-        let Some((session, holds)) = shared.local.detach(self.id.seq()) else {
+        let Some((session, keep)) = shared.local.detach(self.id.seq()) else {
             return;
         };
         let store = shared.store.clone();
-        let ttl = match holds {
-            true => shared.session_ttl,
-            false => shared.empty_session_ttl,
-        };
+        let ttl = shared.ttl(keep);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if let Err(e) = store.touch(&[session], ttl).await {
@@ -541,7 +553,7 @@ mod tests {
         let (sid, state) = hub.open_session(None).await.unwrap();
         assert!(state.is_none());
         let tab = hub
-            .attach(&sid, Arc::new(Outbox::new(4, 1 << 20)))
+            .attach(&sid, Arc::new(Outbox::new(4, 1 << 20)), false)
             .await
             .unwrap();
         tokio::time::sleep(ttl * 5).await;
@@ -554,7 +566,7 @@ mod tests {
         let (same, state) = hub.open_session(Some(sid.clone())).await.unwrap();
         assert_eq!((same, state.is_some()), (sid.clone(), true));
         let tab = hub
-            .attach(&sid, Arc::new(Outbox::new(4, 1 << 20)))
+            .attach(&sid, Arc::new(Outbox::new(4, 1 << 20)), false)
             .await
             .unwrap();
         drop(tab);
@@ -586,10 +598,10 @@ mod tests {
         let (empty, _) = hub.open_session(None).await.unwrap();
         let (held, _) = hub.open_session(None).await.unwrap();
         let tabs = [
-            hub.attach(&empty, Arc::new(Outbox::new(4, 1 << 20)))
+            hub.attach(&empty, Arc::new(Outbox::new(4, 1 << 20)), false)
                 .await
                 .unwrap(),
-            hub.attach(&held, Arc::new(Outbox::new(4, 1 << 20)))
+            hub.attach(&held, Arc::new(Outbox::new(4, 1 << 20)), false)
                 .await
                 .unwrap(),
         ];
@@ -617,6 +629,49 @@ mod tests {
         assert!(
             !alive(&held).await,
             "gone session_ttl after its last socket"
+        );
+    }
+
+    /// A session whose client alone subscribed it (no user id, no token, no backend) lives
+    /// `anonymous_session_ttl` after its last socket; one the backend subscribed, `session_ttl`.
+    #[tokio::test(start_paused = true)]
+    async fn a_session_only_its_client_vouched_for_lives_anonymous_session_ttl() {
+        let (ttl, anonymous_ttl) = (Duration::from_secs(3600), Duration::from_secs(300));
+        let mut quiet = KeepAlive::default();
+        (quiet.message, quiet.ping_interval) = (None, None);
+        let hub = Hub::builder()
+            .session_ttl(ttl)
+            .anonymous_session_ttl(anonymous_ttl)
+            .keep_alive(quiet)
+            .build()
+            .unwrap();
+        let (visitor, _) = hub.open_session(None).await.unwrap();
+        let (backed, _) = hub.open_session(None).await.unwrap();
+        let outbox = || Arc::new(Outbox::new(4, 1 << 20));
+        let tabs = [
+            hub.attach(&visitor, outbox(), false).await.unwrap(),
+            hub.attach(&backed, outbox(), false).await.unwrap(),
+        ];
+        let session = |sid: &SessionId| hub.session(sid.clone());
+        session(&visitor)
+            .subscribe_vouched("a", false)
+            .await
+            .unwrap();
+        session(&backed).subscribe("a").await.unwrap();
+        tokio::time::sleep(ttl * 2).await;
+        assert!(
+            session(&visitor).state().await.is_ok(),
+            "kept while a socket is attached"
+        );
+        drop(tabs);
+        tokio::time::sleep(anonymous_ttl + Duration::from_secs(1)).await;
+        assert!(
+            session(&visitor).state().await.is_err(),
+            "gone anonymous_session_ttl after its last socket"
+        );
+        assert!(
+            session(&backed).state().await.is_ok(),
+            "the backend vouched for this one"
         );
     }
 

@@ -50,9 +50,24 @@ impl Session {
         Ok(channels)
     }
 
-    /// Subscribes the session to channels; returns all its channels.
+    /// Subscribes the session to channels; returns all its channels. The backend vouches for
+    /// the session: on a node where it has a socket, it is kept `session_ttl` after its last
+    /// socket leaves, not `anonymous_session_ttl`.
     pub async fn subscribe(&self, channels: impl IntoNames) -> Result<Vec<String>, SessionError> {
+        self.subscribe_vouched(channels, true).await
+    }
+
+    /// Subscribes the session to channels; `vouched` when the backend asked (or a token it
+    /// signed allows them), not the client alone.
+    pub(crate) async fn subscribe_vouched(
+        &self,
+        channels: impl IntoNames,
+        vouched: bool,
+    ) -> Result<Vec<String>, SessionError> {
         let channels = self.checked(channels)?;
+        if vouched {
+            self.hub.shared.local.vouch(&self.id);
+        }
         let shared = &self.hub.shared;
         let max = shared.limits.max_channels_per_session;
         let all = shared.store.subscribe(&self.id, &channels, max).await?;

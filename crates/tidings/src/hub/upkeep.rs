@@ -5,6 +5,7 @@ use std::sync::Weak;
 use std::time::Duration;
 
 use super::Shared;
+use crate::fanout::Keep;
 use crate::ids::SessionId;
 use crate::store::SessionState;
 
@@ -14,13 +15,10 @@ pub(crate) fn period(ttl: Duration) -> Duration {
 }
 
 /// Runs until the hub is dropped. Every third of `empty_session_ttl`: touches the live sessions,
-/// those that hold nothing with that TTL and the others with `session_ttl`; stores again, from
+/// each with the TTL it would have after its last socket; stores again, from
 /// this node's own index, every live session the store no longer has; and sweeps the store.
 pub(crate) async fn run(shared: Weak<Shared>) {
-    let Some((ttl, empty_ttl)) = shared
-        .upgrade()
-        .map(|s| (s.session_ttl, s.empty_session_ttl))
-    else {
+    let Some(empty_ttl) = shared.upgrade().map(|s| s.empty_session_ttl) else {
         return;
     };
     let mut tick = tokio::time::interval(period(empty_ttl));
@@ -30,9 +28,9 @@ pub(crate) async fn run(shared: Weak<Shared>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let (holding, empty) = shared.local.live_sessions();
         let mut lost = false;
-        for (live, ttl) in [(holding, ttl), (empty, empty_ttl)] {
+        for keep in [Keep::Whole, Keep::Anonymous, Keep::Empty] {
+            let (live, ttl) = (shared.local.live_sessions(keep), shared.ttl(keep));
             match shared.store.touch(&live, ttl).await {
                 Ok(missing) => {
                     lost |= !missing.is_empty();

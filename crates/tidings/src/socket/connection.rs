@@ -107,6 +107,7 @@ where
         session,
         granted,
         resumed,
+        vouched,
         ..
     } = admission;
     let (mut stream, mut writer) = serve(&hub, io);
@@ -121,7 +122,7 @@ where
         // first.
         outbox.hold();
     }
-    let guard = match hub.attach(&session, outbox.clone()).await {
+    let guard = match hub.attach(&session, outbox.clone(), vouched).await {
         Ok(guard) => guard,
         Err(e) => {
             tracing::warn!(error = %e, "socket refused: could not load its session");
