@@ -231,11 +231,22 @@ impl TokenBucket {
         }
     }
 
-    /// Takes `n` tokens if the bucket holds them now.
-    pub(crate) fn take(&mut self, n: f64, rate: f64, burst: f64) -> bool {
+    /// Adds the tokens earned since the last call.
+    fn refill(&mut self, rate: f64, burst: f64) {
         let now = tokio::time::Instant::now();
         let refill = now.duration_since(self.last).as_secs_f64() * rate;
         (self.tokens, self.last) = ((self.tokens + refill).min(burst), now);
+    }
+
+    /// How long until the bucket holds `n` tokens (zero if it does now).
+    pub(crate) fn wait(&mut self, n: f64, rate: f64, burst: f64) -> std::time::Duration {
+        self.refill(rate, burst);
+        std::time::Duration::from_secs_f64(((n - self.tokens) / rate).max(0.0))
+    }
+
+    /// Takes `n` tokens if the bucket holds them now.
+    pub(crate) fn take(&mut self, n: f64, rate: f64, burst: f64) -> bool {
+        self.refill(rate, burst);
         let fits = n <= self.tokens;
         if fits {
             self.tokens -= n;

@@ -12,7 +12,7 @@ mod outbox;
 
 pub(crate) use index::Keep;
 pub use keepalive::KeepAlive;
-pub(crate) use outbox::{Outbox, Outgoing};
+pub(crate) use outbox::{Outbox, Outgoing, SessionPacer};
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -15,6 +15,9 @@
 //! a replay of any length never crosses the queue's bounds: the rest waits as references to the
 //! events history holds, and holding goes on until the last page is queued.
 //!
+//! A socket's `session` frames are paced ([`SessionPacer`]): a flood of changes to a session
+//! costs each of its sockets at most [`SESSION_RATE`] frames a second, however fast it reads.
+//!
 //! The outbox is also where the server's ping round notes whether the peer has been heard from
 //! since the last ping.
 
@@ -28,6 +31,7 @@ use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use parking_lot::{Mutex, MutexGuard};
 
+use crate::limits::TokenBucket;
 use crate::model::{Event, Position};
 use crate::protocol::{CloseReason, Encoding, frame};
 
@@ -48,6 +52,62 @@ pub(crate) enum Outgoing {
 
 /// An empty ping frame.
 const PING: &[u8] = &[frame::PING, 0];
+
+/// `session` frames written to one socket a second, on average.
+pub(crate) const SESSION_RATE: f64 = 10.0;
+
+/// `session` frames written to one socket at once, above the rate.
+const SESSION_BURST: f64 = 20.0;
+
+/// Paces one socket's `session` frames: past [`SESSION_RATE`] (and a burst of 20), the newest
+/// waits aside, replaced by any newer one (each says the whole state), until the budget lets it
+/// go. Replies and events are never held up.
+#[derive(Debug)]
+pub(crate) struct SessionPacer {
+    budget: TokenBucket,
+    late: Option<Outgoing>,
+}
+
+impl SessionPacer {
+    /// A full budget, nothing waiting.
+    pub(crate) fn new() -> Self {
+        Self {
+            budget: TokenBucket::full(SESSION_BURST),
+            late: None,
+        }
+    }
+
+    /// Takes a batch's session frame (at most one: the outbox coalesces them) out of it when
+    /// one already waits or the budget is spent; it then waits for [`SessionPacer::due`].
+    pub(crate) fn pace(&mut self, batch: &mut VecDeque<Outgoing>) {
+        let Some(at) = batch
+            .iter()
+            .position(|item| matches!(item, Outgoing::Session(_)))
+        else {
+            return;
+        };
+        if self.late.is_some() || !self.budget.take(1.0, SESSION_RATE, SESSION_BURST) {
+            self.late = batch.remove(at);
+        }
+    }
+
+    /// Resolves with the waiting session frame once the budget lets it go; never while none
+    /// waits.
+    pub(crate) async fn due(&mut self) -> Outgoing {
+        loop {
+            if self.late.is_none() {
+                return std::future::pending().await;
+            }
+            let wait = self.budget.wait(1.0, SESSION_RATE, SESSION_BURST);
+            tokio::time::sleep(wait).await;
+            if self.budget.take(1.0, SESSION_RATE, SESSION_BURST)
+                && let Some(late) = self.late.take()
+            {
+                return late;
+            }
+        }
+    }
+}
 
 impl Outgoing {
     /// About how many bytes this item's frame takes.
@@ -630,5 +690,32 @@ mod tests {
             [&999u16.to_be_bytes()[..], &[1]],
             "one pong, the latest, first"
         );
+    }
+
+    /// Past the burst, a socket's session frames wait, the newest replacing the older, and go
+    /// one per tenth of a second: a flood of changes cannot make a fast reader's socket busy.
+    #[tokio::test(start_paused = true)]
+    async fn session_frames_past_the_budget_wait_and_coalesce() {
+        let session = |n: usize| Outgoing::Session(Bytes::from(n.to_string()));
+        let text = |item: &Outgoing| match item {
+            Outgoing::Session(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            other => format!("{other:?}"),
+        };
+        let mut pacer = SessionPacer::new();
+        let mut written = Vec::new();
+        for n in 0..30 {
+            let mut batch =
+                VecDeque::from([Outgoing::Frame(Bytes::from_static(b"reply")), session(n)]);
+            pacer.pace(&mut batch);
+            written.extend(batch.iter().map(text));
+        }
+        let sessions = written.iter().filter(|w| *w != "Frame(b\"reply\")").count();
+        assert_eq!(sessions, 20, "the burst: {written:?}");
+        assert_eq!(written.len(), 50, "every reply went at once");
+        let started = tokio::time::Instant::now();
+        assert_eq!(text(&pacer.due().await), "29", "the newest waited");
+        assert_eq!(started.elapsed(), std::time::Duration::from_millis(100));
+        let idle = tokio::time::timeout(std::time::Duration::from_secs(60), pacer.due());
+        assert!(idle.await.is_err(), "nothing else waits");
     }
 }

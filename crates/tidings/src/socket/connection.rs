@@ -18,7 +18,7 @@ use tungstenite::Message;
 
 use super::ws::{ReadError, Reader as WsReader, Writer, recycle};
 use crate::error::RequestError;
-use crate::fanout::{Outbox, Outgoing};
+use crate::fanout::{Outbox, Outgoing, SessionPacer};
 use crate::hub::{Admission, Client, Hub};
 use crate::limits::TokenBucket;
 use crate::logs::Folded;
@@ -176,6 +176,7 @@ async fn linger<R: AsyncRead + Unpin>(stream: &mut WsReader<R>) {
 /// The write loop: drains the outbox until the socket closes. A write that makes no progress for
 /// `write_timeout` (the client reads nothing) drops the socket, counted as a slow consumer, as is
 /// a socket closed because its queue was full, whatever filled it (events, replies, RPC results).
+/// `session` frames past the socket's budget wait, coalesced ([`SessionPacer`]).
 async fn write<W: AsyncWrite + Unpin>(
     writer: &mut Writer<W>,
     outbox: &Outbox,
@@ -184,8 +185,22 @@ async fn write<W: AsyncWrite + Unpin>(
 ) {
     let stall = hub.limits().write_timeout;
     let mut batch = VecDeque::new();
+    let mut pacer = SessionPacer::new();
     loop {
-        let closing = outbox.next_batch(&mut batch).await;
+        let woke = tokio::select! {
+            closing = outbox.next_batch(&mut batch) => Ok(closing),
+            late = pacer.due() => Err(late),
+        };
+        let closing = match woke {
+            Ok(closing) => {
+                pacer.pace(&mut batch);
+                closing
+            }
+            Err(late) => {
+                batch.push_back(late);
+                None
+            }
+        };
         let used = batch.len();
         let counters = hub.counters();
         let frames = batch.drain(..).map(|item| {
