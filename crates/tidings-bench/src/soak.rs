@@ -1,7 +1,8 @@
 //! The hostile soak: well-behaved subscribers receive a broadcast while hostile clients attack
 //! the same `tidings serve` (ping floods, reply amplification, slowloris handshakes, connection
-//! floods, oversized fragments). Reports what the well-behaved clients got, the node's memory, and
-//! how each attack's connections ended.
+//! floods, oversized fragments, session churn, silent TCP connections, fresh history channels,
+//! frames that are not JSON). Reports what the well-behaved clients got, whether `/healthz`
+//! answered, the node's memory, and how each attack's connections ended.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -37,6 +38,22 @@ const RATE: u64 = 20;
 const WARMUP: Duration = Duration::from_secs(5);
 /// Longest wait for a server's close frame or for its answer to a handshake.
 const PATIENCE: Duration = Duration::from_secs(40);
+/// The ports the node may listen on (the first free one): below Linux's ephemeral range
+/// (32768-60999), so the tens of thousands of connections the attackers open never take it.
+const PORTS: std::ops::RangeInclusive<u16> = 17_400..=17_499;
+/// What the node runs with beyond `tidings serve`'s defaults, as an operator whose clients
+/// connect directly would set it: every channel keeps history (so subscribing makes streams),
+/// one address makes at most 100 sessions a minute, history holds at most 4 MiB.
+const SETTINGS: [&str; 4] = [
+    "--max-new-sessions-per-ip",
+    "100",
+    "--max-history-bytes",
+    "4194304",
+];
+/// Silent connections each silent-TCP client keeps open.
+const SILENT_PER_CLIENT: usize = 200;
+/// How often `/healthz` is asked during the attacks, and how long it may take to answer.
+const PROBE: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(2));
 
 /// The attacks, each run by its share of the hostile clients, in a loop until the end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -46,15 +63,23 @@ enum Attack {
     Slowloris,
     ConnectionFlood,
     OversizedFragments,
+    SessionChurn,
+    SilentTcp,
+    StreamCreation,
+    GarbageFrames,
 }
 
 impl Attack {
-    const ALL: [Attack; 5] = [
+    const ALL: [Attack; 9] = [
         Attack::PingFlood,
         Attack::Amplification,
         Attack::Slowloris,
         Attack::ConnectionFlood,
         Attack::OversizedFragments,
+        Attack::SessionChurn,
+        Attack::SilentTcp,
+        Attack::StreamCreation,
+        Attack::GarbageFrames,
     ];
 
     fn name(self) -> &'static str {
@@ -64,6 +89,10 @@ impl Attack {
             Attack::Slowloris => "slowloris handshake (a header byte every 2 s)",
             Attack::ConnectionFlood => "connection flood (handshake, close, again)",
             Attack::OversizedFragments => "fragments past max_frame_size",
+            Attack::SessionChurn => "session churn (no cookie: handshake, subscribe, close)",
+            Attack::SilentTcp => "silent TCP (200 connections a client, no bytes, reopened)",
+            Attack::StreamCreation => "16 fresh history channels a subscribe, then unsubscribed",
+            Attack::GarbageFrames => "60 KB frames that are not JSON, reading nothing",
         }
     }
 }
@@ -118,13 +147,14 @@ impl Received {
 /// Runs the soak and prints its report (Markdown); fails if a well-behaved client missed a
 /// broadcast or the node's peak memory passed twice its baseline.
 pub async fn run(programs: &Programs, size: Size) -> Result<(), String> {
-    let server = Server::start(Kind::Tidings, programs).await?;
+    let settings = SETTINGS.map(String::from);
+    let server = Server::start_at(port()?, Kind::TidingsHistory, programs, &settings).await?;
     let addr = server.ws;
     let received = Arc::new(Received::new()?);
     let (stop_reading, reading) = watch::channel(false);
     let mut good = tokio::task::JoinSet::new();
     for i in 0..size.good {
-        let source = Ipv4Addr::new(127, 0, 1, (i / 5_000) as u8 + 1);
+        let source = Ipv4Addr::new(127, 0, 1, (i % 250) as u8 + 1);
         good.spawn(subscriber(addr, source, received.clone(), reading.clone()).await?);
     }
     let http = Http::new(format!("http://{addr}"));
@@ -135,6 +165,7 @@ pub async fn run(programs: &Programs, size: Size) -> Result<(), String> {
     received.attacked.store(true, Relaxed);
     let outcomes = Arc::new(Outcomes::default());
     let until = Instant::now() + Duration::from_secs(size.seconds);
+    let probing = tokio::spawn(probe(http.clone(), until));
     let mut attackers = tokio::task::JoinSet::new();
     for n in 0..size.hostile {
         let attack = Attack::ALL[n % Attack::ALL.len()];
@@ -148,6 +179,7 @@ pub async fn run(programs: &Programs, size: Size) -> Result<(), String> {
     }
     stop.store(true, Relaxed);
     let published = publishing.await.map_err(|e| e.to_string())?;
+    let (healthy, probes) = probing.await.map_err(|e| e.to_string())?;
     let expected = published * size.good as u64;
     let quiet = Instant::now() + PATIENCE;
     while received.frames.load(Relaxed) < expected && Instant::now() < quiet {
@@ -167,6 +199,7 @@ pub async fn run(programs: &Programs, size: Size) -> Result<(), String> {
     );
     println!("| well-behaved | |\n|---|---:|");
     println!("| broadcasts delivered | {delivered} / {expected} |");
+    println!("| `/healthz` answered during the attacks | {healthy} / {probes} |");
     println!(
         "| latency p50 / p99 / max before the attacks | {} |",
         received.quantiles(false)
@@ -204,6 +237,8 @@ pub async fn run(programs: &Programs, size: Size) -> Result<(), String> {
         "refused_connections",
         "ping_timeouts",
         "stored_sessions",
+        "evicted_sessions",
+        "history_evicted",
     ];
     let shown: Vec<String> = counters
         .iter()
@@ -219,12 +254,39 @@ pub async fn run(programs: &Programs, size: Size) -> Result<(), String> {
             "well-behaved clients got {delivered} of {expected} broadcasts"
         ));
     }
+    if healthy < probes {
+        return Err(format!("/healthz answered {healthy} of {probes} probes"));
+    }
     if peak > 2 * baseline {
         return Err(format!(
             "peak RSS {peak} KiB is more than twice the baseline {baseline} KiB"
         ));
     }
     Ok(())
+}
+
+/// The first free port of [`PORTS`] on the loopback address.
+fn port() -> Result<SocketAddr, String> {
+    PORTS
+        .filter_map(|port| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).ok())
+        .find_map(|listener| listener.local_addr().ok())
+        .ok_or_else(|| format!("no free port in {PORTS:?}"))
+}
+
+/// Asks `/healthz` every half second until `until`; how many answers came in time, of how
+/// many asks.
+async fn probe(http: Http, until: Instant) -> (u64, u64) {
+    let (mut healthy, mut probes) = (0, 0);
+    let mut tick = tokio::time::interval(PROBE.0);
+    while Instant::now() < until {
+        tick.tick().await;
+        probes += 1;
+        let answer = tokio::time::timeout(PROBE.1, http.get_json("/healthz")).await;
+        if matches!(answer, Ok(Ok(ref status)) if status["status"] == "ok") {
+            healthy += 1;
+        }
+    }
+    (healthy, probes)
 }
 
 /// Publishes a broadcast `RATE` times a second, each carrying its send time, until `stop`;
@@ -304,8 +366,13 @@ async fn attacker(
     until: Instant,
     outcomes: Arc<Outcomes>,
 ) {
+    if attack == Attack::SilentTcp {
+        let silent = (0..SILENT_PER_CLIENT).map(|_| silent(addr, source, until, &outcomes));
+        futures_util::future::join_all(silent).await;
+        return;
+    }
     while Instant::now() < until {
-        let outcome = match once(attack, addr, source).await {
+        let outcome = match once(attack, addr, source, until).await {
             Ok(outcome) => outcome,
             Err(e) => e,
         };
@@ -316,8 +383,36 @@ async fn attacker(
     }
 }
 
+/// Keeps one silent connection open until `until`, opening another each time the node closes
+/// it, counting how long each lasted.
+async fn silent(addr: SocketAddr, source: Ipv4Addr, until: Instant, outcomes: &Outcomes) {
+    while Instant::now() < until {
+        let started = Instant::now();
+        let outcome = match connect(addr, source).await {
+            Ok(mut stream) => {
+                let deadline = tokio::time::Instant::from_std(until);
+                let mut byte = [0; 1];
+                match tokio::time::timeout_at(deadline, stream.read(&mut byte)).await {
+                    Err(_) => "open at the end".to_string(),
+                    Ok(_) => match started.elapsed().as_secs() {
+                        0..10 => "closed by the node within 10 s (to make room)".into(),
+                        _ => "closed by the node at 10 s (first byte timeout)".into(),
+                    },
+                }
+            }
+            Err(e) => e,
+        };
+        count(outcomes, format!("{:?}: {outcome}", Attack::SilentTcp));
+    }
+}
+
 /// One connection of an attack; says how it ended.
-async fn once(attack: Attack, addr: SocketAddr, source: Ipv4Addr) -> Result<String, String> {
+async fn once(
+    attack: Attack,
+    addr: SocketAddr,
+    source: Ipv4Addr,
+    until: Instant,
+) -> Result<String, String> {
     let mut stream = connect(addr, source).await?;
     if attack == Attack::Slowloris {
         let started = Instant::now();
@@ -366,9 +461,86 @@ async fn once(attack: Attack, addr: SocketAddr, source: Ipv4Addr) -> Result<Stri
                 }
             }
         }
-        Attack::Slowloris => unreachable!("answered above"),
+        Attack::SessionChurn => {
+            if let Some(code) = refused(&mut stream).await? {
+                return Ok(code);
+            }
+            let subscribe = r#"{"type":"subscribe","id":1,"channels":["public:churn"]}"#;
+            send(&mut stream, 0x81, subscribe.as_bytes()).await?;
+            send(&mut stream, 0x88, &1000u16.to_be_bytes()).await?;
+            return Ok("subscribed, closed by the client".into());
+        }
+        Attack::StreamCreation => {
+            if let Some(code) = refused(&mut stream).await? {
+                return Ok(code);
+            }
+            return fresh_channels(&mut stream, source, until).await;
+        }
+        Attack::GarbageFrames => {
+            let garbage = vec![b'x'; 60_000];
+            let deadline = tokio::time::Instant::from_std(until);
+            for sent in 0u64.. {
+                match tokio::time::timeout_at(deadline, send(&mut stream, 0x81, &garbage)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break,
+                    Err(_) => return Ok(format!("open at the end, {sent} frames sent")),
+                }
+            }
+        }
+        Attack::Slowloris | Attack::SilentTcp => unreachable!("answered above"),
     }
     close_code(&mut stream).await
+}
+
+/// Reads the node's first frame after a handshake: `Some("close <code>")` when it closes the
+/// socket at once (no session for it), `None` for a `welcome`.
+async fn refused(stream: &mut TcpStream) -> Result<Option<String>, String> {
+    let read = tokio::time::timeout(PATIENCE, read_frame(stream));
+    match read.await {
+        Ok(Ok((0x08, payload))) => Ok(Some(close_text(&payload))),
+        Ok(Ok(_)) => Ok(None),
+        Ok(Err(e)) => Err(format!("read: {e}")),
+        Err(_) => Err("no welcome".into()),
+    }
+}
+
+/// Subscribes to 16 channels never used before, then unsubscribes them, reading each reply,
+/// until `until`: with history on every channel, each subscribe asks for 16 new streams.
+async fn fresh_channels(
+    stream: &mut TcpStream,
+    source: Ipv4Addr,
+    until: Instant,
+) -> Result<String, String> {
+    let mut next = 0u64;
+    let mut id = 0u64;
+    while Instant::now() < until {
+        let channels: Vec<String> = (next..next + 16)
+            .map(|n| format!("s:{source}:{n}"))
+            .collect();
+        next += 16;
+        for kind in ["subscribe", "unsubscribe"] {
+            id += 1;
+            let request = serde_json::json!({"type": kind, "id": id, "channels": channels});
+            send(stream, 0x81, request.to_string().as_bytes()).await?;
+            let reply = format!(r#""id":{id},"#);
+            loop {
+                let read = tokio::time::timeout(PATIENCE, read_frame(stream)).await;
+                match read {
+                    Ok(Ok((0x08, payload))) => return Ok(close_text(&payload)),
+                    Ok(Ok((_, payload))) if contains(&payload, reply.as_bytes()) => break,
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => return Ok("dropped, no close frame".into()),
+                    Err(_) => return Err("no reply".into()),
+                }
+            }
+        }
+    }
+    Ok(format!("ran to the end ({next} channels)"))
+}
+
+/// Whether `haystack` holds `needle`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// A WebSocket handshake; fails unless answered 101.
@@ -417,23 +589,34 @@ async fn send(stream: &mut TcpStream, first: u8, payload: &[u8]) -> Result<(), S
     stream.write_all(&frame).await.map_err(|e| e.to_string())
 }
 
+/// Reads one frame from the node (never masked): its opcode and payload.
+async fn read_frame(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    let first = stream.read_u8().await?;
+    let len = match stream.read_u8().await? & 0x7f {
+        126 => u64::from(stream.read_u16().await?),
+        127 => stream.read_u64().await?,
+        len => u64::from(len),
+    };
+    let mut payload = vec![0; len as usize];
+    stream.read_exact(&mut payload).await?;
+    Ok((first & 0x0f, payload))
+}
+
+/// A close frame's payload as `close <code>`.
+fn close_text(payload: &[u8]) -> String {
+    match payload.get(..2) {
+        Some(code) => format!("close {}", u16::from_be_bytes([code[0], code[1]])),
+        None => "close, no code".into(),
+    }
+}
+
 /// Reads the server's frames until its close frame: `close <code>`, or how the connection ended.
 async fn close_code(stream: &mut TcpStream) -> Result<String, String> {
     let read = async {
         loop {
-            let first = stream.read_u8().await?;
-            let len = match stream.read_u8().await? & 0x7f {
-                126 => u64::from(stream.read_u16().await?),
-                127 => stream.read_u64().await?,
-                len => u64::from(len),
-            };
-            let mut payload = vec![0; len as usize];
-            stream.read_exact(&mut payload).await?;
-            if first & 0x0f == 0x08 {
-                return Ok::<_, std::io::Error>(match payload.get(..2) {
-                    Some(code) => format!("close {}", u16::from_be_bytes([code[0], code[1]])),
-                    None => "close, no code".into(),
-                });
+            let (opcode, payload) = read_frame(stream).await?;
+            if opcode == 0x08 {
+                return Ok::<_, std::io::Error>(close_text(&payload));
             }
         }
     };

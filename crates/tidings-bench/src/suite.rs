@@ -102,7 +102,16 @@ impl Server {
         programs: &Programs,
         extra: &[String],
     ) -> Result<Self, String> {
-        let ws = free_port()?;
+        Self::start_at(free_port()?, kind, programs, extra).await
+    }
+
+    /// Like [`Server::start_with`], listening on `ws`.
+    pub(crate) async fn start_at(
+        ws: SocketAddr,
+        kind: Kind,
+        programs: &Programs,
+        extra: &[String],
+    ) -> Result<Self, String> {
         let http = if kind == Kind::Bare { free_port()? } else { ws };
         let port = ws.port().to_string();
         let mut command = match kind {

@@ -169,7 +169,7 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     app: Router,
-    mut stopping: watch::Receiver<()>,
+    stopping: watch::Receiver<()>,
     ((place, mut dropped), first_byte): Waiting,
 ) {
     let mut byte = [0; 1];
@@ -180,6 +180,21 @@ async fn connection(
     if !matches!(first, Ok(Ok(1..))) {
         return;
     }
+    // On the heap only once the client spoke: a silent connection's task stays small.
+    Box::pin(requests(http, stream, peer, app, stopping, place, dropped)).await;
+}
+
+/// Serves the requests of a connection that sent its first byte, until it ends, upgrades, is
+/// dropped to make room while still pending, or the server stops.
+async fn requests(
+    http: http1::Builder,
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    mut stopping: watch::Receiver<()>,
+    place: Place,
+    mut dropped: oneshot::Receiver<()>,
+) {
     // Frames are written whole, many per write: waiting to coalesce them only adds latency.
     let _ = stream.set_nodelay(true);
     let app = TowerToHyperService::new(app);
