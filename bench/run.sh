@@ -61,12 +61,16 @@ status=$?
   echo "## Hostile soak"
   echo
   echo "Command: \`bench/run.sh${quick:+ $quick}\` (its last step, \`tidings-bench soak${quick:+ $quick}\`)."
-  echo "One \`tidings serve\` with its defaults. Well-behaved subscribers (source 127.0.1.x) receive"
-  echo "a broadcast published 20 times a second through the HTTP API, while hostile clients (source"
-  echo "127.0.2.x), in equal shares, each repeat one attack until the end; the soak fails if a"
-  echo "well-behaved client misses a broadcast or the node's peak RSS passes twice its RSS before"
-  echo "the attacks. Everything shares the machine's 2 cores: latency from the attacks' start is"
-  echo "what a node loaded by them gives, with the load generator on the same cores."
+  echo "One \`tidings serve\` on the first free port of 127.0.0.1:17400-17499, with its defaults but"
+  echo "history on every channel, \`max_new_sessions_per_ip = 100\`, \`max_history_bytes = 4194304\` and"
+  echo "\`max_session_bytes = 8388608\`."
+  echo "Well-behaved subscribers (sources 127.0.1.1-250) receive a broadcast published 20 times a"
+  echo "second through the HTTP API, while hostile clients (sources 127.0.2.1-200), in equal shares,"
+  echo "each repeat one attack until the end, and \`/healthz\` is asked every 0.5 s; the soak fails if"
+  echo "a well-behaved client misses a broadcast, \`/healthz\` misses an answer, or the node's peak RSS"
+  echo "passes twice its RSS before the attacks. Everything shares the machine's 2 cores: latency"
+  echo "from the attacks' start is what a node loaded by them gives, with the load generator on the"
+  echo "same cores."
   echo
   target/release/tidings-bench soak $quick || status=1
   echo

@@ -43,12 +43,15 @@ const PATIENCE: Duration = Duration::from_secs(40);
 const PORTS: std::ops::RangeInclusive<u16> = 17_400..=17_499;
 /// What the node runs with beyond `tidings serve`'s defaults, as an operator whose clients
 /// connect directly would set it: every channel keeps history (so subscribing makes streams),
-/// one address makes at most 100 sessions a minute, history holds at most 4 MiB.
-const SETTINGS: [&str; 4] = [
+/// one address makes at most 100 sessions a minute, history holds at most 4 MiB and sessions
+/// 8 MiB.
+const SETTINGS: [&str; 6] = [
     "--max-new-sessions-per-ip",
     "100",
     "--max-history-bytes",
     "4194304",
+    "--max-session-bytes",
+    "8388608",
 ];
 /// Silent connections each silent-TCP client keeps open.
 const SILENT_PER_CLIENT: usize = 200;

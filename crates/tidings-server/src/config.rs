@@ -93,10 +93,17 @@ pub struct Settings {
     #[arg(long, env = "TIDINGS_ANONYMOUS_SESSION_TTL", value_name = "SECONDS")]
     pub anonymous_session_ttl: Option<u64>,
 
-    /// Most sessions the in-memory store holds; past it a new client is closed with 4005
-    /// (0: no limit) [default: 250000]
+    /// Most sessions the in-memory store holds; past it the least recently used with no socket
+    /// go, and a new client is closed with 4005 only when none can (0: no limit)
+    /// [default: 250000]
     #[arg(long, env = "TIDINGS_MAX_SESSIONS", value_name = "N")]
     pub max_sessions: Option<usize>,
+
+    /// Most bytes the in-memory store's sessions take (about 512 a session, 64 and its name a
+    /// channel); past it the least recently used with no socket go (0: no limit)
+    /// [default: 67108864]
+    #[arg(long, env = "TIDINGS_MAX_SESSION_BYTES", value_name = "BYTES")]
+    pub max_session_bytes: Option<usize>,
 
     /// Largest WebSocket message a client may send, in bytes [default: 65536]
     #[arg(long, env = "TIDINGS_MAX_FRAME_SIZE", value_name = "BYTES")]
@@ -546,6 +553,7 @@ impl Settings {
             empty_session_ttl: Some(60),
             anonymous_session_ttl: Some(600),
             max_sessions: Some(limits.max_sessions),
+            max_session_bytes: Some(limits.max_session_bytes),
             max_frame_size: Some(limits.max_frame_size),
             max_args_size: Some(limits.max_args_size),
             max_channels_per_session: Some(limits.max_channels_per_session),
@@ -653,6 +661,7 @@ impl Settings {
             (&mut limits.request_burst, self.request_burst),
             (&mut limits.max_connections, self.max_connections),
             (&mut limits.max_sessions, self.max_sessions),
+            (&mut limits.max_session_bytes, self.max_session_bytes),
             (&mut limits.max_history_bytes, self.max_history_bytes),
             (
                 &mut limits.max_connections_per_ip,

@@ -67,6 +67,11 @@ pub struct Limits {
     /// client's socket is closed with 4005 (0: no limit). Only stores that count their sessions
     /// (`MemoryStore`, this node's) apply it; with `RedisStore` sessions live in Redis.
     pub max_sessions: usize,
+    /// Most bytes the session store may hold, in all (0: no limit): a session costs about 512
+    /// bytes, each channel 64 and its name, and its user id. Past it, the least recently used
+    /// sessions with no socket on this node are forgotten (`evicted_sessions`); a new client is
+    /// closed with 4005 only when none can go. Only `MemoryStore` applies it.
+    pub max_session_bytes: usize,
     /// Most bytes the channels' history keeps on this node, in all; past it the oldest events of
     /// the channel being published to go first (counted in `history_evicted`).
     pub max_history_bytes: usize,
@@ -92,6 +97,7 @@ impl Default for Limits {
             max_connections_per_user: 0,
             max_new_sessions_per_ip: 0,
             max_sessions: 250_000,
+            max_session_bytes: 64 * 1024 * 1024,
             max_history_bytes: 64 * 1024 * 1024,
         }
     }

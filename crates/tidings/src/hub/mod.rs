@@ -429,19 +429,33 @@ impl Hub {
         Ok((id, None))
     }
 
-    /// Stores a new session, holding nothing yet. When the store holds `max_sessions`, the
-    /// least recently used session with no socket here makes room; with none, it is refused.
+    /// Stores a new session, holding nothing yet. When the store holds `max_sessions` or
+    /// `max_session_bytes`, the least recently used sessions with no socket here make room;
+    /// with none, it is refused.
     async fn create_session(&self, id: &SessionId) -> Result<(), SessionError> {
-        let (store, max) = (&self.shared.store, self.shared.limits.max_sessions);
-        if let Some(stored) = store.count()
-            && max > 0
-            && stored >= max
-            && !self.shared.local.evict_from(store.as_ref())
-        {
+        if !self.make_room() {
+            let max = self.shared.limits.max_sessions;
             return Err(StoreError::TooManySessions { max }.into());
         }
+        let store = &self.shared.store;
         store.create(id, self.shared.empty_session_ttl).await?;
         Ok(())
+    }
+
+    /// Forgets the least recently used sessions with no socket here while the store holds
+    /// `max_sessions` or `max_session_bytes` (a store that counts neither is never full);
+    /// `false` when it is still full.
+    pub(crate) fn make_room(&self) -> bool {
+        let (store, limits) = (&self.shared.store, &self.shared.limits);
+        let past = |held: Option<usize>, max: usize| held.is_some_and(|n| max > 0 && n >= max);
+        while past(store.count(), limits.max_sessions)
+            || past(store.bytes(), limits.max_session_bytes)
+        {
+            if !self.shared.local.evict_from(store.as_ref()) {
+                return false;
+            }
+        }
+        true
     }
 
     /// Gives a session that now holds something (a channel, a user id) the whole `session_ttl`.
@@ -672,6 +686,40 @@ mod tests {
         assert!(
             session(&backed).state().await.is_ok(),
             "the backend vouched for this one"
+        );
+    }
+
+    /// Past `max_session_bytes`, sessions with no socket make room, the least recently used
+    /// first: for a new session, and for channels a session with a socket takes.
+    #[tokio::test]
+    async fn past_max_session_bytes_sessions_nobody_uses_make_room() {
+        let mut limits = Limits::default();
+        limits.max_session_bytes = 8 * 512;
+        let hub = Hub::builder().limits(limits).build().unwrap();
+        let (live, _) = hub.open_session(None).await.unwrap();
+        let _tab = hub
+            .attach(&live, Arc::new(Outbox::new(4, 1 << 20)), false)
+            .await
+            .unwrap();
+        for _ in 0..9 {
+            hub.open_session(None).await.unwrap();
+        }
+        assert_eq!(
+            hub.stats().evicted_sessions,
+            2,
+            "the ninth and tenth made room"
+        );
+        assert_eq!(hub.stats().stored_sessions, Some(8));
+        let long: Vec<String> = (0..8).map(|n| format!("{n}:{}", "x".repeat(190))).collect();
+        hub.session(live.clone()).subscribe(long).await.unwrap();
+        assert_eq!(
+            hub.stats().evicted_sessions,
+            7,
+            "2,048 bytes of channels: five went"
+        );
+        assert!(
+            hub.session(live).state().await.is_ok(),
+            "the session with a socket stays"
         );
     }
 

@@ -71,6 +71,8 @@ impl Session {
         let shared = &self.hub.shared;
         let max = shared.limits.max_channels_per_session;
         let all = shared.store.subscribe(&self.id, &channels, max).await?;
+        // Channels cost bytes: past `max_session_bytes`, sessions nobody uses make room.
+        self.hub.make_room();
         if !channels.is_empty() {
             self.hub.keep_session(&self.id).await?;
             self.broadcast(SessionOp::Subscribe(channels)).await?;

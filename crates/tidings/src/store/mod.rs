@@ -104,4 +104,10 @@ pub trait SessionStore: Send + Sync + 'static {
     fn count(&self) -> Option<usize> {
         None
     }
+
+    /// About how many bytes the store's sessions take, when it can tell at once (as
+    /// [`SessionStore::count`]); `Limits::max_session_bytes` reads it.
+    fn bytes(&self) -> Option<usize> {
+        None
+    }
 }

@@ -12,6 +12,13 @@ use crate::error::StoreError;
 use crate::ids::SessionId;
 use crate::store::{SessionState, SessionStore};
 
+/// What a session costs besides its channels and user id: its id (twice), its entry, its places
+/// in both maps.
+const SESSION_BYTES: usize = 512;
+
+/// What one channel of a session costs besides its name.
+const CHANNEL_BYTES: usize = 64;
+
 /// The sessions, by id and by when they expire (soonest first).
 #[derive(Debug, Default)]
 pub(super) struct Sessions {
@@ -19,6 +26,8 @@ pub(super) struct Sessions {
     by_expiry: BTreeMap<(Instant, u64), SessionId>,
     /// Tells apart sessions that expire at the same instant.
     next: u64,
+    /// What the sessions cost, about (see [`Entry::cost`]).
+    bytes: usize,
 }
 
 #[derive(Debug)]
@@ -43,6 +52,7 @@ impl Sessions {
             expires_at,
             seq,
         };
+        self.bytes += entry.cost();
         self.by_id.insert(id.clone(), entry);
     }
 
@@ -63,11 +73,18 @@ impl Sessions {
     fn remove(&mut self, id: &SessionId) {
         if let Some(entry) = self.by_id.remove(id) {
             self.by_expiry.remove(&(entry.expires_at, entry.seq));
+            self.bytes -= entry.cost();
         }
     }
 }
 
 impl Entry {
+    /// About how many bytes the session takes.
+    fn cost(&self) -> usize {
+        let channels = self.channels.iter().map(|c| CHANNEL_BYTES + c.len());
+        SESSION_BYTES + channels.sum::<usize>() + self.user.as_ref().map_or(0, |u| u.len())
+    }
+
     fn channels(&self) -> Vec<Arc<str>> {
         self.channels.iter().cloned().collect()
     }
@@ -81,8 +98,14 @@ impl MemoryStore {
         f: impl FnOnce(&mut Entry) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut sessions = self.sessions.lock();
+        let sessions = &mut *sessions;
         match sessions.by_id.get_mut(id) {
-            Some(entry) if entry.expires_at > Instant::now() => f(entry),
+            Some(entry) if entry.expires_at > Instant::now() => {
+                let before = entry.cost();
+                let result = f(entry);
+                sessions.bytes = sessions.bytes - before + entry.cost();
+                result
+            }
             _ => Err(StoreError::NotFound(id.clone())),
         }
     }
@@ -169,6 +192,10 @@ impl SessionStore for MemoryStore {
         Some(self.sessions.lock().by_id.len())
     }
 
+    fn bytes(&self) -> Option<usize> {
+        Some(self.sessions.lock().bytes)
+    }
+
     async fn sweep(&self) -> Result<usize, StoreError> {
         let now = Instant::now();
         let mut sessions = self.sessions.lock();
@@ -177,7 +204,9 @@ impl SessionStore for MemoryStore {
             && entry.key().0 <= now
         {
             let id = entry.remove();
-            sessions.by_id.remove(&id);
+            if let Some(entry) = sessions.by_id.remove(&id) {
+                sessions.bytes -= entry.cost();
+            }
             swept += 1;
         }
         Ok(swept)
@@ -201,6 +230,22 @@ mod tests {
 
     fn names(list: &[&str]) -> Vec<Arc<str>> {
         list.iter().map(|&s| s.into()).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_bytes_follow_every_change_and_return_to_nothing() {
+        let store = MemoryStore::new();
+        let id = SessionId::random().unwrap();
+        store.create(&id, TTL).await.unwrap();
+        assert_eq!(store.bytes(), Some(SESSION_BYTES));
+        store.subscribe(&id, &names(&["abc"]), 8).await.unwrap();
+        store.set_user(&id, Some("fred".into())).await.unwrap();
+        assert_eq!(store.bytes(), Some(SESSION_BYTES + CHANNEL_BYTES + 3 + 4));
+        store.unsubscribe(&id, &names(&["abc"])).await.unwrap();
+        assert_eq!(store.bytes(), Some(SESSION_BYTES + 4));
+        tokio::time::sleep(TTL * 2).await;
+        assert_eq!(store.sweep().await.unwrap(), 1);
+        assert_eq!(store.bytes(), Some(0));
     }
 
     #[tokio::test]
