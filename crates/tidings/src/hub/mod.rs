@@ -693,8 +693,10 @@ mod tests {
     /// first: for a new session, and for channels a session with a socket takes.
     #[tokio::test]
     async fn past_max_session_bytes_sessions_nobody_uses_make_room() {
-        let mut limits = Limits::default();
-        limits.max_session_bytes = 8 * 512;
+        let limits = Limits {
+            max_session_bytes: 8 * 512,
+            ..Limits::default()
+        };
         let hub = Hub::builder().limits(limits).build().unwrap();
         let (live, _) = hub.open_session(None).await.unwrap();
         let _tab = hub
