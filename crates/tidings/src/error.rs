@@ -8,6 +8,7 @@ use crate::ids::{IdError, SessionId, SocketId};
 
 /// A channel name, user id or event name that breaks a rule.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NameError {
     /// The name is empty.
     #[error("{kind} is empty")]
@@ -67,6 +68,7 @@ impl BusError {
 
 /// Why the session store could not do what was asked.
 #[derive(Debug, Error, Clone)]
+#[non_exhaustive]
 pub enum StoreError {
     /// No such session (never created, or expired).
     #[error("no session {0}")]
@@ -113,6 +115,7 @@ impl StoreError {
 
 /// Why a publish was refused.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum PublishError {
     /// A channel, user id or event name breaks a rule.
     #[error(transparent)]
@@ -158,6 +161,7 @@ pub enum PublishError {
 
 /// Why a session operation was refused.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum SessionError {
     /// A channel name or user id breaks a rule.
     #[error(transparent)]
@@ -180,6 +184,7 @@ pub struct EventsLagged(pub u64);
 
 /// Why a hub could not be built.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum BuildError {
     /// A setting has a value that cannot work.
     #[error("invalid value for {name}: {reason}")]
@@ -207,6 +212,7 @@ pub enum BuildError {
 
 /// Why a method failed; the client gets it as an error reply.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum RpcError {
     /// The params do not fit the method (code `bad_params`).
     #[error("bad params: {0}")]
@@ -239,6 +245,7 @@ impl RpcError {
 
 /// Why a token was refused.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TokenError {
     /// Its `exp` has passed (by more than the 60 s leeway).
     #[error("token expired")]

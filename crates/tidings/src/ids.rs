@@ -12,6 +12,7 @@ use thiserror::Error;
 
 /// An id that is not well formed, or could not be generated.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum IdError {
     /// The text is not a valid id of that kind.
     #[error("invalid {kind} {value:?}")]

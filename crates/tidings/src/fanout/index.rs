@@ -232,8 +232,9 @@ impl Index {
         }
         for topic in local.topics() {
             for seq in &local.sockets {
-                let outbox = &self.sockets[seq].outbox;
-                self.members.join(topic.clone(), *seq, outbox, interest);
+                if let Some(SocketEntry { outbox, .. }) = self.sockets.get(seq) {
+                    self.members.join(topic.clone(), *seq, outbox, interest);
+                }
             }
         }
     }
@@ -258,7 +259,9 @@ impl Index {
             for topic in &left {
                 self.members.leave(topic, *seq, interest);
             }
-            let outbox = &self.sockets[seq].outbox;
+            let Some(SocketEntry { outbox, .. }) = self.sockets.get(seq) else {
+                continue;
+            };
             for topic in &joined {
                 self.members.join(topic.clone(), *seq, outbox, interest);
             }

@@ -223,6 +223,7 @@ impl Recovery {
 
 /// A page of a channel's history, for the backend.
 #[derive(Debug, Serialize)]
+#[non_exhaustive]
 pub struct Page {
     /// The stream's epoch (`None`: the channel has no history now).
     pub epoch: Option<String>,
@@ -270,6 +271,7 @@ impl Page {
 
 /// One event of a [`Page`].
 #[derive(Debug, Serialize)]
+#[non_exhaustive]
 pub struct PageEvent {
     /// Its offset.
     pub offset: u64,

@@ -117,8 +117,9 @@ impl HubBuilder {
     }
 
     /// Keeps the last events of some channels, numbered, so clients that come back get what
-    /// they missed (`docs/history.md`); call it once per rule. On one node only, for now: a
-    /// hub with a Redis or NATS bus and history does not build.
+    /// they missed (`docs/history.md`); call it once per rule. In this node's memory on the
+    /// memory bus, in Redis on a Redis bus (one server or a cluster); a hub with a NATS bus and
+    /// history does not build (NATS has no atomic append to number events with).
     pub fn history(mut self, history: History) -> Self {
         self.history.push(history);
         self

@@ -44,6 +44,7 @@ impl PresenceKind {
 /// One presence event. Serialized (webhook) as
 /// `{"event":"connect","session":…,"user":…|null,"socket":…|null,"at":<unix ms>}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct PresenceEvent {
     /// What happened.
     #[serde(rename = "event")]

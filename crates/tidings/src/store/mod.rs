@@ -25,11 +25,21 @@ use crate::ids::SessionId;
 
 /// What a session holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SessionState {
     /// The user id bound by the backend, if any.
     pub user: Option<Arc<str>>,
     /// The subscribed channels, sorted.
     pub channels: Vec<Arc<str>>,
+}
+
+impl SessionState {
+    /// A session bound to `user` and subscribed to `channels` (sorted here), for a store of
+    /// one's own to answer `load` with.
+    pub fn new(user: Option<Arc<str>>, mut channels: Vec<Arc<str>>) -> Self {
+        channels.sort_unstable();
+        Self { user, channels }
+    }
 }
 
 /// Keeps sessions.
