@@ -159,6 +159,18 @@ pub enum PublishError {
     Bus(#[from] BusError),
 }
 
+/// Why a channel's history could not be read.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum HistoryError {
+    /// The channel name breaks a rule.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// The bus that keeps the history (Redis) could not answer.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
 /// Why a session operation was refused.
 #[derive(Debug, Error)]
 #[non_exhaustive]

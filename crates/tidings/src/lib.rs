@@ -51,7 +51,8 @@ mod testing;
 #[cfg(feature = "backend")]
 pub use backend::SIGNATURE_HEADER;
 pub use error::{
-    BuildError, BusError, EventsLagged, NameError, PublishError, SessionError, StoreError,
+    BuildError, BusError, EventsLagged, HistoryError, NameError, PublishError, SessionError,
+    StoreError,
 };
 pub use fanout::KeepAlive;
 pub use hub::rpc;

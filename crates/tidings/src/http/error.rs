@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde::Serialize;
 
-use crate::error::{NameError, PublishError, SessionError, StoreError};
+use crate::error::{HistoryError, NameError, PublishError, SessionError, StoreError};
 use crate::hub::Crowded;
 use crate::socket::HandshakeError;
 
@@ -90,6 +90,15 @@ impl From<PublishError> for ApiError {
             PublishError::Bus(_) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
+        }
+    }
+}
+
+impl From<HistoryError> for ApiError {
+    fn from(error: HistoryError) -> Self {
+        match error {
+            HistoryError::Name(name) => PublishError::Name(name).into(),
+            HistoryError::Bus(bus) => PublishError::Bus(bus).into(),
         }
     }
 }

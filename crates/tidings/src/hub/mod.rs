@@ -28,7 +28,7 @@ use serde_json::value::RawValue;
 use crate::auth::TokenKey;
 use crate::auth::{ChannelRules, Claims};
 use crate::bus::Carrier;
-use crate::error::{BusError, PublishError, SessionError, StoreError, TokenError};
+use crate::error::{BusError, HistoryError, PublishError, SessionError, StoreError, TokenError};
 use crate::fanout::{Keep, KeepAlive, Local, Outbox};
 use crate::history::{self, Streams};
 use crate::ids::{NodeId, SessionId, SocketId};
@@ -225,7 +225,7 @@ impl Hub {
         channel: &str,
         since: Option<u64>,
         limit: usize,
-    ) -> Result<history::Page, PublishError> {
+    ) -> Result<history::Page, HistoryError> {
         self.shared.limits.check_name("channel", channel)?;
         let history = &self.shared.history;
         match history.rule(channel) {
