@@ -62,8 +62,8 @@ status=$?
   echo
   echo "Command: \`bench/run.sh${quick:+ $quick}\` (its last step, \`tidings-bench soak${quick:+ $quick}\`)."
   echo "One \`tidings serve\` on the first free port of 127.0.0.1:17400-17499, with its defaults but"
-  echo "history on every channel, \`max_new_sessions_per_ip = 100\`, \`max_history_bytes = 4194304\` and"
-  echo "\`max_session_bytes = 8388608\`."
+  echo "history on every channel, \`max_new_sessions_per_ip = 100\`, \`max_history_bytes = 2097152\`,"
+  echo "\`max_session_bytes = 4194304\` and \`outbound_queue_bytes = 131072\`."
   echo "Well-behaved subscribers (sources 127.0.1.1-250) receive a broadcast published 20 times a"
   echo "second through the HTTP API, while hostile clients (sources 127.0.2.1-200), in equal shares,"
   echo "each repeat one attack until the end, and \`/healthz\` is asked every 0.5 s; the soak fails if"
