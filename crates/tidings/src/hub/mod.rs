@@ -597,18 +597,17 @@ mod tests {
         );
     }
 
+    /// A hub built from `builder` with no keep-alive rounds: hours of paused time may pass.
+    fn quiet(builder: HubBuilder) -> Hub {
+        let mut quiet = KeepAlive::default();
+        (quiet.message, quiet.ping_interval) = (None, None);
+        builder.keep_alive(quiet).build().unwrap()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_session_holding_nothing_lives_empty_session_ttl_others_session_ttl() {
         let (ttl, empty_ttl) = (Duration::from_secs(3600), Duration::from_secs(30));
-        // No keep-alive rounds: hours of paused time pass.
-        let mut quiet = KeepAlive::default();
-        (quiet.message, quiet.ping_interval) = (None, None);
-        let hub = Hub::builder()
-            .session_ttl(ttl)
-            .empty_session_ttl(empty_ttl)
-            .keep_alive(quiet)
-            .build()
-            .unwrap();
+        let hub = quiet(Hub::builder().session_ttl(ttl).empty_session_ttl(empty_ttl));
         let (empty, _) = hub.open_session(None).await.unwrap();
         let (held, _) = hub.open_session(None).await.unwrap();
         let tabs = [
@@ -651,14 +650,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_session_only_its_client_vouched_for_lives_anonymous_session_ttl() {
         let (ttl, anonymous_ttl) = (Duration::from_secs(3600), Duration::from_secs(300));
-        let mut quiet = KeepAlive::default();
-        (quiet.message, quiet.ping_interval) = (None, None);
-        let hub = Hub::builder()
-            .session_ttl(ttl)
-            .anonymous_session_ttl(anonymous_ttl)
-            .keep_alive(quiet)
-            .build()
-            .unwrap();
+        let hub = quiet(
+            Hub::builder()
+                .session_ttl(ttl)
+                .anonymous_session_ttl(anonymous_ttl),
+        );
         let (visitor, _) = hub.open_session(None).await.unwrap();
         let (backed, _) = hub.open_session(None).await.unwrap();
         let outbox = || Arc::new(Outbox::new(4, 1 << 20));
