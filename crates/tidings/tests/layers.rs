@@ -127,6 +127,91 @@ fn modules_import_only_lower_layers() {
     assert!(broken.is_empty(), "layering broken:\n{}", broken.join("\n"));
 }
 
+/// The sibling files (or folders) of one folder that `code`, a file in that folder, names: by
+/// `super::name` from a file beside `mod.rs`, or by `crate::<folder path>::name`.
+fn siblings(code: &str, folder: &str, names: &BTreeSet<String>) -> BTreeSet<String> {
+    let prefixes = ["super::".to_string(), format!("crate::{folder}::")];
+    let mut found = BTreeSet::new();
+    for prefix in &prefixes {
+        for (at, _) in code.match_indices(prefix.as_str()) {
+            let rest = &code[at + prefix.len()..];
+            let mut heads = vec![first_segment(rest)];
+            if let Some(group) = rest.strip_prefix('{') {
+                let group = group.split('}').next().unwrap_or_default();
+                heads = group.split(',').map(first_segment).collect();
+            }
+            found.extend(heads.into_iter().filter(|h| names.contains(h)));
+        }
+    }
+    found
+}
+
+/// Inside each folder, the files beside `mod.rs` never import one another in a circle (each
+/// may use `mod.rs`'s items, which name them, but not a sibling that uses it back).
+#[test]
+fn files_inside_a_folder_import_no_circle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut circles = Vec::new();
+    let mut folders: BTreeSet<PathBuf> = files
+        .iter()
+        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .collect();
+    folders.remove(&src);
+    for folder in folders {
+        let path = folder
+            .strip_prefix(&src)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .replace('/', "::");
+        let members: Vec<PathBuf> = fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_stem().is_some_and(|s| s != "mod"))
+            .filter(|p| p.is_dir() || p.extension().is_some_and(|e| e == "rs"))
+            .collect();
+        let name = |p: &Path| p.file_stem().unwrap().to_str().unwrap().to_string();
+        let names: BTreeSet<String> = members.iter().map(|p| name(p)).collect();
+        let uses = |p: &Path| {
+            let mut text = String::new();
+            let mut inside = Vec::new();
+            match p.is_dir() {
+                true => sources(p, &mut inside),
+                false => inside.push(p.to_path_buf()),
+            }
+            for file in inside {
+                text.push_str(&code(&fs::read_to_string(file).unwrap()));
+            }
+            let mut used = siblings(&text, &path, &names);
+            used.remove(&name(p));
+            used
+        };
+        let edges: Vec<(String, BTreeSet<String>)> =
+            members.iter().map(|p| (name(p), uses(p))).collect();
+        for (start, used) in &edges {
+            // Every file `start` reaches through its imports; reaching itself is a circle.
+            let (mut seen, mut next): (BTreeSet<&String>, Vec<&String>) =
+                (BTreeSet::new(), used.iter().collect());
+            while let Some(file) = next.pop() {
+                if seen.insert(file) {
+                    let more = edges.iter().filter(|(n, _)| n == file);
+                    next.extend(more.flat_map(|(_, u)| u.iter()));
+                }
+            }
+            if seen.contains(start) {
+                circles.push(format!("{path}: {start} is in a circle of imports"));
+            }
+        }
+    }
+    assert!(
+        circles.is_empty(),
+        "files import each other:\n{}",
+        circles.join("\n")
+    );
+}
+
 #[test]
 fn the_checker_reads_grouped_and_nested_paths() {
     let code = code(

@@ -16,6 +16,8 @@ mod nats;
 #[cfg(feature = "redis")]
 mod pipeline;
 #[cfg(feature = "redis")]
+mod push;
+#[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
 mod redis_cluster;

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncTypedCommands, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
+use redis::{AsyncTypedCommands, IntoConnectionInfo, ProtocolVersion, PushInfo};
 
 use super::pipeline::Publisher;
+use super::push::receive;
 use super::redis_cluster::ClusterTransport;
-use super::shared::{BusOptions, HistoryStore, Receiver, SharedBus, Transport};
+use super::shared::{BusOptions, HistoryStore, SharedBus, Transport};
 use super::wire::Subjects;
 use super::{Bus, Carrier, Link, Sealed};
 use crate::error::BusError;
@@ -110,18 +111,6 @@ impl RedisBus {
         let transport =
             ClusterTransport::connect(nodes, receiver.clone(), &subjects, options.ingest).await?;
         Ok(Self(Arc::new(SharedBus::start(transport, receiver))))
-    }
-}
-
-/// Handles one push from Redis: a message, or the news that the connection dropped.
-pub(super) fn receive(receiver: &Arc<Receiver>, info: PushInfo) {
-    match (info.kind, info.data.as_slice()) {
-        (
-            PushKind::Message | PushKind::SMessage,
-            [Value::BulkString(channel), Value::BulkString(payload)],
-        ) => receiver.deliver(channel, payload),
-        (PushKind::Disconnection, _) => receiver.unreachable(),
-        _ => {}
     }
 }
 

@@ -30,7 +30,7 @@ use redis::cluster_routing::{
 use redis::{ProtocolVersion, PushInfo, RedisError, Value};
 
 use super::pipeline::Publisher;
-use super::redis::receive;
+use super::push::receive;
 use super::shared::{HistoryStore, Receiver, Transport};
 use super::wire::Subjects;
 use crate::error::BusError;
