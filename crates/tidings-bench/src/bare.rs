@@ -47,7 +47,7 @@ fn text_frame(payload: &[u8]) -> Bytes {
 async fn writer(mut stream: TcpStream, mut queue: mpsc::UnboundedReceiver<Bytes>) {
     let mut batch = Vec::with_capacity(BATCH);
     while queue.recv_many(&mut batch, BATCH).await > 0 {
-        let mut slices: Vec<IoSlice> = batch.iter().map(|b| IoSlice::new(b)).collect();
+        let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
         let mut rest = &mut slices[..];
         while !rest.is_empty() {
             match stream.write_vectored(rest).await {

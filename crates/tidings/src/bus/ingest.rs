@@ -37,7 +37,7 @@ struct Ingest<'a> {
 /// Reads one ingest message as the bus messages it stands for (one per channel or user); the
 /// error says what is wrong with it.
 pub(crate) fn decode(payload: &[u8], limits: &Limits) -> Result<Vec<BusMessage>, String> {
-    let ingest: Ingest = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    let ingest: Ingest<'_> = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
     limits
         .check_name("event name", &ingest.e)
         .map_err(|e| format!("\"e\": {e}"))?;

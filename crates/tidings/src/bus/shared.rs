@@ -586,7 +586,7 @@ impl<T: Transport> Carrier for SharedBus<T> {
 /// each, a channel's offsets follow the order they were sent in.
 async fn number(history: Arc<dyn Streams>, mut numbered: mpsc::Receiver<Numbered>) {
     static LOG: Folded = Folded::new();
-    let send: Handover = &|_| Box::pin(async { Ok(()) });
+    let send: Handover<'_> = &|_| Box::pin(async { Ok(()) });
     while let Some((channel, rule, event, claim)) = numbered.recv().await {
         if let Err(error) = history
             .append(&channel, &rule, &event, Some(claim), send)

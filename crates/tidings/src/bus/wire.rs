@@ -308,7 +308,7 @@ pub(crate) fn decode(
     let (kind, name) = subjects
         .route(subject)
         .ok_or_else(|| format!("unknown subject {subject:?}"))?;
-    let body: Body = serde_json::from_slice(payload).map_err(|e| format!("bad body: {e}"))?;
+    let body: Body<'_> = serde_json::from_slice(payload).map_err(|e| format!("bad body: {e}"))?;
     if let (ALL, Some(kick)) = (kind, body.kick) {
         return Ok(BusMessage::Kick(kick.kick()?));
     }

@@ -255,7 +255,7 @@ mod tests {
         let channel: Arc<str> = "chat:kept".into();
         let args: Arc<RawValue> = RawValue::from_string("[1]".into()).unwrap().into();
         let event = Event::new("m".into(), args, Some(channel.clone()));
-        let send: Handover = &|_| Box::pin(async { Ok(()) });
+        let send: Handover<'_> = &|_| Box::pin(async { Ok(()) });
         history
             .append(&channel, &rule, &event, None, send)
             .await

@@ -398,7 +398,7 @@ impl Hub {
             let history = &self.shared.history;
             match channel.as_ref().and_then(|c| Some((c, history.rule(c)?))) {
                 Some((channel, rule)) => {
-                    let send: history::Handover = &|event| {
+                    let send: history::Handover<'_> = &|event| {
                         let target = target.clone();
                         Box::pin(
                             async move { bus.publish(BusMessage::Publish { target, event }).await },

@@ -221,7 +221,7 @@ fn no_params() -> Box<RawValue> {
 
 /// Decodes one client text frame.
 pub(crate) fn decode(frame: &str) -> Result<Request, BadFrame> {
-    let envelope: Envelope = serde_json::from_str(frame).map_err(|e| BadFrame {
+    let envelope: Envelope<'_> = serde_json::from_str(frame).map_err(|e| BadFrame {
         id: None,
         error: ErrorReply::new(
             ErrorCode::MalformedFrame,
