@@ -430,6 +430,38 @@ test("a new session after a reconnect is subscribed again, with tokens and recov
   ss.close();
 });
 
+test("a restore cut off by another reconnect goes on with what is left on the next socket", async () => {
+  const { ss } = client();
+  const sessions = [];
+  ss.server.on("session", (info) => sessions.push(info));
+  latest().welcome();
+  const subscribing = ss.channel.subscribe("public:b");
+  latest().receive({ type: "reply", id: latest().last("subscribe").id, result: ["public:b"] });
+  await subscribing;
+  const granting = ss.channel.subscribe("private:c", "tok");
+  latest().receive({ type: "reply", id: latest().last("subscribe").id, result: ["private:c", "public:b"] });
+  await granting;
+  latest().drop(1006);
+  mock.timers.tick(30000);
+  latest().receive({ type: "welcome", protocol: 1, socket: "n.2", resumed: false, beat_delay_ms: 30000 });
+  const granted = latest().last("subscribe");
+  assert.deepEqual([granted.channels, granted.token], [["private:c"], "tok"]);
+  latest().receive({ type: "reply", id: granted.id, result: ["private:c"] });
+  await new Promise((resolve) => setImmediate(resolve));
+  const plain = latest().last("subscribe");
+  assert.deepEqual([plain.channels, plain.token], [["public:b"], undefined]);
+  // The link drops before the answer; the next socket finds the new session.
+  latest().drop(1006);
+  mock.timers.tick(30000);
+  latest().receive({ type: "welcome", protocol: 1, socket: "n.3", resumed: true, beat_delay_ms: 30000 });
+  const resent = latest().sent[0];
+  assert.deepEqual([resent.type, resent.channels, resent.token], ["subscribe", ["public:b"], undefined]);
+  latest().receive({ type: "reply", id: resent.id, result: ["private:c", "public:b"] });
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(sessions, [{ resumed: false, restored: ["public:b"], lost: [] }]);
+  ss.close();
+});
+
 test("session changes reach the app, and a channel the session left is no longer recovered", () => {
   const { ss } = client();
   const changes = [];
