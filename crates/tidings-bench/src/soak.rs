@@ -44,9 +44,9 @@ const PORTS: std::ops::RangeInclusive<u16> = 17_400..=17_499;
 /// What the node runs with beyond `tidings serve`'s defaults, as an operator whose clients
 /// connect directly and whose node has 32 MiB to spare would set it (docs/security.md, "What a
 /// client costs"): every channel keeps history (so subscribing makes streams), one address makes
-/// at most 100 sessions a minute, history holds at most 2 MiB, sessions 4 MiB, and a socket's
-/// outbound queue 128 KiB.
-const SETTINGS: [&str; 8] = [
+/// at most 100 sessions a minute, history holds at most 2 MiB, sessions 4 MiB, a socket's
+/// outbound queue 128 KiB, and at most 1,024 connections wait for their first request head.
+const SETTINGS: [&str; 10] = [
     "--max-new-sessions-per-ip",
     "100",
     "--max-history-bytes",
@@ -55,6 +55,8 @@ const SETTINGS: [&str; 8] = [
     "4194304",
     "--outbound-queue-bytes",
     "131072",
+    "--max-pending-connections",
+    "1024",
 ];
 /// Silent connections each silent-TCP client keeps open.
 const SILENT_PER_CLIENT: usize = 200;

@@ -1,9 +1,11 @@
 //! Connections that have not yet sent a whole request head: a silent or slow client holds a file
 //! descriptor for nothing, so they are bounded per node and per client address
-//! ([`ServeOptions`](super::ServeOptions)). Past either bound the oldest such connection (of the
-//! node, or of that address) is dropped, so a flood of silent connections cannot starve the
-//! requests and WebSockets of others of descriptors.
+//! ([`ServeOptions`](super::ServeOptions)). Past an address's bound its oldest such connection is
+//! dropped; past the node's, the oldest of the address holding the most: a flood of silent
+//! connections from a few addresses drops its own, and cannot starve the requests and WebSockets
+//! of others of descriptors.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -33,19 +35,50 @@ struct State {
     /// By age (ids grow): each one's address and what drops it.
     waiting: BTreeMap<u64, (IpAddr, oneshot::Sender<()>)>,
     by_address: HashMap<IpAddr, BTreeSet<u64>>,
+    /// The addresses by how many they hold, the most last; of those holding as many, the one
+    /// with the oldest connection last.
+    by_count: BTreeSet<Rank>,
+}
+
+/// An address's place in `by_count`: how many it holds, its oldest (older ranks higher).
+type Rank = (usize, Reverse<u64>, IpAddr);
+
+/// The rank of `address`, holding `ids`.
+fn rank(ids: &BTreeSet<u64>, address: IpAddr) -> Option<Rank> {
+    Some((ids.len(), Reverse(*ids.first()?), address))
 }
 
 impl State {
+    /// Counts connection `id` from `address`.
+    fn insert(&mut self, id: u64, address: IpAddr, dropper: oneshot::Sender<()>) {
+        self.waiting.insert(id, (address, dropper));
+        let ids = self.by_address.entry(address).or_default();
+        if let Some(old) = rank(ids, address) {
+            self.by_count.remove(&old);
+        }
+        ids.insert(id);
+        self.by_count.extend(rank(ids, address));
+    }
+
     /// Forgets connection `id`; its sender, if it is still here.
     fn remove(&mut self, id: u64) -> Option<oneshot::Sender<()>> {
         let (address, dropper) = self.waiting.remove(&id)?;
         if let Some(ids) = self.by_address.get_mut(&address) {
+            if let Some(old) = rank(ids, address) {
+                self.by_count.remove(&old);
+            }
             ids.remove(&id);
-            if ids.is_empty() {
-                self.by_address.remove(&address);
+            match rank(ids, address) {
+                Some(new) => _ = self.by_count.insert(new),
+                None => _ = self.by_address.remove(&address),
             }
         }
         Some(dropper)
+    }
+
+    /// The oldest connection of `address`.
+    fn oldest_of(&self, address: IpAddr) -> Option<u64> {
+        self.by_address.get(&address)?.first().copied()
     }
 }
 
@@ -67,8 +100,9 @@ impl Pending {
     }
 
     /// Counts a new connection from `address`; the receiver resolves with `Ok` when the
-    /// connection must be dropped to make room. Drops the oldest pending connection of the
-    /// address, or of the node, when either is full.
+    /// connection must be dropped to make room. When the address is full its oldest pending
+    /// connection goes; when the node is, the oldest of the address holding the most (of those
+    /// holding as many, the one whose oldest is oldest: the node's oldest when each holds one).
     pub(crate) fn enter(self: &Arc<Self>, address: IpAddr) -> (Place, oneshot::Receiver<()>) {
         static LOG: Folded = Folded::new();
         let (dropper, dropped) = oneshot::channel();
@@ -77,20 +111,20 @@ impl Pending {
         let of_address = state.by_address.get(&address).map_or(0, BTreeSet::len);
         if self.max_per_address > 0
             && of_address >= self.max_per_address
-            && let Some(&oldest) = state.by_address.get(&address).and_then(BTreeSet::first)
+            && let Some(oldest) = state.oldest_of(address)
         {
             evicted.extend(state.remove(oldest));
         }
         if self.max > 0
             && state.waiting.len() >= self.max
-            && let Some(&oldest) = state.waiting.keys().next()
+            && let Some(&(_, _, most)) = state.by_count.last()
+            && let Some(oldest) = state.oldest_of(most)
         {
             evicted.extend(state.remove(oldest));
         }
         let id = state.next;
         state.next += 1;
-        state.waiting.insert(id, (address, dropper));
-        state.by_address.entry(address).or_default().insert(id);
+        state.insert(id, address, dropper);
         drop(state);
         DROPPED.fetch_add(evicted.len() as u64, Ordering::Relaxed);
         if !evicted.is_empty()
@@ -98,7 +132,7 @@ impl Pending {
         {
             tracing::warn!(
                 connections,
-                "dropped connections that had not sent a request head, to make room (the oldest)"
+                "dropped connections that had not sent a request head, to make room (the oldest of the address holding the most)"
             );
         }
         for dropper in evicted {
@@ -159,9 +193,38 @@ mod tests {
             ]);
             places.push(pending.enter(address));
         }
-        assert_eq!(places[3].1.try_recv(), Ok(()), "the node's oldest went");
+        assert_eq!(
+            places[3].1.try_recv(),
+            Ok(()),
+            "the oldest of the address holding the most went"
+        );
         drop(places);
         let state = pending.state.lock();
-        assert!(state.waiting.is_empty() && state.by_address.is_empty());
+        assert!(
+            state.waiting.is_empty() && state.by_address.is_empty() && state.by_count.is_empty()
+        );
+    }
+
+    #[test]
+    fn past_the_node_bound_the_flooding_address_loses_its_own() {
+        let pending = Arc::new(Pending::new(8, 0));
+        let visitor = IpAddr::from([127, 0, 0, 1]);
+        let flood = IpAddr::from([127, 0, 2, 1]);
+        let mut probe = pending.enter(visitor);
+        let mut places: Vec<_> = (0..7).map(|_| pending.enter(flood)).collect();
+        for _ in 0..100 {
+            places.push(pending.enter(flood));
+        }
+        assert!(
+            probe.1.try_recv().is_err(),
+            "the visitor's one connection, the node's oldest, stays"
+        );
+        let dropped = places
+            .iter_mut()
+            .map(|p| p.1.try_recv().is_ok())
+            .filter(|&dropped| dropped)
+            .count();
+        assert_eq!(dropped, 100, "the flood dropped its own, oldest first");
+        assert!(places[100..].iter_mut().all(|p| p.1.try_recv().is_err()));
     }
 }
