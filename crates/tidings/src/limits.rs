@@ -261,6 +261,48 @@ impl TokenBucket {
     }
 }
 
+/// A token bucket over what a client sends (its requests, its pings): `rate` a second, `burst`
+/// at once, with the refusals in a row.
+pub(crate) struct Bucket {
+    tokens: TokenBucket,
+    /// Refused in a row.
+    refused: usize,
+}
+
+/// What a [`Bucket`] says of one more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Throttle {
+    /// Within the rate.
+    Pass,
+    /// Past the rate: refused.
+    Refuse,
+    /// Refused more than twice the burst in a row: the client does not slow down.
+    Close,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub(crate) fn new(burst: usize) -> Self {
+        Self {
+            tokens: TokenBucket::full(burst as f64),
+            refused: 0,
+        }
+    }
+
+    /// Takes a token for one more.
+    pub(crate) fn take(&mut self, rate: usize, burst: usize) -> Throttle {
+        if self.tokens.take(1.0, rate as f64, burst as f64) {
+            self.refused = 0;
+            return Throttle::Pass;
+        }
+        self.refused += 1;
+        match self.refused > 2 * burst {
+            true => Throttle::Close,
+            false => Throttle::Refuse,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -258,3 +258,49 @@ fn the_tree_in_the_architecture_doc_matches_the_sources() {
         "docs/architecture.md's tree against src/"
     );
 }
+
+/// Names of request policy: what a request means, whether it is allowed, its rate, its
+/// scheduling. They belong to the hub (`hub/requests.rs`), not to a transport.
+const REQUEST_POLICY: &[&str] = &[
+    "Client",
+    "RequestError",
+    "TokenBucket",
+    "request_rate",
+    "request_burst",
+    "max_requests_per_socket",
+    "max_calls_per_socket",
+    "Recover",
+    "Subscribe",
+    "Unsubscribe",
+    "Rpc",
+];
+
+#[test]
+fn the_socket_layer_holds_no_request_policy() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src.join("socket"), &mut files);
+    let mut broken = Vec::new();
+    for file in files {
+        let code = code(&fs::read_to_string(&file).unwrap());
+        let relative = file.strip_prefix(&src).unwrap().display().to_string();
+        let words: BTreeSet<&str> = code
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .collect();
+        for name in REQUEST_POLICY.iter().filter(|name| words.contains(*name)) {
+            broken.push(format!("{relative}: names `{name}`"));
+        }
+        let protocol_requests = code
+            .lines()
+            .filter(|line| line.contains("crate::protocol"))
+            .any(|line| line.contains("Request"));
+        if protocol_requests || code.contains("Request::") {
+            broken.push(format!("{relative}: handles protocol requests"));
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "request policy in socket/:\n{}",
+        broken.join("\n")
+    );
+}

@@ -334,7 +334,7 @@ mod tests {
 
     use super::*;
     use crate::history::History;
-    use crate::testing::Tab;
+    use crate::testing::{Tab, Transport};
 
     #[tokio::test(start_paused = true)]
     async fn replays_past_a_sockets_budget_answer_recovered_false_until_it_fills_again() {

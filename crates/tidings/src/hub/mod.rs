@@ -4,6 +4,7 @@ mod admission;
 mod builder;
 mod client;
 mod gate;
+mod requests;
 pub mod rpc;
 mod session;
 mod status;
@@ -13,6 +14,7 @@ pub(crate) use admission::{Admission, AdmitError, admit};
 pub use builder::HubBuilder;
 pub(crate) use client::Client;
 pub(crate) use gate::{Crowded, Pass};
+pub(crate) use requests::{Connected, Requests};
 pub use session::Session;
 pub(crate) use status::ADMIN_CHANNEL;
 
@@ -763,8 +765,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_node_whose_task_died_says_so_and_still_delivers() {
+        use crate::testing::{Tab, Transport};
         let hub = Hub::builder().build().unwrap();
-        let mut tab = crate::testing::Tab::open(&hub, None).await;
+        let mut tab = Tab::open(&hub, None).await;
         assert!(hub.is_ready());
         hub.faults().spawn("injected", async { panic!("injected") });
         while hub.dead_task().is_none() {
@@ -779,7 +782,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn past_max_sessions_the_least_recently_used_session_without_a_socket_makes_room() {
-        use crate::testing::Tab;
+        use crate::testing::{Tab, Transport};
         let limits = Limits {
             max_sessions: 3,
             ..Limits::default()

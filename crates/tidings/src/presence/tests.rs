@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::EventsLagged;
-use crate::testing::Tab;
+use crate::testing::{Tab, Transport};
 use crate::{Hub, KeepAlive};
 
 const EXPIRE: Duration = Duration::from_secs(40);

@@ -1,0 +1,352 @@
+//! A client's requests as the hub handles them, whatever protocol carries them: the rate a socket
+//! may send at, the order its requests run in, what each one means and the reply it gets.
+//!
+//! A transport joins each socket it admits to the hub ([`Connected::open`]), hands its
+//! [`Requests`] every frame or decoded request it reads, and drives [`Requests::progress`] beside
+//! its reading; replies and events come out of the socket's [`Outbox`], which the transport
+//! writes. The WebSocket layer (`socket/`) is one such transport; the test transport in
+//! `testing.rs` feeds decoded requests over a channel, and both pass the tests below.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+
+use super::{Admission, Client, Hub, SocketGuard};
+use crate::error::{RequestError, SessionError};
+use crate::fanout::{Outbox, Outgoing};
+use crate::ids::SocketId;
+use crate::limits::{Bucket, Throttle};
+use crate::model::PresenceKind;
+use crate::protocol::{BadFrame, CloseReason, Encoding, Request};
+
+/// A socket joined to the hub: its registration, its client, its outbox.
+pub(crate) struct Connected {
+    guard: SocketGuard,
+    /// What its requests mean.
+    pub(crate) client: Client,
+    /// What it is sent.
+    pub(crate) outbox: Arc<Outbox>,
+}
+
+impl Connected {
+    /// Joins a socket admitted at the handshake to the hub and queues its welcome.
+    /// `recovering`: until its `recover` request, events of channels with history wait, so the
+    /// replay goes first.
+    pub(crate) async fn open(
+        hub: &Hub,
+        admission: Admission,
+        recovering: bool,
+        encoding: Encoding,
+    ) -> Result<Self, SessionError> {
+        let Admission {
+            session,
+            granted,
+            resumed,
+            vouched,
+            ..
+        } = admission;
+        let limits = hub.limits();
+        let outbox = Arc::new(Outbox::new(
+            limits.outbound_queue,
+            limits.outbound_queue_bytes,
+        ));
+        if recovering {
+            outbox.hold();
+        }
+        let guard = hub.attach(&session, outbox.clone(), vouched).await?;
+        hub.counters().socket(true);
+        let client = Client::new(hub.clone(), session, guard.id().clone(), granted);
+        // The outbox is fresh and far from full; a refusal here means the socket is closing.
+        let _ = outbox.push(Outgoing::Frame(
+            encoding.welcome(&client.welcome(resumed).await),
+        ));
+        Ok(Self {
+            guard,
+            client,
+            outbox,
+        })
+    }
+
+    /// The socket's id.
+    pub(crate) fn id(&self) -> &SocketId {
+        self.guard.id()
+    }
+
+    /// Leaves every index (a client that sees its connection end finds no trace of it), then
+    /// ends the socket's presence.
+    pub(crate) async fn close(self) {
+        let hub = self.guard.hub.clone();
+        drop(self.guard);
+        hub.counters().socket(false);
+        self.client.leave().await;
+    }
+}
+
+/// A reply on its way: the encoded frame (`None`: already queued), and whether it ends an RPC
+/// call.
+type Pending<'a> = BoxFuture<'a, (Option<Bytes>, bool)>;
+
+/// The requests of one socket that are waiting for their replies, beside the reading.
+///
+/// Changes to the session (`subscribe`, `unsubscribe`, `heartbeat`, `recover`) run one at a time
+/// in the order they came, so a client's changes apply in its order; `list` and RPC calls run at
+/// once. Made on a socket's first request: an idle socket holds nothing here.
+#[derive(Default)]
+struct Waiting<'a> {
+    /// Session changes, in order: only the first runs.
+    changes: VecDeque<Pending<'a>>,
+    /// Lists and RPC calls, running side by side.
+    running: Option<FuturesUnordered<Pending<'a>>>,
+    /// How many of `running` are RPC calls.
+    calls: usize,
+}
+
+impl<'a> Waiting<'a> {
+    /// Requests waiting (RPC calls apart).
+    fn requests(&self) -> usize {
+        self.changes.len() + self.running.as_ref().map_or(0, |r| r.len()) - self.calls
+    }
+
+    /// Runs `reply` beside the others; `call` when it is an RPC call.
+    fn run(&mut self, reply: Pending<'a>, call: bool) {
+        self.calls += usize::from(call);
+        self.running
+            .get_or_insert_with(Default::default)
+            .push(reply);
+    }
+
+    /// The next reply ready, whichever request it answers.
+    async fn next(&mut self) -> Option<Bytes> {
+        let running = async {
+            match self.running.as_mut() {
+                Some(running) if !running.is_empty() => running.next().await,
+                _ => None,
+            }
+        };
+        let change = async {
+            match self.changes.front_mut() {
+                Some(change) => Some(change.await),
+                None => None,
+            }
+        };
+        let (reply, call, changed) = tokio::select! {
+            Some((reply, call)) = running => (reply, call, false),
+            Some((reply, _)) = change => (reply, false, true),
+            else => return std::future::pending().await,
+        };
+        if changed {
+            self.changes.pop_front();
+        }
+        self.calls -= usize::from(call);
+        reply
+    }
+}
+
+/// One socket's requests: rate-limited, scheduled, answered into its outbox.
+pub(crate) struct Requests<'a> {
+    hub: &'a Hub,
+    client: &'a Client,
+    outbox: &'a Outbox,
+    encoding: Encoding,
+    /// The server heartbeat's text: when a client sends it, it is only a sign of life.
+    heartbeat: Option<&'a str>,
+    /// Whether the client asked to `recover` (or asked something else first): then what is held
+    /// waits for that answer alone.
+    answered_hold: bool,
+    bucket: Bucket,
+    waiting: Waiting<'a>,
+}
+
+impl<'a> Requests<'a> {
+    /// The requests of socket `connected`, in `encoding`.
+    pub(crate) fn new(hub: &'a Hub, connected: &'a Connected, encoding: Encoding) -> Self {
+        Self {
+            hub,
+            client: &connected.client,
+            outbox: &connected.outbox,
+            encoding,
+            heartbeat: hub.keep_alive().message.as_deref(),
+            answered_hold: false,
+            bucket: Bucket::new(hub.limits().request_burst),
+            waiting: Waiting::default(),
+        }
+    }
+
+    /// A text frame of the protocol. It takes a token of the request rate whatever it holds
+    /// (garbage costs to read too); the server heartbeat's text is only a sign of life, anything
+    /// else is decoded and answered. `Err`: the socket must close with that reason.
+    pub(crate) fn frame(&mut self, text: &str) -> Result<(), CloseReason> {
+        if Some(text) != self.heartbeat {
+            return self.request(self.encoding.decode(text));
+        }
+        if !self.throttle()? {
+            self.hub.counters().rate_limited();
+        }
+        Ok(())
+    }
+
+    /// A request the transport decoded (or the protocol's refusal of a frame); it takes a token
+    /// of the request rate. `Err`: the socket must close with that reason.
+    pub(crate) fn request(
+        &mut self,
+        request: Result<Request, BadFrame>,
+    ) -> Result<(), CloseReason> {
+        let passed = self.throttle()?;
+        self.answer(request, passed);
+        Ok(())
+    }
+
+    /// Waits until a request is answered and queues its reply; never ends while none waits.
+    pub(crate) async fn progress(&mut self) {
+        if let Some(reply) = self.waiting.next().await {
+            // A full outbox has already marked the socket closing; the reply goes with it.
+            let _ = self.outbox.push(Outgoing::Frame(reply));
+        }
+    }
+
+    /// Takes a token: whether the request is within the rate; `Err` when the client does not
+    /// slow down.
+    fn throttle(&mut self) -> Result<bool, CloseReason> {
+        let limits = self.hub.limits();
+        match self.bucket.take(limits.request_rate, limits.request_burst) {
+            Throttle::Close => Err(CloseReason::RateLimited),
+            throttle => Ok(throttle == Throttle::Pass),
+        }
+    }
+
+    /// Starts answering a request; the reply is queued when it is ready. A request past the
+    /// request rate (`passed` false) is answered `rate_limited`, whatever it held.
+    fn answer(&mut self, decoded: Result<Request, BadFrame>, passed: bool) {
+        let (limits, counters) = (self.hub.limits(), self.hub.counters());
+        let request = match (decoded, passed) {
+            (Ok(request), true) => request,
+            (decoded, passed) => {
+                let (id, error) = match decoded {
+                    Ok(request) => (Some(request.id()), None),
+                    Err(bad) => {
+                        counters.refused_frame(None);
+                        (bad.id, passed.then_some(bad.error))
+                    }
+                };
+                let error = error.unwrap_or_else(|| {
+                    counters.rate_limited();
+                    RequestError::RateLimited(limits.request_rate).into()
+                });
+                let _ = self
+                    .outbox
+                    .push(Outgoing::Frame(self.encoding.error(id, &error)));
+                return;
+            }
+        };
+        let (id, full) = match &request {
+            Request::Rpc { id, .. } => (*id, self.waiting.calls >= limits.max_calls_per_socket),
+            other => (
+                other.id(),
+                self.waiting.requests() >= limits.max_requests_per_socket,
+            ),
+        };
+        if full {
+            let error = match request {
+                Request::Rpc { .. } => RequestError::TooManyCalls(limits.max_calls_per_socket),
+                _ => RequestError::TooManyRequests(limits.max_requests_per_socket),
+            };
+            let reply = self.encoding.error(Some(id), &error.into());
+            let _ = self.outbox.push(Outgoing::Frame(reply));
+            return;
+        }
+        let recover = matches!(request, Request::Recover { .. });
+        if !std::mem::replace(&mut self.answered_hold, true) && !recover {
+            // A client that said it would recover and asks something else first has nothing to
+            // recover: what was held goes out as it came.
+            let _ = self.outbox.release(None, Vec::new());
+        }
+        self.start(id, request);
+    }
+
+    /// Schedules the answer to request `id`.
+    fn start(&mut self, id: u64, request: Request) {
+        let (client, enc, outbox) = (self.client, self.encoding, self.outbox);
+        let waiting = &mut self.waiting;
+        match request {
+            Request::Recover { positions, .. } => {
+                waiting.changes.push_back(Box::pin(async move {
+                    let (reply, replays) = match client.recover(positions).await {
+                        Ok((answers, replays)) => (enc.reply(id, &answers), replays),
+                        Err(error) => (enc.error(Some(id), &error.into()), Vec::new()),
+                    };
+                    let _ = outbox.release(Some(reply), replays);
+                    (None, false)
+                }));
+            }
+            Request::Subscribe {
+                channels,
+                token,
+                since,
+                ..
+            } => waiting.changes.push_back(Box::pin(async move {
+                if since.is_empty() {
+                    let reply = match client.subscribe(channels, token.as_deref()).await {
+                        Ok((all, positions)) => enc.reply_at(id, &all, &positions, None::<&()>),
+                        Err(error) => enc.error(Some(id), &error.into()),
+                    };
+                    return (Some(reply), false);
+                }
+                // Live events of the channels wait until the replay is queued before them.
+                outbox.hold();
+                let (reply, replays) = match client.subscribe(channels, token.as_deref()).await {
+                    Ok((all, positions)) => match client.recover(since).await {
+                        Ok((answers, replays)) => {
+                            (enc.reply_at(id, &all, &positions, Some(&answers)), replays)
+                        }
+                        Err(error) => (enc.error(Some(id), &error.into()), Vec::new()),
+                    },
+                    Err(error) => (enc.error(Some(id), &error.into()), Vec::new()),
+                };
+                let _ = outbox.release(Some(reply), replays);
+                (None, false)
+            })),
+            Request::Unsubscribe { channels, .. } => {
+                waiting.changes.push_back(Box::pin(async move {
+                    (respond(enc, id, client.unsubscribe(channels).await), false)
+                }));
+            }
+            Request::Heartbeat { op, .. } => waiting.changes.push_back(Box::pin(async move {
+                let kind = client.heartbeat(op).await;
+                (
+                    respond(enc, id, kind.map(|k| k.map(PresenceKind::as_str))),
+                    false,
+                )
+            })),
+            Request::List { .. } => waiting.run(
+                Box::pin(async move { (respond(enc, id, client.list().await), false) }),
+                false,
+            ),
+            Request::Rpc { method, params, .. } => {
+                let call = client.call(method, params);
+                waiting.run(
+                    Box::pin(async move { (respond(enc, id, call.await), true) }),
+                    true,
+                );
+            }
+        }
+    }
+}
+
+/// Encodes the reply to request `id`.
+fn respond<T: serde::Serialize>(
+    encoding: Encoding,
+    id: u64,
+    result: Result<T, RequestError>,
+) -> Option<Bytes> {
+    Some(match result {
+        Ok(result) => encoding.reply(id, &result),
+        Err(error) => encoding.error(Some(id), &error.into()),
+    })
+}
+
+#[cfg(test)]
+mod tests;
