@@ -31,6 +31,7 @@ pub use self::nats::NatsBus;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisBus;
 pub use memory::MemoryBus;
+use memory::MemoryHistory;
 pub(crate) use sealed::{Link, Sealed};
 #[cfg(any(feature = "redis", feature = "nats"))]
 pub use shared::BusOptions;
@@ -40,7 +41,7 @@ use std::sync::{Arc, Weak};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::error::BusError;
+use crate::error::{BuildError, BusError};
 use crate::history::{Rules, Streams};
 use crate::ids::NodeId;
 use crate::limits::Limits;
@@ -128,15 +129,42 @@ pub(crate) trait Carrier: Send + Sync + 'static {
         None
     }
 
-    /// The history the bus keeps itself, shared by every node, for the channels `rules` name
-    /// (the node keeps at most `max_bytes` of the streams it follows); `None` when it keeps none
-    /// (history is then kept in the node's memory).
-    fn history(&self, _rules: &Rules, _max_bytes: usize) -> Option<Arc<dyn Streams>> {
-        None
-    }
+    /// Where the channels `rules` name keep their history: a store in which a publish that
+    /// needs an offset is one operation (number, keep, publish), so every node agrees on a
+    /// channel's offsets. Redis keeps it for every node (the node keeps at most `max_bytes` of
+    /// the streams it follows); the memory bus in the node's memory (at most `max_bytes`); a bus
+    /// with no such store (NATS) refuses rules ([`memory_history`]).
+    fn history(
+        self: Arc<Self>,
+        rules: &Rules,
+        max_bytes: usize,
+        counters: &Arc<Counters>,
+    ) -> Result<Arc<dyn Streams>, BuildError>;
 
     /// Publishes a presence event (JSON) where backends can read it, if the bus has such a place.
     async fn presence(&self, _payload: Bytes) -> Result<(), BusError> {
         Ok(())
     }
+}
+
+/// History in the node's memory, numbered under each channel's turn and published on `bus`: for
+/// a bus within one process. A bus that crosses processes and has no store of its own (NATS)
+/// refuses history rules: nodes would disagree on offsets.
+pub(crate) fn memory_history(
+    bus: Arc<dyn Carrier>,
+    rules: &Rules,
+    max_bytes: usize,
+    counters: &Arc<Counters>,
+) -> Result<Arc<dyn Streams>, BuildError> {
+    if bus.remote() && !rules.is_empty() {
+        return Err(BuildError::InvalidSetting {
+            name: "history",
+            reason: "history needs the memory bus (one node) or the Redis bus: NATS core subjects \
+                 have no store that numbers a channel's events and publishes them in one step, \
+                 so nodes would disagree on offsets"
+                .into(),
+        });
+    }
+    let history = MemoryHistory::new(rules.clone(), max_bytes, counters.clone(), bus);
+    Ok(Arc::new(history))
 }

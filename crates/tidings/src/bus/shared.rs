@@ -23,8 +23,8 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
 use super::{Carrier, Inbox, ingest, wire};
-use crate::error::BusError;
-use crate::history::{Claim, Handover, History, Rules, Streams};
+use crate::error::{BuildError, BusError};
+use crate::history::{Claim, History, Rules, Streams};
 use crate::ids::{self, NodeId};
 use crate::limits::Limits;
 use crate::logs::Folded;
@@ -516,8 +516,15 @@ impl<T: Transport> Carrier for SharedBus<T> {
         true
     }
 
-    fn history(&self, rules: &Rules, max_bytes: usize) -> Option<Arc<dyn Streams>> {
-        let store = self.transport.history_store()?;
+    fn history(
+        self: Arc<Self>,
+        rules: &Rules,
+        max_bytes: usize,
+        counters: &Arc<Counters>,
+    ) -> Result<Arc<dyn Streams>, BuildError> {
+        let Some(store) = self.transport.history_store() else {
+            return super::memory_history(self, rules, max_bytes, counters);
+        };
         let (subjects, faults) = (&self.receiver.subjects, &self.receiver.faults);
         let history = kept_in(store, rules, subjects, max_bytes, faults);
         let (queue, numbered) = mpsc::channel(NUMBERING_QUEUE);
@@ -525,7 +532,7 @@ impl<T: Transport> Carrier for SharedBus<T> {
             let numbering = number(history.clone(), numbered);
             self.receiver.faults.spawn("ingest numbering", numbering);
         }
-        Some(history)
+        Ok(history)
     }
 
     async fn publish(&self, message: BusMessage) -> Result<(), BusError> {
@@ -586,11 +593,8 @@ impl<T: Transport> Carrier for SharedBus<T> {
 /// each, a channel's offsets follow the order they were sent in.
 async fn number(history: Arc<dyn Streams>, mut numbered: mpsc::Receiver<Numbered>) {
     static LOG: Folded = Folded::new();
-    let send: Handover<'_> = &|_| Box::pin(async { Ok(()) });
     while let Some((channel, rule, event, claim)) = numbered.recv().await {
-        if let Err(error) = history
-            .append(&channel, &rule, &event, Some(claim), send)
-            .await
+        if let Err(error) = history.append(&channel, &rule, &event, Some(claim)).await
             && let Some(skipped) = LOG.note(1)
         {
             tracing::warn!(skipped, %error, "external publishes to channels with history could not be kept; skipped");

@@ -11,45 +11,42 @@
 //! # let _ = hub;
 //! ```
 //!
-//! A channel no rule names keeps nothing and costs nothing. History is kept in one node's memory
-//! (`MemoryHistory`) or, on a Redis bus, in Redis, shared by every node (`bus/history/`);
-//! both are `Streams`.
+//! A channel no rule names keeps nothing and costs nothing. What history is lives here: the
+//! rules, positions, the [`Ring`] a node keeps a stream in, what a client recovers and what the
+//! backend pages. Where streams are kept is the bus's: in one node's memory with the memory
+//! bus (`bus/memory/history.rs`), in Redis with the Redis bus (`bus/history/`); both are
+//! [`Streams`], and a numbered publish is one operation of them.
 
-mod memory;
+mod ring;
 
 pub use crate::model::Position;
-pub(crate) use memory::MemoryHistory;
+pub(crate) use ring::Ring;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::future::BoxFuture;
 use serde::Serialize;
 
 use crate::error::{BuildError, BusError};
 use crate::model::Event;
 
-/// Hands a numbered event to the bus, for a history that does not publish by itself.
-pub(crate) type Handover<'a> =
-    &'a (dyn Fn(Arc<Event>) -> BoxFuture<'a, Result<(), BusError>> + Sync);
-
-/// Where the channels' streams are kept: this node's memory, or Redis through the bus.
+/// Where the channels' streams are kept: this node's memory, or Redis; the bus supplies it
+/// ([`Carrier::history`](crate::bus)), and a numbered publish is one operation of it.
 #[async_trait]
 pub(crate) trait Streams: Send + Sync + 'static {
     /// The rule of `channel`, if it keeps history.
     fn rule(&self, channel: &str) -> Option<&Arc<History>>;
 
-    /// Gives a channel event the next offset of its channel and publishes it, before the next
-    /// one gets an offset: through `send`, or by itself. `claim` names an external publish every
-    /// node reads: only the first node to claim it appends it. The channel must keep history.
+    /// Gives a channel event the next offset of its channel and publishes it on the bus, before
+    /// the next one gets an offset. `claim` names an external publish every node reads: only
+    /// the first node to claim it appends it. The channel must keep history.
     async fn append(
         &self,
         channel: &Arc<str>,
         rule: &History,
         event: &Event,
         claim: Option<Claim>,
-        send: Handover<'_>,
     ) -> Result<(), BusError>;
 
     /// The latest position of `channel` (its stream starts here if it has none yet, so a

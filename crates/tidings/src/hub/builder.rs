@@ -15,7 +15,7 @@ use crate::bus::{Bus, Carrier, Inbox, MemoryBus, Sealed};
 use crate::error::BuildError;
 use crate::fanout::Local;
 use crate::fanout::{KeepAlive, keepalive};
-use crate::history::{self, History, MemoryHistory, Streams};
+use crate::history::{self, History};
 #[cfg(feature = "backend")]
 use crate::hub::rpc::RpcProxy;
 use crate::hub::rpc::{Methods, RpcError, RpcRequest};
@@ -241,24 +241,10 @@ impl HubBuilder {
         let presence_store = self.presence_store.unwrap_or(memory);
         let counters = Arc::new(Counters::default());
         let faults = bus.faults().unwrap_or_default();
-        let history: Arc<dyn Streams> =
-            match bus.history(&history_rules, self.limits.max_history_bytes) {
-                Some(history) => history,
-                None if bus.remote() && !history_rules.is_empty() => {
-                    return Err(BuildError::InvalidSetting {
-                        name: "history",
-                        reason: "history needs the memory bus (one node) or the Redis bus: NATS \
-                             core subjects have no store that numbers a channel's events and \
-                             publishes them in one step, so nodes would disagree on offsets"
-                            .into(),
-                    });
-                }
-                None => Arc::new(MemoryHistory::new(
-                    history_rules,
-                    self.limits.max_history_bytes,
-                    counters.clone(),
-                )),
-            };
+        let max_history = self.limits.max_history_bytes;
+        let history = bus
+            .clone()
+            .history(&history_rules, max_history, &counters)?;
         #[cfg_attr(not(feature = "backend"), expect(unused_mut))]
         let mut presence = Presence::new(self.heartbeat, presence_store, counters.clone())?;
         #[cfg(feature = "backend")]

@@ -396,19 +396,13 @@ impl Hub {
                 _ => None,
             };
             let event = Event::new(name.clone(), args.clone(), channel.clone());
-            let bus = &self.shared.bus;
             let history = &self.shared.history;
             match channel.as_ref().and_then(|c| Some((c, history.rule(c)?))) {
-                Some((channel, rule)) => {
-                    let send: history::Handover<'_> = &|event| {
-                        let target = target.clone();
-                        Box::pin(
-                            async move { bus.publish(BusMessage::Publish { target, event }).await },
-                        )
-                    };
-                    history.append(channel, rule, &event, None, send).await?;
+                Some((channel, rule)) => history.append(channel, rule, &event, None).await?,
+                None => {
+                    let message = BusMessage::Publish { target, event };
+                    self.shared.bus.publish(message).await?;
                 }
-                None => bus.publish(BusMessage::Publish { target, event }).await?,
             }
             self.shared.counters.published(self.source, &counted);
         }

@@ -7,13 +7,12 @@
 //! does not follow (another epoch, a gap) drops the entry, as does the node ceasing to receive the
 //! channel (no local subscriber, Redis away): the next client reads Redis again.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use tokio::time::Instant;
 
-use crate::history::{History, Recovery};
+use crate::history::{History, Recovery, Ring};
 use crate::model::{Event, Position};
 
 /// Events received while a channel's read is in flight that an entry keeps at most: past it, the
@@ -25,43 +24,18 @@ enum Entry {
     /// Its read is in flight; the events received meanwhile, in order.
     Filling(Vec<Arc<Event>>),
     /// Its stream, as read and followed since.
-    Ready(Kept),
+    Ready(Ring),
 }
 
-/// A channel's latest position and its events still kept, oldest first, with when each was kept.
-pub(super) struct Kept {
-    pub(super) position: Position,
-    pub(super) events: VecDeque<(Instant, Arc<Event>)>,
-}
-
-impl Kept {
-    /// Follows `event`: `false` if it is not the next one (the entry must go).
-    fn follow(&mut self, event: &Arc<Event>, rule: &History, bytes: &mut usize) -> bool {
-        let Some(position) = event.position() else {
-            return true;
-        };
-        if position.epoch != self.position.epoch || position.offset > self.position.offset + 1 {
-            return false;
-        }
-        if position.offset == self.position.offset + 1 {
-            self.position.offset += 1;
-            *bytes += event.size();
-            self.events.push_back((Instant::now(), event.clone()));
-            self.trim(rule, bytes);
-        }
-        true
-    }
-
-    /// Drops the events past `rule.size` or older than `rule.ttl`.
-    fn trim(&mut self, rule: &History, bytes: &mut usize) {
-        while let Some((kept, event)) = self.events.front() {
-            if self.events.len() <= rule.size && kept.elapsed() <= rule.ttl {
-                break;
-            }
-            *bytes -= event.size();
-            self.events.pop_front();
-        }
-    }
+/// Follows `event` in `ring`, trimmed to `rule`: `false` if it is not the next one (the entry
+/// must go).
+fn follow(ring: &mut Ring, event: &Arc<Event>, rule: &History, bytes: &mut usize) -> bool {
+    let Some(added) = ring.follow(event) else {
+        return false;
+    };
+    *bytes += added;
+    *bytes -= ring.trim(rule, |_| false).0;
+    true
 }
 
 /// The channels this node follows, at most `max_bytes` of events in all.
@@ -88,18 +62,17 @@ impl Cache {
     ) -> Option<Recovery> {
         let mut state = self.state.lock();
         let (entries, bytes) = &mut *state;
-        let Some(Entry::Ready(kept)) = entries.get_mut(channel) else {
+        let Some(Entry::Ready(ring)) = entries.get_mut(channel) else {
             return None;
         };
-        kept.trim(rule, bytes);
-        let events = kept.events.iter().map(|(_, e)| e);
-        Some(Recovery::from_kept(kept.position.clone(), events, since))
+        *bytes -= ring.trim(rule, |_| false).0;
+        Some(ring.recover(since))
     }
 
     /// The latest position of `channel`, if the node follows it.
     pub(super) fn position(&self, channel: &str) -> Option<Position> {
         match self.state.lock().0.get(channel) {
-            Some(Entry::Ready(kept)) => Some(kept.position.clone()),
+            Some(Entry::Ready(ring)) => Some(ring.position().clone()),
             _ => None,
         }
     }
@@ -117,19 +90,19 @@ impl Cache {
 
     /// Fills `channel` with what its read found (begun after [`Cache::start`]), then the events
     /// received meanwhile.
-    pub(super) fn fill(&self, channel: &str, rule: &History, read: Kept) {
+    pub(super) fn fill(&self, channel: &str, rule: &History, read: Ring) {
         let mut state = self.state.lock();
         let (entries, bytes) = &mut *state;
         let Some(Entry::Filling(waiting)) = entries.remove(channel) else {
             return;
         };
-        let mut kept = read;
-        *bytes += kept.events.iter().map(|(_, e)| e.size()).sum::<usize>();
-        kept.trim(rule, bytes);
-        if waiting.iter().all(|e| kept.follow(e, rule, bytes)) && *bytes <= self.max_bytes {
-            entries.insert(channel.into(), Entry::Ready(kept));
+        let mut ring = read;
+        *bytes += ring.bytes();
+        *bytes -= ring.trim(rule, |_| false).0;
+        if waiting.iter().all(|e| follow(&mut ring, e, rule, bytes)) && *bytes <= self.max_bytes {
+            entries.insert(channel.into(), Entry::Ready(ring));
         } else {
-            *bytes -= kept.events.iter().map(|(_, e)| e.size()).sum::<usize>();
+            *bytes -= ring.bytes();
         }
     }
 
@@ -146,7 +119,9 @@ impl Cache {
                 waiting.push(event.clone());
                 waiting.len() <= MAX_FILLING
             }
-            Some(Entry::Ready(kept)) => kept.follow(event, rule, bytes) && *bytes <= self.max_bytes,
+            Some(Entry::Ready(ring)) => {
+                follow(ring, event, rule, bytes) && *bytes <= self.max_bytes
+            }
         };
         if !keep {
             Self::drop_entry(entries, bytes, channel);
@@ -168,14 +143,18 @@ impl Cache {
 
     /// Removes a channel's entry and its bytes.
     fn drop_entry(entries: &mut HashMap<Arc<str>, Entry>, bytes: &mut usize, channel: &str) {
-        if let Some(Entry::Ready(kept)) = entries.remove(channel) {
-            *bytes -= kept.events.iter().map(|(_, e)| e.size()).sum::<usize>();
+        if let Some(Entry::Ready(ring)) = entries.remove(channel) {
+            *bytes -= ring.bytes();
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+
+    use tokio::time::Instant;
+
     use super::*;
 
     /// Event `offset` of channel `c` in epoch `epoch`.
@@ -192,16 +171,15 @@ mod tests {
     }
 
     /// A read that found offsets `1..=last` of epoch `e`.
-    fn read(last: u64) -> Kept {
-        Kept {
-            position: Position {
-                epoch: "e".into(),
-                offset: last,
-            },
-            events: (1..=last)
-                .map(|n| (Instant::now(), event("e", n)))
-                .collect(),
-        }
+    fn read(last: u64) -> Ring {
+        let position = Position {
+            epoch: "e".into(),
+            offset: last,
+        };
+        let events: VecDeque<_> = (1..=last)
+            .map(|n| (Instant::now(), event("e", n)))
+            .collect();
+        Ring::new(position, events)
     }
 
     /// The offsets a client at `since` (epoch `e`) gets, if the cache follows `c`.

@@ -18,7 +18,7 @@
 
 mod cache;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,12 +30,12 @@ use tokio::time::Instant;
 
 use super::wire::{self, Subjects};
 use crate::error::BusError;
-use crate::history::{Claim, Handover, History, Page, Recovery, Rules, Streams};
+use crate::history::{Claim, History, Page, Recovery, Ring, Rules, Streams};
 use crate::ids;
 use crate::model::{BusMessage, Event, Position};
 use crate::redis_conn::{Connection, tagged};
 use crate::tasks::Faults;
-use cache::{Cache, Kept};
+use cache::Cache;
 
 /// How long a channel's epoch and last offset outlive its last publish (at least), so a client
 /// that missed nothing still recovers after a quiet spell.
@@ -96,16 +96,9 @@ if ARGV[3] == '1' then events = redis.call('LRANGE', KEYS[1], 0, -1) end
 return {meta[1], meta[2] or '0', now[1] .. string.format('%03d', math.floor(now[2] / 1000)), events}
 "#;
 
-/// What one read of a channel found: its position and the events still in time, each with when
-/// it was kept (by this node's clock).
-struct Snapshot {
-    position: Position,
-    events: VecDeque<(Instant, Arc<Event>)>,
-}
-
 /// The last read of one channel, shared by the clients that waited for it: when it began, and what
 /// it found (`None`: it failed).
-type Slot = Arc<tokio::sync::Mutex<Option<(Instant, Option<Arc<Snapshot>>)>>>;
+type Slot = Arc<tokio::sync::Mutex<Option<(Instant, Option<Arc<Ring>>)>>>;
 
 /// One event waiting for its channel's script.
 struct Append {
@@ -185,7 +178,7 @@ impl Inner {
         channel: &str,
         rule: &History,
         events: bool,
-    ) -> Result<Snapshot, BusError> {
+    ) -> Result<Ring, BusError> {
         let [list, meta] = self.keys(channel);
         let (epoch, last, now, kept): (String, String, String, Vec<Vec<u8>>) = self
             .read
@@ -225,7 +218,7 @@ impl Inner {
                 }
             })
             .collect();
-        Ok(Snapshot { position, events })
+        Ok(Ring::new(position, events))
     }
 
     /// Runs the append script for a batch of `channel`'s events.
@@ -269,7 +262,7 @@ impl Inner {
 
     /// A read of `channel` begun after this call: the one in flight is taken only if it began
     /// later, else the next one, which every client waiting meanwhile shares (its failure too).
-    async fn coalesced(&self, channel: &str, rule: &History) -> Result<Arc<Snapshot>, BusError> {
+    async fn coalesced(&self, channel: &str, rule: &History) -> Result<Arc<Ring>, BusError> {
         let asked = Instant::now();
         let slot: Slot = self.reads.lock().entry(channel.into()).or_default().clone();
         let mut last = slot.lock().await;
@@ -343,7 +336,6 @@ impl Streams for RedisHistory {
         rule: &History,
         event: &Event,
         claim: Option<Claim>,
-        _send: Handover<'_>,
     ) -> Result<(), BusError> {
         let claim = claim.map(|claim| {
             let prefix = &self.0.prefix;
@@ -375,7 +367,12 @@ impl Streams for RedisHistory {
         if let Some(position) = self.0.cache.position(channel) {
             return Ok(position);
         }
-        Ok(self.0.snapshot(channel, rule, false).await?.position)
+        Ok(self
+            .0
+            .snapshot(channel, rule, false)
+            .await?
+            .position()
+            .clone())
     }
 
     async fn recover(
@@ -391,12 +388,9 @@ impl Streams for RedisHistory {
         let filling = cache.start(channel);
         let snapshot = self.0.coalesced(channel, rule).await?;
         if filling {
-            let position = snapshot.position.clone();
-            let events = snapshot.events.clone();
-            cache.fill(channel, rule, Kept { position, events });
+            cache.fill(channel, rule, Ring::clone(&snapshot));
         }
-        let kept = snapshot.events.iter().map(|(_, e)| e);
-        Ok(Recovery::from_kept(snapshot.position.clone(), kept, since))
+        Ok(snapshot.recover(since))
     }
 
     async fn page(
@@ -407,7 +401,6 @@ impl Streams for RedisHistory {
         limit: usize,
     ) -> Result<Page, BusError> {
         let snapshot = self.0.snapshot(channel, rule, true).await?;
-        let kept = snapshot.events.iter().map(|(_, e)| e);
-        Ok(Page::from_kept(&snapshot.position, kept, since, limit))
+        Ok(snapshot.page(since, limit))
     }
 }

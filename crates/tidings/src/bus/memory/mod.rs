@@ -1,4 +1,9 @@
-//! The in-process bus: delivers each message synchronously to every node of this process.
+//! The in-process bus: delivers each message synchronously to every node of this process, and
+//! keeps each node's history in its memory (`history.rs`).
+
+mod history;
+
+pub(crate) use history::MemoryHistory;
 
 use std::sync::{Arc, Weak};
 
@@ -6,7 +11,8 @@ use async_trait::async_trait;
 use parking_lot::RwLock;
 
 use super::{Bus, Carrier, Inbox, Link, Sealed};
-use crate::error::BusError;
+use crate::error::{BuildError, BusError};
+use crate::history::{Rules, Streams};
 use crate::ids::NodeId;
 use crate::limits::Limits;
 use crate::model::{BusMessage, Topic};
@@ -65,4 +71,13 @@ impl Carrier for Nodes {
     }
 
     fn set_interest(&self, _topic: &Topic, _interested: bool) {}
+
+    fn history(
+        self: Arc<Self>,
+        rules: &Rules,
+        max_bytes: usize,
+        counters: &Arc<Counters>,
+    ) -> Result<Arc<dyn Streams>, BuildError> {
+        super::memory_history(self, rules, max_bytes, counters)
+    }
 }

@@ -3,20 +3,24 @@
 //! [`STREAM_BYTES`] and its name besides its events, so streams that subscribes alone made
 //! (asking a channel's position makes its stream) count against the same bound; past it, the
 //! oldest streams that still hold no event go first.
+//!
+//! A numbered publish is one operation, as on Redis: the event takes its channel's next offset
+//! and is handed to the bus before the next one is numbered, so every socket sees the channel's
+//! offsets in order.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use async_trait::async_trait;
-
-use super::{Claim, Handover, History, Page, Recovery, Rules, Streams};
+use crate::bus::Carrier;
 use crate::error::BusError;
+use crate::history::{Claim, History, Page, Recovery, Ring, Rules, Streams};
 use crate::ids;
-use crate::model::{Event, Position};
+use crate::model::{BusMessage, Event, Position, Target};
 use crate::stats::Counters;
 
 /// What one stream costs besides its events and its name: its map entry, the stream, its locks.
@@ -32,31 +36,11 @@ struct Stream {
     /// Held from an event's offset to its hand-over to the bus, so every socket sees the
     /// channel's offsets in order.
     turn: tokio::sync::Mutex<()>,
-    ring: Mutex<Ring>,
+    /// Its events, and when the last one was published.
+    ring: Mutex<(Ring, Instant)>,
 }
 
-/// The kept events of one stream.
-struct Ring {
-    epoch: Arc<str>,
-    /// The last offset given (0: none yet).
-    last: u64,
-    /// Events, oldest first, with when they were kept.
-    events: VecDeque<(Instant, Arc<Event>)>,
-    /// When the last event was published.
-    touched: Instant,
-}
-
-impl Ring {
-    /// The position of the last event (offset 0 before the first).
-    fn position(&self) -> Position {
-        Position {
-            epoch: self.epoch.clone(),
-            offset: self.last,
-        }
-    }
-}
-
-/// Channel history in memory, for one node.
+/// Channel history in memory, for one node, publishing through its bus.
 pub(crate) struct MemoryHistory {
     rules: Rules,
     max_bytes: usize,
@@ -66,11 +50,18 @@ pub(crate) struct MemoryHistory {
     /// history holds `max_bytes`.
     made: Mutex<VecDeque<Arc<str>>>,
     counters: Arc<Counters>,
+    bus: Arc<dyn Carrier>,
 }
 
 impl MemoryHistory {
-    /// Empty history for the channels `rules` name, at most `max_bytes` in all.
-    pub(crate) fn new(rules: Rules, max_bytes: usize, counters: Arc<Counters>) -> Self {
+    /// Empty history for the channels `rules` name, at most `max_bytes` in all, publishing on
+    /// `bus`.
+    pub(crate) fn new(
+        rules: Rules,
+        max_bytes: usize,
+        counters: Arc<Counters>,
+        bus: Arc<dyn Carrier>,
+    ) -> Self {
         Self {
             rules,
             max_bytes,
@@ -78,6 +69,7 @@ impl MemoryHistory {
             streams: Mutex::default(),
             made: Mutex::default(),
             counters,
+            bus,
         }
     }
 
@@ -87,14 +79,13 @@ impl MemoryHistory {
         if let Some(stream) = streams.get(channel) {
             return stream.clone();
         }
+        let start = Position {
+            epoch: ids::epoch(),
+            offset: 0,
+        };
         let stream = Arc::new(Stream {
             turn: tokio::sync::Mutex::new(()),
-            ring: Mutex::new(Ring {
-                epoch: ids::epoch(),
-                last: 0,
-                events: VecDeque::new(),
-                touched: Instant::now(),
-            }),
+            ring: Mutex::new((Ring::new(start, VecDeque::new()), Instant::now())),
         });
         let name: Arc<str> = channel.into();
         streams.insert(name.clone(), stream.clone());
@@ -117,7 +108,7 @@ impl MemoryHistory {
             let Some(name) = made.pop_front() else { break };
             let empty = streams
                 .get(&name)
-                .is_some_and(|stream| stream.ring.lock().events.is_empty());
+                .is_some_and(|stream| stream.ring.lock().0.is_empty());
             if empty {
                 streams.remove(&name);
                 self.bytes.fetch_sub(stream_cost(&name), Relaxed);
@@ -127,28 +118,19 @@ impl MemoryHistory {
         self.counters.history_evicted(evicted);
     }
 
-    /// The ring of `channel` if it has a stream, trimmed to what `rule` still allows.
+    /// The stream of `channel` if it has one, trimmed to what `rule` still allows.
     fn trimmed(&self, channel: &str, rule: &History) -> Option<Arc<Stream>> {
         let stream = self.streams.lock().get(channel).cloned()?;
-        self.trim(&mut stream.ring.lock(), rule);
+        self.trim(&mut stream.ring.lock().0, rule);
         Some(stream)
     }
 
     /// Drops a ring's events older than `rule.ttl` or past `rule.size`, and, while the history
     /// holds more than its bytes, its oldest (counted as evicted early).
     fn trim(&self, ring: &mut Ring, rule: &History) {
-        let now = Instant::now();
-        let mut early = 0;
-        while let Some((kept, event)) = ring.events.front() {
-            let old = now.duration_since(*kept) > rule.ttl || ring.events.len() > rule.size;
-            let over = self.bytes.load(Relaxed) > self.max_bytes;
-            if !old && !over {
-                break;
-            }
-            early += u64::from(!old);
-            self.bytes.fetch_sub(event.size(), Relaxed);
-            ring.events.pop_front();
-        }
+        let over = |freed: usize| self.bytes.load(Relaxed).saturating_sub(freed) > self.max_bytes;
+        let (freed, early) = ring.trim(rule, over);
+        self.bytes.fetch_sub(freed, Relaxed);
         self.counters.history_evicted(early);
     }
 }
@@ -165,30 +147,26 @@ impl Streams for MemoryHistory {
         rule: &History,
         event: &Event,
         _claim: Option<Claim>,
-        send: Handover<'_>,
     ) -> Result<(), BusError> {
         let stream = self.stream(channel);
         let _turn = stream.turn.lock().await;
         let event = {
-            let mut ring = stream.ring.lock();
-            ring.last += 1;
-            let position = Position {
-                epoch: ring.epoch.clone(),
-                offset: ring.last,
-            };
-            let event = event.at(position);
+            let mut kept = stream.ring.lock();
+            let (ring, touched) = &mut *kept;
+            let event = ring.number(event);
             self.bytes.fetch_add(event.size(), Relaxed);
-            let now = Instant::now();
-            ring.touched = now;
-            ring.events.push_back((now, event.clone()));
-            self.trim(&mut ring, rule);
+            *touched = Instant::now();
+            self.trim(ring, rule);
             event
         };
-        send(event).await
+        let target = Target::Channel(channel.clone());
+        self.bus
+            .publish(BusMessage::Publish { target, event })
+            .await
     }
 
     async fn position(&self, channel: &str, _rule: &History) -> Result<Position, BusError> {
-        Ok(self.stream(channel).ring.lock().position())
+        Ok(self.stream(channel).ring.lock().0.position().clone())
     }
 
     async fn recover(
@@ -197,12 +175,10 @@ impl Streams for MemoryHistory {
         rule: &History,
         since: &Position,
     ) -> Result<Recovery, BusError> {
-        let Some(stream) = self.trimmed(channel, rule) else {
-            return Ok(Recovery::default());
-        };
-        let ring = stream.ring.lock();
-        let kept = ring.events.iter().map(|(_, e)| e);
-        Ok(Recovery::from_kept(ring.position(), kept, since))
+        Ok(match self.trimmed(channel, rule) {
+            Some(stream) => stream.ring.lock().0.recover(since),
+            None => Recovery::default(),
+        })
     }
 
     async fn page(
@@ -212,12 +188,10 @@ impl Streams for MemoryHistory {
         since: Option<u64>,
         limit: usize,
     ) -> Result<Page, BusError> {
-        let Some(stream) = self.trimmed(channel, rule) else {
-            return Ok(Page::none());
-        };
-        let ring = stream.ring.lock();
-        let kept = ring.events.iter().map(|(_, e)| e);
-        Ok(Page::from_kept(&ring.position(), kept, since, limit))
+        Ok(match self.trimmed(channel, rule) {
+            Some(stream) => stream.ring.lock().0.page(since, limit),
+            None => Page::none(),
+        })
     }
 
     /// Forgets streams that kept nothing for longer than their ttl (their epoch goes with them).
@@ -225,15 +199,16 @@ impl Streams for MemoryHistory {
         let now = Instant::now();
         let mut streams = self.streams.lock();
         streams.retain(|channel, stream| {
-            let mut ring = stream.ring.lock();
-            let kept = self.rules.of(channel).is_some_and(|rule| {
-                self.trim(&mut ring, rule);
-                !ring.events.is_empty() || now.duration_since(ring.touched) <= rule.ttl
+            let mut kept = stream.ring.lock();
+            let (ring, touched) = &mut *kept;
+            let keep = self.rules.of(channel).is_some_and(|rule| {
+                self.trim(ring, rule);
+                !ring.is_empty() || now.duration_since(*touched) <= rule.ttl
             });
-            if !kept {
+            if !keep {
                 self.bytes.fetch_sub(stream_cost(channel), Relaxed);
             }
-            kept
+            keep
         });
         self.made.lock().retain(|name| streams.contains_key(name));
     }
@@ -250,16 +225,13 @@ mod tests {
         let rules = Rules::new(&[History::new(["chat:*"])]).unwrap();
         let max = 10 * stream_cost("chat:00") + 1024;
         let counters = Arc::new(Counters::default());
-        let history = MemoryHistory::new(rules, max, counters.clone());
+        let bus = crate::bus::MemoryBus::new();
+        let history = MemoryHistory::new(rules, max, counters.clone(), bus.0.clone());
         let rule = history.rule("chat:kept").unwrap().clone();
         let channel: Arc<str> = "chat:kept".into();
         let args: Arc<RawValue> = RawValue::from_string("[1]".into()).unwrap().into();
         let event = Event::new("m".into(), args, Some(channel.clone()));
-        let send: Handover<'_> = &|_| Box::pin(async { Ok(()) });
-        history
-            .append(&channel, &rule, &event, None, send)
-            .await
-            .unwrap();
+        history.append(&channel, &rule, &event, None).await.unwrap();
         for n in 0..100 {
             let fresh = format!("chat:{n:02}");
             history.position(&fresh, &rule).await.unwrap();
