@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use parking_lot::RwLock;
 
-use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
@@ -74,6 +74,15 @@ impl ConnectionLike for Connection {
             Self::Cluster(_) => 0,
         }
     }
+}
+
+/// The settings of a connection to one Redis server: it fails fast while Redis is away (one
+/// retry, [`TIMEOUT`] to connect and to answer), and the next command tries to reconnect.
+pub(crate) fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_number_of_retries(1)
+        .set_connection_timeout(Some(TIMEOUT))
+        .set_response_timeout(Some(TIMEOUT))
 }
 
 /// A cluster client for the seed `nodes`, failing fast while a shard is away; `configure` adds

@@ -6,21 +6,13 @@
 //! pub/sub, or sharded pub/sub on a Redis Cluster) and [`NatsBus`] carry messages between
 //! processes (see `docs/scaling.md`).
 
-#[cfg(feature = "redis")]
-mod history;
 #[cfg(any(feature = "redis", feature = "nats"))]
 mod ingest;
 mod memory;
 #[cfg(feature = "nats")]
 mod nats;
 #[cfg(feature = "redis")]
-mod pipeline;
-#[cfg(feature = "redis")]
-mod push;
-#[cfg(feature = "redis")]
 mod redis;
-#[cfg(feature = "redis")]
-mod redis_cluster;
 #[cfg(any(feature = "redis", feature = "nats"))]
 mod shared;
 #[cfg(any(feature = "redis", feature = "nats"))]

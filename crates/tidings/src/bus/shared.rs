@@ -69,8 +69,9 @@ impl Default for BusOptions {
 /// What carries bytes between nodes: a broker connection.
 #[async_trait]
 pub(crate) trait Transport: Send + Sync + 'static {
-    /// Where the broker keeps channel history; `None` when it keeps none (NATS).
-    fn history_store(&self) -> Option<HistoryStore> {
+    /// The channel history the broker keeps (numbering, keeping and publishing an event in one
+    /// operation); `None` when it keeps none (NATS).
+    fn history(&self, _kept: Kept<'_>) -> Option<Arc<dyn Streams>> {
         None
     }
     /// Sends `payload` on `subject`.
@@ -83,33 +84,14 @@ pub(crate) trait Transport: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), BusError>;
 }
 
-/// Where a broker keeps channel history: a Redis connection (one server or a cluster).
-#[cfg(feature = "redis")]
-pub(crate) type HistoryStore = crate::redis_conn::Connection;
-
-/// Where a broker keeps channel history: nowhere, without Redis.
-#[cfg(not(feature = "redis"))]
-pub(crate) type HistoryStore = std::convert::Infallible;
-
-/// The history kept in `store` for the channels `rules` name, publishing on `subjects`.
-fn kept_in(
-    store: HistoryStore,
-    rules: &Rules,
-    subjects: &wire::Subjects,
-    max_bytes: usize,
-    faults: &Arc<Faults>,
-) -> Arc<dyn Streams> {
-    #[cfg(feature = "redis")]
-    {
-        let (rules, subjects, faults) = (rules.clone(), subjects.clone(), faults.clone());
-        let history = super::history::RedisHistory::new(rules, store, subjects, max_bytes, faults);
-        Arc::new(history)
-    }
-    #[cfg(not(feature = "redis"))]
-    {
-        let _ = (rules, subjects, max_bytes, faults);
-        match store {}
-    }
+/// What a broker's history is made with: the channels it keeps, the subjects it publishes on,
+/// how many bytes of streams the node may follow, where its tasks record their panics.
+#[cfg_attr(not(feature = "redis"), expect(dead_code))]
+pub(crate) struct Kept<'a> {
+    pub(crate) rules: &'a Rules,
+    pub(crate) subjects: &'a wire::Subjects,
+    pub(crate) max_bytes: usize,
+    pub(crate) faults: &'a Arc<Faults>,
 }
 
 /// Subjects this node wants: the latest wish per subject, applied by the interest task.
@@ -522,11 +504,15 @@ impl<T: Transport> Carrier for SharedBus<T> {
         max_bytes: usize,
         counters: &Arc<Counters>,
     ) -> Result<Arc<dyn Streams>, BuildError> {
-        let Some(store) = self.transport.history_store() else {
+        let kept = Kept {
+            rules,
+            subjects: &self.receiver.subjects,
+            max_bytes,
+            faults: &self.receiver.faults,
+        };
+        let Some(history) = self.transport.history(kept) else {
             return super::memory_history(self, rules, max_bytes, counters);
         };
-        let (subjects, faults) = (&self.receiver.subjects, &self.receiver.faults);
-        let history = kept_in(store, rules, subjects, max_bytes, faults);
         let (queue, numbered) = mpsc::channel(NUMBERING_QUEUE);
         if self.receiver.history.set((history.clone(), queue)).is_ok() {
             let numbering = number(history.clone(), numbered);

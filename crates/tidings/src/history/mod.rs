@@ -14,7 +14,7 @@
 //! A channel no rule names keeps nothing and costs nothing. What history is lives here: the
 //! rules, positions, the [`Ring`] a node keeps a stream in, what a client recovers and what the
 //! backend pages. Where streams are kept is the bus's: in one node's memory with the memory
-//! bus (`bus/memory/history.rs`), in Redis with the Redis bus (`bus/history/`); both are
+//! bus (`bus/memory/history.rs`), in Redis with the Redis bus (`bus/redis/history/`); both are
 //! [`Streams`], and a numbered publish is one operation of them.
 
 mod ring;

@@ -15,10 +15,10 @@ mod sessions;
 
 use parking_lot::RwLock;
 use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use crate::error::StoreError;
-use crate::redis_conn::{self, Connection, TIMEOUT};
+use crate::redis_conn::{self, Connection};
 
 /// The store's scripts: presence ones prefixed with `now.lua`, session ones with `session.lua`.
 struct Scripts {
@@ -45,12 +45,7 @@ impl RedisStore {
     /// heartbeat `name`). Reconnects by itself after the connection is lost.
     pub async fn connect(url: &str, name: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
-        // Fail fast while Redis is away; the next command tries to reconnect again.
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_connection_timeout(Some(TIMEOUT))
-            .set_response_timeout(Some(TIMEOUT));
-        let connection = ConnectionManager::new_with_config(client, config)
+        let connection = ConnectionManager::new_with_config(client, redis_conn::manager_config())
             .await
             .map_err(unavailable)?;
         Ok(Self::over(Connection::Server(connection), name))

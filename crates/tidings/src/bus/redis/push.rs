@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use redis::{PushInfo, PushKind, Value};
 
-use super::shared::Receiver;
+use crate::bus::shared::Receiver;
 
 /// Handles one push from Redis: a message, or the news that the connection dropped.
 pub(super) fn receive(receiver: &Arc<Receiver>, info: PushInfo) {

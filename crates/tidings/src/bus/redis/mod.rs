@@ -9,17 +9,24 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{AsyncTypedCommands, IntoConnectionInfo, ProtocolVersion, PushInfo};
 
-use super::pipeline::Publisher;
-use super::push::receive;
-use super::redis_cluster::ClusterTransport;
-use super::shared::{BusOptions, HistoryStore, SharedBus, Transport};
+mod cluster;
+mod history;
+mod pipeline;
+mod push;
+
+use cluster::ClusterTransport;
+use pipeline::Publisher;
+use push::receive;
+
+use super::shared::{BusOptions, Kept, SharedBus, Transport};
 use super::wire::Subjects;
 use super::{Bus, Carrier, Link, Sealed};
 use crate::error::BusError;
-use crate::redis_conn::{Connection, TIMEOUT};
+use crate::history::Streams;
+use crate::redis_conn::{self, Connection};
 
 /// Events between nodes over Redis pub/sub, or Redis Cluster's sharded pub/sub (see
 /// `docs/scaling.md` for the channels).
@@ -61,10 +68,7 @@ impl RedisBus {
             .set_protocol(ProtocolVersion::RESP3);
         let client = redis::Client::open(info.set_redis_settings(settings)).map_err(unavailable)?;
         let receiver = SharedBus::<RedisTransport>::receiver(&options, ':');
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_connection_timeout(Some(TIMEOUT))
-            .set_response_timeout(Some(TIMEOUT));
+        let config = redis_conn::manager_config();
         let publisher = client
             .get_connection_manager_with_config(config.clone())
             .await
@@ -116,8 +120,11 @@ impl RedisBus {
 
 #[async_trait]
 impl Transport for RedisTransport {
-    fn history_store(&self) -> Option<HistoryStore> {
-        Some(Connection::Server(self.publisher.clone()))
+    fn history(&self, kept: Kept<'_>) -> Option<Arc<dyn Streams>> {
+        Some(history::kept_in(
+            Connection::Server(self.publisher.clone()),
+            kept,
+        ))
     }
 
     async fn send(&self, subject: String, payload: Bytes) -> Result<(), BusError> {

@@ -29,11 +29,13 @@ use redis::cluster_routing::{
 };
 use redis::{ProtocolVersion, PushInfo, RedisError, Value};
 
+use super::history;
 use super::pipeline::Publisher;
 use super::push::receive;
-use super::shared::{HistoryStore, Receiver, Transport};
-use super::wire::Subjects;
+use crate::bus::shared::{Kept, Receiver, Transport};
+use crate::bus::wire::Subjects;
 use crate::error::BusError;
+use crate::history::Streams;
 use crate::redis_conn::{self, Connection};
 
 /// Subscription commands in flight at once while subscribing many subjects.
@@ -222,8 +224,11 @@ impl ClusterTransport {
 
 #[async_trait]
 impl Transport for ClusterTransport {
-    fn history_store(&self) -> Option<HistoryStore> {
-        Some(Connection::Cluster(self.connection.clone()))
+    fn history(&self, kept: Kept<'_>) -> Option<Arc<dyn Streams>> {
+        Some(history::kept_in(
+            Connection::Cluster(self.connection.clone()),
+            kept,
+        ))
     }
 
     async fn send(&self, subject: String, payload: Bytes) -> Result<(), BusError> {

@@ -28,7 +28,8 @@ use redis::Script;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::wire::{self, Subjects};
+use crate::bus::shared::Kept;
+use crate::bus::wire::{self, Subjects};
 use crate::error::BusError;
 use crate::history::{Claim, History, Page, Recovery, Ring, Rules, Streams};
 use crate::ids;
@@ -137,6 +138,13 @@ struct Inner {
     cache: Cache,
     /// Where the tasks that carry appends record a panic.
     faults: Arc<Faults>,
+}
+
+/// The history kept over `connection`.
+pub(super) fn kept_in(connection: Connection, kept: Kept<'_>) -> Arc<dyn Streams> {
+    let (rules, subjects, faults) = (kept.rules.clone(), kept.subjects.clone(), kept.faults);
+    let history = RedisHistory::new(rules, connection, subjects, kept.max_bytes, faults.clone());
+    Arc::new(history)
 }
 
 impl RedisHistory {
