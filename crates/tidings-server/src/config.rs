@@ -506,6 +506,14 @@ fn to_map(settings: &Settings) -> Result<Map, String> {
     }
 }
 
+/// `limits` as settings: one key per limit, of the same name ([`Limits`]' own serde).
+fn limits_map(limits: &Limits) -> Result<Map, String> {
+    match serde_json::to_value(limits).map_err(|e| e.to_string())? {
+        serde_json::Value::Object(map) => Ok(map),
+        _ => Err("limits are not a table".into()),
+    }
+}
+
 /// What `tidings serve` runs: the hub, its HTTP options and the address.
 pub struct Plan {
     /// The hub.
@@ -525,7 +533,8 @@ impl Settings {
     /// but the node id (random) and `allowed_origins` (by the address), and the tables of
     /// services and features not in use.
     pub fn effective(&self) -> Result<Settings, String> {
-        let mut map = to_map(&self.defaults())?;
+        let mut map = limits_map(&Limits::default())?;
+        overlay(&mut map, to_map(&self.defaults())?);
         overlay(&mut map, to_map(self)?);
         let mut effective: Settings = serde_json::from_value(map.into())
             .map_err(|e| format!("invalid configuration: {e}"))?;
@@ -537,9 +546,8 @@ impl Settings {
         Ok(effective)
     }
 
-    /// The defaults `serve` would use with these settings.
+    /// The defaults `serve` would use with these settings, besides the library's [`Limits`].
     fn defaults(&self) -> Settings {
-        let limits = Limits::default();
         let (heartbeat, keep_alive) = (Heartbeat::default(), KeepAlive::default());
         let bus_options = tidings::bus::BusOptions::default();
         let secs = |d: Duration| Some(d.as_secs());
@@ -552,27 +560,7 @@ impl Settings {
             session_ttl: Some(86_400),
             empty_session_ttl: Some(60),
             anonymous_session_ttl: Some(600),
-            max_sessions: Some(limits.max_sessions),
-            max_session_bytes: Some(limits.max_session_bytes),
-            max_frame_size: Some(limits.max_frame_size),
-            max_args_size: Some(limits.max_args_size),
-            max_channels_per_session: Some(limits.max_channels_per_session),
-            max_name_len: Some(limits.max_name_len),
-            outbound_queue: Some(limits.outbound_queue),
-            outbound_queue_bytes: Some(limits.outbound_queue_bytes),
-            max_calls_per_socket: Some(limits.max_calls_per_socket),
-            max_requests_per_socket: Some(limits.max_requests_per_socket),
-            max_connections: Some(
-                crate::files::limit().map_or(limits.max_connections, crate::files::socket_budget),
-            ),
-            max_history_bytes: Some(limits.max_history_bytes),
-            max_connections_per_ip: Some(limits.max_connections_per_ip),
-            max_connections_per_user: Some(limits.max_connections_per_user),
-            max_new_sessions_per_ip: Some(limits.max_new_sessions_per_ip),
-            request_rate: Some(limits.request_rate),
-            request_burst: Some(limits.request_burst),
-            max_args_depth: Some(limits.max_args_depth),
-            write_timeout: secs(limits.write_timeout),
+            max_connections: crate::files::limit().map(crate::files::socket_budget),
             max_body: Some(1 << 20),
             header_timeout: Some(HEADER_TIMEOUT),
             body_timeout: Some(30),
@@ -627,6 +615,18 @@ impl Settings {
         }
     }
 
+    /// The library's [`Limits`] with the ones these settings set: the settings named as a limit
+    /// are that limit.
+    fn limits(&self) -> Result<Limits, String> {
+        let mut map = limits_map(&Limits::default())?;
+        for (key, value) in to_map(self)? {
+            if let Some(limit) = map.get_mut(&key) {
+                *limit = value;
+            }
+        }
+        serde_json::from_value(map.into()).map_err(|e| format!("invalid limits: {e}"))
+    }
+
     /// Builds the hub, with the RPC methods `methods` adds, and checks the settings; errors name
     /// the setting at fault.
     pub async fn plan(self, methods: fn(HubBuilder) -> HubBuilder) -> Result<Plan, String> {
@@ -640,54 +640,11 @@ impl Settings {
                  (--api-key, TIDINGS_API_KEY) or listen on a loopback address"
             ));
         }
-        let mut limits = Limits::default();
-        let overrides = [
-            (&mut limits.max_frame_size, self.max_frame_size),
-            (&mut limits.max_args_size, self.max_args_size),
-            (
-                &mut limits.max_channels_per_session,
-                self.max_channels_per_session,
-            ),
-            (&mut limits.max_name_len, self.max_name_len),
-            (&mut limits.outbound_queue, self.outbound_queue),
-            (&mut limits.outbound_queue_bytes, self.outbound_queue_bytes),
-            (&mut limits.max_calls_per_socket, self.max_calls_per_socket),
-            (
-                &mut limits.max_requests_per_socket,
-                self.max_requests_per_socket,
-            ),
-            (&mut limits.max_args_depth, self.max_args_depth),
-            (&mut limits.request_rate, self.request_rate),
-            (&mut limits.request_burst, self.request_burst),
-            (&mut limits.max_connections, self.max_connections),
-            (&mut limits.max_sessions, self.max_sessions),
-            (&mut limits.max_session_bytes, self.max_session_bytes),
-            (&mut limits.max_history_bytes, self.max_history_bytes),
-            (
-                &mut limits.max_connections_per_ip,
-                self.max_connections_per_ip,
-            ),
-            (
-                &mut limits.max_connections_per_user,
-                self.max_connections_per_user,
-            ),
-            (
-                &mut limits.max_new_sessions_per_ip,
-                self.max_new_sessions_per_ip,
-            ),
-        ];
-        for (limit, value) in overrides {
-            if let Some(value) = value {
-                *limit = value;
-            }
-        }
+        let mut limits = self.limits()?;
         if self.max_connections.is_none()
             && let Some(open_files) = crate::files::limit()
         {
             limits.max_connections = crate::files::socket_budget(open_files);
-        }
-        if let Some(seconds) = self.write_timeout {
-            limits.write_timeout = Duration::from_secs(seconds);
         }
         let mut builder = methods(Hub::builder().limits(limits));
         if let Some(id) = &self.node_id {
@@ -954,6 +911,34 @@ mod tests {
         };
         let err = pattern.plan(std::convert::identity).await.err().unwrap();
         assert!(err.contains("a*b"), "{err}");
+    }
+
+    #[test]
+    fn every_library_limit_is_a_setting_of_the_same_name() {
+        let keys = limits_map(&Limits::default()).unwrap();
+        let every: Settings = serde_json::from_value(keys.clone().into())
+            .expect("each key of Limits is a key of Settings");
+        assert_eq!(every.limits().unwrap(), Limits::default());
+        let set = Settings {
+            request_rate: Some(7),
+            write_timeout: Some(3),
+            max_sessions: Some(0),
+            ..Settings::default()
+        };
+        let limits = set.limits().unwrap();
+        assert_eq!(
+            (
+                limits.request_rate,
+                limits.write_timeout,
+                limits.max_sessions
+            ),
+            (7, Duration::from_secs(3), 0)
+        );
+        let effective = Settings::default().effective().unwrap();
+        let effective = to_map(&effective).unwrap();
+        for (key, value) in keys.into_iter().filter(|(k, _)| k != "max_connections") {
+            assert_eq!(effective.get(&key), Some(&value), "--print-config's {key}");
+        }
     }
 
     #[test]

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{BuildError, NameError, PublishError};
 
 /// Limits enforced by the hub and its sockets. Every one is configurable:
@@ -13,7 +15,12 @@ use crate::error::{BuildError, NameError, PublishError};
 /// let hub = tidings::Hub::builder().limits(limits);
 /// # let _ = hub;
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// With serde each limit is a key of the same name (`write_timeout` in whole seconds), and a
+/// missing key takes its default: `tidings serve` reads its limits this way, so its TOML keys
+/// and defaults are these.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Limits {
     /// Largest WebSocket message a client may send, in bytes (close code 1009 past it).
@@ -37,6 +44,7 @@ pub struct Limits {
     pub max_requests_per_socket: usize,
     /// Longest a write to a socket may make no progress (the client reads nothing); past it the
     /// socket is dropped, without a close handshake, and counted as a slow consumer.
+    #[serde(with = "whole_seconds")]
     pub write_timeout: Duration,
     /// Deepest nesting of arrays and objects in a published event's `args` (the array itself
     /// is level 1): deeper JSON breaks ordinary parsers in browsers' and backends' hands.
@@ -75,6 +83,23 @@ pub struct Limits {
     /// Most bytes the channels' history keeps on this node, in all; past it the oldest events of
     /// the channel being published to go first (counted in `history_evicted`).
     pub max_history_bytes: usize,
+}
+
+/// A duration as whole seconds, with serde.
+mod whole_seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the whole seconds of `duration`.
+    pub(super) fn serialize<S: Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(duration.as_secs())
+    }
+
+    /// Reads whole seconds.
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
 }
 
 impl Default for Limits {
