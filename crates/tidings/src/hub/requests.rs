@@ -94,7 +94,7 @@ type Pending<'a> = BoxFuture<'a, (Option<Bytes>, bool)>;
 ///
 /// Changes to the session (`subscribe`, `unsubscribe`, `heartbeat`, `recover`) run one at a time
 /// in the order they came, so a client's changes apply in its order; `list` and RPC calls run at
-/// once. Made on a socket's first request: an idle socket holds nothing here.
+/// once. Made (boxed) on a socket's first request: an idle socket holds nothing here.
 #[derive(Default)]
 struct Waiting<'a> {
     /// Session changes, in order: only the first runs.
@@ -158,7 +158,8 @@ pub(crate) struct Requests<'a> {
     /// waits for that answer alone.
     answered_hold: bool,
     bucket: Bucket,
-    waiting: Waiting<'a>,
+    /// Made on the first request.
+    waiting: Option<Box<Waiting<'a>>>,
 }
 
 impl<'a> Requests<'a> {
@@ -172,7 +173,7 @@ impl<'a> Requests<'a> {
             heartbeat: hub.keep_alive().message.as_deref(),
             answered_hold: false,
             bucket: Bucket::new(hub.limits().request_burst),
-            waiting: Waiting::default(),
+            waiting: None,
         }
     }
 
@@ -202,7 +203,10 @@ impl<'a> Requests<'a> {
 
     /// Waits until a request is answered and queues its reply; never ends while none waits.
     pub(crate) async fn progress(&mut self) {
-        if let Some(reply) = self.waiting.next().await {
+        let Some(waiting) = self.waiting.as_mut() else {
+            return std::future::pending().await;
+        };
+        if let Some(reply) = waiting.next().await {
             // A full outbox has already marked the socket closing; the reply goes with it.
             let _ = self.outbox.push(Outgoing::Frame(reply));
         }
@@ -242,11 +246,12 @@ impl<'a> Requests<'a> {
                 return;
             }
         };
+        let waiting = self.waiting.get_or_insert_with(Box::default);
         let (id, full) = match &request {
-            Request::Rpc { id, .. } => (*id, self.waiting.calls >= limits.max_calls_per_socket),
+            Request::Rpc { id, .. } => (*id, waiting.calls >= limits.max_calls_per_socket),
             other => (
                 other.id(),
-                self.waiting.requests() >= limits.max_requests_per_socket,
+                waiting.requests() >= limits.max_requests_per_socket,
             ),
         };
         if full {
@@ -270,7 +275,7 @@ impl<'a> Requests<'a> {
     /// Schedules the answer to request `id`.
     fn start(&mut self, id: u64, request: Request) {
         let (client, enc, outbox) = (self.client, self.encoding, self.outbox);
-        let waiting = &mut self.waiting;
+        let waiting = self.waiting.get_or_insert_with(Box::default);
         match request {
             Request::Recover { positions, .. } => {
                 waiting.changes.push_back(Box::pin(async move {

@@ -69,9 +69,8 @@ where
         }
     };
     tracing::debug!(socket = %connected.id(), "socket open");
-    let requests = Requests::new(&hub, &connected, encoding);
     let closed = tokio::select! {
-        () = read(&mut stream, requests, &connected.outbox, &hub) => false,
+        () = read(&mut stream, &connected, encoding, &hub) => false,
         () = write(&mut writer, &connected.outbox, encoding, &hub) => true,
     };
     tracing::debug!(socket = %connected.id(), "socket closed");
@@ -181,10 +180,12 @@ fn slow_consumer(hub: &Hub, cause: SlowCause) {
 /// for it to finish.
 async fn read<R: AsyncRead + Unpin>(
     stream: &mut WsReader<R>,
-    mut requests: Requests<'_>,
-    outbox: &Outbox,
+    connected: &Connected,
+    encoding: Encoding,
     hub: &Hub,
 ) {
+    let outbox = &connected.outbox;
+    let mut requests = Requests::new(hub, connected, encoding);
     let mut pings = Bucket::new(MAX_PINGS);
     loop {
         let message = tokio::select! {
