@@ -94,7 +94,8 @@ type Pending<'a> = BoxFuture<'a, (Option<Bytes>, bool)>;
 ///
 /// Changes to the session (`subscribe`, `unsubscribe`, `heartbeat`, `recover`) run one at a time
 /// in the order they came, so a client's changes apply in its order; `list` and RPC calls run at
-/// once. Made (boxed) on a socket's first request: an idle socket holds nothing here.
+/// once. Made (boxed) on a request and dropped once none waits: an idle socket holds nothing
+/// here.
 #[derive(Default)]
 struct Waiting<'a> {
     /// Session changes, in order: only the first runs.
@@ -106,6 +107,11 @@ struct Waiting<'a> {
 }
 
 impl<'a> Waiting<'a> {
+    /// Whether no request waits.
+    fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.running.as_ref().is_none_or(|r| r.is_empty())
+    }
+
     /// Requests waiting (RPC calls apart).
     fn requests(&self) -> usize {
         self.changes.len() + self.running.as_ref().map_or(0, |r| r.len()) - self.calls
@@ -206,7 +212,12 @@ impl<'a> Requests<'a> {
         let Some(waiting) = self.waiting.as_mut() else {
             return std::future::pending().await;
         };
-        if let Some(reply) = waiting.next().await {
+        let reply = waiting.next().await;
+        if waiting.is_empty() {
+            // Nothing waits: a socket that went quiet holds nothing here.
+            self.waiting = None;
+        }
+        if let Some(reply) = reply {
             // A full outbox has already marked the socket closing; the reply goes with it.
             let _ = self.outbox.push(Outgoing::Frame(reply));
         }
