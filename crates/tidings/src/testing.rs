@@ -53,6 +53,16 @@ pub(crate) trait Transport: Sized {
         }
     }
 
+    /// Subscribes to `channel` and leaves it again: the epoch of its stream, to come back with.
+    async fn visit(&mut self, channel: &str) -> Value {
+        let reply = self
+            .request(json!({"type": "subscribe", "channels": channel}))
+            .await;
+        self.request(json!({"type": "unsubscribe", "channels": channel}))
+            .await;
+        reply["positions"][channel]["epoch"].clone()
+    }
+
     /// Sends a heartbeat frame (`start`, `beat`, `stop`) and returns the event it caused.
     async fn heartbeat(&mut self, op: &str) -> Value {
         let reply = self.request(json!({"type": "heartbeat", "op": op})).await;

@@ -350,12 +350,7 @@ mod tests {
             .build()
             .unwrap();
         let mut tab = Tab::open(&hub, None).await;
-        let reply = tab
-            .request(json!({"type": "subscribe", "channels": "chat:a"}))
-            .await;
-        let epoch = reply["positions"]["chat:a"]["epoch"].clone();
-        tab.request(json!({"type": "unsubscribe", "channels": "chat:a"}))
-            .await;
+        let epoch = tab.visit("chat:a").await;
         // 200 events of 50 KB, published while away: a 10 MB replay, more than half the budget.
         let big = "x".repeat(50_000);
         for _ in 0..200 {

@@ -159,12 +159,7 @@ async fn heartbeats_connect_then_reconnect_then_disconnect<T: Transport>() {
 async fn subscribing_since_a_position_replays_what_was_missed_first<T: Transport>() {
     let hub = chat_hub();
     let mut tab = T::open(&hub, None).await;
-    let reply = tab
-        .request(json!({"type": "subscribe", "channels": "chat:a"}))
-        .await;
-    let epoch = reply["positions"]["chat:a"]["epoch"].clone();
-    tab.request(json!({"type": "unsubscribe", "channels": "chat:a"}))
-        .await;
+    let epoch = tab.visit("chat:a").await;
     for n in 1..=3 {
         hub.channel("chat:a", "m", (n,)).await.unwrap();
     }
