@@ -15,7 +15,7 @@
 //!   very moment of the switch may be delivered twice or not at all; the bus reports itself
 //!   unready meanwhile, so history-keeping channels are recovered from Redis.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -52,8 +52,6 @@ pub(crate) struct ClusterTransport {
     connection: Arc<RwLock<ClusterConnection>>,
     /// Which connection's messages are delivered: the newest.
     generation: Arc<AtomicU64>,
-    /// Every subject subscribed, to subscribe again on a new connection.
-    subscribed: Mutex<HashSet<String>>,
     /// The topology the connection was made for, once checked.
     topology: Mutex<Option<Topology>>,
     /// The subjects on classic pub/sub: the ingest channel and presence events.
@@ -111,7 +109,6 @@ impl ClusterTransport {
             outgoing,
             connection,
             generation,
-            subscribed: Mutex::default(),
             topology: Mutex::default(),
             ingest,
             presence: subjects.presence(),
@@ -213,8 +210,7 @@ impl ClusterTransport {
         self.receiver.unreachable();
         let next = self.generation.load(Ordering::Acquire) + 1;
         let fresh = connect(&self.nodes, &self.receiver, &self.generation, next).await?;
-        let subjects: Vec<String> = self.subscribed.lock().iter().cloned().collect();
-        self.change(&fresh, subjects, true).await?;
+        self.change(&fresh, self.receiver.subjects(), true).await?;
         self.generation.store(next, Ordering::Release);
         *self.connection.write() = fresh;
         tracing::info!("redis cluster topology changed; the bus subscribed again");
@@ -244,18 +240,10 @@ impl Transport for ClusterTransport {
     }
 
     async fn subscribe(&self, subjects: Vec<String>) -> Result<(), BusError> {
-        self.change(&self.current(), subjects.clone(), true).await?;
-        self.subscribed.lock().extend(subjects);
-        Ok(())
+        self.change(&self.current(), subjects, true).await
     }
 
     async fn unsubscribe(&self, subjects: Vec<String>) -> Result<(), BusError> {
-        {
-            let mut subscribed = self.subscribed.lock();
-            for subject in &subjects {
-                subscribed.remove(subject);
-            }
-        }
         self.change(&self.current(), subjects, false).await
     }
 

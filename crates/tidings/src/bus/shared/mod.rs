@@ -257,10 +257,17 @@ async fn apply_interest(
         let (on, off) = (names(on), names(off));
         let subscribed = match on.is_empty() {
             true => Ok(()),
-            false => transport.subscribe(on).await,
+            false => transport.subscribe(on.clone()).await,
         };
+        if subscribed.is_ok() {
+            receiver.subscribed(on, true);
+        }
         let result = match (subscribed, off.is_empty()) {
-            (Ok(()), false) => transport.unsubscribe(off).await,
+            (Ok(()), false) => {
+                // Gone from the set first: a new connection made meanwhile does not take them.
+                receiver.subscribed(off.clone(), false);
+                transport.unsubscribe(off).await
+            }
             (other, _) => other,
         };
         receiver.counted(|c| c.interest_batch(result.is_ok()));
@@ -391,5 +398,19 @@ mod tests {
         }
         let pings = bus.transport.pings.load(Ordering::Relaxed);
         assert!((4..=6).contains(&pings), "{pings} checks in 5 s");
+    }
+
+    #[cfg(feature = "redis")]
+    #[tokio::test(start_paused = true)]
+    async fn the_bus_records_once_what_the_broker_confirmed() {
+        let receiver = SharedBus::<Counting>::receiver(&BusOptions::default(), ':');
+        let bus = SharedBus::start(Counting::default(), receiver.clone());
+        for subject in ["t:channel:a", "t:channel:b"] {
+            bus.wanted.set(subject.into(), true);
+        }
+        bus.wanted.flushed().await.unwrap();
+        bus.wanted.set("t:channel:b".into(), false);
+        bus.wanted.flushed().await.unwrap();
+        assert_eq!(receiver.subjects(), ["t:channel:a"]);
     }
 }

@@ -2,7 +2,7 @@
 //! (a malformed one is counted and skipped); it numbers external publishes to channels with
 //! history, checks the order of numbered streams, and tracks whether the broker is reachable.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -42,6 +42,9 @@ pub(crate) struct Receiver {
     /// The last position heard of each channel with history this node follows: a stream that
     /// skips an offset, or changes epoch, was heard with a gap.
     pub(super) seen: Mutex<HashMap<Arc<str>, Position>>,
+    /// Every subject the broker confirmed this node receives: the one record of them, which a
+    /// transport that makes a new connection subscribes again.
+    subscribed: Mutex<HashSet<String>>,
 }
 
 /// The node a receiver serves: its id, inbox, the limits of external publishes, its counters.
@@ -101,7 +104,23 @@ impl Receiver {
             claims: Mutex::default(),
             faults: Arc::default(),
             seen: Mutex::default(),
+            subscribed: Mutex::default(),
         })
+    }
+
+    /// Records subjects the broker now sends this node (`on`), or no longer.
+    pub(super) fn subscribed(&self, subjects: Vec<String>, on: bool) {
+        let mut subscribed = self.subscribed.lock();
+        match on {
+            true => subscribed.extend(subjects),
+            false => subjects.iter().for_each(|s| _ = subscribed.remove(s)),
+        }
+    }
+
+    /// Every subject the broker confirmed this node receives.
+    #[cfg(feature = "redis")]
+    pub(crate) fn subjects(&self) -> Vec<String> {
+        self.subscribed.lock().iter().cloned().collect()
     }
 
     /// Handles one message that arrived on `subject`. A panic while handling it loses this
