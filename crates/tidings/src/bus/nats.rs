@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
 use super::shared::{BusOptions, Receiver, SharedBus, Transport};
+use super::wire::Naming;
 use super::{Bus, Link, Sealed};
 use crate::error::BusError;
 
@@ -58,7 +59,7 @@ impl NatsBus {
             .connect(url)
             .await
             .map_err(|e| BusError::broker("nats", e))?;
-        let receiver = SharedBus::<NatsTransport>::receiver(&options, '.');
+        let receiver = SharedBus::<NatsTransport>::receiver(&options, Naming::Nats);
         let transport = NatsTransport {
             client,
             receiver: receiver.clone(),

@@ -5,7 +5,7 @@
 //! `tidings:all`, `tidings:channel:<name>`, `tidings:user:<id>`, `tidings:node:<node id>` (events
 //! for one socket), `tidings:session:<id>` (session operations), `tidings:presence` (presence
 //! events, for backends). On Redis Cluster names are hash tags, `tidings:channel:{<name>}` (see
-//! [`Subjects::sharded`]). Bodies: `{"from":"<node>","event":"<name>","args":[…]}` for an event
+//! [`Naming::Sharded`]). Bodies: `{"from":"<node>","event":"<name>","args":[…]}` for an event
 //! (a channel event's channel is the subject's), `{"from":"<node>","op":{"op":"subscribe",
 //! "arg":[…]}}` for a session operation, `{"from":"<node>","kick":{"user":"<id>","block":<secs>}}`
 //! or `{"from":"<node>","kick":{"session":"<id>"}}` for sockets to close (on `all`: every node
@@ -34,36 +34,45 @@ const PRESENCE: &str = "presence";
 /// Marks a NATS subject token that had to be encoded (base64url of the name).
 const ENCODED: char = '~';
 
+/// How a broker names subjects: each transport supplies its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Naming {
+    /// Redis channels, `<prefix>:<kind>:<name>`: any name as it is.
+    #[cfg_attr(not(any(feature = "redis", test)), expect(dead_code))]
+    Redis,
+    /// Redis Cluster's shard channels, `<prefix>:<kind>:{<name>}`: the name a hash tag (see
+    /// [`tagged`](crate::redis_conn::tagged)), so a channel's events and history keys live on
+    /// one shard.
+    #[cfg(feature = "redis")]
+    Sharded,
+    /// NATS subjects, `<prefix>.<kind>.<name>`: a name that is not a plain token is sent
+    /// base64url-encoded behind a `~`.
+    Nats,
+}
+
+impl Naming {
+    /// What separates a subject's parts.
+    fn separator(self) -> char {
+        match self {
+            Self::Nats => '.',
+            _ => ':',
+        }
+    }
+}
+
 /// Names the subjects of one cluster on one bus.
 #[derive(Clone, Debug)]
 pub(crate) struct Subjects {
     prefix: String,
-    separator: char,
-    /// Whether names are hash tags (Redis Cluster's shard channels).
-    #[cfg(feature = "redis")]
-    sharded: bool,
+    naming: Naming,
 }
 
 impl Subjects {
-    /// Subjects `<prefix><separator><kind>…`; `separator` is `:` on Redis and `.` on NATS, where
-    /// names that are not plain tokens are sent base64url-encoded behind a `~`.
-    pub(crate) fn new(prefix: &str, separator: char) -> Self {
+    /// Subjects `<prefix><separator><kind>…`, named as the broker does.
+    pub(crate) fn new(prefix: &str, naming: Naming) -> Self {
         Self {
             prefix: prefix.to_owned(),
-            separator,
-            #[cfg(feature = "redis")]
-            sharded: false,
-        }
-    }
-
-    /// Subjects for Redis Cluster's shard channels: `<prefix>:<kind>:{<name>}`, the name a hash
-    /// tag (see [`tagged`](crate::redis_conn::tagged)), so a channel's events and history keys
-    /// live on one shard.
-    #[cfg(feature = "redis")]
-    pub(crate) fn sharded(prefix: &str) -> Self {
-        Self {
-            sharded: true,
-            ..Self::new(prefix, ':')
+            naming,
         }
     }
 
@@ -75,18 +84,18 @@ impl Subjects {
 
     /// The subject of one kind, with no name (`all`, `presence`).
     fn bare(&self, kind: &str) -> String {
-        format!("{}{}{kind}", self.prefix, self.separator)
+        format!("{}{}{kind}", self.prefix, self.naming.separator())
     }
 
     /// The subject of one kind and one name.
     fn named(&self, kind: &str, name: &str) -> String {
-        let sep = self.separator;
+        let sep = self.naming.separator();
         #[cfg(feature = "redis")]
-        if self.sharded {
+        if self.naming == Naming::Sharded {
             let tag = crate::redis_conn::tagged(name);
             return format!("{}{sep}{kind}{sep}{tag}", self.prefix);
         }
-        let plain = sep == ':'
+        let plain = self.naming != Naming::Nats
             || (!name.starts_with(ENCODED)
                 && name
                     .bytes()
@@ -146,8 +155,9 @@ impl Subjects {
     /// The kind and name a subject carries; `None` if it is not one of ours.
     fn route<'s>(&self, subject: &'s str) -> Option<(&'static str, Cow<'s, str>)> {
         let rest = subject.strip_prefix(&self.prefix)?;
-        let rest = rest.strip_prefix(self.separator)?;
-        let (kind, name) = match rest.split_once(self.separator) {
+        let sep = self.naming.separator();
+        let rest = rest.strip_prefix(sep)?;
+        let (kind, name) = match rest.split_once(sep) {
             Some((kind, name)) => (kind, name),
             None => (rest, ""),
         };
@@ -155,11 +165,11 @@ impl Subjects {
             .into_iter()
             .find(|k| *k == kind)?;
         #[cfg(feature = "redis")]
-        if self.sharded && !name.is_empty() {
+        if self.naming == Naming::Sharded && !name.is_empty() {
             return Some((kind, Cow::Borrowed(crate::redis_conn::untagged(name)?)));
         }
         let name = match name.strip_prefix(ENCODED) {
-            Some(encoded) if self.separator != ':' => {
+            Some(encoded) if self.naming == Naming::Nats => {
                 use base64::Engine;
                 let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
                     .decode(encoded)
@@ -371,10 +381,10 @@ mod tests {
     fn every_message_survives_the_trip_on_every_naming() {
         let socket: SocketId = "n2.7".parse().unwrap();
         let namings = [
-            Subjects::new("t", ':'),
-            Subjects::new("t", '.'),
+            Subjects::new("t", Naming::Redis),
+            Subjects::new("t", Naming::Nats),
             #[cfg(feature = "redis")]
-            Subjects::sharded("t"),
+            Subjects::new("t", Naming::Sharded),
         ];
         for subjects in namings {
             for (target, channel) in [
@@ -427,7 +437,7 @@ mod tests {
     #[test]
     #[cfg(feature = "redis")]
     fn a_numbered_event_carries_its_position_and_no_node() {
-        let subjects = Subjects::new("t", ':');
+        let subjects = Subjects::new("t", Naming::Redis);
         let mut body = numbered_head(&event(Some("c")));
         body.extend_from_slice(br#","offset":7,"epoch":"e1"}"#);
         assert!(!sent_by(&body, &NodeId::new("n1").unwrap()));
@@ -441,7 +451,7 @@ mod tests {
 
     #[test]
     fn nats_subjects_stay_single_tokens() {
-        let subjects = Subjects::new("tidings", '.');
+        let subjects = Subjects::new("tidings", Naming::Nats);
         let subject = subjects.of_topic(&Topic::Channel("a.b >".into()));
         assert_eq!(subject.matches('.').count(), 2, "{subject}");
         assert_eq!(
@@ -452,7 +462,7 @@ mod tests {
 
     #[test]
     fn bad_messages_say_what_is_wrong() {
-        let subjects = Subjects::new("tidings", ':');
+        let subjects = Subjects::new("tidings", Naming::Redis);
         let bad = |subject: &str, payload: &str| {
             decode(&subjects, subject, payload.as_bytes()).unwrap_err()
         };

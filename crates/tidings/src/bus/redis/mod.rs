@@ -22,7 +22,7 @@ use pipeline::Publisher;
 use push::receive;
 
 use super::shared::{BusOptions, Kept, SharedBus, Transport};
-use super::wire::Subjects;
+use super::wire::{Naming, Subjects};
 use super::{Bus, Carrier, Link, Sealed};
 use crate::error::BusError;
 use crate::history::Streams;
@@ -67,7 +67,7 @@ impl RedisBus {
             .clone()
             .set_protocol(ProtocolVersion::RESP3);
         let client = redis::Client::open(info.set_redis_settings(settings)).map_err(unavailable)?;
-        let receiver = SharedBus::<RedisTransport>::receiver(&options, ':');
+        let receiver = SharedBus::<RedisTransport>::receiver(&options, Naming::Redis);
         let config = redis_conn::manager_config();
         let publisher = client
             .get_connection_manager_with_config(config.clone())
@@ -110,8 +110,8 @@ impl RedisBus {
         options: BusOptions,
     ) -> Result<Self, BusError> {
         let nodes = nodes.iter().map(|n| n.as_ref().to_owned()).collect();
-        let receiver = SharedBus::<ClusterTransport>::sharded_receiver(&options);
-        let subjects = Subjects::sharded(&options.prefix);
+        let receiver = SharedBus::<ClusterTransport>::receiver(&options, Naming::Sharded);
+        let subjects = Subjects::new(&options.prefix, Naming::Sharded);
         let transport =
             ClusterTransport::connect(nodes, receiver.clone(), &subjects, options.ingest).await?;
         Ok(Self(Arc::new(SharedBus::start(transport, receiver))))

@@ -55,14 +55,8 @@ pub(crate) struct SharedBus<T> {
 
 impl<T: Transport> SharedBus<T> {
     /// A receiver for a transport about to be made with these options.
-    pub(crate) fn receiver(options: &BusOptions, separator: char) -> Arc<Receiver> {
-        Receiver::new(options, wire::Subjects::new(&options.prefix, separator))
-    }
-
-    /// A receiver for a Redis Cluster transport about to be made with these options.
-    #[cfg(feature = "redis")]
-    pub(crate) fn sharded_receiver(options: &BusOptions) -> Arc<Receiver> {
-        Receiver::new(options, wire::Subjects::sharded(&options.prefix))
+    pub(crate) fn receiver(options: &BusOptions, naming: wire::Naming) -> Arc<Receiver> {
+        Receiver::new(options, wire::Subjects::new(&options.prefix, naming))
     }
 
     /// A bus over a connected transport that delivers into `receiver`; starts the interest task.
@@ -336,7 +330,7 @@ mod tests {
 
     #[test]
     fn a_message_whose_handling_panics_is_lost_alone() {
-        let receiver = SharedBus::<Counting>::receiver(&BusOptions::default(), ':');
+        let receiver = SharedBus::<Counting>::receiver(&BusOptions::default(), wire::Naming::Redis);
         let fragile = Arc::new(Fragile::default());
         let inbox: Arc<dyn Inbox> = fragile.clone();
         let attached = (NodeId::random().unwrap(), Arc::downgrade(&inbox));
@@ -362,7 +356,7 @@ mod tests {
 
     #[test]
     fn a_stream_heard_with_a_skipped_offset_or_another_epoch_is_a_gap() {
-        let receiver = SharedBus::<Counting>::receiver(&BusOptions::default(), ':');
+        let receiver = SharedBus::<Counting>::receiver(&BusOptions::default(), wire::Naming::Redis);
         let channel: Arc<str> = "chat:a".into();
         let at = |epoch: &str, offset| Position {
             epoch: epoch.into(),
@@ -389,7 +383,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_link_is_checked_every_second_while_interest_keeps_changing() {
-        let receiver = SharedBus::<Counting>::receiver(&BusOptions::default(), ':');
+        let receiver = SharedBus::<Counting>::receiver(&BusOptions::default(), wire::Naming::Redis);
         let bus = SharedBus::start(Counting::default(), receiver);
         // A wish every 100 ms for 5 s: the interest task is never idle for a second.
         for n in 0..50 {
@@ -403,7 +397,7 @@ mod tests {
     #[cfg(feature = "redis")]
     #[tokio::test(start_paused = true)]
     async fn the_bus_records_once_what_the_broker_confirmed() {
-        let receiver = SharedBus::<Counting>::receiver(&BusOptions::default(), ':');
+        let receiver = SharedBus::<Counting>::receiver(&BusOptions::default(), wire::Naming::Redis);
         let bus = SharedBus::start(Counting::default(), receiver.clone());
         for subject in ["t:channel:a", "t:channel:b"] {
             bus.wanted.set(subject.into(), true);
