@@ -433,9 +433,6 @@ fn is_unset<T: Default + PartialEq>(table: &T) -> bool {
 /// The address `tidings serve` listens on by default.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
 
-/// Seconds a client may take to send a request's head, by default.
-const HEADER_TIMEOUT: u64 = 30;
-
 /// Refuses `TIDINGS_*` environment variables that name no setting (a typo would be ignored otherwise).
 pub fn check_environment(vars: impl Iterator<Item = (String, String)>) -> Result<(), String> {
     let command = crate::Cli::command();
@@ -506,12 +503,20 @@ fn to_map(settings: &Settings) -> Result<Map, String> {
     }
 }
 
-/// `limits` as settings: one key per limit, of the same name ([`Limits`]' own serde).
-fn limits_map(limits: &Limits) -> Result<Map, String> {
-    match serde_json::to_value(limits).map_err(|e| e.to_string())? {
+/// The library's options of type `T` as settings: one key per option, of the same name (the
+/// type's own serde).
+fn options_map<T: Serialize>(options: &T) -> Result<Map, String> {
+    match serde_json::to_value(options).map_err(|e| e.to_string())? {
         serde_json::Value::Object(map) => Ok(map),
-        _ => Err("limits are not a table".into()),
+        _ => Err("options are not a table".into()),
     }
+}
+
+/// The library's defaults that are settings of the same name: [`Limits`] and [`ServeOptions`].
+fn library_defaults() -> Result<Map, String> {
+    let mut map = options_map(&Limits::default())?;
+    map.extend(options_map(&ServeOptions::default())?);
+    Ok(map)
 }
 
 /// What `tidings serve` runs: the hub, its HTTP options and the address.
@@ -533,7 +538,7 @@ impl Settings {
     /// but the node id (random) and `allowed_origins` (by the address), and the tables of
     /// services and features not in use.
     pub fn effective(&self) -> Result<Settings, String> {
-        let mut map = limits_map(&Limits::default())?;
+        let mut map = library_defaults()?;
         overlay(&mut map, to_map(&self.defaults())?);
         overlay(&mut map, to_map(self)?);
         let mut effective: Settings = serde_json::from_value(map.into())
@@ -562,11 +567,7 @@ impl Settings {
             anonymous_session_ttl: Some(600),
             max_connections: crate::files::limit().map(crate::files::socket_budget),
             max_body: Some(1 << 20),
-            header_timeout: Some(HEADER_TIMEOUT),
             body_timeout: Some(30),
-            first_byte_timeout: Some(10),
-            max_pending_connections: Some(4096),
-            max_pending_per_ip: Some(1024),
             log_format: Some(LogFormat::Text),
             bus: Some(BusKind::Memory),
             store: Some(StoreKind::Memory),
@@ -615,16 +616,16 @@ impl Settings {
         }
     }
 
-    /// The library's [`Limits`] with the ones these settings set: the settings named as a limit
-    /// are that limit.
-    fn limits(&self) -> Result<Limits, String> {
-        let mut map = limits_map(&Limits::default())?;
+    /// The library's options of type `T` ([`Limits`], [`ServeOptions`]) with the ones these
+    /// settings set: a setting named as one of its options is that option.
+    fn library<T: Serialize + serde::de::DeserializeOwned + Default>(&self) -> Result<T, String> {
+        let mut map = options_map(&T::default())?;
         for (key, value) in to_map(self)? {
-            if let Some(limit) = map.get_mut(&key) {
-                *limit = value;
+            if let Some(option) = map.get_mut(&key) {
+                *option = value;
             }
         }
-        serde_json::from_value(map.into()).map_err(|e| format!("invalid limits: {e}"))
+        serde_json::from_value(map.into()).map_err(|e| format!("invalid configuration: {e}"))
     }
 
     /// Builds the hub, with the RPC methods `methods` adds, and checks the settings; errors name
@@ -640,7 +641,8 @@ impl Settings {
                  (--api-key, TIDINGS_API_KEY) or listen on a loopback address"
             ));
         }
-        let mut limits = self.limits()?;
+        let serve: ServeOptions = self.library()?;
+        let mut limits: Limits = self.library()?;
         if self.max_connections.is_none()
             && let Some(open_files) = crate::files::limit()
         {
@@ -716,17 +718,6 @@ impl Settings {
                 .parse()
                 .map_err(|e| format!("client_address_header: {e}"))?;
             http = http.client_address_header(header);
-        }
-        let mut serve = ServeOptions::new()
-            .header_timeout(Duration::from_secs(
-                self.header_timeout.unwrap_or(HEADER_TIMEOUT),
-            ))
-            .first_byte_timeout(Duration::from_secs(self.first_byte_timeout.unwrap_or(10)));
-        if let Some(max) = self.max_pending_connections {
-            serve = serve.max_pending_connections(max);
-        }
-        if let Some(max) = self.max_pending_per_ip {
-            serve = serve.max_pending_per_ip(max);
         }
         Ok(Plan {
             hub,
@@ -914,18 +905,18 @@ mod tests {
     }
 
     #[test]
-    fn every_library_limit_is_a_setting_of_the_same_name() {
-        let keys = limits_map(&Limits::default()).unwrap();
+    fn every_library_option_is_a_setting_of_the_same_name() {
+        let keys = library_defaults().unwrap();
         let every: Settings = serde_json::from_value(keys.clone().into())
-            .expect("each key of Limits is a key of Settings");
-        assert_eq!(every.limits().unwrap(), Limits::default());
+            .expect("each key of Limits and ServeOptions is a key of Settings");
+        assert_eq!(every.library::<Limits>().unwrap(), Limits::default());
         let set = Settings {
             request_rate: Some(7),
             write_timeout: Some(3),
             max_sessions: Some(0),
             ..Settings::default()
         };
-        let limits = set.limits().unwrap();
+        let limits: Limits = set.library().unwrap();
         assert_eq!(
             (
                 limits.request_rate,
@@ -933,6 +924,16 @@ mod tests {
                 limits.max_sessions
             ),
             (7, Duration::from_secs(3), 0)
+        );
+        let set = Settings {
+            max_pending_per_ip: Some(5),
+            header_timeout: Some(4),
+            ..Settings::default()
+        };
+        let serve = options_map(&set.library::<ServeOptions>().unwrap()).unwrap();
+        assert_eq!(
+            (&serve["max_pending_per_ip"], &serve["header_timeout"]),
+            (&5.into(), &4.into())
         );
         let effective = Settings::default().effective().unwrap();
         let effective = to_map(&effective).unwrap();

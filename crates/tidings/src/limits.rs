@@ -86,18 +86,18 @@ pub struct Limits {
 }
 
 /// A duration as whole seconds, with serde.
-mod whole_seconds {
+pub(crate) mod whole_seconds {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
     /// Writes the whole seconds of `duration`.
-    pub(super) fn serialize<S: Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(duration.as_secs())
     }
 
     /// Reads whole seconds.
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         u64::deserialize(d).map(Duration::from_secs)
     }
 }

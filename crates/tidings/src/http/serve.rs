@@ -13,11 +13,13 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 
 use super::linger::Lingering;
 use super::pending::{Pending, Place};
+use crate::limits::whole_seconds;
 use crate::logs::Folded;
 
 /// How long the accept loop rests after an error such as running out of file descriptors.
@@ -27,11 +29,18 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Settings of the accept loop, [`serve`].
-#[derive(Clone, Debug)]
+///
+/// With serde each setting is a key named as its method (the timeouts in whole seconds), and a
+/// missing key takes its default, as `tidings serve` reads them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ServeOptions {
+    #[serde(with = "whole_seconds")]
     header_timeout: Duration,
+    #[serde(with = "whole_seconds")]
     first_byte_timeout: Duration,
+    #[serde(rename = "max_pending_connections")]
     max_pending: usize,
     max_pending_per_ip: usize,
 }
