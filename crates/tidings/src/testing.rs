@@ -85,7 +85,7 @@ pub(crate) struct Tab {
 
 impl Transport for Tab {
     async fn open(hub: &Hub, session: Option<&SessionId>) -> Self {
-        let admission = crate::hub::admit(hub, session.cloned(), None)
+        let admission = crate::hub::admit(hub, session.cloned(), None, None)
             .await
             .unwrap();
         let session = admission.session.clone();
@@ -169,7 +169,7 @@ pub(crate) struct Direct {
 
 impl Transport for Direct {
     async fn open(hub: &Hub, session: Option<&SessionId>) -> Self {
-        let admission = crate::hub::admit(hub, session.cloned(), None)
+        let admission = crate::hub::admit(hub, session.cloned(), None, None)
             .await
             .unwrap();
         let (requests, mut incoming) = mpsc::unbounded_channel();

@@ -1,5 +1,6 @@
 //! What a handshake's cookie and token decide: the socket's session, its user id, its channels.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::Hub;
@@ -31,6 +32,9 @@ pub(crate) enum AdmitError {
     Close(CloseReason),
     /// The store failed: the handshake is answered 503.
     Store(SessionError),
+    /// The client's address made `max_new_sessions_per_ip` sessions in the last minute: the
+    /// socket is closed with 4005.
+    NewSessions,
 }
 
 impl From<SessionError> for AdmitError {
@@ -51,14 +55,16 @@ fn invalid(text: &'static str) -> AdmitError {
 
 /// Admits a socket. Without a token: the cookie's session, or a new one. With a valid token:
 /// session `sid` if it names one, else the cookie's session unless it belongs to another user;
-/// then the session is bound to `sub` and subscribed to `channels`.
+/// then the session is bound to `sub` and subscribed to `channels`. A new session made without a
+/// token counts against the client address `from` ([`Hub::open_session`]).
 pub(crate) async fn admit(
     hub: &Hub,
     cookie: Option<SessionId>,
     token: Option<&str>,
+    from: Option<IpAddr>,
 ) -> Result<Admission, AdmitError> {
     let Some(token) = token else {
-        let (session, state) = hub.open_session(cookie).await?;
+        let (session, state) = hub.open_session(cookie, from).await?;
         let resumed = state.is_some();
         let user = state.and_then(|s| s.user);
         if user.as_deref().is_some_and(|u| hub.is_blocked(u)) {
@@ -99,12 +105,12 @@ pub(crate) async fn admit(
             (id, state.user, existed)
         }
         None => {
-            let (id, state) = hub.open_session(cookie).await?;
+            let (id, state) = hub.open_session(cookie, None).await?;
             let existed = state.is_some();
             match (state.and_then(|s| s.user), &sub) {
                 // The browser's session belongs to another user: it is not inherited.
                 (Some(owner), Some(sub)) if *owner != **sub => {
-                    (hub.open_session(None).await?.0, None, false)
+                    (hub.open_session(None, None).await?.0, None, false)
                 }
                 (owner, _) => (id, owner, existed),
             }

@@ -126,16 +126,6 @@ impl Hub {
         self.shared.gate.enter(address)
     }
 
-    /// Whether `address` may make one more session now (`max_new_sessions_per_ip`); counts it.
-    pub(crate) fn may_make_session(&self, address: std::net::IpAddr) -> bool {
-        self.shared.gate.new_session(address)
-    }
-
-    /// Whether the store has a live session `id`.
-    pub(crate) async fn session_exists(&self, id: &SessionId) -> Result<bool, StoreError> {
-        Ok(self.shared.store.load(id).await?.is_some())
-    }
-
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.shared.limits
@@ -410,17 +400,27 @@ impl Hub {
     }
 
     /// Finds the session a handshake's cookie names, or creates one. Returns it and its state
-    /// (`None` when it is new).
+    /// (`None` when it is new). A new session for a client at `from` (one without a token) is
+    /// counted against `max_new_sessions_per_ip`, and refused past it.
     pub(crate) async fn open_session(
         &self,
         requested: Option<SessionId>,
-    ) -> Result<(SessionId, Option<SessionState>), SessionError> {
+        from: Option<std::net::IpAddr>,
+    ) -> Result<(SessionId, Option<SessionState>), AdmitError> {
         if let Some(id) = requested
-            && let Some(state) = self.shared.store.load(&id).await?
+            && let Some(state) = self
+                .shared
+                .store
+                .load(&id)
+                .await
+                .map_err(SessionError::from)?
         {
             return Ok((id, Some(state)));
         }
-        let id = SessionId::random()?;
+        if from.is_some_and(|address| !self.shared.gate.new_session(address)) {
+            return Err(AdmitError::NewSessions);
+        }
+        let id = SessionId::random().map_err(SessionError::from)?;
         self.create_session(&id).await?;
         Ok((id, None))
     }
@@ -560,7 +560,7 @@ mod tests {
     async fn a_session_expires_its_ttl_after_its_last_socket_leaves() {
         let ttl = Duration::from_secs(60);
         let hub = Hub::builder().session_ttl(ttl).build().unwrap();
-        let (sid, state) = hub.open_session(None).await.unwrap();
+        let (sid, state) = hub.open_session(None, None).await.unwrap();
         assert!(state.is_none());
         let tab = hub
             .attach(&sid, Arc::new(Outbox::new(4, 1 << 20)), false)
@@ -573,7 +573,7 @@ mod tests {
         );
         drop(tab);
         tokio::time::sleep(ttl - Duration::from_secs(1)).await;
-        let (same, state) = hub.open_session(Some(sid.clone())).await.unwrap();
+        let (same, state) = hub.open_session(Some(sid.clone()), None).await.unwrap();
         assert_eq!((same, state.is_some()), (sid.clone(), true));
         let tab = hub
             .attach(&sid, Arc::new(Outbox::new(4, 1 << 20)), false)
@@ -586,7 +586,7 @@ mod tests {
             matches!(err, SessionError::Store(crate::StoreError::NotFound(_))),
             "{err}"
         );
-        let (fresh, state) = hub.open_session(Some(sid.clone())).await.unwrap();
+        let (fresh, state) = hub.open_session(Some(sid.clone()), None).await.unwrap();
         assert!(
             state.is_none() && fresh != sid,
             "an expired session is never revived"
@@ -604,8 +604,8 @@ mod tests {
     async fn a_session_holding_nothing_lives_empty_session_ttl_others_session_ttl() {
         let (ttl, empty_ttl) = (Duration::from_secs(3600), Duration::from_secs(30));
         let hub = quiet(Hub::builder().session_ttl(ttl).empty_session_ttl(empty_ttl));
-        let (empty, _) = hub.open_session(None).await.unwrap();
-        let (held, _) = hub.open_session(None).await.unwrap();
+        let (empty, _) = hub.open_session(None, None).await.unwrap();
+        let (held, _) = hub.open_session(None, None).await.unwrap();
         let tabs = [
             hub.attach(&empty, Arc::new(Outbox::new(4, 1 << 20)), false)
                 .await
@@ -651,8 +651,8 @@ mod tests {
                 .session_ttl(ttl)
                 .anonymous_session_ttl(anonymous_ttl),
         );
-        let (visitor, _) = hub.open_session(None).await.unwrap();
-        let (backed, _) = hub.open_session(None).await.unwrap();
+        let (visitor, _) = hub.open_session(None, None).await.unwrap();
+        let (backed, _) = hub.open_session(None, None).await.unwrap();
         let outbox = || Arc::new(Outbox::new(4, 1 << 20));
         let tabs = [
             hub.attach(&visitor, outbox(), false).await.unwrap(),
@@ -690,13 +690,13 @@ mod tests {
             ..Limits::default()
         };
         let hub = Hub::builder().limits(limits).build().unwrap();
-        let (live, _) = hub.open_session(None).await.unwrap();
+        let (live, _) = hub.open_session(None, None).await.unwrap();
         let _tab = hub
             .attach(&live, Arc::new(Outbox::new(4, 1 << 20)), false)
             .await
             .unwrap();
         for _ in 0..9 {
-            hub.open_session(None).await.unwrap();
+            hub.open_session(None, None).await.unwrap();
         }
         assert_eq!(
             hub.stats().evicted_sessions,
@@ -802,7 +802,7 @@ mod tests {
         }
         let _another = Tab::open(&hub, None).await;
         assert!(store.load(&newer_id).await.unwrap().is_none());
-        let refused = admit(&hub, None, None).await.unwrap_err();
+        let refused = admit(&hub, None, None, None).await.unwrap_err();
         assert!(
             matches!(refused, AdmitError::Close(CloseReason::TooManySessions)),
             "every session has a socket: {refused:?}"

@@ -137,25 +137,9 @@ pub(crate) async fn upgrade(
         .enter(address)
         .map_err(|crowded| refuse(&hub, crowded))?;
     let requested = session_cookie(request.headers());
-    let newcomer = match (address, token, &requested) {
-        (Some(address), None, requested) if hub.limits().max_new_sessions_per_ip > 0 => {
-            let known = match requested {
-                Some(id) => hub.session_exists(id).await.unwrap_or(true),
-                None => false,
-            };
-            (!known).then_some(address)
-        }
-        _ => None,
-    };
-    let admitted = match newcomer {
-        Some(address) if !hub.may_make_session(address) => {
-            count_refused(&hub, &"too many new sessions from this address");
-            Err(CloseReason::TooManySessions)
-        }
-        _ => match admit(&hub, requested, token).await {
-            Ok(admission) => Ok(admission),
-            Err(error) => Err(admission_refused(&hub, error)?),
-        },
+    let admitted = match admit(&hub, requested, token, address).await {
+        Ok(admission) => Ok(admission),
+        Err(error) => Err(admission_refused(&hub, error)?),
     };
     let user = admitted.as_ref().ok().and_then(|a| a.user.clone());
     if user.as_deref().is_some_and(|user| hub.user_is_full(user)) {
@@ -193,6 +177,10 @@ fn admission_refused(hub: &Hub, error: AdmitError) -> Result<CloseReason, Handsh
         AdmitError::Close(CloseReason::TooManySessions) => {
             let max = hub.limits().max_sessions;
             count_refused(hub, &StoreError::TooManySessions { max });
+            Ok(CloseReason::TooManySessions)
+        }
+        AdmitError::NewSessions => {
+            count_refused(hub, &"too many new sessions from this address");
             Ok(CloseReason::TooManySessions)
         }
         AdmitError::Close(reason) => {
