@@ -23,7 +23,6 @@ pub use self::nats::NatsBus;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisBus;
 pub use memory::MemoryBus;
-use memory::MemoryHistory;
 pub(crate) use sealed::{Link, Sealed};
 #[cfg(any(feature = "redis", feature = "nats"))]
 pub use shared::BusOptions;
@@ -80,12 +79,6 @@ mod sealed {
 /// Carries messages between the nodes of a cluster.
 #[async_trait]
 pub(crate) trait Carrier: Send + Sync + 'static {
-    /// Whether messages cross to other processes (Redis, NATS): then a node's memory cannot
-    /// number a channel's events for the whole cluster.
-    fn remote(&self) -> bool {
-        false
-    }
-
     /// Registers a node's inbox, with the limits external publishes (the ingest channel) must
     /// keep and the node's counters (messages sent and received); the bus holds the inbox
     /// weakly. A bus that serves one node only refuses a second.
@@ -125,7 +118,8 @@ pub(crate) trait Carrier: Send + Sync + 'static {
     /// needs an offset is one operation (number, keep, publish), so every node agrees on a
     /// channel's offsets. Redis keeps it for every node (the node keeps at most `max_bytes` of
     /// the streams it follows); the memory bus in the node's memory (at most `max_bytes`); a bus
-    /// with no such store (NATS) refuses rules ([`memory_history`]).
+    /// that crosses processes with no such store (NATS) refuses rules: nodes would disagree on
+    /// offsets.
     fn history(
         self: Arc<Self>,
         rules: &Rules,
@@ -137,26 +131,4 @@ pub(crate) trait Carrier: Send + Sync + 'static {
     async fn presence(&self, _payload: Bytes) -> Result<(), BusError> {
         Ok(())
     }
-}
-
-/// History in the node's memory, numbered under each channel's turn and published on `bus`: for
-/// a bus within one process. A bus that crosses processes and has no store of its own (NATS)
-/// refuses history rules: nodes would disagree on offsets.
-pub(crate) fn memory_history(
-    bus: Arc<dyn Carrier>,
-    rules: &Rules,
-    max_bytes: usize,
-    counters: &Arc<Counters>,
-) -> Result<Arc<dyn Streams>, BuildError> {
-    if bus.remote() && !rules.is_empty() {
-        return Err(BuildError::InvalidSetting {
-            name: "history",
-            reason: "history needs the memory bus (one node) or the Redis bus: NATS core subjects \
-                 have no store that numbers a channel's events and publishes them in one step, \
-                 so nodes would disagree on offsets"
-                .into(),
-        });
-    }
-    let history = MemoryHistory::new(rules.clone(), max_bytes, counters.clone(), bus);
-    Ok(Arc::new(history))
 }

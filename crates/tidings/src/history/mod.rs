@@ -171,6 +171,7 @@ impl Rules {
     }
 
     /// Whether no channel keeps history.
+    #[cfg(any(feature = "redis", feature = "nats"))]
     pub(crate) fn is_empty(&self) -> bool {
         self.patterns.is_empty()
     }

@@ -78,6 +78,7 @@ impl Carrier for Nodes {
         max_bytes: usize,
         counters: &Arc<Counters>,
     ) -> Result<Arc<dyn Streams>, BuildError> {
-        super::memory_history(self, rules, max_bytes, counters)
+        let history = MemoryHistory::new(rules.clone(), max_bytes, counters.clone(), self);
+        Ok(Arc::new(history))
     }
 }

@@ -29,6 +29,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::memory::MemoryHistory;
 use super::{Carrier, Inbox, wire};
 use crate::error::{BuildError, BusError};
 use crate::history::{Rules, Streams};
@@ -125,10 +126,6 @@ impl<T: Transport> Carrier for SharedBus<T> {
         Ok(())
     }
 
-    fn remote(&self) -> bool {
-        true
-    }
-
     fn history(
         self: Arc<Self>,
         rules: &Rules,
@@ -142,7 +139,18 @@ impl<T: Transport> Carrier for SharedBus<T> {
             faults: &self.receiver.faults,
         };
         let Some(history) = self.transport.history(kept) else {
-            return super::memory_history(self, rules, max_bytes, counters);
+            if !rules.is_empty() {
+                return Err(BuildError::InvalidSetting {
+                    name: "history",
+                    reason: "history needs the memory bus (one node) or the Redis bus: NATS core \
+                         subjects have no store that numbers a channel's events and publishes \
+                         them in one step, so nodes would disagree on offsets"
+                        .into(),
+                });
+            }
+            // No channel keeps history: an empty one that never numbers anything.
+            let none = MemoryHistory::new(Rules::default(), 0, counters.clone(), self);
+            return Ok(Arc::new(none));
         };
         let (queue, numbered) = mpsc::channel(NUMBERING_QUEUE);
         if self.receiver.history.set((history.clone(), queue)).is_ok() {
