@@ -497,14 +497,11 @@ fn to_map(settings: &Settings) -> Result<Map, String> {
         })
         .collect()
     }
-    match serde_json::to_value(settings).map_err(|e| e.to_string())? {
-        serde_json::Value::Object(map) => Ok(set_only(map)),
-        _ => Err("settings are not a table".into()),
-    }
+    options_map(settings).map(set_only)
 }
 
-/// The library's options of type `T` as settings: one key per option, of the same name (the
-/// type's own serde).
+/// `options` (the settings, or the library's options of the same names) as a JSON object: one
+/// key per field, by the type's own serde.
 fn options_map<T: Serialize>(options: &T) -> Result<Map, String> {
     match serde_json::to_value(options).map_err(|e| e.to_string())? {
         serde_json::Value::Object(map) => Ok(map),
