@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tidings::history::History;
 use tidings::http::{HttpOptions, ServeOptions};
 use tidings::presence::{Heartbeat, Webhook};
-use tidings::{Hub, HubBuilder, KeepAlive, Limits, NodeId};
+use tidings::{Hub, HubBuilder, KeepAlive, Limits, NodeId, SessionTtls};
 
 use crate::cluster::{BusKind, Cluster, NatsSettings, RedisSettings, StoreKind};
 use crate::integration::{RpcProxySettings, TokenSettings};
@@ -509,9 +509,12 @@ fn options_map<T: Serialize>(options: &T) -> Result<Map, String> {
     }
 }
 
-/// The library's defaults that are settings of the same name: [`Limits`] and [`ServeOptions`].
+/// The library's defaults that are settings of the same name: [`Limits`], [`SessionTtls`],
+/// [`HttpOptions`] and [`ServeOptions`].
 fn library_defaults() -> Result<Map, String> {
     let mut map = options_map(&Limits::default())?;
+    map.extend(options_map(&SessionTtls::default())?);
+    map.extend(options_map(&HttpOptions::default())?);
     map.extend(options_map(&ServeOptions::default())?);
     Ok(map)
 }
@@ -548,7 +551,8 @@ impl Settings {
         Ok(effective)
     }
 
-    /// The defaults `serve` would use with these settings, besides the library's [`Limits`].
+    /// The defaults `serve` would use with these settings, besides the library's options of
+    /// the same names ([`library_defaults`]).
     fn defaults(&self) -> Settings {
         let (heartbeat, keep_alive) = (Heartbeat::default(), KeepAlive::default());
         let bus_options = tidings::bus::BusOptions::default();
@@ -559,12 +563,7 @@ impl Settings {
             listen: DEFAULT_LISTEN.parse().ok(),
             public_channels: Some(vec!["public:*".into()]),
             user_channels: Some(vec!["user:*".into()]),
-            session_ttl: Some(86_400),
-            empty_session_ttl: Some(60),
-            anonymous_session_ttl: Some(600),
             max_connections: crate::files::limit().map(crate::files::socket_budget),
-            max_body: Some(1 << 20),
-            body_timeout: Some(30),
             log_format: Some(LogFormat::Text),
             bus: Some(BusKind::Memory),
             store: Some(StoreKind::Memory),
@@ -613,8 +612,9 @@ impl Settings {
         }
     }
 
-    /// The library's options of type `T` ([`Limits`], [`ServeOptions`]) with the ones these
-    /// settings set: a setting named as one of its options is that option.
+    /// The library's options of type `T` ([`Limits`], [`SessionTtls`], [`HttpOptions`],
+    /// [`ServeOptions`]) with the ones these settings set: a setting named as one of its
+    /// options is that option.
     fn library<T: Serialize + serde::de::DeserializeOwned + Default>(&self) -> Result<T, String> {
         let mut map = options_map(&T::default())?;
         for (key, value) in to_map(self)? {
@@ -639,6 +639,8 @@ impl Settings {
             ));
         }
         let serve: ServeOptions = self.library()?;
+        let mut http: HttpOptions = self.library()?;
+        let ttls: SessionTtls = self.library()?;
         let mut limits: Limits = self.library()?;
         if self.max_connections.is_none()
             && let Some(open_files) = crate::files::limit()
@@ -665,15 +667,7 @@ impl Settings {
             }
             builder = builder.history(history);
         }
-        if let Some(ttl) = self.empty_session_ttl {
-            builder = builder.empty_session_ttl(Duration::from_secs(ttl));
-        }
-        if let Some(ttl) = self.anonymous_session_ttl {
-            builder = builder.anonymous_session_ttl(Duration::from_secs(ttl));
-        }
-        if let Some(ttl) = self.session_ttl {
-            builder = builder.session_ttl(Duration::from_secs(ttl));
-        }
+        builder = builder.session_ttls(ttls);
         let heartbeat = self.heartbeat.options();
         let cluster = Cluster {
             bus: self.bus,
@@ -692,18 +686,11 @@ impl Settings {
             builder = builder.webhook(webhook);
         }
         let hub = builder.build().map_err(|e| e.to_string())?;
-        let mut http = HttpOptions::new();
         if let Some(key) = self.api_key {
             if key.is_empty() {
                 return Err("api_key: must not be empty".into());
             }
             http = http.api_key(key);
-        }
-        if let Some(seconds) = self.body_timeout {
-            http = http.body_timeout(Duration::from_secs(seconds));
-        }
-        if let Some(max_body) = self.max_body {
-            http = http.max_body(max_body);
         }
         http = match self.allowed_origins {
             Some(origins) => http.allowed_origins(origins),
@@ -925,12 +912,24 @@ mod tests {
         let set = Settings {
             max_pending_per_ip: Some(5),
             header_timeout: Some(4),
+            max_body: Some(6),
+            empty_session_ttl: Some(8),
             ..Settings::default()
         };
         let serve = options_map(&set.library::<ServeOptions>().unwrap()).unwrap();
         assert_eq!(
             (&serve["max_pending_per_ip"], &serve["header_timeout"]),
             (&5.into(), &4.into())
+        );
+        let http = options_map(&set.library::<HttpOptions>().unwrap()).unwrap();
+        assert_eq!(
+            (&http["max_body"], &http["body_timeout"]),
+            (&6.into(), &30.into())
+        );
+        let ttls: SessionTtls = set.library().unwrap();
+        assert_eq!(
+            (ttls.empty, ttls.session),
+            (Duration::from_secs(8), SessionTtls::default().session)
         );
         let effective = Settings::default().effective().unwrap();
         let effective = to_map(&effective).unwrap();

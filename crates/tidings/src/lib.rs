@@ -56,7 +56,7 @@ pub use error::{
 };
 pub use fanout::KeepAlive;
 pub use hub::rpc;
-pub use hub::{Hub, HubBuilder, Session};
+pub use hub::{Hub, HubBuilder, Session, SessionTtls};
 pub use ids::{IdError, NodeId, SessionId, SocketId};
 pub use limits::Limits;
 pub use names::IntoNames;

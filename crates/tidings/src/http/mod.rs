@@ -34,19 +34,28 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderName, HeaderValue, StatusCode, header};
+use serde::{Deserialize, Serialize};
 
 use crate::hub::Hub;
+use crate::limits::whole_seconds;
 use crate::socket::{HandshakeError, upgrade};
 use origin::Origins;
 
-/// Settings of the HTTP endpoints.
-#[derive(Clone, Debug)]
+/// Settings of the HTTP endpoints. With serde, `max_body` and `body_timeout` (whole seconds)
+/// are keys named as their methods, and a missing key takes its default (`tidings serve` reads
+/// them this way); the API key, origins and address header are set by their methods only.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct HttpOptions {
+    #[serde(skip)]
     api_key: Option<Arc<str>>,
     max_body: usize,
+    #[serde(with = "whole_seconds")]
     body_timeout: Duration,
+    #[serde(skip)]
     origins: Origins,
+    #[serde(skip)]
     client_address_header: Option<HeaderName>,
 }
 

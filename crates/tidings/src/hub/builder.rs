@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Hub, Shared, gate, status, upkeep};
+use super::{Hub, SessionTtls, Shared, gate, status, upkeep};
 use crate::auth::ChannelRules;
 #[cfg(feature = "tokens")]
 use crate::auth::TokenKey;
@@ -31,9 +31,7 @@ use crate::store::{MemoryStore, PresenceStore, SessionStore};
 pub struct HubBuilder {
     node_id: Option<NodeId>,
     limits: Limits,
-    session_ttl: Duration,
-    empty_session_ttl: Duration,
-    anonymous_session_ttl: Duration,
+    ttls: SessionTtls,
     public_channels: Vec<String>,
     user_channels: Vec<String>,
     #[cfg(feature = "tokens")]
@@ -56,9 +54,7 @@ impl Default for HubBuilder {
         Self {
             node_id: None,
             limits: Limits::default(),
-            session_ttl: Duration::from_secs(24 * 60 * 60),
-            empty_session_ttl: Duration::from_secs(60),
-            anonymous_session_ttl: Duration::from_secs(10 * 60),
+            ttls: SessionTtls::default(),
             public_channels: vec!["public:*".into()],
             user_channels: vec!["user:*".into()],
             #[cfg(feature = "tokens")]
@@ -91,28 +87,29 @@ impl HubBuilder {
         self
     }
 
-    /// How long a session outlives its last socket (default: 24 hours).
+    /// How long sessions outlive their last socket (default: [`SessionTtls::default`]).
+    pub fn session_ttls(mut self, ttls: SessionTtls) -> Self {
+        self.ttls = ttls;
+        self
+    }
+
+    /// How long a session outlives its last socket ([`SessionTtls::session`]; default: 24 hours).
     pub fn session_ttl(mut self, ttl: Duration) -> Self {
-        self.session_ttl = ttl;
+        self.ttls.session = ttl;
         self
     }
 
-    /// How long a session holding nothing (no channel, no user id) outlives its last socket,
-    /// and lives when made (default: 60 seconds; at most `session_ttl`). A reload within it keeps
-    /// the session id; past it the client gets a new session and loses nothing.
+    /// How long a session holding nothing outlives its last socket
+    /// ([`SessionTtls::empty`]; default: 60 seconds).
     pub fn empty_session_ttl(mut self, ttl: Duration) -> Self {
-        self.empty_session_ttl = ttl;
+        self.ttls.empty = ttl;
         self
     }
 
-    /// How long a session that holds channels but no user id outlives its last socket when
-    /// only its client vouched for it (default: 10 minutes; between `empty_session_ttl` and
-    /// `session_ttl`): no socket came with a connection token, and the backend did not
-    /// subscribe it on that node. A visitor's reload keeps it; a script that makes sessions by
-    /// the thousand does not fill the store for `session_ttl`. Past it, tidings.js subscribes
-    /// its page again (`welcome` says `resumed: false`).
+    /// How long a session only its client vouched for outlives its last socket
+    /// ([`SessionTtls::anonymous`]; default: 10 minutes).
     pub fn anonymous_session_ttl(mut self, ttl: Duration) -> Self {
-        self.anonymous_session_ttl = ttl;
+        self.ttls.anonymous = ttl;
         self
     }
 
@@ -210,18 +207,7 @@ impl HubBuilder {
     pub fn build(self) -> Result<Hub, BuildError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         self.limits.validate()?;
-        for (name, ttl) in [
-            ("session_ttl", self.session_ttl),
-            ("empty_session_ttl", self.empty_session_ttl),
-            ("anonymous_session_ttl", self.anonymous_session_ttl),
-        ] {
-            if ttl < Duration::from_secs(1) {
-                return Err(BuildError::InvalidSetting {
-                    name,
-                    reason: "must be at least 1 second".into(),
-                });
-            }
-        }
+        let ttls = self.ttls.checked()?;
         let rules = ChannelRules::new(&self.public_channels, &self.user_channels)?;
         let history_rules = history::Rules::new(&self.history)?;
         #[cfg_attr(not(feature = "backend"), expect(unused_mut))]
@@ -272,15 +258,10 @@ impl HubBuilder {
             self.limits.max_connections_per_user,
             self.limits.max_new_sessions_per_ip,
         ));
-        let empty_session_ttl = self.empty_session_ttl.min(self.session_ttl);
         let shared = Arc::new(Shared {
             node,
             limits: self.limits,
-            session_ttl: self.session_ttl,
-            empty_session_ttl,
-            anonymous_session_ttl: self
-                .anonymous_session_ttl
-                .clamp(empty_session_ttl, self.session_ttl),
+            ttls,
             rules,
             #[cfg(feature = "tokens")]
             token_key: self.token_key,

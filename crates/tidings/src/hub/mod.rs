@@ -8,6 +8,7 @@ mod requests;
 pub mod rpc;
 mod session;
 mod status;
+mod ttls;
 mod upkeep;
 
 pub(crate) use admission::{Admission, AdmitError, admit};
@@ -17,6 +18,7 @@ pub(crate) use gate::{Crowded, Pass};
 pub(crate) use requests::{Connected, Requests};
 pub use session::Session;
 pub(crate) use status::ADMIN_CHANNEL;
+pub use ttls::SessionTtls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,7 +33,7 @@ use crate::auth::TokenKey;
 use crate::auth::{ChannelRules, Claims};
 use crate::bus::Carrier;
 use crate::error::{BusError, HistoryError, PublishError, SessionError, StoreError, TokenError};
-use crate::fanout::{Keep, KeepAlive, Local, Outbox};
+use crate::fanout::{KeepAlive, Local, Outbox};
 use crate::history::{self, Streams};
 use crate::ids::{NodeId, SessionId, SocketId};
 use crate::limits::Limits;
@@ -67,12 +69,8 @@ pub struct Hub {
 pub(crate) struct Shared {
     node: NodeId,
     limits: Limits,
-    session_ttl: Duration,
-    /// How long a session holding nothing outlives its last socket (at most `session_ttl`).
-    empty_session_ttl: Duration,
-    /// How long a session holding channels its client chose, no user id, and no token
-    /// outlives its last socket (between `empty_session_ttl` and `session_ttl`).
-    anonymous_session_ttl: Duration,
+    /// How long sessions outlive their last socket (checked: each within its bounds).
+    ttls: SessionTtls,
     rules: ChannelRules,
     #[cfg(feature = "tokens")]
     token_key: Option<TokenKey>,
@@ -88,17 +86,6 @@ pub(crate) struct Shared {
     /// Panics caught in this node's tasks (and its bus's).
     faults: Arc<Faults>,
     next_seq: AtomicU64,
-}
-
-impl Shared {
-    /// How long a session kept as `keep` outlives its last socket.
-    fn ttl(&self, keep: Keep) -> Duration {
-        match keep {
-            Keep::Empty => self.empty_session_ttl,
-            Keep::Anonymous => self.anonymous_session_ttl,
-            Keep::Whole => self.session_ttl,
-        }
-    }
 }
 
 impl Hub {
@@ -327,7 +314,7 @@ impl Hub {
 
     /// The session ttl: how long a session outlives its last socket.
     pub(crate) fn session_ttl(&self) -> Duration {
-        self.shared.session_ttl
+        self.shared.ttls.session
     }
 
     /// The server heartbeat and pings.
@@ -434,7 +421,7 @@ impl Hub {
             return Err(StoreError::TooManySessions { max }.into());
         }
         let store = &self.shared.store;
-        store.create(id, self.shared.empty_session_ttl).await?;
+        store.create(id, self.shared.ttls.empty).await?;
         Ok(())
     }
 
@@ -459,7 +446,7 @@ impl Hub {
         let ids = std::slice::from_ref(id);
         self.shared
             .store
-            .touch(ids, self.shared.session_ttl)
+            .touch(ids, self.shared.ttls.session)
             .await?;
         Ok(())
     }
@@ -541,7 +528,7 @@ impl Drop for SocketGuard {
             return;
         };
         let store = shared.store.clone();
-        let ttl = shared.ttl(keep);
+        let ttl = shared.ttls.of(keep);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if let Err(e) = store.touch(&[session], ttl).await {

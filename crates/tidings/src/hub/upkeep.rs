@@ -18,7 +18,7 @@ pub(crate) fn period(ttl: Duration) -> Duration {
 /// each with the TTL it would have after its last socket; stores again, from
 /// this node's own index, every live session the store no longer has; and sweeps the store.
 pub(crate) async fn run(shared: Weak<Shared>) {
-    let Some(empty_ttl) = shared.upgrade().map(|s| s.empty_session_ttl) else {
+    let Some(empty_ttl) = shared.upgrade().map(|s| s.ttls.empty) else {
         return;
     };
     let mut tick = tokio::time::interval(period(empty_ttl));
@@ -30,7 +30,7 @@ pub(crate) async fn run(shared: Weak<Shared>) {
         };
         let mut lost = false;
         for keep in [Keep::Whole, Keep::Anonymous, Keep::Empty] {
-            let (live, ttl) = (shared.local.live_sessions(keep), shared.ttl(keep));
+            let (live, ttl) = (shared.local.live_sessions(keep), shared.ttls.of(keep));
             match shared.store.touch(&live, ttl).await {
                 Ok(missing) => {
                     lost |= !missing.is_empty();
