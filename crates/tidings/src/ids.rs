@@ -39,10 +39,24 @@ fn random_token(bytes: &mut [u8]) -> Result<String, IdError> {
 /// A new history epoch: 6 random bytes in base64url, or the clock's nanoseconds when the system
 /// gives no randomness (an epoch must differ from the last one, not be secret).
 pub(crate) fn epoch() -> Arc<str> {
-    random_token(&mut [0; 6]).map_or_else(
+    unique(&mut [0; 6])
+}
+
+/// A new event id (presence events): 12 random bytes in base64url, unique cluster-wide, or the
+/// clock's nanoseconds and a count when the system gives no randomness.
+pub(crate) fn event_id() -> Arc<str> {
+    unique(&mut [0; 12])
+}
+
+/// `bytes` random bytes in base64url, or, when the system gives none, the clock's nanoseconds
+/// and a count of such ids (unique in this process, not secret).
+fn unique(bytes: &mut [u8]) -> Arc<str> {
+    static FALLBACKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    random_token(bytes).map_or_else(
         |_| {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-            format!("t{:x}", now.map_or(0, |d| d.as_nanos())).into()
+            let n = FALLBACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("t{:x}-{n}", now.map_or(0, |d| d.as_nanos())).into()
         },
         Into::into,
     )

@@ -62,3 +62,79 @@ impl IntoNames for OneOrMany {
         }
     }
 }
+
+/// Rules that each apply to channels named by patterns (exact names, or prefixes ending in `*`):
+/// the most specific pattern wins, an exact name, then the longest prefix.
+#[derive(Debug)]
+pub(crate) struct ChannelPatterns<R> {
+    /// `(pattern, rule)`, exact names first, then prefixes longest first.
+    patterns: Vec<(String, Arc<R>)>,
+}
+
+impl<R> Default for ChannelPatterns<R> {
+    fn default() -> Self {
+        Self {
+            patterns: Vec::new(),
+        }
+    }
+}
+
+impl<R> Clone for ChannelPatterns<R> {
+    fn clone(&self) -> Self {
+        Self {
+            patterns: self.patterns.clone(),
+        }
+    }
+}
+
+impl<R: Clone> ChannelPatterns<R> {
+    /// Checks and orders the patterns of `rules` (`channels` gives a rule's); `setting` names
+    /// them in errors.
+    pub(crate) fn new(
+        rules: &[R],
+        channels: impl Fn(&R) -> &[String],
+        setting: &'static str,
+    ) -> Result<Self, crate::error::BuildError> {
+        use crate::error::BuildError;
+        let mut patterns: Vec<(String, Arc<R>)> = Vec::new();
+        for rule in rules {
+            let shared = Arc::new(rule.clone());
+            for pattern in channels(rule) {
+                let star = pattern.find('*');
+                if pattern.is_empty() || star.is_some_and(|at| at + 1 != pattern.len()) {
+                    return Err(BuildError::InvalidPattern(pattern.clone()));
+                }
+                if patterns.iter().any(|(p, _)| p == pattern) {
+                    return Err(BuildError::InvalidSetting {
+                        name: setting,
+                        reason: format!("{pattern:?} is given twice"),
+                    });
+                }
+                patterns.push((pattern.clone(), shared.clone()));
+            }
+        }
+        patterns.sort_by_key(|(p, _)| match p.strip_suffix('*') {
+            None => (0, 0),
+            Some(prefix) => (1, usize::MAX - prefix.len()),
+        });
+        Ok(Self { patterns })
+    }
+}
+
+impl<R> ChannelPatterns<R> {
+    /// The rule of `channel`, if any applies.
+    pub(crate) fn of(&self, channel: &str) -> Option<&Arc<R>> {
+        self.patterns.iter().find_map(|(pattern, rule)| {
+            let hit = match pattern.strip_suffix('*') {
+                Some(prefix) => channel.starts_with(prefix),
+                None => channel == pattern,
+            };
+            hit.then_some(rule)
+        })
+    }
+
+    /// Whether no rule applies to any channel.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+}

@@ -30,6 +30,7 @@ use serde::Serialize;
 
 use crate::error::{BuildError, BusError};
 use crate::model::Event;
+use crate::names::ChannelPatterns;
 
 /// Where the channels' streams are kept: this node's memory, or Redis; the bus supplies it
 /// ([`Carrier::history`](crate::bus)), and a numbered publish is one operation of it.
@@ -121,59 +122,30 @@ impl History {
 /// The history rules of a hub: the most specific pattern wins (an exact name, then the longest
 /// prefix), as for the channel rules.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Rules {
-    /// `(pattern, rule)`, exact names first, then prefixes longest first.
-    patterns: Vec<(String, Arc<History>)>,
-}
+pub(crate) struct Rules(ChannelPatterns<History>);
 
 impl Rules {
     /// Checks and orders the rules.
     pub(crate) fn new(rules: &[History]) -> Result<Self, BuildError> {
-        let mut patterns = Vec::new();
-        for rule in rules {
-            if rule.size == 0 || rule.ttl.is_zero() {
-                return Err(BuildError::InvalidSetting {
-                    name: "history",
-                    reason: format!("{:?}: size and ttl must be more than 0", rule.channels),
-                });
-            }
-            let shared = Arc::new(rule.clone());
-            for pattern in &rule.channels {
-                let star = pattern.find('*');
-                if pattern.is_empty() || star.is_some_and(|at| at + 1 != pattern.len()) {
-                    return Err(BuildError::InvalidPattern(pattern.clone()));
-                }
-                if patterns.iter().any(|(p, _)| p == pattern) {
-                    return Err(BuildError::InvalidSetting {
-                        name: "history",
-                        reason: format!("{pattern:?} is given twice"),
-                    });
-                }
-                patterns.push((pattern.clone(), shared.clone()));
-            }
+        if let Some(rule) = rules.iter().find(|r| r.size == 0 || r.ttl.is_zero()) {
+            return Err(BuildError::InvalidSetting {
+                name: "history",
+                reason: format!("{:?}: size and ttl must be more than 0", rule.channels),
+            });
         }
-        patterns.sort_by_key(|(p, _)| match p.strip_suffix('*') {
-            None => (0, 0),
-            Some(prefix) => (1, usize::MAX - prefix.len()),
-        });
-        Ok(Self { patterns })
+        let patterns = ChannelPatterns::new(rules, |r| &r.channels, "history")?;
+        Ok(Self(patterns))
     }
 
     /// The rule of `channel`, if it keeps history.
     pub(crate) fn of(&self, channel: &str) -> Option<&Arc<History>> {
-        self.patterns.iter().find_map(|(pattern, rule)| {
-            let hit = match pattern.strip_suffix('*') {
-                Some(prefix) => channel.starts_with(prefix),
-                None => channel == pattern,
-            };
-            hit.then_some(rule)
-        })
+        self.0.of(channel)
     }
 
     /// Whether no channel keeps history.
     #[cfg(any(feature = "redis", feature = "nats"))]
     pub(crate) fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
+        self.0.is_empty()
     }
 }
 

@@ -246,6 +246,7 @@ impl Presence {
         socket: Option<&SocketId>,
     ) {
         let event = PresenceEvent {
+            id: crate::ids::event_id(),
             kind,
             session,
             user,

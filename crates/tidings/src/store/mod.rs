@@ -5,6 +5,7 @@
 //! Redis or a Redis Cluster, shared by many nodes. Every session operation names the
 //! session; an unknown or expired session is [`StoreError::NotFound`].
 
+mod members;
 mod memory;
 mod presence;
 #[cfg(feature = "redis")]
@@ -13,6 +14,8 @@ mod redis;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
+pub(crate) use members::holding;
+pub use members::{Joined, Left, MemberStore, Roster};
 pub use presence::{BeatOutcome, Connected, PresenceStore};
 
 use std::sync::Arc;

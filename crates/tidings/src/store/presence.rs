@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::error::StoreError;
 use crate::ids::{SessionId, SocketId};
+use crate::store::MemberStore;
 
 /// What a beat found, and so which event it causes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,10 +39,11 @@ pub struct Connected {
     pub user: Option<Arc<str>>,
 }
 
-/// Keeps which sessions are beating. A session is live while its last beat is at most its
-/// `expire` old; after that it is expired, and the next purge removes it.
+/// Keeps which sessions are beating (a session is live while its last beat is at most its
+/// `expire` old; after that it is expired, and the next purge removes it), and, as a
+/// [`MemberStore`], who is in each presence channel.
 #[async_trait]
-pub trait PresenceStore: Send + Sync + 'static {
+pub trait PresenceStore: MemberStore {
     /// Records a beat of `socket` for `session`, bound to `user`, valid for `expire`. One
     /// atomic step: the outcome says whether the session was tracked, live or expired.
     async fn beat(

@@ -1,6 +1,7 @@
 //! The in-memory store (SocketStream's `fakeRedis`): sessions and presence of one process, gone
 //! with it.
 
+mod members;
 mod presence;
 mod sessions;
 
@@ -11,6 +12,7 @@ use parking_lot::Mutex;
 pub struct MemoryStore {
     sessions: Mutex<sessions::Sessions>,
     presence: Mutex<presence::Tracked>,
+    rooms: Mutex<members::Rooms>,
 }
 
 impl MemoryStore {

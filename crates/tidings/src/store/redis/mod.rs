@@ -6,10 +6,17 @@
 //! - `{name}:expiry`: sorted set, session id → when its last beat expires (ms, Redis clock);
 //! - `{name}:user`: hash, session id → user id;
 //! - `{name}:sockets:<session id>`: hash, socket id → when that socket's last beat expires;
-//! - `name:session:{<session id>}`: hash, the session (`_`, `user`, `c:<channel>`…), with a TTL.
+//! - `name:session:{<session id>}`: hash, the session (`_`, `user`, `c:<channel>`…), with a TTL;
+//! - `name:room:{<channel>}:holdings`, `…:members`, `…:info`: a presence channel's holdings
+//!   (`<node>|<session>` → member id), members (id → holdings) and members' JSON, on the
+//!   channel's own slot;
+//! - `{name}:rooms`: sorted set, the presence channels with members (by name);
+//! - `{name}:room-nodes`: sorted set, node id → when its liveness expires (ms, Redis clock);
+//! - `{name}:room-node:<node id>`: set, the presence channels that node holds members in.
 //!
 //! Time is always the Redis server's (`TIME`), so nodes' clocks never disagree.
 
+mod members;
 mod presence;
 mod sessions;
 
@@ -29,6 +36,10 @@ struct Scripts {
     subscribe: Script,
     unsubscribe: Script,
     set_user: Script,
+    hold: Script,
+    release: Script,
+    alive: Script,
+    dead: Script,
 }
 
 /// Sessions and presence in Redis, shared by every node connected to it.
@@ -81,6 +92,10 @@ impl RedisStore {
                 subscribe: session(include_str!("subscribe.lua")),
                 unsubscribe: session(include_str!("unsubscribe.lua")),
                 set_user: session(include_str!("set_user.lua")),
+                hold: Script::new(include_str!("hold.lua")),
+                release: Script::new(include_str!("release.lua")),
+                alive: script(include_str!("alive.lua")),
+                dead: script(include_str!("dead.lua")),
             },
         }
     }
