@@ -28,6 +28,24 @@ pub enum NameError {
         /// The limit.
         max: usize,
     },
+    /// The event name starts with `tidings:`, which names tidings' own events (a presence
+    /// channel's `tidings:join` and `tidings:leave`).
+    #[error("{kind} {name:?} is reserved for tidings itself (\"tidings:*\")")]
+    Reserved {
+        /// What was named ("event").
+        kind: &'static str,
+        /// The name (at most 80 characters).
+        name: String,
+    },
+}
+
+impl NameError {
+    /// What was named: "channel", "user id", "event"…
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Empty { kind } | Self::TooLong { kind, .. } | Self::Reserved { kind, .. } => kind,
+        }
+    }
 }
 
 /// Why the event bus could not carry a message.

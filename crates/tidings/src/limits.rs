@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{BuildError, NameError, PublishError};
 
+/// The prefix of the names of tidings' own events, which nobody else may publish.
+pub(crate) const RESERVED_EVENTS: &str = "tidings:";
+
 /// Limits enforced by the hub and its sockets. Every one is configurable:
 ///
 /// ```
@@ -83,6 +86,9 @@ pub struct Limits {
     /// Most bytes the channels' history keeps on this node, in all; past it the oldest events of
     /// the channel being published to go first (counted in `history_evicted`).
     pub max_history_bytes: usize,
+    /// Largest `info` claim of a connection token (a JSON object, serialized), in bytes: what
+    /// presence channels' members see of a user. A token with a larger one is refused (4003).
+    pub max_member_info_size: usize,
 }
 
 /// A duration as whole seconds, with serde.
@@ -124,6 +130,7 @@ impl Default for Limits {
             max_sessions: 250_000,
             max_session_bytes: 64 * 1024 * 1024,
             max_history_bytes: 64 * 1024 * 1024,
+            max_member_info_size: 1024,
         }
     }
 }
@@ -180,6 +187,12 @@ impl Limits {
         Ok(())
     }
 
+    /// Whether a token's `info` claim is a JSON object within `max_member_info_size`.
+    pub(crate) fn check_member_info(&self, info: &serde_json::Value) -> bool {
+        info.is_object()
+            && serde_json::to_string(info).is_ok_and(|s| s.len() <= self.max_member_info_size)
+    }
+
     /// Checks a published event's `args` (JSON) against `max_args_size` and `max_args_depth`.
     pub(crate) fn check_args(&self, args: &str) -> Result<(), PublishError> {
         let (size, max) = (args.len(), self.max_args_size);
@@ -228,10 +241,17 @@ impl Limits {
             .try_for_each(|name| self.check_name(kind, name))
     }
 
-    /// Checks a channel name, user id or event name against `max_name_len`.
+    /// Checks a channel name, user id or event name against `max_name_len`; an event name
+    /// (`kind` "event…") may not start with `tidings:`, the prefix of tidings' own events.
     pub(crate) fn check_name(&self, kind: &'static str, name: &str) -> Result<(), NameError> {
         if name.is_empty() {
             return Err(NameError::Empty { kind });
+        }
+        if kind.starts_with("event") && name.starts_with(RESERVED_EVENTS) {
+            return Err(NameError::Reserved {
+                kind,
+                name: name.chars().take(80).collect(),
+            });
         }
         if name.len() > self.max_name_len {
             return Err(NameError::TooLong {

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
 
-use crate::model::{PresenceKind, Target};
+use crate::model::{MemberKind, PresenceKind, Target};
 
 /// Running totals, shared by the fan-out path, the sockets and presence.
 #[derive(Debug, Default)]
@@ -23,6 +23,9 @@ pub(crate) struct Counters {
     connects: AtomicU64,
     reconnects: AtomicU64,
     disconnects: AtomicU64,
+    /// Presence channels' events this node emitted, by [`MemberKind`] (join, leave, occupied,
+    /// vacated).
+    member_events: [AtomicU64; 4],
     webhook_sent: AtomicU64,
     webhook_dropped: AtomicU64,
     webhook_failed: AtomicU64,
@@ -306,6 +309,17 @@ impl Counters {
         counter.fetch_add(1, Relaxed);
     }
 
+    /// Counts a presence channel's event this node emitted.
+    pub(crate) fn member_event(&self, kind: MemberKind) {
+        let slot = match kind {
+            MemberKind::MemberJoin => 0,
+            MemberKind::MemberLeave => 1,
+            MemberKind::ChannelOccupied => 2,
+            MemberKind::ChannelVacated => 3,
+        };
+        self.member_events[slot].fetch_add(1, Relaxed);
+    }
+
     /// Counts events the webhook delivered.
     #[cfg(feature = "backend")]
     pub(crate) fn webhook_sent(&self, n: u64) {
@@ -382,6 +396,14 @@ pub struct Stats {
     pub reconnects: u64,
     /// `disconnect` events this node emitted.
     pub disconnects: u64,
+    /// `member_join` events this node emitted (presence channels).
+    pub member_joins: u64,
+    /// `member_leave` events this node emitted.
+    pub member_leaves: u64,
+    /// `channel_occupied` events this node emitted.
+    pub channels_occupied: u64,
+    /// `channel_vacated` events this node emitted.
+    pub channels_vacated: u64,
     /// Presence events the webhook delivered.
     pub webhook_sent: u64,
     /// Presence events dropped because the webhook queue was full.
@@ -432,6 +454,10 @@ impl Counters {
             connects: self.connects.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),
             disconnects: self.disconnects.load(Relaxed),
+            member_joins: self.member_events[0].load(Relaxed),
+            member_leaves: self.member_events[1].load(Relaxed),
+            channels_occupied: self.member_events[2].load(Relaxed),
+            channels_vacated: self.member_events[3].load(Relaxed),
             webhook_sent: self.webhook_sent.load(Relaxed),
             webhook_dropped: self.webhook_dropped.load(Relaxed),
             webhook_failed: self.webhook_failed.load(Relaxed),

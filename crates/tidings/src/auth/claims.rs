@@ -21,6 +21,10 @@ pub struct Claims {
     /// Channels the token grants (and, on connect, subscribes the session to).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub channels: Vec<String>,
+    /// What the members of presence channels see of this user: a JSON object of at most
+    /// `max_member_info_size` bytes (a token with a larger one, or another value, is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<serde_json::Value>,
     /// Expiry, in seconds since the Unix epoch (required: a token without it is refused).
     #[serde(default)]
     pub exp: u64,
@@ -47,6 +51,12 @@ impl Claims {
     /// Sets the session to join (`sid`).
     pub fn session(mut self, id: impl Into<String>) -> Self {
         self.sid = Some(id.into());
+        self
+    }
+
+    /// Sets what presence channels' members see of the user (`info`, a JSON object).
+    pub fn info(mut self, info: serde_json::Value) -> Self {
+        self.info = Some(info);
         self
     }
 

@@ -44,6 +44,17 @@ pub(crate) enum Keep {
     Whole,
 }
 
+/// What a local session holds, as its presence channels' members see it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Holds {
+    /// Its user id.
+    pub(crate) user: Option<Arc<str>>,
+    /// Its channels.
+    pub(crate) channels: Vec<Arc<str>>,
+    /// What a connection token said of its member.
+    pub(crate) info: Option<Arc<serde_json::Value>>,
+}
+
 /// A session with at least one socket on this node.
 #[derive(Debug, Default)]
 struct LocalSession {
@@ -52,6 +63,8 @@ struct LocalSession {
     user: Option<Arc<str>>,
     /// A socket joined it with a connection token.
     vouched: bool,
+    /// What the last connection token with an `info` claim said of its member.
+    info: Option<Arc<serde_json::Value>>,
     /// Until the session's state is loaded from the store: operations received meanwhile,
     /// replayed on top of the loaded state (they are idempotent assignments, so replaying one
     /// the loaded state already reflects changes nothing).
@@ -174,6 +187,7 @@ impl Index {
         session: &SessionId,
         outbox: Arc<Outbox>,
         vouched: bool,
+        info: Option<Arc<serde_json::Value>>,
         interest: &mut Interest,
     ) -> bool {
         self.sockets.insert(
@@ -197,6 +211,9 @@ impl Index {
         });
         local.sockets.push(seq);
         local.vouched |= vouched;
+        if info.is_some() {
+            local.info = info;
+        }
         if local.pending.is_none() {
             for topic in local.topics() {
                 self.members.join(topic, seq, &outbox, interest);
@@ -376,6 +393,22 @@ impl Index {
             .is_some_and(|local| local.channels.contains(channel))
     }
 
+    /// What a loaded local session holds: its user id, its channels and its member info;
+    /// `None` when it has no socket here or its state is not loaded yet.
+    pub(crate) fn holds(&self, session: &SessionId) -> Option<Holds> {
+        let local = self.sessions.get(session).filter(|l| l.pending.is_none())?;
+        Some(Holds {
+            user: local.user.clone(),
+            channels: local.channels.iter().cloned().collect(),
+            info: local.info.clone(),
+        })
+    }
+
+    /// Every session with a socket here.
+    pub(crate) fn session_ids(&self) -> Vec<SessionId> {
+        self.sessions.keys().cloned().collect()
+    }
+
     /// The user id a local session is bound to.
     pub(crate) fn user_of(&self, session: &SessionId) -> Option<Arc<str>> {
         self.sessions.get(session)?.user.clone()
@@ -438,7 +471,7 @@ mod tests {
     fn ready_session(index: &mut Index, seq: u64, state: SessionState) -> SessionId {
         let sid = SessionId::random().unwrap();
         let mut interest = Interest::new();
-        assert!(index.attach(seq, &sid, outbox(), false, &mut interest));
+        assert!(index.attach(seq, &sid, outbox(), false, None, &mut interest));
         index.load(&sid, state, &mut interest);
         sid
     }
@@ -457,7 +490,7 @@ mod tests {
         let mut interest = Interest::new();
         index.apply(&empty, &SessionOp::Subscribe(names(&["a"])), &mut interest);
         assert_eq!(index.live_sessions(Keep::Anonymous), vec![empty.clone()]);
-        assert!(!index.attach(3, &empty, outbox(), true, &mut interest));
+        assert!(!index.attach(3, &empty, outbox(), true, None, &mut interest));
         assert_eq!(index.detach(3, &mut interest), None);
         assert_eq!(
             index.detach(1, &mut interest),
@@ -486,7 +519,7 @@ mod tests {
         };
         let sid = ready_session(&mut index, 1, state);
         assert!(
-            !index.attach(2, &sid, outbox(), false, &mut interest),
+            !index.attach(2, &sid, outbox(), false, None, &mut interest),
             "second tab shares the session"
         );
         index.apply(
@@ -527,7 +560,7 @@ mod tests {
             channels: names(&["a", "b", "c"]),
         };
         let sid = ready_session(&mut index, 1, state);
-        index.attach(2, &sid, outbox(), false, &mut interest);
+        index.attach(2, &sid, outbox(), false, None, &mut interest);
         index.apply(&sid, &SessionOp::Unsubscribe(names(&["a"])), &mut interest);
         assert_eq!(count(&index, Target::Channel("a".into())), 0);
         assert_eq!(count(&index, Target::Channel("b".into())), 2);
@@ -554,7 +587,7 @@ mod tests {
         let mut index = Index::default();
         let mut interest = Interest::new();
         let sid = SessionId::random().unwrap();
-        index.attach(1, &sid, outbox(), false, &mut interest);
+        index.attach(1, &sid, outbox(), false, None, &mut interest);
         index.apply(&sid, &SessionOp::Subscribe(names(&["x"])), &mut interest);
         index.apply(
             &sid,
@@ -608,7 +641,7 @@ mod tests {
         let mut interest = Interest::new();
         let sid: SessionId = "s".parse().unwrap();
         for seq in [3, 3 + SLICES, 4] {
-            index.attach(seq, &sid, outbox(), false, &mut interest);
+            index.attach(seq, &sid, outbox(), false, None, &mut interest);
         }
         assert_eq!(index.slice(3).count(), 2);
         assert_eq!(index.slice(4).count(), 1);

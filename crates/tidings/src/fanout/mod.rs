@@ -6,11 +6,13 @@
 //! the bus hears about interest changes while the lock is held, so it sees them in order.
 //! A kick closes the sockets it names and may block a user for a while.
 
+mod changed;
 mod index;
 pub(crate) mod keepalive;
 mod outbox;
 
-pub(crate) use index::Keep;
+pub(crate) use changed::Changed;
+pub(crate) use index::{Holds, Keep};
 pub use keepalive::KeepAlive;
 pub(crate) use outbox::{Outbox, Outgoing, SessionPacer};
 
@@ -45,16 +47,21 @@ pub(crate) struct Local {
     blocked: Mutex<HashMap<Arc<str>, Instant>>,
     /// `max_connections_per_user` (0: no limit).
     per_user: usize,
+    /// Sessions whose channels, user id or sockets here changed, when presence channels
+    /// track members.
+    changed: Option<Arc<Changed>>,
 }
 
 impl Local {
     /// An empty node that reports interest changes to `bus`, with at most `per_user` sockets
-    /// per user (0: no limit).
+    /// per user (0: no limit), noting in `changed` (if any) the sessions whose channels, user id
+    /// or sockets here change.
     pub(crate) fn new(
         node: NodeId,
         bus: Arc<dyn Carrier>,
         counters: Arc<Counters>,
         per_user: usize,
+        changed: Option<Arc<Changed>>,
     ) -> Self {
         Self {
             node,
@@ -64,6 +71,14 @@ impl Local {
             drained: Notify::new(),
             blocked: Mutex::default(),
             per_user,
+            changed,
+        }
+    }
+
+    /// Notes that what `session` holds here changed, when presence channels track members.
+    fn mark(&self, session: &SessionId) {
+        if let Some(changed) = &self.changed {
+            changed.mark(session);
         }
     }
 
@@ -144,16 +159,24 @@ impl Local {
         result
     }
 
-    /// Registers a socket (`vouched`: it joined with a connection token); `true` when its
-    /// session must be loaded (then call [`Local::load`]).
+    /// Registers a socket (`vouched`: it joined with a connection token, whose `info` claim,
+    /// if any, is given); `true` when its session must be loaded (then call [`Local::load`]).
     pub(crate) fn attach(
         &self,
         seq: u64,
         session: &SessionId,
         outbox: Arc<Outbox>,
         vouched: bool,
+        info: Option<Arc<serde_json::Value>>,
     ) -> bool {
-        self.change(|index, interest| index.attach(seq, session, outbox, vouched, interest))
+        let new_info = info.is_some();
+        let is_new = self.change(|index, interest| {
+            index.attach(seq, session, outbox, vouched, info, interest)
+        });
+        if new_info && !is_new {
+            self.mark(session);
+        }
+        is_new
     }
 
     /// Notes that the backend vouched for a session with a socket here.
@@ -164,6 +187,7 @@ impl Local {
     /// Gives a newly attached session its stored state.
     pub(crate) fn load(&self, session: &SessionId, state: SessionState) {
         self.change(|index, interest| index.load(session, state, interest));
+        self.mark(session);
     }
 
     /// Removes a socket from every index; returns its session if no other local socket has it,
@@ -175,6 +199,9 @@ impl Local {
         });
         if empty {
             self.drained.notify_waiters();
+        }
+        if let Some((session, _)) = &session {
+            self.mark(session);
         }
         session
     }
@@ -215,6 +242,16 @@ impl Local {
     /// The user id a local session is bound to.
     pub(crate) fn user_of(&self, session: &SessionId) -> Option<Arc<str>> {
         self.index.read().user_of(session)
+    }
+
+    /// What a loaded local session holds (`None`: no socket here, or not loaded yet).
+    pub(crate) fn holds(&self, session: &SessionId) -> Option<Holds> {
+        self.index.read().holds(session)
+    }
+
+    /// Every session with a socket here.
+    pub(crate) fn session_ids(&self) -> Vec<SessionId> {
+        self.index.read().session_ids()
     }
 
     /// Makes room in a full `store`: evicts its least recently used session that has no socket
@@ -293,6 +330,7 @@ impl Inbox for Local {
                         self.crowd(index, session, user);
                     }
                 });
+                self.mark(session);
             }
         }
     }

@@ -66,9 +66,7 @@ impl From<PublishError> for ApiError {
     fn from(error: PublishError) -> Self {
         let message = error.to_string();
         match &error {
-            PublishError::Name(
-                e @ (NameError::Empty { kind } | NameError::TooLong { kind, .. }),
-            ) => Self::name(e, field_of(kind)),
+            PublishError::Name(e) => Self::name(e, field_of(e.kind())),
             PublishError::NoTargets(kind) => {
                 Self::new(StatusCode::BAD_REQUEST, "bad_request", message).field(field_of(kind))
             }
@@ -107,11 +105,9 @@ impl From<SessionError> for ApiError {
     fn from(error: SessionError) -> Self {
         let message = error.to_string();
         match &error {
-            SessionError::Name(
-                e @ NameError::Empty { kind } | e @ NameError::TooLong { kind, .. },
-            ) => Self::name(
+            SessionError::Name(e) => Self::name(
                 e,
-                if *kind == "channel" {
+                if e.kind() == "channel" {
                     "channels"
                 } else {
                     "user_id"

@@ -195,6 +195,10 @@ impl Collector for Scrape {
                     ("connect", s.connects),
                     ("reconnect", s.reconnects),
                     ("disconnect", s.disconnects),
+                    ("member_join", s.member_joins),
+                    ("member_leave", s.member_leaves),
+                    ("channel_occupied", s.channels_occupied),
+                    ("channel_vacated", s.channels_vacated),
                 ],
             ),
             (

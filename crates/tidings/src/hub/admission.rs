@@ -22,6 +22,8 @@ pub(crate) struct Admission {
     pub(crate) resumed: bool,
     /// Whether the socket came with a connection token: the backend vouches for the session.
     pub(crate) vouched: bool,
+    /// What the token's `info` claim says of the member, for presence channels.
+    pub(crate) info: Option<Arc<serde_json::Value>>,
 }
 
 /// Why a socket is not let in.
@@ -76,15 +78,29 @@ pub(crate) async fn admit(
             user,
             resumed,
             vouched: false,
+            info: None,
         });
     };
     let claims = hub
         .verify_token(token)
         .map_err(|e| AdmitError::Close(e.into()))?;
     let Claims {
-        sub, sid, channels, ..
+        sub,
+        sid,
+        channels,
+        info,
+        ..
     } = claims;
     let limits = hub.limits();
+    let info = match info {
+        None => None,
+        Some(info) if limits.check_member_info(&info) => Some(Arc::new(info)),
+        Some(_) => {
+            return Err(invalid(
+                "token invalid: info is not an object of at most max_member_info_size bytes",
+            ));
+        }
+    };
     if let Some(user) = &sub {
         limits
             .check_name("user id", user)
@@ -141,5 +157,6 @@ pub(crate) async fn admit(
         user: sub.map(Into::into).or(user),
         resumed,
         vouched: true,
+        info,
     })
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Hub, SessionTtls, Shared, gate, status, upkeep};
+use super::{Hub, SessionTtls, Shared, gate, rooms, status, upkeep};
 use crate::auth::ChannelRules;
 #[cfg(feature = "tokens")]
 use crate::auth::TokenKey;
@@ -23,7 +23,7 @@ use crate::ids::NodeId;
 use crate::limits::Limits;
 #[cfg(feature = "backend")]
 use crate::presence::Webhook;
-use crate::presence::{self, Heartbeat, Presence};
+use crate::presence::{self, Heartbeat, Presence, PresenceChannels};
 use crate::stats::{Counters, Source};
 use crate::store::{MemoryStore, PresenceStore, SessionStore};
 
@@ -41,6 +41,7 @@ pub struct HubBuilder {
     rpc_proxy: Option<RpcProxy>,
     bus: Option<Arc<dyn Carrier>>,
     history: Vec<History>,
+    presence_channels: Vec<PresenceChannels>,
     store: Option<Arc<dyn SessionStore>>,
     presence_store: Option<Arc<dyn PresenceStore>>,
     heartbeat: Heartbeat,
@@ -64,6 +65,7 @@ impl Default for HubBuilder {
             rpc_proxy: None,
             bus: None,
             history: Vec::new(),
+            presence_channels: Vec::new(),
             store: None,
             presence_store: None,
             heartbeat: Heartbeat::default(),
@@ -196,6 +198,13 @@ impl HubBuilder {
         self
     }
 
+    /// Makes channels track who is in them (`docs/presence.md`); call it once per rule. A
+    /// client still needs the channel rules' leave to subscribe.
+    pub fn presence_channels(mut self, rule: PresenceChannels) -> Self {
+        self.presence_channels.push(rule);
+        self
+    }
+
     /// POSTs presence events to the backend (default: none).
     #[cfg(feature = "backend")]
     pub fn webhook(mut self, webhook: Webhook) -> Self {
@@ -210,6 +219,7 @@ impl HubBuilder {
         let ttls = self.ttls.checked()?;
         let rules = ChannelRules::new(&self.public_channels, &self.user_channels)?;
         let history_rules = history::Rules::new(&self.history)?;
+        let rooms = rooms::Rooms::new(&self.presence_channels)?;
         #[cfg_attr(not(feature = "backend"), expect(unused_mut))]
         let mut methods = self.methods;
         #[cfg(feature = "backend")]
@@ -244,6 +254,7 @@ impl HubBuilder {
             bus.clone(),
             counters.clone(),
             per_user,
+            rooms.changed(),
         ));
         let inbox: Arc<dyn Inbox> = local.clone();
         bus.attach(&node, Arc::downgrade(&inbox), &self.limits, &counters)?;
@@ -274,10 +285,12 @@ impl HubBuilder {
             counters,
             gate,
             history,
+            rooms,
             faults: faults.clone(),
             next_seq: AtomicU64::new(1),
         });
         faults.spawn_on(&runtime, "upkeep", upkeep::run(Arc::downgrade(&shared)));
+        faults.spawn_on(&runtime, "presence channels", rooms::run(Arc::downgrade(&shared)));
         faults.spawn_on(
             &runtime,
             "admin status",

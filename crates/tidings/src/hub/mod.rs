@@ -5,6 +5,7 @@ mod builder;
 mod client;
 mod gate;
 mod requests;
+mod rooms;
 pub mod rpc;
 mod session;
 mod status;
@@ -83,6 +84,8 @@ pub(crate) struct Shared {
     counters: Arc<Counters>,
     gate: Arc<gate::Gate>,
     history: Arc<dyn Streams>,
+    /// Presence channels' rules and this node's holdings in them.
+    rooms: rooms::Rooms,
     /// Panics caught in this node's tasks (and its bus's).
     faults: Arc<Faults>,
     next_seq: AtomicU64,
@@ -359,7 +362,17 @@ impl Hub {
             return Err(PublishError::ArgsNotArray);
         }
         limits.check_args(args.get())?;
-        let (name, args): (Arc<str>, Arc<RawValue>) = (event.into(), args.into());
+        self.send(targets, event.into(), args.into()).await
+    }
+
+    /// Publishes a checked event to each target in turn (a channel with history through its
+    /// stream, which numbers it).
+    pub(crate) async fn send(
+        &self,
+        targets: Vec<Target>,
+        name: Arc<str>,
+        args: Arc<RawValue>,
+    ) -> Result<(), PublishError> {
         for target in targets {
             if let Target::Socket(id) = &target
                 && id.node() == &self.shared.node
@@ -484,13 +497,14 @@ impl Hub {
         session: &SessionId,
         outbox: Arc<Outbox>,
         vouched: bool,
+        info: Option<Arc<serde_json::Value>>,
     ) -> Result<SocketGuard, SessionError> {
         let seq = self.shared.next_seq.fetch_add(1, Ordering::Relaxed);
         let guard = SocketGuard {
             hub: self.clone(),
             id: SocketId::new(self.shared.node.clone(), seq),
         };
-        if self.shared.local.attach(seq, session, outbox, vouched) {
+        if self.shared.local.attach(seq, session, outbox, vouched, info) {
             let state = self.shared.store.load(session).await?;
             self.shared.local.load(session, state.unwrap_or_default());
         }
@@ -550,7 +564,7 @@ mod tests {
         let (sid, state) = hub.open_session(None, None).await.unwrap();
         assert!(state.is_none());
         let tab = hub
-            .attach(&sid, Arc::new(Outbox::new(4, 1 << 20)), false)
+            .attach(&sid, Arc::new(Outbox::new(4, 1 << 20)), false, None)
             .await
             .unwrap();
         tokio::time::sleep(ttl * 5).await;
@@ -563,7 +577,7 @@ mod tests {
         let (same, state) = hub.open_session(Some(sid.clone()), None).await.unwrap();
         assert_eq!((same, state.is_some()), (sid.clone(), true));
         let tab = hub
-            .attach(&sid, Arc::new(Outbox::new(4, 1 << 20)), false)
+            .attach(&sid, Arc::new(Outbox::new(4, 1 << 20)), false, None)
             .await
             .unwrap();
         drop(tab);
@@ -594,10 +608,10 @@ mod tests {
         let (empty, _) = hub.open_session(None, None).await.unwrap();
         let (held, _) = hub.open_session(None, None).await.unwrap();
         let tabs = [
-            hub.attach(&empty, Arc::new(Outbox::new(4, 1 << 20)), false)
+            hub.attach(&empty, Arc::new(Outbox::new(4, 1 << 20)), false, None)
                 .await
                 .unwrap(),
-            hub.attach(&held, Arc::new(Outbox::new(4, 1 << 20)), false)
+            hub.attach(&held, Arc::new(Outbox::new(4, 1 << 20)), false, None)
                 .await
                 .unwrap(),
         ];
@@ -642,12 +656,12 @@ mod tests {
         let (backed, _) = hub.open_session(None, None).await.unwrap();
         let outbox = || Arc::new(Outbox::new(4, 1 << 20));
         let tabs = [
-            hub.attach(&visitor, outbox(), false).await.unwrap(),
-            hub.attach(&backed, outbox(), false).await.unwrap(),
+            hub.attach(&visitor, outbox(), false, None).await.unwrap(),
+            hub.attach(&backed, outbox(), false, None).await.unwrap(),
         ];
         let session = |sid: &SessionId| hub.session(sid.clone());
         session(&visitor)
-            .subscribe_vouched("a", false)
+            .subscribe_vouched("a", false, None)
             .await
             .unwrap();
         session(&backed).subscribe("a").await.unwrap();
@@ -679,7 +693,7 @@ mod tests {
         let hub = Hub::builder().limits(limits).build().unwrap();
         let (live, _) = hub.open_session(None, None).await.unwrap();
         let _tab = hub
-            .attach(&live, Arc::new(Outbox::new(4, 1 << 20)), false)
+            .attach(&live, Arc::new(Outbox::new(4, 1 << 20)), false, None)
             .await
             .unwrap();
         for _ in 0..9 {

@@ -47,6 +47,7 @@ impl Connected {
             granted,
             resumed,
             vouched,
+            info,
             ..
         } = admission;
         let limits = hub.limits();
@@ -57,7 +58,7 @@ impl Connected {
         if recovering {
             outbox.hold();
         }
-        let guard = hub.attach(&session, outbox.clone(), vouched).await?;
+        let guard = hub.attach(&session, outbox.clone(), vouched, info).await?;
         hub.counters().socket(true);
         let client = Client::new(hub.clone(), session, guard.id().clone(), granted);
         // The outbox is fresh and far from full; a refusal here means the socket is closing.

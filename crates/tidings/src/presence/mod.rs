@@ -5,6 +5,7 @@
 //! to Rust subscribers ([`Presence::events`]) and to the backend ([`Webhook`]); neither can slow
 //! down a beat or a purge. `purge` runs every `purge_delay` and removes expired sessions.
 
+mod channels;
 mod event;
 mod options;
 pub(crate) mod purge;
@@ -14,7 +15,8 @@ mod tests;
 #[cfg(feature = "backend")]
 mod webhook;
 
-pub use crate::model::{PresenceEvent, PresenceKind};
+pub use crate::model::{Member, MemberEvent, MemberKind, PresenceEvent, PresenceKind};
+pub use channels::PresenceChannels;
 pub use event::PresenceEvents;
 pub use options::Heartbeat;
 #[cfg(feature = "backend")]
@@ -70,6 +72,7 @@ pub struct Presence {
     /// in a store that lost them.
     beating: parking_lot::Mutex<HashMap<SocketId, Beating>>,
     events: broadcast::Sender<PresenceEvent>,
+    member_events: broadcast::Sender<MemberEvent>,
     #[cfg(feature = "backend")]
     webhook: Option<webhook::Queue>,
     counters: Arc<Counters>,
@@ -88,6 +91,7 @@ impl Presence {
             store,
             beating: parking_lot::Mutex::default(),
             events: broadcast::channel(EVENTS_BUFFER).0,
+            member_events: broadcast::channel(EVENTS_BUFFER).0,
             #[cfg(feature = "backend")]
             webhook: None,
             counters,
@@ -143,6 +147,52 @@ impl Presence {
     /// The presence events from now on.
     pub fn events(&self) -> PresenceEvents {
         PresenceEvents::new(self.events.subscribe())
+    }
+
+    /// The presence channels' events this node emits from now on (each event is emitted by one
+    /// node of a cluster; the webhook gets them all).
+    pub fn member_events(&self) -> PresenceEvents<MemberEvent> {
+        PresenceEvents::new(self.member_events.subscribe())
+    }
+
+    /// The store, for the members of presence channels.
+    pub(crate) fn store(&self) -> &Arc<dyn PresenceStore> {
+        &self.store
+    }
+
+    /// Logs a presence channel's event and hands it to the subscribers and the webhook, never
+    /// waiting; returns its id.
+    pub(crate) fn emit_member(
+        &self,
+        kind: MemberKind,
+        channel: &Arc<str>,
+        member: Option<&Member>,
+    ) -> Arc<str> {
+        let event = MemberEvent {
+            id: crate::ids::event_id(),
+            kind,
+            channel: channel.clone(),
+            member: member.cloned(),
+            at: SystemTime::now(),
+        };
+        if self.options.logging >= 1 {
+            tracing::info!(
+                heartbeat = %self.options.name,
+                channel = %event.channel,
+                member = event.member.as_ref().map(|m| &*m.id),
+                "{}",
+                kind.as_str()
+            );
+        }
+        self.counters.member_event(kind);
+        #[cfg(feature = "backend")]
+        if let Some(webhook) = &self.webhook {
+            webhook.push(webhook::Hook::Member(event.clone()));
+        }
+        let id = event.id.clone();
+        // No subscriber is fine: the event has gone to the log and the webhook.
+        let _ = self.member_events.send(event);
+        id
     }
 
     /// Applies a client's heartbeat frame; returns the event it caused, if any. `live`: this
@@ -266,7 +316,7 @@ impl Presence {
         self.counters.presence_event(kind);
         #[cfg(feature = "backend")]
         if let Some(webhook) = &self.webhook {
-            webhook.push(event.clone());
+            webhook.push(webhook::Hook::Session(event.clone()));
         }
         // No subscriber is fine: the event has gone to the log and the webhook.
         let _ = self.events.send(event);

@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
-use super::PresenceEvent;
+use super::{MemberEvent, PresenceEvent};
 use crate::backend::{Endpoint, Keys, with_causes};
 use crate::error::BuildError;
 use crate::ids::NodeId;
@@ -80,9 +80,19 @@ impl Webhook {
     }
 }
 
+/// One event for the backend: a session's or a presence channel's.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub(super) enum Hook {
+    /// `connect`, `reconnect`, `disconnect`.
+    Session(PresenceEvent),
+    /// `member_join`, `member_leave`, `channel_occupied`, `channel_vacated`.
+    Member(MemberEvent),
+}
+
 /// The queue in front of the webhook worker.
 pub(super) struct Queue {
-    sender: mpsc::Sender<PresenceEvent>,
+    sender: mpsc::Sender<Hook>,
     /// Whether the last push was dropped (to log once per run of drops, not per event).
     dropping: AtomicBool,
     counters: Arc<Counters>,
@@ -113,7 +123,7 @@ impl Queue {
     }
 
     /// Queues an event, or drops and counts it when the queue is full.
-    pub(super) fn push(&self, event: PresenceEvent) {
+    pub(super) fn push(&self, event: Hook) {
         match self.sender.try_send(event) {
             Ok(()) => {
                 if self.dropping.swap(false, Ordering::Relaxed) {
@@ -136,7 +146,7 @@ impl Queue {
 #[derive(Serialize)]
 struct Batch<'a> {
     node: &'a NodeId,
-    events: &'a [PresenceEvent],
+    events: &'a [Hook],
 }
 
 /// Sends queued events in batches until every queue handle is gone.
@@ -148,7 +158,7 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(self, mut receiver: mpsc::Receiver<PresenceEvent>) {
+    async fn run(self, mut receiver: mpsc::Receiver<Hook>) {
         let mut events = Vec::with_capacity(self.webhook.batch);
         while receiver.recv_many(&mut events, self.webhook.batch).await > 0 {
             self.deliver(&events).await;
@@ -157,7 +167,7 @@ impl Worker {
     }
 
     /// POSTs one batch, retrying with backoff; drops and counts it after the last attempt.
-    async fn deliver(&self, events: &[PresenceEvent]) {
+    async fn deliver(&self, events: &[Hook]) {
         let n = events.len() as u64;
         let body = match serde_json::to_vec(&Batch {
             node: &self.node,

@@ -1,0 +1,338 @@
+//! Presence channels' members, brought up to date from this node's sessions.
+//!
+//! The fan-out notes each local session whose channels, user id or sockets here change
+//! ([`Changed`]); a task brings the store up to date with what each such session holds now: its
+//! *holdings*, one per presence channel it is in while it has a socket here, all as one member
+//! (its user id, or itself). The store says when a member's first holding came or its last went,
+//! and that is told once: `tidings:join` and `tidings:leave` to the channel's subscribers, and
+//! `member_join`, `member_leave`, `channel_occupied`, `channel_vacated` to the webhook and Rust
+//! subscribers. Brought up to date rather than replayed, a tab that reloads on the same node
+//! between two rounds makes no leave and no join. The same task keeps this node alive in the
+//! store and evicts the holdings of nodes that died, each leave told by one node.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use super::{Hub, Shared};
+use crate::error::StoreError;
+use crate::fanout::{Changed, Holds};
+use crate::ids::SessionId;
+use crate::logs::Folded;
+use crate::model::{Member, MemberKind, Target};
+use crate::names::ChannelPatterns;
+use crate::presence::PresenceChannels;
+use crate::stats::Source;
+use crate::store::{Joined, Left, Roster, holding};
+
+/// The event subscribers of a presence channel get when a member joins.
+pub(crate) const JOIN: &str = "tidings:join";
+
+/// The event subscribers of a presence channel get when a member leaves.
+pub(crate) const LEAVE: &str = "tidings:leave";
+
+/// How long a round that failed (the store away) waits before the next.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// What this node recorded in the store.
+#[derive(Debug, Default)]
+struct Held {
+    /// Per local session: its member, and the presence channels it holds.
+    sessions: HashMap<SessionId, (Member, BTreeSet<Arc<str>>)>,
+    /// Channels the store knows this node holds members in.
+    claimed: HashSet<Arc<str>>,
+}
+
+/// The presence channels' rules, and this node's holdings.
+pub(crate) struct Rooms {
+    rules: ChannelPatterns<PresenceChannels>,
+    /// Sessions to bring up to date; `None` when no channel tracks members.
+    changed: Option<Arc<Changed>>,
+    held: tokio::sync::Mutex<Held>,
+}
+
+/// A member of a session: its user id, or the session itself under a digest (the session id is
+/// the client's secret).
+fn member_of(session: &SessionId, holds: &Holds) -> Member {
+    let id = match &holds.user {
+        Some(user) => format!("u:{user}"),
+        None => {
+            let digest = Sha256::digest(session.as_str().as_bytes());
+            let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            format!("s:{hex}")
+        }
+    };
+    Member {
+        id: id.into(),
+        user: holds.user.clone(),
+        info: holds.info.as_deref().cloned(),
+    }
+}
+
+/// The args of a `tidings:join` or `tidings:leave` event: `[{"id": event id, "member": …}]`.
+fn args(id: &str, member: &Member) -> Option<Arc<RawValue>> {
+    #[derive(Serialize)]
+    struct Change<'a> {
+        id: &'a str,
+        member: &'a Member,
+    }
+    let raw = serde_json::value::to_raw_value(&[Change { id, member }]).ok()?;
+    Some(raw.into())
+}
+
+impl Rooms {
+    /// Checks the rules.
+    pub(crate) fn new(rules: &[PresenceChannels]) -> Result<Self, crate::BuildError> {
+        if let Some(rule) = rules.iter().find(|r| r.max_members == 0) {
+            return Err(crate::BuildError::InvalidSetting {
+                name: "presence_channels.max_members",
+                reason: format!("{:?}: must be at least 1", rule.channels),
+            });
+        }
+        let rules = ChannelPatterns::new(rules, |r| &r.channels, "presence_channels")?;
+        let changed = (!rules.is_empty()).then(Arc::default);
+        Ok(Self {
+            rules,
+            changed,
+            held: tokio::sync::Mutex::default(),
+        })
+    }
+
+    /// Where the fan-out notes the sessions to bring up to date, when any channel tracks members.
+    pub(crate) fn changed(&self) -> Option<Arc<Changed>> {
+        self.changed.clone()
+    }
+
+    /// The rule of `channel`, if it tracks members.
+    pub(crate) fn rule(&self, channel: &str) -> Option<&Arc<PresenceChannels>> {
+        self.rules.of(channel)
+    }
+
+    /// Brings the store up to date with what `session` holds here now (after a subscribe, so
+    /// its reply lists the member).
+    pub(crate) async fn settle(&self, hub: &Hub, session: &SessionId) -> Result<(), StoreError> {
+        let mut held = self.held.lock().await;
+        self.sync(hub, &mut held, session).await
+    }
+
+    /// `channel`'s members: all of them up to its rule's `max_members`, else the count alone.
+    pub(crate) async fn roster(&self, hub: &Hub, channel: &str) -> Result<Roster, StoreError> {
+        let Some(rule) = self.rule(channel) else {
+            return Ok(Roster::default());
+        };
+        let store = hub.shared.presence.store();
+        let mut roster = store.members(channel, rule.max_members + 1).await?;
+        if roster.count > rule.max_members {
+            roster.members.clear();
+        }
+        Ok(roster)
+    }
+
+    /// Brings the store up to date with what `session` holds here now, telling each member that
+    /// joins or leaves. On a store error, what was done is kept and the rest is left to a retry.
+    async fn sync(&self, hub: &Hub, held: &mut Held, session: &SessionId) -> Result<(), StoreError> {
+        let local = &hub.shared.local;
+        let (wanted, channels) = match local.holds(session) {
+            Some(holds) => {
+                let tracked = holds.channels.iter().filter(|c| self.rule(c).is_some());
+                (Some(member_of(session, &holds)), tracked.cloned().collect())
+            }
+            None => (None, BTreeSet::new()),
+        };
+        let (mut member, mut current) = match held.sessions.remove(session) {
+            Some(kept) => kept,
+            None => match &wanted {
+                Some(member) => (member.clone(), BTreeSet::new()),
+                None => return Ok(()),
+            },
+        };
+        let result = self
+            .apply(hub, held, session, (&mut member, &mut current), (wanted, &channels))
+            .await;
+        if !current.is_empty() {
+            held.sessions.insert(session.clone(), (member, current));
+        }
+        result
+    }
+
+    /// Releases the holdings of `current` that are not wanted (all of them when the member
+    /// changed), then holds the wanted ones, updating `current` as each is done.
+    async fn apply(
+        &self,
+        hub: &Hub,
+        held: &mut Held,
+        session: &SessionId,
+        (member, current): (&mut Member, &mut BTreeSet<Arc<str>>),
+        (wanted, channels): (Option<Member>, &BTreeSet<Arc<str>>),
+    ) -> Result<(), StoreError> {
+        let store = hub.shared.presence.store();
+        let holding = holding(&hub.shared.node, session);
+        let same = wanted.as_ref().is_some_and(|w| w.id == member.id);
+        let going: Vec<_> = current
+            .iter()
+            .filter(|c| !same || !channels.contains(*c))
+            .cloned()
+            .collect();
+        for channel in going {
+            let left = store.release(&channel, &holding).await?;
+            current.remove(&channel);
+            if let Some(left) = left {
+                self.tell_leave(hub, &channel, &left).await;
+            }
+        }
+        let Some(wanted) = wanted else {
+            return Ok(());
+        };
+        *member = wanted;
+        for channel in channels.difference(&current.clone()) {
+            if !held.claimed.contains(channel) {
+                store.claim(&hub.shared.node, channel).await?;
+                held.claimed.insert(channel.clone());
+            }
+            let joined = store.hold(channel, &holding, member).await?;
+            current.insert(channel.clone());
+            self.tell_join(hub, channel, member, joined).await;
+        }
+        Ok(())
+    }
+
+    /// Tells a join: the events, and `tidings:join` to the channel's subscribers.
+    async fn tell_join(&self, hub: &Hub, channel: &Arc<str>, member: &Member, joined: Joined) {
+        let presence = &hub.shared.presence;
+        if joined.occupied {
+            presence.emit_member(MemberKind::ChannelOccupied, channel, None);
+        }
+        if joined.member {
+            let id = presence.emit_member(MemberKind::MemberJoin, channel, Some(member));
+            self.publish(hub, channel, JOIN, &id, member).await;
+        }
+    }
+
+    /// Tells a leave: the events, and `tidings:leave` to the channel's subscribers.
+    async fn tell_leave(&self, hub: &Hub, channel: &Arc<str>, left: &Left) {
+        let presence = &hub.shared.presence;
+        let id = presence.emit_member(MemberKind::MemberLeave, channel, Some(&left.member));
+        self.publish(hub, channel, LEAVE, &id, &left.member).await;
+        if left.vacated {
+            presence.emit_member(MemberKind::ChannelVacated, channel, None);
+        }
+    }
+
+    /// Publishes a join or a leave to the channel's subscribers, when its rule says so; a bus
+    /// that cannot carry it is logged (subscribers learn the members on their next subscribe).
+    async fn publish(&self, hub: &Hub, channel: &Arc<str>, name: &str, id: &str, member: &Member) {
+        static LOG: Folded = Folded::new();
+        if !self.rule(channel).is_some_and(|rule| rule.join_leave) {
+            return;
+        }
+        let Some(args) = args(id, member) else {
+            return;
+        };
+        let target = vec![Target::Channel(channel.clone())];
+        if let Err(error) = hub.send(target, name.into(), args).await
+            && let Some(events) = LOG.note(1)
+        {
+            tracing::warn!(%error, events, "could not publish presence channels' joins and leaves");
+        }
+    }
+
+    /// One round: brings every session noted since the last up to date; on a store error, notes
+    /// the rest again and says so.
+    async fn round(&self, hub: &Hub, changed: &Changed) -> Result<(), StoreError> {
+        let sessions = changed.take();
+        let mut held = self.held.lock().await;
+        let mut sessions = sessions.into_iter();
+        while let Some(session) = sessions.next() {
+            if let Err(error) = self.sync(hub, &mut held, &session).await {
+                changed.mark(&session);
+                sessions.for_each(|s| changed.mark(&s));
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps this node alive in the store and evicts dead nodes' holdings, telling their leaves.
+    /// A node the store had taken for dead (it was evicted) records its holdings again.
+    async fn keep_alive(&self, hub: &Hub, expire: Duration) -> Result<(), StoreError> {
+        let store = hub.shared.presence.store();
+        let node = &hub.shared.node;
+        if !store.node_alive(node, expire).await? {
+            let mut held = self.held.lock().await;
+            if !held.sessions.is_empty() || !held.claimed.is_empty() {
+                tracing::warn!("this node was taken for dead: recording its presence channels' members again");
+            }
+            *held = Held::default();
+            if let Some(changed) = &self.changed {
+                hub.shared.local.session_ids().iter().for_each(|s| changed.mark(s));
+            }
+        }
+        for dead in store.dead_nodes().await? {
+            if dead == *node {
+                continue;
+            }
+            let left = store.evict(&dead).await?;
+            tracing::info!(node = %dead, members = left.len(), "evicted a dead node's presence channel members");
+            for (channel, left) in left {
+                self.tell_leave(hub, &channel, &left).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs until the hub is dropped: rounds as sessions change, liveness every quarter of the
+/// heartbeat's `expire_delay` (the expiry after which a dead node's members leave).
+pub(crate) async fn run(shared: Weak<Shared>) {
+    static LOG: Folded = Folded::new();
+    let Some((changed, expire)) = shared.upgrade().and_then(|s| {
+        let changed = s.rooms.changed()?;
+        Some((changed, s.presence.options().expire_delay))
+    }) else {
+        return;
+    };
+    // A node that restarts under the same id finds its former holdings: they are gone.
+    if let Some(shared) = shared.upgrade() {
+        let store = shared.presence.store();
+        match store.evict(&shared.node).await {
+            Ok(left) => {
+                let hub = Hub { shared: shared.clone(), source: Source::Rust };
+                for (channel, left) in left {
+                    shared.rooms.tell_leave(&hub, &channel, &left).await;
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not clear this node's former presence channel members"),
+        }
+    }
+    let mut tick = tokio::time::interval(expire / 4);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let alive = tokio::select! {
+            _ = changed.marked() => false,
+            _ = tick.tick() => true,
+        };
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let hub = Hub { shared, source: Source::Rust };
+        let rooms = &hub.shared.rooms;
+        let mut result = Ok(());
+        if alive {
+            result = rooms.keep_alive(&hub, expire).await;
+        }
+        if result.is_ok() {
+            result = rooms.round(&hub, &changed).await;
+        }
+        drop(hub);
+        if let Err(error) = result {
+            if let Some(failures) = LOG.note(1) {
+                tracing::warn!(%error, failures, "could not update presence channels' members: retrying");
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+}
