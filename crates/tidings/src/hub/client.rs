@@ -19,7 +19,7 @@ use crate::ids::{SessionId, SocketId};
 use crate::limits::TokenBucket;
 use crate::logs::Folded;
 use crate::model::{Event, HeartbeatOp, Position, PresenceKind};
-use crate::protocol::{Positions, ServerBeat, Welcome};
+use crate::protocol::{Positions, ServerBeat, Subscribed, Welcome};
 use crate::stats::RpcOutcome;
 
 /// What a `recover` request answers for one channel.
@@ -184,7 +184,7 @@ impl Client {
         &self,
         channels: Vec<String>,
         token: Option<&str>,
-    ) -> Result<(Vec<String>, Positions), RequestError> {
+    ) -> Result<(Vec<String>, Subscribed), RequestError> {
         // A name that breaks the limits is `invalid_name` whatever the rules would say.
         let limits = self.hub.limits();
         for channel in &channels {
@@ -220,7 +220,9 @@ impl Client {
             .session
             .subscribe_vouched(channels.clone(), vouched)
             .await?;
-        Ok((all, self.positions(&channels).await))
+        let positions = self.positions(&channels).await;
+        let members = self.hub.rosters(self.session.id(), &channels).await;
+        Ok((all, Subscribed { positions, members }))
     }
 
     /// Refuses a subscription token made for another user or session.

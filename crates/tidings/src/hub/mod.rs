@@ -38,10 +38,10 @@ use crate::fanout::{KeepAlive, Local, Outbox};
 use crate::history::{self, Streams};
 use crate::ids::{NodeId, SessionId, SocketId};
 use crate::limits::Limits;
-use crate::model::{BusMessage, Event, Kick, Target};
+use crate::model::{BusMessage, Event, Kick, Roster, Target};
 use crate::names::IntoNames;
 use crate::presence::Presence;
-use crate::protocol::CloseReason;
+use crate::protocol::{CloseReason, Rosters};
 use crate::stats::{Counters, Source, Stats};
 use crate::store::{SessionState, SessionStore};
 use crate::tasks::Faults;
@@ -214,6 +214,63 @@ impl Hub {
             Some(rule) => Ok(history.page(channel, rule, since, limit).await?),
             None => Ok(history::Page::none()),
         }
+    }
+
+    /// The members of `channel`, a presence channel: all of them up to its rule's
+    /// `max_members`, else the count alone; `None` when the channel tracks no members.
+    pub async fn members(&self, channel: &str) -> Result<Option<Roster>, SessionError> {
+        self.shared.limits.check_name("channel", channel)?;
+        if self.shared.rooms.rule(channel).is_none() {
+            return Ok(None);
+        }
+        Ok(Some(self.shared.rooms.roster(self, channel).await?))
+    }
+
+    /// Up to `max` presence channels with members whose names start with `prefix`, by name,
+    /// each with its member count.
+    pub async fn occupied_channels(
+        &self,
+        prefix: &str,
+        max: usize,
+    ) -> Result<Vec<(String, usize)>, SessionError> {
+        let store = self.shared.presence.store();
+        Ok(store.occupied(prefix, max).await?)
+    }
+
+    /// The members of those of `channels` that are presence channels, once `session`'s
+    /// holdings are in the store (so the list has the session's member). A channel whose
+    /// members cannot be read is left out, and logged.
+    pub(crate) async fn rosters(&self, session: &SessionId, channels: &[String]) -> Rosters {
+        static LOG: crate::logs::Folded = crate::logs::Folded::new();
+        let rooms = &self.shared.rooms;
+        let mut rosters = Rosters::new();
+        let mut tracked = Vec::new();
+        for channel in channels {
+            if rooms.rule(channel).is_some() {
+                tracked.push(channel.clone());
+            }
+        }
+        if tracked.is_empty() {
+            return rosters;
+        }
+        let settled = rooms.settle(self, session).await;
+        for channel in tracked {
+            let roster = match &settled {
+                Ok(()) => rooms.roster(self, &channel).await.map_err(|e| e.to_string()),
+                Err(error) => Err(error.to_string()),
+            };
+            match roster {
+                Ok(roster) => {
+                    rosters.insert(channel, roster);
+                }
+                Err(error) => {
+                    if let Some(channels) = LOG.note(1) {
+                        tracing::warn!(%error, channels, "could not read presence channels' members for a subscribe reply");
+                    }
+                }
+            }
+        }
+        rosters
     }
 
     /// What a client at `since` missed on `channel`, read once this node's subscriptions are

@@ -307,7 +307,7 @@ impl<'a> Requests<'a> {
             } => waiting.changes.push_back(Box::pin(async move {
                 if since.is_empty() {
                     let reply = match client.subscribe(channels, token.as_deref()).await {
-                        Ok((all, positions)) => enc.reply_at(id, &all, &positions, None::<&()>),
+                        Ok((all, beside)) => enc.reply_at(id, &all, &beside, None::<&()>),
                         Err(error) => enc.error(Some(id), &error.into()),
                     };
                     return (Some(reply), false);
@@ -315,9 +315,9 @@ impl<'a> Requests<'a> {
                 // Live events of the channels wait until the replay is queued before them.
                 outbox.hold();
                 let (reply, replays) = match client.subscribe(channels, token.as_deref()).await {
-                    Ok((all, positions)) => match client.recover(since).await {
+                    Ok((all, beside)) => match client.recover(since).await {
                         Ok((answers, replays)) => {
-                            (enc.reply_at(id, &all, &positions, Some(&answers)), replays)
+                            (enc.reply_at(id, &all, &beside, Some(&answers)), replays)
                         }
                         Err(error) => (enc.error(Some(id), &error.into()), Vec::new()),
                     },

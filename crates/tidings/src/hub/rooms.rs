@@ -23,11 +23,11 @@ use crate::error::StoreError;
 use crate::fanout::{Changed, Holds};
 use crate::ids::SessionId;
 use crate::logs::Folded;
-use crate::model::{Member, MemberKind, Target};
+use crate::model::{Member, MemberKind, Roster, Target};
 use crate::names::ChannelPatterns;
 use crate::presence::PresenceChannels;
 use crate::stats::Source;
-use crate::store::{Joined, Left, Roster, holding};
+use crate::store::{Joined, Left, holding};
 
 /// The event subscribers of a presence channel get when a member joins.
 pub(crate) const JOIN: &str = "tidings:join";

@@ -10,4 +10,4 @@ pub use event::Position;
 pub(crate) use event::{Event, FRAME_SLOTS};
 pub(crate) use message::{BusMessage, Kick, SessionOp, Target, Topic};
 pub(crate) use presence::HeartbeatOp;
-pub use presence::{Member, MemberEvent, MemberKind, PresenceEvent, PresenceKind};
+pub use presence::{Member, MemberEvent, MemberKind, PresenceEvent, PresenceKind, Roster};

@@ -78,6 +78,18 @@ pub struct Member {
     pub info: Option<serde_json::Value>,
 }
 
+/// A presence channel's members: how many, and, up to a bound, who. Serialized as
+/// `{"count":…,"members":[…]}`, without `members` past the bound (or with none).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Roster {
+    /// How many members the channel has.
+    pub count: usize,
+    /// The members, by id: all of them, or none past the bound asked for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<Member>,
+}
+
 /// What happened in a presence channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]

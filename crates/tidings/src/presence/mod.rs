@@ -15,7 +15,7 @@ mod tests;
 #[cfg(feature = "backend")]
 mod webhook;
 
-pub use crate::model::{Member, MemberEvent, MemberKind, PresenceEvent, PresenceKind};
+pub use crate::model::{Member, MemberEvent, MemberKind, PresenceEvent, PresenceKind, Roster};
 pub use channels::PresenceChannels;
 pub use event::PresenceEvents;
 pub use options::Heartbeat;

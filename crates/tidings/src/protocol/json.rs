@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{BadFrame, ErrorCode, ErrorReply, Positions, Request, Welcome};
+use super::{BadFrame, ErrorCode, ErrorReply, Request, Subscribed, Welcome};
 use crate::model::{Event, HeartbeatOp, Position};
 
 /// Sent in place of a frame whose result could not be serialized.
@@ -88,7 +88,7 @@ pub(crate) fn session(channels: &[&str], user_id: Option<&str>) -> Bytes {
 
 /// Encodes a successful reply.
 pub(crate) fn reply(id: u64, result: &impl Serialize) -> Bytes {
-    reply_at(id, result, &Positions::new(), None::<&()>)
+    reply_at(id, result, &Subscribed::default(), None::<&()>)
 }
 
 /// Encodes a successful reply with channels' positions (left out when none) and, for a
@@ -96,7 +96,7 @@ pub(crate) fn reply(id: u64, result: &impl Serialize) -> Bytes {
 pub(crate) fn reply_at<R: Serialize>(
     id: u64,
     result: &impl Serialize,
-    positions: &Positions,
+    beside: &Subscribed,
     recovered: Option<&R>,
 ) -> Bytes {
     #[derive(Serialize)]
@@ -105,8 +105,8 @@ pub(crate) fn reply_at<R: Serialize>(
         kind: &'static str,
         id: u64,
         result: &'a T,
-        #[serde(skip_serializing_if = "Positions::is_empty")]
-        positions: &'a Positions,
+        #[serde(flatten)]
+        beside: &'a Subscribed,
         #[serde(skip_serializing_if = "Option::is_none")]
         recovered: Option<&'a R>,
     }
@@ -114,7 +114,7 @@ pub(crate) fn reply_at<R: Serialize>(
         kind: "reply",
         id,
         result,
-        positions,
+        beside,
         recovered,
     })
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::ids::SocketId;
-use crate::model::{Event, FRAME_SLOTS, HeartbeatOp, Position};
+use crate::model::{Event, FRAME_SLOTS, HeartbeatOp, Position, Roster};
 
 /// The encoding of a connection's frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,17 +63,17 @@ impl Encoding {
         }
     }
 
-    /// Encodes a successful reply to request `id` with the positions of the channels it names
-    /// that keep history (a `subscribe`'s) and, when it asked to recover, the answer per channel.
+    /// Encodes a successful reply to request `id` with what a `subscribe` gives beside its
+    /// result and, when it asked to recover, the answer per channel.
     pub(crate) fn reply_at(
         self,
         id: u64,
         result: &impl Serialize,
-        positions: &Positions,
+        beside: &Subscribed,
         recovered: Option<&impl Serialize>,
     ) -> Bytes {
         match self {
-            Self::Json => json::reply_at(id, result, positions, recovered),
+            Self::Json => json::reply_at(id, result, beside, recovered),
         }
     }
 
@@ -111,6 +111,21 @@ pub(crate) struct Welcome<'a> {
 
 /// Channels' latest positions in their history, by channel.
 pub(crate) type Positions = std::collections::BTreeMap<String, Position>;
+
+/// Presence channels' members, by channel.
+pub(crate) type Rosters = std::collections::BTreeMap<String, Roster>;
+
+/// What a `subscribe` reply gives beside its result: the latest positions of the channels it
+/// names that keep history, and the members of those that are presence channels.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Subscribed {
+    /// Positions, by channel.
+    #[serde(skip_serializing_if = "Positions::is_empty")]
+    pub(crate) positions: Positions,
+    /// Members, by channel.
+    #[serde(skip_serializing_if = "Rosters::is_empty")]
+    pub(crate) members: Rosters,
+}
 
 /// The server heartbeat a client should expect.
 #[derive(Debug, Serialize)]

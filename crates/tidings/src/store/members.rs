@@ -14,7 +14,7 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::ids::{NodeId, SessionId};
-use crate::model::Member;
+use crate::model::{Member, Roster};
 
 /// One session on one node, as a holding of a presence channel: `<node id>|<session id>`.
 pub(crate) fn holding(node: &NodeId, session: &SessionId) -> String {
@@ -37,15 +37,6 @@ pub struct Left {
     pub member: Member,
     /// The channel has no member left (`channel_vacated`).
     pub vacated: bool,
-}
-
-/// A channel's members: how many, and the first of them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Roster {
-    /// How many members the channel has.
-    pub count: usize,
-    /// Up to the `max` asked for, by id.
-    pub members: Vec<Member>,
 }
 
 /// Keeps who is in each presence channel.

@@ -15,7 +15,7 @@ mod redis;
 pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 pub(crate) use members::holding;
-pub use members::{Joined, Left, MemberStore, Roster};
+pub use members::{Joined, Left, MemberStore};
 pub use presence::{BeatOutcome, Connected, PresenceStore};
 
 use std::sync::Arc;

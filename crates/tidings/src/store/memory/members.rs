@@ -10,8 +10,8 @@ use tokio::time::Instant;
 use super::MemoryStore;
 use crate::error::StoreError;
 use crate::ids::NodeId;
-use crate::model::Member;
-use crate::store::{Joined, Left, MemberStore, Roster};
+use crate::model::{Member, Roster};
+use crate::store::{Joined, Left, MemberStore};
 
 /// One channel's holdings and members.
 #[derive(Debug, Default)]

@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use super::{RedisStore, unavailable};
 use crate::error::StoreError;
 use crate::ids::NodeId;
-use crate::model::Member;
+use crate::model::{Member, Roster};
 use crate::redis_conn::tagged;
-use crate::store::{Joined, Left, MemberStore, Roster};
+use crate::store::{Joined, Left, MemberStore};
 
 /// Reads a member as stored.
 fn member(json: &str) -> Result<Member, StoreError> {
