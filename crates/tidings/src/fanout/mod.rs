@@ -170,9 +170,8 @@ impl Local {
         info: Option<Arc<serde_json::Value>>,
     ) -> bool {
         let new_info = info.is_some();
-        let is_new = self.change(|index, interest| {
-            index.attach(seq, session, outbox, vouched, info, interest)
-        });
+        let is_new = self
+            .change(|index, interest| index.attach(seq, session, outbox, vouched, info, interest));
         if new_info && !is_new {
             self.mark(session);
         }

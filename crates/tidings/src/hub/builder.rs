@@ -290,7 +290,11 @@ impl HubBuilder {
             next_seq: AtomicU64::new(1),
         });
         faults.spawn_on(&runtime, "upkeep", upkeep::run(Arc::downgrade(&shared)));
-        faults.spawn_on(&runtime, "presence channels", rooms::run(Arc::downgrade(&shared)));
+        faults.spawn_on(
+            &runtime,
+            "presence channels",
+            rooms::run(Arc::downgrade(&shared)),
+        );
         faults.spawn_on(
             &runtime,
             "admin status",

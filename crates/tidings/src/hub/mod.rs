@@ -256,7 +256,10 @@ impl Hub {
         let settled = rooms.settle(self, session).await;
         for channel in tracked {
             let roster = match &settled {
-                Ok(()) => rooms.roster(self, &channel).await.map_err(|e| e.to_string()),
+                Ok(()) => rooms
+                    .roster(self, &channel)
+                    .await
+                    .map_err(|e| e.to_string()),
                 Err(error) => Err(error.to_string()),
             };
             match roster {
@@ -561,7 +564,11 @@ impl Hub {
             hub: self.clone(),
             id: SocketId::new(self.shared.node.clone(), seq),
         };
-        if self.shared.local.attach(seq, session, outbox, vouched, info) {
+        if self
+            .shared
+            .local
+            .attach(seq, session, outbox, vouched, info)
+        {
             let state = self.shared.store.load(session).await?;
             self.shared.local.load(session, state.unwrap_or_default());
         }
@@ -718,7 +725,7 @@ mod tests {
         ];
         let session = |sid: &SessionId| hub.session(sid.clone());
         session(&visitor)
-            .subscribe_vouched("a", false, None)
+            .subscribe_vouched("a", false)
             .await
             .unwrap();
         session(&backed).subscribe("a").await.unwrap();

@@ -134,7 +134,12 @@ impl Rooms {
 
     /// Brings the store up to date with what `session` holds here now, telling each member that
     /// joins or leaves. On a store error, what was done is kept and the rest is left to a retry.
-    async fn sync(&self, hub: &Hub, held: &mut Held, session: &SessionId) -> Result<(), StoreError> {
+    async fn sync(
+        &self,
+        hub: &Hub,
+        held: &mut Held,
+        session: &SessionId,
+    ) -> Result<(), StoreError> {
         let local = &hub.shared.local;
         let (wanted, channels) = match local.holds(session) {
             Some(holds) => {
@@ -151,7 +156,13 @@ impl Rooms {
             },
         };
         let result = self
-            .apply(hub, held, session, (&mut member, &mut current), (wanted, &channels))
+            .apply(
+                hub,
+                held,
+                session,
+                (&mut member, &mut current),
+                (wanted, &channels),
+            )
             .await;
         if !current.is_empty() {
             held.sessions.insert(session.clone(), (member, current));
@@ -264,11 +275,17 @@ impl Rooms {
         if !store.node_alive(node, expire).await? {
             let mut held = self.held.lock().await;
             if !held.sessions.is_empty() || !held.claimed.is_empty() {
-                tracing::warn!("this node was taken for dead: recording its presence channels' members again");
+                tracing::warn!(
+                    "this node was taken for dead: recording its presence channels' members again"
+                );
             }
             *held = Held::default();
             if let Some(changed) = &self.changed {
-                hub.shared.local.session_ids().iter().for_each(|s| changed.mark(s));
+                hub.shared
+                    .local
+                    .session_ids()
+                    .iter()
+                    .for_each(|s| changed.mark(s));
             }
         }
         for dead in store.dead_nodes().await? {
@@ -300,12 +317,17 @@ pub(crate) async fn run(shared: Weak<Shared>) {
         let store = shared.presence.store();
         match store.evict(&shared.node).await {
             Ok(left) => {
-                let hub = Hub { shared: shared.clone(), source: Source::Rust };
+                let hub = Hub {
+                    shared: shared.clone(),
+                    source: Source::Rust,
+                };
                 for (channel, left) in left {
                     shared.rooms.tell_leave(&hub, &channel, &left).await;
                 }
             }
-            Err(error) => tracing::warn!(%error, "could not clear this node's former presence channel members"),
+            Err(error) => {
+                tracing::warn!(%error, "could not clear this node's former presence channel members")
+            }
         }
     }
     let mut tick = tokio::time::interval(expire / 4);
@@ -318,7 +340,10 @@ pub(crate) async fn run(shared: Weak<Shared>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let hub = Hub { shared, source: Source::Rust };
+        let hub = Hub {
+            shared,
+            source: Source::Rust,
+        };
         let rooms = &hub.shared.rooms;
         let mut result = Ok(());
         if alive {
@@ -336,3 +361,6 @@ pub(crate) async fn run(shared: Weak<Shared>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

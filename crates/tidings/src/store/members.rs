@@ -64,8 +64,7 @@ pub trait MemberStore: Send + Sync + 'static {
 
     /// Up to `max` channels with members whose names start with `prefix`, with their member
     /// counts, by name.
-    async fn occupied(&self, prefix: &str, max: usize)
-    -> Result<Vec<(String, usize)>, StoreError>;
+    async fn occupied(&self, prefix: &str, max: usize) -> Result<Vec<(String, usize)>, StoreError>;
 
     /// Records that `node` is alive for `expire` more. `false` when the store did not know the
     /// node as alive (it had expired, and may have been evicted): the node must record its

@@ -13,9 +13,9 @@ mod redis;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
-pub use memory::MemoryStore;
 pub(crate) use members::holding;
 pub use members::{Joined, Left, MemberStore};
+pub use memory::MemoryStore;
 pub use presence::{BeatOutcome, Connected, PresenceStore};
 
 use std::sync::Arc;

@@ -99,19 +99,21 @@ impl MemberStore for MemoryStore {
         };
         Ok(Roster {
             count: room.members.len(),
-            members: room.members.values().take(max).map(|(m, _)| m.clone()).collect(),
+            members: room
+                .members
+                .values()
+                .take(max)
+                .map(|(m, _)| m.clone())
+                .collect(),
         })
     }
 
-    async fn occupied(
-        &self,
-        prefix: &str,
-        max: usize,
-    ) -> Result<Vec<(String, usize)>, StoreError> {
+    async fn occupied(&self, prefix: &str, max: usize) -> Result<Vec<(String, usize)>, StoreError> {
         let rooms = self.rooms.lock();
-        let from = rooms
-            .rooms
-            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded));
+        let from = rooms.rooms.range::<str, _>((
+            std::ops::Bound::Included(prefix),
+            std::ops::Bound::Unbounded,
+        ));
         Ok(from
             .take_while(|(name, _)| name.starts_with(prefix))
             .take(max)

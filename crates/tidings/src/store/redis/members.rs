@@ -55,7 +55,10 @@ impl RedisStore {
         which: &str,
     ) -> Result<(bool, Vec<Member>), StoreError> {
         let mut invocation = self.scripts.release.prepare_invoke();
-        invocation.key(&self.room_keys(channel)[..]).arg(mode).arg(which);
+        invocation
+            .key(&self.room_keys(channel)[..])
+            .arg(mode)
+            .arg(which);
         let reply: Vec<redis::Value> = invocation
             .invoke_async(&mut self.connection.clone())
             .await
@@ -139,17 +142,16 @@ impl MemberStore for RedisStore {
             .query_async(&mut self.connection.clone())
             .await
             .map_err(unavailable)?;
-        let mut members = all.iter().map(|json| member(json)).collect::<Result<Vec<_>, _>>()?;
+        let mut members = all
+            .iter()
+            .map(|json| member(json))
+            .collect::<Result<Vec<_>, _>>()?;
         members.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         members.truncate(max);
         Ok(Roster { count, members })
     }
 
-    async fn occupied(
-        &self,
-        prefix: &str,
-        max: usize,
-    ) -> Result<Vec<(String, usize)>, StoreError> {
+    async fn occupied(&self, prefix: &str, max: usize) -> Result<Vec<(String, usize)>, StoreError> {
         let mut end = prefix.as_bytes().to_vec();
         end.push(0xff);
         let names: Vec<String> = redis::cmd("ZRANGEBYLEX")
@@ -222,8 +224,13 @@ impl MemberStore for RedisStore {
         }
         let mut pipe = redis::pipe();
         pipe.cmd("DEL").arg(&rooms).ignore();
-        pipe.cmd("ZREM").arg(self.key("room-nodes")).arg(node.as_str()).ignore();
-        pipe.exec_async(&mut self.connection.clone()).await.map_err(unavailable)?;
+        pipe.cmd("ZREM")
+            .arg(self.key("room-nodes"))
+            .arg(node.as_str())
+            .ignore();
+        pipe.exec_async(&mut self.connection.clone())
+            .await
+            .map_err(unavailable)?;
         Ok(left)
     }
 }
