@@ -9,7 +9,7 @@ use clap::CommandFactory;
 use serde::{Deserialize, Serialize};
 use tidings::history::History;
 use tidings::http::{HttpOptions, ServeOptions};
-use tidings::presence::{Heartbeat, Webhook};
+use tidings::presence::{Heartbeat, PresenceChannels, Webhook};
 use tidings::{Hub, HubBuilder, KeepAlive, Limits, NodeId, SessionTtls};
 
 use crate::cluster::{BusKind, Cluster, NatsSettings, RedisSettings, StoreKind};
@@ -144,6 +144,11 @@ pub struct Settings {
     #[arg(long, env = "TIDINGS_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
 
+    /// Largest `info` claim of a connection token (what presence channels' members see of a
+    /// user), in bytes [default: 1024]
+    #[arg(long, env = "TIDINGS_MAX_MEMBER_INFO_SIZE", value_name = "BYTES")]
+    pub max_member_info_size: Option<usize>,
+
     /// Most bytes of channel history this node keeps, in all [default: 67108864]
     #[arg(long, env = "TIDINGS_MAX_HISTORY_BYTES", value_name = "BYTES")]
     pub max_history_bytes: Option<usize>,
@@ -268,6 +273,23 @@ pub struct Settings {
     #[arg(skip)]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistorySettings>,
+
+    /// `[[presence_channels]]` tables (config file only): channels that track their members.
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub presence_channels: Vec<PresenceChannelSettings>,
+}
+
+/// One `[[presence_channels]]` table: channels that track who is in them.
+#[derive(Serialize, Deserialize, Debug, Default, PartialEq, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceChannelSettings {
+    /// Channel names, or prefixes ending in `*`.
+    pub channels: Vec<String>,
+    /// Most members a subscribe reply and the API list; past it, the count alone [default: 100].
+    pub max_members: Option<usize>,
+    /// Whether subscribers get `tidings:join` and `tidings:leave` events [default: true].
+    pub join_leave: Option<bool>,
 }
 
 /// One `[[history]]` table: channels that keep their last events, how many and how long.
@@ -548,6 +570,11 @@ impl Settings {
             rule.size.get_or_insert(history.size);
             rule.ttl.get_or_insert(history.ttl.as_secs());
         }
+        let rooms = PresenceChannels::new(Vec::<String>::new());
+        for rule in &mut effective.presence_channels {
+            rule.max_members.get_or_insert(rooms.max_members);
+            rule.join_leave.get_or_insert(rooms.join_leave);
+        }
         Ok(effective)
     }
 
@@ -666,6 +693,12 @@ impl Settings {
                 history.ttl = Duration::from_secs(ttl);
             }
             builder = builder.history(history);
+        }
+        for rule in self.presence_channels {
+            let mut rooms = PresenceChannels::new(rule.channels);
+            rooms.max_members = rule.max_members.unwrap_or(rooms.max_members);
+            rooms.join_leave = rule.join_leave.unwrap_or(rooms.join_leave);
+            builder = builder.presence_channels(rooms);
         }
         builder = builder.session_ttls(ttls);
         let heartbeat = self.heartbeat.options();

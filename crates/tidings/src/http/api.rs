@@ -40,6 +40,9 @@ where
         .route("/presence/purge", post(purge))
         .route("/presence/{id}", get(is_connected))
         .route("/history/{channel}", get(history))
+        .route("/channels", get(channels))
+        .route("/channels/{channel}", get(channel_count))
+        .route("/channels/{channel}/members", get(members))
         .route("/stats", get(stats))
         .route("/admin/watch", post(watch))
 }
@@ -301,6 +304,85 @@ async fn history(
     let limit = query.limit.unwrap_or(usize::MAX);
     let page = hub.history(&channel, query.since, limit).await?;
     Ok(Json(page))
+}
+
+/// The most channels `GET /channels` lists at once.
+const MAX_CHANNELS_LISTED: usize = 10_000;
+
+/// What `GET /channels` may ask.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelsQuery {
+    prefix: Option<String>,
+    limit: Option<usize>,
+}
+
+/// One occupied presence channel.
+#[derive(Serialize)]
+struct Occupancy {
+    channel: String,
+    members: usize,
+}
+
+#[derive(Serialize)]
+struct OccupiedView {
+    channels: Vec<Occupancy>,
+}
+
+/// `GET /channels?prefix=P&limit=N`: the presence channels with members, by name, with their
+/// member counts (at most 1,000 by default, 10,000 at all).
+async fn channels(
+    State(hub): State<Hub>,
+    query: Result<Query<ChannelsQuery>, QueryRejection>,
+) -> Result<Json<OccupiedView>, ApiError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    let limit = query.limit.unwrap_or(1000).min(MAX_CHANNELS_LISTED);
+    let prefix = query.prefix.unwrap_or_default();
+    let occupied = hub.occupied_channels(&prefix, limit).await?;
+    let channels = occupied.into_iter();
+    let channels = channels.map(|(channel, members)| Occupancy { channel, members });
+    Ok(Json(OccupiedView {
+        channels: channels.collect(),
+    }))
+}
+
+/// A presence channel's members, or its count alone.
+#[derive(Serialize)]
+struct MembersView {
+    channel: String,
+    #[serde(flatten)]
+    roster: crate::model::Roster,
+}
+
+/// The roster of `channel`, or 404 when it is not a presence channel.
+async fn roster(hub: &Hub, channel: String) -> Result<MembersView, ApiError> {
+    match hub.members(&channel).await? {
+        Some(roster) => Ok(MembersView { channel, roster }),
+        None => {
+            let message = format!("channel {channel:?} is not a presence channel");
+            Err(ApiError::new(StatusCode::NOT_FOUND, "not_presence_channel", message))
+        }
+    }
+}
+
+/// `GET /channels/{channel}/members`: a presence channel's member count and members (the count
+/// alone past its `max_members`).
+async fn members(
+    State(hub): State<Hub>,
+    Path(channel): Path<String>,
+) -> Result<Json<MembersView>, ApiError> {
+    Ok(Json(roster(&hub, channel).await?))
+}
+
+/// `GET /channels/{channel}`: a presence channel's member count alone.
+async fn channel_count(
+    State(hub): State<Hub>,
+    Path(channel): Path<String>,
+) -> Result<Json<MembersView>, ApiError> {
+    let mut view = roster(&hub, channel).await?;
+    view.roster.members.clear();
+    Ok(Json(view))
 }
 
 async fn stats(State(hub): State<Hub>) -> Json<Stats> {

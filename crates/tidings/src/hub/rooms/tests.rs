@@ -224,7 +224,7 @@ async fn a_dead_nodes_holdings_leave_once_whoever_evicts_them() {
         .unwrap();
     assert!(store.dead_nodes().await.unwrap().is_empty());
     tokio::time::advance(Duration::from_secs(11)).await;
-    assert_eq!(store.dead_nodes().await.unwrap(), [dead.clone()]);
+    assert_eq!(store.dead_nodes().await.unwrap(), std::slice::from_ref(&dead));
     let left = store.evict(&dead).await.unwrap();
     let ids: Vec<_> = left.iter().map(|(_, l)| &*l.member.id).collect();
     assert_eq!(ids, ["u:b"], "a still holds through the live node");
