@@ -361,7 +361,11 @@ async fn roster(hub: &Hub, channel: String) -> Result<MembersView, ApiError> {
         Some(roster) => Ok(MembersView { channel, roster }),
         None => {
             let message = format!("channel {channel:?} is not a presence channel");
-            Err(ApiError::new(StatusCode::NOT_FOUND, "not_presence_channel", message))
+            Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_presence_channel",
+                message,
+            ))
         }
     }
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::rooms::Tell;
 use super::rpc::{Answer, RpcRequest};
 use super::{Hub, Session};
 use crate::auth::Claims;
@@ -180,11 +181,13 @@ impl Client {
 
     /// Subscribes the session to channels the rules allow it by itself, or that a token granted
     /// (the connection's, or `token` given with the request); refuses the whole request otherwise.
+    /// Returns all the session's channels, what the reply gives beside them, and the changes of
+    /// presence channels' members to tell ([`Client::tell`]) once the reply is queued.
     pub(crate) async fn subscribe(
         &self,
         channels: Vec<String>,
         token: Option<&str>,
-    ) -> Result<(Vec<String>, Subscribed), RequestError> {
+    ) -> Result<(Vec<String>, Subscribed, Vec<Tell>), RequestError> {
         // A name that breaks the limits is `invalid_name` whatever the rules would say.
         let limits = self.hub.limits();
         for channel in &channels {
@@ -221,8 +224,14 @@ impl Client {
             .subscribe_vouched(channels.clone(), vouched)
             .await?;
         let positions = self.positions(&channels).await;
-        let members = self.hub.rosters(self.session.id(), &channels).await;
-        Ok((all, Subscribed { positions, members }))
+        let (members, tells) = self.hub.rosters(self.session.id(), &channels).await;
+        Ok((all, Subscribed { positions, members }, tells))
+    }
+
+    /// Tells the changes of presence channels' members a subscribe made, once its reply is
+    /// queued (so the subscriber's own `tidings:join` follows the reply).
+    pub(crate) async fn tell(&self, tells: Vec<Tell>) {
+        self.hub.tell(tells).await;
     }
 
     /// Refuses a subscription token made for another user or session.

@@ -238,12 +238,17 @@ impl Hub {
     }
 
     /// The members of those of `channels` that are presence channels, once `session`'s
-    /// holdings are in the store (so the list has the session's member). A channel whose
-    /// members cannot be read is left out, and logged.
-    pub(crate) async fn rosters(&self, session: &SessionId, channels: &[String]) -> Rosters {
+    /// holdings are in the store (so the list has the session's member), and what changed, to
+    /// tell ([`Hub::tell`]) once the reply is queued. A channel whose members cannot be read is
+    /// left out, and logged.
+    pub(crate) async fn rosters(
+        &self,
+        session: &SessionId,
+        channels: &[String],
+    ) -> (Rosters, Vec<rooms::Tell>) {
         static LOG: crate::logs::Folded = crate::logs::Folded::new();
         let rooms = &self.shared.rooms;
-        let mut rosters = Rosters::new();
+        let (mut rosters, mut tells) = (Rosters::new(), Vec::new());
         let mut tracked = Vec::new();
         for channel in channels {
             if rooms.rule(channel).is_some() {
@@ -251,9 +256,9 @@ impl Hub {
             }
         }
         if tracked.is_empty() {
-            return rosters;
+            return (rosters, tells);
         }
-        let settled = rooms.settle(self, session).await;
+        let settled = rooms.settle(self, session, &mut tells).await;
         for channel in tracked {
             let roster = match &settled {
                 Ok(()) => rooms
@@ -273,7 +278,14 @@ impl Hub {
                 }
             }
         }
-        rosters
+        (rosters, tells)
+    }
+
+    /// Tells the changes of presence channels' members a subscribe made.
+    pub(crate) async fn tell(&self, tells: Vec<rooms::Tell>) {
+        if !tells.is_empty() {
+            self.shared.rooms.tell(self, tells).await;
+        }
     }
 
     /// What a client at `since` missed on `channel`, read once this node's subscriptions are

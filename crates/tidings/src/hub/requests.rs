@@ -306,24 +306,31 @@ impl<'a> Requests<'a> {
                 ..
             } => waiting.changes.push_back(Box::pin(async move {
                 if since.is_empty() {
-                    let reply = match client.subscribe(channels, token.as_deref()).await {
-                        Ok((all, beside)) => enc.reply_at(id, &all, &beside, None::<&()>),
-                        Err(error) => enc.error(Some(id), &error.into()),
+                    return match client.subscribe(channels, token.as_deref()).await {
+                        Ok((all, beside, tells)) => {
+                            let reply = enc.reply_at(id, &all, &beside, None::<&()>);
+                            let _ = outbox.push(Outgoing::Frame(reply));
+                            client.tell(tells).await;
+                            (None, false)
+                        }
+                        Err(error) => (Some(enc.error(Some(id), &error.into())), false),
                     };
-                    return (Some(reply), false);
                 }
                 // Live events of the channels wait until the replay is queued before them.
                 outbox.hold();
-                let (reply, replays) = match client.subscribe(channels, token.as_deref()).await {
-                    Ok((all, beside)) => match client.recover(since).await {
-                        Ok((answers, replays)) => {
-                            (enc.reply_at(id, &all, &beside, Some(&answers)), replays)
-                        }
-                        Err(error) => (enc.error(Some(id), &error.into()), Vec::new()),
-                    },
-                    Err(error) => (enc.error(Some(id), &error.into()), Vec::new()),
-                };
+                let (reply, replays, tells) =
+                    match client.subscribe(channels, token.as_deref()).await {
+                        Ok((all, beside, tells)) => match client.recover(since).await {
+                            Ok((answers, replays)) => {
+                                let reply = enc.reply_at(id, &all, &beside, Some(&answers));
+                                (reply, replays, tells)
+                            }
+                            Err(error) => (enc.error(Some(id), &error.into()), Vec::new(), tells),
+                        },
+                        Err(error) => (enc.error(Some(id), &error.into()), Vec::new(), Vec::new()),
+                    };
                 let _ = outbox.release(Some(reply), replays);
+                client.tell(tells).await;
                 (None, false)
             })),
             Request::Unsubscribe { channels, .. } => {

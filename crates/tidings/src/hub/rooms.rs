@@ -38,6 +38,15 @@ pub(crate) const LEAVE: &str = "tidings:leave";
 /// How long a round that failed (the store away) waits before the next.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// A change of a presence channel's members, to tell once it is recorded.
+#[derive(Debug)]
+pub(crate) enum Tell {
+    /// A holding was recorded: what it changed.
+    Join(Arc<str>, Member, Joined),
+    /// A member left.
+    Leave(Arc<str>, Left),
+}
+
 /// What this node recorded in the store.
 #[derive(Debug, Default)]
 struct Held {
@@ -113,10 +122,29 @@ impl Rooms {
     }
 
     /// Brings the store up to date with what `session` holds here now (after a subscribe, so
-    /// its reply lists the member).
-    pub(crate) async fn settle(&self, hub: &Hub, session: &SessionId) -> Result<(), StoreError> {
+    /// its reply lists the member), adding to `tells` what changed, for the caller to tell
+    /// once its reply is queued.
+    pub(crate) async fn settle(
+        &self,
+        hub: &Hub,
+        session: &SessionId,
+        tells: &mut Vec<Tell>,
+    ) -> Result<(), StoreError> {
         let mut held = self.held.lock().await;
-        self.sync(hub, &mut held, session).await
+        self.sync(hub, &mut held, session, tells).await
+    }
+
+    /// Tells what changed: the events, and `tidings:join`/`tidings:leave` to the channels'
+    /// subscribers.
+    pub(crate) async fn tell(&self, hub: &Hub, tells: Vec<Tell>) {
+        for tell in tells {
+            match tell {
+                Tell::Join(channel, member, joined) => {
+                    self.tell_join(hub, &channel, &member, joined).await;
+                }
+                Tell::Leave(channel, left) => self.tell_leave(hub, &channel, &left).await,
+            }
+        }
     }
 
     /// `channel`'s members: all of them up to its rule's `max_members`, else the count alone.
@@ -139,6 +167,7 @@ impl Rooms {
         hub: &Hub,
         held: &mut Held,
         session: &SessionId,
+        tells: &mut Vec<Tell>,
     ) -> Result<(), StoreError> {
         let local = &hub.shared.local;
         let (wanted, channels) = match local.holds(session) {
@@ -148,7 +177,7 @@ impl Rooms {
             }
             None => (None, BTreeSet::new()),
         };
-        let (mut member, mut current) = match held.sessions.remove(session) {
+        let mut state = match held.sessions.remove(session) {
             Some(kept) => kept,
             None => match &wanted {
                 Some(member) => (member.clone(), BTreeSet::new()),
@@ -156,16 +185,10 @@ impl Rooms {
             },
         };
         let result = self
-            .apply(
-                hub,
-                held,
-                session,
-                (&mut member, &mut current),
-                (wanted, &channels),
-            )
+            .apply(hub, held, session, &mut state, (wanted, &channels), tells)
             .await;
-        if !current.is_empty() {
-            held.sessions.insert(session.clone(), (member, current));
+        if !state.1.is_empty() {
+            held.sessions.insert(session.clone(), state);
         }
         result
     }
@@ -177,8 +200,9 @@ impl Rooms {
         hub: &Hub,
         held: &mut Held,
         session: &SessionId,
-        (member, current): (&mut Member, &mut BTreeSet<Arc<str>>),
+        (member, current): &mut (Member, BTreeSet<Arc<str>>),
         (wanted, channels): (Option<Member>, &BTreeSet<Arc<str>>),
+        tells: &mut Vec<Tell>,
     ) -> Result<(), StoreError> {
         let store = hub.shared.presence.store();
         let holding = holding(&hub.shared.node, session);
@@ -192,7 +216,7 @@ impl Rooms {
             let left = store.release(&channel, &holding).await?;
             current.remove(&channel);
             if let Some(left) = left {
-                self.tell_leave(hub, &channel, &left).await;
+                tells.push(Tell::Leave(channel, left));
             }
         }
         let Some(wanted) = wanted else {
@@ -206,7 +230,7 @@ impl Rooms {
             }
             let joined = store.hold(channel, &holding, member).await?;
             current.insert(channel.clone());
-            self.tell_join(hub, channel, member, joined).await;
+            tells.push(Tell::Join(channel.clone(), member.clone(), joined));
         }
         Ok(())
     }
@@ -258,7 +282,10 @@ impl Rooms {
         let mut held = self.held.lock().await;
         let mut sessions = sessions.into_iter();
         while let Some(session) = sessions.next() {
-            if let Err(error) = self.sync(hub, &mut held, &session).await {
+            let mut tells = Vec::new();
+            let synced = self.sync(hub, &mut held, &session, &mut tells).await;
+            self.tell(hub, tells).await;
+            if let Err(error) = synced {
                 changed.mark(&session);
                 sessions.for_each(|s| changed.mark(&s));
                 return Err(error);

@@ -31,7 +31,7 @@ async fn tab_of(hub: &Hub, user: Option<&str>) -> Tab {
 }
 
 /// Subscribes to `channel`; the reply's members of it. The tab's own `tidings:join`, if any,
-/// comes before the reply.
+/// follows the reply.
 async fn enter(tab: &mut Tab, channel: &str) -> Value {
     let reply = tab
         .request(json!({"type": "subscribe", "channels": channel}))
@@ -63,6 +63,12 @@ async fn a_subscribe_reply_lists_the_members_and_the_others_hear_each_join_and_l
     assert_eq!(roster["count"], 1);
     assert_eq!(roster["members"][0]["id"], "u:alice");
     assert_eq!(roster["members"][0]["user"], "alice");
+    let own = next_change(&mut alice).await;
+    assert_eq!(
+        own,
+        ("tidings:join".into(), "u:alice".into()),
+        "after the reply"
+    );
 
     let mut bob = tab_of(&hub, Some("bob")).await;
     let roster = enter(&mut bob, "room:1").await;
@@ -105,6 +111,7 @@ async fn tabs_and_devices_of_one_user_are_one_member() {
     let hub = hub();
     let mut watcher = tab_of(&hub, Some("watcher")).await;
     enter(&mut watcher, "room:1").await;
+    assert_eq!(next_change(&mut watcher).await.1, "u:watcher");
     // Two devices (sessions) of alice, the first with two tabs.
     let mut phone = tab_of(&hub, Some("alice")).await;
     enter(&mut phone, "room:1").await;
@@ -224,7 +231,10 @@ async fn a_dead_nodes_holdings_leave_once_whoever_evicts_them() {
         .unwrap();
     assert!(store.dead_nodes().await.unwrap().is_empty());
     tokio::time::advance(Duration::from_secs(11)).await;
-    assert_eq!(store.dead_nodes().await.unwrap(), std::slice::from_ref(&dead));
+    assert_eq!(
+        store.dead_nodes().await.unwrap(),
+        std::slice::from_ref(&dead)
+    );
     let left = store.evict(&dead).await.unwrap();
     let ids: Vec<_> = left.iter().map(|(_, l)| &*l.member.id).collect();
     assert_eq!(ids, ["u:b"], "a still holds through the live node");
