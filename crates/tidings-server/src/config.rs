@@ -290,6 +290,8 @@ pub struct PresenceChannelSettings {
     pub max_members: Option<usize>,
     /// Whether subscribers get `tidings:join` and `tidings:leave` events [default: true].
     pub join_leave: Option<bool>,
+    /// Seconds a member whose last socket closed stays before it leaves [default: 5].
+    pub leave_delay: Option<u64>,
 }
 
 /// One `[[history]]` table: channels that keep their last events, how many and how long.
@@ -574,6 +576,7 @@ impl Settings {
         for rule in &mut effective.presence_channels {
             rule.max_members.get_or_insert(rooms.max_members);
             rule.join_leave.get_or_insert(rooms.join_leave);
+            rule.leave_delay.get_or_insert(rooms.leave_delay.as_secs());
         }
         Ok(effective)
     }
@@ -698,6 +701,7 @@ impl Settings {
             let mut rooms = PresenceChannels::new(rule.channels);
             rooms.max_members = rule.max_members.unwrap_or(rooms.max_members);
             rooms.join_leave = rule.join_leave.unwrap_or(rooms.join_leave);
+            seconds(&mut rooms.leave_delay, rule.leave_delay);
             builder = builder.presence_channels(rooms);
         }
         builder = builder.session_ttls(ttls);

@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
+use tokio::time::Instant;
 
 use super::{Hub, Shared};
 use crate::error::StoreError;
@@ -38,6 +39,9 @@ pub(crate) const LEAVE: &str = "tidings:leave";
 /// How long a round that failed (the store away) waits before the next.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// A wait that stands for "never": no member waits out its leave delay.
+const FAR: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// A change of a presence channel's members, to tell once it is recorded.
 #[derive(Debug)]
 pub(crate) enum Tell {
@@ -54,6 +58,40 @@ struct Held {
     sessions: HashMap<SessionId, (Member, BTreeSet<Arc<str>>)>,
     /// Channels the store knows this node holds members in.
     claimed: HashSet<Arc<str>>,
+    /// Sessions whose last socket here closed, until when their members stay.
+    leaving: HashMap<SessionId, Instant>,
+    /// The same, by when: the next to look at again first.
+    timers: BTreeSet<(Instant, SessionId)>,
+}
+
+impl Held {
+    /// Whether a session with no socket here still waits out its leave delay (starting it, and
+    /// its timer, when it has just gone).
+    fn stays(&mut self, session: &SessionId, delay: Duration) -> bool {
+        let now = Instant::now();
+        let until = *self.leaving.entry(session.clone()).or_insert_with(|| {
+            let until = now + delay;
+            self.timers.insert((until, session.clone()));
+            until
+        });
+        if now < until {
+            return true;
+        }
+        self.leaving.remove(session);
+        false
+    }
+
+    /// Takes the sessions whose leave delay is over.
+    fn due(&mut self) -> Vec<SessionId> {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        while let Some((until, _)) = self.timers.first()
+            && *until <= now
+        {
+            due.extend(self.timers.pop_first().map(|(_, session)| session));
+        }
+        due
+    }
 }
 
 /// The presence channels' rules, and this node's holdings.
@@ -177,6 +215,18 @@ impl Rooms {
             }
             None => (None, BTreeSet::new()),
         };
+        if wanted.is_some() {
+            held.leaving.remove(session);
+        } else if let Some((_, current)) = held.sessions.get(session) {
+            let delays = current.iter().filter_map(|c| self.rule(c));
+            let delay = delays
+                .map(|rule| rule.leave_delay)
+                .max()
+                .unwrap_or_default();
+            if held.stays(session, delay) {
+                return Ok(());
+            }
+        }
         let mut state = match held.sessions.remove(session) {
             Some(kept) => kept,
             None => match &wanted {
@@ -359,14 +409,19 @@ pub(crate) async fn run(shared: Weak<Shared>) {
     }
     let mut tick = tokio::time::interval(expire / 4);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When a member whose last socket closed leaves next; far off when none waits.
+    let mut next_leave = Instant::now() + FAR;
     loop {
         let alive = tokio::select! {
             _ = changed.marked() => false,
             _ = tick.tick() => true,
+            _ = tokio::time::sleep_until(next_leave) => false,
         };
         let Some(shared) = shared.upgrade() else {
             return;
         };
+        let due = shared.rooms.held.lock().await.due();
+        due.iter().for_each(|s| changed.mark(s));
         let hub = Hub {
             shared,
             source: Source::Rust,
@@ -379,6 +434,10 @@ pub(crate) async fn run(shared: Weak<Shared>) {
         if result.is_ok() {
             result = rooms.round(&hub, &changed).await;
         }
+        let held = rooms.held.lock().await;
+        let next = held.timers.first().map(|(until, _)| *until);
+        next_leave = next.unwrap_or_else(|| Instant::now() + FAR);
+        drop(held);
         drop(hub);
         if let Err(error) = result {
             if let Some(failures) = LOG.note(1) {

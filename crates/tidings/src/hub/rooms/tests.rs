@@ -55,7 +55,7 @@ async fn next_change(tab: &mut Tab) -> (String, String) {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_subscribe_reply_lists_the_members_and_the_others_hear_each_join_and_leave_once() {
     let hub = hub();
     let mut alice = tab_of(&hub, Some("alice")).await;
@@ -106,7 +106,7 @@ async fn a_subscribe_reply_lists_the_members_and_the_others_hear_each_join_and_l
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn tabs_and_devices_of_one_user_are_one_member() {
     let hub = hub();
     let mut watcher = tab_of(&hub, Some("watcher")).await;
@@ -140,32 +140,56 @@ async fn tabs_and_devices_of_one_user_are_one_member() {
     assert_eq!(members.count, 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_session_without_a_user_is_a_member_under_a_digest_not_its_id() {
+    use futures_util::StreamExt;
     let hub = hub();
+    let mut events = hub.presence().member_events();
+    let mut kinds = async || events.next().await.unwrap().unwrap().kind;
     let mut visitor = tab_of(&hub, None).await;
     let roster = enter(&mut visitor, "room:1").await;
     let id = roster["members"][0]["id"].as_str().unwrap();
     assert!(id.starts_with("s:") && id.len() == 18, "{id}");
     assert!(!id.contains(visitor.session.as_str()));
     assert_eq!(roster["members"][0]["user"], Value::Null);
+    assert_eq!(kinds().await, MemberKind::ChannelOccupied);
+    assert_eq!(kinds().await, MemberKind::MemberJoin);
     visitor.close().await;
-    let mut events = hub.presence().member_events();
-    let mut other = tab_of(&hub, None).await;
-    enter(&mut other, "room:1").await;
-    use futures_util::StreamExt;
-    let kinds: Vec<_> = [events.next().await, events.next().await]
-        .into_iter()
-        .map(|e| e.unwrap().unwrap().kind)
-        .collect();
+    let closed = tokio::time::Instant::now();
+    assert_eq!(kinds().await, MemberKind::MemberLeave);
+    assert!(
+        closed.elapsed() >= Duration::from_secs(5),
+        "after the leave delay"
+    );
+    assert_eq!(kinds().await, MemberKind::ChannelVacated);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_within_the_leave_delay_neither_leaves_nor_joins() {
+    let hub = hub();
+    let mut watcher = tab_of(&hub, Some("watcher")).await;
+    enter(&mut watcher, "room:1").await;
+    assert_eq!(next_change(&mut watcher).await.1, "u:watcher");
+    let mut alice = tab_of(&hub, Some("alice")).await;
+    enter(&mut alice, "room:1").await;
+    assert_eq!(next_change(&mut watcher).await.1, "u:alice");
+    let session = alice.session.clone();
+    alice.close().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut reloaded = Tab::open(&hub, Some(&session)).await;
+    reloaded.request(json!({"type": "list"})).await;
+    // Past the delay the closed tab started (before the first ping round: nobody reads here).
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let stats = hub.stats();
+    assert_eq!((stats.member_joins, stats.member_leaves), (2, 0), "no flap");
+    reloaded.close().await;
     assert_eq!(
-        kinds,
-        [MemberKind::ChannelOccupied, MemberKind::MemberJoin],
-        "the visitor had left: the room emptied"
+        next_change(&mut watcher).await,
+        ("tidings:leave".into(), "u:alice".into())
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn past_max_members_a_reply_gives_the_count_alone() {
     let mut rule = PresenceChannels::new(["room:*"]);
     rule.max_members = 1;
@@ -185,7 +209,7 @@ async fn past_max_members_a_reply_gives_the_count_alone() {
     assert_eq!(enter(&mut b, "room:1").await, json!({"count": 2}));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn nobody_else_publishes_tidings_events() {
     let hub = hub();
     let err = hub.channel("room:1", "tidings:join", ()).await.unwrap_err();
