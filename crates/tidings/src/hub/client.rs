@@ -219,6 +219,7 @@ impl Client {
             }
         }
         let vouched = claims.is_some();
+        let _settling = self.hub.rooms_begin(self.session.id(), &channels);
         let all = self
             .session
             .subscribe_vouched(channels.clone(), vouched)

@@ -281,6 +281,15 @@ impl Hub {
         (rosters, tells)
     }
 
+    /// Starts a subscribe of `session` to `channels` (see [`rooms::Rooms::begin`]).
+    pub(crate) fn rooms_begin(
+        &self,
+        session: &SessionId,
+        channels: &[String],
+    ) -> Option<rooms::Settling> {
+        self.shared.rooms.begin(session, channels)
+    }
+
     /// Tells the changes of presence channels' members a subscribe made.
     pub(crate) async fn tell(&self, tells: Vec<rooms::Tell>) {
         if !tells.is_empty() {

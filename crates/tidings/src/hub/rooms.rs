@@ -100,6 +100,34 @@ pub(crate) struct Rooms {
     /// Sessions to bring up to date; `None` when no channel tracks members.
     changed: Option<Arc<Changed>>,
     held: tokio::sync::Mutex<Held>,
+    /// Sessions a subscribe is changing, how many subscribes each: the subscribe brings them up
+    /// to date itself ([`Rooms::settle`]) and tells what changed after its reply, so rounds
+    /// leave them alone meanwhile.
+    settling: Arc<parking_lot::Mutex<HashMap<SessionId, usize>>>,
+}
+
+/// A subscribe to presence channels under way: until dropped, rounds leave its session alone;
+/// dropped, the session is looked at again (a change a round left alone is not lost).
+pub(crate) struct Settling {
+    session: SessionId,
+    settling: Arc<parking_lot::Mutex<HashMap<SessionId, usize>>>,
+    changed: Option<Arc<Changed>>,
+}
+
+impl Drop for Settling {
+    fn drop(&mut self) {
+        let mut settling = self.settling.lock();
+        if let Some(n) = settling.get_mut(&self.session) {
+            *n -= 1;
+            if *n == 0 {
+                settling.remove(&self.session);
+            }
+        }
+        drop(settling);
+        if let Some(changed) = &self.changed {
+            changed.mark(&self.session);
+        }
+    }
 }
 
 /// A member of a session: its user id, or the session itself under a digest (the session id is
@@ -146,6 +174,7 @@ impl Rooms {
             rules,
             changed,
             held: tokio::sync::Mutex::default(),
+            settling: Arc::default(),
         })
     }
 
@@ -159,6 +188,21 @@ impl Rooms {
         self.rules.of(channel)
     }
 
+    /// Starts a subscribe of `session` to `channels`: when any is a presence channel, rounds
+    /// leave the session alone until the returned guard is dropped (so the subscriber's own
+    /// join is told after its reply, by [`Rooms::settle`]'s caller).
+    pub(crate) fn begin(&self, session: &SessionId, channels: &[String]) -> Option<Settling> {
+        if !channels.iter().any(|c| self.rule(c).is_some()) {
+            return None;
+        }
+        *self.settling.lock().entry(session.clone()).or_default() += 1;
+        Some(Settling {
+            session: session.clone(),
+            settling: self.settling.clone(),
+            changed: self.changed.clone(),
+        })
+    }
+
     /// Brings the store up to date with what `session` holds here now (after a subscribe, so
     /// its reply lists the member), adding to `tells` what changed, for the caller to tell
     /// once its reply is queued.
@@ -169,7 +213,7 @@ impl Rooms {
         tells: &mut Vec<Tell>,
     ) -> Result<(), StoreError> {
         let mut held = self.held.lock().await;
-        self.sync(hub, &mut held, session, tells).await
+        self.sync(hub, &mut held, session, tells, true).await
     }
 
     /// Tells what changed: the events, and `tidings:join`/`tidings:leave` to the channels'
@@ -206,9 +250,19 @@ impl Rooms {
         held: &mut Held,
         session: &SessionId,
         tells: &mut Vec<Tell>,
+        settle: bool,
     ) -> Result<(), StoreError> {
         let local = &hub.shared.local;
-        let (wanted, channels) = match local.holds(session) {
+        let holds = {
+            // Read under the lock a subscribe starts with: a session whose subscribe has begun
+            // is left to it; one whose subscribe has not is read without its change.
+            let settling = self.settling.lock();
+            if !settle && settling.contains_key(session) {
+                return Ok(());
+            }
+            local.holds(session)
+        };
+        let (wanted, channels) = match holds {
             Some(holds) => {
                 let tracked = holds.channels.iter().filter(|c| self.rule(c).is_some());
                 (Some(member_of(session, &holds)), tracked.cloned().collect())
@@ -333,7 +387,7 @@ impl Rooms {
         let mut sessions = sessions.into_iter();
         while let Some(session) = sessions.next() {
             let mut tells = Vec::new();
-            let synced = self.sync(hub, &mut held, &session, &mut tells).await;
+            let synced = self.sync(hub, &mut held, &session, &mut tells, false).await;
             self.tell(hub, tells).await;
             if let Err(error) = synced {
                 changed.mark(&session);
