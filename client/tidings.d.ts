@@ -108,6 +108,14 @@ export class Tidings {
     on(name: "change", handler: (change: SessionChange) => void): void;
     off(name: "change", handler?: Handler): void;
   };
+  /** Presence channels' members (docs/presence.md): the list (null past the server's
+   * `max_members`), the count, and each member joining or leaving once. */
+  readonly presence: {
+    members(channel: string): Member[] | null;
+    count(channel: string): number;
+    on(name: "join" | "leave", handler: (member: Member, channel: string) => void): void;
+    off(name: "join" | "leave", handler?: Handler): void;
+  };
   /** This tab's socket id while connected. */
   readonly socketId: string | null;
   constructor(url?: string | URL, options?: ConnectOptions);
@@ -119,6 +127,15 @@ export class Tidings {
   heartbeatStop(): void;
   /** Closes for good. */
   close(): void;
+}
+
+/** A member of a presence channel: a user id, or a session bound to none. */
+export interface Member {
+  /** `u:<user id>`, or `s:<16 hex digits>` for a session bound to no user id. */
+  id: string;
+  user: string | null;
+  /** What the connection token's `info` claim said of the user. */
+  info?: Record<string, unknown>;
 }
 
 /** Connects to a tidings server: by default the one this module was loaded from (`…/ws`). */

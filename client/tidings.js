@@ -98,6 +98,14 @@ export class Tidings {
    * userId}) => …)`.
    */
   session;
+  /**
+   * Presence channels' members, kept from the subscribe reply and `tidings:join`/`tidings:leave`
+   * events: `presence.members(channel)` (an array of `{id, user, info?}`, or `null` past the
+   * server's `max_members` or for a channel the session is not in), `presence.count(channel)`,
+   * `presence.on("join" | "leave", (member, channel) => …)` (each member once, whatever the
+   * order frames came in).
+   */
+  presence;
   /** This tab's socket id once connected (from the server's `welcome`). */
   socketId = null;
 
@@ -135,6 +143,9 @@ export class Tidings {
   #unrestored = new Set();
   /** Gives up on a socket not welcomed within `connectTimeout`. */
   #connecting = null;
+  /** Presence channels' members: channel → `{count, members}` (`members`: id → member, or null). */
+  #rosters = new Map();
+  #members = new Handlers();
 
   /**
    * Options: `WebSocket` (constructor; default the global one), `token` (string, or function
@@ -155,6 +166,16 @@ export class Tidings {
     this.server = { on: (n, h) => lifecycle.on(n, h), off: (n, h) => lifecycle.off(n, h) };
     const changes = this.#changes;
     this.session = { on: (n, h) => changes.on(n, h), off: (n, h) => changes.off(n, h) };
+    const members = this.#members;
+    this.presence = {
+      members: (channel) => {
+        const roster = this.#rosters.get(channel);
+        return roster?.members ? [...roster.members.values()] : null;
+      },
+      count: (channel) => this.#rosters.get(channel)?.count ?? 0,
+      on: (n, h) => members.on(n, h),
+      off: (n, h) => members.off(n, h),
+    };
     this.channel = {
       subscribe: async (channels, token) => {
         const held = await this.#request({ type: "subscribe", channels, token });
@@ -263,9 +284,11 @@ export class Tidings {
         this.#positions.set(frame.channel, { epoch: frame.epoch, offset: frame.offset });
       }
       const args = Array.isArray(frame.args) ? frame.args : [];
+      if (frame.event === "tidings:join" || frame.event === "tidings:leave") this.#change(frame.event, args[0], frame.channel);
       this.#events.emit(frame.event, "channel" in frame ? [...args, frame.channel] : args);
     } else if (frame?.type === "reply") {
       this.#learn(frame.positions);
+      this.#roll(frame.members);
       const call = this.#pending.get(frame.id);
       this.#pending.delete(frame.id);
       if (!call) return;
@@ -283,10 +306,59 @@ export class Tidings {
     }
   }
 
+  /** Takes presence channels' members as a subscribe reply gave them; a list that was known
+   * before (a reconnect asked again) tells who joined and left meanwhile. */
+  #roll(rosters) {
+    for (const [channel, roster] of Object.entries(rosters ?? {})) {
+      const listed = Array.isArray(roster.members) ? roster.members : roster.count === 0 ? [] : null;
+      // Past max_members the server gives the count alone; a list is kept only while it fits.
+      const members = listed && new Map(listed.map((m) => [m.id, m]));
+      const before = this.#rosters.get(channel)?.members;
+      this.#rosters.set(channel, { count: roster.count, members });
+      if (!before || !members) continue;
+      for (const [id, member] of before) if (!members.has(id)) this.#members.emit("leave", [member, channel]);
+      for (const [id, member] of members) if (!before.has(id)) this.#members.emit("join", [member, channel]);
+    }
+  }
+
+  /** Applies a `tidings:join` or `tidings:leave` to the channel's members, each member once. */
+  #change(event, change, channel) {
+    const roster = this.#rosters.get(channel);
+    const member = change?.member;
+    if (!roster || typeof member?.id !== "string") return;
+    const joined = event === "tidings:join";
+    if (roster.members) {
+      if (joined === roster.members.has(member.id)) return; // already known: the reply had it
+      if (joined) roster.members.set(member.id, member);
+      else roster.members.delete(member.id);
+      roster.count = roster.members.size;
+    } else roster.count = Math.max(0, roster.count + (joined ? 1 : -1));
+    this.#members.emit(joined ? "join" : "leave", [member, channel]);
+  }
+
+  /** Asks again for the members of the presence channels followed (after a reconnect: joins and
+   * leaves may have been missed while away); a subscribe is idempotent and its reply lists them. */
+  #rollCall() {
+    for (const [token, channels] of this.#byToken(this.#rosters.keys())) {
+      this.#send({ type: "subscribe", channels, token }, { resolve: () => {}, reject: () => {} });
+    }
+  }
+
+  /** `channels` by the token each was subscribed with (`undefined`: none). */
+  #byToken(channels) {
+    const groups = new Map();
+    for (const channel of channels) {
+      const token = this.#tokens.get(channel);
+      groups.set(token, [...(groups.get(token) ?? []), channel]);
+    }
+    return groups;
+  }
+
   /** Takes the session's channels as the server gave them; returns them. */
   #held(channels) {
     if (!Array.isArray(channels)) return channels;
     this.#channels = new Set(channels);
+    for (const channel of this.#rosters.keys()) if (!this.#channels.has(channel)) this.#rosters.delete(channel);
     // A channel the session left (in any tab) is no longer followed here.
     const left = (channel) => !this.#channels.has(channel) && !this.#unrestored.has(channel);
     for (const channel of this.#positions.keys()) if (left(channel)) this.#positions.delete(channel);
@@ -309,6 +381,7 @@ export class Tidings {
     // names only positions seen before this socket: the welcome's are after what was held.
     if (this.#unrestored.size > 0) this.#restore();
     else if (this.#recovering) this.#recover();
+    if (this.#unrestored.size === 0 && this.#everReady && this.#rosters.size > 0) this.#rollCall();
     this.#learn(frame.positions);
     if (this.#beating) this.#startBeating();
     const queued = this.#queue;
@@ -349,13 +422,8 @@ export class Tidings {
    */
   async #restore() {
     const ws = this.#ws;
-    const groups = new Map();
-    for (const channel of this.#unrestored) {
-      const token = this.#tokens.get(channel);
-      groups.set(token, [...(groups.get(token) ?? []), channel]);
-    }
     const [restored, lost] = [[], []];
-    for (let [token, channels] of groups) {
+    for (let [token, channels] of this.#byToken(this.#unrestored)) {
       while (channels.length > 0 && this.#ws === ws) {
         const since = Object.fromEntries(channels.filter((c) => this.#positions.has(c)).map((c) => [c, this.#positions.get(c)]));
         const frame = { type: "subscribe", channels, token, ...(Object.keys(since).length > 0 && { since }) };

@@ -176,3 +176,38 @@ test("a token with sid keeps a cookie-less client in its session, with what the 
   proxy.close();
   await own.kill();
 });
+
+test("presence channels: the members on subscribe, then each join and leave once", async () => {
+  const { writeFile } = await import("node:fs/promises");
+  const { tmpdir } = await import("node:os");
+  const config = `${tmpdir()}/tidings-js-rooms-${process.pid}.toml`;
+  await writeFile(config, 'public_channels = ["room:*"]\n\n[[presence_channels]]\nchannels = ["room:*"]\nleave_delay = 0\n');
+  const rooms = await Server.start(["--config", config]);
+  const url = rooms.url.replace("http", "ws") + "/ws";
+  const [a, b] = [connect(url), connect(url)];
+  await Promise.all([next(a.server, "ready"), next(b.server, "ready")]);
+  const joins = [];
+  a.presence.on("join", (member) => joins.push(member.id));
+  await a.channel.subscribe("room:1");
+  const [me] = a.presence.members("room:1");
+  assert.match(me.id, /^s:[0-9a-f]{16}$/);
+
+  const joined = next(a.presence, "join");
+  await b.channel.subscribe("room:1");
+  const [other, channel] = await joined;
+  assert.equal(channel, "room:1");
+  assert.notEqual(other.id, me.id);
+  assert.deepEqual(b.presence.members("room:1").map((m) => m.id).sort(), [me.id, other.id].sort());
+  assert.equal(a.presence.count("room:1"), 2);
+  assert.deepEqual(joins, [other.id], "the subscriber's own join was in the reply: told once, as a member");
+
+  const left = next(a.presence, "leave");
+  b.close();
+  assert.deepEqual(await left, [other, "room:1"]);
+  assert.deepEqual(a.presence.members("room:1"), [me]);
+  assert.equal(a.presence.members("public:other"), null, "not a presence channel the session is in");
+  await a.channel.unsubscribe("room:1");
+  assert.equal(a.presence.members("room:1"), null);
+  a.close();
+  await rooms.kill();
+});

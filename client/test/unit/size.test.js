@@ -5,7 +5,7 @@ import { test } from "node:test";
 import { size } from "../size.js";
 
 /** The budget, minified + gzipped, in bytes. */
-const BUDGET = 3 * 1024;
+const BUDGET = 3.5 * 1024;
 
 test(`tidings.js is under ${BUDGET} bytes minified and gzipped`, async () => {
   const { gzipped } = await size();
