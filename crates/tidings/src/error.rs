@@ -39,6 +39,19 @@ pub enum NameError {
     },
 }
 
+impl BuildError {
+    /// The error of `setting`'s channel patterns.
+    pub(crate) fn patterns(setting: &'static str, error: crate::names::PatternError) -> Self {
+        match error {
+            crate::names::PatternError::Invalid(pattern) => Self::InvalidPattern(pattern),
+            crate::names::PatternError::Twice(pattern) => Self::InvalidSetting {
+                name: setting,
+                reason: format!("{pattern:?} is given twice"),
+            },
+        }
+    }
+}
+
 impl NameError {
     /// What was named: "channel", "user id", "event"…
     pub fn kind(&self) -> &'static str {

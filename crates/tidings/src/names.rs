@@ -87,28 +87,31 @@ impl<R> Clone for ChannelPatterns<R> {
     }
 }
 
+/// Why channel patterns were refused.
+#[derive(Debug)]
+pub(crate) enum PatternError {
+    /// Not a name, nor a prefix ending in `*`.
+    Invalid(String),
+    /// Given twice.
+    Twice(String),
+}
+
 impl<R: Clone> ChannelPatterns<R> {
-    /// Checks and orders the patterns of `rules` (`channels` gives a rule's); `setting` names
-    /// them in errors.
+    /// Checks and orders the patterns of `rules` (`channels` gives a rule's).
     pub(crate) fn new(
         rules: &[R],
         channels: impl Fn(&R) -> &[String],
-        setting: &'static str,
-    ) -> Result<Self, crate::error::BuildError> {
-        use crate::error::BuildError;
+    ) -> Result<Self, PatternError> {
         let mut patterns: Vec<(String, Arc<R>)> = Vec::new();
         for rule in rules {
             let shared = Arc::new(rule.clone());
             for pattern in channels(rule) {
                 let star = pattern.find('*');
                 if pattern.is_empty() || star.is_some_and(|at| at + 1 != pattern.len()) {
-                    return Err(BuildError::InvalidPattern(pattern.clone()));
+                    return Err(PatternError::Invalid(pattern.clone()));
                 }
                 if patterns.iter().any(|(p, _)| p == pattern) {
-                    return Err(BuildError::InvalidSetting {
-                        name: setting,
-                        reason: format!("{pattern:?} is given twice"),
-                    });
+                    return Err(PatternError::Twice(pattern.clone()));
                 }
                 patterns.push((pattern.clone(), shared.clone()));
             }

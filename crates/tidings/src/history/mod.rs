@@ -133,7 +133,8 @@ impl Rules {
                 reason: format!("{:?}: size and ttl must be more than 0", rule.channels),
             });
         }
-        let patterns = ChannelPatterns::new(rules, |r| &r.channels, "history")?;
+        let patterns = ChannelPatterns::new(rules, |r| &r.channels)
+            .map_err(|e| BuildError::patterns("history", e))?;
         Ok(Self(patterns))
     }
 

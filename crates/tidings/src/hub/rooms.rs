@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use super::{Hub, Shared};
-use crate::error::StoreError;
+use crate::error::{BuildError, StoreError};
 use crate::fanout::{Changed, Holds};
 use crate::ids::SessionId;
 use crate::logs::Folded;
@@ -161,14 +161,15 @@ fn args(id: &str, member: &Member) -> Option<Arc<RawValue>> {
 
 impl Rooms {
     /// Checks the rules.
-    pub(crate) fn new(rules: &[PresenceChannels]) -> Result<Self, crate::BuildError> {
+    pub(crate) fn new(rules: &[PresenceChannels]) -> Result<Self, BuildError> {
         if let Some(rule) = rules.iter().find(|r| r.max_members == 0) {
-            return Err(crate::BuildError::InvalidSetting {
+            return Err(BuildError::InvalidSetting {
                 name: "presence_channels.max_members",
                 reason: format!("{:?}: must be at least 1", rule.channels),
             });
         }
-        let rules = ChannelPatterns::new(rules, |r| &r.channels, "presence_channels")?;
+        let rules = ChannelPatterns::new(rules, |r| &r.channels)
+            .map_err(|e| BuildError::patterns("presence_channels", e))?;
         let changed = (!rules.is_empty()).then(Arc::default);
         Ok(Self {
             rules,
