@@ -306,10 +306,12 @@ export class Tidings {
     }
   }
 
-  /** Takes presence channels' members as a subscribe reply gave them; a list that was known
-   * before (a reconnect asked again) tells who joined and left meanwhile. */
-  #roll(rosters) {
-    for (const [channel, roster] of Object.entries(rosters ?? {})) {
+  /** Takes presence channels' members as a subscribe reply or a welcome (`whole`: every one the
+   * session is in) gave them; a list known before (a reconnect) tells who joined and left
+   * meanwhile. */
+  #roll(rosters = {}, whole = false) {
+    if (whole) for (const channel of this.#rosters.keys()) if (!(channel in rosters)) this.#rosters.delete(channel);
+    for (const [channel, roster] of Object.entries(rosters)) {
       const listed = Array.isArray(roster.members) ? roster.members : roster.count === 0 ? [] : null;
       // Past max_members the server gives the count alone; a list is kept only while it fits.
       const members = listed && new Map(listed.map((m) => [m.id, m]));
@@ -334,14 +336,6 @@ export class Tidings {
       roster.count = roster.members.size;
     } else roster.count = Math.max(0, roster.count + (joined ? 1 : -1));
     this.#members.emit(joined ? "join" : "leave", [member, channel]);
-  }
-
-  /** Asks again for the members of the presence channels followed (after a reconnect: joins and
-   * leaves may have been missed while away); a subscribe is idempotent and its reply lists them. */
-  #rollCall() {
-    for (const [token, channels] of this.#byToken(this.#rosters.keys())) {
-      this.#send({ type: "subscribe", channels, token }, { resolve: () => {}, reject: () => {} });
-    }
   }
 
   /** `channels` by the token each was subscribed with (`undefined`: none). */
@@ -381,8 +375,8 @@ export class Tidings {
     // names only positions seen before this socket: the welcome's are after what was held.
     if (this.#unrestored.size > 0) this.#restore();
     else if (this.#recovering) this.#recover();
-    if (this.#unrestored.size === 0 && this.#everReady && this.#rosters.size > 0) this.#rollCall();
     this.#learn(frame.positions);
+    this.#roll(frame.members, true);
     if (this.#beating) this.#startBeating();
     const queued = this.#queue;
     this.#queue = [];

@@ -152,10 +152,16 @@ impl Client {
         false
     }
 
-    /// What the client learns when its socket opens (`resumed`: whether its session existed).
-    pub(crate) async fn welcome(&self, resumed: bool) -> Welcome<'_> {
+    /// What the client learns when its socket opens (`resumed`: whether its session existed),
+    /// and the changes of presence channels' members its socket made, to tell once the welcome
+    /// is queued.
+    pub(crate) async fn welcome(&self, resumed: bool) -> (Welcome<'_>, Vec<Tell>) {
         let keep_alive = self.hub.keep_alive();
-        Welcome {
+        let channels = self.hub.session_channels(self.session.id());
+        let channels: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
+        let (members, tells) = self.hub.rosters(self.session.id(), &channels).await;
+        let positions = self.positions(&channels).await;
+        let welcome = Welcome {
             socket: &self.socket,
             resumed,
             beat_delay_ms: millis(self.hub.presence().options().beat_delay),
@@ -163,10 +169,9 @@ impl Client {
                 message,
                 interval_ms: millis(keep_alive.interval),
             }),
-            positions: self
-                .positions(&self.hub.session_channels(self.session.id()))
-                .await,
-        }
+            beside: Subscribed { positions, members },
+        };
+        (welcome, tells)
     }
 
     /// The latest positions of those of `channels` that keep history.
@@ -219,7 +224,7 @@ impl Client {
             }
         }
         let vouched = claims.is_some();
-        let _settling = self.hub.rooms_begin(self.session.id(), &channels);
+        let _settling = self.hub.rooms_begin(self.session.id(), Some(&channels));
         let all = self
             .session
             .subscribe_vouched(channels.clone(), vouched)

@@ -281,11 +281,12 @@ impl Hub {
         (rosters, tells)
     }
 
-    /// Starts a subscribe of `session` to `channels` (see [`rooms::Rooms::begin`]).
+    /// Starts a subscribe of `session` to `channels`, or a socket joining it (`None`; see
+    /// [`rooms::Rooms::begin`]).
     pub(crate) fn rooms_begin(
         &self,
         session: &SessionId,
-        channels: &[String],
+        channels: Option<&[String]>,
     ) -> Option<rooms::Settling> {
         self.shared.rooms.begin(session, channels)
     }

@@ -58,13 +58,16 @@ impl Connected {
         if recovering {
             outbox.hold();
         }
+        // Its presence channels' changes are told after the welcome, which lists their members.
+        let settling = hub.rooms_begin(&session, None);
         let guard = hub.attach(&session, outbox.clone(), vouched, info).await?;
         hub.counters().socket(true);
         let client = Client::new(hub.clone(), session, guard.id().clone(), granted);
+        let (welcome, tells) = client.welcome(resumed).await;
         // The outbox is fresh and far from full; a refusal here means the socket is closing.
-        let _ = outbox.push(Outgoing::Frame(
-            encoding.welcome(&client.welcome(resumed).await),
-        ));
+        let _ = outbox.push(Outgoing::Frame(encoding.welcome(&welcome)));
+        drop(settling);
+        client.tell(tells).await;
         Ok(Self {
             guard,
             client,

@@ -189,11 +189,20 @@ impl Rooms {
         self.rules.of(channel)
     }
 
-    /// Starts a subscribe of `session` to `channels`: when any is a presence channel, rounds
-    /// leave the session alone until the returned guard is dropped (so the subscriber's own
-    /// join is told after its reply, by [`Rooms::settle`]'s caller).
-    pub(crate) fn begin(&self, session: &SessionId, channels: &[String]) -> Option<Settling> {
-        if !channels.iter().any(|c| self.rule(c).is_some()) {
+    /// Starts a subscribe of `session` to `channels` (`None`: a socket joining it, whatever it
+    /// holds): when any is a presence channel, rounds leave the session alone until the
+    /// returned guard is dropped (so the subscriber's own join is told after its reply or its
+    /// welcome, by [`Rooms::settle`]'s caller).
+    pub(crate) fn begin(
+        &self,
+        session: &SessionId,
+        channels: Option<&[String]>,
+    ) -> Option<Settling> {
+        let tracked = match channels {
+            Some(channels) => channels.iter().any(|c| self.rule(c).is_some()),
+            None => self.changed.is_some(),
+        };
+        if !tracked {
             return None;
         }
         *self.settling.lock().entry(session.clone()).or_default() += 1;

@@ -104,9 +104,10 @@ pub(crate) struct Welcome<'a> {
     /// The server heartbeat, if the server sends one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) heartbeat: Option<ServerBeat<'a>>,
-    /// The latest position of each of the session's channels with history.
-    #[serde(skip_serializing_if = "Positions::is_empty")]
-    pub(crate) positions: Positions,
+    /// The latest position of each of the session's channels with history, and the members of
+    /// each of its presence channels.
+    #[serde(flatten)]
+    pub(crate) beside: Subscribed,
 }
 
 /// Channels' latest positions in their history, by channel.

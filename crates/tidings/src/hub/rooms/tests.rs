@@ -177,6 +177,11 @@ async fn a_reload_within_the_leave_delay_neither_leaves_nor_joins() {
     alice.close().await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let mut reloaded = Tab::open(&hub, Some(&session)).await;
+    let roster = &reloaded.welcome["members"]["room:1"];
+    assert_eq!(
+        roster["count"], 2,
+        "the welcome lists the members: {roster}"
+    );
     reloaded.request(json!({"type": "list"})).await;
     // Past the delay the closed tab started (before the first ping round: nobody reads here).
     tokio::time::sleep(Duration::from_secs(10)).await;
