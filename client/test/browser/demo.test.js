@@ -107,6 +107,20 @@ test("two users, and two tabs of one session, chat in a room", STEP, async () =>
   await wilma.locator("#online li", { hasText: "fred" }).waitFor();
 });
 
+test("each user sees who is in the room: the other enters and leaves, live", STEP, async () => {
+  for (const page of [fred1, fred2]) await page.locator('#members li[data-member="wilma"]').waitFor();
+  await wilma.locator('#members li[data-member="fred"]').waitFor();
+  assert.equal(await wilma.textContent("#in-room"), "In #disney (2)", "fred's two tabs are one member");
+  await wilma.click('#rooms li[data-room="disney"] button');
+  for (const page of [fred1, fred2]) {
+    await page.locator('#members li[data-member="wilma"]').waitFor({ state: "detached" });
+  }
+  assert.equal(await fred1.textContent("#in-room"), "In #disney (1)");
+  await join(wilma, "disney");
+  for (const page of [fred1, fred2]) await page.locator('#members li[data-member="wilma"]').waitFor();
+  await wilma.locator('#members li[data-member="fred"]').waitFor();
+});
+
 test("a room's messages reach only the sessions in it", STEP, async () => {
   await join(fred1, "kids");
   await say(fred1, "kids only");

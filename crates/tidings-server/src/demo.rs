@@ -1,8 +1,8 @@
 //! `tidings serve --demo`: a chat page at `/` over this server, to try tidings in a browser.
 //!
-//! Rooms are channels the page subscribes to by itself (they are made public); messages and the
-//! user name go through RPC methods, as an app's own handlers would; the online list is fed by
-//! presence events.
+//! Rooms are channels the page subscribes to by itself (they are made public) and presence
+//! channels (the page shows who is in each); messages and the user name go through RPC methods,
+//! as an app's own handlers would; the online list is fed by presence events.
 
 use std::collections::BTreeSet;
 
@@ -13,6 +13,8 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tidings::rpc::{RpcError, RpcRequest};
 use tidings::{Hub, HubBuilder};
+
+use crate::config::PresenceChannelSettings;
 
 /// The chat rooms: channels any client may subscribe to while the demo runs.
 const ROOMS: [&str; 4] = ["disney", "kids", "sports", "music"];
@@ -34,6 +36,30 @@ pub fn public_channels(configured: Option<Vec<String>>) -> Vec<String> {
     let mut patterns = configured.unwrap_or_else(|| vec!["public:*".into()]);
     patterns.extend(ROOMS.map(String::from));
     patterns
+}
+
+/// The presence channel rules with the rooms added (unless a rule names them already), so the
+/// page shows who is in each room.
+pub fn presence_channels(
+    mut configured: Vec<PresenceChannelSettings>,
+) -> Vec<PresenceChannelSettings> {
+    let named = |room: &str| {
+        configured
+            .iter()
+            .any(|rule| rule.channels.iter().any(|c| c == room))
+    };
+    let rooms: Vec<String> = ROOMS
+        .iter()
+        .filter(|r| !named(r))
+        .map(|r| r.to_string())
+        .collect();
+    if !rooms.is_empty() {
+        configured.push(PresenceChannelSettings {
+            channels: rooms,
+            ..PresenceChannelSettings::default()
+        });
+    }
+    configured
 }
 
 /// The chat's RPC methods: `chat.hello`, `chat.login`, `chat.send`, `chat.announce`.
@@ -143,5 +169,22 @@ mod tests {
             ["public:*", "disney", "kids", "sports", "music"]
         );
         assert_eq!(public_channels(Some(vec![])).len(), ROOMS.len());
+    }
+
+    #[test]
+    fn the_rooms_are_presence_channels_unless_a_rule_names_them() {
+        let rules = presence_channels(Vec::new());
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].channels, ROOMS);
+        let kids = PresenceChannelSettings {
+            channels: vec!["kids".into()],
+            max_members: Some(5),
+            ..PresenceChannelSettings::default()
+        };
+        let rules = presence_channels(vec![kids.clone()]);
+        assert_eq!(
+            (rules[0].clone(), rules[1].channels.len()),
+            (kids, ROOMS.len() - 1)
+        );
     }
 }

@@ -49,7 +49,7 @@ struct ServeArgs {
     #[arg(long)]
     print_config: bool,
 
-    /// Serve a demo chat page at / (its rooms become public channels)
+    /// Serve a demo chat page at / (its rooms become public presence channels)
     #[arg(long)]
     demo: bool,
 
@@ -103,6 +103,7 @@ async fn serve(
 ) -> Result<(), String> {
     if demo {
         settings.public_channels = Some(demo::public_channels(settings.public_channels));
+        settings.presence_channels = demo::presence_channels(settings.presence_channels);
     }
     let methods = if demo {
         demo::methods
