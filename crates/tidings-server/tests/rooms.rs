@@ -253,3 +253,114 @@ async fn a_killed_nodes_members_leave_once_on_redis() {
 async fn a_killed_nodes_members_leave_once_on_redis_cluster() {
     a_killed_nodes_members_leave_once("redis-cluster").await;
 }
+
+/// The event ids and kinds of every webhook batch the backend received, `(id, kind)`.
+fn webhook_events(body: &[u8]) -> (String, Vec<(String, String)>) {
+    let batch: Value = serde_json::from_slice(body).unwrap();
+    let node = batch["node"].as_str().unwrap().to_owned();
+    let events = batch["events"].as_array().unwrap().iter();
+    let events = events.map(|e| {
+        let id = e["id"].as_str().unwrap().to_owned();
+        (id, e["event"].as_str().unwrap().to_owned())
+    });
+    (node, events.collect())
+}
+
+/// Nodes with the Redis store and a webhook to `backend`, whose POSTs time out after 2 s.
+fn webhook_nodes(backend: &support::Backend, n: usize) -> (Setup, Vec<Process>) {
+    let setup = Setup::new("redis", services::redis());
+    let file = config("webhook");
+    let mut extra = vec!["--config", &file, "--webhook-url", &backend.url];
+    extra.extend(["--webhook-secret", "s", "--webhook-timeout", "2"]);
+    extra.extend(FAST_EXPIRY);
+    let nodes = setup.nodes(n, &extra);
+    (setup, nodes)
+}
+
+/// Three users join a room on one node; the first POST of their events is held by the backend
+/// and the node that sent it is killed: the other node delivers the batch, and after
+/// deduplicating by `id` the backend has every event once.
+#[tokio::test]
+async fn a_killed_nodes_webhook_events_are_delivered_by_another() {
+    let mut backend = support::Backend::start(&[0]).await;
+    let (_setup, mut nodes) = webhook_nodes(&backend, 2);
+    let mut node_ids = Vec::new();
+    let mut tabs = Vec::new();
+    for node in &nodes {
+        let tab = node.connect().await;
+        node_ids.push(tab.socket.split('.').next().unwrap().to_owned());
+        tabs.push(tab);
+    }
+    for user in ["a", "b", "c"] {
+        let mut tab = user_tab(&nodes[0], user).await;
+        request(&mut tab, json!({"type": "subscribe", "channels": "room:1"})).await;
+        tabs.push(tab);
+    }
+    // The first POST is held: the node that sent it dies with its batch unacknowledged.
+    let (sender, held) = webhook_events(&backend.next().await.body);
+    let killed = node_ids.iter().position(|id| *id == sender).unwrap();
+    drop(nodes.remove(killed));
+    backend.release();
+    let mut redelivered = std::collections::HashSet::new();
+    let mut events: std::collections::BTreeMap<String, String> = held.iter().cloned().collect();
+    let held: std::collections::HashSet<_> = held.into_iter().map(|(id, _)| id).collect();
+    // Every event once the held batch came again from the live node (after the 4 s it waits).
+    while events.values().filter(|k| k.ends_with("join")).count() < 3
+        || !held.is_subset(&redelivered)
+    {
+        let (node, more) = webhook_events(&backend.next().await.body);
+        assert_ne!(node, sender, "the killed node sends nothing more");
+        redelivered.extend(more.iter().map(|(id, _)| id.clone()));
+        events.extend(more);
+    }
+    // The killed node's members leave too (told by the live node): those events may be here.
+    let joined = events
+        .into_values()
+        .filter(|k| !k.ends_with("leave") && k != "channel_vacated");
+    let mut kinds: Vec<_> = joined.collect();
+    kinds.sort();
+    let expected = [
+        "channel_occupied",
+        "member_join",
+        "member_join",
+        "member_join",
+    ];
+    assert_eq!(kinds, expected, "each event once, by id");
+    drop(tabs);
+}
+
+/// A backend that fails a while, then recovers, gets every event; retries repeat ids, and after
+/// deduplicating by them each event is there once.
+#[tokio::test]
+async fn a_failing_backend_gets_every_event_once_by_id() {
+    let mut backend = support::Backend::start(&[500, 500]).await;
+    let (_setup, nodes) = webhook_nodes(&backend, 2);
+    let mut tabs = Vec::new();
+    for (i, user) in ["a", "b", "c", "d"].into_iter().enumerate() {
+        let mut tab = user_tab(&nodes[i % 2], user).await;
+        request(&mut tab, json!({"type": "subscribe", "channels": "room:1"})).await;
+        tabs.push(tab);
+    }
+    let (mut seen, mut posts) = (std::collections::HashMap::new(), 0);
+    // Two POSTs refused (500), then the retry that succeeds: the same events again.
+    while posts < 3 || seen.len() < 5 {
+        let (_, events) = webhook_events(&backend.next().await.body);
+        posts += 1;
+        for (id, kind) in events {
+            seen.insert(id, kind);
+        }
+    }
+    assert!(posts >= 3, "the two failures were retried: {posts} POSTs");
+    let mut kinds: Vec<_> = seen.into_values().collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "channel_occupied",
+            "member_join",
+            "member_join",
+            "member_join",
+            "member_join"
+        ]
+    );
+}

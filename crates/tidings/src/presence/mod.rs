@@ -108,7 +108,11 @@ impl Presence {
     ) -> Result<(), BuildError> {
         let endpoint = webhook.validate()?;
         let counters = self.counters.clone();
-        let queue = webhook::Queue::start(webhook, endpoint, runtime, node.clone(), counters);
+        // An event a node took and never acknowledged is another's once its liveness expired.
+        let stale = self.options.expire_delay.max(webhook.timeout) * 2;
+        let outbox = self.store.clone().outbox().map(|outbox| (outbox, stale));
+        let who = (node.clone(), counters);
+        let queue = webhook::Queue::start(webhook, endpoint, runtime, who, outbox);
         self.webhook = Some(queue);
         Ok(())
     }

@@ -14,11 +14,15 @@ use serde::Serialize;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
+use serde_json::value::RawValue;
+
 use super::{MemberEvent, PresenceEvent};
 use crate::backend::{Endpoint, Keys, with_causes};
 use crate::error::BuildError;
 use crate::ids::NodeId;
+use crate::logs::Folded;
 use crate::stats::Counters;
+use crate::store::WebhookOutbox;
 
 /// Where and how presence events are POSTed to the backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,22 +103,34 @@ pub(super) struct Queue {
 }
 
 impl Queue {
-    /// Starts the worker for `webhook` and returns its queue.
+    /// Starts the worker for `webhook` and returns its queue. With a shared `outbox`, events go
+    /// through it (any node delivers them; one taken by a node that died is delivered by another
+    /// once it has waited `stale`); without, this node delivers its own.
     pub(super) fn start(
         webhook: Webhook,
         endpoint: Endpoint,
         runtime: &Handle,
-        node: NodeId,
-        counters: Arc<Counters>,
+        (node, counters): (NodeId, Arc<Counters>),
+        outbox: Option<(Arc<dyn WebhookOutbox>, Duration)>,
     ) -> Self {
         let (sender, receiver) = mpsc::channel(webhook.queue);
-        let worker = Worker {
+        let worker = Arc::new(Worker {
             webhook,
             endpoint,
             node,
             counters: counters.clone(),
-        };
-        runtime.spawn(worker.run(receiver));
+        });
+        match outbox {
+            None => {
+                runtime.spawn(worker.run(receiver));
+            }
+            Some((outbox, stale)) => {
+                // The feeder ends with the queue (the hub is gone); the drain follows it.
+                let (fed, feeding) = tokio::sync::watch::channel(());
+                runtime.spawn(worker.clone().feed(receiver, outbox.clone(), fed));
+                runtime.spawn(worker.drain(outbox, stale, feeding));
+            }
+        }
         Self {
             sender,
             dropping: AtomicBool::new(false),
@@ -144,10 +160,20 @@ impl Queue {
 
 /// The body of one POST.
 #[derive(Serialize)]
-struct Batch<'a> {
+struct Batch<'a, E> {
     node: &'a NodeId,
-    events: &'a [Hook],
+    events: &'a [E],
 }
+
+/// A batch taken from the shared outbox, kept by this node while it retries.
+struct Held<'a> {
+    outbox: &'a dyn WebhookOutbox,
+    consumer: &'a str,
+    ids: &'a [String],
+}
+
+/// How often an idle outbox is looked at again, and a store that failed tried again.
+const POLL: Duration = Duration::from_millis(250);
 
 /// Sends queued events in batches until every queue handle is gone.
 struct Worker {
@@ -158,16 +184,103 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(self, mut receiver: mpsc::Receiver<Hook>) {
+    /// Delivers this node's own events.
+    async fn run(self: Arc<Self>, mut receiver: mpsc::Receiver<Hook>) {
         let mut events = Vec::with_capacity(self.webhook.batch);
         while receiver.recv_many(&mut events, self.webhook.batch).await > 0 {
-            self.deliver(&events).await;
+            self.deliver(&events, None).await;
             events.clear();
         }
     }
 
-    /// POSTs one batch, retrying with backoff; drops and counts it after the last attempt.
-    async fn deliver(&self, events: &[Hook]) {
+    /// Puts this node's events in the shared outbox, in order; while the store is away they
+    /// wait here (in the bounded queue), retried every [`POLL`].
+    async fn feed(
+        self: Arc<Self>,
+        mut receiver: mpsc::Receiver<Hook>,
+        outbox: Arc<dyn WebhookOutbox>,
+        _fed: tokio::sync::watch::Sender<()>,
+    ) {
+        static LOG: Folded = Folded::new();
+        while let Some(event) = receiver.recv().await {
+            let Ok(json) = serde_json::to_string(&event) else {
+                continue;
+            };
+            loop {
+                match outbox.put(&json, self.webhook.queue).await {
+                    Ok(true) => break,
+                    Ok(false) => {
+                        self.counters.webhook_dropped(1);
+                        if let Some(events) = LOG.note(1) {
+                            tracing::warn!(
+                                events,
+                                "webhook outbox full: dropping presence events (counted in webhook_dropped)"
+                            );
+                        }
+                        break;
+                    }
+                    Err(error) => {
+                        if let Some(failures) = LOG.note(1) {
+                            tracing::warn!(%error, failures, "cannot put presence events in the webhook outbox: retrying");
+                        }
+                        tokio::time::sleep(POLL).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Delivers what the shared outbox holds, whichever node put it there, until the hub is
+    /// gone (`feeding` closes); acknowledges each batch once the backend answered (or every
+    /// attempt failed).
+    async fn drain(
+        self: Arc<Self>,
+        outbox: Arc<dyn WebhookOutbox>,
+        stale: Duration,
+        mut feeding: tokio::sync::watch::Receiver<()>,
+    ) {
+        static LOG: Folded = Folded::new();
+        let consumer = self.node.as_str();
+        loop {
+            let batch = match outbox.take(consumer, self.webhook.batch, stale).await {
+                Ok(batch) => batch,
+                Err(error) => {
+                    if let Some(failures) = LOG.note(1) {
+                        tracing::warn!(%error, failures, "cannot read the webhook outbox: retrying");
+                    }
+                    Vec::new()
+                }
+            };
+            if batch.is_empty() {
+                tokio::select! {
+                    () = tokio::time::sleep(POLL) => continue,
+                    closed = feeding.changed() => match closed {
+                        Err(_) => return,
+                        Ok(()) => continue,
+                    },
+                }
+            }
+            let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+            let events: Vec<&RawValue> = batch
+                .iter()
+                .filter_map(|(_, json)| serde_json::from_str(json).ok())
+                .collect();
+            // Between attempts, the batch stays this node's: no other node takes it meanwhile.
+            let held = Held {
+                outbox: outbox.as_ref(),
+                consumer,
+                ids: &ids,
+            };
+            self.deliver(&events, Some(held)).await;
+            if let Err(error) = outbox.done(&ids).await {
+                tracing::warn!(%error, "cannot acknowledge delivered webhook events: they may be sent again");
+            }
+        }
+    }
+
+    /// POSTs one batch, retrying with backoff (keeping it `held` in the outbox before each
+    /// retry); drops and counts it after the last attempt.
+    async fn deliver<E: Serialize + Sync>(&self, events: &[E], held: Option<Held<'_>>) {
         let n = events.len() as u64;
         let body = match serde_json::to_vec(&Batch {
             node: &self.node,
@@ -195,6 +308,10 @@ impl Worker {
                     tracing::warn!(error = %e, events = n, attempt, retry_in = ?backoff, "webhook failed");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(self.webhook.max_backoff);
+                    if let Some(held) = &held {
+                        // A failure here lets another node take the batch: at most a duplicate.
+                        let _ = held.outbox.hold(held.consumer, held.ids).await;
+                    }
                 }
             }
         }

@@ -7,6 +7,7 @@
 
 mod members;
 mod memory;
+mod outbox;
 mod presence;
 #[cfg(feature = "redis")]
 mod redis;
@@ -16,6 +17,7 @@ pub use self::redis::RedisStore;
 pub(crate) use members::holding;
 pub use members::{Joined, Left, MemberStore};
 pub use memory::MemoryStore;
+pub use outbox::{Outgoing, WebhookOutbox};
 pub use presence::{BeatOutcome, Connected, PresenceStore};
 
 use std::sync::Arc;

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::error::StoreError;
 use crate::ids::{SessionId, SocketId};
-use crate::store::MemberStore;
+use crate::store::{MemberStore, WebhookOutbox};
 
 /// What a beat found, and so which event it causes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,4 +77,10 @@ pub trait PresenceStore: MemberStore {
 
     /// Whether a session is live.
     async fn is_connected(&self, session: &SessionId) -> Result<bool, StoreError>;
+
+    /// The webhook outbox the nodes share, when the store keeps one (`RedisStore`); without it
+    /// each node queues its own events in memory.
+    fn outbox(self: Arc<Self>) -> Option<Arc<dyn WebhookOutbox>> {
+        None
+    }
 }

@@ -12,11 +12,13 @@
 //!   channel's own slot;
 //! - `{name}:rooms`: sorted set, the presence channels with members (by name);
 //! - `{name}:room-nodes`: sorted set, node id → when its liveness expires (ms, Redis clock);
-//! - `{name}:room-node:<node id>`: set, the presence channels that node holds members in.
+//! - `{name}:room-node:<node id>`: set, the presence channels that node holds members in;
+//! - `{name}:webhook`: stream, the webhook's outbox (consumer group `webhook`, a consumer per node).
 //!
 //! Time is always the Redis server's (`TIME`), so nodes' clocks never disagree.
 
 mod members;
+mod outbox;
 mod presence;
 mod sessions;
 
@@ -40,6 +42,7 @@ struct Scripts {
     release: Script,
     alive: Script,
     dead: Script,
+    outbox_put: Script,
 }
 
 /// Sessions and presence in Redis, shared by every node connected to it.
@@ -96,6 +99,7 @@ impl RedisStore {
                 release: Script::new(include_str!("release.lua")),
                 alive: script(include_str!("alive.lua")),
                 dead: script(include_str!("dead.lua")),
+                outbox_put: Script::new(include_str!("outbox_put.lua")),
             },
         }
     }

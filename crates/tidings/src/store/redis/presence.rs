@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use super::{RedisStore, unavailable};
 use crate::error::StoreError;
 use crate::ids::{SessionId, SocketId};
-use crate::store::{BeatOutcome, Connected, PresenceStore};
+use crate::store::{BeatOutcome, Connected, PresenceStore, WebhookOutbox};
 
 /// Reads `{session, user, …}` pairs as sessions.
 fn sessions(pairs: Vec<Option<String>>) -> Result<Vec<Connected>, StoreError> {
@@ -113,6 +113,10 @@ impl PresenceStore for RedisStore {
             .await
             .map_err(unavailable)?;
         sessions(live)
+    }
+
+    fn outbox(self: Arc<Self>) -> Option<Arc<dyn WebhookOutbox>> {
+        Some(self)
     }
 
     async fn is_connected(&self, session: &SessionId) -> Result<bool, StoreError> {
