@@ -9,6 +9,7 @@ mod cluster;
 mod heartbeat;
 mod peer;
 mod report;
+mod rooms;
 mod scale;
 mod scenario;
 mod soak;
@@ -80,6 +81,17 @@ enum Command {
         /// Run on this Redis Cluster (comma-separated node URLs) instead of Redis on 6379.
         #[arg(long, value_name = "URLS")]
         cluster: Option<String>,
+        /// The `tidings` binary [default: next to this one].
+        #[arg(long)]
+        tidings_bin: Option<PathBuf>,
+    },
+    /// Presence channels: subscribe/unsubscribe churn per second with and without them, on the
+    /// in-memory store and on Redis (127.0.0.1:6379, which must be running), and Redis's time
+    /// per operation; prints a Markdown table.
+    Rooms {
+        /// Small numbers: checks that the harness works (not a measurement).
+        #[arg(long)]
+        quick: bool,
         /// The `tidings` binary [default: next to this one].
         #[arg(long)]
         tidings_bin: Option<PathBuf>,
@@ -193,6 +205,22 @@ fn main() -> ExitCode {
                 let cluster = cluster.as_deref();
                 runtime().and_then(|rt| rt.block_on(scale::run(&programs, size, cluster)))
             };
+            programs(tidings_bin).and_then(run)
+        }
+        Command::Rooms { quick, tidings_bin } => {
+            let size = match quick {
+                true => rooms::Size {
+                    sockets: 20,
+                    rooms: 4,
+                    seconds: 1.0,
+                },
+                false => rooms::Size {
+                    sockets: 500,
+                    rooms: 50,
+                    seconds: 10.0,
+                },
+            };
+            let run = |programs| runtime().and_then(|rt| rt.block_on(rooms::run(&programs, size)));
             programs(tidings_bin).and_then(run)
         }
         Command::Storm { quick, tidings_bin } => {
