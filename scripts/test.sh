@@ -97,6 +97,7 @@ bash scripts/dependent.sh
   --out "$target_dir/bench-quick.md" --command "scripts/test.sh (quick mode)"
 "$target_dir/debug/tidings-bench" cluster --quick >/dev/null
 "$target_dir/debug/tidings-bench" storm --quick >/dev/null
+"$target_dir/debug/tidings-bench" rooms --quick >/dev/null
 # The hostile soak, briefly: every attack runs, good clients lose nothing, /healthz answers.
 (ulimit -n 8192 2>/dev/null || true; "$target_dir/debug/tidings-bench" soak --quick >/dev/null)
 "$target_dir/debug/tidings-bench" scale --quick >/dev/null
