@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use process::{OwnRedis, Setup, readyz_becomes};
+use process::{FAST_HEARTBEAT, OwnRedis, Setup, readyz_becomes};
 use serde_json::{Value, json};
 use support::{Client, Node, channel_event, event};
 
@@ -348,16 +348,6 @@ async fn sessions_follow_their_tabs_on_redis_cluster() {
 async fn kicks_reach_every_node_on_redis_cluster() {
     kicks_reach_every_node("redis-cluster").await;
 }
-
-/// Heartbeat settings under which a session that stops beating is purged within seconds.
-const FAST_HEARTBEAT: [&str; 6] = [
-    "--heartbeat-purge-delay",
-    "1",
-    "--heartbeat-beat-delay",
-    "1",
-    "--heartbeat-expire-delay",
-    "2",
-];
 
 /// The presence events the nodes of a test publish on Redis, read by a plain Redis client (on
 /// any node of a cluster).

@@ -12,23 +12,13 @@ mod support;
 use std::time::Duration;
 
 use futures_util::SinkExt;
-use process::{Process, Setup};
+use process::{FAST_HEARTBEAT, Process, Setup};
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::{Client, Node};
 
 /// A guard against a hung test, not a synchronization.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Heartbeat settings that find a dead node within seconds.
-const FAST_EXPIRY: [&str; 6] = [
-    "--heartbeat-purge-delay",
-    "1",
-    "--heartbeat-beat-delay",
-    "1",
-    "--heartbeat-expire-delay",
-    "2",
-];
 
 /// A config file for this test: `room:*` public presence channels, members leaving 3 s after
 /// their last socket.
@@ -48,7 +38,7 @@ fn nodes(bus: &str, name: &str, n: usize) -> (Setup, Vec<Process>) {
     };
     let file = config(name);
     let mut extra = vec!["--config", &file];
-    extra.extend(FAST_EXPIRY);
+    extra.extend(FAST_HEARTBEAT);
     let nodes = setup.nodes(n, &extra);
     (setup, nodes)
 }
@@ -272,7 +262,7 @@ fn webhook_nodes(backend: &support::Backend, n: usize) -> (Setup, Vec<Process>) 
     let file = config("webhook");
     let mut extra = vec!["--config", &file, "--webhook-url", &backend.url];
     extra.extend(["--webhook-secret", "s", "--webhook-timeout", "2"]);
-    extra.extend(FAST_EXPIRY);
+    extra.extend(FAST_HEARTBEAT);
     let nodes = setup.nodes(n, &extra);
     (setup, nodes)
 }

@@ -165,6 +165,20 @@ impl Setup {
     }
 }
 
+/// Heartbeat settings that purge within seconds, and find a dead node as fast.
+#[allow(
+    dead_code,
+    reason = "not every test binary that includes this module needs a fast expiry"
+)]
+pub const FAST_HEARTBEAT: [&str; 6] = [
+    "--heartbeat-purge-delay",
+    "1",
+    "--heartbeat-beat-delay",
+    "1",
+    "--heartbeat-expire-delay",
+    "2",
+];
+
 /// A guard against a hung test, not a synchronization.
 const PATIENCE: Duration = Duration::from_secs(20);
 

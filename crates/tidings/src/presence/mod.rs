@@ -189,14 +189,20 @@ impl Presence {
             );
         }
         self.counters.member_event(kind);
-        #[cfg(feature = "backend")]
-        if let Some(webhook) = &self.webhook {
-            webhook.push(webhook::Hook::Member(event.clone()));
-        }
         let id = event.id.clone();
+        #[cfg(feature = "backend")]
+        self.hook(|| webhook::Hook::Member(event.clone()));
         // No subscriber is fine: the event has gone to the log and the webhook.
         let _ = self.member_events.send(event);
         id
+    }
+
+    /// Queues an event for the webhook, if there is one.
+    #[cfg(feature = "backend")]
+    fn hook(&self, event: impl FnOnce() -> webhook::Hook) {
+        if let Some(webhook) = &self.webhook {
+            webhook.push(event());
+        }
     }
 
     /// Applies a client's heartbeat frame; returns the event it caused, if any. `live`: this
@@ -319,9 +325,7 @@ impl Presence {
         }
         self.counters.presence_event(kind);
         #[cfg(feature = "backend")]
-        if let Some(webhook) = &self.webhook {
-            webhook.push(webhook::Hook::Session(event.clone()));
-        }
+        self.hook(|| webhook::Hook::Session(event.clone()));
         // No subscriber is fine: the event has gone to the log and the webhook.
         let _ = self.events.send(event);
     }
