@@ -86,6 +86,17 @@ status=$?
   echo
   target/release/tidings-bench storm $quick || status=1
   echo
+  echo "## Presence channels: subscribe/unsubscribe churn"
+  echo
+  echo "Command: \`bench/run.sh${quick:+ $quick}\` (its step \`tidings-bench rooms${quick:+ $quick}\`). One \`tidings serve\`,"
+  echo "500 sockets (each its own session) over 50 rooms, each subscribing to its room and"
+  echo "unsubscribing again, one request at a time, for 10 s; with \`[[presence_channels]]\` on the"
+  echo "rooms every subscribe is a member joining (one script on Redis) and every unsubscribe one"
+  echo "leaving, each told to the room's subscribers. Redis's time per operation is the growth of"
+  echo "its \`INFO commandstats\` microseconds (every command) over the operations answered."
+  echo
+  target/release/tidings-bench rooms $quick || status=1
+  echo
   echo "## 100,000 sockets"
   echo
   echo "Command: \`bench/run.sh${quick:+ $quick}\` (its last steps, \`tidings-bench scale${quick:+ $quick}\`, then with"
