@@ -245,7 +245,7 @@ impl Rooms {
             return Ok(Roster::default());
         };
         let store = hub.shared.presence.store();
-        let mut roster = store.members(channel, rule.max_members + 1).await?;
+        let mut roster = store.members(channel, rule.max_members).await?;
         if roster.count > rule.max_members {
             roster.members.clear();
         }

@@ -59,7 +59,8 @@ pub trait MemberStore: Send + Sync + 'static {
     /// Removes `holding` from `channel`; the member when it was its last holding there.
     async fn release(&self, channel: &str, holding: &str) -> Result<Option<Left>, StoreError>;
 
-    /// `channel`'s member count and up to `max` of its members.
+    /// `channel`'s member count and up to `max` of its members (a store may give none when
+    /// there are more than `max`).
     async fn members(&self, channel: &str, max: usize) -> Result<Roster, StoreError>;
 
     /// Up to `max` channels with members whose names start with `prefix`, with their member

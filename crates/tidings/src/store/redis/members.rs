@@ -137,6 +137,13 @@ impl MemberStore for RedisStore {
             .query_async(&mut self.connection.clone())
             .await
             .map_err(unavailable)?;
+        // Past `max` the count alone: a large channel's members are never all read.
+        if count > max {
+            return Ok(Roster {
+                count,
+                members: Vec::new(),
+            });
+        }
         let all: Vec<String> = redis::cmd("HVALS")
             .arg(info)
             .query_async(&mut self.connection.clone())
