@@ -11,7 +11,7 @@ mod support;
 
 use std::time::Duration;
 
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use process::{FAST_HEARTBEAT, Process, Setup};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -186,7 +186,22 @@ async fn members_move_between_nodes_without_flapping_on_redis_cluster() {
 /// leaves exactly once, told by the node that lives; a member that also had a tab on the live
 /// node stays.
 async fn a_killed_nodes_members_leave_once(bus: &str) {
-    let (_setup, mut nodes) = nodes(bus, &format!("kill-{bus}"), 2);
+    let (setup, mut nodes) = nodes(bus, &format!("kill-{bus}"), 2);
+    // What a backend reading the bus's presence subject hears.
+    let url = match &setup.cluster {
+        Some(cluster) => cluster.urls().remove(0),
+        None => services::redis().into(),
+    };
+    let mut relayed = redis::Client::open(url)
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    relayed
+        .subscribe(format!("{}:presence", setup.prefix))
+        .await
+        .unwrap();
+    let mut relayed = relayed.into_on_message();
     let mut watcher = user_tab(&nodes[1], "watcher").await;
     request(
         &mut watcher,
@@ -217,6 +232,19 @@ async fn a_killed_nodes_members_leave_once(bus: &str) {
     }
     left.sort();
     assert_eq!(left, ["u:a", "u:b"]);
+    let mut heard = Vec::new();
+    while heard.len() < 2 {
+        let message = tokio::time::timeout(PATIENCE, relayed.next())
+            .await
+            .expect("a relayed event within the patience limit")
+            .unwrap();
+        let event: Value = serde_json::from_slice(message.get_payload_bytes()).unwrap();
+        if event["event"] == "member_leave" {
+            heard.push(event["member"]["id"].as_str().unwrap().to_owned());
+        }
+    }
+    heard.sort();
+    assert_eq!(heard, ["u:a", "u:b"], "relayed on the bus once each");
     let (_, members) = nodes[0]
         .api(Method::GET, "/channels/room:1/members", None)
         .await;

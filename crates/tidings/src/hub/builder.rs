@@ -262,6 +262,8 @@ impl HubBuilder {
         faults.spawn_on(&runtime, "presence expiry", purge);
         let relay = presence::relay::run(presence.events(), Arc::downgrade(&bus));
         faults.spawn_on(&runtime, "presence relay", relay);
+        let relay = presence::relay::run(presence.member_events(), Arc::downgrade(&bus));
+        faults.spawn_on(&runtime, "presence channels relay", relay);
         keepalive::spawn(&runtime, &faults, &Arc::downgrade(&local), &self.keep_alive);
         let gate = Arc::new(gate::Gate::new(
             self.limits.max_connections,
