@@ -599,6 +599,22 @@ async fn nodes_ride_out_a_redis_restart() {
     );
 }
 
+/// The first handshake after Redis restarted is let in: the store's connection, stale since the
+/// restart, fails its first command and reconnects, and the handshake's read is tried again on
+/// the new one rather than answered 503.
+#[tokio::test]
+async fn a_handshake_right_after_a_redis_restart_is_let_in() {
+    let mut own = OwnRedis::start();
+    let setup = Setup::new("redis", &own.url());
+    let nodes = setup.nodes(1, &[]);
+    let before = nodes[0].connect().await;
+    own.kill();
+    assert!(own.restart(), "redis-server starts again, empty");
+    readyz_becomes(&nodes[0], 200).await;
+    let status = nodes[0].handshake_status(Some(&before.cookie), None).await;
+    assert_eq!(status, 101, "the handshake is let in");
+}
+
 /// Redis restarted empty while tabs stay connected: each node stores its live sessions again from
 /// its own index, and a tab that reloads, on any node, finds its channels and user id.
 #[tokio::test]

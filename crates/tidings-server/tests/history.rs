@@ -11,7 +11,7 @@ mod support;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use process::{OwnRedis, Setup, readyz_becomes, store_answers};
+use process::{OwnRedis, Setup, readyz_becomes};
 use redis::AsyncTypedCommands;
 use serde_json::{Value, json};
 use support::{Client, Node};
@@ -388,7 +388,6 @@ async fn trimmed_expired_or_lost_history_answers_recovered_false() {
         "its node lost the stream: the tab must recover"
     );
     // The session went with Redis: the tab subscribes a new one, from where it was.
-    store_answers(&node).await;
     let mut tab = node.open(Some(&tab.cookie)).await;
     let since = json!({"chat:a": at(3)});
     let reply = tab
@@ -543,7 +542,6 @@ async fn a_node_that_missed_events_makes_its_tabs_recover_never_a_silent_gap() {
     assert_eq!((status, &stats["gap_closes"]), (200, &json!(1)), "{stats}");
 
     readyz_becomes(a, 200).await;
-    store_answers(a).await;
     // The session went with Redis too: the tab subscribes its new one again, from its position.
     let mut back = a.open(Some(&tab.cookie)).await;
     assert_eq!(back.welcome["resumed"], false);

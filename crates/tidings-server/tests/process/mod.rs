@@ -448,25 +448,6 @@ fn free_cluster_ports(n: usize) -> Vec<u16> {
     panic!("no free ports for a Redis Cluster");
 }
 
-/// Waits until `node` reaches its session store again after Redis came back (`GET
-/// /api/presence` answers 200): the store's connection finds out it was dropped on its first
-/// command, which fails, and reconnects.
-#[allow(
-    dead_code,
-    reason = "not every test binary that includes this module restarts Redis"
-)]
-pub async fn store_answers(node: &Node) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while node.api(reqwest::Method::GET, "/presence", None).await.0 != 200 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the store never answered"
-        );
-        // A poll interval: the store's reconnection is only observable by asking.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Polls `/readyz` until it answers `status`.
 #[allow(
     dead_code,

@@ -12,7 +12,7 @@ use redis::Script;
 use super::{RedisStore, unavailable};
 use crate::error::StoreError;
 use crate::ids::SessionId;
-use crate::redis_conn::tagged;
+use crate::redis_conn::{Connection, tagged};
 use crate::store::{SessionState, SessionStore};
 
 /// Field prefix of a subscribed channel.
@@ -27,6 +27,21 @@ type Reply = Option<Vec<String>>;
 /// Milliseconds of a TTL, for `PEXPIRE`.
 fn millis(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Runs `op` once more when it failed because the connection had dropped (Redis restarted):
+/// that failure makes the connection reconnect, so the second try runs on the new one. Only for
+/// operations that may run twice (a read; making a session that is kept as it is if it exists).
+async fn again<T, F>(connection: &Connection, op: impl Fn(Connection) -> F) -> Result<T, StoreError>
+where
+    F: std::future::Future<Output = redis::RedisResult<T>>,
+{
+    match op(connection.clone()).await {
+        Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+            op(connection.clone()).await.map_err(unavailable)
+        }
+        result => result.map_err(unavailable),
+    }
 }
 
 impl RedisStore {
@@ -71,23 +86,27 @@ fn names(channels: &[Arc<str>]) -> impl Iterator<Item = &str> {
 impl SessionStore for RedisStore {
     async fn create(&self, id: &SessionId, ttl: Duration) -> Result<(), StoreError> {
         let key = self.session_key(id);
-        redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .hset(&key, "_", "")
             .ignore()
             .pexpire(&key, millis(ttl))
-            .ignore()
-            .exec_async(&mut self.connection.clone())
-            .await
-            .map_err(unavailable)
+            .ignore();
+        let pipe = &pipe;
+        again(&self.connection, |mut c| async move {
+            pipe.exec_async(&mut c).await
+        })
+        .await
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<SessionState>, StoreError> {
-        let fields: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.session_key(id))
-            .query_async(&mut self.connection.clone())
-            .await
-            .map_err(unavailable)?;
+        let mut read = redis::cmd("HGETALL");
+        read.arg(self.session_key(id));
+        let fields: HashMap<String, String> = again(&self.connection, |mut c| {
+            let read = &read;
+            async move { read.query_async(&mut c).await }
+        })
+        .await?;
         if fields.is_empty() {
             return Ok(None);
         }
