@@ -329,3 +329,35 @@ async fn a_kicked_session_is_closed_on_every_tab_and_comes_back_with_its_channel
 async fn api_post_empty(server: &Server, path: &str) -> (u16, serde_json::Value) {
     server.api(reqwest::Method::POST, path, None).await
 }
+
+/// A token's `info` claim is what presence channels' members see of its user; one larger than
+/// `max_member_info_size`, or not an object, refuses the token.
+#[tokio::test]
+async fn a_tokens_info_is_its_members_info_in_presence_channels() {
+    let mut limits = Limits::default();
+    limits.max_member_info_size = 64;
+    let builder = Hub::builder()
+        .token_key(TokenKey::hs256(SECRET))
+        .limits(limits)
+        .public_channels(["room:*"])
+        .presence_channels(tidings::presence::PresenceChannels::new(["room:*"]));
+    let server = Server::with(builder, HttpOptions::new()).await;
+    let info = json!({"name": "Alice", "avatar": "/a.png"});
+    let token = sign(&claims().user("alice").info(info.clone()));
+    let mut alice = server.connect_with_token(&token).await;
+    let reply = alice
+        .request(json!({"type": "subscribe", "channels": "room:1"}))
+        .await;
+    let member = json!({"id": "u:alice", "user": "alice", "info": info});
+    assert_eq!(
+        reply["members"]["room:1"],
+        json!({"count": 1, "members": [member]})
+    );
+    let roster = server.hub.members("room:1").await.unwrap().unwrap();
+    assert_eq!(roster.members[0].info.as_ref(), Some(&info));
+    for info in [json!({"bio": "x".repeat(64)}), json!("not an object")] {
+        let token = sign(&claims().user("bob").info(info));
+        let (_, reason) = server.refused(Some(&token)).await;
+        assert!(reason.contains("max_member_info_size"), "{reason}");
+    }
+}
