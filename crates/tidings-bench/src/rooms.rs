@@ -38,20 +38,53 @@ struct Churn {
     redis_us: Option<f64>,
 }
 
-/// Runs the four variants and prints a Markdown table.
+/// Whether the rooms are presence channels, and whether their subscribers hear joins and leaves.
+#[derive(Clone, Copy, Debug)]
+enum Presence {
+    /// Plain channels.
+    Off,
+    /// Presence channels with `join_leave = false`: members kept, no fan-out of changes.
+    Silent,
+    /// Presence channels, each join and leave told to the room.
+    On,
+}
+
+impl Presence {
+    /// The config lines this variant adds.
+    fn config(self) -> &'static str {
+        match self {
+            Self::Off => "",
+            Self::Silent => {
+                "\n[[presence_channels]]\nchannels = [\"room:*\"]\njoin_leave = false\n"
+            }
+            Self::On => "\n[[presence_channels]]\nchannels = [\"room:*\"]\n",
+        }
+    }
+
+    /// The report's words for it.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Off => "no",
+            Self::Silent => "yes, join_leave = false",
+            Self::On => "yes",
+        }
+    }
+}
+
+/// Runs the six variants and prints a Markdown table.
 pub async fn run(programs: &Programs, size: Size) -> Result<(), String> {
     println!(
         "| store | presence channels | subscribes + unsubscribes /s | p50 µs | p99 µs | Redis µs per operation |"
     );
     println!("|---|---|---|---|---|---|");
     for redis in [false, true] {
-        for presence in [false, true] {
+        for presence in [Presence::Off, Presence::Silent, Presence::On] {
             let churn = variant(programs, size, redis, presence).await?;
             let store = if redis { "redis" } else { "memory" };
             let redis_us = churn.redis_us.map_or("—".into(), |us| format!("{us:.1}"));
             println!(
                 "| {store} | {} | {:.0} | {} | {} | {redis_us} |",
-                if presence { "yes" } else { "no" },
+                presence.name(),
                 churn.per_second,
                 churn.latency_us[0],
                 churn.latency_us[1],
@@ -81,20 +114,17 @@ async fn variant(
     programs: &Programs,
     size: Size,
     redis: bool,
-    presence: bool,
+    presence: Presence,
 ) -> Result<Churn, String> {
-    let config = std::env::temp_dir().join(format!("tidings-bench-rooms-{presence}.toml"));
-    let mut text = String::from("public_channels = [\"room:*\"]\n");
-    if presence {
-        text.push_str("\n[[presence_channels]]\nchannels = [\"room:*\"]\n");
-    }
+    let config = std::env::temp_dir().join(format!("tidings-bench-rooms-{presence:?}.toml"));
+    let text = format!("public_channels = [\"room:*\"]\n{}", presence.config());
     std::fs::write(&config, text).map_err(|e| e.to_string())?;
     let mut args: Vec<String> = ["--request-rate", "1000000", "--request-burst", "1000000"]
         .map(String::from)
         .into();
     args.extend(["--config".into(), config.display().to_string()]);
     if redis {
-        let prefix = format!("bench-rooms-{}-{presence}", std::process::id());
+        let prefix = format!("bench-rooms-{}-{presence:?}", std::process::id());
         args.extend(redis_args(&prefix));
     }
     let server = Server::start_with(Kind::Tidings, programs, &args).await?;
