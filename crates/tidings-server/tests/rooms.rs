@@ -284,9 +284,13 @@ fn webhook_events(body: &[u8]) -> (String, Vec<(String, String)>) {
     (node, events.collect())
 }
 
-/// Nodes with the Redis store and a webhook to `backend`, whose POSTs time out after 2 s.
-fn webhook_nodes(backend: &support::Backend, n: usize) -> (Setup, Vec<Process>) {
-    let setup = Setup::new("redis", services::redis());
+/// Nodes on `bus` ("redis" or "redis-cluster", with the store of the same kind) and a webhook
+/// to `backend`, whose POSTs time out after 2 s.
+fn webhook_nodes(bus: &str, backend: &support::Backend, n: usize) -> (Setup, Vec<Process>) {
+    let setup = match bus {
+        "redis-cluster" => Setup::on_cluster(),
+        _ => Setup::new(bus, services::redis()),
+    };
     let file = config("webhook");
     let mut extra = vec!["--config", &file, "--webhook-url", &backend.url];
     extra.extend(["--webhook-secret", "s", "--webhook-timeout", "2"]);
@@ -301,7 +305,7 @@ fn webhook_nodes(backend: &support::Backend, n: usize) -> (Setup, Vec<Process>) 
 #[tokio::test]
 async fn a_killed_nodes_webhook_events_are_delivered_by_another() {
     let mut backend = support::Backend::start(&[0]).await;
-    let (_setup, mut nodes) = webhook_nodes(&backend, 2);
+    let (_setup, mut nodes) = webhook_nodes("redis", &backend, 2);
     let mut node_ids = Vec::new();
     let mut tabs = Vec::new();
     for node in &nodes {
@@ -349,10 +353,9 @@ async fn a_killed_nodes_webhook_events_are_delivered_by_another() {
 
 /// A backend that fails a while, then recovers, gets every event; retries repeat ids, and after
 /// deduplicating by them each event is there once.
-#[tokio::test]
-async fn a_failing_backend_gets_every_event_once_by_id() {
+async fn a_failing_backend_gets_every_event_once_by_id(bus: &str) {
     let mut backend = support::Backend::start(&[500, 500]).await;
-    let (_setup, nodes) = webhook_nodes(&backend, 2);
+    let (_setup, nodes) = webhook_nodes(bus, &backend, 2);
     let mut tabs = Vec::new();
     for (i, user) in ["a", "b", "c", "d"].into_iter().enumerate() {
         let mut tab = user_tab(&nodes[i % 2], user).await;
@@ -381,4 +384,14 @@ async fn a_failing_backend_gets_every_event_once_by_id() {
             "member_join"
         ]
     );
+}
+
+#[tokio::test]
+async fn a_failing_backend_gets_every_event_once_by_id_on_redis() {
+    a_failing_backend_gets_every_event_once_by_id("redis").await;
+}
+
+#[tokio::test]
+async fn a_failing_backend_gets_every_event_once_by_id_on_redis_cluster() {
+    a_failing_backend_gets_every_event_once_by_id("redis-cluster").await;
 }
