@@ -6,9 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BuildError, NameError, PublishError};
-
-/// The prefix of the names of tidings' own events, which nobody else may publish.
-pub(crate) const RESERVED_EVENTS: &str = "tidings:";
+use crate::names::RESERVED;
 
 /// Limits enforced by the hub and its sockets. Every one is configurable:
 ///
@@ -247,7 +245,7 @@ impl Limits {
         if name.is_empty() {
             return Err(NameError::Empty { kind });
         }
-        if kind.starts_with("event") && name.starts_with(RESERVED_EVENTS) {
+        if kind.starts_with("event") && name.starts_with(RESERVED) {
             return Err(NameError::Reserved {
                 kind,
                 name: name.chars().take(80).collect(),

@@ -2,6 +2,10 @@
 
 use std::sync::Arc;
 
+/// The prefix of tidings' own names: channels it publishes on (`tidings:admin`) and events it
+/// sends (a presence channel's `tidings:join`), which no client or publisher may use.
+pub(crate) const RESERVED: &str = "tidings:";
+
 /// One name or many: `"a"`, `String`, `["a", "b"]`, `&["a", "b"][..]` or a `Vec`.
 pub trait IntoNames {
     /// The names, in order.

@@ -9,9 +9,7 @@
 use std::collections::HashMap;
 
 use crate::error::BuildError;
-
-/// The prefix of the channels tidings itself publishes on (`tidings:admin`, the nodes' status).
-pub(crate) const RESERVED: &str = "tidings:";
+use crate::names::RESERVED;
 
 /// The rule a channel falls under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,7 +17,7 @@ pub use self::redis::RedisStore;
 pub(crate) use members::holding;
 pub use members::{Joined, Left, MemberStore};
 pub use memory::MemoryStore;
-pub use outbox::{Outgoing, WebhookOutbox};
+pub use outbox::{OutboxEvent, WebhookOutbox};
 pub use presence::{BeatOutcome, Connected, PresenceStore};
 
 use std::sync::Arc;

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use crate::error::StoreError;
 
 /// One event in the outbox: its id there and its JSON.
-pub type Outgoing = (String, String);
+pub type OutboxEvent = (String, String);
 
 /// Events waiting for the backend, shared by every node (implemented by `RedisStore`).
 #[async_trait]
@@ -28,7 +28,7 @@ pub trait WebhookOutbox: Send + Sync + 'static {
         consumer: &str,
         max: usize,
         stale: Duration,
-    ) -> Result<Vec<Outgoing>, StoreError>;
+    ) -> Result<Vec<OutboxEvent>, StoreError>;
 
     /// Tells the outbox `consumer` still works on these events, so no other takes them yet.
     async fn hold(&self, consumer: &str, ids: &[String]) -> Result<(), StoreError>;

@@ -9,14 +9,14 @@ use redis::Value;
 
 use super::{RedisStore, unavailable};
 use crate::error::StoreError;
-use crate::store::{Outgoing, WebhookOutbox};
+use crate::store::{OutboxEvent, WebhookOutbox};
 
 /// The consumer group every node reads the outbox in.
 const GROUP: &str = "webhook";
 
 /// Reads stream entries (`[[id, [field, value, …]], …]`) as events; entries already deleted
 /// (nil) are skipped.
-fn entries(value: &Value) -> Vec<Outgoing> {
+fn entries(value: &Value) -> Vec<OutboxEvent> {
     let Value::Array(entries) = value else {
         return Vec::new();
     };
@@ -78,7 +78,7 @@ impl WebhookOutbox for RedisStore {
         consumer: &str,
         max: usize,
         stale: Duration,
-    ) -> Result<Vec<Outgoing>, StoreError> {
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
         self.outbox_group().await?;
         let claimed: Value = redis::cmd("XAUTOCLAIM")
             .arg(self.outbox_key())
