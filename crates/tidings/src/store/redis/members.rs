@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::{StreamExt, TryStreamExt};
 
 use super::{RedisStore, unavailable};
 use crate::error::StoreError;
@@ -12,6 +13,9 @@ use crate::ids::NodeId;
 use crate::model::{Member, Roster};
 use crate::redis_conn::tagged;
 use crate::store::{Joined, Left, MemberStore};
+
+/// Channels whose member counts are read at once, for `GET /api/channels`.
+const COUNTING: usize = 64;
 
 /// Reads a member as stored.
 fn member(json: &str) -> Result<Member, StoreError> {
@@ -171,19 +175,22 @@ impl MemberStore for RedisStore {
             .query_async(&mut self.connection.clone())
             .await
             .map_err(unavailable)?;
-        let mut occupied = Vec::with_capacity(names.len());
-        for name in names {
+        // Each channel's count from its own slot, a few at a time.
+        let counts = futures_util::stream::iter(names).map(|name| async move {
             let [_, members, _] = self.room_keys(&name);
-            let count: usize = redis::cmd("HLEN")
+            let count: redis::RedisResult<usize> = redis::cmd("HLEN")
                 .arg(members)
                 .query_async(&mut self.connection.clone())
-                .await
-                .map_err(unavailable)?;
-            // A node that died between a last leave and this index's update left its name here.
-            if count > 0 {
-                occupied.push((name, count));
-            }
-        }
+                .await;
+            count.map(|count| (name, count))
+        });
+        let counts: Vec<(String, usize)> = counts
+            .buffered(COUNTING)
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        // A node that died between a last leave and this index's update left its name here.
+        let occupied = counts.into_iter().filter(|(_, count)| *count > 0).collect();
         Ok(occupied)
     }
 
