@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::rooms::Tell;
+use super::rooms::{Settling, Told};
 use super::rpc::{Answer, RpcRequest};
 use super::{Hub, Session};
 use crate::auth::Claims;
@@ -154,12 +154,17 @@ impl Client {
 
     /// What the client learns when its socket opens (`resumed`: whether its session existed),
     /// and the changes of presence channels' members its socket made, to tell once the welcome
-    /// is queued.
-    pub(crate) async fn welcome(&self, resumed: bool) -> (Welcome<'_>, Vec<Tell>) {
+    /// is queued (`settling`, begun before the socket joined its session, is held until then).
+    pub(crate) async fn welcome(
+        &self,
+        resumed: bool,
+        settling: Option<Settling>,
+    ) -> (Welcome<'_>, Told) {
         let keep_alive = self.hub.keep_alive();
         let channels = self.hub.session_channels(self.session.id());
-        let channels: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
-        let (members, tells) = self.hub.rosters(self.session.id(), &channels).await;
+        let (members, told) = (self.hub)
+            .rosters(self.session.id(), &channels, settling)
+            .await;
         let positions = self.positions(&channels).await;
         let welcome = Welcome {
             socket: &self.socket,
@@ -171,7 +176,7 @@ impl Client {
             }),
             beside: Subscribed { positions, members },
         };
-        (welcome, tells)
+        (welcome, told)
     }
 
     /// The latest positions of those of `channels` that keep history.
@@ -192,7 +197,7 @@ impl Client {
         &self,
         channels: Vec<String>,
         token: Option<&str>,
-    ) -> Result<(Vec<String>, Subscribed, Vec<Tell>), RequestError> {
+    ) -> Result<(Vec<String>, Subscribed, Told), RequestError> {
         // A name that breaks the limits is `invalid_name` whatever the rules would say.
         let limits = self.hub.limits();
         for channel in &channels {
@@ -224,20 +229,22 @@ impl Client {
             }
         }
         let vouched = claims.is_some();
-        let _settling = self.hub.rooms_begin(self.session.id(), Some(&channels));
+        let settling = self.hub.rooms_begin(self.session.id(), Some(&channels));
         let all = self
             .session
             .subscribe_vouched(channels.clone(), vouched)
             .await?;
         let positions = self.positions(&channels).await;
-        let (members, tells) = self.hub.rosters(self.session.id(), &channels).await;
-        Ok((all, Subscribed { positions, members }, tells))
+        let (members, told) = (self.hub)
+            .rosters(self.session.id(), &channels, settling)
+            .await;
+        Ok((all, Subscribed { positions, members }, told))
     }
 
     /// Tells the changes of presence channels' members a subscribe made, once its reply is
     /// queued (so the subscriber's own `tidings:join` follows the reply).
-    pub(crate) async fn tell(&self, tells: Vec<Tell>) {
-        self.hub.tell(tells).await;
+    pub(crate) async fn tell(&self, told: Told) {
+        self.hub.tell(told).await;
     }
 
     /// Refuses a subscription token made for another user or session.

@@ -239,26 +239,28 @@ impl Hub {
 
     /// The members of those of `channels` that are presence channels, once `session`'s
     /// holdings are in the store (so the list has the session's member), and what changed, to
-    /// tell ([`Hub::tell`]) once the reply is queued. A channel whose members cannot be read is
-    /// left out, and logged.
+    /// tell ([`Hub::tell`]) once the reply is queued; `settling` (from [`Hub::rooms_begin`]) is
+    /// held until then. A channel whose members cannot be read is left out, and logged.
     pub(crate) async fn rosters(
         &self,
         session: &SessionId,
-        channels: &[String],
-    ) -> (Rosters, Vec<rooms::Tell>) {
+        channels: &[impl AsRef<str>],
+        settling: Option<rooms::Settling>,
+    ) -> (Rosters, rooms::Told) {
         static LOG: crate::logs::Folded = crate::logs::Folded::new();
         let rooms = &self.shared.rooms;
-        let (mut rosters, mut tells) = (Rosters::new(), Vec::new());
+        let mut rosters = Rosters::new();
+        let mut told = rooms::Told::new(settling);
         let mut tracked = Vec::new();
-        for channel in channels {
+        for channel in channels.iter().map(AsRef::as_ref) {
             if rooms.rule(channel).is_some() {
-                tracked.push(channel.clone());
+                tracked.push(channel.to_owned());
             }
         }
         if tracked.is_empty() {
-            return (rosters, tells);
+            return (rosters, told);
         }
-        let settled = rooms.settle(self, session, &mut tells).await;
+        let settled = rooms.settle(self, session, &mut told).await;
         for channel in tracked {
             let roster = match &settled {
                 Ok(()) => rooms
@@ -278,7 +280,7 @@ impl Hub {
                 }
             }
         }
-        (rosters, tells)
+        (rosters, told)
     }
 
     /// Starts a subscribe of `session` to `channels`, or a socket joining it (`None`; see
@@ -291,11 +293,10 @@ impl Hub {
         self.shared.rooms.begin(session, channels)
     }
 
-    /// Tells the changes of presence channels' members a subscribe made.
-    pub(crate) async fn tell(&self, tells: Vec<rooms::Tell>) {
-        if !tells.is_empty() {
-            self.shared.rooms.tell(self, tells).await;
-        }
+    /// Tells the changes of presence channels' members a subscribe (or a socket's opening)
+    /// made.
+    pub(crate) async fn tell(&self, told: rooms::Told) {
+        self.shared.rooms.tell(self, told).await;
     }
 
     /// What a client at `since` missed on `channel`, read once this node's subscriptions are

@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 
+use super::rooms::Told;
 use super::{Admission, Client, Hub, SocketGuard};
 use crate::error::{RequestError, SessionError};
 use crate::fanout::{Outbox, Outgoing};
@@ -63,11 +64,10 @@ impl Connected {
         let guard = hub.attach(&session, outbox.clone(), vouched, info).await?;
         hub.counters().socket(true);
         let client = Client::new(hub.clone(), session, guard.id().clone(), granted);
-        let (welcome, tells) = client.welcome(resumed).await;
+        let (welcome, told) = client.welcome(resumed, settling).await;
         // The outbox is fresh and far from full; a refusal here means the socket is closing.
         let _ = outbox.push(Outgoing::Frame(encoding.welcome(&welcome)));
-        drop(settling);
-        client.tell(tells).await;
+        client.tell(told).await;
         Ok(Self {
             guard,
             client,
@@ -310,10 +310,10 @@ impl<'a> Requests<'a> {
             } => waiting.changes.push_back(Box::pin(async move {
                 if since.is_empty() {
                     return match client.subscribe(channels, token.as_deref()).await {
-                        Ok((all, beside, tells)) => {
+                        Ok((all, beside, told)) => {
                             let reply = enc.reply_at(id, &all, &beside, None::<&()>);
                             let _ = outbox.push(Outgoing::Frame(reply));
-                            client.tell(tells).await;
+                            client.tell(told).await;
                             (None, false)
                         }
                         Err(error) => (Some(enc.error(Some(id), &error.into())), false),
@@ -321,19 +321,22 @@ impl<'a> Requests<'a> {
                 }
                 // Live events of the channels wait until the replay is queued before them.
                 outbox.hold();
-                let (reply, replays, tells) =
+                let (reply, replays, told) =
                     match client.subscribe(channels, token.as_deref()).await {
-                        Ok((all, beside, tells)) => match client.recover(since).await {
+                        Ok((all, beside, told)) => match client.recover(since).await {
                             Ok((answers, replays)) => {
                                 let reply = enc.reply_at(id, &all, &beside, Some(&answers));
-                                (reply, replays, tells)
+                                (reply, replays, told)
                             }
-                            Err(error) => (enc.error(Some(id), &error.into()), Vec::new(), tells),
+                            Err(error) => (enc.error(Some(id), &error.into()), Vec::new(), told),
                         },
-                        Err(error) => (enc.error(Some(id), &error.into()), Vec::new(), Vec::new()),
+                        Err(error) => {
+                            let reply = enc.error(Some(id), &error.into());
+                            (reply, Vec::new(), Told::default())
+                        }
                     };
                 let _ = outbox.release(Some(reply), replays);
-                client.tell(tells).await;
+                client.tell(told).await;
                 (None, false)
             })),
             Request::Unsubscribe { channels, .. } => {

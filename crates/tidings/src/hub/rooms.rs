@@ -51,6 +51,25 @@ pub(crate) enum Tell {
     Leave(Arc<str>, Left),
 }
 
+/// The changes a subscribe (or a socket's opening) made, to tell once its reply (or welcome) is
+/// queued; until they are told, rounds leave its session alone, so no later change of the same
+/// member (its leave) can be told before them.
+#[derive(Default)]
+pub(crate) struct Told {
+    tells: Vec<Tell>,
+    settling: Option<Settling>,
+}
+
+impl Told {
+    /// Nothing told yet, with the guard of the subscribe that will tell it.
+    pub(crate) fn new(settling: Option<Settling>) -> Self {
+        Self {
+            tells: Vec::new(),
+            settling,
+        }
+    }
+}
+
 /// What this node recorded in the store.
 #[derive(Debug, Default)]
 struct Held {
@@ -214,21 +233,30 @@ impl Rooms {
     }
 
     /// Brings the store up to date with what `session` holds here now (after a subscribe, so
-    /// its reply lists the member), adding to `tells` what changed, for the caller to tell
-    /// once its reply is queued.
+    /// its reply lists the member), adding to `told` what changed, for the caller to tell once
+    /// its reply is queued.
     pub(crate) async fn settle(
         &self,
         hub: &Hub,
         session: &SessionId,
-        tells: &mut Vec<Tell>,
+        told: &mut Told,
     ) -> Result<(), StoreError> {
         let mut held = self.held.lock().await;
-        self.sync(hub, &mut held, session, tells, true).await
+        self.sync(hub, &mut held, session, &mut told.tells, true)
+            .await
+    }
+
+    /// Tells what a subscribe (or a socket's opening) changed, then lets rounds look at its
+    /// session again.
+    pub(crate) async fn tell(&self, hub: &Hub, told: Told) {
+        let Told { tells, settling } = told;
+        self.tell_all(hub, tells).await;
+        drop(settling);
     }
 
     /// Tells what changed: the events, and `tidings:join`/`tidings:leave` to the channels'
     /// subscribers.
-    pub(crate) async fn tell(&self, hub: &Hub, tells: Vec<Tell>) {
+    async fn tell_all(&self, hub: &Hub, tells: Vec<Tell>) {
         for tell in tells {
             match tell {
                 Tell::Join(channel, member, joined) => {
@@ -398,7 +426,7 @@ impl Rooms {
         while let Some(session) = sessions.next() {
             let mut tells = Vec::new();
             let synced = self.sync(hub, &mut held, &session, &mut tells, false).await;
-            self.tell(hub, tells).await;
+            self.tell_all(hub, tells).await;
             if let Err(error) = synced {
                 changed.mark(&session);
                 sessions.for_each(|s| changed.mark(&s));
