@@ -15,14 +15,7 @@ pub const SIGNATURE_HEADER: &str = "x-tidings-signature";
 pub(crate) fn sign(secret: &[u8], body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let mut out = String::with_capacity(7 + 2 * digest.len());
-    out.push_str("sha256=");
-    for byte in digest {
-        out.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
-        out.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
-    }
-    out
+    format!("sha256={}", crate::ids::hex(&mac.finalize().into_bytes()))
 }
 
 /// An error with each of its causes, `a: b: c` (reqwest's own text omits them).

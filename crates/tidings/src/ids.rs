@@ -62,8 +62,17 @@ fn unique(bytes: &mut [u8]) -> Arc<str> {
     )
 }
 
+/// `bytes` in lowercase hexadecimal.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    bytes
+        .iter()
+        .flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]])
+        .map(char::from)
+        .collect()
+}
+
 /// The 64-bit FNV-1a digest of `bytes`: the same on every node, whatever its build.
-#[cfg(any(feature = "redis", feature = "nats"))]
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
@@ -136,6 +145,17 @@ impl SocketId {
     pub(crate) fn seq(&self) -> u64 {
         self.seq
     }
+
+    /// The id in Pusher's form, `<digits>.<digits>`: a number for the node (a digest of its id,
+    /// below 10⁹), then the connection number.
+    pub fn numeric(&self) -> String {
+        format!("{}.{}", node_number(&self.node), self.seq)
+    }
+}
+
+/// The number that stands for a node in the numeric form of its socket ids.
+pub(crate) fn node_number(node: &NodeId) -> u64 {
+    fnv1a(node.as_str().as_bytes()) % 1_000_000_000
 }
 
 impl fmt::Display for SocketId {

@@ -39,6 +39,7 @@ mod model;
 mod names;
 pub mod presence;
 mod protocol;
+pub mod pusher;
 #[cfg(feature = "redis")]
 mod redis_conn;
 mod socket;

@@ -11,7 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["ids", "logs", "names"],
     &["error", "redis_conn", "tasks"],
     &["limits", "model"],
-    &["auth", "backend", "protocol", "stats"],
+    &["auth", "backend", "protocol", "pusher", "stats"],
     &["history"],
     &["bus", "store"],
     &["fanout", "presence"],

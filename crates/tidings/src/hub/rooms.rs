@@ -156,8 +156,7 @@ fn member_of(session: &SessionId, holds: &Holds) -> Member {
         Some(user) => format!("u:{user}"),
         None => {
             let digest = Sha256::digest(session.as_str().as_bytes());
-            let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-            format!("s:{hex}")
+            format!("s:{}", crate::ids::hex(&digest[..8]))
         }
     };
     Member {
