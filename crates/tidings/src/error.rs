@@ -314,6 +314,14 @@ pub(crate) enum RequestError {
         /// Why.
         message: String,
     },
+    /// A channel name the protocol does not allow (Pusher's names).
+    #[error("invalid channel {channel:?}: {message}")]
+    BadChannel {
+        /// The channel.
+        channel: String,
+        /// Why.
+        message: &'static str,
+    },
     /// A subscription token is refused.
     #[error(transparent)]
     Token(#[from] TokenError),

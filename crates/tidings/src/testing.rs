@@ -176,12 +176,9 @@ impl Transport for Direct {
         let (opened, outbox) = oneshot::channel();
         let hub = hub.clone();
         tokio::spawn(async move {
-            let encoding = Encoding::Json;
-            let connected = Connected::open(&hub, admission, false, encoding)
-                .await
-                .unwrap();
+            let connected = Connected::open(&hub, admission, false).await.unwrap();
             let _ = opened.send(connected.outbox.clone());
-            let mut requests = Requests::new(&hub, &connected, encoding);
+            let mut requests = Requests::new(&hub, &connected);
             loop {
                 tokio::select! {
                     request = incoming.recv() => match request.map(|r| requests.request(r)) {
@@ -215,7 +212,9 @@ impl Transport for Direct {
     async fn recv(&mut self) -> Value {
         loop {
             if let Some(item) = self.frames.pop_front() {
-                let (bytes, _) = item.into_frame(Encoding::Json);
+                let Some((bytes, _)) = item.into_frame(Encoding::Json) else {
+                    continue;
+                };
                 if bytes[0] == frame::TEXT {
                     return parse(std::str::from_utf8(frame::payload(&bytes)).unwrap());
                 }

@@ -222,6 +222,13 @@ impl Index {
         is_new
     }
 
+    /// Sets what a session with a socket here says of its member in presence channels.
+    pub(crate) fn describe(&mut self, session: &SessionId, info: Option<Arc<serde_json::Value>>) {
+        if let Some(local) = self.sessions.get_mut(session) {
+            local.info = info;
+        }
+    }
+
     /// Notes that the backend vouched for a session with a socket here.
     pub(crate) fn vouch(&mut self, session: &SessionId) {
         if let Some(local) = self.sessions.get_mut(session) {
@@ -270,7 +277,7 @@ impl Index {
         let changed = (!left.is_empty() || !joined.is_empty()).then(|| {
             let mut channels: Vec<&str> = local.channels.iter().map(|c| &**c).collect();
             channels.sort_unstable();
-            Encoding::Json.session(&channels, local.user.as_deref())
+            Encoding::session(&channels, local.user.as_deref())
         });
         for seq in &local.sockets {
             for topic in &left {

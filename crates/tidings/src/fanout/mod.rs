@@ -178,6 +178,13 @@ impl Local {
         is_new
     }
 
+    /// Sets what a session with a socket here says of its member in presence channels (a
+    /// Pusher presence subscription's `user_info`).
+    pub(crate) fn describe(&self, session: &SessionId, info: Option<Arc<serde_json::Value>>) {
+        self.index.write().describe(session, info);
+        self.mark(session);
+    }
+
     /// Notes that the backend vouched for a session with a socket here.
     pub(crate) fn vouch(&self, session: &SessionId) {
         self.index.write().vouch(session);
@@ -275,7 +282,7 @@ impl Local {
     pub(crate) fn send_to_slice(&self, frame: &Bytes, slice: u64) {
         // A full queue marks its socket closing; its writer counts it.
         self.index.read().slice(slice).for_each(|o| {
-            let _ = o.push(Outgoing::Frame(frame.clone()));
+            let _ = o.push(Outgoing::Beat(frame.clone()));
         });
     }
 

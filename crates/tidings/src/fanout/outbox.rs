@@ -40,9 +40,10 @@ use crate::protocol::{CloseReason, Encoding, frame};
 pub(crate) enum Outgoing {
     /// A published event, shared with its other recipients.
     Event(Arc<Event>),
-    /// A whole frame for this socket alone (a reply, the welcome, a pong), or shared (the server
-    /// heartbeat).
+    /// A whole frame for this socket alone (a reply, the welcome, a pong).
     Frame(Bytes),
+    /// The server heartbeat's frame, shared by every socket that hears it.
+    Beat(Bytes),
     /// The session's state after a change (shared by its sockets): a newer one replaces one
     /// still waiting in the queue, since each says the whole state.
     Session(Bytes),
@@ -114,19 +115,24 @@ impl Outgoing {
     fn size(&self) -> usize {
         match self {
             Self::Event(event) => event.size(),
-            Self::Frame(bytes) | Self::Session(bytes) => bytes.len(),
+            Self::Frame(bytes) | Self::Session(bytes) | Self::Beat(bytes) => bytes.len(),
             Self::Ping => PING.len(),
         }
     }
 
     /// The whole frame to write for this item; for an event this call encoded, how long it
     /// waited on this node.
-    pub(crate) fn into_frame(self, encoding: Encoding) -> (Bytes, Option<std::time::Duration>) {
-        match self {
+    pub(crate) fn into_frame(
+        self,
+        encoding: Encoding,
+    ) -> Option<(Bytes, Option<std::time::Duration>)> {
+        Some(match self {
             Self::Event(event) => encoding.event(&event),
-            Self::Frame(bytes) | Self::Session(bytes) => (bytes, None),
+            Self::Frame(bytes) => (bytes, None),
+            Self::Session(bytes) | Self::Beat(bytes) if encoding.hears_session() => (bytes, None),
+            Self::Session(_) | Self::Beat(_) => return None,
             Self::Ping => (Bytes::from_static(PING), None),
-        }
+        })
     }
 }
 
@@ -419,7 +425,7 @@ mod tests {
         outbox.next_batch(&mut batch).await;
         batch
             .drain(..)
-            .map(|item| item.into_frame(Encoding::Json).0)
+            .filter_map(|item| item.into_frame(Encoding::Json).map(|f| f.0))
             .collect()
     }
 
@@ -432,7 +438,7 @@ mod tests {
         assert_eq!(outbox.next_batch(&mut batch).await, None);
         let bytes: Vec<_> = batch
             .drain(..)
-            .map(|o| o.into_frame(Encoding::Json).0[0])
+            .filter_map(|o| o.into_frame(Encoding::Json).map(|f| f.0[0]))
             .collect();
         assert_eq!(bytes, [1, 2]);
         assert_eq!(outbox.len(), 0);

@@ -20,6 +20,7 @@ mod linger;
 mod metrics;
 mod origin;
 mod pending;
+mod pusher;
 mod serve;
 
 pub(crate) use error::ApiError;
@@ -38,7 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hub::Hub;
 use crate::limits::whole_seconds;
-use crate::socket::{HandshakeError, upgrade};
+use crate::socket::{Door, HandshakeError, upgrade};
 use origin::Origins;
 
 /// Settings of the HTTP endpoints. With serde, `max_body` and `body_timeout` (whole seconds)
@@ -162,26 +163,32 @@ where
 {
     let key = options.api_key.clone();
     let forwarded = options.client_address_header.clone();
-    let api = api::routes()
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
-        })
-        .layer(DefaultBodyLimit::max(options.max_body))
-        .layer(middleware::from_fn_with_state(
-            (options.max_body, options.body_timeout),
-            read_body,
-        ))
-        .layer(middleware::from_fn_with_state(options.api_key, require_key))
-        .layer(middleware::from_fn_with_state(
-            options.origins.clone(),
-            refuse_foreign_pages,
-        ))
-        .layer(middleware::from_fn(preflight));
+    let backend =
+        |routes: Router<S>| {
+            routes.layer(DefaultBodyLimit::max(options.max_body)).layer(
+                middleware::from_fn_with_state((options.max_body, options.body_timeout), read_body),
+            )
+        };
+    let guarded = |routes: Router<S>| {
+        routes
+            .layer(middleware::from_fn_with_state(
+                options.origins.clone(),
+                refuse_foreign_pages,
+            ))
+            .layer(middleware::from_fn(preflight))
+    };
+    let api = api::routes().fallback(|| async {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
+    });
+    let api =
+        guarded(backend(api).layer(middleware::from_fn_with_state(options.api_key, require_key)));
+    // Pusher's API is signed with each app's secret instead of the API key.
+    let pusher_api = guarded(backend(pusher::api()));
     let routes = Router::new()
         .route(
             "/ws",
             get(websocket).layer(middleware::from_fn_with_state(
-                options.origins,
+                options.origins.clone(),
                 check_origin,
             )),
         )
@@ -195,7 +202,15 @@ where
             "/metrics",
             get(metrics::metrics).layer(middleware::from_fn_with_state(key, require_key)),
         )
+        .route(
+            "/app/{key}",
+            get(pusher::websocket).layer(middleware::from_fn_with_state(
+                options.origins.clone(),
+                check_origin,
+            )),
+        )
         .nest("/api", api)
+        .merge(pusher_api)
         .merge(client::routes());
     match forwarded {
         Some(header) => routes.layer(middleware::from_fn_with_state(header, address::from_header)),
@@ -231,21 +246,28 @@ async fn websocket(
     Query(params): Query<WebSocketParams>,
     request: Request,
 ) -> Response {
-    let recovering = params.recover.is_some();
-    match upgrade(hub, params.token.as_deref(), recovering, request).await {
+    let door = Door::Tidings {
+        token: params.token.as_deref(),
+        recovering: params.recover.is_some(),
+    };
+    match upgrade(hub, door, request).await {
         Ok(response) => response,
-        Err(HandshakeError::NotWebSocket) => {
-            let mut response = ApiError::from(HandshakeError::NotWebSocket).into_response();
-            let h = response.headers_mut();
-            h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-            h.insert(
-                header::SEC_WEBSOCKET_VERSION,
-                HeaderValue::from_static("13"),
-            );
-            response
-        }
+        Err(HandshakeError::NotWebSocket) => not_websocket(),
         Err(e) => ApiError::from(e).into_response(),
     }
+}
+
+/// The answer to a plain HTTP request on a WebSocket endpoint: 426-style headers saying what
+/// it takes.
+fn not_websocket() -> Response {
+    let mut response = ApiError::from(HandshakeError::NotWebSocket).into_response();
+    let h = response.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(
+        header::SEC_WEBSOCKET_VERSION,
+        HeaderValue::from_static("13"),
+    );
+    response
 }
 
 /// `200 {"status":"ready"}`, or `503 {"status":"unavailable","reason":…}` while the bus is away

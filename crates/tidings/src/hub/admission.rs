@@ -7,7 +7,8 @@ use super::Hub;
 use crate::auth::Claims;
 use crate::error::{SessionError, StoreError};
 use crate::ids::SessionId;
-use crate::protocol::CloseReason;
+use crate::protocol::{CloseReason, Encoding};
+use crate::pusher::PusherApp;
 
 /// A socket let in: its session, and the channels its connection token grants.
 #[derive(Debug)]
@@ -24,6 +25,47 @@ pub(crate) struct Admission {
     pub(crate) vouched: bool,
     /// What the token's `info` claim says of the member, for presence channels.
     pub(crate) info: Option<Arc<serde_json::Value>>,
+    /// The Pusher app the socket connected to (`/app/{key}`), if it speaks Pusher's protocol.
+    pub(crate) app: Option<Arc<PusherApp>>,
+}
+
+impl Admission {
+    /// The encoding the socket speaks.
+    pub(crate) fn encoding(&self) -> Encoding {
+        match self.app {
+            Some(_) => Encoding::Pusher,
+            None => Encoding::Json,
+        }
+    }
+}
+
+/// Admits a Pusher connection to the app of key `key` in protocol version `protocol` (5 to 7):
+/// a new session of its own (Pusher's subscriptions are a connection's), counted against the
+/// client address `from`.
+pub(crate) async fn admit_pusher(
+    hub: &Hub,
+    key: &str,
+    protocol: Option<&str>,
+    from: Option<IpAddr>,
+) -> Result<Admission, AdmitError> {
+    let app = hub
+        .pusher_app(key)
+        .ok_or(AdmitError::Close(CloseReason::NoSuchApp))?
+        .clone();
+    match protocol.map(str::parse::<u8>) {
+        Some(Ok(5..=7)) => {}
+        _ => return Err(AdmitError::Close(CloseReason::UnsupportedProtocol)),
+    }
+    let (session, _) = hub.open_session(None, from).await?;
+    Ok(Admission {
+        session,
+        granted: Vec::new(),
+        user: None,
+        resumed: false,
+        vouched: false,
+        info: None,
+        app: Some(app),
+    })
 }
 
 /// Why a socket is not let in.
@@ -79,6 +121,7 @@ pub(crate) async fn admit(
             resumed,
             vouched: false,
             info: None,
+            app: None,
         });
     };
     let claims = hub
@@ -158,5 +201,6 @@ pub(crate) async fn admit(
         resumed,
         vouched: true,
         info,
+        app: None,
     })
 }

@@ -24,6 +24,7 @@ use crate::limits::Limits;
 #[cfg(feature = "backend")]
 use crate::presence::Webhook;
 use crate::presence::{self, Heartbeat, Presence, PresenceChannels};
+use crate::pusher::{self, PusherApp};
 use crate::stats::{Counters, Source};
 use crate::store::{MemoryStore, PresenceStore, SessionStore};
 
@@ -48,6 +49,7 @@ pub struct HubBuilder {
     keep_alive: KeepAlive,
     #[cfg(feature = "backend")]
     webhook: Option<Webhook>,
+    pusher_apps: Vec<PusherApp>,
 }
 
 impl Default for HubBuilder {
@@ -72,6 +74,7 @@ impl Default for HubBuilder {
             keep_alive: KeepAlive::default(),
             #[cfg(feature = "backend")]
             webhook: None,
+            pusher_apps: Vec::new(),
         }
     }
 }
@@ -212,13 +215,32 @@ impl HubBuilder {
         self
     }
 
+    /// Serves a Pusher app (`docs/pusher.md`): its clients connect to `/app/{key}` with
+    /// Pusher's protocol, its backend calls `/apps/{id}/…`; call it once per app. The app's
+    /// `presence-` channels are presence channels (with the defaults of
+    /// [`PresenceChannels`], unless a rule of [`HubBuilder::presence_channels`] names them).
+    pub fn pusher_app(mut self, app: PusherApp) -> Self {
+        self.pusher_apps.push(app);
+        self
+    }
+
     /// Checks the settings and starts the hub. Must be called inside a Tokio runtime.
-    pub fn build(self) -> Result<Hub, BuildError> {
+    pub fn build(mut self) -> Result<Hub, BuildError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         self.limits.validate()?;
         let ttls = self.ttls.checked()?;
         let rules = ChannelRules::new(&self.public_channels, &self.user_channels)?;
         let history_rules = history::Rules::new(&self.history)?;
+        let apps = pusher::Apps::new(std::mem::take(&mut self.pusher_apps))?;
+        let named = |pattern: &String| {
+            (self.presence_channels.iter()).any(|rule| rule.channels.contains(pattern))
+        };
+        let unnamed: Vec<String> = (apps.presence_patterns().into_iter())
+            .filter(|p| !named(p))
+            .collect();
+        if !unnamed.is_empty() {
+            self.presence_channels.push(PresenceChannels::new(unnamed));
+        }
         let rooms = rooms::Rooms::new(&self.presence_channels)?;
         #[cfg_attr(not(feature = "backend"), expect(unused_mut))]
         let mut methods = self.methods;
@@ -288,6 +310,7 @@ impl HubBuilder {
             gate,
             history,
             rooms,
+            apps,
             faults: faults.clone(),
             next_seq: AtomicU64::new(1),
         });

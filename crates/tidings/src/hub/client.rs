@@ -20,7 +20,8 @@ use crate::ids::{SessionId, SocketId};
 use crate::limits::TokenBucket;
 use crate::logs::Folded;
 use crate::model::{Event, HeartbeatOp, Position, PresenceKind};
-use crate::protocol::{Positions, ServerBeat, Subscribed, Welcome};
+use crate::protocol::{Grant, Positions, ServerBeat, Subscribed, Welcome};
+use crate::pusher::{ChannelKind, PresenceData, PusherApp, check_channel_auth};
 use crate::stats::RpcOutcome;
 
 /// What a `recover` request answers for one channel.
@@ -56,6 +57,9 @@ pub(crate) struct Client {
     last_beat: parking_lot::Mutex<Option<tokio::time::Instant>>,
     /// What may still be replayed to this socket, in bytes.
     replay_budget: parking_lot::Mutex<TokenBucket>,
+    /// The Pusher app it connected to, if it speaks Pusher's protocol: its channels are the
+    /// app's, and its backend signs its subscriptions.
+    app: Option<Arc<PusherApp>>,
 }
 
 impl Client {
@@ -65,6 +69,7 @@ impl Client {
         session: SessionId,
         socket: SocketId,
         granted: Vec<String>,
+        app: Option<Arc<PusherApp>>,
     ) -> Self {
         Self {
             session: hub.session(session),
@@ -74,6 +79,7 @@ impl Client {
             beating: AtomicBool::new(false),
             last_beat: parking_lot::Mutex::new(None),
             replay_budget: parking_lot::Mutex::new(TokenBucket::full(REPLAY_BUDGET)),
+            app,
         }
     }
 
@@ -196,8 +202,15 @@ impl Client {
     pub(crate) async fn subscribe(
         &self,
         channels: Vec<String>,
-        token: Option<&str>,
+        grant: Option<Grant>,
     ) -> Result<(Vec<String>, Subscribed, Told), RequestError> {
+        if let Some(app) = &self.app {
+            return self.subscribe_pusher(app, channels, grant).await;
+        }
+        let token = match &grant {
+            Some(Grant::Token(token)) => Some(token.as_str()),
+            Some(Grant::Signed { .. }) | None => None,
+        };
         // A name that breaks the limits is `invalid_name` whatever the rules would say.
         let limits = self.hub.limits();
         for channel in &channels {
@@ -241,6 +254,108 @@ impl Client {
         Ok((all, Subscribed { positions, members }, told))
     }
 
+    /// Subscribes a Pusher connection to one of its app's channels, as Pusher's rules say:
+    /// public channels are anyone's; `private-` and `presence-` ones need the app's signature of
+    /// the socket and the channel (and of `channel_data`, which names the presence member: the
+    /// session's user id and member info). Returns what [`Client::subscribe`] does, the members
+    /// by the app's channel names.
+    async fn subscribe_pusher(
+        &self,
+        app: &PusherApp,
+        channels: Vec<String>,
+        grant: Option<Grant>,
+    ) -> Result<(Vec<String>, Subscribed, Told), RequestError> {
+        let Ok([name]) = <[String; 1]>::try_from(channels) else {
+            return Err(RequestError::BadChannel {
+                channel: String::new(),
+                message: "a subscription names one channel",
+            });
+        };
+        let bad = |message| RequestError::BadChannel {
+            channel: name.clone(),
+            message,
+        };
+        let kind = ChannelKind::of(&name).map_err(bad)?;
+        let forbidden = |message: &str| RequestError::Forbidden {
+            channel: name.clone(),
+            rule: "signature",
+            message: message.into(),
+        };
+        if kind != ChannelKind::Public {
+            let Some(Grant::Signed { auth, channel_data }) = grant else {
+                return Err(forbidden("this channel needs an auth signature"));
+            };
+            let data = channel_data.filter(|_| kind == ChannelKind::Presence);
+            let socket = self.socket.numeric();
+            if !check_channel_auth(app, &socket, &name, &auth, data.as_deref()) {
+                return Err(forbidden(
+                    "invalid signature: expected the HMAC-SHA256 of socket_id:channel[:channel_data] with the app's secret",
+                ));
+            }
+            if kind == ChannelKind::Presence {
+                let data = data.ok_or_else(|| forbidden("presence channels need channel_data"))?;
+                self.become_member(app, data.as_str(), &forbidden).await?;
+            }
+        }
+        let channel = app.channel(&name);
+        self.hub
+            .limits()
+            .check_name("channel", &channel)
+            .map_err(|e| RequestError::Session(e.into()))?;
+        let asked = [channel];
+        let settling = self.hub.rooms_begin(self.session.id(), Some(&asked));
+        let all = self.session.subscribe_vouched(asked.to_vec(), true).await?;
+        let (members, told) = (self.hub)
+            .rosters(self.session.id(), &asked, settling)
+            .await;
+        let members = members
+            .into_iter()
+            .map(|(channel, mut roster)| {
+                for member in &mut roster.members {
+                    if let Some(user) = &member.user {
+                        member.user = Some(app.own_user(user).into());
+                    }
+                }
+                (app.own(&channel).unwrap_or(&channel).to_owned(), roster)
+            })
+            .collect();
+        let beside = Subscribed {
+            positions: Positions::new(),
+            members,
+        };
+        Ok((all, beside, told))
+    }
+
+    /// Makes the session the member a Pusher presence subscription's `channel_data` names: binds
+    /// it to the user id (a connection is one user: another user id is refused) and keeps the
+    /// member's info.
+    async fn become_member(
+        &self,
+        app: &PusherApp,
+        channel_data: &str,
+        forbidden: &(dyn Fn(&str) -> RequestError + Sync),
+    ) -> Result<(), RequestError> {
+        let member = PresenceData::parse(channel_data).map_err(forbidden)?;
+        let limits = self.hub.limits();
+        let info = match member.user_info {
+            Some(info) if limits.check_member_info(&info) => Some(Arc::new(info)),
+            Some(_) => {
+                return Err(forbidden(
+                    "user_info must be an object of at most max_member_info_size bytes",
+                ));
+            }
+            None => None,
+        };
+        let user = app.user(&member.user_id);
+        match self.user() {
+            Some(bound) if *bound == *user => {}
+            Some(_) => return Err(forbidden("this connection is another user's")),
+            None => self.session.set_user_id(Some(&user)).await?,
+        }
+        self.hub.shared.local.describe(self.session.id(), info);
+        Ok(())
+    }
+
     /// Tells the changes of presence channels' members a subscribe made, once its reply is
     /// queued (so the subscriber's own `tidings:join` follows the reply).
     pub(crate) async fn tell(&self, told: Told) {
@@ -269,6 +384,10 @@ impl Client {
         &self,
         channels: Vec<String>,
     ) -> Result<Vec<String>, RequestError> {
+        let channels = match &self.app {
+            Some(app) => channels.iter().map(|name| app.channel(name)).collect(),
+            None => channels,
+        };
         Ok(self.session.unsubscribe(channels).await?)
     }
 

@@ -12,7 +12,7 @@ mod status;
 mod ttls;
 mod upkeep;
 
-pub(crate) use admission::{Admission, AdmitError, admit};
+pub(crate) use admission::{Admission, AdmitError, admit, admit_pusher};
 pub use builder::HubBuilder;
 pub(crate) use client::Client;
 pub(crate) use gate::{Crowded, Pass};
@@ -42,6 +42,7 @@ use crate::model::{BusMessage, Event, Kick, Roster, Target};
 use crate::names::IntoNames;
 use crate::presence::Presence;
 use crate::protocol::{CloseReason, Rosters};
+use crate::pusher::PusherApp;
 use crate::stats::{Counters, Source, Stats};
 use crate::store::{SessionState, SessionStore};
 use crate::tasks::Faults;
@@ -86,6 +87,8 @@ pub(crate) struct Shared {
     history: Arc<dyn Streams>,
     /// Presence channels' rules and this node's holdings in them.
     rooms: rooms::Rooms,
+    /// The Pusher apps the node serves.
+    apps: crate::pusher::Apps,
     /// Panics caught in this node's tasks (and its bus's).
     faults: Arc<Faults>,
     next_seq: AtomicU64,
@@ -398,6 +401,21 @@ impl Hub {
         self.shared.local.drained().await;
     }
 
+    /// The Pusher app with this key, if the node serves it.
+    pub(crate) fn pusher_app(&self, key: &str) -> Option<&Arc<PusherApp>> {
+        self.shared.apps.by_key(key)
+    }
+
+    /// The Pusher app with this id, if the node serves it.
+    pub(crate) fn pusher_app_by_id(&self, id: &str) -> Option<&Arc<PusherApp>> {
+        self.shared.apps.by_id(id)
+    }
+
+    /// Whether the node serves any Pusher app.
+    pub(crate) fn speaks_pusher(&self) -> bool {
+        !self.shared.apps.is_empty()
+    }
+
     /// The session ttl: how long a session outlives its last socket.
     pub(crate) fn session_ttl(&self) -> Duration {
         self.shared.ttls.session
@@ -586,6 +604,7 @@ impl Hub {
         let guard = SocketGuard {
             hub: self.clone(),
             id: SocketId::new(self.shared.node.clone(), seq),
+            fleeting: false,
         };
         if self
             .shared
@@ -613,6 +632,9 @@ fn to_raw(args: impl Serialize) -> Result<Box<RawValue>, PublishError> {
 pub(crate) struct SocketGuard {
     hub: Hub,
     id: SocketId,
+    /// Whether the session ends with the socket (a Pusher connection's): it is then kept
+    /// `empty_session_ttl`, whatever it holds.
+    pub(crate) fleeting: bool,
 }
 
 impl SocketGuard {
@@ -629,7 +651,10 @@ impl Drop for SocketGuard {
             return;
         };
         let store = shared.store.clone();
-        let ttl = shared.ttls.of(keep);
+        let ttl = match self.fleeting {
+            true => shared.ttls.empty,
+            false => shared.ttls.of(keep),
+        };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if let Err(e) = store.touch(&[session], ttl).await {

@@ -31,6 +31,8 @@ pub(crate) struct Connected {
     pub(crate) client: Client,
     /// What it is sent.
     pub(crate) outbox: Arc<Outbox>,
+    /// The protocol it speaks.
+    pub(crate) encoding: Encoding,
 }
 
 impl Connected {
@@ -41,14 +43,15 @@ impl Connected {
         hub: &Hub,
         admission: Admission,
         recovering: bool,
-        encoding: Encoding,
     ) -> Result<Self, SessionError> {
+        let encoding = admission.encoding();
         let Admission {
             session,
             granted,
             resumed,
             vouched,
             info,
+            app,
             ..
         } = admission;
         let limits = hub.limits();
@@ -61,9 +64,11 @@ impl Connected {
         }
         // Its presence channels' changes are told after the welcome, which lists their members.
         let settling = hub.rooms_begin(&session, None);
-        let guard = hub.attach(&session, outbox.clone(), vouched, info).await?;
+        let mut guard = hub.attach(&session, outbox.clone(), vouched, info).await?;
+        // A Pusher connection's session is its own: it expires soon after the connection.
+        guard.fleeting = app.is_some();
         hub.counters().socket(true);
-        let client = Client::new(hub.clone(), session, guard.id().clone(), granted);
+        let client = Client::new(hub.clone(), session, guard.id().clone(), granted, app);
         let (welcome, told) = client.welcome(resumed, settling).await;
         // The outbox is fresh and far from full; a refusal here means the socket is closing.
         let _ = outbox.push(Outgoing::Frame(encoding.welcome(&welcome)));
@@ -72,6 +77,7 @@ impl Connected {
             guard,
             client,
             outbox,
+            encoding,
         })
     }
 
@@ -173,13 +179,13 @@ pub(crate) struct Requests<'a> {
 }
 
 impl<'a> Requests<'a> {
-    /// The requests of socket `connected`, in `encoding`.
-    pub(crate) fn new(hub: &'a Hub, connected: &'a Connected, encoding: Encoding) -> Self {
+    /// The requests of socket `connected`, in its encoding.
+    pub(crate) fn new(hub: &'a Hub, connected: &'a Connected) -> Self {
         Self {
             hub,
             client: &connected.client,
             outbox: &connected.outbox,
-            encoding,
+            encoding: connected.encoding,
             heartbeat: hub.keep_alive().message.as_deref(),
             answered_hold: false,
             bucket: Bucket::new(hub.limits().request_burst),
@@ -261,6 +267,13 @@ impl<'a> Requests<'a> {
                 return;
             }
         };
+        if let Request::Ping { id, pong } = request {
+            // A sign of life waits for nothing.
+            if let Some(pong) = self.encoding.pong(id, pong) {
+                let _ = self.outbox.push(Outgoing::Frame(pong));
+            }
+            return;
+        }
         let waiting = self.waiting.get_or_insert_with(Box::default);
         let (id, full) = match &request {
             Request::Rpc { id, .. } => (*id, waiting.calls >= limits.max_calls_per_socket),
@@ -296,45 +309,43 @@ impl<'a> Requests<'a> {
                 waiting.changes.push_back(Box::pin(async move {
                     let (reply, replays) = match client.recover(positions).await {
                         Ok((answers, replays)) => (enc.reply(id, &answers), replays),
-                        Err(error) => (enc.error(Some(id), &error.into()), Vec::new()),
+                        Err(error) => (Some(enc.error(Some(id), &error.into())), Vec::new()),
                     };
-                    let _ = outbox.release(Some(reply), replays);
+                    let _ = outbox.release(reply, replays);
                     (None, false)
                 }));
             }
             Request::Subscribe {
                 channels,
-                token,
+                grant,
                 since,
                 ..
             } => waiting.changes.push_back(Box::pin(async move {
+                let asked = channels.clone();
+                let refused = |error: RequestError| enc.refusal(Some(id), &asked, &error.into());
                 if since.is_empty() {
-                    return match client.subscribe(channels, token.as_deref()).await {
+                    return match client.subscribe(channels, grant).await {
                         Ok((all, beside, told)) => {
-                            let reply = enc.reply_at(id, &all, &beside, None::<&()>);
+                            let reply = enc.subscribed(id, &asked, &all, &beside, None::<&()>);
                             let _ = outbox.push(Outgoing::Frame(reply));
                             client.tell(told).await;
                             (None, false)
                         }
-                        Err(error) => (Some(enc.error(Some(id), &error.into())), false),
+                        Err(error) => (Some(refused(error)), false),
                     };
                 }
                 // Live events of the channels wait until the replay is queued before them.
                 outbox.hold();
-                let (reply, replays, told) =
-                    match client.subscribe(channels, token.as_deref()).await {
-                        Ok((all, beside, told)) => match client.recover(since).await {
-                            Ok((answers, replays)) => {
-                                let reply = enc.reply_at(id, &all, &beside, Some(&answers));
-                                (reply, replays, told)
-                            }
-                            Err(error) => (enc.error(Some(id), &error.into()), Vec::new(), told),
-                        },
-                        Err(error) => {
-                            let reply = enc.error(Some(id), &error.into());
-                            (reply, Vec::new(), Told::default())
+                let (reply, replays, told) = match client.subscribe(channels, grant).await {
+                    Ok((all, beside, told)) => match client.recover(since).await {
+                        Ok((answers, replays)) => {
+                            let reply = enc.subscribed(id, &asked, &all, &beside, Some(&answers));
+                            (reply, replays, told)
                         }
-                    };
+                        Err(error) => (refused(error), Vec::new(), told),
+                    },
+                    Err(error) => (refused(error), Vec::new(), Told::default()),
+                };
                 let _ = outbox.release(Some(reply), replays);
                 client.tell(told).await;
                 (None, false)
@@ -351,6 +362,8 @@ impl<'a> Requests<'a> {
                     false,
                 )
             })),
+            // Answered at once by `answer`.
+            Request::Ping { .. } => {}
             Request::List { .. } => waiting.run(
                 Box::pin(async move { (respond(enc, id, client.list().await), false) }),
                 false,
@@ -372,10 +385,10 @@ fn respond<T: serde::Serialize>(
     id: u64,
     result: Result<T, RequestError>,
 ) -> Option<Bytes> {
-    Some(match result {
+    match result {
         Ok(result) => encoding.reply(id, &result),
-        Err(error) => encoding.error(Some(id), &error.into()),
-    })
+        Err(error) => Some(encoding.error(Some(id), &error.into())),
+    }
 }
 
 #[cfg(test)]

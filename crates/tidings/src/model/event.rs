@@ -32,7 +32,7 @@ pub struct Event {
 }
 
 /// How many encoded frames an event caches: one per wire encoding (`protocol::Encoding`).
-pub(crate) const FRAME_SLOTS: usize = 1;
+pub(crate) const FRAME_SLOTS: usize = 2;
 
 impl Event {
     /// An event ready to publish; `args` must be a JSON array.

@@ -28,6 +28,14 @@ impl From<RequestError> for ErrorReply {
                     rule: Some(rule),
                 };
             }
+            RequestError::BadChannel { channel, message } => {
+                return ErrorReply {
+                    code: ErrorCode::InvalidName,
+                    message: message.into(),
+                    channel: Some(channel),
+                    rule: None,
+                };
+            }
             RequestError::Rpc(RpcError::App { code, message }) => {
                 return ErrorReply::new(ErrorCode::App(code), message);
             }

@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{BadFrame, ErrorCode, ErrorReply, Request, Subscribed, Welcome};
+use super::{BadFrame, ErrorCode, ErrorReply, Grant, Request, Subscribed, Welcome};
 use crate::model::{Event, HeartbeatOp, Position};
 
 /// Sent in place of a frame whose result could not be serialized.
@@ -239,9 +239,14 @@ pub(crate) fn decode(frame: &str) -> Result<Request, BadFrame> {
         "subscribe" => Ok(Request::Subscribe {
             id,
             channels: channels(id, envelope.channels)?,
-            token: match envelope.token {
+            grant: match envelope.token {
                 None => None,
-                token => Some(field(Some(id), "token", token, "a token (string)")?),
+                token => Some(Grant::Token(field(
+                    Some(id),
+                    "token",
+                    token,
+                    "a token (string)",
+                )?)),
             },
             since: match envelope.since {
                 None => Vec::new(),
@@ -303,11 +308,11 @@ mod tests {
         let decoded = |frame: &str| format!("{:?}", decode(frame).unwrap());
         assert_eq!(
             decoded(r#"{"type":"subscribe","id":1,"channels":["a","b"]}"#),
-            r#"Subscribe { id: 1, channels: ["a", "b"], token: None, since: [] }"#
+            r#"Subscribe { id: 1, channels: ["a", "b"], grant: None, since: [] }"#
         );
         assert_eq!(
             decoded(r#"{"type":"subscribe","id":1,"channels":"a","token":"t.t.t"}"#),
-            r#"Subscribe { id: 1, channels: ["a"], token: Some("t.t.t"), since: [] }"#
+            r#"Subscribe { id: 1, channels: ["a"], grant: Some(Token("t.t.t")), since: [] }"#
         );
         assert_eq!(
             decoded(r#"{"type":"unsubscribe","id":2,"channels":"a"}"#),

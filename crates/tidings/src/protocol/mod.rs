@@ -1,12 +1,13 @@
 //! The wire protocol between clients and the server: what a frame means, independent of its encoding.
 //!
-//! `json` holds the only encoding today. A second one (e.g. MessagePack, chosen by subprotocol)
-//! is a new variant of [`Encoding`] and a module beside `json`; the hub never encodes anything
-//! itself, it hands each socket a shared [`Event`](crate::Event) that caches one frame per encoding.
+//! Two encodings: tidings' own JSON frames (`json.rs`) and Pusher Channels' protocol 7
+//! (`pusher.rs`). Each is a variant of [`Encoding`]; the hub never encodes anything itself, it
+//! hands each socket a shared [`Event`](crate::Event) that caches one frame per encoding.
 
 mod errors;
 pub(crate) mod frame;
 pub(crate) mod json;
+pub(crate) mod pusher;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -20,16 +21,19 @@ use crate::model::{Event, FRAME_SLOTS, HeartbeatOp, Position, Roster};
 pub(crate) enum Encoding {
     /// JSON text frames (`docs/protocol.md`).
     Json,
+    /// Pusher Channels' protocol 7 (`docs/pusher.md`): no ids, no replies but subscriptions'.
+    Pusher,
 }
 
 // Every encoding has its slot in an event's frame cache.
-const _: () = assert!(FRAME_SLOTS == 1);
+const _: () = assert!(FRAME_SLOTS == 2);
 
 impl Encoding {
     /// This encoding's slot in an event's frame cache.
     fn slot(self) -> usize {
         match self {
             Self::Json => 0,
+            Self::Pusher => 1,
         }
     }
 
@@ -38,6 +42,7 @@ impl Encoding {
     pub(crate) fn event(self, event: &Event) -> (Bytes, Option<std::time::Duration>) {
         event.frame(self.slot(), |event| match self {
             Self::Json => json::event(event),
+            Self::Pusher => pusher::event(event),
         })
     }
 
@@ -45,42 +50,67 @@ impl Encoding {
     pub(crate) fn welcome(self, welcome: &Welcome<'_>) -> Bytes {
         match self {
             Self::Json => json::welcome(welcome),
+            Self::Pusher => pusher::welcome(welcome),
         }
+    }
+
+    /// Whether the socket is sent the frame telling a session's sockets its state after a
+    /// change (a Pusher connection is its own session, and has no such frame), and the server
+    /// heartbeat's text (Pusher's clients ping when they hear nothing).
+    pub(crate) fn hears_session(self) -> bool {
+        self == Self::Json
     }
 
     /// Encodes the frame telling a session's sockets its channels (sorted) and user id after a
     /// change.
-    pub(crate) fn session(self, channels: &[&str], user_id: Option<&str>) -> Bytes {
+    pub(crate) fn session(channels: &[&str], user_id: Option<&str>) -> Bytes {
+        json::session(channels, user_id)
+    }
+
+    /// Encodes a successful reply to request `id` (Pusher answers only subscriptions and pings).
+    pub(crate) fn reply(self, id: u64, result: &impl Serialize) -> Option<Bytes> {
         match self {
-            Self::Json => json::session(channels, user_id),
+            Self::Json => Some(json::reply(id, result)),
+            Self::Pusher => None,
         }
     }
 
-    /// Encodes a successful reply to request `id`.
-    pub(crate) fn reply(self, id: u64, result: &impl Serialize) -> Bytes {
+    /// Encodes the answer to a ping request (`pong`: the client asked for one).
+    pub(crate) fn pong(self, id: u64, pong: bool) -> Option<Bytes> {
         match self {
-            Self::Json => json::reply(id, result),
+            Self::Json => Some(json::reply(id, &())),
+            Self::Pusher => pong.then(pusher::pong),
         }
     }
 
-    /// Encodes a successful reply to request `id` with what a `subscribe` gives beside its
-    /// result and, when it asked to recover, the answer per channel.
-    pub(crate) fn reply_at(
+    /// Encodes a successful reply to `subscribe` request `id` (to channels `asked`): all the
+    /// session's channels, what a `subscribe` gives beside them and, when it asked to recover,
+    /// the answer per channel.
+    pub(crate) fn subscribed(
         self,
         id: u64,
-        result: &impl Serialize,
+        asked: &[String],
+        all: &[String],
         beside: &Subscribed,
         recovered: Option<&impl Serialize>,
     ) -> Bytes {
         match self {
-            Self::Json => json::reply_at(id, result, beside, recovered),
+            Self::Json => json::reply_at(id, &all, beside, recovered),
+            Self::Pusher => pusher::subscribed(asked, beside),
         }
     }
 
     /// Encodes an error reply to request `id`, or a standalone error frame when the id is unknown.
     pub(crate) fn error(self, id: Option<u64>, error: &ErrorReply) -> Bytes {
+        self.refusal(id, &[], error)
+    }
+
+    /// Encodes an error reply to request `id` about channels `asked` (Pusher's
+    /// `pusher:subscription_error` names the channel).
+    pub(crate) fn refusal(self, id: Option<u64>, asked: &[String], error: &ErrorReply) -> Bytes {
         match self {
             Self::Json => json::error(id, error),
+            Self::Pusher => pusher::error(asked, error),
         }
     }
 
@@ -88,8 +118,31 @@ impl Encoding {
     pub(crate) fn decode(self, frame: &str) -> Result<Request, BadFrame> {
         match self {
             Self::Json => json::decode(frame),
+            Self::Pusher => pusher::decode(frame),
         }
     }
+
+    /// The close frame that says `reason` in this encoding: Pusher's clients read 4000–4099 as
+    /// "do not reconnect", 4100–4199 "reconnect later", 4200–4299 "reconnect now".
+    pub(crate) fn close(self, reason: CloseReason) -> Bytes {
+        match self {
+            Self::Json => reason.frame(),
+            Self::Pusher => frame::close(pusher::close_code(reason), reason.text()),
+        }
+    }
+}
+
+/// What lets a client subscribe to a channel the rules alone would refuse.
+#[derive(Debug)]
+pub(crate) enum Grant {
+    /// A subscription token (JWT) signed by the backend.
+    Token(String),
+    /// Pusher's authorization: `<key>:<signature>` over the socket, the channel and, for a
+    /// presence channel, `channel_data` (the member).
+    Signed {
+        auth: String,
+        channel_data: Option<String>,
+    },
 }
 
 /// What a socket learns when it opens.
@@ -145,7 +198,7 @@ pub(crate) enum Request {
     Subscribe {
         id: u64,
         channels: Vec<String>,
-        token: Option<String>,
+        grant: Option<Grant>,
         since: Vec<(String, Position)>,
     },
     /// Unsubscribe the session from channels.
@@ -165,6 +218,8 @@ pub(crate) enum Request {
         id: u64,
         positions: Vec<(String, Position)>,
     },
+    /// A sign of life (Pusher's `pusher:ping`, answered when `pong`, and `pusher:pong`).
+    Ping { id: u64, pong: bool },
 }
 
 impl Request {
@@ -176,7 +231,8 @@ impl Request {
             | Self::List { id }
             | Self::Rpc { id, .. }
             | Self::Heartbeat { id, .. }
-            | Self::Recover { id, .. } => *id,
+            | Self::Recover { id, .. }
+            | Self::Ping { id, .. } => *id,
         }
     }
 }
@@ -299,6 +355,11 @@ pub(crate) enum CloseReason {
     /// the bus dropped, or the channel's history began again): recover them. Code 4008.
     #[cfg(any(feature = "redis", feature = "nats"))]
     MissedEvents,
+    /// A Pusher client asked for an app this node does not serve. Code 1008 (Pusher: 4001).
+    NoSuchApp,
+    /// A Pusher client asked for no protocol version, or one other than 5 to 7. Code 1008
+    /// (Pusher: 4007).
+    UnsupportedProtocol,
     /// The client closed: the same code goes back, or an empty close for an empty one.
     Reply(Option<u16>),
 }
@@ -317,7 +378,9 @@ impl CloseReason {
             Self::TooBig => 1009,
             Self::InvalidUtf8 => 1007,
             Self::ProtocolError => 1002,
-            Self::PingFlood | Self::RateLimited => 1008,
+            Self::PingFlood | Self::RateLimited | Self::NoSuchApp | Self::UnsupportedProtocol => {
+                1008
+            }
             Self::TooManySessions => 4005,
             Self::Kicked => 4006,
             Self::Blocked => 4007,
@@ -349,6 +412,8 @@ impl CloseReason {
             Self::UserFull => "too many connections for this user",
             #[cfg(any(feature = "redis", feature = "nats"))]
             Self::MissedEvents => "missed events: recover them",
+            Self::NoSuchApp => "no app of this key on this server",
+            Self::UnsupportedProtocol => "unsupported protocol version: use protocol=7",
             Self::Reply(_) => "",
         }
     }

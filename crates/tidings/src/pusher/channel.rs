@@ -41,12 +41,6 @@ impl ChannelKind {
     }
 }
 
-/// The Pusher name of tidings channel `channel`: what follows its app's prefix, which ends in
-/// the name's last `:` (Pusher names hold none).
-pub(crate) fn outer_name(channel: &str) -> &str {
-    channel.rsplit(':').next().unwrap_or(channel)
-}
-
 /// A presence subscription's `channel_data`: who the member is.
 #[derive(Debug, PartialEq)]
 pub(crate) struct PresenceData {
@@ -94,8 +88,6 @@ mod tests {
         assert!(ChannelKind::of("a:b").is_err(), "a colon is not Pusher's");
         assert!(ChannelKind::of("#server-to-user-1").is_err());
         assert!(ChannelKind::of(&"a".repeat(165)).is_err());
-        assert_eq!(outer_name("app:chat"), "chat");
-        assert_eq!(outer_name("chat"), "chat");
     }
 
     #[test]

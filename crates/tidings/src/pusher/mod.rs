@@ -16,7 +16,7 @@
 mod channel;
 mod sign;
 
-pub(crate) use channel::{ChannelKind, PresenceData, outer_name};
+pub(crate) use channel::{ChannelKind, PresenceData};
 pub(crate) use sign::{ApiAuthError, check_channel_auth, check_request};
 
 use std::collections::HashMap;
@@ -41,8 +41,8 @@ pub struct PusherApp {
     pub key: String,
     /// The secret that signs channel authorizations, API requests and webhooks.
     pub secret: String,
-    /// What the app's channel names are prefixed with to make tidings channel names: empty (the
-    /// default; one app at most), or ending in `:`.
+    /// What the app's channel names and user ids are prefixed with to make tidings channel names
+    /// and user ids: empty (the default; one app at most), or a name and `:` (`chat:`).
     #[serde(default)]
     pub channel_prefix: String,
     /// Whether clients may send `client-` events on private and presence channels (default
@@ -78,6 +78,17 @@ impl PusherApp {
     /// The tidings channel of this app's channel `name`.
     pub(crate) fn channel(&self, name: &str) -> String {
         format!("{}{name}", self.channel_prefix)
+    }
+
+    /// The tidings user id of this app's user `id`.
+    pub(crate) fn user(&self, id: &str) -> String {
+        format!("{}{id}", self.channel_prefix)
+    }
+
+    /// This app's user id of tidings user id `user`.
+    pub(crate) fn own_user<'a>(&self, user: &'a str) -> &'a str {
+        user.strip_prefix(self.channel_prefix.as_str())
+            .unwrap_or(user)
     }
 
     /// This app's channel name of tidings channel `channel`, if it is one of the app's.
@@ -122,8 +133,9 @@ impl Apps {
                 return Err(invalid("pusher.apps.secret", reason));
             }
             let prefix = &app.channel_prefix;
-            if !prefix.is_empty() && !prefix.ends_with(':') {
-                let reason = format!("app {:?}: {prefix:?} must end with `:`", app.id);
+            let name = prefix.strip_suffix(':').unwrap_or("");
+            if !prefix.is_empty() && (name.is_empty() || name.contains(':')) {
+                let reason = format!("app {:?}: {prefix:?} must be a name and `:`", app.id);
                 return Err(invalid("pusher.apps.channel_prefix", reason));
             }
             if !prefixes.insert(prefix.clone()) {
@@ -137,7 +149,11 @@ impl Apps {
             if apps_out.by_id.insert(app.id.clone(), app.clone()).is_some() {
                 return Err(invalid("pusher.apps.id", format!("{:?} twice", app.id)));
             }
-            if apps_out.by_key.insert(app.key.clone(), app.clone()).is_some() {
+            if apps_out
+                .by_key
+                .insert(app.key.clone(), app.clone())
+                .is_some()
+            {
                 return Err(invalid("pusher.apps.key", format!("{:?} twice", app.key)));
             }
         }
@@ -176,15 +192,24 @@ mod tests {
     fn apps_need_distinct_prefixes_ending_in_a_colon() {
         let one = PusherApp::new("1", "k1", "s");
         let mut two = PusherApp::new("2", "k2", "s");
-        assert!(Apps::new(vec![one.clone(), two.clone()]).is_err(), "both unprefixed");
+        assert!(
+            Apps::new(vec![one.clone(), two.clone()]).is_err(),
+            "both unprefixed"
+        );
         two.channel_prefix = "two".into();
-        assert!(Apps::new(vec![one.clone(), two.clone()]).is_err(), "no colon");
+        assert!(
+            Apps::new(vec![one.clone(), two.clone()]).is_err(),
+            "no colon"
+        );
         two.channel_prefix = "two:".into();
         let apps = Apps::new(vec![one, two]).unwrap();
         let two = apps.by_key("k2").unwrap();
         assert_eq!(two.channel("chat"), "two:chat");
         assert_eq!(two.own("two:chat"), Some("chat"));
         assert_eq!(apps.by_id("1").unwrap().own("two:chat"), None);
-        assert!(!format!("{two:?}").contains("\"s\""), "the secret is not shown");
+        assert!(
+            !format!("{two:?}").contains("\"s\""),
+            "the secret is not shown"
+        );
     }
 }

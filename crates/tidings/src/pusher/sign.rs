@@ -149,14 +149,40 @@ mod tests {
     #[test]
     fn channel_authorizations_of_pushers_examples() {
         let app = app();
-        let private = "278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4";
-        assert!(check_channel_auth(&app, "1234.1234", "private-foobar", private, None));
-        assert!(!check_channel_auth(&app, "1234.1235", "private-foobar", private, None));
+        let private =
+            "278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4";
+        assert!(check_channel_auth(
+            &app,
+            "1234.1234",
+            "private-foobar",
+            private,
+            None
+        ));
+        assert!(!check_channel_auth(
+            &app,
+            "1234.1235",
+            "private-foobar",
+            private,
+            None
+        ));
         let data = r#"{"user_id":10,"user_info":{"name":"Mr. Pusher"}}"#;
-        let presence = "278d425bdf160c739803:afaed3695da2ffd16931f457e338e6c9f2921fa133ce7dac49f529792be6304c";
-        assert!(check_channel_auth(&app, "1234.1234", "presence-foobar", presence, Some(data)));
+        let presence =
+            "278d425bdf160c739803:afaed3695da2ffd16931f457e338e6c9f2921fa133ce7dac49f529792be6304c";
+        assert!(check_channel_auth(
+            &app,
+            "1234.1234",
+            "presence-foobar",
+            presence,
+            Some(data)
+        ));
         let forged = presence.replace("afa", "afb");
-        assert!(!check_channel_auth(&app, "1234.1234", "presence-foobar", &forged, Some(data)));
+        assert!(!check_channel_auth(
+            &app,
+            "1234.1234",
+            "presence-foobar",
+            &forged,
+            Some(data)
+        ));
     }
 
     #[test]

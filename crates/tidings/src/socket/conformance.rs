@@ -39,11 +39,11 @@ async fn echo<S: AsyncRead + AsyncWrite>(io: S) {
             Ok(Message::Pong(_) | Message::Frame(_)) => continue,
             Ok(Message::Close(close)) => {
                 let code = close.map(|close| u16::from(close.code));
-                let _ = writer.close(CloseReason::Reply(code)).await;
+                let _ = writer.close(CloseReason::Reply(code).frame()).await;
                 return;
             }
             Err(ReadError::Refused(reason)) => {
-                let _ = writer.close(reason).await;
+                let _ = writer.close(reason.frame()).await;
                 return;
             }
             Err(ReadError::Gone) => return,

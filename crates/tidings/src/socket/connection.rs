@@ -35,20 +35,25 @@ where
     (reader, Writer::new(write))
 }
 
-/// Sends a close frame; the writer gives the peer a short while to take it.
-async fn close<W: AsyncWrite + Unpin>(writer: &mut Writer<W>, reason: CloseReason) {
-    if let Err(e) = writer.close(reason).await {
+/// Sends a close frame in the socket's encoding; the writer gives the peer a short while to
+/// take it.
+async fn close<W: AsyncWrite + Unpin>(
+    writer: &mut Writer<W>,
+    reason: CloseReason,
+    encoding: Encoding,
+) {
+    if let Err(e) = writer.close(encoding.close(reason)).await {
         tracing::debug!(error = %e, "close frame not sent");
     }
 }
 
 /// Closes a socket that was refused at the handshake (a bad token), with the reason.
-pub(crate) async fn refuse<S>(hub: &Hub, io: S, reason: CloseReason)
+pub(crate) async fn refuse<S>(hub: &Hub, io: S, reason: CloseReason, encoding: Encoding)
 where
     S: AsyncRead + AsyncWrite,
 {
     let (mut reader, mut writer) = serve(hub, io);
-    close(&mut writer, reason).await;
+    close(&mut writer, reason, encoding).await;
     linger(&mut reader).await;
 }
 
@@ -59,18 +64,18 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut stream, mut writer) = serve(&hub, io);
-    let encoding = Encoding::Json;
-    let connected = match Connected::open(&hub, admission, recovering, encoding).await {
+    let encoding = admission.encoding();
+    let connected = match Connected::open(&hub, admission, recovering).await {
         Ok(connected) => connected,
         Err(e) => {
             tracing::warn!(error = %e, "socket refused: could not load its session");
-            close(&mut writer, CloseReason::StoreUnavailable).await;
+            close(&mut writer, CloseReason::StoreUnavailable, encoding).await;
             return;
         }
     };
     tracing::debug!(socket = %connected.id(), "socket open");
     let closed = tokio::select! {
-        () = read(&mut stream, &connected, encoding, &hub) => false,
+        () = read(&mut stream, &connected, &hub) => false,
         () = write(&mut writer, &connected.outbox, encoding, &hub) => true,
     };
     tracing::debug!(socket = %connected.id(), "socket closed");
@@ -124,13 +129,13 @@ async fn write<W: AsyncWrite + Unpin>(
         };
         let used = batch.len();
         let counters = hub.counters();
-        let frames = batch.drain(..).map(|item| {
-            let (frame, waited) = item.into_frame(encoding);
+        let frames = batch.drain(..).filter_map(|item| {
+            let (frame, waited) = item.into_frame(encoding)?;
             // Once per event and node: the socket that encoded it measures its wait.
             if let Some(waited) = waited {
                 counters.delivery_latency(waited);
             }
-            frame
+            Some(frame)
         });
         // While writing, a slow consumer's close request interrupts the write.
         let interrupted = tokio::select! {
@@ -151,7 +156,7 @@ async fn write<W: AsyncWrite + Unpin>(
             if reason == CloseReason::SlowConsumer {
                 slow_consumer(hub, SlowCause::QueueFull);
             }
-            close(writer, reason).await;
+            close(writer, reason, encoding).await;
             return;
         }
         recycle(&mut batch, used);
@@ -178,14 +183,9 @@ fn slow_consumer(hub: &Hub, cause: SlowCause) {
 /// The read loop: reads until the client closes, handing its frames to its [`Requests`] (which
 /// answer beside the reading) and answering its pings; after asking the writer to close, waits
 /// for it to finish.
-async fn read<R: AsyncRead + Unpin>(
-    stream: &mut WsReader<R>,
-    connected: &Connected,
-    encoding: Encoding,
-    hub: &Hub,
-) {
+async fn read<R: AsyncRead + Unpin>(stream: &mut WsReader<R>, connected: &Connected, hub: &Hub) {
     let outbox = &connected.outbox;
-    let mut requests = Requests::new(hub, connected, encoding);
+    let mut requests = Requests::new(hub, connected);
     let mut pings = Bucket::new(MAX_PINGS);
     loop {
         let message = tokio::select! {

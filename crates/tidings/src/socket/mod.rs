@@ -8,7 +8,7 @@ pub(crate) mod connection;
 mod upgrade;
 mod ws;
 
-pub(crate) use upgrade::{HandshakeError, session_cookie, upgrade};
+pub(crate) use upgrade::{Door, HandshakeError, session_cookie, upgrade};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "tidings.sid";

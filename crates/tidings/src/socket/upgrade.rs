@@ -12,10 +12,10 @@ use hyper_util::rt::TokioIo;
 
 use super::{SESSION_COOKIE, connection};
 use crate::error::{SessionError, StoreError};
-use crate::hub::{AdmitError, Crowded, Hub, admit};
+use crate::hub::{AdmitError, Crowded, Hub, admit, admit_pusher};
 use crate::ids::SessionId;
 use crate::logs::Folded;
-use crate::protocol::CloseReason;
+use crate::protocol::{CloseReason, Encoding};
 
 /// The GUID RFC 6455 appends to the client's key.
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -119,13 +119,28 @@ pub(super) fn switching_protocols(key: &HeaderValue) -> Response {
     response
 }
 
-/// Answers a WebSocket upgrade: finds or creates the session, then hands the socket to its task
-/// (`recovering`: the client will send a `recover` request first).
-/// A refused token still gets its socket, closed at once with a code the browser can read.
+/// Which door a WebSocket came in by: tidings' own protocol (`/ws`) or a Pusher app's
+/// (`/app/{key}`).
+pub(crate) enum Door<'a> {
+    /// `/ws`, with its connection token, if any; `recovering`: the client will send a `recover`
+    /// request first.
+    Tidings {
+        token: Option<&'a str>,
+        recovering: bool,
+    },
+    /// `/app/{key}?protocol=…`.
+    Pusher {
+        key: &'a str,
+        protocol: Option<&'a str>,
+    },
+}
+
+/// Answers a WebSocket upgrade: finds or creates the session, then hands the socket to its task.
+/// A refused token (or Pusher app key) still gets its socket, closed at once with a code the
+/// browser can read.
 pub(crate) async fn upgrade(
     hub: Hub,
-    token: Option<&str>,
-    recovering: bool,
+    door: Door<'_>,
     mut request: Request,
 ) -> Result<Response, HandshakeError> {
     let (key, on_upgrade) = handshake(&mut request)?;
@@ -136,8 +151,18 @@ pub(crate) async fn upgrade(
     let pass = hub
         .enter(address)
         .map_err(|crowded| refuse(&hub, crowded))?;
-    let requested = session_cookie(request.headers());
-    let admitted = match admit(&hub, requested, token, address).await {
+    let (admitted, recovering, encoding) = match door {
+        Door::Tidings { token, recovering } => {
+            let requested = session_cookie(request.headers());
+            let admitted = admit(&hub, requested, token, address).await;
+            (admitted, recovering, Encoding::Json)
+        }
+        Door::Pusher { key, protocol } => {
+            let admitted = admit_pusher(&hub, key, protocol, address).await;
+            (admitted, false, Encoding::Pusher)
+        }
+    };
+    let admitted = match admitted {
         Ok(admission) => Ok(admission),
         Err(error) => Err(admission_refused(&hub, error)?),
     };
@@ -147,10 +172,14 @@ pub(crate) async fn upgrade(
         return Err(refuse(&hub, crowded));
     }
     let pass = pass.user(user).map_err(|crowded| refuse(&hub, crowded))?;
-    let set_cookie = admitted.as_ref().ok().map(|admission| {
-        let (session, max_age) = (&admission.session, hub.session_ttl().as_secs());
-        format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}")
-    });
+    let set_cookie = admitted
+        .as_ref()
+        .ok()
+        .filter(|a| a.app.is_none())
+        .map(|admission| {
+            let (session, max_age) = (&admission.session, hub.session_ttl().as_secs());
+            format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}")
+        });
     tokio::spawn(async move {
         let io = match on_upgrade.await {
             Ok(upgraded) => TokioIo::new(upgraded),
@@ -158,7 +187,7 @@ pub(crate) async fn upgrade(
         };
         match admitted {
             Ok(admission) => connection::run(hub, io, admission, recovering).await,
-            Err(reason) => connection::refuse(&hub, io, reason).await,
+            Err(reason) => connection::refuse(&hub, io, reason, encoding).await,
         }
         drop(pass);
     });

@@ -206,15 +206,14 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         }
     }
 
-    /// Sends a close frame for `reason`, unless a frame is half written (the peer could not read
-    /// it; the connection just ends).
-    pub(crate) async fn close(&mut self, reason: CloseReason) -> io::Result<()> {
+    /// Sends close frame `frame`, unless a frame is half written (the peer could not read it;
+    /// the connection just ends).
+    pub(crate) async fn close(&mut self, frame: Bytes) -> io::Result<()> {
         if self.midway {
             return Ok(());
         }
         self.frames.clear();
-        self.write(std::iter::once(reason.frame()), CLOSE_STALL)
-            .await
+        self.write(std::iter::once(frame), CLOSE_STALL).await
     }
 }
 
