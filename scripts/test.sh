@@ -92,7 +92,7 @@ bash scripts/dependent.sh
 # tidings.js: unit tests under fake timers and against a real server, then the demo in Chromium.
 # (TIDINGS_BIN only here: `tidings serve` refuses TIDINGS_* variables it does not know.)
 (cd client && export TIDINGS_BIN="$target_abs/debug/tidings" SCREENSHOT_DIR="$target_abs" &&
-  npm test && PATH="$node22:$PATH" npm run test:node22 && npm run test:browser)
+  npm test && PATH="$node22:$PATH" npm run test:node22 && npm run test:browser && npm run test:pusher)
 "$target_dir/debug/tidings-bench" suite --quick --servers tidings,tidings-history,tidings-redis-history,bare,socketio \
   --out "$target_dir/bench-quick.md" --command "scripts/test.sh (quick mode)"
 "$target_dir/debug/tidings-bench" cluster --quick >/dev/null

@@ -13,7 +13,7 @@ use tidings::presence::{Heartbeat, PresenceChannels, Webhook};
 use tidings::{Hub, HubBuilder, KeepAlive, Limits, NodeId, SessionTtls};
 
 use crate::cluster::{BusKind, Cluster, NatsSettings, RedisSettings, StoreKind};
-use crate::integration::{RpcProxySettings, TokenSettings};
+use crate::integration::{PusherSettings, RpcProxySettings, TokenSettings};
 
 /// How log lines are written.
 #[derive(clap::ValueEnum, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -268,6 +268,10 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default, skip_serializing_if = "is_unset")]
     pub rpc_proxy: RpcProxySettings,
+
+    #[command(flatten)]
+    #[serde(default, skip_serializing_if = "is_unset")]
+    pub pusher: PusherSettings,
 
     /// `[[history]]` tables (config file only): channels that keep their last events.
     #[arg(skip)]
@@ -689,6 +693,7 @@ impl Settings {
         }
         builder = self.token.apply(builder)?;
         builder = self.rpc_proxy.apply(builder)?;
+        builder = self.pusher.apply(builder)?;
         for rule in self.history {
             let mut history = History::new(rule.channels);
             history.size = rule.size.unwrap_or(history.size);

@@ -1,11 +1,12 @@
 //! The settings that tie tidings to the app's backend: the `[token]` key that checks connection
-//! and subscription tokens, and the `[rpc_proxy]` that answers RPC calls.
+//! and subscription tokens, the `[rpc_proxy]` that answers RPC calls, and the `[pusher]` apps.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tidings::HubBuilder;
 use tidings::auth::TokenKey;
+use tidings::pusher::PusherApp;
 use tidings::rpc::RpcProxy;
 
 /// The `[token]` table: how tokens signed by the backend are checked.
@@ -140,5 +141,62 @@ impl RpcProxySettings {
             None => {}
         }
         Ok(builder.rpc_proxy(proxy))
+    }
+}
+
+/// The `[pusher]` table: Pusher apps served over Pusher's protocol (`docs/pusher.md`): any
+/// number as `[[pusher.apps]]` tables, and one more by the `app_*` settings (flags and
+/// variables).
+#[derive(clap::Args, Serialize, Deserialize, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PusherSettings {
+    /// A Pusher app's id (with app_key and app_secret), in the HTTP API's paths /apps/{id}/…
+    #[arg(
+        id = "pusher_app_id",
+        long = "pusher-app-id",
+        env = "TIDINGS_PUSHER_APP_ID",
+        value_name = "ID"
+    )]
+    pub app_id: Option<String>,
+
+    /// That app's key, which clients connect to (/app/{key})
+    #[arg(
+        id = "pusher_app_key",
+        long = "pusher-app-key",
+        env = "TIDINGS_PUSHER_APP_KEY",
+        value_name = "KEY"
+    )]
+    pub app_key: Option<String>,
+
+    /// That app's secret, which signs subscriptions, API requests and webhooks
+    #[arg(
+        id = "pusher_app_secret",
+        long = "pusher-app-secret",
+        env = "TIDINGS_PUSHER_APP_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub app_secret: Option<String>,
+
+    /// `[[pusher.apps]]` tables (config file only): `id`, `key`, `secret`, and optionally
+    /// `channel_prefix` and `enable_client_messages`.
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apps: Vec<PusherApp>,
+}
+
+impl PusherSettings {
+    /// Gives the builder every app configured.
+    pub fn apply(self, mut builder: HubBuilder) -> Result<HubBuilder, String> {
+        for app in self.apps {
+            builder = builder.pusher_app(app);
+        }
+        match (self.app_id, self.app_key, self.app_secret) {
+            (None, None, None) => Ok(builder),
+            (Some(id), Some(key), Some(secret)) => {
+                Ok(builder.pusher_app(PusherApp::new(id, key, secret)))
+            }
+            _ => Err("pusher.app_id, pusher.app_key and pusher.app_secret go together".into()),
+        }
     }
 }

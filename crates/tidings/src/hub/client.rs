@@ -356,6 +356,21 @@ impl Client {
         Ok(())
     }
 
+    /// Whether the client is sent `event`: all but, on a Pusher connection, the join of its own
+    /// member (Pusher tells a member's join to the others only).
+    pub(crate) fn hears(&self, event: &Event) -> bool {
+        if self.app.is_none() || event.name() != super::rooms::JOIN {
+            return true;
+        }
+        #[derive(serde::Deserialize)]
+        struct Change {
+            member: crate::model::Member,
+        }
+        let joined = serde_json::from_str::<[Change; 1]>(event.args().get());
+        let own = self.user();
+        !matches!((joined, own), (Ok([change]), Some(own)) if change.member.user.as_deref() == Some(&*own))
+    }
+
     /// Tells the changes of presence channels' members a subscribe made, once its reply is
     /// queued (so the subscriber's own `tidings:join` follows the reply).
     pub(crate) async fn tell(&self, told: Told) {

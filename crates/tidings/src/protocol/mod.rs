@@ -123,11 +123,12 @@ impl Encoding {
     }
 
     /// The close frame that says `reason` in this encoding: Pusher's clients read 4000–4099 as
-    /// "do not reconnect", 4100–4199 "reconnect later", 4200–4299 "reconnect now".
+    /// "do not reconnect", 4100–4199 "reconnect later", 4200–4299 "reconnect now", and hear the
+    /// code first in a `pusher:error` frame.
     pub(crate) fn close(self, reason: CloseReason) -> Bytes {
         match self {
             Self::Json => reason.frame(),
-            Self::Pusher => frame::close(pusher::close_code(reason), reason.text()),
+            Self::Pusher => pusher::close(reason),
         }
     }
 }

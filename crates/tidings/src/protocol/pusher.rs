@@ -229,7 +229,11 @@ pub(crate) fn error(asked: &[String], error: &ErrorReply) -> Bytes {
         ErrorCode::RateLimited => 4301,
         _ => 4300,
     };
-    let data = serde_json::json!({"code": code, "message": error.message});
+    error_frame(&serde_json::json!({"code": code, "message": error.message}))
+}
+
+/// A `pusher:error` frame (its `data` an object, as Pusher sends it).
+fn error_frame(data: &serde_json::Value) -> Bytes {
     #[derive(Serialize)]
     struct Error<'a> {
         event: &'static str,
@@ -237,8 +241,23 @@ pub(crate) fn error(asked: &[String], error: &ErrorReply) -> Bytes {
     }
     to_bytes(&Error {
         event: "pusher:error",
-        data: &data,
+        data,
     })
+}
+
+/// A `pusher:error` frame with the close code (4000 and above), then the close frame.
+pub(crate) fn close(reason: CloseReason) -> Bytes {
+    let code = close_code(reason);
+    let close = super::frame::close(code, reason.text());
+    match code {
+        Some(code) if code >= 4000 => {
+            let data = serde_json::json!({"code": code, "message": reason.text()});
+            let mut frames = bytes::BytesMut::from(&error_frame(&data)[..]);
+            frames.extend_from_slice(&close);
+            frames.freeze()
+        }
+        _ => close,
+    }
 }
 
 /// The close code a Pusher client reads `reason` by: a limit or a failure of the server,

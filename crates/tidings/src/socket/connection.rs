@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tungstenite::Message;
 
 use super::ws::{ReadError, Reader as WsReader, Writer, recycle};
-use crate::fanout::{Outbox, SessionPacer};
+use crate::fanout::{Outgoing, SessionPacer};
 use crate::hub::{Admission, Connected, Hub, Requests};
 use crate::limits::{Bucket, Throttle};
 use crate::logs::Folded;
@@ -76,7 +76,7 @@ where
     tracing::debug!(socket = %connected.id(), "socket open");
     let closed = tokio::select! {
         () = read(&mut stream, &connected, &hub) => false,
-        () = write(&mut writer, &connected.outbox, encoding, &hub) => true,
+        () = write(&mut writer, &connected, encoding, &hub) => true,
     };
     tracing::debug!(socket = %connected.id(), "socket closed");
     connected.close().await;
@@ -105,10 +105,11 @@ async fn linger<R: AsyncRead + Unpin>(stream: &mut WsReader<R>) {
 /// `session` frames past the socket's budget wait, coalesced ([`SessionPacer`]).
 async fn write<W: AsyncWrite + Unpin>(
     writer: &mut Writer<W>,
-    outbox: &Outbox,
+    connected: &Connected,
     encoding: Encoding,
     hub: &Hub,
 ) {
+    let outbox = &connected.outbox;
     let stall = hub.limits().write_timeout;
     let mut batch = VecDeque::new();
     let mut pacer = SessionPacer::new();
@@ -130,6 +131,11 @@ async fn write<W: AsyncWrite + Unpin>(
         let used = batch.len();
         let counters = hub.counters();
         let frames = batch.drain(..).filter_map(|item| {
+            if let Outgoing::Event(event) = &item
+                && !connected.client.hears(event)
+            {
+                return None;
+            }
             let (frame, waited) = item.into_frame(encoding)?;
             // Once per event and node: the socket that encoded it measures its wait.
             if let Some(waited) = waited {

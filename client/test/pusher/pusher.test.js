@@ -1,0 +1,198 @@
+// Pusher's own libraries against a real `tidings serve` with a Pusher app: pusher-js (Node),
+// Laravel Echo on pusher-js, and the `pusher` server SDK for the HTTP API.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+
+import Echo from "laravel-echo";
+import PusherServer from "pusher";
+import Pusher from "pusher-js";
+
+import { Server } from "../support/server.js";
+
+const app = { id: "1", key: "app-key", secret: "app-secret" };
+
+let server;
+let api;
+
+before(async () => {
+  server = await Server.start([
+    "--pusher-app-id", app.id, "--pusher-app-key", app.key, "--pusher-app-secret", app.secret,
+  ]);
+  api = sdk(app.secret);
+});
+
+after(() => server.kill());
+
+/** The `pusher` server SDK pointed at the server, signing with `secret`. */
+function sdk(secret) {
+  return new PusherServer({
+    appId: app.id, key: app.key, secret, host: "127.0.0.1", port: String(server.port), useTLS: false,
+  });
+}
+
+/** A pusher-js client whose channel authorizations the server SDK signs, as a backend would; a
+ * presence subscription names `user`. */
+function client(user, { forge = false } = {}) {
+  const pusher = new Pusher(app.key, {
+    cluster: "local", wsHost: "127.0.0.1", wsPort: server.port, forceTLS: false,
+    enabledTransports: ["ws"], disableStats: true,
+    channelAuthorization: {
+      customHandler: ({ socketId, channelName }, callback) => {
+        const data = channelName.startsWith("presence-") ? { user_id: user, user_info: { name: `user ${user}` } } : undefined;
+        const auth = sdk(forge ? "not-the-secret" : app.secret).authorizeChannel(socketId, channelName, data);
+        callback(null, auth);
+      },
+    },
+  });
+  return pusher;
+}
+
+/** Resolves with the first `event` on `emitter` (a channel, or the connection). */
+function next(emitter, event) {
+  return new Promise((resolve) => {
+    const handler = (data) => {
+      emitter.unbind(event, handler);
+      resolve(data);
+    };
+    emitter.bind(event, handler);
+  });
+}
+
+/** Subscribes `pusher` to `name`; resolves with the channel once the server confirmed it. */
+async function subscribed(pusher, name) {
+  const channel = pusher.subscribe(name);
+  await next(channel, "pusher:subscription_succeeded");
+  return channel;
+}
+
+test("pusher-js connects with a socket id of Pusher's form", async () => {
+  const pusher = client("1");
+  await next(pusher.connection, "connected");
+  assert.match(pusher.connection.socket_id, /^\d+\.\d+$/);
+  pusher.disconnect();
+});
+
+test("a public channel hears the server SDK's events and tidings' own API", async () => {
+  const pusher = client("1");
+  const channel = await subscribed(pusher, "orders");
+  const heard = next(channel, "shipped");
+  await api.trigger("orders", "shipped", { id: 7, items: ["a"] });
+  assert.deepEqual(await heard, { id: 7, items: ["a"] });
+  const own = next(channel, "note");
+  await server.publish("channel", { channels: "orders", event: "note", args: ["plain text"] });
+  assert.equal(await own, "plain text");
+  pusher.disconnect();
+});
+
+test("a private channel takes a good signature and refuses a forged one", async () => {
+  const good = client("1");
+  const channel = await subscribed(good, "private-account-1");
+  const heard = next(channel, "balance");
+  await api.trigger("private-account-1", "balance", { amount: 10 });
+  assert.deepEqual(await heard, { amount: 10 });
+  const forged = client("1", { forge: true });
+  const error = await next(forged.subscribe("private-account-1"), "pusher:subscription_error");
+  assert.equal(error.status, 401);
+  good.disconnect();
+  forged.disconnect();
+});
+
+test("a presence channel lists its members and tells each join and leave", async () => {
+  const alice = client("alice");
+  const room = alice.subscribe("presence-room");
+  const added = [];
+  room.bind("pusher:member_added", (member) => added.push(member.id));
+  const [members] = await Promise.all([next(room, "pusher:subscription_succeeded")]);
+  assert.equal(members.count, 1);
+  assert.equal(members.me.id, "alice");
+  assert.deepEqual(members.me.info, { name: "user alice" });
+
+  const joined = next(room, "pusher:member_added");
+  const bob = client("bob");
+  const bobs = await subscribed(bob, "presence-room");
+  assert.deepEqual(await joined, { id: "bob", info: { name: "user bob" } });
+  assert.equal(bobs.members.count, 2);
+
+  const users = await api.get({ path: "/channels/presence-room/users" });
+  assert.deepEqual((await users.json()).users.map((u) => u.id).sort(), ["alice", "bob"]);
+  const listed = await api.get({ path: "/channels", params: { filter_by_prefix: "presence-", info: "user_count" } });
+  assert.deepEqual((await listed.json()).channels["presence-room"], { user_count: 2 });
+  const one = await api.get({ path: "/channels/presence-room", params: { info: "user_count" } });
+  assert.deepEqual(await one.json(), { occupied: true, user_count: 2 });
+
+  const left = next(room, "pusher:member_removed");
+  bob.unsubscribe("presence-room");
+  assert.deepEqual(await left, { id: "bob", info: { name: "user bob" } });
+  assert.equal(room.members.count, 1);
+  assert.deepEqual(added, ["bob"], "a member is not told its own join");
+  alice.disconnect();
+  bob.disconnect();
+});
+
+test("the HTTP API refuses a request signed with the wrong secret (401)", async () => {
+  await assert.rejects(sdk("wrong").trigger("orders", "e", {}), (error) => {
+    assert.equal(error.status, 401);
+    return true;
+  });
+});
+
+test("batch events reach their channels", async () => {
+  const pusher = client("1");
+  const a = await subscribed(pusher, "batch-a");
+  const b = await subscribed(pusher, "batch-b");
+  const heard = Promise.all([next(a, "e"), next(b, "e")]);
+  await api.triggerBatch([
+    { channel: "batch-a", name: "e", data: { n: 1 } },
+    { channel: "batch-b", name: "e", data: { n: 2 } },
+  ]);
+  assert.deepEqual(await heard, [{ n: 1 }, { n: 2 }]);
+  pusher.disconnect();
+});
+
+test("terminating a user's connections closes them for good", async () => {
+  const pusher = client("carol");
+  await subscribed(pusher, "presence-terminate");
+  const closed = next(pusher.connection, "disconnected");
+  await api.terminateUserConnections("carol");
+  await closed;
+  assert.equal(pusher.connection.state, "disconnected");
+  pusher.disconnect();
+});
+
+test("an unknown app key is refused with Pusher's code 4001", async () => {
+  const pusher = new Pusher("no-such-key", {
+    cluster: "local", wsHost: "127.0.0.1", wsPort: server.port, forceTLS: false,
+    enabledTransports: ["ws"], disableStats: true,
+  });
+  const error = await next(pusher.connection, "error");
+  assert.equal(error.error.data.code, 4001);
+  pusher.disconnect();
+});
+
+test("Laravel Echo listens, and sees who is here, joining and leaving", async () => {
+  const options = (user) => ({
+    broadcaster: "pusher", key: app.key, cluster: "local", wsHost: "127.0.0.1", wsPort: server.port,
+    forceTLS: false, enabledTransports: ["ws"], disableStats: true,
+    Pusher, client: client(user),
+  });
+  const echo = new Echo(options("dora"));
+  const shipped = new Promise((resolve) => echo.channel("orders-echo").listen("OrderShipped", resolve));
+  await new Promise((resolve) => echo.connector.pusher.channel("orders-echo").bind("pusher:subscription_succeeded", resolve));
+  await api.trigger("orders-echo", "App\\Events\\OrderShipped", { order: 1 });
+  assert.deepEqual(await shipped, { order: 1 });
+
+  const here = new Promise((resolve) => {
+    const room = echo.join("chat");
+    room.here(resolve);
+  });
+  assert.deepEqual((await here).map((u) => u.name), ["user dora"]);
+  const joining = new Promise((resolve) => echo.join("chat").joining(resolve));
+  const other = new Echo(options("eve"));
+  other.join("chat");
+  assert.deepEqual(await joining, { name: "user eve" });
+  const leaving = new Promise((resolve) => echo.join("chat").leaving(resolve));
+  other.leave("chat");
+  assert.deepEqual(await leaving, { name: "user eve" });
+  echo.disconnect();
+  other.disconnect();
+});
