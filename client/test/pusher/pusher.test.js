@@ -1,6 +1,9 @@
 // Pusher's own libraries against a real `tidings serve` with a Pusher app: pusher-js (Node),
 // Laravel Echo on pusher-js, and the `pusher` server SDK for the HTTP API.
 import assert from "node:assert/strict";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 
 import Echo from "laravel-echo";
@@ -10,12 +13,25 @@ import Pusher from "pusher-js";
 import { Server } from "../support/server.js";
 
 const app = { id: "1", key: "app-key", secret: "app-secret" };
+// A second app, from the config file: its channels are tidings channels `two:<name>`.
+const two = { id: "2", key: "key-2", secret: "secret-2" };
+const config = `
+[[pusher.apps]]
+id = "2"
+key = "key-2"
+secret = "secret-2"
+channel_prefix = "two:"
+enable_client_messages = true
+`;
 
 let server;
 let api;
 
 before(async () => {
+  const file = join(await mkdtemp(join(tmpdir(), "tidings-pusher-")), "tidings.toml");
+  await writeFile(file, config);
   server = await Server.start([
+    "--config", file,
     "--pusher-app-id", app.id, "--pusher-app-key", app.key, "--pusher-app-secret", app.secret,
   ]);
   api = sdk(app.secret);
@@ -23,23 +39,23 @@ before(async () => {
 
 after(() => server.kill());
 
-/** The `pusher` server SDK pointed at the server, signing with `secret`. */
-function sdk(secret) {
+/** The `pusher` server SDK pointed at the server, signing for `of` with `secret`. */
+function sdk(secret, of = app) {
   return new PusherServer({
-    appId: app.id, key: app.key, secret, host: "127.0.0.1", port: String(server.port), useTLS: false,
+    appId: of.id, key: of.key, secret, host: "127.0.0.1", port: String(server.port), useTLS: false,
   });
 }
 
-/** A pusher-js client whose channel authorizations the server SDK signs, as a backend would; a
- * presence subscription names `user`. */
-function client(user, { forge = false } = {}) {
-  const pusher = new Pusher(app.key, {
+/** A pusher-js client of app `of` whose channel authorizations the server SDK signs, as a
+ * backend would; a presence subscription names `user`. */
+function client(user, { forge = false, of = app } = {}) {
+  const pusher = new Pusher(of.key, {
     cluster: "local", wsHost: "127.0.0.1", wsPort: server.port, forceTLS: false,
     enabledTransports: ["ws"], disableStats: true,
     channelAuthorization: {
       customHandler: ({ socketId, channelName }, callback) => {
         const data = channelName.startsWith("presence-") ? { user_id: user, user_info: { name: `user ${user}` } } : undefined;
-        const auth = sdk(forge ? "not-the-secret" : app.secret).authorizeChannel(socketId, channelName, data);
+        const auth = sdk(forge ? "not-the-secret" : of.secret, of).authorizeChannel(socketId, channelName, data);
         callback(null, auth);
       },
     },
@@ -127,6 +143,57 @@ test("a presence channel lists its members and tells each join and leave", async
   assert.deepEqual(added, ["bob"], "a member is not told its own join");
   alice.disconnect();
   bob.disconnect();
+});
+
+test("client events reach the channel's other subscribers, not their sender", async () => {
+  const [a, b] = [client("a", { of: two }), client("b", { of: two })];
+  const [ca, cb] = [await subscribed(a, "private-chat"), await subscribed(b, "private-chat")];
+  const heardByB = next(cb, "client-typing");
+  const heardByA = next(ca, "client-typing");
+  ca.trigger("client-typing", { who: "a" });
+  assert.deepEqual(await heardByB, { who: "a" });
+  cb.trigger("client-typing", { who: "b" });
+  assert.deepEqual(await heardByA, { who: "b" }, "a heard b's event first, not its own");
+  a.disconnect();
+  b.disconnect();
+});
+
+test("an app without client events refuses them with pusher:error", async () => {
+  const pusher = client("1");
+  const channel = await subscribed(pusher, "private-quiet");
+  const error = next(pusher.connection, "error");
+  channel.trigger("client-typing", {});
+  assert.match((await error).data.message, /not enabled/);
+  pusher.disconnect();
+});
+
+test("a publish with socket_id skips that socket", async () => {
+  const [a, b] = [client("a"), client("b")];
+  const [ca, cb] = [await subscribed(a, "skip"), await subscribed(b, "skip")];
+  const heardByA = next(ca, "e");
+  const heardByB = next(cb, "e");
+  await api.trigger("skip", "e", { n: 1 }, { socket_id: a.connection.socket_id });
+  assert.deepEqual(await heardByB, { n: 1 });
+  await api.trigger("skip", "e", { n: 2 });
+  assert.deepEqual(await heardByA, { n: 2 }, "a's first event is the second publish");
+  a.disconnect();
+  b.disconnect();
+});
+
+test("each app has its own channels, and tidings' API reaches them by prefix", async () => {
+  const [one, other] = [client("a"), client("a", { of: two })];
+  const [c1, c2] = [await subscribed(one, "news"), await subscribed(other, "news")];
+  const heardByOne = next(c1, "e");
+  const heardByOther = next(c2, "e");
+  await sdk(two.secret, two).trigger("news", "e", "for two");
+  assert.equal(await heardByOther, "for two");
+  await server.publish("channel", { channels: "news", event: "e", args: ["for one"] });
+  assert.equal(await heardByOne, "for one", "app 1 did not hear app 2's event");
+  const again = next(c2, "e");
+  await server.publish("channel", { channels: "two:news", event: "e", args: [{ via: "tidings" }] });
+  assert.deepEqual(await again, { via: "tidings" });
+  one.disconnect();
+  other.disconnect();
 });
 
 test("the HTTP API refuses a request signed with the wrong secret (401)", async () => {

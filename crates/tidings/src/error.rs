@@ -322,6 +322,9 @@ pub(crate) enum RequestError {
         /// Why.
         message: &'static str,
     },
+    /// A client event that may not be sent; the text says why.
+    #[error("client event refused: {0}")]
+    ClientEvent(&'static str),
     /// A subscription token is refused.
     #[error(transparent)]
     Token(#[from] TokenError),

@@ -149,7 +149,54 @@ impl SocketId {
     /// The id in Pusher's form, `<digits>.<digits>`: a number for the node (a digest of its id,
     /// below 10⁹), then the connection number.
     pub fn numeric(&self) -> String {
-        format!("{}.{}", node_number(&self.node), self.seq)
+        SocketNumber::of(self).to_string()
+    }
+}
+
+/// A socket id in its numeric form (`SocketId::numeric`), which any node can read and compare
+/// with its own sockets: a publish's excluded socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SocketNumber {
+    /// The node's number ([`node_number`]).
+    pub(crate) node: u64,
+    /// The connection number on that node.
+    pub(crate) seq: u64,
+}
+
+impl SocketNumber {
+    /// The number of socket `id`.
+    pub(crate) fn of(id: &SocketId) -> Self {
+        Self {
+            node: node_number(&id.node),
+            seq: id.seq,
+        }
+    }
+}
+
+impl fmt::Display for SocketNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.node, self.seq)
+    }
+}
+
+impl FromStr for SocketNumber {
+    type Err = IdError;
+
+    /// Reads `<digits>.<digits>`.
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        let invalid = || IdError::Invalid {
+            kind: "socket id",
+            value: s.chars().take(80).collect(),
+        };
+        let (node, seq) = s.split_once('.').ok_or_else(invalid)?;
+        let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+        if !digits(node) || !digits(seq) {
+            return Err(invalid());
+        }
+        Ok(Self {
+            node: node.parse().map_err(|_| invalid())?,
+            seq: seq.parse().map_err(|_| invalid())?,
+        })
     }
 }
 

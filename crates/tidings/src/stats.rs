@@ -32,7 +32,7 @@ pub(crate) struct Counters {
     bus_malformed: AtomicU64,
     history_evicted: AtomicU64,
     /// Publishes accepted, by [`Source`] then target: all, channel, user, socket.
-    publishes: [[AtomicU64; 4]; 4],
+    publishes: [[AtomicU64; 4]; 5],
     /// Sockets opened (attached to their session) and closed.
     sockets: [AtomicU64; 2],
     /// Messages between nodes: sent, received (Redis or NATS).
@@ -124,15 +124,18 @@ pub(crate) enum Source {
     Rpc,
     /// The ingest channel (SocketStream's format on Redis), as this node took it.
     Ingest,
+    /// Clients' own events (Pusher's `client-` events).
+    Client,
 }
 
 impl Source {
     /// Every source, as the metrics label them.
-    pub(crate) const ALL: [(Self, &'static str); 4] = [
+    pub(crate) const ALL: [(Self, &'static str); 5] = [
         (Self::Rust, "rust"),
         (Self::Http, "http"),
         (Self::Rpc, "rpc"),
         (Self::Ingest, "ingest"),
+        (Self::Client, "client"),
     ];
 }
 
@@ -164,7 +167,7 @@ impl RpcOutcome {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(crate) struct Details {
     /// Publishes by [`Source`], then target (all, channel, user, socket).
-    pub(crate) publishes: [[u64; 4]; 4],
+    pub(crate) publishes: [[u64; 4]; 5],
     /// Slow consumers closed by [`SlowCause`].
     pub(crate) slow_consumers: [u64; 2],
     /// Refused frames by close code.

@@ -197,6 +197,9 @@ struct Body<'a> {
     /// For a socket-addressed event, the socket.
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     socket: Option<Cow<'a, str>>,
+    /// The socket an event is not delivered to, in numeric form.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    except: Option<Cow<'a, str>>,
     /// A session operation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     op: Option<SessionOp>,
@@ -245,6 +248,7 @@ pub(crate) fn encode(from: &NodeId, message: &BusMessage) -> Bytes {
         event: None,
         args: None,
         socket: None,
+        except: None,
         op: None,
         kick: None,
         offset: None,
@@ -256,6 +260,7 @@ pub(crate) fn encode(from: &NodeId, message: &BusMessage) -> Bytes {
         BusMessage::Publish { target, event } => {
             body.event = Some(Cow::Borrowed(event.name()));
             body.args = Some(event.args());
+            body.except = event.excluded().map(|n| Cow::Owned(n.to_string()));
             if let Target::Socket(id) = target {
                 socket = id.to_string();
                 body.socket = Some(Cow::Borrowed(&socket));
@@ -291,6 +296,7 @@ pub(crate) fn numbered_head(event: &Event) -> Vec<u8> {
         event: Some(Cow::Borrowed(event.name())),
         args: Some(event.args()),
         socket: None,
+        except: event.excluded().map(|n| Cow::Owned(n.to_string())),
         op: None,
         kick: None,
         offset: None,
@@ -345,7 +351,11 @@ pub(crate) fn decode(
         }
     };
     let args: Arc<RawValue> = Arc::from(args.to_owned());
-    let mut event = Event::new(event.as_ref().into(), args, channel);
+    let except = match body.except {
+        Some(except) => Some(except.parse().map_err(|e| format!("{e}"))?),
+        None => None,
+    };
+    let mut event = Event::except(event.as_ref().into(), args, channel, except);
     if let (Some(offset), Some(epoch), CHANNEL) = (body.offset, body.epoch, kind) {
         event = event.at(Position {
             epoch: epoch.as_ref().into(),

@@ -345,12 +345,17 @@ impl Index {
         members.into_iter().flat_map(|m| m.values()).for_each(f);
     }
 
-    /// The outboxes of a session's sockets here.
+    /// The outbox of socket number `seq`, if it is here.
+    pub(crate) fn outbox(&self, seq: u64) -> Option<&Arc<Outbox>> {
+        self.sockets.get(&seq).map(|s| &s.outbox)
+    }
+
     /// How many of this node's sockets are bound to `user`.
     pub(crate) fn user_sockets(&self, user: &str) -> usize {
         self.members.users.get(user).map_or(0, HashMap::len)
     }
 
+    /// The outboxes of a session's sockets here.
     pub(crate) fn session_outboxes(
         &self,
         session: &SessionId,

@@ -38,6 +38,8 @@ const FOREVER: std::time::Duration = std::time::Duration::from_secs(1 << 30);
 /// This node's sockets, indexed for delivery.
 pub(crate) struct Local {
     node: NodeId,
+    /// The node's number, in the numeric form of its socket ids.
+    number: u64,
     index: RwLock<Index>,
     bus: Arc<dyn Carrier>,
     counters: Arc<Counters>,
@@ -64,6 +66,7 @@ impl Local {
         changed: Option<Arc<Changed>>,
     ) -> Self {
         Self {
+            number: crate::ids::node_number(&node),
             node,
             index: RwLock::default(),
             bus,
@@ -323,8 +326,16 @@ impl Inbox for Local {
         match message {
             BusMessage::Publish { target, event } => {
                 let mut delivered = 0;
-                self.index.read().for_each(target, &self.node, |outbox| {
-                    delivered += u64::from(outbox.push(Outgoing::Event(event.clone())).is_ok());
+                let index = self.index.read();
+                let skip = event
+                    .excluded()
+                    .filter(|except| except.node == self.number)
+                    .and_then(|except| index.outbox(except.seq))
+                    .map(Arc::as_ptr);
+                index.for_each(target, &self.node, |outbox| {
+                    if Some(Arc::as_ptr(outbox)) != skip {
+                        delivered += u64::from(outbox.push(Outgoing::Event(event.clone())).is_ok());
+                    }
                 });
                 self.counters.delivered(delivered);
             }

@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 use super::ApiError;
 use super::body::JsonBody;
 use crate::hub::Hub;
+use crate::ids::SocketNumber;
 use crate::model::Target;
 use crate::pusher::{ApiAuthError, ChannelKind, PusherApp, check_request};
 use crate::socket::{Door, HandshakeError, upgrade};
@@ -187,18 +188,21 @@ async fn publish(
             return Err(bad(format!("invalid channel {name:?}: {message}")));
         }
     }
-    if let Some(socket) = &event.socket_id
-        && !is_socket_id(socket)
-    {
-        return Err(bad(format!("invalid socket_id {socket:?}")));
-    }
+    let except = match &event.socket_id {
+        Some(socket) => Some(
+            socket
+                .parse::<SocketNumber>()
+                .map_err(|_| bad(format!("invalid socket_id {socket:?}")))?,
+        ),
+        None => None,
+    };
     let targets = names
         .iter()
         .map(|name| Target::Channel(app.channel(name).into()))
         .collect();
     let args = args_of(&event.data)?;
     hub.counted_as(Source::Http)
-        .publish(targets, &event.name, args)
+        .publish_except(targets, &event.name, args, except)
         .await?;
     let mut info = serde_json::Map::new();
     if let Some(asked) = event.info {
@@ -207,15 +211,6 @@ async fn publish(
         }
     }
     Ok(info)
-}
-
-/// Whether `text` is a socket id of Pusher's form, `<digits>.<digits>`.
-fn is_socket_id(text: &str) -> bool {
-    text.split_once('.').is_some_and(|(a, b)| {
-        [a, b]
-            .iter()
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
-    })
 }
 
 /// `POST /apps/{app_id}/events`.

@@ -356,6 +356,40 @@ impl Client {
         Ok(())
     }
 
+    /// Sends a Pusher client event (`client-…`) to the other subscribers of a private or
+    /// presence channel the connection is subscribed to, when its app enables client events.
+    pub(crate) async fn publish(
+        &self,
+        channel: &str,
+        event: &str,
+        data: Box<RawValue>,
+    ) -> Result<(), RequestError> {
+        let Some(app) = self.app.as_deref().filter(|app| app.enable_client_messages) else {
+            return Err(RequestError::ClientEvent(
+                "client events are not enabled for this app (enable_client_messages)",
+            ));
+        };
+        if ChannelKind::of(channel).unwrap_or(ChannelKind::Public) == ChannelKind::Public {
+            return Err(RequestError::ClientEvent(
+                "client events go on private and presence channels only",
+            ));
+        }
+        let internal = app.channel(channel);
+        if !self.hub.session_subscribed(self.session.id(), &internal) {
+            return Err(RequestError::ClientEvent(
+                "subscribe to the channel before sending it client events",
+            ));
+        }
+        let args = RawValue::from_string(format!("[{}]", data.get()))
+            .map_err(|_| RequestError::ClientEvent("unreadable data"))?;
+        let target = vec![crate::model::Target::Channel(internal.into())];
+        let except = Some(crate::ids::SocketNumber::of(&self.socket));
+        (self.hub.counted_as(crate::stats::Source::Client))
+            .publish_except(target, event, args, except)
+            .await
+            .map_err(|e| RequestError::Rpc(e.into()))
+    }
+
     /// Whether the client is sent `event`: all but, on a Pusher connection, the join of its own
     /// member (Pusher tells a member's join to the others only).
     pub(crate) fn hears(&self, event: &Event) -> bool {

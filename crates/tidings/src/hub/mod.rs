@@ -36,7 +36,7 @@ use crate::bus::Carrier;
 use crate::error::{BusError, HistoryError, PublishError, SessionError, StoreError, TokenError};
 use crate::fanout::{KeepAlive, Local, Outbox};
 use crate::history::{self, Streams};
-use crate::ids::{NodeId, SessionId, SocketId};
+use crate::ids::{NodeId, SessionId, SocketId, SocketNumber};
 use crate::limits::Limits;
 use crate::model::{BusMessage, Event, Kick, Roster, Target};
 use crate::names::IntoNames;
@@ -453,6 +453,18 @@ impl Hub {
         event: &str,
         args: Box<RawValue>,
     ) -> Result<(), PublishError> {
+        self.publish_except(targets, event, args, None).await
+    }
+
+    /// [`Hub::publish`] to every recipient but socket `except` (Pusher's `socket_id`, a client
+    /// event's sender).
+    pub(crate) async fn publish_except(
+        &self,
+        targets: Vec<Target>,
+        event: &str,
+        args: Box<RawValue>,
+        except: Option<SocketNumber>,
+    ) -> Result<(), PublishError> {
         let limits = &self.shared.limits;
         limits.check_name("event", event)?;
         let args = match args.get() {
@@ -463,7 +475,7 @@ impl Hub {
             return Err(PublishError::ArgsNotArray);
         }
         limits.check_args(args.get())?;
-        self.send(targets, event.into(), args.into()).await
+        self.send(targets, event.into(), args.into(), except).await
     }
 
     /// Publishes a checked event to each target in turn (a channel with history through its
@@ -473,6 +485,7 @@ impl Hub {
         targets: Vec<Target>,
         name: Arc<str>,
         args: Arc<RawValue>,
+        except: Option<SocketNumber>,
     ) -> Result<(), PublishError> {
         for target in targets {
             if let Target::Socket(id) = &target
@@ -486,7 +499,7 @@ impl Hub {
                 Target::Channel(channel) => Some(channel.clone()),
                 _ => None,
             };
-            let event = Event::new(name.clone(), args.clone(), channel.clone());
+            let event = Event::except(name.clone(), args.clone(), channel.clone(), except);
             let history = &self.shared.history;
             match channel.as_ref().and_then(|c| Some((c, history.rule(c)?))) {
                 Some((channel, rule)) => history.append(channel, rule, &event, None).await?,

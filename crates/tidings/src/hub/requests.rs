@@ -364,6 +364,15 @@ impl<'a> Requests<'a> {
             })),
             // Answered at once by `answer`.
             Request::Ping { .. } => {}
+            Request::Publish {
+                channel,
+                event,
+                data,
+                ..
+            } => waiting.changes.push_back(Box::pin(async move {
+                let sent = client.publish(&channel, &event, data).await;
+                (respond(enc, id, sent), false)
+            })),
             Request::List { .. } => waiting.run(
                 Box::pin(async move { (respond(enc, id, client.list().await), false) }),
                 false,

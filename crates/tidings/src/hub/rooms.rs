@@ -409,7 +409,7 @@ impl Rooms {
             return;
         };
         let target = vec![Target::Channel(channel.clone())];
-        if let Err(error) = hub.send(target, name.into(), args).await
+        if let Err(error) = hub.send(target, name.into(), args, None).await
             && let Some(events) = LOG.note(1)
         {
             tracing::warn!(%error, events, "could not publish presence channels' joins and leaves");

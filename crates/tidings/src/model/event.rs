@@ -5,6 +5,8 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
+use crate::ids::SocketNumber;
+
 /// Where an event stands in its channel's history: the stream's epoch (which changes whenever the
 /// history is lost) and the event's offset (1, 2, 3… within one epoch, without gaps).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -26,6 +28,8 @@ pub struct Event {
     args: Arc<RawValue>,
     channel: Option<Arc<str>>,
     position: Option<Position>,
+    /// The socket it is not delivered to (its sender's, or one the publisher excluded).
+    except: Option<SocketNumber>,
     /// When it reached this node (made here, or decoded from the bus).
     arrived: std::time::Instant,
     frames: [OnceLock<Bytes>; FRAME_SLOTS],
@@ -37,11 +41,22 @@ pub(crate) const FRAME_SLOTS: usize = 2;
 impl Event {
     /// An event ready to publish; `args` must be a JSON array.
     pub(crate) fn new(name: Arc<str>, args: Arc<RawValue>, channel: Option<Arc<str>>) -> Arc<Self> {
+        Self::except(name, args, channel, None)
+    }
+
+    /// An event ready to publish to all its recipients but socket `except`.
+    pub(crate) fn except(
+        name: Arc<str>,
+        args: Arc<RawValue>,
+        channel: Option<Arc<str>>,
+        except: Option<SocketNumber>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             name,
             args,
             channel,
             position: None,
+            except,
             arrived: std::time::Instant::now(),
             frames: Default::default(),
         })
@@ -54,6 +69,7 @@ impl Event {
             args: self.args.clone(),
             channel: self.channel.clone(),
             position: Some(position),
+            except: self.except,
             arrived: self.arrived,
             frames: Default::default(),
         })
@@ -72,6 +88,11 @@ impl Event {
     /// The channel, for a channel event.
     pub fn channel(&self) -> Option<&str> {
         self.channel.as_deref()
+    }
+
+    /// The socket it is not delivered to, if any.
+    pub(crate) fn excluded(&self) -> Option<SocketNumber> {
+        self.except
     }
 
     /// Its place in its channel's history, when the channel keeps one.

@@ -51,6 +51,7 @@ impl From<RequestError> for ErrorReply {
                 _ => ErrorCode::BadRequest,
             },
             RequestError::UnknownMethod(_) => ErrorCode::UnknownMethod,
+            RequestError::ClientEvent(_) => ErrorCode::BadRequest,
             RequestError::Panicked(_) => ErrorCode::Internal,
             RequestError::TooManyCalls(_) => ErrorCode::TooManyCalls,
             RequestError::TooManyRequests(_) => ErrorCode::TooManyRequests,

@@ -221,6 +221,14 @@ pub(crate) enum Request {
     },
     /// A sign of life (Pusher's `pusher:ping`, answered when `pong`, and `pusher:pong`).
     Ping { id: u64, pong: bool },
+    /// An event the client sends to the other subscribers of a channel (Pusher's `client-`
+    /// events), its data as the only argument.
+    Publish {
+        id: u64,
+        channel: String,
+        event: String,
+        data: Box<RawValue>,
+    },
 }
 
 impl Request {
@@ -233,7 +241,8 @@ impl Request {
             | Self::Rpc { id, .. }
             | Self::Heartbeat { id, .. }
             | Self::Recover { id, .. }
-            | Self::Ping { id, .. } => *id,
+            | Self::Ping { id, .. }
+            | Self::Publish { id, .. } => *id,
         }
     }
 }

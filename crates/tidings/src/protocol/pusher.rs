@@ -289,6 +289,8 @@ struct Envelope<'a> {
     #[serde(borrow)]
     event: Option<&'a str>,
     #[serde(borrow)]
+    channel: Option<&'a str>,
+    #[serde(borrow)]
     data: Option<&'a RawValue>,
 }
 
@@ -362,6 +364,21 @@ pub(crate) fn decode(text: &str) -> Result<Request, BadFrame> {
             Ok(Request::Unsubscribe {
                 id: 0,
                 channels: vec![s.channel],
+            })
+        }
+        client if client.starts_with("client-") => {
+            let channel = envelope
+                .channel
+                .ok_or_else(|| refuse(ErrorCode::BadRequest, "a client event names its channel"))?;
+            let data = envelope.data.map_or_else(
+                || RawValue::from_string("null".into()),
+                |d| Ok(d.to_owned()),
+            );
+            Ok(Request::Publish {
+                id: 0,
+                channel: channel.to_owned(),
+                event: client.to_owned(),
+                data: data.map_err(|_| refuse(ErrorCode::BadRequest, "unreadable data"))?,
             })
         }
         other => Err(refuse(
