@@ -216,6 +216,42 @@ test("batch events reach their channels", async () => {
   pusher.disconnect();
 });
 
+test("a signed-in user hears events sent to the user", async () => {
+  const pusher = new Pusher(app.key, {
+    cluster: "local", wsHost: "127.0.0.1", wsPort: server.port, forceTLS: false,
+    enabledTransports: ["ws"], disableStats: true,
+    userAuthentication: {
+      customHandler: ({ socketId }, callback) => callback(null, api.authenticateUser(socketId, { id: "frank", name: "Frank" })),
+    },
+  });
+  const signedIn = new Promise((resolve) => {
+    pusher.connection.bind("message", (message) => message.event === "pusher:signin_success" && resolve(message.data));
+  });
+  pusher.signin();
+  assert.deepEqual(JSON.parse((await signedIn).user_data), { id: "frank", name: "Frank" });
+  const heard = new Promise((resolve) => pusher.user.bind("notice", resolve));
+  await api.sendToUser("frank", "notice", { text: "hello" });
+  assert.deepEqual(await heard, { text: "hello" });
+  const closed = next(pusher.connection, "disconnected");
+  await api.terminateUserConnections("frank");
+  await closed;
+  pusher.disconnect();
+});
+
+test("a forged sign-in is refused", async () => {
+  const pusher = new Pusher(app.key, {
+    cluster: "local", wsHost: "127.0.0.1", wsPort: server.port, forceTLS: false,
+    enabledTransports: ["ws"], disableStats: true,
+    userAuthentication: {
+      customHandler: ({ socketId }, callback) => callback(null, sdk("forged").authenticateUser(socketId, { id: "mallory" })),
+    },
+  });
+  const error = next(pusher.connection, "error");
+  pusher.signin();
+  assert.match((await error).data.message, /invalid signature/);
+  pusher.disconnect();
+});
+
 test("terminating a user's connections closes them for good", async () => {
   const pusher = client("carol");
   await subscribed(pusher, "presence-terminate");

@@ -322,6 +322,9 @@ pub(crate) enum RequestError {
         /// Why.
         message: &'static str,
     },
+    /// A Pusher sign-in refused; the text says why.
+    #[error("sign-in refused: {0}")]
+    SignIn(&'static str),
     /// A client event that may not be sent; the text says why.
     #[error("client event refused: {0}")]
     ClientEvent(&'static str),

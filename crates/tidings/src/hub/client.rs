@@ -21,7 +21,7 @@ use crate::limits::TokenBucket;
 use crate::logs::Folded;
 use crate::model::{Event, HeartbeatOp, Position, PresenceKind};
 use crate::protocol::{Grant, Positions, ServerBeat, Subscribed, Welcome};
-use crate::pusher::{ChannelKind, PresenceData, PusherApp, check_channel_auth};
+use crate::pusher::{ChannelKind, PresenceData, PusherApp, check_channel_auth, check_user_auth};
 use crate::stats::RpcOutcome;
 
 /// What a `recover` request answers for one channel.
@@ -353,6 +353,44 @@ impl Client {
             None => self.session.set_user_id(Some(&user)).await?,
         }
         self.hub.shared.local.describe(self.session.id(), info);
+        Ok(())
+    }
+
+    /// Signs a Pusher connection in as the user `user_data` names (a JSON object with an `id`),
+    /// on the app's signature of the socket and `user_data`: binds the session to the user and
+    /// subscribes it to the user's own channel (`#server-to-user-<id>`).
+    pub(crate) async fn sign_in(&self, auth: &str, user_data: &str) -> Result<(), RequestError> {
+        let Some(app) = self.app.as_deref() else {
+            return Err(RequestError::SignIn(
+                "this connection does not speak Pusher",
+            ));
+        };
+        if !check_user_auth(app, &self.socket.numeric(), user_data, auth) {
+            return Err(RequestError::SignIn(
+                "invalid signature: expected the HMAC-SHA256 of socket_id::user::user_data",
+            ));
+        }
+        #[derive(serde::Deserialize)]
+        struct UserData {
+            id: serde_json::Value,
+        }
+        let id = match serde_json::from_str::<UserData>(user_data).map(|u| u.id) {
+            Ok(serde_json::Value::String(id)) if !id.is_empty() => id,
+            Ok(serde_json::Value::Number(n)) => n.to_string(),
+            _ => {
+                return Err(RequestError::SignIn(
+                    "user_data must be an object with an id",
+                ));
+            }
+        };
+        let user = app.user(&id);
+        match self.user() {
+            Some(bound) if *bound == *user => {}
+            Some(_) => return Err(RequestError::SignIn("this connection is another user's")),
+            None => self.session.set_user_id(Some(&user)).await?,
+        }
+        let own = app.user_channel(&id);
+        self.session.subscribe_vouched(vec![own], true).await?;
         Ok(())
     }
 

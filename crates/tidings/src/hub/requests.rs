@@ -364,6 +364,15 @@ impl<'a> Requests<'a> {
             })),
             // Answered at once by `answer`.
             Request::Ping { .. } => {}
+            Request::SignIn {
+                auth, user_data, ..
+            } => waiting.changes.push_back(Box::pin(async move {
+                let reply = match client.sign_in(&auth, &user_data).await {
+                    Ok(()) => enc.signed_in(id, &user_data),
+                    Err(error) => enc.error(Some(id), &error.into()),
+                };
+                (Some(reply), false)
+            })),
             Request::Publish {
                 channel,
                 event,

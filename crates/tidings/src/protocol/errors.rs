@@ -52,6 +52,7 @@ impl From<RequestError> for ErrorReply {
             },
             RequestError::UnknownMethod(_) => ErrorCode::UnknownMethod,
             RequestError::ClientEvent(_) => ErrorCode::BadRequest,
+            RequestError::SignIn(_) => ErrorCode::InvalidToken,
             RequestError::Panicked(_) => ErrorCode::Internal,
             RequestError::TooManyCalls(_) => ErrorCode::TooManyCalls,
             RequestError::TooManyRequests(_) => ErrorCode::TooManyRequests,

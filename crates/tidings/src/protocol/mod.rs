@@ -83,6 +83,14 @@ impl Encoding {
         }
     }
 
+    /// Encodes the answer to a sign-in: the user data it bound.
+    pub(crate) fn signed_in(self, id: u64, user_data: &str) -> Bytes {
+        match self {
+            Self::Json => json::reply(id, &user_data),
+            Self::Pusher => pusher::signed_in(user_data),
+        }
+    }
+
     /// Encodes a successful reply to `subscribe` request `id` (to channels `asked`): all the
     /// session's channels, what a `subscribe` gives beside them and, when it asked to recover,
     /// the answer per channel.
@@ -221,6 +229,13 @@ pub(crate) enum Request {
     },
     /// A sign of life (Pusher's `pusher:ping`, answered when `pong`, and `pusher:pong`).
     Ping { id: u64, pong: bool },
+    /// Binds the connection to the user `user_data` names, on the app's signature of both
+    /// (Pusher's `pusher:signin`).
+    SignIn {
+        id: u64,
+        auth: String,
+        user_data: String,
+    },
     /// An event the client sends to the other subscribers of a channel (Pusher's `client-`
     /// events), its data as the only argument.
     Publish {
@@ -242,6 +257,7 @@ impl Request {
             | Self::Heartbeat { id, .. }
             | Self::Recover { id, .. }
             | Self::Ping { id, .. }
+            | Self::SignIn { id, .. }
             | Self::Publish { id, .. } => *id,
         }
     }

@@ -46,10 +46,15 @@ fn frame(event: &str, channel: Option<&str>, data: &impl Serialize) -> Bytes {
     })
 }
 
-/// A tidings channel's app prefix and Pusher name: the prefix ends in the name's last `:`
-/// (Pusher names hold none).
+/// A tidings channel's app prefix and Pusher name: an app's prefix is a name and one `:`, and
+/// Pusher names hold none but a user's own channel's (`#server-to-user-<id>`, which starts with
+/// `#`).
 fn split(channel: &str) -> (&str, &str) {
-    channel.split_at(channel.rfind(':').map_or(0, |i| i + 1))
+    let end = match channel.starts_with('#') {
+        true => 0,
+        false => channel.find(':').map_or(0, |i| i + 1),
+    };
+    channel.split_at(end)
 }
 
 /// The Pusher name of a tidings channel: what follows its app's prefix.
@@ -141,6 +146,12 @@ pub(crate) fn welcome(welcome: &Welcome<'_>) -> Bytes {
         "activity_timeout": ACTIVITY_TIMEOUT,
     });
     frame("pusher:connection_established", None, &data)
+}
+
+/// Encodes `pusher:signin_success`.
+pub(crate) fn signed_in(user_data: &str) -> Bytes {
+    let data = serde_json::json!({ "user_data": user_data });
+    frame("pusher:signin_success", None, &data)
 }
 
 /// Encodes `pusher:pong`.
@@ -304,6 +315,13 @@ struct Subscription {
     channel_data: Option<String>,
 }
 
+/// The data of `pusher:signin`.
+#[derive(Deserialize)]
+struct SignIn {
+    auth: String,
+    user_data: String,
+}
+
 /// Refuses a frame.
 fn refuse(code: ErrorCode, message: impl Into<String>) -> BadFrame {
     BadFrame {
@@ -359,6 +377,14 @@ pub(crate) fn decode(text: &str) -> Result<Request, BadFrame> {
                 since: Vec::new(),
             })
         }
+        "pusher:signin" => {
+            let s: SignIn = data(envelope.data, event)?;
+            Ok(Request::SignIn {
+                id: 0,
+                auth: s.auth,
+                user_data: s.user_data,
+            })
+        }
         "pusher:unsubscribe" => {
             let s: Subscription = data(envelope.data, event)?;
             Ok(Request::Unsubscribe {
@@ -409,6 +435,12 @@ mod tests {
 
     #[test]
     fn args_become_data_and_the_prefix_goes() {
+        assert_eq!(
+            split("two:#server-to-user-a:b"),
+            ("two:", "#server-to-user-a:b")
+        );
+        assert_eq!(split("#server-to-user-a:b"), ("", "#server-to-user-a:b"));
+        assert_eq!(split("presence-a"), ("", "presence-a"));
         assert_eq!(
             text(&event(&event_of(r#"["{\"a\":1}"]"#, "app:chat"))),
             r#"{"event":"e","channel":"chat","data":"{\"a\":1}"}"#

@@ -17,7 +17,7 @@ mod channel;
 mod sign;
 
 pub(crate) use channel::{ChannelKind, PresenceData};
-pub(crate) use sign::{ApiAuthError, check_channel_auth, check_request};
+pub(crate) use sign::{ApiAuthError, check_channel_auth, check_request, check_user_auth};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -78,6 +78,11 @@ impl PusherApp {
     /// The tidings channel of this app's channel `name`.
     pub(crate) fn channel(&self, name: &str) -> String {
         format!("{}{name}", self.channel_prefix)
+    }
+
+    /// The tidings channel of this app's user `id`'s own events (`#server-to-user-<id>`).
+    pub(crate) fn user_channel(&self, id: &str) -> String {
+        format!("{}#server-to-user-{id}", self.channel_prefix)
     }
 
     /// The tidings user id of this app's user `id`.

@@ -56,6 +56,21 @@ pub(crate) fn check_channel_auth(
     key == app.key && signed(app, &text, signature)
 }
 
+/// Whether `auth` (`<key>:<hex signature>`) signs user `user_data` in on socket `socket_id`:
+/// the HMAC of `socket_id::user::user_data`.
+pub(crate) fn check_user_auth(
+    app: &PusherApp,
+    socket_id: &str,
+    user_data: &str,
+    auth: &str,
+) -> bool {
+    let Some((key, signature)) = auth.split_once(':') else {
+        return false;
+    };
+    let text = format!("{socket_id}::user::{user_data}");
+    key == app.key && signed(app, &text, signature)
+}
+
 /// Why an HTTP API request's signature is refused (401).
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum ApiAuthError {
