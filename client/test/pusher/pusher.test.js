@@ -196,6 +196,20 @@ test("each app has its own channels, and tidings' API reaches them by prefix", a
   other.disconnect();
 });
 
+test("a cache channel gives a new subscriber its last event, or pusher:cache_miss", async () => {
+  const first = client("1");
+  const miss = next(first.subscribe("cache-scores"), "pusher:cache_miss");
+  await miss;
+  await api.trigger("cache-scores", "score", { home: 1 });
+  await api.trigger("cache-scores", "score", { home: 2 });
+  const second = client("2");
+  const channel = second.subscribe("cache-scores");
+  const [, last] = await Promise.all([next(channel, "pusher:subscription_succeeded"), next(channel, "score")]);
+  assert.deepEqual(last, { home: 2 });
+  first.disconnect();
+  second.disconnect();
+});
+
 test("the HTTP API refuses a request signed with the wrong secret (401)", async () => {
   await assert.rejects(sdk("wrong").trigger("orders", "e", {}), (error) => {
     assert.equal(error.status, 401);

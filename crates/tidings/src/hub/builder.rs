@@ -28,6 +28,20 @@ use crate::pusher::{self, PusherApp};
 use crate::stats::{Counters, Source};
 use crate::store::{MemoryStore, PresenceStore, SessionStore};
 
+/// Pusher's cache channels (`cache-`, `private-cache-`, …) as a history rule: the last event of
+/// each, for 30 minutes; `None` without Pusher apps.
+fn cache_rule(apps: &pusher::Apps) -> Option<History> {
+    let kinds = [
+        "cache-*",
+        "private-cache-*",
+        "private-encrypted-cache-*",
+        "presence-cache-*",
+    ];
+    let mut rule = History::new(apps.patterns(&kinds));
+    (rule.size, rule.ttl) = (1, Duration::from_secs(30 * 60));
+    (!rule.channels.is_empty()).then_some(rule)
+}
+
 /// Builds a [`Hub`]; every setting has a default, so `Hub::builder().build()` runs one node in memory.
 pub struct HubBuilder {
     node_id: Option<NodeId>,
@@ -235,7 +249,7 @@ impl HubBuilder {
         let named = |pattern: &String| {
             (self.presence_channels.iter()).any(|rule| rule.channels.contains(pattern))
         };
-        let unnamed: Vec<String> = (apps.presence_patterns().into_iter())
+        let unnamed: Vec<String> = (apps.patterns(&["presence-*"]).into_iter())
             .filter(|p| !named(p))
             .collect();
         if !unnamed.is_empty() {
@@ -260,9 +274,24 @@ impl HubBuilder {
         let counters = Arc::new(Counters::default());
         let faults = bus.faults().unwrap_or_default();
         let max_history = self.limits.max_history_bytes;
-        let history = bus
-            .clone()
-            .history(&history_rules, max_history, &counters)?;
+        let history = match cache_rule(&apps) {
+            None => bus
+                .clone()
+                .history(&history_rules, max_history, &counters)?,
+            Some(cache) => {
+                let mut rules = self.history.clone();
+                rules.push(cache);
+                let rules = history::Rules::new(&rules)?;
+                match bus.clone().history(&rules, max_history, &counters) {
+                    Ok(history) => history,
+                    Err(error) => {
+                        tracing::warn!(%error, "this bus keeps no history: Pusher's cache channels keep no last event (each subscribe is a cache miss)");
+                        bus.clone()
+                            .history(&history_rules, max_history, &counters)?
+                    }
+                }
+            }
+        };
         #[cfg_attr(not(feature = "backend"), expect(unused_mut))]
         let mut presence = Presence::new(self.heartbeat, presence_store, counters.clone())?;
         #[cfg(feature = "backend")]

@@ -21,7 +21,9 @@ use crate::limits::TokenBucket;
 use crate::logs::Folded;
 use crate::model::{Event, HeartbeatOp, Position, PresenceKind};
 use crate::protocol::{Grant, Positions, ServerBeat, Subscribed, Welcome};
-use crate::pusher::{ChannelKind, PresenceData, PusherApp, check_channel_auth, check_user_auth};
+use crate::pusher::{
+    ChannelKind, PresenceData, PusherApp, check_channel_auth, check_user_auth, is_cache,
+};
 use crate::stats::RpcOutcome;
 
 /// What a `recover` request answers for one channel.
@@ -180,7 +182,11 @@ impl Client {
                 message,
                 interval_ms: millis(keep_alive.interval),
             }),
-            beside: Subscribed { positions, members },
+            beside: Subscribed {
+                positions,
+                members,
+                ..Subscribed::default()
+            },
         };
         (welcome, told)
     }
@@ -251,7 +257,12 @@ impl Client {
         let (members, told) = (self.hub)
             .rosters(self.session.id(), &channels, settling)
             .await;
-        Ok((all, Subscribed { positions, members }, told))
+        let beside = Subscribed {
+            positions,
+            members,
+            ..Subscribed::default()
+        };
+        Ok((all, beside, told))
     }
 
     /// Subscribes a Pusher connection to one of its app's channels, as Pusher's rules say:
@@ -319,11 +330,33 @@ impl Client {
                 (app.own(&channel).unwrap_or(&channel).to_owned(), roster)
             })
             .collect();
+        let mut cached = BTreeMap::new();
+        if is_cache(&name) {
+            cached.insert(name.clone(), self.last_event(&asked[0]).await);
+        }
         let beside = Subscribed {
             positions: Positions::new(),
             members,
+            cached,
         };
         Ok((all, beside, told))
+    }
+
+    /// The last event of a Pusher cache channel, if it keeps one (and it can be read).
+    async fn last_event(&self, channel: &str) -> Option<Arc<Event>> {
+        let page = match self.hub.history(channel, None, 1).await {
+            Ok(page) => page,
+            Err(error) => {
+                static LOG: Folded = Folded::new();
+                if let Some(channels) = LOG.note(1) {
+                    tracing::warn!(channels, %error, "could not read a cache channel's last event; answered a cache miss");
+                }
+                return None;
+            }
+        };
+        let last = page.events.into_iter().last()?;
+        let name: Arc<str> = last.event.into();
+        Some(Event::new(name, last.args.into(), Some(channel.into())))
     }
 
     /// Makes the session the member a Pusher presence subscription's `channel_data` names: binds

@@ -9,6 +9,9 @@ pub(crate) mod frame;
 pub(crate) mod json;
 pub(crate) mod pusher;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -188,6 +191,9 @@ pub(crate) struct Subscribed {
     /// Members, by channel.
     #[serde(skip_serializing_if = "Rosters::is_empty")]
     pub(crate) members: Rosters,
+    /// Pusher's cache channels' last event (`None`: a cache miss), by channel.
+    #[serde(skip)]
+    pub(crate) cached: BTreeMap<String, Option<Arc<Event>>>,
 }
 
 /// The server heartbeat a client should expect.
@@ -452,8 +458,6 @@ impl CloseReason {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
 
     #[test]

@@ -181,6 +181,15 @@ pub(crate) fn subscribed(asked: &[String], beside: &Subscribed) -> Bytes {
             ),
         };
         frames.extend_from_slice(&frame);
+        match beside.cached.get(channel) {
+            Some(Some(last)) => frames.extend_from_slice(&event(last)),
+            Some(None) => frames.extend_from_slice(&to_bytes(&Frame {
+                event: "pusher:cache_miss",
+                channel: Some(channel),
+                data: "{}",
+            })),
+            None => {}
+        }
     }
     frames.freeze()
 }

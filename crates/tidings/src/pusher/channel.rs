@@ -41,6 +41,17 @@ impl ChannelKind {
     }
 }
 
+/// Whether `name` is a cache channel (`cache-`, `private-cache-`, `private-encrypted-cache-`,
+/// `presence-cache-`): a subscriber gets its last event at once, or `pusher:cache_miss`.
+pub(crate) fn is_cache(name: &str) -> bool {
+    ["", "private-", "private-encrypted-", "presence-"]
+        .iter()
+        .any(|kind| {
+            name.strip_prefix(kind)
+                .is_some_and(|rest| rest.starts_with("cache-"))
+        })
+}
+
 /// A presence subscription's `channel_data`: who the member is.
 #[derive(Debug, PartialEq)]
 pub(crate) struct PresenceData {
@@ -88,6 +99,8 @@ mod tests {
         assert!(ChannelKind::of("a:b").is_err(), "a colon is not Pusher's");
         assert!(ChannelKind::of("#server-to-user-1").is_err());
         assert!(ChannelKind::of(&"a".repeat(165)).is_err());
+        assert!(is_cache("cache-a") && is_cache("private-encrypted-cache-a"));
+        assert!(!is_cache("private-a") && !is_cache("my-cache-a"));
     }
 
     #[test]

@@ -16,7 +16,7 @@
 mod channel;
 mod sign;
 
-pub(crate) use channel::{ChannelKind, PresenceData};
+pub(crate) use channel::{ChannelKind, PresenceData, is_cache};
 pub(crate) use sign::{ApiAuthError, check_channel_auth, check_request, check_user_auth};
 
 use std::collections::HashMap;
@@ -180,11 +180,11 @@ impl Apps {
         self.by_id.get(id)
     }
 
-    /// Every app's presence channels, as channel patterns (`<prefix>presence-*`).
-    pub(crate) fn presence_patterns(&self) -> Vec<String> {
-        self.by_id
-            .values()
-            .map(|app| app.channel("presence-*"))
+    /// Every app's channels of these patterns (`presence-*`), as tidings channel patterns
+    /// (`<prefix>presence-*`).
+    pub(crate) fn patterns(&self, patterns: &[&str]) -> Vec<String> {
+        (self.by_id.values())
+            .flat_map(|app| patterns.iter().map(|pattern| app.channel(pattern)))
             .collect()
     }
 }
