@@ -74,6 +74,11 @@ function next(emitter, event) {
   });
 }
 
+/** Resolves once `check` resolves true, trying every 20 ms. */
+async function until(check) {
+  while (!(await check())) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
 /** Subscribes `pusher` to `name`; resolves with the channel once the server confirmed it. */
 async function subscribed(pusher, name) {
   const channel = pusher.subscribe(name);
@@ -208,6 +213,22 @@ test("a cache channel gives a new subscriber its last event, or pusher:cache_mis
   assert.deepEqual(last, { home: 2 });
   first.disconnect();
   second.disconnect();
+});
+
+test("the HTTP API tells which channels are occupied, of every kind", async () => {
+  const info = async (path, params) => (await api.get({ path, params })).json();
+  assert.deepEqual(await info("/channels/lobby"), { occupied: false });
+  const pusher = client("1");
+  await subscribed(pusher, "lobby");
+  await subscribed(pusher, "private-lobby");
+  assert.deepEqual(await info("/channels/lobby"), { occupied: true });
+  const { channels } = await info("/channels", { filter_by_prefix: "private-lobby" });
+  assert.deepEqual(channels, { "private-lobby": {} });
+  assert.ok("lobby" in (await info("/channels")).channels);
+  const vacated = await subscribed(pusher, "vacated-soon");
+  pusher.unsubscribe(vacated.name);
+  await until(async () => !(await info("/channels/vacated-soon")).occupied);
+  pusher.disconnect();
 });
 
 test("the HTTP API refuses a request signed with the wrong secret (401)", async () => {

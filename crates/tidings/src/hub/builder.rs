@@ -245,7 +245,7 @@ impl HubBuilder {
         let ttls = self.ttls.checked()?;
         let rules = ChannelRules::new(&self.public_channels, &self.user_channels)?;
         let history_rules = history::Rules::new(&self.history)?;
-        let apps = pusher::Apps::new(std::mem::take(&mut self.pusher_apps))?;
+        let apps = Arc::new(pusher::Apps::new(std::mem::take(&mut self.pusher_apps))?);
         let named = |pattern: &String| {
             (self.presence_channels.iter()).any(|rule| rule.channels.contains(pattern))
         };
@@ -255,7 +255,7 @@ impl HubBuilder {
         if !unnamed.is_empty() {
             self.presence_channels.push(PresenceChannels::new(unnamed));
         }
-        let rooms = rooms::Rooms::new(&self.presence_channels)?;
+        let rooms = rooms::Rooms::new(&self.presence_channels, &apps)?;
         #[cfg_attr(not(feature = "backend"), expect(unused_mut))]
         let mut methods = self.methods;
         #[cfg(feature = "backend")]

@@ -319,8 +319,9 @@ impl Client {
         let (members, told) = (self.hub)
             .rosters(self.session.id(), &asked, settling)
             .await;
-        let members = members
-            .into_iter()
+        // Only a presence channel's subscription tells its members.
+        let members = (members.into_iter())
+            .filter(|_| kind == ChannelKind::Presence)
             .map(|(channel, mut roster)| {
                 for member in &mut roster.members {
                     if let Some(user) = &member.user {

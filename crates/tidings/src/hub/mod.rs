@@ -88,7 +88,7 @@ pub(crate) struct Shared {
     /// Presence channels' rules and this node's holdings in them.
     rooms: rooms::Rooms,
     /// The Pusher apps the node serves.
-    apps: crate::pusher::Apps,
+    apps: Arc<crate::pusher::Apps>,
     /// Panics caught in this node's tasks (and its bus's).
     faults: Arc<Faults>,
     next_seq: AtomicU64,

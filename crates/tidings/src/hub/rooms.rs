@@ -116,6 +116,10 @@ impl Held {
 /// The presence channels' rules, and this node's holdings.
 pub(crate) struct Rooms {
     rules: ChannelPatterns<PresenceChannels>,
+    /// Pusher apps' other channels, whose members are tracked without join and leave events
+    /// (so each app knows which of its channels are occupied, cluster-wide): the rule, and the
+    /// apps, which say which channels are theirs.
+    occupancy: Option<(Arc<PresenceChannels>, Arc<crate::pusher::Apps>)>,
     /// Sessions to bring up to date; `None` when no channel tracks members.
     changed: Option<Arc<Changed>>,
     held: tokio::sync::Mutex<Held>,
@@ -178,8 +182,11 @@ fn args(id: &str, member: &Member) -> Option<Arc<RawValue>> {
 }
 
 impl Rooms {
-    /// Checks the rules.
-    pub(crate) fn new(rules: &[PresenceChannels]) -> Result<Self, BuildError> {
+    /// Checks the rules; every channel of a Pusher app of `apps` tracks its members too.
+    pub(crate) fn new(
+        rules: &[PresenceChannels],
+        apps: &Arc<crate::pusher::Apps>,
+    ) -> Result<Self, BuildError> {
         if let Some(rule) = rules.iter().find(|r| r.max_members == 0) {
             return Err(BuildError::InvalidSetting {
                 name: "presence_channels.max_members",
@@ -188,9 +195,15 @@ impl Rooms {
         }
         let rules = ChannelPatterns::new(rules, |r| &r.channels)
             .map_err(|e| BuildError::patterns("presence_channels", e))?;
-        let changed = (!rules.is_empty()).then(Arc::default);
+        let occupancy = (!apps.is_empty()).then(|| {
+            let mut rule = PresenceChannels::new(apps.patterns(&["*"]));
+            rule.join_leave = false;
+            (Arc::new(rule), apps.clone())
+        });
+        let changed = (!rules.is_empty() || occupancy.is_some()).then(Arc::default);
         Ok(Self {
             rules,
+            occupancy,
             changed,
             held: tokio::sync::Mutex::default(),
             settling: Arc::default(),
@@ -204,7 +217,10 @@ impl Rooms {
 
     /// The rule of `channel`, if it tracks members.
     pub(crate) fn rule(&self, channel: &str) -> Option<&Arc<PresenceChannels>> {
-        self.rules.of(channel)
+        self.rules.of(channel).or_else(|| {
+            let (rule, apps) = self.occupancy.as_ref()?;
+            apps.owns(channel).then_some(rule)
+        })
     }
 
     /// Starts a subscribe of `session` to `channels` (`None`: a socket joining it, whatever it

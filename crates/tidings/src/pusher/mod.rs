@@ -165,6 +165,13 @@ impl Apps {
         Ok(apps_out)
     }
 
+    /// Whether tidings channel `channel` is a channel of an app (its user channels apart).
+    pub(crate) fn owns(&self, channel: &str) -> bool {
+        self.by_id
+            .values()
+            .any(|app| app.own(channel).is_some_and(|name| !name.starts_with('#')))
+    }
+
     /// Whether no app is served.
     pub(crate) fn is_empty(&self) -> bool {
         self.by_id.is_empty()
