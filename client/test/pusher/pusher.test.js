@@ -4,6 +4,8 @@ import assert from "node:assert/strict";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { once } from "node:events";
+import { createServer } from "node:http";
 import { after, before, test } from "node:test";
 
 import Echo from "laravel-echo";
@@ -15,21 +17,37 @@ import { Server } from "../support/server.js";
 const app = { id: "1", key: "app-key", secret: "app-secret" };
 // A second app, from the config file: its channels are tidings channels `two:<name>`.
 const two = { id: "2", key: "key-2", secret: "secret-2" };
-const config = `
+const config = (hooks) => `
 [[pusher.apps]]
 id = "2"
 key = "key-2"
 secret = "secret-2"
 channel_prefix = "two:"
 enable_client_messages = true
+webhook_url = "${hooks}"
 `;
 
 let server;
 let api;
+// App 2's webhook: each POST's headers and raw body, as they came.
+const posts = [];
+let receiver;
+let posted = () => {};
 
 before(async () => {
+  receiver = createServer((request, response) => {
+    const chunks = [];
+    request.on("data", (chunk) => chunks.push(chunk));
+    request.on("end", () => {
+      posts.push({ headers: request.headers, rawBody: Buffer.concat(chunks).toString() });
+      response.end("ok");
+      posted();
+    });
+  });
+  receiver.listen(0, "127.0.0.1");
+  await once(receiver, "listening");
   const file = join(await mkdtemp(join(tmpdir(), "tidings-pusher-")), "tidings.toml");
-  await writeFile(file, config);
+  await writeFile(file, config(`http://127.0.0.1:${receiver.address().port}/pusher`));
   server = await Server.start([
     "--config", file,
     "--pusher-app-id", app.id, "--pusher-app-key", app.key, "--pusher-app-secret", app.secret,
@@ -37,7 +55,25 @@ before(async () => {
   api = sdk(app.secret);
 });
 
-after(() => server.kill());
+after(async () => {
+  await server.kill();
+  receiver.close();
+});
+
+/** Resolves with the webhook events posted so far, each post checked with the SDK's own
+ * signature check, once `done(events)` is true. */
+async function webhooks(done) {
+  for (;;) {
+    const events = posts.flatMap((post) => {
+      const webhook = sdk(two.secret, two).webhook(post);
+      assert.ok(webhook.isValid(), "a webhook signed with the app's secret");
+      assert.equal(post.headers["x-pusher-key"], two.key);
+      return webhook.getEvents();
+    });
+    if (done(events)) return events;
+    await new Promise((resolve) => (posted = resolve));
+  }
+}
 
 /** The `pusher` server SDK pointed at the server, signing for `of` with `secret`. */
 function sdk(secret, of = app) {
@@ -229,6 +265,26 @@ test("the HTTP API tells which channels are occupied, of every kind", async () =
   pusher.unsubscribe(vacated.name);
   await until(async () => !(await info("/channels/vacated-soon")).occupied);
   pusher.disconnect();
+});
+
+test("webhooks tell occupancy, members, client events and cache misses, signed as Pusher signs", async () => {
+  const [a, b] = [client("ann", { of: two }), client("ben", { of: two })];
+  const room = await subscribed(a, "presence-hooked");
+  await subscribed(b, "presence-hooked");
+  room.trigger("client-wave", { hi: 1 });
+  b.unsubscribe("presence-hooked");
+  await subscribed(a, "cache-hooked");
+  const of = (events, name) => events.filter((e) => e.name === name && e.channel.endsWith("hooked"));
+  const events = await webhooks((events) => of(events, "member_removed").length > 0 && of(events, "cache_miss").length > 0 && of(events, "client_event").length > 0);
+  assert.deepEqual(of(events, "channel_occupied").map((e) => e.channel).sort(), ["cache-hooked", "presence-hooked"]);
+  assert.deepEqual(of(events, "member_added").map((e) => e.user_id).sort(), ["ann", "ben"]);
+  assert.deepEqual(of(events, "member_removed").map((e) => e.user_id), ["ben"]);
+  const [wave] = of(events, "client_event");
+  assert.deepEqual([wave.event, JSON.parse(wave.data), wave.socket_id, wave.user_id], ["client-wave", { hi: 1 }, a.connection.socket_id, "ann"]);
+  a.disconnect();
+  b.disconnect();
+  const vacated = await webhooks((events) => of(events, "channel_vacated").length === 2);
+  assert.deepEqual(of(vacated, "channel_vacated").map((e) => e.channel).sort(), ["cache-hooked", "presence-hooked"]);
 });
 
 test("the HTTP API refuses a request signed with the wrong secret (401)", async () => {

@@ -43,6 +43,8 @@ pub(crate) struct Endpoint {
     secret: Bytes,
     timeout: Duration,
     client: reqwest::Client,
+    /// Pusher's signature headers (`X-Pusher-Key`, the app's key) instead of tidings' own.
+    pusher_key: Option<http::HeaderValue>,
 }
 
 impl Endpoint {
@@ -80,7 +82,23 @@ impl Endpoint {
             secret: Bytes::copy_from_slice(secret.as_bytes()),
             timeout,
             client,
+            pusher_key: None,
         })
+    }
+
+    /// The same endpoint signing as Pusher does: `X-Pusher-Key` (the app's `key`) and
+    /// `X-Pusher-Signature`, the hex HMAC-SHA256 of the body with the secret.
+    pub(crate) fn signed_as_pusher(
+        mut self,
+        key: &str,
+        setting: &'static str,
+    ) -> Result<Self, BuildError> {
+        let key = http::HeaderValue::from_str(key).map_err(|e| BuildError::InvalidSetting {
+            name: setting,
+            reason: e.to_string(),
+        })?;
+        self.pusher_key = Some(key);
+        Ok(self)
     }
 
     /// The URL POSTed to.
@@ -95,14 +113,21 @@ impl Endpoint {
 
     /// POSTs a JSON body with its signature; the response whatever its status.
     pub(crate) async fn post(&self, body: Bytes) -> Result<reqwest::Response, reqwest::Error> {
-        let signature = sign(&self.secret, &body);
-        self.client
+        let request = self
+            .client
             .post(self.url.clone())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(SIGNATURE_HEADER, signature)
-            .body(body)
-            .send()
-            .await
+            .header(http::header::CONTENT_TYPE, "application/json");
+        let signature = sign(&self.secret, &body);
+        let request = match &self.pusher_key {
+            None => request.header(SIGNATURE_HEADER, signature),
+            Some(key) => {
+                let hex = signature.strip_prefix("sha256=").unwrap_or(&signature);
+                request
+                    .header("x-pusher-key", key)
+                    .header("x-pusher-signature", hex)
+            }
+        };
+        request.body(body).send().await
     }
 }
 

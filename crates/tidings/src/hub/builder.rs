@@ -298,6 +298,17 @@ impl HubBuilder {
         if let Some(webhook) = self.webhook {
             presence.start_webhook(webhook, &runtime, &node)?;
         }
+        #[cfg(feature = "backend")]
+        for app in apps.all() {
+            presence.start_pusher_webhook(app.clone(), &runtime, &node)?;
+        }
+        #[cfg(not(feature = "backend"))]
+        if let Some(app) = apps.all().find(|app| app.webhook_url.is_some()) {
+            return Err(BuildError::InvalidSetting {
+                name: "pusher.apps.webhook_url",
+                reason: format!("app {:?}: webhooks need the `backend` feature", app.id),
+            });
+        }
         let presence = Arc::new(presence);
         let per_user = self.limits.max_connections_per_user;
         let local = Arc::new(Local::new(

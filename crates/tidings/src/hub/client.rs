@@ -333,7 +333,13 @@ impl Client {
             .collect();
         let mut cached = BTreeMap::new();
         if is_cache(&name) {
-            cached.insert(name.clone(), self.last_event(&asked[0]).await);
+            let last = self.last_event(&asked[0]).await;
+            #[cfg(feature = "backend")]
+            if last.is_none() {
+                let hook = || serde_json::json!({"name": "cache_miss", "channel": name});
+                self.hub.presence().pusher_hook(app, hook);
+            }
+            cached.insert(name.clone(), last);
         }
         let beside = Subscribed {
             positions: Positions::new(),
@@ -452,6 +458,20 @@ impl Client {
                 "subscribe to the channel before sending it client events",
             ));
         }
+        #[cfg(feature = "backend")]
+        self.hub.presence().pusher_hook(app, || {
+            let mut hook = serde_json::json!({
+                "name": "client_event",
+                "channel": channel,
+                "event": event,
+                "data": data.get(),
+                "socket_id": self.socket.numeric(),
+            });
+            if let Some(user) = self.user().filter(|_| channel.starts_with("presence-")) {
+                hook["user_id"] = app.own_user(&user).into();
+            }
+            hook
+        });
         let args = RawValue::from_string(format!("[{}]", data.get()))
             .map_err(|_| RequestError::ClientEvent("unreadable data"))?;
         let target = vec![crate::model::Target::Channel(internal.into())];

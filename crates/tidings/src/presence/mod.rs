@@ -31,8 +31,12 @@ use tokio::sync::broadcast;
 use crate::error::{BuildError, StoreError};
 use crate::ids::{SessionId, SocketId};
 use crate::model::HeartbeatOp;
+#[cfg(feature = "backend")]
+use crate::pusher::PusherApp;
 use crate::stats::Counters;
 use crate::store::{BeatOutcome, Connected, PresenceStore};
+#[cfg(feature = "backend")]
+use serde_json::json;
 
 /// A socket of this node that beats.
 #[derive(Clone, Debug)]
@@ -75,6 +79,9 @@ pub struct Presence {
     member_events: broadcast::Sender<MemberEvent>,
     #[cfg(feature = "backend")]
     webhook: Option<webhook::Queue>,
+    /// Each Pusher app's webhook, by app id.
+    #[cfg(feature = "backend")]
+    pusher_hooks: Vec<(Arc<PusherApp>, webhook::Queue)>,
     counters: Arc<Counters>,
 }
 
@@ -94,6 +101,8 @@ impl Presence {
             member_events: broadcast::channel(EVENTS_BUFFER).0,
             #[cfg(feature = "backend")]
             webhook: None,
+            #[cfg(feature = "backend")]
+            pusher_hooks: Vec::new(),
             counters,
         })
     }
@@ -110,11 +119,85 @@ impl Presence {
         let counters = self.counters.clone();
         // An event a node took and never acknowledged is another's once its liveness expired.
         let stale = self.options.expire_delay.max(webhook.timeout) * 2;
-        let outbox = self.store.clone().outbox().map(|outbox| (outbox, stale));
+        let outbox = self.store.clone().outbox("webhook").map(|o| (o, stale));
         let who = (node.clone(), counters);
-        let queue = webhook::Queue::start(webhook, endpoint, runtime, who, outbox);
+        let format = webhook::Format::Tidings;
+        let queue = webhook::Queue::start(webhook, endpoint, runtime, who, outbox, format);
         self.webhook = Some(queue);
         Ok(())
+    }
+
+    /// Starts the webhook of Pusher app `app` (its `webhook_url`, signed as Pusher signs), with
+    /// an outbox of its own in a shared store (`webhook:pusher:<app id>`).
+    #[cfg(feature = "backend")]
+    pub(crate) fn start_pusher_webhook(
+        &mut self,
+        app: Arc<PusherApp>,
+        runtime: &tokio::runtime::Handle,
+        node: &crate::ids::NodeId,
+    ) -> Result<(), BuildError> {
+        let Some(url) = &app.webhook_url else {
+            return Ok(());
+        };
+        let webhook = Webhook::new(url.as_str(), app.secret.as_str());
+        let keys = crate::backend::Keys {
+            url: "pusher.apps.webhook_url",
+            secret: "pusher.apps.secret",
+            timeout: "pusher.apps.webhook_url",
+        };
+        let endpoint = crate::backend::Endpoint::new(&keys, url, &app.secret, webhook.timeout)?
+            .signed_as_pusher(&app.key, "pusher.apps.key")?;
+        let stale = self.options.expire_delay.max(webhook.timeout) * 2;
+        let stream = format!("webhook:pusher:{}", app.id);
+        let outbox = self.store.clone().outbox(&stream).map(|o| (o, stale));
+        let who = (node.clone(), self.counters.clone());
+        let format = webhook::Format::Pusher;
+        let queue = webhook::Queue::start(webhook, endpoint, runtime, who, outbox, format);
+        self.pusher_hooks.push((app, queue));
+        Ok(())
+    }
+
+    /// Queues an event for the webhook of Pusher app `app`, if it has one (`client_event`,
+    /// `cache_miss`: `{"name": …, "channel": …}` and the rest Pusher gives).
+    #[cfg(feature = "backend")]
+    pub(crate) fn pusher_hook(&self, app: &PusherApp, event: impl FnOnce() -> serde_json::Value) {
+        if let Some((_, queue)) = self.pusher_hooks.iter().find(|(a, _)| a.id == app.id) {
+            queue.push(webhook::Hook::Pusher(event()));
+        }
+    }
+
+    /// Queues a presence channel's event for the webhook of the Pusher app whose channel it is,
+    /// as Pusher writes it: `channel_occupied`, `channel_vacated`, and `member_added`,
+    /// `member_removed` for `presence-` channels.
+    #[cfg(feature = "backend")]
+    fn pusher_member_hook(&self, event: &MemberEvent) {
+        for (app, queue) in &self.pusher_hooks {
+            let Some(channel) = app.own(&event.channel) else {
+                continue;
+            };
+            let user = |event: &MemberEvent| {
+                let member = event.member.as_ref()?;
+                let user = member.user.as_deref().map(|u| app.own_user(u));
+                Some(user.unwrap_or(&member.id).to_owned())
+            };
+            let hook = match event.kind {
+                MemberKind::ChannelOccupied => {
+                    json!({"name": "channel_occupied", "channel": channel})
+                }
+                MemberKind::ChannelVacated => {
+                    json!({"name": "channel_vacated", "channel": channel})
+                }
+                kind if channel.starts_with("presence-") => {
+                    let name = match kind {
+                        MemberKind::MemberJoin => "member_added",
+                        _ => "member_removed",
+                    };
+                    json!({"name": name, "channel": channel, "user_id": user(event)})
+                }
+                _ => continue,
+            };
+            queue.push(webhook::Hook::Pusher(hook));
+        }
     }
 
     /// The heartbeat options in force.
@@ -191,7 +274,10 @@ impl Presence {
         self.counters.member_event(kind);
         let id = event.id.clone();
         #[cfg(feature = "backend")]
-        self.hook(|| webhook::Hook::Member(event.clone()));
+        {
+            self.hook(|| webhook::Hook::Member(event.clone()));
+            self.pusher_member_hook(&event);
+        }
         // No subscriber is fine: the event has gone to the log and the webhook.
         let _ = self.member_events.send(event);
         id

@@ -84,7 +84,7 @@ impl Webhook {
     }
 }
 
-/// One event for the backend: a session's or a presence channel's.
+/// One event for the backend: a session's or a presence channel's, or a Pusher app's.
 #[derive(Clone, Debug, Serialize)]
 #[serde(untagged)]
 pub(super) enum Hook {
@@ -92,6 +92,17 @@ pub(super) enum Hook {
     Session(PresenceEvent),
     /// `member_join`, `member_leave`, `channel_occupied`, `channel_vacated`.
     Member(MemberEvent),
+    /// A Pusher webhook's event, as Pusher writes it (`{"name": "channel_occupied", …}`).
+    Pusher(serde_json::Value),
+}
+
+/// How a webhook's batches are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Format {
+    /// tidings': `{"node": …, "events": […]}`.
+    Tidings,
+    /// Pusher's: `{"time_ms": …, "events": […]}`.
+    Pusher,
 }
 
 /// The queue in front of the webhook worker.
@@ -112,6 +123,7 @@ impl Queue {
         runtime: &Handle,
         (node, counters): (NodeId, Arc<Counters>),
         outbox: Option<(Arc<dyn WebhookOutbox>, Duration)>,
+        format: Format,
     ) -> Self {
         let (sender, receiver) = mpsc::channel(webhook.queue);
         let worker = Arc::new(Worker {
@@ -119,6 +131,7 @@ impl Queue {
             endpoint,
             node,
             counters: counters.clone(),
+            format,
         });
         match outbox {
             None => {
@@ -158,10 +171,13 @@ impl Queue {
     }
 }
 
-/// The body of one POST.
+/// The body of one POST: tidings' (with `node`) or Pusher's (with `time_ms`).
 #[derive(Serialize)]
 struct Batch<'a, E> {
-    node: &'a NodeId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<&'a NodeId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time_ms: Option<u128>,
     events: &'a [E],
 }
 
@@ -181,6 +197,7 @@ struct Worker {
     endpoint: Endpoint,
     node: NodeId,
     counters: Arc<Counters>,
+    format: Format,
 }
 
 impl Worker {
@@ -282,10 +299,22 @@ impl Worker {
     /// retry); drops and counts it after the last attempt.
     async fn deliver<E: Serialize + Sync>(&self, events: &[E], held: Option<Held<'_>>) {
         let n = events.len() as u64;
-        let body = match serde_json::to_vec(&Batch {
-            node: &self.node,
-            events,
-        }) {
+        let batch = match self.format {
+            Format::Tidings => Batch {
+                node: Some(&self.node),
+                time_ms: None,
+                events,
+            },
+            Format::Pusher => Batch {
+                node: None,
+                time_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_millis()),
+                events,
+            },
+        };
+        let body = match serde_json::to_vec(&batch) {
             Ok(body) => Bytes::from(body),
             Err(e) => {
                 tracing::error!(error = %e, "webhook batch could not be encoded");

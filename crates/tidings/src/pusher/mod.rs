@@ -49,6 +49,10 @@ pub struct PusherApp {
     /// `false`).
     #[serde(default)]
     pub enable_client_messages: bool,
+    /// Where the app's webhook events are POSTed, signed as Pusher signs them (`http://`;
+    /// default none; feature `backend`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
 }
 
 impl std::fmt::Debug for PusherApp {
@@ -59,6 +63,7 @@ impl std::fmt::Debug for PusherApp {
             .field("secret", &"<hidden>")
             .field("channel_prefix", &self.channel_prefix)
             .field("enable_client_messages", &self.enable_client_messages)
+            .field("webhook_url", &self.webhook_url)
             .finish()
     }
 }
@@ -72,6 +77,7 @@ impl PusherApp {
             secret: secret.into(),
             channel_prefix: String::new(),
             enable_client_messages: false,
+            webhook_url: None,
         }
     }
 
@@ -170,6 +176,11 @@ impl Apps {
         self.by_id
             .values()
             .any(|app| app.own(channel).is_some_and(|name| !name.starts_with('#')))
+    }
+
+    /// Every app.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Arc<PusherApp>> {
+        self.by_id.values()
     }
 
     /// Whether no app is served.

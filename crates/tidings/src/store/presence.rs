@@ -78,9 +78,10 @@ pub trait PresenceStore: MemberStore {
     /// Whether a session is live.
     async fn is_connected(&self, session: &SessionId) -> Result<bool, StoreError>;
 
-    /// The webhook outbox the nodes share, when the store keeps one (`RedisStore`); without it
-    /// each node queues its own events in memory.
-    fn outbox(self: Arc<Self>) -> Option<Arc<dyn WebhookOutbox>> {
+    /// The webhook outbox of `stream` (`webhook`; `webhook:pusher:<app id>` for a Pusher app's)
+    /// the nodes share, when the store keeps one (`RedisStore`); without it each node queues
+    /// its own events in memory.
+    fn outbox(self: Arc<Self>, _stream: &str) -> Option<Arc<dyn WebhookOutbox>> {
         None
     }
 }

@@ -1,7 +1,9 @@
-//! The webhook outbox on Redis: a stream (`{name}:webhook`) read by a consumer group, each node a
+//! The webhook outboxes on Redis: a stream per webhook (`{name}:webhook`, and
+//! `{name}:webhook:pusher:<app id>` for each Pusher app's) read by a consumer group, each node a
 //! consumer; an event is acknowledged and deleted once delivered, and one a dead node took is
 //! claimed by another after it waited `stale`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -38,10 +40,23 @@ fn entries(value: &Value) -> Vec<OutboxEvent> {
         .collect()
 }
 
-impl RedisStore {
+/// One webhook's outbox: a stream of the store.
+pub(super) struct Outbox {
+    store: Arc<RedisStore>,
+    /// The stream's key.
+    key: String,
+}
+
+impl Outbox {
+    /// The outbox of stream `stream` (`webhook`, `webhook:pusher:<app id>`).
+    pub(super) fn new(store: Arc<RedisStore>, stream: &str) -> Self {
+        let key = store.key(stream);
+        Self { store, key }
+    }
+
     /// The outbox stream.
-    fn outbox_key(&self) -> String {
-        self.key("webhook")
+    fn outbox_key(&self) -> &str {
+        &self.key
     }
 
     /// Makes the consumer group, once (an existing one is fine).
@@ -52,7 +67,7 @@ impl RedisStore {
             .arg(GROUP)
             .arg("0")
             .arg("MKSTREAM")
-            .exec_async(&mut self.connection.clone())
+            .exec_async(&mut self.store.connection.clone())
             .await;
         match made {
             Err(e) if e.code() != Some("BUSYGROUP") => Err(unavailable(e)),
@@ -62,12 +77,12 @@ impl RedisStore {
 }
 
 #[async_trait]
-impl WebhookOutbox for RedisStore {
+impl WebhookOutbox for Outbox {
     async fn put(&self, event: &str, max: usize) -> Result<bool, StoreError> {
-        let mut invocation = self.scripts.outbox_put.prepare_invoke();
+        let mut invocation = self.store.scripts.outbox_put.prepare_invoke();
         invocation.key(self.outbox_key()).arg(max).arg(event);
         let added: u8 = invocation
-            .invoke_async(&mut self.connection.clone())
+            .invoke_async(&mut self.store.connection.clone())
             .await
             .map_err(unavailable)?;
         Ok(added == 1)
@@ -88,7 +103,7 @@ impl WebhookOutbox for RedisStore {
             .arg("0-0")
             .arg("COUNT")
             .arg(max)
-            .query_async(&mut self.connection.clone())
+            .query_async(&mut self.store.connection.clone())
             .await
             .map_err(unavailable)?;
         let claimed = match &claimed {
@@ -107,7 +122,7 @@ impl WebhookOutbox for RedisStore {
             .arg("STREAMS")
             .arg(self.outbox_key())
             .arg(">")
-            .query_async(&mut self.connection.clone())
+            .query_async(&mut self.store.connection.clone())
             .await
             .map_err(unavailable)?;
         // `[[stream, entries]]`, or nil when nothing is new.
@@ -135,7 +150,7 @@ impl WebhookOutbox for RedisStore {
             .arg(0)
             .arg(ids)
             .arg("JUSTID")
-            .exec_async(&mut self.connection.clone())
+            .exec_async(&mut self.store.connection.clone())
             .await
             .map_err(unavailable)
     }
@@ -151,7 +166,7 @@ impl WebhookOutbox for RedisStore {
             .arg(ids)
             .ignore();
         pipe.cmd("XDEL").arg(self.outbox_key()).arg(ids).ignore();
-        pipe.exec_async(&mut self.connection.clone())
+        pipe.exec_async(&mut self.store.connection.clone())
             .await
             .map_err(unavailable)
     }

@@ -115,8 +115,8 @@ impl PresenceStore for RedisStore {
         sessions(live)
     }
 
-    fn outbox(self: Arc<Self>) -> Option<Arc<dyn WebhookOutbox>> {
-        Some(self)
+    fn outbox(self: Arc<Self>, stream: &str) -> Option<Arc<dyn WebhookOutbox>> {
+        Some(Arc::new(super::outbox::Outbox::new(self, stream)))
     }
 
     async fn is_connected(&self, session: &SessionId) -> Result<bool, StoreError> {
