@@ -55,6 +55,9 @@ if ! listening 7000; then
 fi
 # Autobahn|Testsuite, as kosoku from PyPI, for the WebSocket conformance test.
 "$py/bin/python" -c "import kosoku" 2>/dev/null || "$py/bin/pip" install -q kosoku
+# Pusher's Python server SDK, for client/test/pusher/.
+"$py/bin/python" -c "import pusher" 2>/dev/null || "$py/bin/pip" install -q pusher
+export PYTHON_WITH_PUSHER="$py/bin/python"
 if ! command -v npm >/dev/null 2>&1; then
   apt-get update -q && apt-get install -y -q --no-install-recommends nodejs npm
 fi

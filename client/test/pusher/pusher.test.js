@@ -4,7 +4,9 @@ import assert from "node:assert/strict";
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { createInterface } from "node:readline";
 import { createServer } from "node:http";
 import { after, before, test } from "node:test";
 
@@ -285,6 +287,30 @@ test("webhooks tell occupancy, members, client events and cache misses, signed a
   b.disconnect();
   const vacated = await webhooks((events) => of(events, "channel_vacated").length === 2);
   assert.deepEqual(of(vacated, "channel_vacated").map((e) => e.channel).sort(), ["cache-hooked", "presence-hooked"]);
+});
+
+test("Pusher's Python SDK publishes, reads the API, and validates the webhooks", async () => {
+  const pusher = client("py", { of: two });
+  const channel = await subscribed(pusher, "py-orders");
+  const heard = Promise.all([next(channel, "shipped"), next(channel, "batched")]);
+  await webhooks((events) => events.length > 0);
+  // The Python of scripts/test.sh's venv, which has the `pusher` package.
+  const python = process.env.PYTHON_WITH_PUSHER ?? "python3";
+  const script = new URL("./sdk.py", import.meta.url).pathname;
+  const child = spawn(python, [script, String(server.port), two.id, two.key, two.secret], { stdio: ["pipe", "pipe", "inherit"] });
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const line = async () => JSON.parse((await lines.next()).value ?? '{"exited": true}');
+  assert.deepEqual(await line(), { channels: { channels: { "py-orders": {} } } });
+  assert.deepEqual(await line(), { channel: { occupied: true } });
+  assert.deepEqual(await line(), { wrong_secret: 401 });
+  assert.deepEqual(await heard, [{ id: 7 }, { n: 1 }]);
+  const [post] = posts;
+  const webhook = { key: post.headers["x-pusher-key"], signature: post.headers["x-pusher-signature"], body: post.rawBody };
+  child.stdin.write(`${JSON.stringify(webhook)}\n`);
+  assert.deepEqual((await line()).webhook.events, JSON.parse(post.rawBody).events);
+  child.stdin.end(`${JSON.stringify({ ...webhook, body: post.rawBody.replace("}", " }") })}\n`);
+  assert.deepEqual(await line(), { webhook: null }, "a body changed in transit is refused");
+  pusher.disconnect();
 });
 
 test("the HTTP API refuses a request signed with the wrong secret (401)", async () => {

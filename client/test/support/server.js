@@ -36,7 +36,7 @@ export class Server {
 
   /** Kills the process (SIGKILL: no goodbye to its sockets) and waits for it to exit. */
   async kill() {
-    if (this.child.exitCode !== null) return;
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
     const exited = once(this.child, "exit");
     this.child.kill("SIGKILL");
     await exited;
