@@ -30,9 +30,11 @@ pub enum Kind {
     Socketio,
     /// sockudo (Pusher protocol).
     Sockudo,
+    /// tidings over the Pusher protocol (`/app/{key}`, Pusher's HTTP API), as sockudo is driven.
+    TidingsPusher,
 }
 
-/// The sockudo app the harness uses (sockudo's default app).
+/// The Pusher app the harness uses (sockudo's default app; tidings is given the same).
 pub const PUSHER_APP: (&str, &str, &str) = ("app-id", "app-key", "app-secret");
 
 impl Kind {
@@ -46,6 +48,7 @@ impl Kind {
             Self::Bare => "bare tokio (limit)",
             Self::Socketio => "Socket.IO 4 (Node)",
             Self::Sockudo => "sockudo",
+            Self::TidingsPusher => "tidings, Pusher protocol",
         }
     }
 
@@ -68,7 +71,9 @@ impl Kind {
             | Self::TidingsRedisHistory => "/ws".into(),
             Self::Bare => format!("/ws/{group}"),
             Self::Socketio => "/socket.io/?EIO=4&transport=websocket".into(),
-            Self::Sockudo => format!("/app/{}?protocol=7&client=bench&version=1", PUSHER_APP.1),
+            Self::Sockudo | Self::TidingsPusher => {
+                format!("/app/{}?protocol=7&client=bench&version=1", PUSHER_APP.1)
+            }
         }
     }
 
@@ -119,7 +124,7 @@ impl Kind {
                 }
                 Ok(())
             }
-            Self::Sockudo => {
+            Self::Sockudo | Self::TidingsPusher => {
                 expect(ws, "pusher:connection_established").await?;
                 if grouping != Grouping::Idle {
                     let frame = json!({"event": "pusher:subscribe", "data": {"channel": group}});
@@ -135,7 +140,7 @@ impl Kind {
     pub fn keepalive_reply(self, text: &str) -> Option<&'static str> {
         match self {
             Self::Socketio if text == "2" => Some("3"),
-            Self::Sockudo if text.contains("pusher:ping") => {
+            Self::Sockudo | Self::TidingsPusher if text.contains("pusher:ping") => {
                 Some(r#"{"event":"pusher:pong","data":{}}"#)
             }
             _ => None,
@@ -179,7 +184,7 @@ impl Kind {
                 )
                 .await
             }
-            Self::Sockudo => {
+            Self::Sockudo | Self::TidingsPusher => {
                 let body = json!({"name": "b", "channel": group, "data": payload}).to_string();
                 http.post(&pusher_signed_path(&body), body).await
             }

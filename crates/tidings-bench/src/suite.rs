@@ -81,9 +81,11 @@ fn free_port() -> Result<SocketAddr, String> {
 pub fn unavailable(kind: Kind, programs: &Programs) -> Option<String> {
     let missing = |p: &PathBuf| (!p.exists()).then(|| format!("{} is missing", p.display()));
     match kind {
-        Kind::Tidings | Kind::TidingsHistory | Kind::TidingsRedis | Kind::TidingsRedisHistory => {
-            missing(&programs.tidings)
-        }
+        Kind::Tidings
+        | Kind::TidingsHistory
+        | Kind::TidingsRedis
+        | Kind::TidingsRedisHistory
+        | Kind::TidingsPusher => missing(&programs.tidings),
         Kind::Bare => missing(&programs.bench),
         Kind::Socketio => missing(&programs.socketio.join("node_modules/socket.io")),
         Kind::Sockudo => missing(&programs.sockudo),
@@ -118,7 +120,8 @@ impl Server {
             Kind::Tidings
             | Kind::TidingsHistory
             | Kind::TidingsRedis
-            | Kind::TidingsRedisHistory => {
+            | Kind::TidingsRedisHistory
+            | Kind::TidingsPusher => {
                 let mut c = Command::new(&programs.tidings);
                 c.args([
                     "serve",
@@ -132,6 +135,11 @@ impl Server {
                 }
                 if kind.on_redis() {
                     c.args(redis_args(&format!("bench{}", now_ns())));
+                }
+                if kind == Kind::TidingsPusher {
+                    let (id, key, secret) = crate::peer::PUSHER_APP;
+                    c.args(["--pusher-app-id", id, "--pusher-app-key", key])
+                        .args(["--pusher-app-secret", secret]);
                 }
                 c.args(["--max-channels-per-session", "16"])
                     .args(extra)
