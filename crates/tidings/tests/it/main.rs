@@ -9,6 +9,7 @@ mod metrics;
 mod presence;
 mod proxy;
 mod publish;
+mod pusher;
 mod redis_presence;
 mod redis_sessions;
 mod rpc;

@@ -15,6 +15,9 @@ use tokio_websockets::{ClientBuilder, MaybeTlsStream, Message, WebSocketStream};
 /// A guard against a hung test, not a synchronization: every awaited frame arrives far sooner.
 const PATIENCE: Duration = Duration::from_secs(10);
 
+/// A client WebSocket.
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
 /// A running tidings server in this process: its hub, and its endpoints as a [`Node`].
 pub struct Server {
     pub hub: Hub,
