@@ -1,6 +1,6 @@
 //! docs/http-api.md against the code: every route of the HTTP API (and `/healthz`, `/readyz`) is
 //! documented, every route the document names exists, and the stats example holds exactly the
-//! fields `GET /api/stats` answers.
+//! fields `GET /api/stats` answers; docs/pusher.md the same for Pusher's routes.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -66,16 +66,35 @@ fn documented(doc: &str) -> BTreeSet<String> {
 #[test]
 fn every_route_is_documented_and_every_documented_route_exists() {
     let mut code = declared(&read("src/http/api.rs"), "/api");
+    let mut pusher = declared(&read("src/http/pusher.rs"), "");
     let top = declared(&read("src/http/mod.rs"), "");
-    code.extend(top.into_iter().filter(|r| r != "GET /ws"));
-    let doc = documented(&read("../../docs/http-api.md"));
+    for route in top.into_iter().filter(|r| r != "GET /ws") {
+        match route.starts_with("GET /app/") {
+            true => pusher.insert(route),
+            false => code.insert(route),
+        };
+    }
     assert!(code.len() > 10, "the routes were read: {code:?}");
-    let undocumented: Vec<_> = code.difference(&doc).collect();
-    let unknown: Vec<_> = doc.difference(&code).collect();
-    assert!(
-        undocumented.is_empty() && unknown.is_empty(),
-        "not in docs/http-api.md: {undocumented:?}; documented but not served: {unknown:?}"
-    );
+    assert!(pusher.len() > 5, "Pusher's routes were read: {pusher:?}");
+    // docs/pusher.md names tidings' own routes too; its own are Pusher's, under /app.
+    let pushers = |route: &String| {
+        route
+            .split(' ')
+            .nth(1)
+            .is_some_and(|p| p.starts_with("/app"))
+    };
+    for (code, doc) in [(code, "http-api.md"), (pusher, "pusher.md")] {
+        let mut documented = documented(&read(&format!("../../docs/{doc}")));
+        if doc == "pusher.md" {
+            documented.retain(pushers);
+        }
+        let undocumented: Vec<_> = code.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&code).collect();
+        assert!(
+            undocumented.is_empty() && unknown.is_empty(),
+            "not in docs/{doc}: {undocumented:?}; documented but not served: {unknown:?}"
+        );
+    }
 }
 
 /// Every key of a JSON object, nested ones as `outer.inner`.
