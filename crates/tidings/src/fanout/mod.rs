@@ -284,9 +284,13 @@ impl Local {
     /// `fanout/keepalive.rs`).
     pub(crate) fn send_to_slice(&self, frame: &Bytes, slice: u64) {
         // A full queue marks its socket closing; its writer counts it.
-        self.index.read().slice(slice).for_each(|o| {
-            let _ = o.push(Outgoing::Beat(frame.clone()));
-        });
+        self.index
+            .read()
+            .slice(slice)
+            .filter(|o| o.beats())
+            .for_each(|o| {
+                let _ = o.push(Outgoing::Beat(frame.clone()));
+            });
     }
 
     /// A ping round over one slice of the sockets: closes those not heard from since their last

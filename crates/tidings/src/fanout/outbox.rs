@@ -128,9 +128,9 @@ impl Outgoing {
     ) -> Option<(Bytes, Option<std::time::Duration>)> {
         Some(match self {
             Self::Event(event) => encoding.event(&event),
-            Self::Frame(bytes) => (bytes, None),
-            Self::Session(bytes) | Self::Beat(bytes) if encoding.hears_session() => (bytes, None),
-            Self::Session(_) | Self::Beat(_) => return None,
+            Self::Frame(bytes) | Self::Beat(bytes) => (bytes, None),
+            Self::Session(bytes) if encoding.hears_session() => (bytes, None),
+            Self::Session(_) => return None,
             Self::Ping => (Bytes::from_static(PING), None),
         })
     }
@@ -197,10 +197,13 @@ pub(crate) struct Outbox {
     max_bytes: usize,
     /// Whether the peer sent anything since the last ping round.
     heard: AtomicBool,
+    /// Whether the socket is sent the server heartbeat (its protocol has it).
+    beats: bool,
 }
 
 impl Outbox {
-    /// An empty outbox holding at most `capacity` items and `max_bytes` bytes.
+    /// An empty outbox holding at most `capacity` items and `max_bytes` bytes, of a socket that
+    /// is sent the server heartbeat.
     pub(crate) fn new(capacity: usize, max_bytes: usize) -> Self {
         Self {
             state: Mutex::default(),
@@ -208,7 +211,19 @@ impl Outbox {
             capacity,
             max_bytes,
             heard: AtomicBool::new(true),
+            beats: true,
         }
+    }
+
+    /// The same, of a socket whose protocol has no server heartbeat (Pusher's).
+    pub(crate) fn without_beats(mut self) -> Self {
+        self.beats = false;
+        self
+    }
+
+    /// Whether the socket is sent the server heartbeat.
+    pub(crate) fn beats(&self) -> bool {
+        self.beats
     }
 
     /// Notes that the peer sent something (a message, a pong; its own pings do not count).

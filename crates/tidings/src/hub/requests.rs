@@ -55,10 +55,11 @@ impl Connected {
             ..
         } = admission;
         let limits = hub.limits();
-        let outbox = Arc::new(Outbox::new(
-            limits.outbound_queue,
-            limits.outbound_queue_bytes,
-        ));
+        let mut outbox = Outbox::new(limits.outbound_queue, limits.outbound_queue_bytes);
+        if !encoding.hears_session() {
+            outbox = outbox.without_beats();
+        }
+        let outbox = Arc::new(outbox);
         if recovering {
             outbox.hold();
         }

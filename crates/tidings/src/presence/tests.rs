@@ -275,6 +275,44 @@ async fn heartbeat_frames_from_the_server_come_every_interval_and_from_clients_a
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_pusher_socket_is_sent_no_server_heartbeat() {
+    use futures_util::SinkExt;
+    use tokio_websockets::{ClientBuilder, Message};
+    let keep_alive = KeepAlive {
+        ping_interval: None,
+        ..KeepAlive::default()
+    };
+    let app = crate::pusher::PusherApp::new("1", "key", "secret");
+    let hub = Hub::builder().keep_alive(keep_alive).pusher_app(app);
+    let hub = hub.build().unwrap();
+    let admission = crate::hub::admit_pusher(&hub, "key", Some("7"), None)
+        .await
+        .unwrap();
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let socket = crate::socket::connection::run(hub.clone(), server, admission, false);
+    tokio::spawn(socket);
+    let mut ws = ClientBuilder::new().take_over(client);
+    let mut frames = Vec::new();
+    let subscribe = json!({"event": "pusher:subscribe", "data": {"channel": "c"}});
+    ws.send(Message::text(subscribe.to_string())).await.unwrap();
+    // Three heartbeat intervals pass; then an event, which comes next.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    hub.channel("c", "e", ("x",)).await.unwrap();
+    while frames.len() < 3 {
+        let message = ws.next().await.unwrap().unwrap();
+        if let Some(text) = message.as_text() {
+            frames.push(serde_json::from_str::<Value>(text).unwrap()["event"].clone());
+        }
+    }
+    let expected = [
+        "pusher:connection_established",
+        "pusher_internal:subscription_succeeded",
+        "e",
+    ];
+    assert_eq!(frames, expected);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_socket_that_answers_no_ping_is_closed_and_one_that_answers_stays() {
     let keep_alive = KeepAlive {
         message: None,
