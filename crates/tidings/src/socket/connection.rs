@@ -65,7 +65,9 @@ where
 {
     let (mut stream, mut writer) = serve(&hub, io);
     let encoding = admission.encoding();
-    let connected = match Connected::open(&hub, admission, recovering).await {
+    // Boxed: the opening's state is large and lives once; the socket's task keeps only what its
+    // read and write loops hold.
+    let connected = match Box::pin(Connected::open(&hub, admission, recovering)).await {
         Ok(connected) => connected,
         Err(e) => {
             tracing::warn!(error = %e, "socket refused: could not load its session");
