@@ -3,44 +3,27 @@
 // with SIGKILL makes its member leave once, told to the others and to the webhook once.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { once } from "node:events";
-import { mkdtemp, writeFile } from "node:fs/promises";
-import { createServer } from "node:http";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, test } from "node:test";
 
 import PusherServer from "pusher";
 import Pusher from "pusher-js";
 
+import { Receiver, configFile, next, subscribed } from "../support/pusher.js";
 import { Server } from "../support/server.js";
 
 const app = { id: "9", key: "cluster-key", secret: "cluster-secret" };
 
 const nodes = [];
-const posts = [];
 let receiver;
-let posted = () => {};
 
 before(async () => {
-  receiver = createServer((request, response) => {
-    const chunks = [];
-    request.on("data", (chunk) => chunks.push(chunk));
-    request.on("end", () => {
-      posts.push({ headers: request.headers, rawBody: Buffer.concat(chunks).toString() });
-      response.end("ok");
-      posted();
-    });
-  });
-  receiver.listen(0, "127.0.0.1");
-  await once(receiver, "listening");
-  const file = join(await mkdtemp(join(tmpdir(), "tidings-pusher-cluster-")), "tidings.toml");
-  await writeFile(file, `
+  receiver = await Receiver.start();
+  const file = await configFile(`
 [[pusher.apps]]
 id = "${app.id}"
 key = "${app.key}"
 secret = "${app.secret}"
-webhook_url = "http://127.0.0.1:${receiver.address().port}/pusher"
+webhook_url = "${receiver.url}"
 `);
   const prefix = `t${randomUUID()}`;
   const args = [
@@ -72,33 +55,9 @@ function client(node, user) {
   });
 }
 
-function next(emitter, event) {
-  return new Promise((resolve) => {
-    const handler = (data) => {
-      emitter.unbind(event, handler);
-      resolve(data);
-    };
-    emitter.bind(event, handler);
-  });
-}
-
-async function subscribed(pusher, name) {
-  const channel = pusher.subscribe(name);
-  await next(channel, "pusher:subscription_succeeded");
-  return channel;
-}
-
-/** The app's webhook events so far, each post's signature checked by the SDK, once `done`. */
-async function webhooks(done) {
-  for (;;) {
-    const events = posts.flatMap((post) => {
-      const webhook = sdk(nodes[0]).webhook(post);
-      assert.ok(webhook.isValid());
-      return webhook.getEvents();
-    });
-    if (done(events)) return events;
-    await new Promise((resolve) => (posted = resolve));
-  }
+/** The app's webhook events so far, once `done(events)` is true. */
+function webhooks(done) {
+  return receiver.events(sdk(nodes[0]), app.key, done);
 }
 
 test("a publish through any node reaches the clients of every node, socket_id skipped on each", async () => {

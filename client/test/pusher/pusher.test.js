@@ -1,19 +1,15 @@
 // Pusher's own libraries against a real `tidings serve` with a Pusher app: pusher-js (Node),
 // Laravel Echo on pusher-js, and the `pusher` server SDK for the HTTP API.
 import assert from "node:assert/strict";
-import { mkdtemp, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { createInterface } from "node:readline";
-import { createServer } from "node:http";
 import { after, before, test } from "node:test";
 
 import Echo from "laravel-echo";
 import PusherServer from "pusher";
 import Pusher from "pusher-js";
 
+import { Receiver, configFile, next, subscribed } from "../support/pusher.js";
 import { Server } from "../support/server.js";
 
 const app = { id: "1", key: "app-key", secret: "app-secret" };
@@ -31,25 +27,12 @@ webhook_url = "${hooks}"
 
 let server;
 let api;
-// App 2's webhook: each POST's headers and raw body, as they came.
-const posts = [];
+// App 2's webhook.
 let receiver;
-let posted = () => {};
 
 before(async () => {
-  receiver = createServer((request, response) => {
-    const chunks = [];
-    request.on("data", (chunk) => chunks.push(chunk));
-    request.on("end", () => {
-      posts.push({ headers: request.headers, rawBody: Buffer.concat(chunks).toString() });
-      response.end("ok");
-      posted();
-    });
-  });
-  receiver.listen(0, "127.0.0.1");
-  await once(receiver, "listening");
-  const file = join(await mkdtemp(join(tmpdir(), "tidings-pusher-")), "tidings.toml");
-  await writeFile(file, config(`http://127.0.0.1:${receiver.address().port}/pusher`));
+  receiver = await Receiver.start();
+  const file = await configFile(config(receiver.url));
   server = await Server.start([
     "--config", file,
     "--pusher-app-id", app.id, "--pusher-app-key", app.key, "--pusher-app-secret", app.secret,
@@ -62,19 +45,9 @@ after(async () => {
   receiver.close();
 });
 
-/** Resolves with the webhook events posted so far, each post checked with the SDK's own
- * signature check, once `done(events)` is true. */
-async function webhooks(done) {
-  for (;;) {
-    const events = posts.flatMap((post) => {
-      const webhook = sdk(two.secret, two).webhook(post);
-      assert.ok(webhook.isValid(), "a webhook signed with the app's secret");
-      assert.equal(post.headers["x-pusher-key"], two.key);
-      return webhook.getEvents();
-    });
-    if (done(events)) return events;
-    await new Promise((resolve) => (posted = resolve));
-  }
+/** App 2's webhook events so far, once `done(events)` is true. */
+function webhooks(done) {
+  return receiver.events(sdk(two.secret, two), two.key, done);
 }
 
 /** The `pusher` server SDK pointed at the server, signing for `of` with `secret`. */
@@ -101,27 +74,9 @@ function client(user, { forge = false, of = app } = {}) {
   return pusher;
 }
 
-/** Resolves with the first `event` on `emitter` (a channel, or the connection). */
-function next(emitter, event) {
-  return new Promise((resolve) => {
-    const handler = (data) => {
-      emitter.unbind(event, handler);
-      resolve(data);
-    };
-    emitter.bind(event, handler);
-  });
-}
-
 /** Resolves once `check` resolves true, trying every 20 ms. */
 async function until(check) {
   while (!(await check())) await new Promise((resolve) => setTimeout(resolve, 20));
-}
-
-/** Subscribes `pusher` to `name`; resolves with the channel once the server confirmed it. */
-async function subscribed(pusher, name) {
-  const channel = pusher.subscribe(name);
-  await next(channel, "pusher:subscription_succeeded");
-  return channel;
 }
 
 test("pusher-js connects with a socket id of Pusher's form", async () => {
@@ -304,7 +259,7 @@ test("Pusher's Python SDK publishes, reads the API, and validates the webhooks",
   assert.deepEqual(await line(), { channel: { occupied: true } });
   assert.deepEqual(await line(), { wrong_secret: 401 });
   assert.deepEqual(await heard, [{ id: 7 }, { n: 1 }]);
-  const [post] = posts;
+  const [post] = receiver.posts;
   const webhook = { key: post.headers["x-pusher-key"], signature: post.headers["x-pusher-signature"], body: post.rawBody };
   child.stdin.write(`${JSON.stringify(webhook)}\n`);
   assert.deepEqual((await line()).webhook.events, JSON.parse(post.rawBody).events);
@@ -333,14 +288,19 @@ test("batch events reach their channels", async () => {
   pusher.disconnect();
 });
 
-test("a signed-in user hears events sent to the user", async () => {
-  const pusher = new Pusher(app.key, {
+/** A pusher-js client whose sign-in the SDK signs with `secret`, as user `user`. */
+function signing(secret, user) {
+  return new Pusher(app.key, {
     cluster: "local", wsHost: "127.0.0.1", wsPort: server.port, forceTLS: false,
     enabledTransports: ["ws"], disableStats: true,
     userAuthentication: {
-      customHandler: ({ socketId }, callback) => callback(null, api.authenticateUser(socketId, { id: "frank", name: "Frank" })),
+      customHandler: ({ socketId }, callback) => callback(null, sdk(secret).authenticateUser(socketId, user)),
     },
   });
+}
+
+test("a signed-in user hears events sent to the user", async () => {
+  const pusher = signing(app.secret, { id: "frank", name: "Frank" });
   const signedIn = new Promise((resolve) => {
     pusher.connection.bind("message", (message) => message.event === "pusher:signin_success" && resolve(message.data));
   });
@@ -356,13 +316,7 @@ test("a signed-in user hears events sent to the user", async () => {
 });
 
 test("a forged sign-in is refused", async () => {
-  const pusher = new Pusher(app.key, {
-    cluster: "local", wsHost: "127.0.0.1", wsPort: server.port, forceTLS: false,
-    enabledTransports: ["ws"], disableStats: true,
-    userAuthentication: {
-      customHandler: ({ socketId }, callback) => callback(null, sdk("forged").authenticateUser(socketId, { id: "mallory" })),
-    },
-  });
+  const pusher = signing("forged", { id: "mallory" });
   const error = next(pusher.connection, "error");
   pusher.signin();
   assert.match((await error).data.message, /invalid signature/);
