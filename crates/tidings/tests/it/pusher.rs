@@ -154,10 +154,12 @@ async fn publish_as_pusher(server: &Server, body: &Value) -> u16 {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"secret").unwrap();
     mac.update(format!("POST\n/apps/1/events\n{query}").as_bytes());
     let signature = hex(&mac.finalize().into_bytes());
-    let url = format!(
-        "http://{}/apps/1/events?{query}&auth_signature={signature}",
-        server.addr
-    );
+    post_events(server, &format!("{query}&auth_signature={signature}"), body).await
+}
+
+/// `POST /apps/1/events?<query>` with `body`; the status.
+async fn post_events(server: &Server, query: &str, body: String) -> u16 {
+    let url = format!("http://{}/apps/1/events?{query}", server.addr);
     let response = reqwest::Client::new()
         .post(url)
         .header("content-type", "application/json")
@@ -206,17 +208,6 @@ async fn a_publish_through_pushers_api_reaches_tidings_clients_and_the_reverse()
         json!({"event": "note", "channel": "orders", "data": "plain"})
     );
     let forged = json!({"name": "x", "channels": ["orders"], "data": "{}"});
-    let url = format!(
-        "http://{}/apps/1/events?auth_key=key&auth_timestamp=1&auth_signature=00",
-        server.addr
-    );
-    let status = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .body(forged.to_string())
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 401);
+    let query = "auth_key=key&auth_timestamp=1&auth_signature=00";
+    assert_eq!(post_events(&server, query, forged.to_string()).await, 401);
 }
