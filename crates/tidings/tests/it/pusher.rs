@@ -43,10 +43,20 @@ async fn pusher(
     }
 }
 
+/// A guard against a hung test, not a synchronization.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The next message, within the patience limit.
+async fn next(ws: &mut crate::support::Ws) -> Option<Result<Message, tokio_websockets::Error>> {
+    tokio::time::timeout(PATIENCE, ws.next())
+        .await
+        .expect("a message within the patience limit")
+}
+
 /// The next text frame, as JSON.
 async fn frame(ws: &mut crate::support::Ws) -> Value {
     loop {
-        let message = ws.next().await.expect("open").expect("readable");
+        let message = next(ws).await.expect("open").expect("readable");
         if let Some(text) = message.as_text() {
             return serde_json::from_str(text).unwrap();
         }
@@ -55,7 +65,7 @@ async fn frame(ws: &mut crate::support::Ws) -> Value {
 
 /// Reads until the close; its code.
 async fn close_code(ws: &mut crate::support::Ws) -> Option<u16> {
-    while let Some(Ok(message)) = ws.next().await {
+    while let Some(Ok(message)) = next(ws).await {
         if let Some((code, _)) = message.as_close() {
             return Some(u16::from(code));
         }
