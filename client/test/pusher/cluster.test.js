@@ -1,4 +1,5 @@
-// Pusher's libraries against three `tidings serve` nodes sharing the local Redis (bus and store):
+// Pusher's libraries against three `tidings serve` nodes sharing the local Redis (bus and store),
+// and two over NATS and over the local Redis Cluster:
 // a publish through any node reaches every client, presence is one roster, and a node killed
 // with SIGKILL makes its member leave once, told to the others and to the webhook once.
 import assert from "node:assert/strict";
@@ -99,3 +100,30 @@ test("presence is one roster across nodes; a killed node's member leaves once", 
   alice.disconnect();
   carol.disconnect();
 });
+
+for (const [name, bus] of [
+  ["NATS", ["--bus", "nats", "--store", "redis"]],
+  ["a Redis Cluster", ["--bus", "redis-cluster", "--store", "redis-cluster", "--redis-cluster", "redis://127.0.0.1:7000,redis://127.0.0.1:7001,redis://127.0.0.1:7002"]],
+]) {
+  test(`over ${name}, a publish from Pusher's API or tidings' reaches the Pusher clients of both nodes`, async () => {
+    const prefix = `t${randomUUID()}`;
+    const args = [
+      "--pusher-app-id", app.id, "--pusher-app-key", app.key, "--pusher-app-secret", app.secret,
+      ...bus, "--bus-prefix", prefix, "--heartbeat-name", prefix,
+    ];
+    const pair = [await Server.start(args), await Server.start(args)];
+    try {
+      const clients = pair.map((node, i) => client(node, `u${i}`));
+      const channels = await Promise.all(clients.map((c) => subscribed(c, "across")));
+      const first = channels.map((channel) => next(channel, "e"));
+      await sdk(pair[0]).trigger("across", "e", { via: "pusher" });
+      assert.deepEqual(await Promise.all(first), [{ via: "pusher" }, { via: "pusher" }]);
+      const second = channels.map((channel) => next(channel, "e"));
+      await pair[1].publish("channel", { channels: "across", event: "e", args: [{ via: "tidings" }] });
+      assert.deepEqual(await Promise.all(second), [{ via: "tidings" }, { via: "tidings" }]);
+      clients.forEach((c) => c.disconnect());
+    } finally {
+      for (const node of pair) await node.kill();
+    }
+  });
+}

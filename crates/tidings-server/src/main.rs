@@ -38,9 +38,10 @@ enum Command {
 #[derive(clap::Args)]
 struct ServeArgs {
     /// TOML config file; its keys are the long flags' names with `_` for `-`, those of
-    /// --redis-*, --nats-*, --heartbeat-*, --server-heartbeat-*, --webhook-*, --token-* and
-    /// --rpc-proxy-* in tables [redis], [nats], [heartbeat], [server_heartbeat], [webhook],
-    /// [token] and [rpc_proxy] (e.g. --heartbeat-beat-delay is beat_delay under [heartbeat])
+    /// --redis-*, --nats-*, --heartbeat-*, --server-heartbeat-*, --webhook-*, --token-*,
+    /// --rpc-proxy-* and --pusher-* in tables [redis], [nats], [heartbeat], [server_heartbeat],
+    /// [webhook], [token], [rpc_proxy] and [pusher] (e.g. --heartbeat-beat-delay is beat_delay
+    /// under [heartbeat]); Pusher apps in [[pusher.apps]] tables
     #[arg(long, short, env = "TIDINGS_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 
