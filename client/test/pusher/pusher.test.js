@@ -215,6 +215,12 @@ test("the HTTP API tells which channels are occupied, of every kind", async () =
   await subscribed(pusher, "lobby");
   await subscribed(pusher, "private-lobby");
   assert.deepEqual(await info("/channels/lobby"), { occupied: true });
+  const other = client("2");
+  await subscribed(other, "lobby");
+  assert.deepEqual(await info("/channels/lobby", { info: "subscription_count" }), { occupied: true, subscription_count: 2 });
+  const counted = await info("/channels", { filter_by_prefix: "lobby", info: "subscription_count" });
+  assert.deepEqual(counted.channels.lobby, { subscription_count: 2 });
+  other.disconnect();
   const { channels } = await info("/channels", { filter_by_prefix: "private-lobby" });
   assert.deepEqual(channels, { "private-lobby": {} });
   assert.ok("lobby" in (await info("/channels")).channels);

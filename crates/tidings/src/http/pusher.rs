@@ -252,8 +252,10 @@ async fn batch_events(
     }
 }
 
-/// What Pusher tells of a channel for `info` (a comma-separated list of `user_count`,
-/// `subscription_count`, `occupied`): its members' count for a presence channel.
+/// What Pusher tells of a channel for `info` (a comma-separated list of `occupied`,
+/// `user_count`, a presence channel's, and `subscription_count`), from its member count: its
+/// users in a presence channel, its connections in another (a signed-in user's connections
+/// count once).
 async fn describe(
     hub: &Hub,
     app: &PusherApp,
@@ -262,20 +264,27 @@ async fn describe(
 ) -> Result<serde_json::Value, ApiError> {
     let roster = hub.members(&app.channel(name)).await?;
     let count = roster.as_ref().map_or(0, |r| r.count);
+    Ok(attributes(name, count, asked)?.into())
+}
+
+/// The attributes `asked` of channel `name` with `count` members.
+fn attributes(
+    name: &str,
+    count: usize,
+    asked: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
     let mut info = serde_json::Map::new();
     for attribute in asked.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-        match attribute {
-            "user_count" if name.starts_with("presence-") => {
-                info.insert("user_count".into(), count.into());
-            }
+        let value = match attribute {
+            "user_count" if name.starts_with("presence-") => count.into(),
             "user_count" => return Err(bad("user_count is a presence channel's")),
-            "occupied" => {
-                info.insert("occupied".into(), (count > 0).into());
-            }
+            "subscription_count" => count.into(),
+            "occupied" => (count > 0).into(),
             other => return Err(bad(format!("info {other:?} is not available"))),
-        }
+        };
+        info.insert(attribute.to_owned(), value);
     }
-    Ok(info.into())
+    Ok(info)
 }
 
 /// The query of `GET /apps/{app_id}/channels`.
@@ -295,28 +304,20 @@ async fn channels(
     Signed { app, .. }: Signed<()>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let prefix = query.filter_by_prefix.unwrap_or_default();
-    let user_count = match query.info.as_deref() {
-        None | Some("") => false,
-        Some("user_count") if prefix.starts_with("presence-") => true,
-        Some("user_count") => {
-            return Err(bad("info=user_count needs filter_by_prefix=presence-"));
-        }
-        Some(other) => return Err(bad(format!("info {other:?} is not available"))),
-    };
+    let asked = query.info.unwrap_or_default();
+    if asked.contains("user_count") && !prefix.starts_with("presence-") {
+        return Err(bad("info=user_count needs filter_by_prefix=presence-"));
+    }
     let occupied = hub
         .occupied_channels(&app.channel(&prefix), MAX_LISTED)
         .await?;
-    let channels: serde_json::Map<String, serde_json::Value> = occupied
-        .into_iter()
-        .filter_map(|(channel, count)| {
-            let name = app.own(&channel)?.to_owned();
-            let info = match user_count {
-                true => serde_json::json!({ "user_count": count }),
-                false => serde_json::json!({}),
-            };
-            Some((name, info))
-        })
-        .collect();
+    let mut channels = serde_json::Map::new();
+    for (channel, count) in occupied {
+        if let Some(name) = app.own(&channel) {
+            let info = attributes(name, count, &asked)?;
+            channels.insert(name.to_owned(), info.into());
+        }
+    }
     Ok(Json(serde_json::json!({ "channels": channels })))
 }
 
