@@ -73,22 +73,26 @@ async fn close_code(ws: &mut crate::support::Ws) -> Option<u16> {
     None
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pusher_client_past_the_request_rate_is_told_4301_and_closed() {
-    let server = Server::with(pusher_hub(), HttpOptions::new()).await;
+    // One request a second, one at once: however slowly the pings go, three are refused in a
+    // row, and the socket closes.
+    let mut limits = Limits::default();
+    (limits.request_rate, limits.request_burst) = (1, 1);
+    let server = Server::with(pusher_hub().limits(limits), HttpOptions::new()).await;
     let mut ws = pusher(&server, "key", None).await.unwrap();
     assert_eq!(
         frame(&mut ws).await["event"],
         "pusher:connection_established"
     );
     let ping = r#"{"event":"pusher:ping","data":{}}"#;
-    for _ in 0..1000 {
+    for _ in 0..20 {
         if ws.send(Message::text(ping)).await.is_err() {
             break;
         }
     }
     let mut error = None;
-    while let Some(Ok(message)) = ws.next().await {
+    while let Some(Ok(message)) = next(&mut ws).await {
         if let Some(text) = message.as_text()
             && text.contains("4301")
         {
