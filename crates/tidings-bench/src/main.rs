@@ -261,7 +261,7 @@ async fn measure_one(
 ) -> suite::Outcome {
     let outcome = suite::measure(kind, scenario, programs).await;
     eprintln!(
-        "{:<20} {:<14} {:>6} sockets: {}/{} delivered, {:.0} msgs/s, p99 {} µs, {:.2} KiB/socket{}",
+        "{:<20} {:<14} {:>6} sockets: {}/{} delivered, {:.0} msgs/s, p99 {} µs, {:.3} CPU µs/delivery, {:.2} KiB/socket{}",
         kind.name(),
         scenario.name,
         scenario.sockets,
@@ -269,6 +269,7 @@ async fn measure_one(
         outcome.expected,
         outcome.per_second,
         outcome.latency_us[2],
+        outcome.cpu_us_per_delivery(),
         outcome.bytes_per_socket() / 1024.0,
         outcome
             .error
@@ -303,8 +304,7 @@ async fn run_suite(args: SuiteArgs) -> Result<(), String> {
             for _ in 0..scenario.runs {
                 runs.push(measure_one(kind, &scenario, &programs).await);
             }
-            runs.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
-            outcomes.push(runs.swap_remove(runs.len() / 2));
+            outcomes.push(suite::Outcome::median(runs));
         }
     }
     let measured = args.servers.contains(&Kind::Tidings)

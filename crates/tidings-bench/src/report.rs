@@ -66,7 +66,11 @@ pub fn markdown(
          its sockets spread over worker processes and source addresses 127.0.R.x, fresh for each run) on the same machine: \
          server and generator share its cores, so these are numbers for this machine, not a peer's \
          best. Each payload carries its send time; latency is publish (HTTP request sent) to receive. \
-         The limit is a bare tokio loop writing one pre-encoded frame to each socket.\n"
+         The limit is a bare tokio loop writing one pre-encoded frame to each socket. \
+         Server CPU is the server process's user + system time (`/proc/PID/stat`, children included) \
+         from the first publish to the last delivery, divided by the deliveries: unlike throughput, it \
+         does not depend on how the cores were shared with the generator. Scenarios run several times \
+         report each column's median.\n"
     );
     let tidings = |name: &str, sockets: usize| {
         outcomes.iter().find(|o| {
@@ -93,26 +97,32 @@ pub fn markdown(
         );
         let _ = writeln!(
             out,
-            "| server | delivered | msgs/s | p50 ms | p90 ms | p99 ms | max ms | tidings msgs/s ÷ this |"
+            "| server | delivered | msgs/s | p50 ms | p90 ms | p99 ms | max ms | tidings msgs/s ÷ this | server CPU µs per delivery | CPU ÷ limit's |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
         let ours = tidings(s.name, s.sockets);
+        let limit = outcomes
+            .iter()
+            .find(|r| r.kind == Kind::Bare && r.scenario.name == s.name)
+            .map_or(0.0, Outcome::cpu_us_per_delivery);
         for r in outcomes.iter().filter(|r| r.scenario.name == s.name) {
             let [p50, p90, p99, max] = r.latency_us;
             let vs = ratio(ours.map_or(0.0, |t| t.per_second), r.per_second);
+            let cpu = r.cpu_us_per_delivery();
             let delivered = match &r.error {
                 Some(e) => format!("failed: {e}"),
                 None => format!("{}/{}", r.received, r.expected),
             };
             let _ = writeln!(
                 out,
-                "| {} | {delivered} | {:.0} | {} | {} | {} | {} | {vs} |",
+                "| {} | {delivered} | {:.0} | {} | {} | {} | {} | {vs} | {cpu:.3} | {} |",
                 r.kind.name(),
                 r.per_second,
                 ms(p50),
                 ms(p90),
                 ms(p99),
-                ms(max)
+                ms(max),
+                ratio(cpu, limit)
             );
         }
         let _ = writeln!(out);

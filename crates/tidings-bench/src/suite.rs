@@ -200,6 +200,12 @@ impl Server {
         let _ = self.child.kill().await;
     }
 
+    /// CPU time the server process has used so far (user and system, its waited-for children
+    /// included, for peers that fork), from `/proc/PID/stat`.
+    pub(crate) fn cpu(&self) -> Duration {
+        self.child.id().map_or(Duration::ZERO, cpu_time)
+    }
+
     /// Resident memory of the server process, in KiB.
     pub(crate) fn rss_kib(&self) -> u64 {
         let Some(pid) = self.child.id() else {
@@ -212,6 +218,23 @@ impl Server {
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or(0)
     }
+}
+
+/// Clock ticks per second of `/proc/PID/stat`'s times (`USER_HZ`, 100 on every Linux ABI).
+const USER_HZ: u64 = 100;
+
+/// CPU time of process `pid` and its waited-for children: `utime + stime + cutime + cstime`,
+/// fields 14 to 17 of `/proc/PID/stat` (counted after the command name, which may hold spaces).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 1000 / USER_HZ)
 }
 
 /// The sockets one worker opens: `first..first + count`, from `source`.
@@ -375,6 +398,8 @@ pub struct Outcome {
     pub rss_before_kib: u64,
     /// Server RSS with every socket connected, KiB.
     pub rss_after_kib: u64,
+    /// Server CPU time (user + system) from the first publish to the last delivery, ms.
+    pub server_cpu_ms: f64,
 }
 
 impl Outcome {
@@ -394,7 +419,28 @@ impl Outcome {
             setup_per_second: 0.0,
             rss_before_kib: 0,
             rss_after_kib: 0,
+            server_cpu_ms: 0.0,
         }
+    }
+
+    /// Of several runs of one scenario: the median run by throughput, carrying the median of the
+    /// runs' CPU times per delivery (each column's median, as the report says).
+    pub fn median(mut runs: Vec<Self>) -> Self {
+        let middle = runs.len() / 2;
+        runs.sort_by(|a, b| a.cpu_us_per_delivery().total_cmp(&b.cpu_us_per_delivery()));
+        let cpu_us = runs[middle].cpu_us_per_delivery();
+        runs.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
+        let mut median = runs.swap_remove(middle);
+        median.server_cpu_ms = cpu_us * median.received as f64 / 1000.0;
+        median
+    }
+
+    /// Server CPU time per delivery, in microseconds (0 without deliveries).
+    pub fn cpu_us_per_delivery(&self) -> f64 {
+        if self.received == 0 {
+            return 0.0;
+        }
+        self.server_cpu_ms * 1000.0 / self.received as f64
     }
 
     /// Server memory per connected socket, in bytes.
@@ -497,6 +543,7 @@ async fn run(kind: Kind, scenario: &Scenario, programs: &Programs) -> Result<Out
     let expected = if failed == 0 { scenario.expected() } else { 0 };
     let http = Http::new(format!("http://{}", server.http));
     let start_ns = now_ns();
+    let cpu_before = server.cpu();
     publish_all(kind, &http, scenario).await?;
     let mut total = 0;
     let mut last_progress = Instant::now();
@@ -509,6 +556,7 @@ async fn run(kind: Kind, scenario: &Scenario, programs: &Programs) -> Result<Out
             (total, last_progress) = (now, Instant::now());
         }
     }
+    let server_cpu = server.cpu().saturating_sub(cpu_before);
     let mut latency =
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
     let (mut received, mut closed, mut last_ns) = (0, 0, start_ns);
@@ -540,5 +588,6 @@ async fn run(kind: Kind, scenario: &Scenario, programs: &Programs) -> Result<Out
         setup_per_second: connected as f64 / (setup_ms.max(1) as f64 / 1000.0),
         rss_before_kib,
         rss_after_kib,
+        server_cpu_ms: server_cpu.as_secs_f64() * 1000.0,
     })
 }
