@@ -143,6 +143,17 @@ struct SuiteArgs {
     /// Hand-written analysis appended to the report.
     #[arg(long, default_value = "bench/notes.md")]
     notes: PathBuf,
+    /// Fail when tidings' server CPU per delivery in `broadcast-max` is more than this many times
+    /// the limit's (a regression guard; needs `tidings` and `bare` among the servers).
+    #[arg(long)]
+    max_cpu_ratio: Option<f64>,
+    /// Run `perf` with these arguments on the server over each fan-out run's publish window,
+    /// e.g. `--perf "stat -e syscalls:sys_enter_writev"` or `--perf "record -F 999 -g"`.
+    #[arg(long)]
+    perf: Option<String>,
+    /// Where `--perf` writes its output, one file per run.
+    #[arg(long, default_value = "target/perf")]
+    perf_dir: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -258,8 +269,9 @@ async fn measure_one(
     kind: Kind,
     scenario: &scenario::Scenario,
     programs: &suite::Programs,
+    profile: Option<&suite::Profile>,
 ) -> suite::Outcome {
-    let outcome = suite::measure(kind, scenario, programs).await;
+    let outcome = suite::measure(kind, scenario, programs, profile).await;
     eprintln!(
         "{:<20} {:<14} {:>6} sockets: {}/{} delivered, {:.0} msgs/s, p99 {} µs, {:.3} CPU µs/delivery, {:.2} KiB/socket{}",
         kind.name(),
@@ -291,6 +303,10 @@ async fn run_suite(args: SuiteArgs) -> Result<(), String> {
         socketio: args.socketio_dir,
         sockudo: which(&args.sockudo_bin),
     };
+    let profile = args.perf.map(|perf| suite::Profile {
+        args: perf.split_whitespace().map(String::from).collect(),
+        dir: args.perf_dir,
+    });
     let mut outcomes = Vec::new();
     let mut unavailable = Vec::new();
     for &kind in &args.servers {
@@ -302,7 +318,7 @@ async fn run_suite(args: SuiteArgs) -> Result<(), String> {
         for scenario in scenario::suite(args.quick, MAX_SOCKETS) {
             let mut runs = Vec::new();
             for _ in 0..scenario.runs {
-                runs.push(measure_one(kind, &scenario, &programs).await);
+                runs.push(measure_one(kind, &scenario, &programs, profile.as_ref()).await);
             }
             outcomes.push(suite::Outcome::median(runs));
         }
@@ -348,6 +364,9 @@ async fn run_suite(args: SuiteArgs) -> Result<(), String> {
     let failed = incomplete.len() + usize::from(heartbeat_failed.is_some());
     let passed = outcomes.len() + usize::from(heartbeat.is_some()) - failed;
     eprintln!("bench: {passed} passed, {failed} failed");
+    if let Some(max) = args.max_cpu_ratio {
+        cpu_guard(&outcomes, max)?;
+    }
     if args.quick && (failed > 0 || outcomes.is_empty()) {
         return Err(format!(
             "{} runs lost deliveries or sockets{}",
@@ -355,6 +374,35 @@ async fn run_suite(args: SuiteArgs) -> Result<(), String> {
             heartbeat_failed
                 .map(|e| format!("; heartbeat: {e}"))
                 .unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+/// The regression guard: tidings' server CPU per delivery in `broadcast-max` against the limit's.
+fn cpu_guard(outcomes: &[suite::Outcome], max: f64) -> Result<(), String> {
+    let cpu = |kind| {
+        outcomes
+            .iter()
+            .find(|o| o.kind == kind && o.scenario.name == "broadcast-max" && o.complete())
+            .map(suite::Outcome::cpu_us_per_delivery)
+            .filter(|us| *us > 0.0)
+            .ok_or_else(|| {
+                format!(
+                    "cpu guard: no complete broadcast-max run of {}",
+                    kind.name()
+                )
+            })
+    };
+    let (ours, limit) = (cpu(Kind::Tidings)?, cpu(Kind::Bare)?);
+    let ratio = ours / limit;
+    eprintln!(
+        "cpu guard: tidings {ours:.3} µs per delivery, the limit {limit:.3}: {ratio:.2}× (at most {max}×)"
+    );
+    if ratio > max {
+        return Err(format!(
+            "cpu guard: tidings' server CPU per delivery is {ratio:.2}× the limit's in broadcast-max, \
+             over {max}× (a per-recipient allocation or copy on the fan-out path?)"
         ));
     }
     Ok(())

@@ -47,6 +47,49 @@ pub struct Programs {
     pub sockudo: PathBuf,
 }
 
+/// `perf` attached to the server over each fan-out run's publish window (first publish to last
+/// delivery): its arguments, and the folder where each run's output goes, as
+/// `<server>-<scenario>-<run>.data` (`perf record` and `perf stat` both take `-o`).
+#[derive(Clone, Debug)]
+pub struct Profile {
+    /// What follows `perf`, e.g. `stat -e syscalls:sys_enter_writev`.
+    pub args: Vec<String>,
+    /// Where the output files go.
+    pub dir: PathBuf,
+}
+
+impl Profile {
+    /// Starts `perf` on the server's process for run `run` of `scenario`.
+    fn attach(&self, server: &Server, kind: Kind, scenario: &str, run: u8) -> Option<Child> {
+        let pid = server.child.id()?;
+        let name = kind.to_possible_value()?.get_name().to_owned();
+        let out = self.dir.join(format!("{name}-{scenario}-{run}.data"));
+        let _ = std::fs::create_dir_all(&self.dir);
+        let mut command = Command::new("perf");
+        command.args(&self.args).arg("-p").arg(pid.to_string());
+        command.arg("-o").arg(out).stdout(Stdio::null());
+        command
+            .kill_on_drop(true)
+            .spawn()
+            .inspect_err(|e| eprintln!("perf: {e}"))
+            .ok()
+    }
+
+    /// Stops `perf` as Ctrl-C would (it then writes its output) and waits for it.
+    async fn detach(perf: Option<Child>) {
+        let Some(mut perf) = perf else {
+            return;
+        };
+        if let Some(pid) = perf.id() {
+            let _ = Command::new("kill")
+                .args(["-INT", &pid.to_string()])
+                .status()
+                .await;
+        }
+        let _ = perf.wait().await;
+    }
+}
+
 /// A server process started for one run.
 pub(crate) struct Server {
     child: Child,
@@ -488,15 +531,25 @@ async fn publish_all(kind: Kind, http: &Http, scenario: &Scenario) -> Result<(),
     Ok(())
 }
 
-/// Runs one scenario against a fresh server of `kind`.
-pub async fn measure(kind: Kind, scenario: &Scenario, programs: &Programs) -> Outcome {
-    match run(kind, scenario, programs).await {
+/// Runs one scenario against a fresh server of `kind`, under `perf` if `profile` says so.
+pub async fn measure(
+    kind: Kind,
+    scenario: &Scenario,
+    programs: &Programs,
+    profile: Option<&Profile>,
+) -> Outcome {
+    match run(kind, scenario, programs, profile).await {
         Ok(outcome) => outcome,
         Err(e) => Outcome::failed(kind, scenario, e),
     }
 }
 
-async fn run(kind: Kind, scenario: &Scenario, programs: &Programs) -> Result<Outcome, String> {
+async fn run(
+    kind: Kind,
+    scenario: &Scenario,
+    programs: &Programs,
+    profile: Option<&Profile>,
+) -> Result<Outcome, String> {
     let server = Server::start(kind, programs).await?;
     let rss_before_kib = server.rss_kib();
     let workers_needed = scenario
@@ -543,6 +596,9 @@ async fn run(kind: Kind, scenario: &Scenario, programs: &Programs) -> Result<Out
     let expected = if failed == 0 { scenario.expected() } else { 0 };
     let http = Http::new(format!("http://{}", server.http));
     let start_ns = now_ns();
+    let perf = profile
+        .filter(|_| scenario.messages > 0)
+        .and_then(|p| p.attach(&server, kind, scenario.name, run));
     let cpu_before = server.cpu();
     publish_all(kind, &http, scenario).await?;
     let mut total = 0;
@@ -557,6 +613,7 @@ async fn run(kind: Kind, scenario: &Scenario, programs: &Programs) -> Result<Out
         }
     }
     let server_cpu = server.cpu().saturating_sub(cpu_before);
+    Profile::detach(perf).await;
     let mut latency =
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
     let (mut received, mut closed, mut last_ns) = (0, 0, start_ns);
