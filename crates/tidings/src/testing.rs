@@ -93,7 +93,7 @@ impl Transport for Tab {
         tokio::spawn(crate::socket::connection::run(
             hub.clone(),
             server,
-            admission,
+            Box::new(admission),
             false,
         ));
         let mut tab = Self {
@@ -212,11 +212,11 @@ impl Transport for Direct {
     async fn recv(&mut self) -> Value {
         loop {
             if let Some(item) = self.frames.pop_front() {
-                let Some((bytes, _)) = item.into_frame(Encoding::Json) else {
+                let Some((bytes, _)) = item.frame(Encoding::Json) else {
                     continue;
                 };
                 if bytes[0] == frame::TEXT {
-                    return parse(std::str::from_utf8(frame::payload(&bytes)).unwrap());
+                    return parse(std::str::from_utf8(frame::payload(bytes)).unwrap());
                 }
                 continue;
             }

@@ -324,7 +324,12 @@ impl Index {
     }
 
     /// Calls `f` on the outbox of every local socket `target` names.
-    pub(crate) fn for_each(&self, target: &Target, node: &NodeId, mut f: impl FnMut(&Arc<Outbox>)) {
+    pub(crate) fn for_each<'a>(
+        &'a self,
+        target: &Target,
+        node: &NodeId,
+        mut f: impl FnMut(&'a Arc<Outbox>),
+    ) {
         let members = match target {
             Target::All => {
                 self.sockets.values().for_each(|s| f(&s.outbox));

@@ -336,11 +336,21 @@ impl Inbox for Local {
                     .filter(|except| except.node == self.number)
                     .and_then(|except| index.outbox(except.seq))
                     .map(Arc::as_ptr);
+                // Writers are woken once every queue holds the event (one buffer per publish).
+                let mut idle = Vec::new();
                 index.for_each(target, &self.node, |outbox| {
-                    if Some(Arc::as_ptr(outbox)) != skip {
-                        delivered += u64::from(outbox.push(Outgoing::Event(event.clone())).is_ok());
+                    if Some(Arc::as_ptr(outbox)) == skip {
+                        return;
+                    }
+                    if let Ok(wake) = outbox.push_quiet(Outgoing::Event(event.clone())) {
+                        delivered += 1;
+                        if wake {
+                            idle.push(outbox);
+                        }
                     }
                 });
+                idle.into_iter().for_each(|outbox| outbox.wake());
+                drop(index);
                 self.counters.delivered(delivered);
             }
             BusMessage::Kick(kick) => self.kick(kick),

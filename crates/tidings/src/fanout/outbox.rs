@@ -29,7 +29,7 @@ use std::task::Poll;
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::Mutex;
 
 use crate::limits::TokenBucket;
 use crate::model::{Event, Position};
@@ -120,19 +120,25 @@ impl Outgoing {
         }
     }
 
-    /// The whole frame to write for this item; for an event this call encoded, how long it
-    /// waited on this node.
-    pub(crate) fn into_frame(
-        self,
-        encoding: Encoding,
-    ) -> Option<(Bytes, Option<std::time::Duration>)> {
+    /// The whole frame to write for this item in `encoding` (`None`: the socket is not sent
+    /// it); for an event this call encoded, how long it waited on this node. An event is
+    /// encoded once per encoding, and every recipient writes from the same bytes.
+    pub(crate) fn frame(&self, encoding: Encoding) -> Option<(&[u8], Option<std::time::Duration>)> {
         Some(match self {
-            Self::Event(event) => encoding.event(&event),
+            Self::Event(event) => {
+                let (frame, waited) = encoding.event(event);
+                (frame, waited)
+            }
             Self::Frame(bytes) | Self::Beat(bytes) => (bytes, None),
             Self::Session(bytes) if encoding.hears_session() => (bytes, None),
             Self::Session(_) => return None,
-            Self::Ping => (Bytes::from_static(PING), None),
+            Self::Ping => (PING, None),
         })
+    }
+
+    /// The bytes [`Outgoing::frame`] gives, for a socket's writer (empty when there are none).
+    pub(crate) fn bytes_in(encoding: Encoding) -> impl for<'a> Fn(&'a Self) -> &'a [u8] {
+        move |item| item.frame(encoding).map_or(&[], |(bytes, _)| bytes)
     }
 }
 
@@ -239,6 +245,16 @@ impl Outbox {
     /// Queues an item (or holds it, see [`Outbox::hold`]); when the queue is full, marks the
     /// socket as a slow consumer instead.
     pub(crate) fn push(&self, item: Outgoing) -> Result<(), PushError> {
+        if self.push_quiet(item)? {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// Like [`Outbox::push`], without waking the writer: returns whether it must be woken
+    /// ([`Outbox::wake`]). A fan-out wakes its writers once every queue holds the event, so a
+    /// writer does not start on one frame while the fan-out is still queuing.
+    pub(crate) fn push_quiet(&self, item: Outgoing) -> Result<bool, PushError> {
         let mut state = self.state.lock();
         if state.closing.is_some() {
             return Err(PushError::Closed);
@@ -250,13 +266,13 @@ impl Outbox {
         {
             held.push(event.clone());
             state.held_bytes += event.size();
-            return self.check(&mut state);
+            return self.check(&mut state).map(|()| false);
         }
         if let Outgoing::Event(event) = &item
             && !state.replayed.is_empty()
             && !state.fresh(event)
         {
-            return Ok(());
+            return Ok(false);
         }
         if let Outgoing::Session(frame) = &item {
             if let Some(at) = state.session_at {
@@ -265,30 +281,32 @@ impl Outbox {
                 let size = frame.len();
                 let old = std::mem::replace(&mut state.queue[at], item);
                 state.queued_bytes = state.queued_bytes - old.size() + size;
-                return Ok(());
+                return Ok(false);
             }
             state.session_at = Some(state.queue.len());
         }
-        self.enqueue(state, [item])
+        self.enqueue(&mut state, [item])
     }
 
-    /// Queues items in order, counting each, and wakes the writer if the queue was empty.
+    /// Wakes the writer.
+    pub(crate) fn wake(&self) {
+        self.writer.wake();
+    }
+
+    /// Queues items in order, counting each; returns whether the queue was empty (the writer
+    /// must then be woken).
     fn enqueue(
         &self,
-        mut state: MutexGuard<'_, State>,
+        state: &mut State,
         items: impl IntoIterator<Item = Outgoing>,
-    ) -> Result<(), PushError> {
+    ) -> Result<bool, PushError> {
         let wake = state.queue.is_empty();
         for item in items {
             state.queued_bytes += item.size();
             state.queue.push_back(item);
-            self.check(&mut state)?;
+            self.check(state)?;
         }
-        drop(state);
-        if wake {
-            self.writer.wake();
-        }
-        Ok(())
+        Ok(wake)
     }
 
     /// Past the bounds (what is queued and held, in items or bytes), marks the socket as a slow
@@ -336,7 +354,12 @@ impl Outbox {
         // of channels with history wait behind the replay, whether or not the socket held before.
         state.backlog = Some(backlog);
         state.held.get_or_insert_with(Vec::new);
-        self.enqueue(state, reply.map(Outgoing::Frame))
+        let wake = self.enqueue(&mut state, reply.map(Outgoing::Frame))?;
+        drop(state);
+        if wake {
+            self.wake();
+        }
+        Ok(())
     }
 
     /// Moves the next page of a release's backlog to `items`: up to half the queue's bounds; once
@@ -440,7 +463,10 @@ mod tests {
         outbox.next_batch(&mut batch).await;
         batch
             .drain(..)
-            .filter_map(|item| item.into_frame(Encoding::Json).map(|f| f.0))
+            .filter_map(|item| {
+                item.frame(Encoding::Json)
+                    .map(|f| Bytes::copy_from_slice(f.0))
+            })
             .collect()
     }
 
@@ -453,10 +479,38 @@ mod tests {
         assert_eq!(outbox.next_batch(&mut batch).await, None);
         let bytes: Vec<_> = batch
             .drain(..)
-            .filter_map(|o| o.into_frame(Encoding::Json).map(|f| f.0[0]))
+            .filter_map(|o| o.frame(Encoding::Json).map(|f| f.0[0]))
             .collect();
         assert_eq!(bytes, [1, 2]);
         assert_eq!(outbox.len(), 0);
+    }
+
+    /// Counts its wakes.
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl futures_util::task::ArcWake for Wakes {
+        fn wake_by_ref(this: &Arc<Self>) {
+            this.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_quiet_push_leaves_the_writer_asleep_until_the_fan_out_wakes_it() {
+        let outbox = Outbox::new(8, 1024);
+        let wakes = Arc::new(Wakes(0.into()));
+        let waker = futures_util::task::waker(wakes.clone());
+        let mut batch = VecDeque::new();
+        let mut waiting = Box::pin(outbox.next_batch(&mut batch));
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(outbox.push_quiet(frame(1)), Ok(true), "the queue was empty");
+        assert_eq!(outbox.push_quiet(frame(2)), Ok(false), "it was not");
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 0, "no wake yet");
+        outbox.wake();
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+        assert!(waiting.as_mut().poll(&mut cx).is_ready());
+        drop(waiting);
+        assert_eq!(batch.len(), 2, "both frames in one batch");
     }
 
     #[tokio::test]

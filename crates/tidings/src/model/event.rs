@@ -117,13 +117,13 @@ impl Event {
         &self,
         slot: usize,
         encode: impl FnOnce(&Self) -> Bytes,
-    ) -> (Bytes, Option<std::time::Duration>) {
+    ) -> (&Bytes, Option<std::time::Duration>) {
         let mut waited = None;
         let frame = self.frames[slot].get_or_init(|| {
             waited = Some(self.arrived.elapsed());
             encode(self)
         });
-        (frame.clone(), waited)
+        (frame, waited)
     }
 }
 

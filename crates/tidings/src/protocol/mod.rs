@@ -42,7 +42,7 @@ impl Encoding {
 
     /// An event's frame: encoded by the first socket that writes it, shared by every other; with
     /// how long the event waited on this node when this call encoded it.
-    pub(crate) fn event(self, event: &Event) -> (Bytes, Option<std::time::Duration>) {
+    pub(crate) fn event(self, event: &Event) -> (&Bytes, Option<std::time::Duration>) {
         event.frame(self.slot(), |event| match self {
             Self::Json => json::event(event),
             Self::Pusher => pusher::event(event),
@@ -468,7 +468,7 @@ mod tests {
         let (b, _) = Encoding::Json.event(&event);
         assert_eq!(a.as_ptr(), b.as_ptr(), "both recipients share one buffer");
         assert_eq!(
-            frame::payload(&a),
+            frame::payload(a),
             br#"{"type":"event","event":"e","args":[1],"channel":"c"}"#
         );
     }

@@ -48,7 +48,7 @@ async fn echo<S: AsyncRead + AsyncWrite>(io: S) {
             }
             Err(ReadError::Gone) => return,
         };
-        if writer.write(std::iter::once(reply), STALL).await.is_err() {
+        if writer.send(reply, STALL).await.is_err() {
             return;
         }
     }

@@ -58,8 +58,9 @@ where
 }
 
 /// Runs a socket admitted at the handshake until either side closes it. `recovering`: the
-/// client said it will ask to `recover` first.
-pub(crate) async fn run<S>(hub: Hub, io: S, admission: Admission, recovering: bool)
+/// client said it will ask to `recover` first. (The admission comes boxed: an argument keeps
+/// its room in the task for the socket's whole life, and it is needed only at the opening.)
+pub(crate) async fn run<S>(hub: Hub, io: S, admission: Box<Admission>, recovering: bool)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -67,7 +68,7 @@ where
     let encoding = admission.encoding();
     // Boxed: the opening's state is large and lives once; the socket's task keeps only what its
     // read and write loops hold.
-    let connected = match Box::pin(Connected::open(&hub, admission, recovering)).await {
+    let connected = match Box::pin(Connected::open(&hub, *admission, recovering)).await {
         Ok(connected) => connected,
         Err(e) => {
             tracing::warn!(error = %e, "socket refused: could not load its session");
@@ -132,22 +133,24 @@ async fn write<W: AsyncWrite + Unpin>(
         };
         let used = batch.len();
         let counters = hub.counters();
-        let frames = batch.drain(..).filter_map(|item| {
-            if let Outgoing::Event(event) = &item
+        batch.retain(|item| {
+            if let Outgoing::Event(event) = item
                 && !connected.client.hears(event)
             {
-                return None;
+                return false;
             }
-            let (frame, waited) = item.into_frame(encoding)?;
+            let Some((_, waited)) = item.frame(encoding) else {
+                return false;
+            };
             // Once per event and node: the socket that encoded it measures its wait.
             if let Some(waited) = waited {
                 counters.delivery_latency(waited);
             }
-            Some(frame)
+            true
         });
         // While writing, a slow consumer's close request interrupts the write.
         let interrupted = tokio::select! {
-            sent = writer.write(frames, stall) => match sent {
+            sent = writer.write(&mut batch, Outgoing::bytes_in(encoding), stall) => match sent {
                 Ok(()) => None,
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                     slow_consumer(hub, SlowCause::WriteStalled);
@@ -164,7 +167,9 @@ async fn write<W: AsyncWrite + Unpin>(
             if reason == CloseReason::SlowConsumer {
                 slow_consumer(hub, SlowCause::QueueFull);
             }
-            close(writer, reason, encoding).await;
+            // Boxed: the largest step of the loop, taken once, need not take room in every
+            // socket's task.
+            Box::pin(close(writer, reason, encoding)).await;
             return;
         }
         recycle(&mut batch, used);

@@ -180,6 +180,7 @@ pub(crate) async fn upgrade(
             let (session, max_age) = (&admission.session, hub.session_ttl().as_secs());
             format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}")
         });
+    let admitted = admitted.map(Box::new);
     tokio::spawn(async move {
         let io = match on_upgrade.await {
             Ok(upgraded) => TokioIo::new(upgraded),

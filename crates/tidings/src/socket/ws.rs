@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tungstenite::Message;
 use tungstenite::error::{CapacityError, Error, ProtocolError};
@@ -136,84 +136,100 @@ async fn within(stall: Duration, io: impl Future<Output = io::Result<()>>) -> io
         .map_err(|_| io::ErrorKind::TimedOut)?
 }
 
-/// The write half: whole frames, many per syscall.
+/// The write half: whole frames, many per syscall, written straight from the caller's queue
+/// (no copy, no reference count per frame).
 pub(crate) struct Writer<W> {
     io: W,
-    /// Frames not yet written, the first possibly in part.
-    frames: VecDeque<Bytes>,
-    /// Whether the first frame is written in part: nothing else may be written before its rest.
-    midway: bool,
+    /// Bytes of the first queued frame already written: nothing else may be written before its
+    /// rest.
+    written: usize,
+}
+
+/// A frame that is its own bytes.
+fn whole(frame: &Bytes) -> &[u8] {
+    frame
 }
 
 impl<W: AsyncWrite + Unpin> Writer<W> {
     /// A writer over the write half of an upgraded connection.
     pub(crate) fn new(io: W) -> Self {
-        Self {
-            io,
-            frames: VecDeque::new(),
-            midway: false,
-        }
+        Self { io, written: 0 }
     }
 
-    /// Writes `frames` after any left from before, then flushes; fails with `TimedOut` when the
-    /// connection takes nothing for `stall` (the peer does not read).
-    pub(crate) async fn write(
+    /// Writes every frame of `frames` (whose bytes `bytes` gives; none is empty), removing each
+    /// once it is out, then flushes; fails with `TimedOut` when the connection takes nothing for
+    /// `stall` (the peer does not read). Interrupted, `frames` keeps what is not yet out.
+    pub(crate) async fn write<F>(
         &mut self,
-        frames: impl Iterator<Item = Bytes>,
+        frames: &mut VecDeque<F>,
+        bytes: impl for<'a> Fn(&'a F) -> &'a [u8],
         stall: Duration,
     ) -> io::Result<()> {
-        self.frames.extend(frames);
-        let used = self.frames.len();
-        while !self.frames.is_empty() {
-            within(stall, poll_fn(|cx| self.poll_write(cx))).await?;
+        while !frames.is_empty() {
+            within(stall, poll_fn(|cx| self.poll_write(cx, frames, &bytes))).await?;
         }
-        recycle(&mut self.frames, used);
         within(stall, poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx))).await
+    }
+
+    /// Writes one frame, then flushes.
+    pub(crate) async fn send(&mut self, frame: Bytes, stall: Duration) -> io::Result<()> {
+        self.write(&mut VecDeque::from([frame]), whole, stall).await
     }
 
     /// Writes frames, one iovec per frame (the slices live only in this poll), until every frame
     /// is out or a `writev` has made some progress.
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if !self.frames.is_empty() {
-            let mut slices = [IoSlice::new(&[]); IOV_MAX];
-            let count = self.frames.len().min(IOV_MAX);
-            for (slice, frame) in slices.iter_mut().zip(&self.frames) {
-                *slice = IoSlice::new(frame);
-            }
-            let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?;
-            if written == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.consume(written);
+    fn poll_write<F>(
+        &mut self,
+        cx: &mut Context<'_>,
+        frames: &mut VecDeque<F>,
+        bytes: &impl for<'a> Fn(&'a F) -> &'a [u8],
+    ) -> Poll<io::Result<()>> {
+        if frames.is_empty() {
+            return Poll::Ready(Ok(()));
         }
+        let mut slices = [IoSlice::new(&[]); IOV_MAX];
+        let count = frames.len().min(IOV_MAX);
+        for (slice, frame) in slices.iter_mut().zip(frames.iter()) {
+            *slice = IoSlice::new(bytes(frame));
+        }
+        slices[0] = IoSlice::new(&bytes(&frames[0])[self.written..]);
+        let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?;
+        if written == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        self.consume(frames, bytes, written);
         Poll::Ready(Ok(()))
     }
 
     /// Drops the `written` bytes from the front of the frames.
-    fn consume(&mut self, mut written: usize) {
+    fn consume<F>(
+        &mut self,
+        frames: &mut VecDeque<F>,
+        bytes: &impl for<'a> Fn(&'a F) -> &'a [u8],
+        mut written: usize,
+    ) {
         while written > 0 {
-            let Some(front) = self.frames.front_mut() else {
+            let Some(front) = frames.front() else {
                 return;
             };
-            if written < front.len() {
-                front.advance(written);
-                self.midway = true;
+            let rest = bytes(front).len() - self.written;
+            if written < rest {
+                self.written += written;
                 return;
             }
-            written -= front.len();
-            self.frames.pop_front();
-            self.midway = false;
+            written -= rest;
+            frames.pop_front();
+            self.written = 0;
         }
     }
 
     /// Sends close frame `frame`, unless a frame is half written (the peer could not read it;
     /// the connection just ends).
     pub(crate) async fn close(&mut self, frame: Bytes) -> io::Result<()> {
-        if self.midway {
+        if self.written > 0 {
             return Ok(());
         }
-        self.frames.clear();
-        self.write(std::iter::once(frame), CLOSE_STALL).await
+        self.send(frame, CLOSE_STALL).await
     }
 }
 
@@ -240,22 +256,21 @@ mod tests {
             assert_eq!(got, expected);
         });
         let stall = Duration::from_secs(10);
-        writer.write(frames.into_iter(), stall).await.unwrap();
+        let mut frames = VecDeque::from(frames);
+        writer.write(&mut frames, whole, stall).await.unwrap();
         reading.await.unwrap();
-        assert!(!writer.midway && writer.frames.is_empty());
+        assert!(writer.written == 0 && frames.is_empty());
     }
 
     #[test]
     fn a_half_written_frame_is_remembered() {
         let (_, server) = tokio::io::duplex(1);
         let mut writer = Writer::new(server);
-        writer
-            .frames
-            .extend([Bytes::from_static(b"abc"), Bytes::from_static(b"de")]);
-        writer.consume(4);
-        assert_eq!((writer.midway, &writer.frames[0][..]), (true, &b"e"[..]));
-        writer.consume(1);
-        assert!(!writer.midway && writer.frames.is_empty());
+        let mut frames = VecDeque::from([Bytes::from_static(b"abc"), Bytes::from_static(b"de")]);
+        writer.consume(&mut frames, &whole, 4);
+        assert_eq!((writer.written, &frames[0][..]), (1, &b"de"[..]));
+        writer.consume(&mut frames, &whole, 1);
+        assert!(writer.written == 0 && frames.is_empty());
     }
 
     #[test]
