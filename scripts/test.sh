@@ -98,6 +98,11 @@ bash scripts/dependent.sh
   npm test && PATH="$node22:$PATH" npm run test:node22 && npm run test:browser && npm run test:pusher)
 "$target_dir/debug/tidings-bench" suite --quick --servers tidings,tidings-history,tidings-redis-history,bare,socketio \
   --out "$target_dir/bench-quick.md" --command "scripts/test.sh (quick mode)"
+# The CPU guard, on release builds (a debug build measures the compiler, not the fan-out): fails
+# when tidings' server CPU per delivery in broadcast-max is over 2x the bare tokio limit's.
+cargo build --release --locked -p tidings-server -p tidings-bench
+"$target_dir/release/tidings-bench" suite --quick --servers tidings,bare --max-cpu-ratio 2 \
+  --out "$target_dir/bench-guard.md" --notes /dev/null --command "scripts/test.sh (CPU guard)"
 "$target_dir/debug/tidings-bench" cluster --quick >/dev/null
 "$target_dir/debug/tidings-bench" storm --quick >/dev/null
 "$target_dir/debug/tidings-bench" rooms --quick >/dev/null
