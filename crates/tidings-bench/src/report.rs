@@ -68,8 +68,8 @@ pub fn markdown(
          best. Each payload carries its send time; latency is publish (HTTP request sent) to receive. \
          The limit is a bare tokio loop writing one pre-encoded frame to each socket. \
          Server CPU is the server process's user + system time (`/proc/PID/stat`, children included) \
-         from the first publish to the last delivery, divided by the deliveries: unlike throughput, it \
-         does not depend on how the cores were shared with the generator. Scenarios run several times \
+         from the first publish to the last delivery, divided by the deliveries: it depends less than \
+         throughput on how the cores were shared with the generator. Scenarios run several times \
          report each column's median.\n"
     );
     let tidings = |name: &str, sockets: usize| {
