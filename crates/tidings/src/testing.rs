@@ -92,7 +92,7 @@ impl Transport for Tab {
         let (client, server) = tokio::io::duplex(64 * 1024);
         tokio::spawn(crate::socket::connection::run(
             hub.clone(),
-            server,
+            std::future::ready(Some(server)),
             Box::new(admission),
             false,
         ));

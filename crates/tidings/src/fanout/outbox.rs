@@ -23,13 +23,15 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::Poll;
+use std::task::{Poll, ready};
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
+use tokio::time::Sleep;
 
 use crate::limits::TokenBucket;
 use crate::model::{Event, Position};
@@ -67,6 +69,9 @@ const SESSION_BURST: f64 = 20.0;
 pub(crate) struct SessionPacer {
     budget: TokenBucket,
     late: Option<Outgoing>,
+    /// While a frame is late: when the budget lets it go (on the heap, and only then: every
+    /// socket's task holds a pacer).
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl SessionPacer {
@@ -75,6 +80,7 @@ impl SessionPacer {
         Self {
             budget: TokenBucket::full(SESSION_BURST),
             late: None,
+            timer: None,
         }
     }
 
@@ -95,18 +101,26 @@ impl SessionPacer {
     /// Resolves with the waiting session frame once the budget lets it go; never while none
     /// waits.
     pub(crate) async fn due(&mut self) -> Outgoing {
-        loop {
-            if self.late.is_none() {
-                return std::future::pending().await;
+        poll_fn(|cx| {
+            loop {
+                if self.late.is_none() {
+                    return Poll::Pending;
+                }
+                let Some(timer) = self.timer.as_mut() else {
+                    let wait = self.budget.wait(1.0, SESSION_RATE, SESSION_BURST);
+                    self.timer = Some(Box::pin(tokio::time::sleep(wait)));
+                    continue;
+                };
+                ready!(timer.as_mut().poll(cx));
+                self.timer = None;
+                if self.budget.take(1.0, SESSION_RATE, SESSION_BURST)
+                    && let Some(late) = self.late.take()
+                {
+                    return Poll::Ready(late);
+                }
             }
-            let wait = self.budget.wait(1.0, SESSION_RATE, SESSION_BURST);
-            tokio::time::sleep(wait).await;
-            if self.budget.take(1.0, SESSION_RATE, SESSION_BURST)
-                && let Some(late) = self.late.take()
-            {
-                return late;
-            }
-        }
+        })
+        .await
     }
 }
 

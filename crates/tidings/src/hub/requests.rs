@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -136,30 +137,22 @@ impl<'a> Waiting<'a> {
             .push(reply);
     }
 
-    /// The next reply ready, whichever request it answers.
-    async fn next(&mut self) -> Option<Bytes> {
-        let running = async {
-            match self.running.as_mut() {
-                Some(running) if !running.is_empty() => running.next().await,
-                _ => None,
-            }
-        };
-        let change = async {
-            match self.changes.front_mut() {
-                Some(change) => Some(change.await),
-                None => None,
-            }
-        };
-        let (reply, call, changed) = tokio::select! {
-            Some((reply, call)) = running => (reply, call, false),
-            Some((reply, _)) = change => (reply, false, true),
-            else => return std::future::pending().await,
-        };
-        if changed {
-            self.changes.pop_front();
+    /// The next reply ready, whichever request it answers. (A poll, not an `async fn`: the
+    /// read loop waits on it beside every read, in every socket's task, so it is kept small.)
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if let Some(running) = self.running.as_mut()
+            && let Poll::Ready(Some((reply, call))) = running.poll_next_unpin(cx)
+        {
+            self.calls -= usize::from(call);
+            return Poll::Ready(reply);
         }
-        self.calls -= usize::from(call);
-        reply
+        if let Some(change) = self.changes.front_mut()
+            && let Poll::Ready((reply, _)) = change.as_mut().poll(cx)
+        {
+            self.changes.pop_front();
+            return Poll::Ready(reply);
+        }
+        Poll::Pending
     }
 }
 
@@ -223,7 +216,7 @@ impl<'a> Requests<'a> {
         let Some(waiting) = self.waiting.as_mut() else {
             return std::future::pending().await;
         };
-        let reply = waiting.next().await;
+        let reply = std::future::poll_fn(|cx| waiting.poll_next(cx)).await;
         if waiting.is_empty() {
             // Nothing waits: a socket that went quiet holds nothing here.
             self.waiting = None;

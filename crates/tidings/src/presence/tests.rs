@@ -289,7 +289,12 @@ async fn a_pusher_socket_is_sent_no_server_heartbeat() {
         .await
         .unwrap();
     let (client, server) = tokio::io::duplex(64 * 1024);
-    let socket = crate::socket::connection::run(hub.clone(), server, Box::new(admission), false);
+    let socket = crate::socket::connection::run(
+        hub.clone(),
+        std::future::ready(Some(server)),
+        Box::new(admission),
+        false,
+    );
     tokio::spawn(socket);
     let mut ws = ClientBuilder::new().take_over(client);
     let mut frames = Vec::new();

@@ -47,24 +47,39 @@ async fn close<W: AsyncWrite + Unpin>(
     }
 }
 
-/// Closes a socket that was refused at the handshake (a bad token), with the reason.
-pub(crate) async fn refuse<S>(hub: &Hub, io: S, reason: CloseReason, encoding: Encoding)
-where
+/// Closes a socket that was refused at the handshake (a bad token), with the reason, once
+/// `upgraded` gives its connection (`None`: the upgrade failed).
+pub(crate) async fn refuse<S>(
+    hub: &Hub,
+    upgraded: impl Future<Output = Option<S>>,
+    reason: CloseReason,
+    encoding: Encoding,
+) where
     S: AsyncRead + AsyncWrite,
 {
-    let (mut reader, mut writer) = serve(hub, io);
+    let Some((mut reader, mut writer)) = upgraded.await.map(|io| serve(hub, io)) else {
+        return;
+    };
     close(&mut writer, reason, encoding).await;
     linger(&mut reader).await;
 }
 
-/// Runs a socket admitted at the handshake until either side closes it. `recovering`: the
-/// client said it will ask to `recover` first. (The admission comes boxed: an argument keeps
-/// its room in the task for the socket's whole life, and it is needed only at the opening.)
-pub(crate) async fn run<S>(hub: Hub, io: S, admission: Box<Admission>, recovering: bool)
-where
+/// Runs a socket admitted at the handshake, once `upgraded` gives its connection (`None`: the
+/// upgrade failed), until either side closes it. `recovering`: the client said it will ask to
+/// `recover` first. (An argument keeps its room in the task for the socket's whole life: the
+/// connection is made here, not passed in, and the admission, needed only at the opening, comes
+/// boxed.)
+pub(crate) async fn run<S>(
+    hub: Hub,
+    upgraded: impl Future<Output = Option<S>>,
+    admission: Box<Admission>,
+    recovering: bool,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (mut stream, mut writer) = serve(&hub, io);
+    let Some((mut stream, mut writer)) = upgraded.await.map(|io| serve(&hub, io)) else {
+        return;
+    };
     let encoding = admission.encoding();
     // Boxed: the opening's state is large and lives once; the socket's task keeps only what its
     // read and write loops hold.
@@ -82,7 +97,8 @@ where
         () = write(&mut writer, &connected, encoding, &hub) => true,
     };
     tracing::debug!(socket = %connected.id(), "socket closed");
-    connected.close().await;
+    // Boxed: leaving the hub is a large step, taken once.
+    Box::pin(connected.close()).await;
     if closed {
         linger(&mut stream).await;
     }

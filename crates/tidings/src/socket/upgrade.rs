@@ -181,14 +181,15 @@ pub(crate) async fn upgrade(
             format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}")
         });
     let admitted = admitted.map(Box::new);
+    let upgraded = async move {
+        let upgraded = on_upgrade.await;
+        let upgraded = upgraded.inspect_err(|e| tracing::debug!(error = %e, "upgrade failed"));
+        upgraded.ok().map(TokioIo::new)
+    };
     tokio::spawn(async move {
-        let io = match on_upgrade.await {
-            Ok(upgraded) => TokioIo::new(upgraded),
-            Err(e) => return tracing::debug!(error = %e, "upgrade failed"),
-        };
         match admitted {
-            Ok(admission) => connection::run(hub, io, admission, recovering).await,
-            Err(reason) => connection::refuse(&hub, io, reason, encoding).await,
+            Ok(admission) => connection::run(hub, upgraded, admission, recovering).await,
+            Err(reason) => connection::refuse(&hub, upgraded, reason, encoding).await,
         }
         drop(pass);
     });

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
 use tungstenite::Message;
 use tungstenite::error::{CapacityError, Error, ProtocolError};
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
@@ -129,13 +130,6 @@ fn refusal(error: Error) -> ReadError {
     })
 }
 
-/// `io`'s result, or `TimedOut` if it takes longer than `stall`.
-async fn within(stall: Duration, io: impl Future<Output = io::Result<()>>) -> io::Result<()> {
-    tokio::time::timeout(stall, io)
-        .await
-        .map_err(|_| io::ErrorKind::TimedOut)?
-}
-
 /// The write half: whole frames, many per syscall, written straight from the caller's queue
 /// (no copy, no reference count per frame).
 pub(crate) struct Writer<W> {
@@ -165,10 +159,35 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         bytes: impl for<'a> Fn(&'a F) -> &'a [u8],
         stall: Duration,
     ) -> io::Result<()> {
-        while !frames.is_empty() {
-            within(stall, poll_fn(|cx| self.poll_write(cx, frames, &bytes))).await?;
-        }
-        within(stall, poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx))).await
+        // Made only once a write has to wait (most never do), and kept small in every socket's
+        // task: the timer lives on the heap while it is needed.
+        let mut timer: Option<Pin<Box<Sleep>>> = None;
+        poll_fn(|cx| {
+            loop {
+                let step = if frames.is_empty() {
+                    Pin::new(&mut self.io).poll_flush(cx).map_ok(|()| true)
+                } else {
+                    self.poll_write(cx, frames, &bytes).map_ok(|()| false)
+                };
+                match step {
+                    Poll::Ready(Ok(true)) => return Poll::Ready(Ok(())),
+                    Poll::Ready(Ok(false)) => {
+                        // Progress: the connection has `stall` again to take the rest.
+                        if let Some(timer) = timer.as_mut() {
+                            timer.as_mut().reset(Instant::now() + stall);
+                        }
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {
+                        let timer =
+                            timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+                        ready!(timer.as_mut().poll(cx));
+                        return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                    }
+                }
+            }
+        })
+        .await
     }
 
     /// Writes one frame, then flushes.
@@ -260,6 +279,41 @@ mod tests {
         writer.write(&mut frames, whole, stall).await.unwrap();
         reading.await.unwrap();
         assert!(writer.written == 0 && frames.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_takes_nothing_for_the_stall_times_the_write_out_and_one_that_reads_does_not()
+     {
+        let (client, server) = tokio::io::duplex(8);
+        let mut writer = Writer::new(server);
+        let frame = || frame::copy(frame::TEXT, &[7; 20]);
+        let stall = Duration::from_secs(5);
+        let mut slow = VecDeque::from([frame(), frame()]);
+        let reading = tokio::spawn(async move {
+            let mut client = client;
+            let mut byte = [0; 1];
+            // Takes a byte every second: never silent for the stall, so never timed out.
+            for _ in 0..44 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                client.read_exact(&mut byte).await.unwrap();
+            }
+            client
+        });
+        writer.write(&mut slow, whole, stall).await.unwrap();
+        let _client = reading.await.unwrap();
+        let mut stuck = VecDeque::from([frame()]);
+        let started = Instant::now();
+        let error = writer.write(&mut stuck, whole, stall).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(
+            started.elapsed(),
+            stall,
+            "timed out after the stall, not before"
+        );
+        assert!(
+            writer.written > 0 && stuck.len() == 1,
+            "the frame is half out"
+        );
     }
 
     #[test]
