@@ -5,7 +5,8 @@
 # Redis Cluster (tidings-bench scale; the cluster is started on 127.0.0.1:7000-7005 when none
 # answers there), and writes docs/benchmarks.md (and docs/benchmarks.json).
 #   bench/run.sh           the full suite (about 10 minutes)
-#   bench/run.sh --quick   small numbers: checks the harness and counts every delivery, no speed claims
+#   bench/run.sh --quick   small numbers: checks the harness and counts every delivery, no speed
+#                          claims but one: the CPU guard (--max-cpu-ratio 2)
 # Peers that cannot be installed are reported in the output as not measured.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +40,9 @@ fi
 if ! (exec 3<>/dev/tcp/127.0.0.1/7000) 2>/dev/null; then
   bash scripts/redis-cluster.sh start target/redis-cluster 1 7000 7001 7002 7003 7004 7005 >/dev/null
 fi
-target/release/tidings-bench suite $quick --out "$out" --json "${out%.md}.json" \
+# In quick mode, also the CPU guard: tidings' server CPU per delivery in broadcast-max at most 2x
+# the limit's.
+target/release/tidings-bench suite $quick ${quick:+--max-cpu-ratio 2} --out "$out" --json "${out%.md}.json" \
   --sockudo-bin "$sockudo_root/bin/sockudo" --command "bench/run.sh${quick:+ $quick}"
 status=$?
 {
