@@ -6,6 +6,7 @@ mod demo;
 mod files;
 mod home;
 mod integration;
+mod printed;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -115,11 +116,9 @@ async fn serve(
     if print_config {
         // Checked as `serve` checks them (connecting to Redis or NATS when they are used).
         let effective = settings.effective()?;
+        let text = printed::print(&settings, &effective)?;
         settings.plan(methods).await?;
-        print!(
-            "{}",
-            toml::to_string(&effective).map_err(|e| e.to_string())?
-        );
+        print!("{text}");
         return Ok(());
     }
     let plan = settings.plan(methods).await?;

@@ -424,11 +424,67 @@ fn print_config_prints_every_default_the_help_names_and_reads_back() {
         checked += 1;
     }
     assert!(checked > 30, "{checked} defaults checked");
+    // Secrets are left out of what is printed: read back, they are given again.
     let file = config_file("printed", &printed);
     let (code, again, err) = run(tidings()
         .args(["serve", "--print-config", "--config"])
-        .arg(&file));
+        .arg(&file)
+        .args(features));
     assert_eq!((code, again), (0, printed), "{err}");
+}
+
+#[test]
+fn print_config_prints_no_secret_and_no_value_derived_from_the_machine() {
+    let secrets = [
+        "secret-api-key",
+        "secret-token",
+        "secret-webhook",
+        "secret-rpc",
+    ];
+    let apps = config_file(
+        "secret-apps",
+        "[pusher]\napp_id = \"1\"\napp_key = \"k1\"\napp_secret = \"secret-pusher\"\n\
+         [[pusher.apps]]\nid = \"2\"\nkey = \"k2\"\nsecret = \"secret-app\"\n\
+         channel_prefix = \"two:\"\n",
+    );
+    let (code, printed, err) = run(tidings()
+        .args(["serve", "--print-config", "--config"])
+        .arg(&apps)
+        .args(["--api-key", secrets[0], "--token-secret", secrets[1]])
+        .args(["--webhook-url", "http://127.0.0.1:9/", "--webhook-secret"])
+        .arg(secrets[2])
+        .args([
+            "--rpc-proxy-url",
+            "http://127.0.0.1:9/",
+            "--rpc-proxy-secret",
+        ])
+        .arg(secrets[3]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !printed.contains("secret-"),
+        "a secret was printed: {printed}"
+    );
+    for name in [
+        "api_key",
+        "token.secret",
+        "webhook.secret",
+        "rpc_proxy.secret",
+        "pusher.app_secret",
+        "pusher.apps[0].secret",
+    ] {
+        assert!(
+            printed.contains(name),
+            "{name} is said to be left out: {printed}"
+        );
+    }
+    let config: toml::Table = toml::from_str(&printed).unwrap();
+    assert!(!config.contains_key("max_connections"), "{printed}");
+    assert!(printed.starts_with('#') && printed.contains("max_connections is left out"));
+    let (_, pinned, _) = run(tidings().args(["serve", "--print-config", "--max-connections", "7"]));
+    assert!(
+        pinned.contains("max_connections = 7"),
+        "set, it is printed: {pinned}"
+    );
 }
 
 #[test]
