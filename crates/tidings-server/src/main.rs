@@ -91,6 +91,24 @@ fn logs(format: LogFormat) {
     }
 }
 
+/// Says where something is served at startup: `what: url` on stdout, or with JSON logs a record
+/// like every other.
+fn say(json: bool, what: &str, url: &str) {
+    if json {
+        tracing::info!(url, "{what}");
+    } else {
+        println!("{what}: {url}");
+    }
+}
+
+/// A setting's value as its flag takes it (`redis-cluster`).
+fn name(value: &impl clap::ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default()
+}
+
 /// Prints an error and returns the failure exit code.
 fn fail(message: &str) -> ExitCode {
     eprintln!("tidings: {message}");
@@ -121,17 +139,32 @@ async fn serve(
         print!("{text}");
         return Ok(());
     }
+    let json = settings.log_format == Some(LogFormat::Json);
+    let bus = name(&settings.bus.unwrap_or(cluster::BusKind::Memory));
+    let store = name(&settings.store.unwrap_or(cluster::StoreKind::Memory));
     let plan = settings.plan(methods).await?;
     let listener = tokio::net::TcpListener::bind(plan.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", plan.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let shutdown = shutdown_signal();
-    println!(
-        "tidings {} listening on http://{addr} (WebSocket: ws://{addr}/ws), node {}",
-        env!("CARGO_PKG_VERSION"),
-        plan.hub.node_id()
-    );
+    if json {
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            listen = %addr,
+            websocket = %format!("ws://{addr}/ws"),
+            node = %plan.hub.node_id(),
+            bus,
+            store,
+            "listening"
+        );
+    } else {
+        println!(
+            "tidings {} listening on http://{addr} (WebSocket: ws://{addr}/ws), node {}",
+            env!("CARGO_PKG_VERSION"),
+            plan.hub.node_id()
+        );
+    }
     let hub = plan.hub.clone();
     if let Some(metrics) = plan.metrics_listen {
         let listener = tokio::net::TcpListener::bind(metrics)
@@ -146,13 +179,13 @@ async fn serve(
                 tracing::error!(error = %e, "the metrics listener stopped");
             }
         });
-        println!("metrics: http://{at}/metrics");
+        say(json, "metrics", &format!("http://{at}/metrics"));
     }
     let mut app = tidings::http::router(plan.hub, plan.http);
     if demo {
         app = demo::page(app);
         tokio::spawn(demo::relay_presence(hub.clone()));
-        println!("demo chat: http://{addr}/");
+        say(json, "demo chat", &format!("http://{addr}/"));
     } else {
         app = home::page(app);
     }

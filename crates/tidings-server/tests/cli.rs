@@ -308,11 +308,68 @@ fn logs_are_plain_text_off_a_terminal_or_one_json_object_per_line() {
         !text.contains('\x1b'),
         "no colour codes in a pipe: {text:?}"
     );
-    let json = logged_until_stopped(&["--log-format", "json"]);
+    // JSON from start to shutdown, the startup record included, and nothing on stdout.
+    let mut child = tidings()
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, stderr) = std::sync::mpsc::channel();
+    let reader = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        reader
+            .lines()
+            .map_while(Result::ok)
+            .try_for_each(|l| lines_tx.send(l))
+    });
+    let mut json = String::new();
+    let startup = loop {
+        let line = stderr
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("no startup record on stderr ({e}): {json}"));
+        json.push_str(&line);
+        json.push('\n');
+        let record: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if record["fields"]["message"] == "listening" {
+            break record;
+        }
+    };
+    let fields = &startup["fields"];
+    let listen = fields["listen"].as_str().unwrap();
+    assert_eq!(
+        fields["websocket"],
+        format!("ws://{listen}/ws"),
+        "{startup}"
+    );
+    assert_eq!(
+        (&fields["bus"], &fields["store"]),
+        (&"memory".into(), &"memory".into())
+    );
+    assert!(
+        fields["version"].is_string() && fields["node"].is_string(),
+        "{startup}"
+    );
+    terminate(&child);
+    json.extend(stderr.iter().map(|l| l + "\n"));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "",
+        "stdout stays empty"
+    );
     let lines: Vec<serde_json::Value> = json
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"] == "metrics"),
+        "{json}"
+    );
     assert!(
         lines.iter().any(|l| l["level"] == "INFO"
             && l["fields"]["message"]
