@@ -5,7 +5,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 
+import { launch } from "../support/browser.js";
 import { Pair } from "../support/pair.js";
+import { Server } from "../support/server.js";
 
 const KEY = "admin-test-key";
 let pair;
@@ -52,4 +54,18 @@ test("the admin page shows every node, and its numbers move under load", { timeo
   await load;
   const shot = path.join(process.env.SCREENSHOT_DIR ?? tmpdir(), "admin.png");
   await page.screenshot({ path: shot });
+});
+
+test("without an API key the admin page watches by itself", { timeout: 60_000 }, async () => {
+  const server = await Server.start([]);
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/admin`);
+    await page.locator("#state", { hasText: "watching" }).waitFor();
+    await page.waitForFunction(() => document.querySelectorAll("#nodes tr").length === 1);
+  } finally {
+    await browser.close();
+    await server.kill();
+  }
 });

@@ -17,6 +17,7 @@ const PAGE: &str = r#"<!doctype html>
 <li>Browser client: <a href="/tidings.js"><code>/tidings.js</code></a> (<code>import { connect } from "/tidings.js"</code>)</li>
 <li>HTTP API for backends: <code>/api</code> (<a href="https://github.com/tidings-rs/tidings/blob/main/docs/http-api.md">docs/http-api.md</a>)</li>
 <li>Health: <a href="/healthz"><code>/healthz</code></a>, readiness: <a href="/readyz"><code>/readyz</code></a></li>
+<li>Every node, live: <a href="/admin"><code>/admin</code></a>; Prometheus metrics: <a href="/metrics"><code>/metrics</code></a> (both ask for the <code>api_key</code> when one is set)</li>
 <li>A demo chat: run <code>tidings serve --demo</code> and open this page again</li>
 <li>Documentation: <a href="https://github.com/tidings-rs/tidings#readme">the README</a></li>
 </ul>
@@ -27,4 +28,16 @@ const PAGE: &str = r#"<!doctype html>
 pub fn page(app: Router) -> Router {
     let page = PAGE.replace("{version}", env!("CARGO_PKG_VERSION"));
     app.route("/", get(|| async move { Html(page) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_links_the_admin_page_and_the_metrics() {
+        for path in ["/admin", "/metrics", "/tidings.js", "/healthz"] {
+            assert!(PAGE.contains(&format!("href=\"{path}\"")), "{path}");
+        }
+    }
 }
