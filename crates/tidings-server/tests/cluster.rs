@@ -807,3 +807,30 @@ async fn topology_change_loses_nothing_published_after(change: Change) {
     expect_exactly(a, &mut on_b, &on_b_expected).await;
     expect_exactly(a, &mut on_c, &[all, event("dm", json!([]))]).await;
 }
+
+#[test]
+fn a_redis_cluster_start_on_a_taken_bus_port_fails_naming_the_port() {
+    let (port, _taken) = (12_000..22_000)
+        .find_map(|port: u16| {
+            let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+            let bus = std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).ok()?;
+            free.then_some((port, bus))
+        })
+        .expect("a free port whose bus port can be taken");
+    let dir = std::env::temp_dir().join(format!("tidings-taken-bus-{port}"));
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/redis-cluster.sh");
+    let out = Command::new(script)
+        .arg("start")
+        .arg(&dir)
+        .args(["0", &port.to_string()])
+        .output()
+        .expect("scripts/redis-cluster.sh runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("cluster bus port {}", port + 10_000)),
+        "names the bus port: {err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
