@@ -18,7 +18,8 @@ if [ "${1:-}" = "--quick" ]; then
   out="target/bench-quick.md"
 fi
 
-cargo build --release --locked -p tidings-server -p tidings-bench || exit 1
+# The profiling profile: the release build with line tables, for perf (Cargo.toml).
+cargo build --profile profiling --locked -p tidings-server -p tidings-bench || exit 1
 
 # Socket.IO 4 (Node): the npm packages of bench/peers/socketio.
 if command -v npm >/dev/null 2>&1; then
@@ -42,7 +43,7 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/7000) 2>/dev/null; then
 fi
 # In quick mode, also the CPU guard: tidings' server CPU per delivery in broadcast-max at most 2x
 # the limit's.
-target/release/tidings-bench suite $quick ${quick:+--max-cpu-ratio 2} --out "$out" --json "${out%.md}.json" \
+target/profiling/tidings-bench suite $quick ${quick:+--max-cpu-ratio 2} --out "$out" --json "${out%.md}.json" \
   --sockudo-bin "$sockudo_root/bin/sockudo" --command "bench/run.sh${quick:+ $quick}"
 status=$?
 {
@@ -59,7 +60,7 @@ status=$?
   echo "\`redis-cluster\`: the local Redis Cluster (3 masters, 3 replicas, on the same cores) with"
   echo "sharded pub/sub; the one channel lives on one shard."
   echo
-  target/release/tidings-bench cluster $quick || status=1
+  target/profiling/tidings-bench cluster $quick || status=1
   echo
   echo "## Hostile soak"
   echo
@@ -75,7 +76,7 @@ status=$?
   echo "from the attacks' start is what a node loaded by them gives, with the load generator on the"
   echo "same cores."
   echo
-  target/release/tidings-bench soak $quick || status=1
+  target/profiling/tidings-bench soak $quick || status=1
   echo
   echo "## Reconnect storm"
   echo
@@ -87,7 +88,7 @@ status=$?
   echo "reads on until the publisher's end: it must have every number once, in order. History reads"
   echo "are Redis's LRANGE calls (INFO commandstats) from the kill until every socket recovered."
   echo
-  target/release/tidings-bench storm $quick || status=1
+  target/profiling/tidings-bench storm $quick || status=1
   echo
   echo "## Presence channels: subscribe/unsubscribe churn"
   echo
@@ -98,7 +99,7 @@ status=$?
   echo "leaving, each told to the room's subscribers. Redis's time per operation is the growth of"
   echo "its \`INFO commandstats\` microseconds (every command) over the operations answered."
   echo
-  target/release/tidings-bench rooms $quick || status=1
+  target/profiling/tidings-bench rooms $quick || status=1
   echo
   echo "## 100,000 sockets"
   echo
@@ -113,11 +114,11 @@ status=$?
   echo "doubling; a full node refuses and the socket tries again). Everything (Redis, nodes,"
   echo "workers) shares the machine's 2 cores."
   echo
-  target/release/tidings-bench scale $quick || status=1
+  target/profiling/tidings-bench scale $quick || status=1
   echo
   echo "On a Redis Cluster of 3 masters and 3 replicas on this machine (\`scripts/redis-cluster.sh\`):"
   echo
-  target/release/tidings-bench scale $quick \
+  target/profiling/tidings-bench scale $quick \
     --cluster redis://127.0.0.1:7000,redis://127.0.0.1:7001,redis://127.0.0.1:7002 || status=1
 } >> "$out"
 exit $status
