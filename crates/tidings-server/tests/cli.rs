@@ -392,16 +392,54 @@ fn the_systemd_unit_runs_a_command_tidings_accepts() {
         .expect("an ExecStart line");
     let mut words = exec.split_whitespace();
     assert_eq!(words.next(), Some("/usr/local/bin/tidings"));
+    // The config comes as a credential (`%d`: the credentials directory), from the root-only file.
+    assert!(
+        unit.contains("LoadCredential=tidings.toml:/etc/tidings/tidings.toml"),
+        "{unit}"
+    );
     let config = config_file("unit", "listen = \"127.0.0.1:7400\"\n");
     let args: Vec<String> = words
         .map(|w| match w {
-            "/etc/tidings/tidings.toml" => config.display().to_string(),
+            "%d/tidings.toml" => config.display().to_string(),
             w => w.to_owned(),
         })
         .collect();
     let (code, out, err) = run(tidings().args(&args).arg("--print-config"));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("log_format = \"json\""), "{out}");
+}
+
+#[test]
+fn the_systemd_unit_is_valid_and_hardened() {
+    let unit_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/tidings.service");
+    let has_systemd = Command::new("systemd-analyze").arg("--version").output();
+    assert!(
+        has_systemd.is_ok_and(|o| o.status.success()),
+        "systemd-analyze is missing (apt-get install --no-install-recommends systemd)"
+    );
+    let (code, out, err) = run(Command::new("systemd-analyze")
+        .args(["security", "--offline=true"])
+        .arg(unit_path));
+    let exposure: f64 = out
+        .lines()
+        .find_map(|l| l.split("exposure level for tidings.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("an exposure level ({code}): {out}{err}"));
+    assert!(exposure <= 3.0, "exposure {exposure}: {out}");
+    // `verify` wants the binary to exist: the unit, pointing at the one under test.
+    let unit = std::fs::read_to_string(unit_path).unwrap();
+    let dir = std::env::temp_dir().join(format!("tidings-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("tidings.service");
+    let binary = env!("CARGO_BIN_EXE_tidings");
+    std::fs::write(&copy, unit.replace("/usr/local/bin/tidings", binary)).unwrap();
+    let (code, out, err) = run(Command::new("systemd-analyze").arg("verify").arg(&copy));
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (0, "", ""),
+        "systemd-analyze verify"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The TOML path of a `serve` flag (`--heartbeat-beat-delay` is `heartbeat.beat_delay`).
