@@ -2,7 +2,7 @@
 //! without a secret in it, and without values derived from this machine (so the output is a
 //! portable config): each left out is named in a comment at the top.
 
-use toml::{Table, Value};
+use toml::Value;
 
 use crate::config::Settings;
 
@@ -88,8 +88,9 @@ pub fn print(settings: &Settings, effective: &Settings) -> Result<String, String
         }
     }
     if settings.max_connections.is_none()
-        && let Some(Value::Table(table)) = Some(&mut value)
-        && let Some(derived) = table.remove("max_connections")
+        && let Some(derived) = value
+            .as_table_mut()
+            .and_then(|t| t.remove("max_connections"))
     {
         let reserve = crate::files::RESERVE;
         notes.push(format!(
@@ -99,10 +100,7 @@ pub fn print(settings: &Settings, effective: &Settings) -> Result<String, String
             2 * reserve
         ));
     }
-    let table: Table = value
-        .try_into()
-        .map_err(|e: toml::de::Error| e.to_string())?;
-    let body = toml::to_string(&table).map_err(|e| e.to_string())?;
+    let body = toml::to_string(&value).map_err(|e| e.to_string())?;
     let mut text = notes.join("\n");
     if !text.is_empty() {
         text.push_str("\n\n");

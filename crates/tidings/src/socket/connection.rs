@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tungstenite::Message;
 
-use super::ws::{ReadError, Reader as WsReader, Writer, recycle};
+use super::ws::{ReadError, Reader as WsReader, Writer};
 use crate::fanout::{Outgoing, SessionPacer};
 use crate::hub::{Admission, Connected, Hub, Requests};
 use crate::limits::{Bucket, Throttle};
@@ -24,6 +24,17 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Pings a client may send per second, and at once; past it the socket closes with 1008.
 const MAX_PINGS: usize = 64;
+
+/// Room a socket's batch buffer keeps between batches without a reason.
+const KEEP: usize = 64;
+
+/// Frees a batch buffer's room once a batch (`used` items) no longer needs most of it: a busy
+/// socket keeps its room (no allocation per batch), a socket that goes quiet gives it back.
+fn recycle<T>(buffer: &mut VecDeque<T>, used: usize) {
+    if buffer.capacity() > KEEP && used < buffer.capacity() / 4 {
+        *buffer = VecDeque::new();
+    }
+}
 
 /// The two halves of a socket's WebSocket stream, with the hub's limits.
 fn serve<S>(hub: &Hub, io: S) -> (WsReader<ReadHalf<S>>, Writer<WriteHalf<S>>)
@@ -252,5 +263,22 @@ async fn read<R: AsyncRead + Unpin>(stream: &mut WsReader<R>, connected: &Connec
         tracing::debug!(reason = refused.text(), "closing a socket for what it sent");
         outbox.close(refused);
         return std::future::pending().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_buffer_keeps_its_room_and_a_quiet_one_gives_it_back() {
+        let mut buffer: VecDeque<u8> = VecDeque::with_capacity(200);
+        recycle(&mut buffer, 150);
+        assert!(buffer.capacity() >= 200, "kept while batches fill it");
+        recycle(&mut buffer, 3);
+        assert_eq!(buffer.capacity(), 0, "given back once they do not");
+        let mut small: VecDeque<u8> = VecDeque::with_capacity(KEEP);
+        recycle(&mut small, 0);
+        assert!(small.capacity() >= KEEP, "a little room is always kept");
     }
 }

@@ -33,17 +33,6 @@ const IOV_MAX: usize = 1024;
 /// Longest a close frame may wait for the peer to take it.
 const CLOSE_STALL: Duration = Duration::from_secs(2);
 
-/// Room a socket's batch buffers keep between batches without a reason.
-const KEEP: usize = 64;
-
-/// Frees a batch buffer's room once a batch (`used` items) no longer needs most of it: a busy
-/// socket keeps its room (no allocation per batch), a socket that goes quiet gives it back.
-pub(super) fn recycle<T>(buffer: &mut VecDeque<T>, used: usize) {
-    if buffer.capacity() > KEEP && used < buffer.capacity() / 4 {
-        *buffer = VecDeque::new();
-    }
-}
-
 /// Why a socket stopped reading.
 #[derive(Debug)]
 pub(crate) enum ReadError {
@@ -325,17 +314,5 @@ mod tests {
         assert_eq!((writer.written, &frames[0][..]), (1, &b"de"[..]));
         writer.consume(&mut frames, &whole, 1);
         assert!(writer.written == 0 && frames.is_empty());
-    }
-
-    #[test]
-    fn a_busy_buffer_keeps_its_room_and_a_quiet_one_gives_it_back() {
-        let mut buffer: VecDeque<u8> = VecDeque::with_capacity(200);
-        recycle(&mut buffer, 150);
-        assert!(buffer.capacity() >= 200, "kept while batches fill it");
-        recycle(&mut buffer, 3);
-        assert_eq!(buffer.capacity(), 0, "given back once they do not");
-        let mut small: VecDeque<u8> = VecDeque::with_capacity(KEEP);
-        recycle(&mut small, 0);
-        assert!(small.capacity() >= KEEP, "a little room is always kept");
     }
 }
