@@ -391,7 +391,8 @@ fn the_systemd_unit_runs_a_command_tidings_accepts() {
         .find_map(|l| l.strip_prefix("ExecStart="))
         .expect("an ExecStart line");
     let mut words = exec.split_whitespace();
-    assert_eq!(words.next(), Some("/usr/local/bin/tidings"));
+    // No path: systemd finds /usr/local/bin/tidings (by hand) or /usr/bin/tidings (the package).
+    assert_eq!(words.next(), Some("tidings"));
     // The config comes as a credential (`%d`: the credentials directory), from the root-only file.
     assert!(
         unit.contains("LoadCredential=tidings.toml:/etc/tidings/tidings.toml"),
@@ -432,7 +433,11 @@ fn the_systemd_unit_is_valid_and_hardened() {
     std::fs::create_dir_all(&dir).unwrap();
     let copy = dir.join("tidings.service");
     let binary = env!("CARGO_BIN_EXE_tidings");
-    std::fs::write(&copy, unit.replace("/usr/local/bin/tidings", binary)).unwrap();
+    std::fs::write(
+        &copy,
+        unit.replace("ExecStart=tidings ", &format!("ExecStart={binary} ")),
+    )
+    .unwrap();
     let (code, out, err) = run(Command::new("systemd-analyze").arg("verify").arg(&copy));
     assert_eq!(
         (code, out.as_str(), err.as_str()),
@@ -629,4 +634,16 @@ async fn metrics_listen_serves_metrics_alone_without_the_key() {
     assert_eq!(keyed.status(), 401, "the main listener keeps the key");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// deploy/tidings.toml: the Debian package's /etc/tidings/tidings.toml.
+const PACKAGED_CONFIG: &str = include_str!("../../../deploy/tidings.toml");
+
+#[test]
+fn the_packaged_config_sets_every_default_and_nothing_else() {
+    let (code, defaults, err) = run(tidings().args(["serve", "--print-config"]));
+    assert_eq!(code, 0, "{err}");
+    let defaults: toml::Table = defaults.parse().unwrap();
+    let packaged: toml::Table = PACKAGED_CONFIG.parse().unwrap();
+    assert_eq!(packaged, defaults);
 }

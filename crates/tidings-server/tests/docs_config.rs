@@ -1,6 +1,7 @@
 //! Every configuration example in the README and docs/, saved as a file, is accepted by
 //! `tidings serve --print-config` as written (which checks it as `serve` does, connecting to the
-//! local Redis, Redis Cluster and NATS where it names them).
+//! local Redis, Redis Cluster and NATS where it names them); so are the commented examples of the
+//! Debian package's config (deploy/tidings.toml).
 
 #[path = "../../tidings/tests/it/services.rs"]
 mod services;
@@ -68,4 +69,57 @@ fn every_toml_example_in_the_docs_is_accepted_as_written() {
         }
     }
     assert!(checked >= 5, "{checked} blocks checked");
+}
+
+#[test]
+fn the_packaged_configs_commented_examples_are_accepted_uncommented() {
+    services::redis();
+    let packaged = include_str!("../../../deploy/tidings.toml");
+    let is_key = |line: &str| {
+        line.split_once(" = ")
+            .is_some_and(|(key, _)| key.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+    };
+    // Every commented key and table but [nats], uncommented, on Redis (history needs the Redis bus
+    // when there are many nodes: it has no NATS one).
+    let nats = |line: &str| line.starts_with("[nats]") || line.contains("nats://");
+    let uncommented: Vec<&str> = packaged
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest) if (rest.starts_with('[') || is_key(rest)) && !nats(rest) => rest,
+            _ => line,
+        })
+        .map(|line| match line.split_once(" = ") {
+            Some(("bus", _)) => "bus = \"redis\"",
+            Some(("store", _)) => "store = \"redis\"",
+            _ => line,
+        })
+        .collect();
+    let text = uncommented.join("\n");
+    let file = std::env::temp_dir().join(format!("tidings-packaged-{}.toml", std::process::id()));
+    std::fs::write(&file, &text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["serve", "--print-config", "--config"])
+        .arg(&file)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secrets = printed.lines().next().unwrap_or_default();
+    for name in [
+        "api_key",
+        "token.secret",
+        "webhook.secret",
+        "rpc_proxy.secret",
+        "pusher.apps[0].secret",
+    ] {
+        assert!(secrets.contains(name), "{name} is not named: {printed}");
+    }
+    for example in ["room:*", "chat:*", "127.0.0.1:9464", "redis://127.0.0.1:6379/0"] {
+        assert!(printed.contains(example), "{example} is not set: {printed}");
+    }
 }
