@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test of tidings: unit, integration (real TCP, WebSocket and HTTP), the binary's, doc
 # tests, the browser client's (Node, then headless Chromium on the demo chat), and the benchmark
-# harness in quick mode (counts every delivery; no speed claims).
+# harness in quick mode (counts every delivery; no speed claims), and the Debian package (installed,
+# upgraded and purged on this machine: run it as root).
 # Installs and starts what the tests need where it is missing: Redis on 127.0.0.1:6379 (and
 # redis-cli), a Redis Cluster on 127.0.0.1:7000-7005, NATS on 127.0.0.1:4222, Python's redis and
 # kosoku packages (in target/py), Node.js and npm, Debian's Chromium, the client's and the
-# Socket.IO peer's npm packages.
+# Socket.IO peer's npm packages; cargo-deb (for the Debian package's test, scripts/package.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -107,6 +108,8 @@ bash scripts/dependent.sh
 cargo build --release --locked -p tidings-server -p tidings-bench
 "$target_dir/release/tidings-bench" suite --quick --servers tidings,bare --max-cpu-ratio 2 \
   --out "$target_dir/bench-guard.md" --notes /dev/null --command "scripts/test.sh (CPU guard)"
+# The Debian package, from that release build: installed, checked, upgraded and purged.
+bash scripts/package.sh --no-build
 "$target_dir/debug/tidings-bench" cluster --quick >/dev/null
 "$target_dir/debug/tidings-bench" storm --quick >/dev/null
 "$target_dir/debug/tidings-bench" rooms --quick >/dev/null
