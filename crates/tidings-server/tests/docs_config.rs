@@ -119,7 +119,12 @@ fn the_packaged_configs_commented_examples_are_accepted_uncommented() {
     ] {
         assert!(secrets.contains(name), "{name} is not named: {printed}");
     }
-    for example in ["room:*", "chat:*", "127.0.0.1:9464", "redis://127.0.0.1:6379/0"] {
+    for example in [
+        "room:*",
+        "chat:*",
+        "127.0.0.1:9464",
+        "redis://127.0.0.1:6379/0",
+    ] {
         assert!(printed.contains(example), "{example} is not set: {printed}");
     }
 }
