@@ -151,6 +151,10 @@ struct SuiteArgs {
     /// e.g. `--perf "stat -e syscalls:sys_enter_writev"` or `--perf "record -F 999 -g"`.
     #[arg(long)]
     perf: Option<String>,
+    /// Run only these scenarios (broadcast, broadcast-max, channels, users, idle, heartbeat)
+    /// [default: all].
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<String>,
     /// Where `--perf` writes its output, one file per run.
     #[arg(long, default_value = "target/perf")]
     perf_dir: PathBuf,
@@ -307,6 +311,13 @@ async fn run_suite(args: SuiteArgs) -> Result<(), String> {
         args: perf.split_whitespace().map(String::from).collect(),
         dir: args.perf_dir,
     });
+    let chosen = |name: &str| args.scenarios.is_empty() || args.scenarios.iter().any(|s| s == name);
+    let all = scenario::suite(args.quick, MAX_SOCKETS);
+    let known = |name: &String| name == "heartbeat" || all.iter().any(|s| s.name == name);
+    if let Some(unknown) = args.scenarios.iter().find(|name| !known(name)) {
+        return Err(format!("--scenarios: no scenario {unknown}"));
+    }
+    let scenarios: Vec<_> = all.into_iter().filter(|s| chosen(s.name)).collect();
     let mut outcomes = Vec::new();
     let mut unavailable = Vec::new();
     for &kind in &args.servers {
@@ -315,17 +326,17 @@ async fn run_suite(args: SuiteArgs) -> Result<(), String> {
             unavailable.push((kind, why));
             continue;
         }
-        for scenario in scenario::suite(args.quick, MAX_SOCKETS) {
+        for scenario in &scenarios {
             let mut runs = Vec::new();
             for _ in 0..scenario.runs {
-                runs.push(measure_one(kind, &scenario, &programs, profile.as_ref()).await);
+                runs.push(measure_one(kind, scenario, &programs, profile.as_ref()).await);
             }
             outcomes.push(suite::Outcome::median(runs));
         }
     }
     let measured = args.servers.contains(&Kind::Tidings)
         && suite::unavailable(Kind::Tidings, &programs).is_none();
-    let heartbeat = if measured {
+    let heartbeat = if measured && chosen("heartbeat") {
         let h = heartbeat::measure(&programs, args.quick).await;
         eprintln!(
             "{:<20} {:<14} {:>6} sockets: {:.0} beats/s, p99 {} µs; purge of {} sessions {:.1} ms{}",

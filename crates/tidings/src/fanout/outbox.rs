@@ -173,6 +173,31 @@ struct State {
     /// The pong for the client's latest ping, if not yet written: one at most, whatever the
     /// client sends.
     pong: Option<Bytes>,
+    /// A recovery under way, boxed: most sockets never have one, and an idle socket's outbox
+    /// stays small.
+    recovery: Option<Box<Recovery>>,
+    /// Where in `queue` the session frame not yet taken by the writer is.
+    session_at: Option<usize>,
+    closing: Option<CloseReason>,
+}
+
+impl State {
+    /// The recovery under way, begun if there is none.
+    fn recovery(&mut self) -> &mut Recovery {
+        self.recovery.get_or_insert_with(Box::default)
+    }
+
+    /// Ends the recovery once nothing is held, waiting to be replayed or watched.
+    fn settle(&mut self) {
+        if self.recovery.as_ref().is_some_and(|r| r.is_over()) {
+            self.recovery = None;
+        }
+    }
+}
+
+/// What a socket's recovery holds back, replays and watches for.
+#[derive(Debug, Default)]
+struct Recovery {
     /// While recovering: events of channels with history, held back.
     held: Option<Vec<Arc<Event>>>,
     /// The size of what `held` holds.
@@ -183,12 +208,27 @@ struct State {
     replayed: Vec<(Arc<str>, Position)>,
     /// While a release is under way: the replayed events not yet queued, oldest first.
     backlog: Option<VecDeque<Arc<Event>>>,
-    /// Where in `queue` the session frame not yet taken by the writer is.
-    session_at: Option<usize>,
-    closing: Option<CloseReason>,
 }
 
-impl State {
+impl Recovery {
+    /// Whether nothing is held, waiting to be replayed or watched for.
+    fn is_over(&self) -> bool {
+        self.held.is_none() && self.backlog.is_none() && self.replayed.is_empty()
+    }
+
+    /// Holds `event` back if events are held and it is of a channel with history.
+    fn hold(&mut self, event: &Arc<Event>) -> bool {
+        let Some(held) = &mut self.held else {
+            return false;
+        };
+        if event.position().is_none() {
+            return false;
+        }
+        held.push(event.clone());
+        self.held_bytes += event.size();
+        true
+    }
+
     /// Whether `event` is not one a replay already gave; ends the watch on its channel once an
     /// event is past the replay.
     fn fresh(&mut self, event: &Event) -> bool {
@@ -275,18 +315,16 @@ impl Outbox {
         }
         // Held events meet the replay's watch when holding ends, in the order they came: one
         // that passed the watch now would end it before the events held earlier are checked.
-        if let (Some(held), Outgoing::Event(event)) = (&mut state.held, &item)
-            && event.position().is_some()
-        {
-            held.push(event.clone());
-            state.held_bytes += event.size();
-            return self.check(&mut state).map(|()| false);
-        }
         if let Outgoing::Event(event) = &item
-            && !state.replayed.is_empty()
-            && !state.fresh(event)
+            && let Some(recovery) = state.recovery.as_deref_mut()
         {
-            return Ok(false);
+            if recovery.hold(event) {
+                return self.check(&mut state).map(|()| false);
+            }
+            if !recovery.fresh(event) {
+                return Ok(false);
+            }
+            state.settle();
         }
         if let Outgoing::Session(frame) = &item {
             if let Some(at) = state.session_at {
@@ -326,8 +364,11 @@ impl Outbox {
     /// Past the bounds (what is queued and held, in items or bytes), marks the socket as a slow
     /// consumer and drops everything.
     fn check(&self, state: &mut State) -> Result<(), PushError> {
-        let items = state.queue.len() + state.held.as_ref().map_or(0, Vec::len);
-        let bytes = state.queued_bytes + state.held_bytes;
+        let (held, held_bytes) = state.recovery.as_ref().map_or((0, 0), |r| {
+            (r.held.as_ref().map_or(0, Vec::len), r.held_bytes)
+        });
+        let items = state.queue.len() + held;
+        let bytes = state.queued_bytes + held_bytes;
         if items > self.capacity || bytes > self.max_bytes {
             *state = State {
                 closing: Some(CloseReason::SlowConsumer),
@@ -341,7 +382,7 @@ impl Outbox {
 
     /// Holds back, from now on, events of channels with history, until [`Outbox::release`].
     pub(crate) fn hold(&self) {
-        self.state.lock().held.get_or_insert_with(Vec::new);
+        self.state.lock().recovery().held.get_or_insert_with(Vec::new);
     }
 
     /// Queues `reply`, then each replay (a channel, the position the client had, the events it
@@ -358,16 +399,17 @@ impl Outbox {
         if state.closing.is_some() {
             return Err(PushError::Closed);
         }
-        let mut backlog = state.backlog.take().unwrap_or_default();
+        let recovery = state.recovery();
+        let mut backlog = recovery.backlog.take().unwrap_or_default();
         for (channel, since, events) in replays {
             let last = events.last().and_then(|e| e.position()).unwrap_or(&since);
-            state.replayed.push((channel, last.clone()));
+            recovery.replayed.push((channel, last.clone()));
             backlog.extend(events);
         }
         // The writer queues the first page when it takes the reply; until the last, live events
         // of channels with history wait behind the replay, whether or not the socket held before.
-        state.backlog = Some(backlog);
-        state.held.get_or_insert_with(Vec::new);
+        recovery.backlog = Some(backlog);
+        recovery.held.get_or_insert_with(Vec::new);
         let wake = self.enqueue(&mut state, reply.map(Outgoing::Frame))?;
         drop(state);
         if wake {
@@ -379,7 +421,10 @@ impl Outbox {
     /// Moves the next page of a release's backlog to `items`: up to half the queue's bounds; once
     /// the backlog is empty, what was held (less what a replay gave) follows and holding ends.
     fn page(&self, state: &mut State, items: &mut impl Extend<Outgoing>) {
-        let Some(backlog) = state.backlog.as_mut() else {
+        let Some(recovery) = state.recovery.as_deref_mut() else {
+            return;
+        };
+        let Some(backlog) = recovery.backlog.as_mut() else {
             return;
         };
         let (mut count, mut bytes) = (0, 0);
@@ -393,11 +438,12 @@ impl Outbox {
         if !backlog.is_empty() {
             return;
         }
-        state.backlog = None;
-        let held = state.held.take().unwrap_or_default();
-        state.held_bytes = 0;
-        let fresh: Vec<_> = held.into_iter().filter(|e| state.fresh(e)).collect();
+        recovery.backlog = None;
+        let held = recovery.held.take().unwrap_or_default();
+        recovery.held_bytes = 0;
+        let fresh: Vec<_> = held.into_iter().filter(|e| recovery.fresh(e)).collect();
         items.extend(fresh.into_iter().map(Outgoing::Event));
+        state.settle();
     }
 
     /// Queues the pong for a client's ping, in place of an earlier pong not yet written.
@@ -426,7 +472,8 @@ impl Outbox {
         poll_fn(|cx| {
             self.writer.register(cx.waker());
             let mut state = self.state.lock();
-            let idle = state.queue.is_empty() && state.pong.is_none() && state.backlog.is_none();
+            let replaying = state.recovery.as_ref().is_some_and(|r| r.backlog.is_some());
+            let idle = state.queue.is_empty() && state.pong.is_none() && !replaying;
             if idle && state.closing.is_none() {
                 return Poll::Pending;
             }
@@ -454,6 +501,12 @@ impl Outbox {
             }
         })
         .await
+    }
+
+    /// Whether a recovery is under way (its state kept).
+    #[cfg(test)]
+    fn recovering(&self) -> bool {
+        self.state.lock().recovery.is_some()
     }
 
     /// How many items are waiting.
@@ -622,11 +675,13 @@ mod tests {
         for offset in [2, 3, 4] {
             outbox.push(Outgoing::Event(numbered(offset))).unwrap();
         }
+        assert!(outbox.recovering());
         assert_eq!(
             drained(&outbox).await,
             [2, 3, 4],
             "2 and 3 came late from the broker"
         );
+        assert!(!outbox.recovering(), "the watch ended with 4: none is kept");
         let args = serde_json::value::RawValue::from_string("[]".into()).unwrap();
         let new_epoch = crate::model::Position {
             epoch: "f".into(),
