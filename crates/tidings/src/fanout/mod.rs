@@ -281,15 +281,14 @@ impl Local {
     }
 
     /// Queues the same frame (the server heartbeat) to the sockets of one slice (see
-    /// `fanout/keepalive.rs`).
+    /// `fanout/keepalive.rs`); it waits beside each queue, one at most.
     pub(crate) fn send_to_slice(&self, frame: &Bytes, slice: u64) {
-        // A full queue marks its socket closing; its writer counts it.
         self.index
             .read()
             .slice(slice)
             .filter(|o| o.beats())
             .for_each(|o| {
-                let _ = o.push(Outgoing::Beat(frame.clone()));
+                o.beat(frame);
             });
     }
 
@@ -302,7 +301,7 @@ impl Local {
                 o.close(CloseReason::PingTimeout);
                 silent += 1;
             } else {
-                let _ = o.push(Outgoing::Ping);
+                o.ping();
             }
         });
         if silent > 0 {

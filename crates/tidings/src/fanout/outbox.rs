@@ -42,15 +42,11 @@ use crate::protocol::{CloseReason, Encoding, frame};
 pub(crate) enum Outgoing {
     /// A published event, shared with its other recipients.
     Event(Arc<Event>),
-    /// A whole frame for this socket alone (a reply, the welcome, a pong).
+    /// A whole frame (a reply, the welcome, a pong, a keep-alive).
     Frame(Bytes),
-    /// The server heartbeat's frame, shared by every socket that hears it.
-    Beat(Bytes),
     /// The session's state after a change (shared by its sockets): a newer one replaces one
     /// still waiting in the queue, since each says the whole state.
     Session(Bytes),
-    /// An RFC 6455 ping.
-    Ping,
 }
 
 /// An empty ping frame.
@@ -129,8 +125,7 @@ impl Outgoing {
     fn size(&self) -> usize {
         match self {
             Self::Event(event) => event.size(),
-            Self::Frame(bytes) | Self::Session(bytes) | Self::Beat(bytes) => bytes.len(),
-            Self::Ping => PING.len(),
+            Self::Frame(bytes) | Self::Session(bytes) => bytes.len(),
         }
     }
 
@@ -143,10 +138,9 @@ impl Outgoing {
                 let (frame, waited) = encoding.event(event);
                 (frame, waited)
             }
-            Self::Frame(bytes) | Self::Beat(bytes) => (bytes, None),
+            Self::Frame(bytes) => (bytes, None),
             Self::Session(bytes) if encoding.hears_session() => (bytes, None),
             Self::Session(_) => return None,
-            Self::Ping => (PING, None),
         })
     }
 
@@ -173,6 +167,11 @@ struct State {
     /// The pong for the client's latest ping, if not yet written: one at most, whatever the
     /// client sends.
     pong: Option<Bytes>,
+    /// The server heartbeat, if not yet written: one at most (a second would say nothing more).
+    /// Keep-alives wait beside the queue, so a round of them takes no queue room.
+    beat: Option<Bytes>,
+    /// Whether an RFC 6455 ping waits to be written (one at most).
+    ping: bool,
     /// A recovery under way, boxed: most sockets never have one, and an idle socket's outbox
     /// stays small.
     recovery: Option<Box<Recovery>>,
@@ -182,6 +181,11 @@ struct State {
 }
 
 impl State {
+    /// Whether nothing waits to be written (a release's backlog aside).
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.pong.is_none() && self.beat.is_none() && !self.ping
+    }
+
     /// The recovery under way, begun if there is none.
     fn recovery(&mut self) -> &mut Recovery {
         self.recovery.get_or_insert_with(Box::default)
@@ -382,7 +386,11 @@ impl Outbox {
 
     /// Holds back, from now on, events of channels with history, until [`Outbox::release`].
     pub(crate) fn hold(&self) {
-        self.state.lock().recovery().held.get_or_insert_with(Vec::new);
+        self.state
+            .lock()
+            .recovery()
+            .held
+            .get_or_insert_with(Vec::new);
     }
 
     /// Queues `reply`, then each replay (a channel, the position the client had, the events it
@@ -448,12 +456,30 @@ impl Outbox {
 
     /// Queues the pong for a client's ping, in place of an earlier pong not yet written.
     pub(crate) fn pong(&self, frame: Bytes) {
+        self.aside(|state| state.pong = Some(frame));
+    }
+
+    /// Queues the server heartbeat's frame (shared by every socket), unless one still waits.
+    pub(crate) fn beat(&self, frame: &Bytes) {
+        self.aside(|state| {
+            state.beat.get_or_insert_with(|| frame.clone());
+        });
+    }
+
+    /// Queues an RFC 6455 ping, unless one still waits.
+    pub(crate) fn ping(&self) {
+        self.aside(|state| state.ping = true);
+    }
+
+    /// Sets a keep-alive aside (`set`), waking the writer if nothing else waited; nothing once
+    /// the socket is closing.
+    fn aside(&self, set: impl FnOnce(&mut State)) {
         let mut state = self.state.lock();
         if state.closing.is_some() {
             return;
         }
-        let wake = state.queue.is_empty() && state.pong.is_none();
-        state.pong = Some(frame);
+        let wake = state.is_empty();
+        set(&mut state);
         drop(state);
         if wake {
             self.writer.wake();
@@ -473,7 +499,7 @@ impl Outbox {
             self.writer.register(cx.waker());
             let mut state = self.state.lock();
             let replaying = state.recovery.as_ref().is_some_and(|r| r.backlog.is_some());
-            let idle = state.queue.is_empty() && state.pong.is_none() && !replaying;
+            let idle = state.is_empty() && !replaying;
             if idle && state.closing.is_none() {
                 return Poll::Pending;
             }
@@ -482,6 +508,13 @@ impl Outbox {
             state.session_at = None;
             if state.closing.is_none() {
                 self.page(&mut state, batch);
+            }
+            // Keep-alives go first: they say the link is alive, whatever waits behind them.
+            if let Some(beat) = state.beat.take() {
+                batch.push_front(Outgoing::Frame(beat));
+            }
+            if std::mem::take(&mut state.ping) {
+                batch.push_front(Outgoing::Frame(Bytes::from_static(PING)));
             }
             if let Some(pong) = state.pong.take() {
                 batch.push_front(Outgoing::Frame(pong));
@@ -833,6 +866,25 @@ mod tests {
             written(&outbox).await,
             [&999u16.to_be_bytes()[..], &[1]],
             "one pong, the latest, first"
+        );
+    }
+
+    /// A stalled socket's keep-alives take no room in its queue, and a round of them costs an
+    /// idle outbox no allocation: one heartbeat and one ping wait at most, beside the queue.
+    #[tokio::test]
+    async fn keep_alives_wait_beside_the_queue_one_of_each_at_most() {
+        let outbox = Outbox::new(1, 1024);
+        let beat = Bytes::from_static(b"--heartbeat--");
+        for _ in 0..1000 {
+            outbox.beat(&beat);
+            outbox.ping();
+        }
+        assert_eq!(outbox.state.lock().queue.capacity(), 0, "nothing queued");
+        outbox.push(frame(1)).unwrap();
+        assert_eq!(
+            written(&outbox).await,
+            [PING, b"--heartbeat--", &[1]],
+            "one ping and one heartbeat, first, then the queue"
         );
     }
 

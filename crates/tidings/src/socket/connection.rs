@@ -28,10 +28,14 @@ const MAX_PINGS: usize = 64;
 /// Room a socket's batch buffer keeps between batches without a reason.
 const KEEP: usize = 64;
 
-/// Frees a batch buffer's room once a batch (`used` items) no longer needs most of it: a busy
-/// socket keeps its room (no allocation per batch), a socket that goes quiet gives it back.
-fn recycle<T>(buffer: &mut VecDeque<T>, used: usize) {
-    if buffer.capacity() > KEEP && used < buffer.capacity() / 4 {
+/// Frees a batch buffer's room once a batch (`used` items, `events` of them published events)
+/// no longer needs most of it: a socket that is sent events keeps its room (no allocation per
+/// batch, and none in the fan-out, which pushes into the room the writer handed back), one whose
+/// traffic thins out gives most of it back, and one sent no event (an idle socket: its welcome,
+/// replies) keeps none.
+fn recycle<T>(buffer: &mut VecDeque<T>, used: usize, events: usize) {
+    let thinned = buffer.capacity() > KEEP && used < buffer.capacity() / 4;
+    if events == 0 || thinned {
         *buffer = VecDeque::new();
     }
 }
@@ -159,12 +163,14 @@ async fn write<W: AsyncWrite + Unpin>(
             }
         };
         let used = batch.len();
+        let mut events = 0;
         let counters = hub.counters();
         batch.retain(|item| {
-            if let Outgoing::Event(event) = item
-                && !connected.client.hears(event)
-            {
-                return false;
+            if let Outgoing::Event(event) = item {
+                events += 1;
+                if !connected.client.hears(event) {
+                    return false;
+                }
             }
             let Some((_, waited)) = item.frame(encoding) else {
                 return false;
@@ -199,7 +205,7 @@ async fn write<W: AsyncWrite + Unpin>(
             Box::pin(close(writer, reason, encoding)).await;
             return;
         }
-        recycle(&mut batch, used);
+        recycle(&mut batch, used, events);
     }
 }
 
@@ -273,12 +279,17 @@ mod tests {
     #[test]
     fn a_busy_buffer_keeps_its_room_and_a_quiet_one_gives_it_back() {
         let mut buffer: VecDeque<u8> = VecDeque::with_capacity(200);
-        recycle(&mut buffer, 150);
+        recycle(&mut buffer, 150, 150);
         assert!(buffer.capacity() >= 200, "kept while batches fill it");
-        recycle(&mut buffer, 3);
+        recycle(&mut buffer, 3, 3);
         assert_eq!(buffer.capacity(), 0, "given back once they do not");
         let mut small: VecDeque<u8> = VecDeque::with_capacity(KEEP);
-        recycle(&mut small, 0);
-        assert!(small.capacity() >= KEEP, "a little room is always kept");
+        recycle(&mut small, 1, 1);
+        assert!(
+            small.capacity() >= KEEP,
+            "a socket sent events keeps a little room"
+        );
+        recycle(&mut small, 2, 0);
+        assert_eq!(small.capacity(), 0, "a socket sent no event keeps none");
     }
 }
