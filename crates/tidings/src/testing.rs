@@ -95,6 +95,7 @@ impl Transport for Tab {
             std::future::ready(Some(server)),
             Box::new(admission),
             false,
+            hub.enter(None).expect("room for the socket"),
         ));
         let mut tab = Self {
             ws: ClientBuilder::new().take_over(client),

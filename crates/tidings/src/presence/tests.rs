@@ -294,6 +294,7 @@ async fn a_pusher_socket_is_sent_no_server_heartbeat() {
         std::future::ready(Some(server)),
         Box::new(admission),
         false,
+        hub.enter(None).expect("room for the socket"),
     );
     tokio::spawn(socket);
     let mut ws = ClientBuilder::new().take_over(client);

@@ -13,7 +13,7 @@ use tungstenite::Message;
 
 use super::ws::{ReadError, Reader as WsReader, Writer};
 use crate::fanout::{Outgoing, SessionPacer};
-use crate::hub::{Admission, Connected, Hub, Requests};
+use crate::hub::{Admission, Connected, Hub, Pass, Requests};
 use crate::limits::{Bucket, Throttle};
 use crate::logs::Folded;
 use crate::protocol::{CloseReason, Encoding, frame};
@@ -63,16 +63,18 @@ async fn close<W: AsyncWrite + Unpin>(
 }
 
 /// Closes a socket that was refused at the handshake (a bad token), with the reason, once
-/// `upgraded` gives its connection (`None`: the upgrade failed).
+/// `upgraded` gives its connection (`None`: the upgrade failed). `pass`: its place among the
+/// hub's connections, held until it is closed.
 pub(crate) async fn refuse<S>(
-    hub: &Hub,
+    hub: Hub,
     upgraded: impl Future<Output = Option<S>>,
     reason: CloseReason,
     encoding: Encoding,
+    _pass: Pass,
 ) where
     S: AsyncRead + AsyncWrite,
 {
-    let Some((mut reader, mut writer)) = upgraded.await.map(|io| serve(hub, io)) else {
+    let Some((mut reader, mut writer)) = upgraded.await.map(|io| serve(&hub, io)) else {
         return;
     };
     close(&mut writer, reason, encoding).await;
@@ -81,14 +83,15 @@ pub(crate) async fn refuse<S>(
 
 /// Runs a socket admitted at the handshake, once `upgraded` gives its connection (`None`: the
 /// upgrade failed), until either side closes it. `recovering`: the client said it will ask to
-/// `recover` first. (An argument keeps its room in the task for the socket's whole life: the
-/// connection is made here, not passed in, and the admission, needed only at the opening, comes
-/// boxed.)
+/// `recover` first; `pass`: its place among the hub's connections, held until it is closed. (An
+/// argument keeps its room in the task for the socket's whole life: the connection is made here,
+/// not passed in, and the admission, needed only at the opening, comes boxed.)
 pub(crate) async fn run<S>(
     hub: Hub,
     upgraded: impl Future<Output = Option<S>>,
     admission: Box<Admission>,
     recovering: bool,
+    _pass: Pass,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {

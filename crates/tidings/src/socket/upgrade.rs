@@ -186,13 +186,24 @@ pub(crate) async fn upgrade(
         let upgraded = upgraded.inspect_err(|e| tracing::debug!(error = %e, "upgrade failed"));
         upgraded.ok().map(TokioIo::new)
     };
-    tokio::spawn(async move {
-        match admitted {
-            Ok(admission) => connection::run(hub, upgraded, admission, recovering).await,
-            Err(reason) => connection::refuse(&hub, upgraded, reason, encoding).await,
-        }
-        drop(pass);
-    });
+    // Each socket's task is the connection's own future, spawned as it is: a wrapper would keep
+    // a second copy of its arguments for the socket's whole life.
+    match admitted {
+        Ok(admission) => tokio::spawn(connection::run(
+            hub.clone(),
+            upgraded,
+            admission,
+            recovering,
+            pass,
+        )),
+        Err(reason) => tokio::spawn(connection::refuse(
+            hub.clone(),
+            upgraded,
+            reason,
+            encoding,
+            pass,
+        )),
+    };
     let mut response = switching_protocols(&key);
     // Built from a session id: always a valid header value.
     if let Some(Ok(cookie)) = set_cookie.map(|c| c.parse()) {
