@@ -8,8 +8,9 @@
 //! limit's 0.6 ms); with 1,024 it is 10 writes every 4 ms. The index keeps the sockets of each
 //! slice together, so a round costs its slice, not a walk over every socket.
 //!
-//! A heartbeat round queues the same shared frame to its slice (django-websocket-redis's
-//! `--heartbeat--`, which clients count to tell a dead link); a ping round closes (4001) the
+//! A heartbeat round gives the same shared frame to its slice (django-websocket-redis's
+//! `--heartbeat--`, which clients count to tell a dead link), set aside in each outbox, one at
+//! most, so a round allocates nothing; a ping round closes (4001) the
 //! sockets of its slice that sent nothing, not even a pong, since their previous round, and
 //! pings the rest.
 
