@@ -2,7 +2,7 @@
 //!
 //! - [`Reader`]: tungstenite's protocol state machine parses, unmasks, reassembles fragments,
 //!   enforces the size limit on whole messages and validates UTF-8, reading straight from the
-//!   connection into a buffer that starts at 256 bytes and grows as a message needs. Everything
+//!   connection into a buffer that starts at 128 bytes and grows as a message needs. Everything
 //!   tungstenite would write (pongs, close replies) is discarded: the socket answers through its
 //!   outbox instead, where a pong takes one slot whatever the client sends.
 //! - [`Writer`]: whole frames (`protocol/frame.rs`), written with one iovec per frame and as many
@@ -24,8 +24,10 @@ use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 
 use crate::protocol::CloseReason;
 
-/// Initial read buffer of a socket; it grows as a message needs. Small, so idle sockets are small.
-const READ_BUFFER: usize = 256;
+/// Initial read buffer of a socket, and the most one read takes; it grows as a message needs.
+/// Small, so idle sockets are small: most client frames fit (a subscribe, a beat, a Pusher
+/// subscription with its signature takes two reads).
+const READ_BUFFER: usize = 128;
 
 /// The most iovecs one `writev` takes on Linux (`IOV_MAX`).
 const IOV_MAX: usize = 1024;
