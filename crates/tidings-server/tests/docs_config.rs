@@ -34,6 +34,18 @@ fn toml_blocks(text: &str) -> Vec<String> {
     blocks
 }
 
+/// Saves `config` as a file named for `name` and runs `tidings serve --print-config` on it.
+fn print_config(name: &str, config: &str) -> std::process::Output {
+    let file = std::env::temp_dir().join(format!("tidings-{name}-{}.toml", std::process::id()));
+    std::fs::write(&file, config).unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["serve", "--print-config", "--config"])
+        .arg(&file)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn every_toml_example_in_the_docs_is_accepted_as_written() {
     services::redis();
@@ -47,18 +59,8 @@ fn every_toml_example_in_the_docs_is_accepted_as_written() {
             if block.trim_start().starts_with("[dependencies]") {
                 continue;
             }
-            let file = std::env::temp_dir().join(format!(
-                "tidings-docs-{}-{}-{n}.toml",
-                std::process::id(),
-                document.file_stem().unwrap().to_string_lossy()
-            ));
-            std::fs::write(&file, &block).unwrap();
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
-                .args(["serve", "--print-config", "--config"])
-                .arg(&file)
-                .env("RUST_LOG", "error")
-                .output()
-                .unwrap();
+            let stem = document.file_stem().unwrap().to_string_lossy();
+            let out = print_config(&format!("docs-{stem}-{n}"), &block);
             assert!(
                 out.status.success(),
                 "{} block {n} is refused: {}\n{block}",
@@ -95,14 +97,7 @@ fn the_packaged_configs_commented_examples_are_accepted_uncommented() {
         })
         .collect();
     let text = uncommented.join("\n");
-    let file = std::env::temp_dir().join(format!("tidings-packaged-{}.toml", std::process::id()));
-    std::fs::write(&file, &text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .args(["serve", "--print-config", "--config"])
-        .arg(&file)
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap();
+    let out = print_config("packaged", &text);
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
