@@ -4,9 +4,10 @@
 //! Node A is a hub in this process on a real [`RedisBus`] or [`NatsBus`]; node B is a real
 //! `tidings serve --bus redis|nats` process. Publishers on A send channel events for a fixed time,
 //! at most `WINDOW` ahead of what B's first socket has received (a closed loop with a window, so
-//! the rate is what crosses, not what queues up); each of B's sockets, subscribed to the channel,
-//! reads every event and records how long it took from `publish` on A to the frame on B. Next to it, `redis-benchmark` PUBLISH
-//! on the same Redis gives the broker's own rate.
+//! the rate is what crosses, not what queues up), to one channel or spread over several; each of
+//! B's sockets, subscribed to every channel, reads every event and records how long it took from
+//! `publish` on A to the frame on B. Next to it, `redis-benchmark` PUBLISH on the same Redis gives
+//! the broker's own rate.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -46,6 +47,8 @@ pub struct ClusterOutcome {
     pub error: Option<String>,
     /// Sockets on node B.
     pub sockets: usize,
+    /// Channels the publishes spread over.
+    pub channels: usize,
     /// Publishes sent on A.
     pub published: u64,
     /// Publishes per second that crossed to B.
@@ -64,13 +67,27 @@ fn now_us() -> u64 {
     u64::try_from(now.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// The name of channel `n` of `channels`: `bench` when there is one.
+fn channel(n: usize, channels: usize) -> String {
+    match channels {
+        1 => "bench".into(),
+        _ => format!("bench{}", n % channels),
+    }
+}
+
 /// Runs the scenario on `bus` ("redis", "redis-cluster", "nats", or either Redis with
-/// "-history").
-pub async fn measure(programs: &Programs, bus: &str, quick: bool) -> ClusterOutcome {
+/// "-history"), publishing over `channels` channels.
+pub async fn measure(
+    programs: &Programs,
+    bus: &str,
+    channels: usize,
+    quick: bool,
+) -> ClusterOutcome {
     let (sockets, seconds, publishers) = if quick { (4, 0.5, 4) } else { (10, 10.0, 64) };
     let mut outcome = ClusterOutcome {
         bus: bus.into(),
         sockets,
+        channels,
         ..ClusterOutcome::default()
     };
     if let Err(e) = run(
@@ -104,7 +121,7 @@ async fn run(
     let broker = outcome.bus.trim_end_matches("-history").to_owned();
     let mut builder = Hub::builder().keep_alive(quiet);
     if history {
-        builder = builder.history(History::new(["bench"]));
+        builder = builder.history(History::new(["bench*"]));
     }
     let builder = match broker.as_str() {
         "redis" => builder.bus(
@@ -150,7 +167,7 @@ async fn run(
     }
     if history {
         let config = std::env::temp_dir().join("tidings-bench-cluster-history.toml");
-        std::fs::write(&config, "[[history]]\nchannels = [\"bench\"]\n")
+        std::fs::write(&config, "[[history]]\nchannels = [\"bench*\"]\n")
             .map_err(|e| e.to_string())?;
         extra.extend(["--config".into(), config.display().to_string()]);
     }
@@ -158,6 +175,9 @@ async fn run(
     extra.extend(["--outbound-queue".into(), (WINDOW * 16).to_string()]);
     let b = Server::start_with(Kind::Tidings, programs, &extra).await?;
     let window = Arc::new(Semaphore::new(WINDOW));
+    let names: Vec<String> = (0..outcome.channels)
+        .map(|n| channel(n, outcome.channels))
+        .collect();
     let mut readers = tokio::task::JoinSet::new();
     for n in 0..outcome.sockets {
         let url = format!("ws://{}/ws", b.ws);
@@ -167,23 +187,25 @@ async fn run(
             .connect()
             .await
             .map_err(|e| e.to_string())?;
-        let subscribe = r#"{"type":"subscribe","id":1,"channels":["bench"]}"#;
-        ws.send(Message::text(subscribe))
+        let subscribe = serde_json::json!({"type": "subscribe", "id": 1, "channels": names});
+        ws.send(Message::text(subscribe.to_string()))
             .await
             .map_err(|e| e.to_string())?;
-        reply(&mut ws, 1, &serde_json::json!(["bench"])).await?;
-        readers.spawn(read_until_end(ws, (n == 0).then(|| window.clone())));
+        reply(&mut ws, 1, &serde_json::json!(names)).await?;
+        let window = (n == 0).then(|| window.clone());
+        readers.spawn(read_until_end(ws, names.len(), window));
     }
     let until = Instant::now() + seconds;
     let started = Instant::now();
     let mut senders = tokio::task::JoinSet::new();
-    for _ in 0..publishers {
+    for n in 0..publishers {
         let (a, window) = (a.clone(), window.clone());
+        let name = channel(n, outcome.channels);
         senders.spawn(async move {
             let mut sent = 0u64;
             while Instant::now() < until {
                 window.acquire().await.map_err(|e| e.to_string())?.forget();
-                a.channel("bench", "t", (now_us(),))
+                a.channel(&name, "t", (now_us(),))
                     .await
                     .map_err(|e| e.to_string())?;
                 sent += 1;
@@ -194,9 +216,13 @@ async fn run(
     while let Some(sent) = senders.join_next().await {
         outcome.published += sent.map_err(|e| e.to_string())??;
     }
-    a.channel("bench", "end", ())
-        .await
-        .map_err(|e| e.to_string())?;
+    // An end on each channel: channels are not ordered with one another (shards, subjects), so a
+    // socket is done once it has every channel's end.
+    for name in &names {
+        a.channel(name, "end", ())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     let mut latency = histogram()?;
     while let Some(read) = readers.join_next().await {
         let (received, h) = read.map_err(|e| e.to_string())??;
@@ -218,17 +244,18 @@ async fn run(
     Ok(())
 }
 
-/// Reads channel events until `end`, giving each back to `window` if it holds it; returns how
-/// many and their latencies.
+/// Reads channel events until the `end` of each of `channels`, giving each event back to `window`
+/// if it holds it; returns how many and their latencies.
 async fn read_until_end<S>(
     mut ws: S,
+    channels: usize,
     window: Option<Arc<Semaphore>>,
 ) -> Result<(u64, Histogram<u64>), String>
 where
     S: futures_util::Stream<Item = Result<Message, tokio_websockets::Error>> + Unpin,
 {
     let mut latency = histogram()?;
-    let mut received = 0;
+    let (mut received, mut ends) = (0, 0);
     while let Some(message) = ws.next().await {
         let message = message.map_err(|e| e.to_string())?;
         let Some(text) = message.as_text() else {
@@ -236,7 +263,12 @@ where
         };
         let frame: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
         match frame["event"].as_str() {
-            Some("end") => return Ok((received, latency)),
+            Some("end") => {
+                ends += 1;
+                if ends == channels {
+                    return Ok((received, latency));
+                }
+            }
             Some("t") => {
                 let sent = frame["args"][0]
                     .as_u64()

@@ -45,6 +45,9 @@ enum Command {
         /// Small numbers: checks that every publish arrives (not a speed test).
         #[arg(long)]
         quick: bool,
+        /// Channels the publishers spread over (each of B's sockets subscribes to all).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        channels: u16,
         /// The `tidings` binary [default: next to this one].
         #[arg(long)]
         tidings_bin: Option<PathBuf>,
@@ -172,9 +175,11 @@ fn main() -> ExitCode {
             runtime().and_then(|rt| rt.block_on(bare::run(listen, http)))
         }
         Command::Suite(args) => runtime().and_then(|rt| rt.block_on(run_suite(args))),
-        Command::Cluster { quick, tidings_bin } => {
-            runtime().and_then(|rt| rt.block_on(run_cluster(quick, tidings_bin)))
-        }
+        Command::Cluster {
+            quick,
+            channels,
+            tidings_bin,
+        } => runtime().and_then(|rt| rt.block_on(run_cluster(quick, channels, tidings_bin))),
         Command::Soak {
             quick,
             seconds,
@@ -421,7 +426,11 @@ fn cpu_guard(outcomes: &[suite::Outcome], max: f64) -> Result<(), String> {
 
 /// Runs the two-node scenario on both buses and prints a Markdown table; fails if a publish was
 /// lost.
-async fn run_cluster(quick: bool, tidings_bin: Option<PathBuf>) -> Result<(), String> {
+async fn run_cluster(
+    quick: bool,
+    channels: u16,
+    tidings_bin: Option<PathBuf>,
+) -> Result<(), String> {
     let programs = programs(tidings_bin)?;
     println!(
         "| bus | sockets on B | publishes/s A→B | frames received | p50 µs | p90 µs | p99 µs | max µs |"
@@ -436,7 +445,7 @@ async fn run_cluster(quick: bool, tidings_bin: Option<PathBuf>) -> Result<(), St
         "nats",
     ];
     for bus in buses {
-        let o = cluster::measure(&programs, bus, quick).await;
+        let o = cluster::measure(&programs, bus, usize::from(channels), quick).await;
         let [p50, p90, p99, max] = o.latency_us;
         println!(
             "| {bus} | {} | {:.0} | {}/{} | {p50} | {p90} | {p99} | {max} |",
