@@ -178,6 +178,9 @@ async fn run(
     let names: Vec<String> = (0..outcome.channels)
         .map(|n| channel(n, outcome.channels))
         .collect();
+    // A subscribe's reply lists the session's channels in order.
+    let mut subscribed = names.clone();
+    subscribed.sort();
     let mut readers = tokio::task::JoinSet::new();
     for n in 0..outcome.sockets {
         let url = format!("ws://{}/ws", b.ws);
@@ -191,7 +194,7 @@ async fn run(
         ws.send(Message::text(subscribe.to_string()))
             .await
             .map_err(|e| e.to_string())?;
-        reply(&mut ws, 1, &serde_json::json!(names)).await?;
+        reply(&mut ws, 1, &serde_json::json!(subscribed)).await?;
         let window = (n == 0).then(|| window.clone());
         readers.spawn(read_until_end(ws, names.len(), window));
     }
