@@ -488,13 +488,9 @@ impl Client {
         if self.app.is_none() || event.name() != super::rooms::JOIN {
             return true;
         }
-        #[derive(serde::Deserialize)]
-        struct Change {
-            member: crate::model::Member,
-        }
-        let joined = serde_json::from_str::<[Change; 1]>(event.args().get());
+        // Read once per event, not per recipient.
         let own = self.user();
-        !matches!((joined, own), (Ok([change]), Some(own)) if change.member.user.as_deref() == Some(&*own))
+        !matches!((event.member_user(), own), (Some(joined), Some(own)) if joined == &*own)
     }
 
     /// Tells the changes of presence channels' members a subscribe made, once its reply is

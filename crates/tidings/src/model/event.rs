@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
+use super::presence::Member;
 use crate::ids::SocketNumber;
 
 /// Where an event stands in its channel's history: the stream's epoch (which changes whenever the
@@ -33,6 +34,8 @@ pub struct Event {
     /// When it reached this node (made here, or decoded from the bus).
     arrived: std::time::Instant,
     frames: [OnceLock<Bytes>; FRAME_SLOTS],
+    /// For a change of a presence channel's members: the user it is about, read on first use.
+    member_user: OnceLock<Option<Arc<str>>>,
 }
 
 /// How many encoded frames an event caches: one per wire encoding (`protocol::Encoding`).
@@ -59,6 +62,7 @@ impl Event {
             except,
             arrived: std::time::Instant::now(),
             frames: Default::default(),
+            member_user: OnceLock::new(),
         })
     }
 
@@ -72,6 +76,7 @@ impl Event {
             except: self.except,
             arrived: self.arrived,
             frames: Default::default(),
+            member_user: OnceLock::new(),
         })
     }
 
@@ -111,6 +116,21 @@ impl Event {
             + self.channel.as_ref().map_or(0, |c| c.len())
     }
 
+    /// For a change of a presence channel's members (args `[{"member": {...}}]`): the member's
+    /// user id, if any; read from the args once, then kept, however many recipients ask.
+    pub(crate) fn member_user(&self) -> Option<&str> {
+        #[derive(serde::Deserialize)]
+        struct Change {
+            member: Member,
+        }
+        self.member_user
+            .get_or_init(|| {
+                let [change] = serde_json::from_str::<[Change; 1]>(self.args.get()).ok()?;
+                change.member.user
+            })
+            .as_deref()
+    }
+
     /// The frame cached in `slot`, made by `encode` on first use and shared afterwards; with how
     /// long the event waited on this node when this call made it (`None`: it was made before).
     pub(crate) fn frame(
@@ -130,6 +150,21 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_change_is_read_once_for_every_recipient() {
+        let args = r#"[{"member":{"id":"u:fred","user":"fred"}}]"#;
+        let args: Arc<RawValue> = RawValue::from_string(args.into()).unwrap().into();
+        let join = Event::new("tidings:join".into(), args, Some("room:1".into()));
+        let first = join.member_user().unwrap();
+        assert_eq!(first, "fred");
+        assert!(
+            std::ptr::eq(first, join.member_user().unwrap()),
+            "the same string: read once"
+        );
+        let other: Arc<RawValue> = RawValue::from_string("[1]".into()).unwrap().into();
+        assert_eq!(Event::new("e".into(), other, None).member_user(), None);
+    }
 
     #[test]
     fn frame_is_made_once_and_shared() {
