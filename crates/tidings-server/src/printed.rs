@@ -9,6 +9,7 @@ use crate::config::Settings;
 /// The secrets of a configuration, as paths of keys (`*`: every element of an array).
 const SECRETS: &[&[&str]] = &[
     &["api_key"],
+    &["redis", "pass"],
     &["token", "secret"],
     &["webhook", "secret"],
     &["rpc_proxy", "secret"],
@@ -16,8 +17,9 @@ const SECRETS: &[&[&str]] = &[
     &["pusher", "apps", "*", "secret"],
 ];
 
-/// Addresses that may carry a password (`redis://:password@host`).
-const URLS: &[&[&str]] = &[&["redis", "url"], &["nats", "url"]];
+/// Addresses (or lists of them) that may carry a password (`redis://:password@host`) or a token
+/// (`nats://token@host`).
+const URLS: &[&[&str]] = &[&["redis", "url"], &["redis", "cluster"], &["nats", "url"]];
 
 /// Removes the value at `path` under `value`; returns the dotted names of those removed.
 fn remove(value: &mut Value, path: &[&str], name: &str) -> Vec<String> {
@@ -48,12 +50,15 @@ fn remove(value: &mut Value, path: &[&str], name: &str) -> Vec<String> {
     }
 }
 
-/// `url` with its password, if any, replaced by `********`.
+/// `url` with its password (or, with no `:` in its user info, the whole user info: a token)
+/// replaced by `********`; `None` when it has none.
 fn without_password(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
     let (userinfo, host) = rest.split_once('@')?;
-    let (user, _password) = userinfo.split_once(':')?;
-    Some(format!("{scheme}://{user}:********@{host}"))
+    Some(match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:********@{host}"),
+        None => format!("{scheme}://********@{host}"),
+    })
 }
 
 /// The text `--print-config` prints for `settings` (as given) and `effective` (with every
@@ -73,16 +78,30 @@ pub fn print(settings: &Settings, effective: &Settings) -> Result<String, String
         ));
     }
     for path in URLS {
-        let Some(Value::String(url)) = path
+        let urls: Vec<&mut String> = match path
             .iter()
             .try_fold(&mut value, |v, key| v.as_table_mut()?.get_mut(*key))
-        else {
-            continue;
+        {
+            Some(Value::String(url)) => vec![url],
+            Some(Value::Array(items)) => items
+                .iter_mut()
+                .filter_map(|item| match item {
+                    Value::String(url) => Some(url),
+                    _ => None,
+                })
+                .collect(),
+            _ => continue,
         };
-        if let Some(masked) = without_password(url) {
-            *url = masked;
+        let mut masked = false;
+        for url in urls {
+            if let Some(without) = without_password(url) {
+                *url = without;
+                masked = true;
+            }
+        }
+        if masked {
             notes.push(format!(
-                "# {}: its password is shown as ********.",
+                "# {}: passwords and tokens are shown as ********.",
                 path.join(".")
             ));
         }
@@ -118,6 +137,27 @@ mod tests {
             without_password("redis://:hunter2@10.0.0.1:6379/0").as_deref(),
             Some("redis://:********@10.0.0.1:6379/0")
         );
+        assert_eq!(
+            without_password("nats://s3cr3t-token@10.0.0.1:4222").as_deref(),
+            Some("nats://********@10.0.0.1:4222")
+        );
         assert_eq!(without_password("redis://127.0.0.1:6379/0"), None);
+    }
+
+    /// Redis's SocketStream-style `pass`, the Redis Cluster's node addresses and NATS's address
+    /// hold secrets too (`print` needs no connection: `--print-config` connects before it).
+    #[test]
+    fn the_brokers_passwords_are_not_printed() {
+        let settings: Settings = toml::from_str(
+            "[redis]\npass = \"pw-pass\"\ncluster = [\"redis://:pw-node1@10.0.0.1:7000\", \
+             \"redis://10.0.0.2:7000\"]\n[nats]\nurl = \"nats://pw-token@10.0.0.3:4222\"\n",
+        )
+        .unwrap();
+        let printed = print(&settings, &settings).unwrap();
+        assert!(!printed.contains("pw-"), "{printed}");
+        for name in ["redis.pass", "# redis.cluster:", "# nats.url:"] {
+            assert!(printed.contains(name), "{name}: {printed}");
+        }
+        assert!(printed.contains("redis://10.0.0.2:7000"), "{printed}");
     }
 }
