@@ -488,9 +488,12 @@ impl Client {
         if self.app.is_none() || event.name() != super::rooms::JOIN {
             return true;
         }
-        // Read once per event, not per recipient.
-        let own = self.user();
-        !matches!((event.member_user(), own), (Some(joined), Some(own)) if joined == &*own)
+        // The member is read once per event; this socket's user is looked up only for a member
+        // that has one.
+        let Some(joined) = event.member_user() else {
+            return true;
+        };
+        self.user().is_none_or(|own| *own != *joined)
     }
 
     /// Tells the changes of presence channels' members a subscribe made, once its reply is

@@ -29,10 +29,11 @@ const MAX_PINGS: usize = 64;
 const KEEP: usize = 64;
 
 /// Frees a batch buffer's room once a batch (`used` items, `events` of them published events)
-/// no longer needs most of it: a socket that is sent events keeps its room (no allocation per
-/// batch, and none in the fan-out, which pushes into the room the writer handed back), one whose
-/// traffic thins out gives most of it back, and one sent no event (an idle socket: its welcome,
-/// replies) keeps none.
+/// no longer needs it: while events keep coming a socket keeps its room (no allocation per batch,
+/// and none in the fan-out, which pushes into the room the writer handed back); a batch using
+/// under a quarter of a large room gives it back; so does a batch with no event at all (the
+/// welcome, replies, or keep-alives alone, as a socket quiet for a heartbeat interval writes), so
+/// an idle socket holds none and its next event allocates once.
 fn recycle<T>(buffer: &mut VecDeque<T>, used: usize, events: usize) {
     let thinned = buffer.capacity() > KEEP && used < buffer.capacity() / 4;
     if events == 0 || thinned {

@@ -189,20 +189,8 @@ pub(crate) async fn upgrade(
     // Each socket's task is the connection's own future, spawned as it is: a wrapper would keep
     // a second copy of its arguments for the socket's whole life.
     match admitted {
-        Ok(admission) => tokio::spawn(connection::run(
-            hub.clone(),
-            upgraded,
-            admission,
-            recovering,
-            pass,
-        )),
-        Err(reason) => tokio::spawn(connection::refuse(
-            hub.clone(),
-            upgraded,
-            reason,
-            encoding,
-            pass,
-        )),
+        Ok(admission) => tokio::spawn(connection::run(hub, upgraded, admission, recovering, pass)),
+        Err(reason) => tokio::spawn(connection::refuse(hub, upgraded, reason, encoding, pass)),
     };
     let mut response = switching_protocols(&key);
     // Built from a session id: always a valid header value.
