@@ -326,19 +326,26 @@ async fn run_suite(args: SuiteArgs) -> Result<(), String> {
     let scenarios: Vec<_> = all.into_iter().filter(|s| chosen(s.name)).collect();
     let mut outcomes = Vec::new();
     let mut unavailable = Vec::new();
+    let mut servers = Vec::new();
     for &kind in &args.servers {
-        if let Some(why) = suite::unavailable(kind, &programs) {
-            eprintln!("{}: not measured: {why}", kind.name());
-            unavailable.push((kind, why));
-            continue;
+        match suite::unavailable(kind, &programs) {
+            Some(why) => {
+                eprintln!("{}: not measured: {why}", kind.name());
+                unavailable.push((kind, why));
+            }
+            None => servers.push(kind),
         }
-        for scenario in &scenarios {
-            let mut runs = Vec::new();
-            for _ in 0..scenario.runs {
+    }
+    for scenario in &scenarios {
+        // Run by run, each server in turn: a drift of the machine over the minutes a scenario
+        // takes moves every server's runs alike, not one server's all.
+        let mut runs: Vec<Vec<_>> = servers.iter().map(|_| Vec::new()).collect();
+        for _ in 0..scenario.runs {
+            for (&kind, runs) in servers.iter().zip(&mut runs) {
                 runs.push(measure_one(kind, scenario, &programs, profile.as_ref()).await);
             }
-            outcomes.push(suite::Outcome::median(runs));
         }
+        outcomes.extend(runs.into_iter().map(suite::Outcome::median));
     }
     let measured = args.servers.contains(&Kind::Tidings)
         && suite::unavailable(Kind::Tidings, &programs).is_none();

@@ -70,7 +70,8 @@ pub fn markdown(
          Server CPU is the server process's user + system time (`/proc/PID/stat`, children included) \
          from the first publish to the last delivery, divided by the deliveries: it depends less than \
          throughput on how the cores were shared with the generator. Scenarios run several times \
-         report each column's median.\n"
+         report each column's median; their runs take turns (one run of each server, then the next), \
+         so a drift of the machine moves every server's runs alike.\n"
     );
     let tidings = |name: &str, sockets: usize| {
         outcomes.iter().find(|o| {
