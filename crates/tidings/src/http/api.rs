@@ -6,7 +6,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRef, Path, Query, State};
-use axum::routing::{get, post, put};
+use axum::routing::{any, get, post, put};
 use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -21,30 +21,39 @@ use crate::names::{IntoNames, OneOrMany};
 use crate::stats::{Source, Stats};
 use crate::store::Connected;
 
-/// The API's routes, relative to where they are nested (`/api`).
+/// The API's routes, under `/api` (their full paths: a nested router would copy each request's
+/// path), with a JSON 404 for any other path there.
 pub(crate) fn routes<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     Hub: FromRef<S>,
 {
     Router::new()
-        .route("/publish/{target}", post(publish))
-        .route("/sessions/{id}", get(session_state))
-        .route("/sessions/{id}/subscribe", post(subscribe))
-        .route("/sessions/{id}/unsubscribe", post(unsubscribe))
-        .route("/sessions/{id}/reset", post(reset))
-        .route("/sessions/{id}/user", put(set_user))
-        .route("/sessions/{id}/disconnect", post(disconnect_session))
-        .route("/users/{id}/disconnect", post(disconnect_user))
-        .route("/presence", get(all_connected))
-        .route("/presence/purge", post(purge))
-        .route("/presence/{id}", get(is_connected))
-        .route("/history/{channel}", get(history))
-        .route("/channels", get(channels))
-        .route("/channels/{channel}", get(channel_count))
-        .route("/channels/{channel}/members", get(members))
-        .route("/stats", get(stats))
-        .route("/admin/watch", post(watch))
+        .route("/api/publish/{target}", post(publish))
+        .route("/api/sessions/{id}", get(session_state))
+        .route("/api/sessions/{id}/subscribe", post(subscribe))
+        .route("/api/sessions/{id}/unsubscribe", post(unsubscribe))
+        .route("/api/sessions/{id}/reset", post(reset))
+        .route("/api/sessions/{id}/user", put(set_user))
+        .route("/api/sessions/{id}/disconnect", post(disconnect_session))
+        .route("/api/users/{id}/disconnect", post(disconnect_user))
+        .route("/api/presence", get(all_connected))
+        .route("/api/presence/purge", post(purge))
+        .route("/api/presence/{id}", get(is_connected))
+        .route("/api/history/{channel}", get(history))
+        .route("/api/channels", get(channels))
+        .route("/api/channels/{channel}", get(channel_count))
+        .route("/api/channels/{channel}/members", get(members))
+        .route("/api/stats", get(stats))
+        .route("/api/admin/watch", post(watch))
+        .route("/api", any(no_route))
+        .route("/api/", any(no_route))
+        .route("/api/{*rest}", any(no_route))
+}
+
+/// `404 not_found`: no such API route.
+async fn no_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
 }
 
 /// A publish: the event, its arguments (default `[]`) and the one target field its route takes.

@@ -1,6 +1,6 @@
-//! The JSON body extractor of the HTTP API: errors name the field, oversized bodies get 413.
+//! The JSON body extractor of the HTTP API: errors name the field. (The API's gate has read the
+//! body whole by then, and refused one past `max_body` with 413.)
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, OptionalFromRequest, Request};
 use http::StatusCode;
 use serde::de::DeserializeOwned;
@@ -24,7 +24,7 @@ fn field_of(error: &serde_path_to_error::Error<serde_json::Error>) -> Option<Str
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, _: &S) -> Result<Self, ApiError> {
         // A web page can POST `text/plain` to any origin without a preflight; it cannot send
         // `application/json` to another origin unless that origin allows it (CORS).
         let json = request
@@ -40,13 +40,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 "send the body as JSON, with `Content-Type: application/json`",
             ));
         }
-        let bytes = Bytes::from_request(request, state).await.map_err(|r| {
-            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(r.status(), "body_too_large", r.body_text())
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", r.body_text())
-            }
-        })?;
+        // The API's gate read the body whole, within `max_body`.
+        let bytes = axum::body::to_bytes(request.into_body(), usize::MAX)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let message = format!("invalid request body: {}", e.inner());

@@ -16,6 +16,7 @@ mod api;
 mod body;
 mod client;
 mod error;
+mod gate;
 mod linger;
 mod metrics;
 mod origin;
@@ -30,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRef, Query, Request, State};
+use axum::extract::{FromRef, Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -40,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use crate::hub::Hub;
 use crate::limits::whole_seconds;
 use crate::socket::{Door, HandshakeError, upgrade};
+use gate::Gate;
 use origin::Origins;
 
 /// Settings of the HTTP endpoints. With serde, `max_body` and `body_timeout` (whole seconds)
@@ -163,27 +165,18 @@ where
 {
     let key = options.api_key.clone();
     let forwarded = options.client_address_header.clone();
-    let backend =
-        |routes: Router<S>| {
-            routes.layer(DefaultBodyLimit::max(options.max_body)).layer(
-                middleware::from_fn_with_state((options.max_body, options.body_timeout), read_body),
-            )
-        };
-    let guarded = |routes: Router<S>| {
-        routes
-            .layer(middleware::from_fn_with_state(
-                options.origins.clone(),
-                refuse_foreign_pages,
-            ))
-            .layer(middleware::from_fn(preflight))
+    let gated = |routes: Router<S>, key: Option<Arc<str>>| {
+        let gate = Gate::new(
+            options.origins.clone(),
+            key,
+            options.max_body,
+            options.body_timeout,
+        );
+        routes.layer(middleware::from_fn_with_state(Arc::new(gate), gate::gate))
     };
-    let api = api::routes().fallback(|| async {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
-    });
-    let api =
-        guarded(backend(api).layer(middleware::from_fn_with_state(options.api_key, require_key)));
+    let api = gated(api::routes(), options.api_key);
     // Pusher's API is signed with each app's secret instead of the API key.
-    let pusher_api = guarded(backend(pusher::api()));
+    let pusher_api = gated(pusher::api(), None);
     let routes = Router::new()
         .route(
             "/ws",
@@ -200,7 +193,7 @@ where
         .route("/admin", get(|| async { axum::response::Html(ADMIN_PAGE) }))
         .route(
             "/metrics",
-            get(metrics::metrics).layer(middleware::from_fn_with_state(key, require_key)),
+            get(metrics::metrics).layer(middleware::from_fn_with_state(key, gate::require_key)),
         )
         .route(
             "/app/{key}",
@@ -209,7 +202,7 @@ where
                 check_origin,
             )),
         )
-        .nest("/api", api)
+        .merge(api)
         .merge(pusher_api)
         .merge(client::routes());
     match forwarded {
@@ -284,11 +277,6 @@ async fn readyz(State(hub): State<Hub>) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }
 
-/// Compares two byte strings in time independent of where they differ.
-fn same_key(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Refuses a WebSocket handshake from a page of an origin that is not allowed (403).
 async fn check_origin(State(origins): State<Origins>, request: Request, next: Next) -> Response {
     if origins.allow(request.headers()) {
@@ -296,87 +284,6 @@ async fn check_origin(State(origins): State<Origins>, request: Request, next: Ne
     }
     let message = "this page's origin may not open a WebSocket here (allowed_origins)";
     ApiError::new(StatusCode::FORBIDDEN, "forbidden_origin", message).into_response()
-}
-
-/// Refuses an API request made by a web page of another origin (403): the API is for backends,
-/// and a page must not make a visitor's browser reset a session or kick a user.
-async fn refuse_foreign_pages(
-    State(origins): State<Origins>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if origins.allow_api(request.headers()) {
-        return next.run(request).await;
-    }
-    let message = "the API does not answer web pages of other origins (allowed_origins)";
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden_origin", message).into_response()
-}
-
-/// Answers a CORS preflight (`OPTIONS`) with 204 and no `Access-Control-Allow-*` header: no web
-/// page of another origin may call the API from a browser.
-async fn preflight(request: Request, next: Next) -> Response {
-    if request.method() == http::Method::OPTIONS {
-        return StatusCode::NO_CONTENT.into_response();
-    }
-    next.run(request).await
-}
-
-/// Reads an API request's body before its handler, within `max_body` bytes and `body_timeout`:
-/// a declared length past the limit is refused before a byte is read (413), and a client that
-/// stalls gets 408 instead of holding the connection.
-async fn read_body(
-    State((max_body, timeout)): State<(usize, Duration)>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let too_large = |message: String| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", message).into_response()
-    };
-    if declared.is_some_and(|length| length > max_body as u64) {
-        return too_large(format!("the body is larger than {max_body} bytes"));
-    }
-    let (parts, body) = request.into_parts();
-    let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, max_body)).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => return too_large(format!("the body is larger than {max_body} bytes")),
-        Err(_) => {
-            let message = format!("the body did not arrive within {timeout:?}");
-            return ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", message)
-                .into_response();
-        }
-    };
-    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-        .await
-}
-
-/// Refuses API requests without the right bearer key, when a key is configured.
-async fn require_key(
-    State(key): State<Option<Arc<str>>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(key) = key else {
-        return next.run(request).await;
-    };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
-    if given.is_some_and(|given| same_key(given, key.as_bytes())) {
-        return next.run(request).await;
-    }
-    let message = "missing or wrong API key: send `Authorization: Bearer <api key>`";
-    let mut response =
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response
 }
 
 #[cfg(test)]

@@ -79,7 +79,7 @@ where
             .unwrap_or_default();
         let method = request.method().as_str().to_owned();
         let (parts, body) = request.into_parts();
-        // The body was read whole by `read_body`, within `max_body`.
+        // The body was read whole by the API's gate, within `max_body`.
         let body = axum::body::to_bytes(body, usize::MAX)
             .await
             .unwrap_or_default();

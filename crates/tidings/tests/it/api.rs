@@ -58,11 +58,14 @@ async fn unknown_sessions_and_sockets_are_404() {
         (status, body["error"]["field"].as_str()),
         (400, Some("socket"))
     );
-    let (status, body) = server.post("/nope", json!({})).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (404, Some("not_found"))
-    );
+    for path in ["/nope", "/sessions", "", "/"] {
+        let (status, body) = server.post(path, json!({})).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (404, Some("not_found")),
+            "/api{path}"
+        );
+    }
     let (status, _) = server
         .post("/publish/everyone", json!({"event": "e"}))
         .await;

@@ -29,7 +29,7 @@ fn route(method: &str, path: &str) -> String {
 }
 
 /// The routes a router source declares (`.route("/path", get(…))`), under `prefix`; comments
-/// are left out.
+/// and catch-alls (`any(…)`, the API's 404) are left out.
 fn declared(source: &str, prefix: &str) -> BTreeSet<String> {
     let code: String = source
         .lines()
@@ -45,6 +45,9 @@ fn declared(source: &str, prefix: &str) -> BTreeSet<String> {
         let (path, rest) = rest.split_once('"').unwrap();
         let rest = rest.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
         let method = rest.split('(').next().unwrap();
+        if method == "any" {
+            continue;
+        }
         routes.insert(route(method, &format!("{prefix}{path}")));
     }
     routes
@@ -65,7 +68,7 @@ fn documented(doc: &str) -> BTreeSet<String> {
 
 #[test]
 fn every_route_is_documented_and_every_documented_route_exists() {
-    let mut code = declared(&read("src/http/api.rs"), "/api");
+    let mut code = declared(&read("src/http/api.rs"), "");
     let mut pusher = declared(&read("src/http/pusher.rs"), "");
     let top = declared(&read("src/http/mod.rs"), "");
     for route in top.into_iter().filter(|r| r != "GET /ws") {
