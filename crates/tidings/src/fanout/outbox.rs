@@ -26,7 +26,7 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Poll, ready};
+use std::task::{Poll, Wake, Waker, ready};
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
@@ -263,6 +263,22 @@ pub(crate) struct Outbox {
     heard: AtomicBool,
     /// Whether the socket is sent the server heartbeat (its protocol has it).
     beats: bool,
+    /// Whether the socket's read half was woken since its task last polled it (see
+    /// [`Outbox::read_woken`]).
+    reading: AtomicBool,
+}
+
+/// The waker of a socket's read half: it notes the wake, then wakes the socket's task, so a task
+/// woken only for its writer (at every publish) does not poll its read half too.
+impl Wake for Outbox {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.reading.store(true, Ordering::Release);
+        self.writer.wake();
+    }
 }
 
 impl Outbox {
@@ -276,6 +292,7 @@ impl Outbox {
             max_bytes,
             heard: AtomicBool::new(true),
             beats: true,
+            reading: AtomicBool::new(true),
         }
     }
 
@@ -347,6 +364,14 @@ impl Outbox {
     /// Wakes the writer.
     pub(crate) fn wake(&self) {
         self.writer.wake();
+    }
+
+    /// For the socket's task, at each poll: registers its waker (which the outbox's own, given
+    /// to the read half, wakes), then takes whether the read half was woken since it was last
+    /// polled (true at first).
+    pub(crate) fn read_woken(&self, task: &Waker) -> bool {
+        self.writer.register(task);
+        self.reading.swap(false, Ordering::AcqRel)
     }
 
     /// Queues items in order, counting each; returns whether the queue was empty (the writer

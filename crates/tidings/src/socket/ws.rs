@@ -200,7 +200,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         // The iovecs are an array filled whole on every call: most batches take the small one.
         match frames.len() {
             0 => Poll::Ready(Ok(())),
-            ..=FEW => self.poll_writev::<FEW, F>(cx, frames, bytes),
+            1..=FEW => self.poll_writev::<FEW, F>(cx, frames, bytes),
             _ => self.poll_writev::<IOV_MAX, F>(cx, frames, bytes),
         }
     }
