@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -115,12 +115,11 @@ pub(crate) async fn run<S>(
         }
     };
     tracing::debug!(socket = %connected.id(), "socket open");
-    let closed = both(
-        read(&mut stream, &connected, &hub),
-        write(&mut writer, &connected, encoding, &hub),
-        &connected.outbox,
-    )
-    .await;
+    let closed = {
+        let reading = pin!(read(&mut stream, &connected, &hub));
+        let writing = pin!(write(&mut writer, &connected, encoding, &hub));
+        both(reading, writing, &connected.outbox).await
+    };
     tracing::debug!(socket = %connected.id(), "socket closed");
     // Boxed: leaving the hub is a large step, taken once.
     Box::pin(connected.close()).await;
@@ -133,13 +132,12 @@ pub(crate) async fn run<S>(
 /// is polled with the outbox's waker, and only when that was woken (or at first): the fan-out
 /// wakes the socket's task for its writer at every publish, and polling the read half each time
 /// cost the readiness check of its connection (4% of the server's time at `broadcast-max`).
-async fn both(
-    reading: impl Future<Output = ()>,
-    writing: impl Future<Output = ()>,
+fn both(
+    mut reading: Pin<&mut impl Future<Output = ()>>,
+    mut writing: Pin<&mut impl Future<Output = ()>>,
     outbox: &Arc<Outbox>,
-) -> bool {
-    let (mut reading, mut writing) = (pin!(reading), pin!(writing));
-    poll_fn(|cx| {
+) -> impl Future<Output = bool> {
+    poll_fn(move |cx| {
         if outbox.read_woken(cx.waker()) {
             let waker = Waker::from(Arc::clone(outbox));
             if reading
@@ -152,7 +150,6 @@ async fn both(
         }
         writing.as_mut().poll(cx).map(|()| true)
     })
-    .await
 }
 
 /// After the server's close frame, reads (and drops) what the client still sends until its own
@@ -339,6 +336,7 @@ mod tests {
                 batch.clear();
             }
         };
+        let (reading, writing) = (pin!(reading), pin!(writing));
         let mut task = pin!(both(reading, writing, &outbox));
         let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
         let waker = futures_util::task::waker(wakes.clone());
