@@ -539,8 +539,21 @@ impl Raw {
         self.stream.write_all(&frame).await
     }
 
-    /// The server's next frame: its first byte and its payload.
+    /// The server's next frame but its keep-alives (the heartbeat text and pings, whose round
+    /// may come at any moment): its first byte and its payload.
     pub async fn frame(&mut self) -> (u8, Vec<u8>) {
+        let heartbeat = KeepAlive::default().message.unwrap_or_default();
+        loop {
+            let (first, payload) = self.any_frame().await;
+            let keep_alive = first == 0x89 || (first == TEXT && payload == heartbeat.as_bytes());
+            if !keep_alive {
+                return (first, payload);
+            }
+        }
+    }
+
+    /// The server's next frame, whatever it is: its first byte and its payload.
+    async fn any_frame(&mut self) -> (u8, Vec<u8>) {
         let first = self.stream.read_u8().await.expect("a frame");
         let len = match self.stream.read_u8().await.unwrap() {
             126 => u64::from(self.stream.read_u16().await.unwrap()),
