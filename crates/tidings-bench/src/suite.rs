@@ -466,15 +466,22 @@ impl Outcome {
         }
     }
 
-    /// Of several runs of one scenario: the median run by throughput, carrying the median of the
-    /// runs' CPU times per delivery (each column's median, as the report says).
+    /// Of several runs of one scenario: the median run by throughput, carrying each latency
+    /// percentile's median and the median of the runs' CPU times per delivery (each column's
+    /// median, as the report says).
     pub fn median(mut runs: Vec<Self>) -> Self {
         let middle = runs.len() / 2;
+        let latency_us = std::array::from_fn(|column| {
+            let mut values: Vec<u64> = runs.iter().map(|r| r.latency_us[column]).collect();
+            values.sort_unstable();
+            values[middle]
+        });
         runs.sort_by(|a, b| a.cpu_us_per_delivery().total_cmp(&b.cpu_us_per_delivery()));
         let cpu_us = runs[middle].cpu_us_per_delivery();
         runs.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
         let mut median = runs.swap_remove(middle);
         median.server_cpu_ms = cpu_us * median.received as f64 / 1000.0;
+        median.latency_us = latency_us;
         median
     }
 
@@ -647,4 +654,41 @@ async fn run(
         rss_after_kib,
         server_cpu_ms: server_cpu.as_secs_f64() * 1000.0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::suite;
+
+    #[test]
+    fn the_median_of_runs_takes_each_column_on_its_own() {
+        let scenario = suite(true, 100).remove(0);
+        let run = |per_second, latency_us, server_cpu_ms| Outcome {
+            received: 1000,
+            per_second,
+            latency_us,
+            server_cpu_ms,
+            ..Outcome::failed(Kind::Tidings, &scenario, String::new())
+        };
+        let median = Outcome::median(vec![
+            run(100.0, [1, 9, 90, 900], 3.0),
+            run(300.0, [3, 7, 70, 700], 1.0),
+            run(200.0, [2, 8, 80, 800], 2.0),
+        ]);
+        assert_eq!(median.per_second, 200.0);
+        assert_eq!(median.latency_us, [2, 8, 80, 800]);
+        assert_eq!(median.cpu_us_per_delivery(), 2.0);
+        let median = Outcome::median(vec![
+            run(100.0, [3, 7, 90, 700], 1.0),
+            run(200.0, [1, 9, 70, 900], 3.0),
+            run(300.0, [2, 8, 80, 800], 2.0),
+        ]);
+        assert_eq!(
+            median.latency_us,
+            [2, 8, 80, 800],
+            "not the run of median throughput"
+        );
+        assert_eq!(median.cpu_us_per_delivery(), 2.0);
+    }
 }
