@@ -6,8 +6,9 @@ use axum::Json;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRef, Path, Query, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -67,9 +68,14 @@ struct PublishBody {
     socket: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Done {
-    ok: bool,
+/// The answer of a request that did what it asked: `{"ok":true}`, written from a constant.
+struct Done;
+
+impl IntoResponse for Done {
+    fn into_response(self) -> Response {
+        let json = HeaderValue::from_static("application/json");
+        ([(header::CONTENT_TYPE, json)], r#"{"ok":true}"#).into_response()
+    }
 }
 
 /// `POST /publish/{all|channel|user|socket}`.
@@ -77,7 +83,7 @@ async fn publish(
     State(hub): State<Hub>,
     Path(target): Path<String>,
     JsonBody(body): JsonBody<PublishBody>,
-) -> Result<Json<Done>, ApiError> {
+) -> Result<Done, ApiError> {
     let bad = |field: &str, message: String| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message).field(field)
     };
@@ -117,7 +123,7 @@ async fn publish(
     hub.counted_as(Source::Http)
         .publish(targets, &body.event, args)
         .await?;
-    Ok(Json(Done { ok: true }))
+    Ok(Done)
 }
 
 /// The session named in the path; an id that cannot exist is an unknown session.
@@ -227,9 +233,9 @@ async fn set_user(
 async fn disconnect_session(
     State(hub): State<Hub>,
     Path(id): Path<String>,
-) -> Result<Json<Done>, ApiError> {
+) -> Result<Done, ApiError> {
     session(&hub, &id)?.disconnect().await?;
-    Ok(Json(Done { ok: true }))
+    Ok(Done)
 }
 
 /// What `POST /users/{id}/disconnect` may say: seconds the user's new sockets are refused.
@@ -245,12 +251,12 @@ async fn disconnect_user(
     State(hub): State<Hub>,
     Path(id): Path<String>,
     body: Option<JsonBody<KickBody>>,
-) -> Result<Json<Done>, ApiError> {
+) -> Result<Done, ApiError> {
     let block = body
         .and_then(|JsonBody(b)| b.block)
         .map(Duration::from_secs);
     hub.disconnect_user(&id, block).await?;
-    Ok(Json(Done { ok: true }))
+    Ok(Done)
 }
 
 #[derive(Serialize)]
