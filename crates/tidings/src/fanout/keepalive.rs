@@ -12,7 +12,8 @@
 //! `--heartbeat--`, which clients count to tell a dead link), set aside in each outbox, one at
 //! most, so a round allocates nothing; a ping round closes (4001) the
 //! sockets of its slice that sent nothing, not even a pong, since their previous round, and
-//! pings the rest.
+//! pings the rest. A round serves its sockets one at a time and gives way between them, so
+//! deliveries do not wait behind it.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -21,8 +22,8 @@ use bytes::Bytes;
 use tokio::runtime::Handle;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::Local;
 use super::index::SLICES;
+use super::{Local, Outbox};
 use crate::error::BuildError;
 use crate::protocol::frame;
 use crate::tasks::Faults;
@@ -91,26 +92,92 @@ pub(crate) fn spawn(
     options: &KeepAlive,
 ) {
     if let Some(frame) = options.frame() {
-        let round = move |local: &Local, slice| local.send_to_slice(&frame, slice);
-        let heartbeats = rounds(local.clone(), options.interval, round);
+        let beat = move |_: &Local, outbox: &Outbox| {
+            if outbox.beats() {
+                outbox.beat(&frame);
+            }
+        };
+        let heartbeats = rounds(local.clone(), options.interval, beat);
         faults.spawn_on(runtime, "server heartbeat", heartbeats);
     }
     if let Some(interval) = options.ping_interval {
-        let round = |local: &Local, slice| local.ping_slice(slice);
-        faults.spawn_on(runtime, "pings", rounds(local.clone(), interval, round));
+        faults.spawn_on(runtime, "pings", rounds(local.clone(), interval, ping));
     }
 }
 
-/// Runs `round` on slice after slice, so that each slice has one round per `interval`.
-async fn rounds(local: Weak<Local>, interval: Duration, round: impl Fn(&Local, u64)) {
+/// A socket's ping round: a ping, or the close (4001) of one not heard from since its last.
+fn ping(local: &Local, outbox: &Outbox) {
+    if outbox.take_heard() {
+        outbox.ping();
+    } else {
+        local.close_silent(outbox);
+    }
+}
+
+/// Runs `visit` on the sockets of slice after slice, so that each slice has one round per
+/// `interval`. Between two sockets the round gives way (`yield_now`: it goes on once the worker
+/// has run the tasks that were ready and polled for I/O), so a publish that arrives during a
+/// round waits behind one keep-alive write, not the whole slice's.
+async fn rounds(local: Weak<Local>, interval: Duration, visit: impl Fn(&Local, &Outbox)) {
     let period = interval / SLICES as u32;
     let mut tick = tokio::time::interval_at(Instant::now() + period, period);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // Reused by every round: after the first rounds, a round allocates nothing.
+    let mut slice = Vec::new();
     for n in 0u64.. {
         tick.tick().await;
         let Some(local) = local.upgrade() else {
             return;
         };
-        round(&local, n % SLICES);
+        local.slice(n % SLICES, &mut slice);
+        for outbox in slice.drain(..) {
+            visit(&local, &outbox);
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::task::{Context, Waker};
+
+    use super::*;
+    use crate::bus::{MemoryBus, Sealed};
+    use crate::ids::{NodeId, SessionId};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_round_serves_one_socket_then_gives_way() {
+        let node = NodeId::new("n").unwrap();
+        let local = Arc::new(Local::new(
+            node,
+            MemoryBus::new().link().0,
+            Arc::default(),
+            0,
+            None,
+        ));
+        // Three sockets of slice 0, the first served.
+        for seq in [0, SLICES, 2 * SLICES] {
+            let session: SessionId = format!("s{seq}").parse().unwrap();
+            let outbox = Arc::new(Outbox::new(8, 1 << 20));
+            local.attach(seq, &session, outbox, false, None);
+        }
+        let visited = Arc::new(AtomicUsize::new(0));
+        let seen = visited.clone();
+        let interval = Duration::from_secs(4);
+        let visit = move |_: &Local, _: &Outbox| {
+            seen.fetch_add(1, SeqCst);
+        };
+        let mut round = std::pin::pin!(rounds(Arc::downgrade(&local), interval, visit));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(round.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(visited.load(SeqCst), 0, "before its first tick");
+        // The first tick, a period on (the timer counts whole milliseconds).
+        tokio::time::advance(interval / SLICES as u32 + Duration::from_millis(1)).await;
+        for served in 1..=3 {
+            assert!(round.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(visited.load(SeqCst), served, "one socket per poll");
+        }
     }
 }

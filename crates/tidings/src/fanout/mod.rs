@@ -19,13 +19,13 @@ pub(crate) use outbox::{Outbox, Outgoing, SessionPacer};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::bus::{Carrier, Inbox};
 use crate::ids::{NodeId, SessionId};
+use crate::logs::Folded;
 use crate::model::{BusMessage, Kick, SessionOp, Target};
 use crate::protocol::CloseReason;
 use crate::stats::{Counters, IndexSizes};
@@ -280,36 +280,20 @@ impl Local {
         self.index.read().outboxes().for_each(|o| o.close(reason));
     }
 
-    /// Queues the same frame (the server heartbeat) to the sockets of one slice (see
-    /// `fanout/keepalive.rs`); it waits beside each queue, one at most.
-    pub(crate) fn send_to_slice(&self, frame: &Bytes, slice: u64) {
-        self.index
-            .read()
-            .slice(slice)
-            .filter(|o| o.beats())
-            .for_each(|o| {
-                o.beat(frame);
-            });
+    /// Puts the outboxes of one slice of the sockets (see `fanout/keepalive.rs`) in `into`, so a
+    /// keep-alive round serves them one at a time without holding the index.
+    pub(crate) fn slice(&self, slice: u64, into: &mut Vec<Arc<Outbox>>) {
+        into.extend(self.index.read().slice(slice).cloned());
     }
 
-    /// A ping round over one slice of the sockets: closes those not heard from since their last
-    /// round, pings the others.
-    pub(crate) fn ping_slice(&self, slice: u64) {
-        let mut silent = 0;
-        self.index.read().slice(slice).for_each(|o| {
-            if !o.take_heard() {
-                o.close(CloseReason::PingTimeout);
-                silent += 1;
-            } else {
-                o.ping();
-            }
-        });
-        if silent > 0 {
-            self.counters.ping_timeouts(silent);
-            tracing::debug!(
-                sockets = silent,
-                "closing sockets that did not answer a ping"
-            );
+    /// Closes (4001) a socket that answered nothing, not even a pong, since its last ping
+    /// round; counted, and logged once per interval.
+    pub(crate) fn close_silent(&self, outbox: &Outbox) {
+        static LOG: Folded = Folded::new();
+        outbox.close(CloseReason::PingTimeout);
+        self.counters.ping_timeouts(1);
+        if let Some(sockets) = LOG.note(1) {
+            tracing::debug!(sockets, "closing sockets that did not answer a ping");
         }
     }
 
