@@ -157,7 +157,7 @@ mod tests {
             0,
             None,
         ));
-        // Three sockets of slice 0, the first served.
+        // Three sockets of slice 0, the slice the first round serves.
         for seq in [0, SLICES, 2 * SLICES] {
             let session: SessionId = format!("s{seq}").parse().unwrap();
             let outbox = Arc::new(Outbox::new(8, 1 << 20));
