@@ -151,6 +151,11 @@ impl Tab {
         raw
     }
 
+    /// The next WebSocket message, whatever it is (a ping, the heartbeat text, a frame).
+    pub(crate) async fn message(&mut self) -> Message {
+        self.ws.next().await.expect("socket open").expect("frame")
+    }
+
     /// Keeps reading (and so answering pings) in the background, until the socket closes.
     pub(crate) fn keep_reading(mut self) {
         tokio::spawn(async move { while let Some(Ok(_)) = self.ws.next().await {} });

@@ -481,29 +481,43 @@ impl Outbox {
 
     /// Queues the pong for a client's ping, in place of an earlier pong not yet written.
     pub(crate) fn pong(&self, frame: Bytes) {
-        self.aside(|state| state.pong = Some(frame));
+        self.aside(true, |state| state.pong = Some(frame));
     }
 
-    /// Queues the server heartbeat's frame (shared by every socket), unless one still waits.
-    pub(crate) fn beat(&self, frame: &Bytes) {
-        self.aside(|state| {
+    /// Sets the server heartbeat's frame (shared by every socket) aside, unless one still waits,
+    /// without waking the writer: a frame written meanwhile carries it, and [`Outbox::beat_due`]
+    /// sends what is still there.
+    pub(crate) fn offer_beat(&self, frame: &Bytes) {
+        self.aside(false, |state| {
             state.beat.get_or_insert_with(|| frame.clone());
         });
     }
 
-    /// Queues an RFC 6455 ping, unless one still waits.
-    pub(crate) fn ping(&self) {
-        self.aside(|state| state.ping = true);
+    /// Wakes the writer if the heartbeat set aside is still there: returns whether it did.
+    pub(crate) fn beat_due(&self) -> bool {
+        let state = self.state.lock();
+        let due = state.beat.is_some() && state.closing.is_none();
+        drop(state);
+        if due {
+            self.writer.wake();
+        }
+        due
     }
 
-    /// Sets a keep-alive aside (`set`), waking the writer if nothing else waited; nothing once
-    /// the socket is closing.
-    fn aside(&self, set: impl FnOnce(&mut State)) {
+    /// Sets an RFC 6455 ping aside, unless one still waits; `ride`: without waking the writer,
+    /// so that it goes with the next frame written (the next heartbeat at the latest).
+    pub(crate) fn ping(&self, ride: bool) {
+        self.aside(!ride, |state| state.ping = true);
+    }
+
+    /// Sets a keep-alive aside (`set`), waking the writer if `wake` and nothing else waited;
+    /// nothing once the socket is closing.
+    fn aside(&self, wake: bool, set: impl FnOnce(&mut State)) {
         let mut state = self.state.lock();
         if state.closing.is_some() {
             return;
         }
-        let wake = state.is_empty();
+        let wake = wake && state.is_empty();
         set(&mut state);
         drop(state);
         if wake {
@@ -901,8 +915,8 @@ mod tests {
         let outbox = Outbox::new(1, 1024);
         let beat = Bytes::from_static(b"--heartbeat--");
         for _ in 0..1000 {
-            outbox.beat(&beat);
-            outbox.ping();
+            outbox.offer_beat(&beat);
+            outbox.ping(false);
         }
         assert_eq!(outbox.state.lock().queue.capacity(), 0, "nothing queued");
         outbox.push(frame(1)).unwrap();
@@ -911,6 +925,36 @@ mod tests {
             [PING, b"--heartbeat--", &[1]],
             "one ping and one heartbeat, first, then the queue"
         );
+    }
+
+    /// A heartbeat offered ahead of its round and a ping that rides leave the writer asleep;
+    /// the next frame written carries both, and the round then has nothing left to send.
+    #[test]
+    fn offered_keep_alives_ride_with_the_next_frame_written() {
+        let outbox = Outbox::new(8, 1024);
+        let wakes = Arc::new(Wakes(0.into()));
+        let waker = futures_util::task::waker(wakes.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut batch = VecDeque::new();
+        let mut waiting = Box::pin(outbox.next_batch(&mut batch));
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        outbox.offer_beat(&Bytes::from_static(b"--heartbeat--"));
+        outbox.ping(true);
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 0, "no write of their own");
+        outbox.push(frame(1)).unwrap();
+        assert!(waiting.as_mut().poll(&mut cx).is_ready());
+        drop(waiting);
+        let frames: Vec<_> = batch
+            .iter()
+            .filter_map(|i| i.frame(Encoding::Json))
+            .collect();
+        let frames: Vec<&[u8]> = frames.iter().map(|f| f.0).collect();
+        assert_eq!(frames, [PING, b"--heartbeat--", &[1]], "one write");
+        assert!(!outbox.beat_due(), "the round finds it gone");
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1, "the push's wake alone");
+        outbox.offer_beat(&Bytes::from_static(b"--heartbeat--"));
+        assert!(outbox.beat_due(), "nothing carried this one");
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 2);
     }
 
     /// Past the burst, a socket's session frames wait, the newest replacing the older, and go

@@ -259,10 +259,11 @@ async fn heartbeat_frames_from_the_server_come_every_interval_and_from_clients_a
     let mut tab = Tab::open(&hub, None).await;
     let expected = json!({"message": "--heartbeat--", "interval_ms": 4000});
     assert_eq!(tab.welcome["heartbeat"], expected);
-    // The first comes within one interval (sockets are served in slices); then one per interval.
+    // The first comes within an interval and a quarter (sockets are served in slices, and a
+    // heartbeat is set aside a quarter interval ahead); then, to an idle socket, one per interval.
     let start = tokio::time::Instant::now();
     assert_eq!(tab.recv().await, "--heartbeat--");
-    assert!(start.elapsed() <= Duration::from_secs(4));
+    assert!(start.elapsed() <= Duration::from_secs(5));
     let first = tokio::time::Instant::now();
     assert_eq!(tab.recv().await, "--heartbeat--");
     assert_eq!(first.elapsed(), Duration::from_secs(4));
@@ -272,6 +273,28 @@ async fn heartbeat_frames_from_the_server_come_every_interval_and_from_clients_a
     // The reply came before the next server heartbeat, and nothing was refused.
     assert_eq!(first.elapsed(), Duration::from_secs(4));
     assert_eq!(hub.stats().refused_frames, 0);
+}
+
+/// With the heartbeat on, a ping waits for the socket's next write (here its heartbeat): both
+/// come at the same instant, and a tab that answers is not closed.
+#[tokio::test(start_paused = true)]
+async fn pings_ride_with_the_heartbeat_and_a_tab_that_answers_stays() {
+    let keep_alive = KeepAlive {
+        ping_interval: Some(Duration::from_secs(8)),
+        ..KeepAlive::default()
+    };
+    let hub = hub_with(Heartbeat::default(), keep_alive);
+    let mut tab = Tab::open(&hub, None).await;
+    let mut pings = 0;
+    while pings < 3 {
+        if tab.message().await.is_ping() {
+            pings += 1;
+            let at = tokio::time::Instant::now();
+            assert_eq!(tab.message().await.as_text(), Some("--heartbeat--"));
+            assert_eq!(at.elapsed(), Duration::ZERO, "in the same write");
+        }
+    }
+    assert_eq!(hub.stats().ping_timeouts, 0);
 }
 
 #[tokio::test(start_paused = true)]
