@@ -66,7 +66,8 @@ pub fn markdown(
          its sockets spread over worker processes and source addresses 127.0.R.x, fresh for each run) on the same machine: \
          server and generator share its cores, so these are numbers for this machine, not a peer's \
          best. Each payload carries its send time; latency is publish (HTTP request sent) to receive, \
-         over HTTP connections the generator opened before the first (16, by publishing to a group no socket is in). \
+         over HTTP connections the generator opened before the first (16, by publishing to a group \
+         no socket is in). \
          The limit is a bare tokio loop writing one pre-encoded frame to each socket. \
          Server CPU is the server process's user + system time (`/proc/PID/stat`, children included) \
          from the first publish to the last delivery, divided by the deliveries: it depends less than \

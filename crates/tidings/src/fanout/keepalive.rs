@@ -15,9 +15,9 @@
 //! one of them, and the round wakes only the writers of sockets that still hold theirs. A ping
 //! round closes (4001) the sockets of its slice that sent nothing, not even a pong, since their
 //! previous round, and sets a ping aside for the rest, to go with their next write (the next
-//! heartbeat at the latest) when the heartbeat comes at least twice per ping interval. Keep-alive
-//! writes are then one per socket per heartbeat interval at most, and none for a socket that
-//! is sent events often. A round gives way after each write it wakes, so deliveries do not wait
+//! heartbeat at the latest) when the heartbeat comes at least twice per ping interval. With the
+//! defaults, keep-alive writes are then one per socket per heartbeat interval at most, and none
+//! for a socket that is sent events often. A round gives way after each write it wakes, so deliveries do not wait
 //! behind it.
 
 use std::sync::{Arc, Weak};
