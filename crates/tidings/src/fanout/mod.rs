@@ -308,33 +308,61 @@ impl Local {
     }
 }
 
+/// One publish's walk over its recipients: how many queued the event, and whose writers wait
+/// to be woken. Writers are woken once every queue the walk could take at once holds the event
+/// (one buffer per publish), so none starts on one frame while the walk is still queuing; the
+/// queues another thread held at that instant come next, and their writers after them.
+#[derive(Default)]
+struct Fanout<'a> {
+    delivered: u64,
+    idle: Vec<&'a Arc<Outbox>>,
+}
+
+impl<'a> Fanout<'a> {
+    /// Notes what a push to `outbox` did.
+    fn note(&mut self, outbox: &'a Arc<Outbox>, pushed: Result<bool, outbox::PushError>) {
+        if let Ok(wake) = pushed {
+            self.delivered += 1;
+            if wake {
+                self.idle.push(outbox);
+            }
+        }
+    }
+
+    /// Wakes the writers noted since the last call.
+    fn wake(&mut self) {
+        self.idle.drain(..).for_each(|outbox| outbox.wake());
+    }
+}
+
 impl Inbox for Local {
     fn receive(&self, message: &BusMessage) {
         match message {
             BusMessage::Publish { target, event } => {
-                let mut delivered = 0;
                 let index = self.index.read();
                 let skip = event
                     .excluded()
                     .filter(|except| except.node == self.number)
                     .and_then(|except| index.outbox(except.seq))
                     .map(Arc::as_ptr);
-                // Writers are woken once every queue holds the event (one buffer per publish).
-                let mut idle = Vec::new();
+                let mut fanout = Fanout::default();
+                let mut busy = Vec::new();
+                let item = || Outgoing::Event(event.clone());
                 index.for_each(target, &self.node, |outbox| {
                     if Some(Arc::as_ptr(outbox)) == skip {
                         return;
                     }
-                    if let Ok(wake) = outbox.push_quiet(Outgoing::Event(event.clone())) {
-                        delivered += 1;
-                        if wake {
-                            idle.push(outbox);
-                        }
+                    match outbox.try_push_quiet(item) {
+                        Some(pushed) => fanout.note(outbox, pushed),
+                        None => busy.push(outbox),
                     }
                 });
-                idle.into_iter().for_each(|outbox| outbox.wake());
-                drop(index);
-                self.counters.delivered(delivered);
+                fanout.wake();
+                for outbox in busy {
+                    fanout.note(outbox, outbox.push_quiet(item()));
+                }
+                fanout.wake();
+                self.counters.delivered(fanout.delivered);
             }
             BusMessage::Kick(kick) => self.kick(kick),
             BusMessage::Session { session, op } => {
@@ -385,5 +413,76 @@ impl Inbox for Local {
                 "skipping malformed bus messages (the last one shown)"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::mpsc;
+    use std::task::{Context, Wake, Waker};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::bus::{MemoryBus, Sealed};
+    use crate::model::Event;
+
+    /// Sends its number when woken.
+    struct Signal(mpsc::Sender<usize>, usize);
+
+    impl Wake for Signal {
+        fn wake(self: Arc<Self>) {
+            let _ = self.0.send(self.1);
+        }
+    }
+
+    /// A socket's writer is busy with its outbox (or paused by the system while it is) as a
+    /// publish reaches it: the publish serves every other socket and wakes their writers first,
+    /// then queues the event to the busy one once it is free.
+    #[test]
+    fn a_publish_serves_the_other_sockets_while_one_outbox_is_held() {
+        let local = Arc::new(Local::new(
+            NodeId::new("n").unwrap(),
+            MemoryBus::new().link().0,
+            Arc::default(),
+            0,
+            None,
+        ));
+        let (woken, wakes) = mpsc::channel();
+        let outboxes: Vec<_> = (0..8)
+            .map(|seq| {
+                let outbox = Arc::new(Outbox::new(8, 1 << 20));
+                let session: SessionId = format!("s{seq}").parse().unwrap();
+                local.attach(seq, &session, outbox.clone(), false, None);
+                // The writer waits for its first batch.
+                let waker = Waker::from(Arc::new(Signal(woken.clone(), seq as usize)));
+                let mut batch = VecDeque::new();
+                let mut waiting = Box::pin(outbox.next_batch(&mut batch));
+                let mut cx = Context::from_waker(&waker);
+                assert!(waiting.as_mut().poll(&mut cx).is_pending());
+                drop(waiting);
+                outbox
+            })
+            .collect();
+        let args = serde_json::value::RawValue::from_string("[]".into()).unwrap();
+        let message = BusMessage::Publish {
+            target: Target::All,
+            event: Event::new("m".into(), args.into(), None),
+        };
+        let held = outboxes[3].held();
+        let publishing = std::thread::spawn({
+            let local = local.clone();
+            move || local.receive(&message)
+        });
+        let mut served: Vec<_> = (0..7)
+            .map(|_| wakes.recv_timeout(Duration::from_secs(10)))
+            .collect::<Result<_, _>>()
+            .expect("the other writers are woken while one outbox is held");
+        served.sort_unstable();
+        assert_eq!(served, [0, 1, 2, 4, 5, 6, 7]);
+        drop(held);
+        publishing.join().unwrap();
+        assert_eq!(wakes.recv().unwrap(), 3, "then the held one's writer");
+        assert!(outboxes.iter().all(|outbox| outbox.len() == 1));
     }
 }

@@ -330,7 +330,23 @@ impl Outbox {
     /// ([`Outbox::wake`]). A fan-out wakes its writers once every queue holds the event, so a
     /// writer does not start on one frame while the fan-out is still queuing.
     pub(crate) fn push_quiet(&self, item: Outgoing) -> Result<bool, PushError> {
-        let mut state = self.state.lock();
+        self.queue(&mut self.state.lock(), item)
+    }
+
+    /// Like [`Outbox::push_quiet`], unless another thread holds the outbox at this instant (its
+    /// writer taking a batch, on a thread the system may have paused): then `None`, and nothing
+    /// is queued. A fan-out comes back to such an outbox once it has served the others, instead
+    /// of spinning, yielding and sleeping on its lock.
+    pub(crate) fn try_push_quiet(
+        &self,
+        item: impl FnOnce() -> Outgoing,
+    ) -> Option<Result<bool, PushError>> {
+        let mut state = self.state.try_lock()?;
+        Some(self.queue(&mut state, item()))
+    }
+
+    /// Queues an item in the locked state, as [`Outbox::push_quiet`] says.
+    fn queue(&self, state: &mut State, item: Outgoing) -> Result<bool, PushError> {
         if state.closing.is_some() {
             return Err(PushError::Closed);
         }
@@ -340,7 +356,7 @@ impl Outbox {
             && let Some(recovery) = state.recovery.as_deref_mut()
         {
             if recovery.hold(event) {
-                return self.check(&mut state).map(|()| false);
+                return self.check(state).map(|()| false);
             }
             if !recovery.fresh(event) {
                 return Ok(false);
@@ -358,7 +374,7 @@ impl Outbox {
             }
             state.session_at = Some(state.queue.len());
         }
-        self.enqueue(&mut state, [item])
+        self.enqueue(state, [item])
     }
 
     /// Wakes the writer.
@@ -575,6 +591,12 @@ impl Outbox {
         .await
     }
 
+    /// Holds the outbox as its writer does while it takes a batch, until the result is dropped.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> impl Sized + '_ {
+        self.state.lock()
+    }
+
     /// Whether a recovery is under way (its state kept).
     #[cfg(test)]
     fn recovering(&self) -> bool {
@@ -650,6 +672,16 @@ mod tests {
         assert!(waiting.as_mut().poll(&mut cx).is_ready());
         drop(waiting);
         assert_eq!(batch.len(), 2, "both frames in one batch");
+    }
+
+    #[test]
+    fn a_push_that_would_wait_for_the_outbox_queues_nothing() {
+        let outbox = Outbox::new(8, 1024);
+        let held = outbox.held();
+        assert_eq!(outbox.try_push_quiet(|| frame(1)), None);
+        drop(held);
+        assert_eq!(outbox.try_push_quiet(|| frame(2)), Some(Ok(true)));
+        assert_eq!(outbox.len(), 1, "only the second");
     }
 
     #[tokio::test]
