@@ -558,6 +558,9 @@ impl Outbox {
             if idle && state.closing.is_none() {
                 return Poll::Pending;
             }
+            // The buffer handed back takes the room this batch needed at once, here, rather than
+            // growing step by step under the next burst's fan-out.
+            batch.reserve(state.queue.len());
             std::mem::swap(&mut state.queue, batch);
             state.queued_bytes = 0;
             state.session_at = None;
@@ -595,6 +598,12 @@ impl Outbox {
     #[cfg(test)]
     pub(crate) fn held(&self) -> impl Sized + '_ {
         self.state.lock()
+    }
+
+    /// How many items the queue holds room for.
+    #[cfg(test)]
+    fn room(&self) -> usize {
+        self.state.lock().queue.capacity()
     }
 
     /// Whether a recovery is under way (its state kept).
@@ -672,6 +681,16 @@ mod tests {
         assert!(waiting.as_mut().poll(&mut cx).is_ready());
         drop(waiting);
         assert_eq!(batch.len(), 2, "both frames in one batch");
+    }
+
+    #[tokio::test]
+    async fn the_buffer_handed_back_for_the_next_burst_has_the_room_of_the_last() {
+        let outbox = Outbox::new(100, 1 << 20);
+        (0..40).for_each(|n| outbox.push(frame(n)).unwrap());
+        let mut batch = VecDeque::new();
+        outbox.next_batch(&mut batch).await;
+        assert_eq!(batch.len(), 40);
+        assert!(outbox.room() >= 40, "room for 40 before the next push");
     }
 
     #[test]
