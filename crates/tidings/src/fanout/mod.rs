@@ -2,8 +2,10 @@
 //!
 //! [`Local`] is the node's side of the bus. A publish takes the index's read lock, walks the
 //! members of the target and pushes the same `Arc<Event>` into each outbox: no encoding, no copy
-//! and no allocation per recipient. Session operations take the write lock and update the index;
-//! the bus hears about interest changes while the lock is held, so it sees them in order.
+//! and no allocation per recipient. An outbox another thread holds at that instant is served after
+//! the others, so the walk never waits on one socket. Session operations take the write lock and
+//! update the index; the bus hears about interest changes while the lock is held, so it sees them
+//! in order.
 //! A kick closes the sockets it names and may block a user for a while.
 
 mod changed;

@@ -3,6 +3,8 @@
 //! Publishers push without waiting; the socket's writer takes everything queued in one batch.
 //! Only that writer ever waits on an outbox, so one lock-free `AtomicWaker` wakes it: a push costs
 //! an uncontended lock, a queue push and, when the queue was empty, one atomic swap and a wake.
+//! The writer swaps the queue for a buffer with the room of the batch it took, so a burst does not
+//! grow the queue step by step under the fan-out.
 //! The queue is bounded twice, in items and in bytes (a shared event counts its frame's size:
 //! a stalled socket keeps it alive). When either bound is reached the socket is marked for
 //! closing with [`CloseReason::SlowConsumer`] and its queue is dropped: one slow reader never holds up a publisher or other sockets.
