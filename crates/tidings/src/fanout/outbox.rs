@@ -51,6 +51,9 @@ pub(crate) enum Outgoing {
     Session(Bytes),
 }
 
+/// Items in a queue's first allocation (`VecDeque`'s for items of this size).
+const FIRST_ROOM: usize = 4;
+
 /// An empty ping frame.
 const PING: &[u8] = &[frame::PING, 0];
 
@@ -560,9 +563,13 @@ impl Outbox {
             if idle && state.closing.is_none() {
                 return Poll::Pending;
             }
-            // The buffer handed back takes the room this batch needed at once, here, rather than
-            // growing step by step under the next burst's fan-out.
-            batch.reserve(state.queue.len());
+            // After a burst, the buffer handed back takes the room it needed at once, here,
+            // rather than growing step by step under the next burst's fan-out. A batch that fit
+            // a first allocation hands back what it was given: an idle socket's welcome leaves
+            // no room behind.
+            if state.queue.len() > FIRST_ROOM {
+                batch.reserve(state.queue.len());
+            }
             std::mem::swap(&mut state.queue, batch);
             state.queued_bytes = 0;
             state.session_at = None;
@@ -686,10 +693,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_buffer_handed_back_for_the_next_burst_has_the_room_of_the_last() {
+    async fn the_buffer_handed_back_after_a_burst_has_its_room_and_after_a_frame_none() {
         let outbox = Outbox::new(100, 1 << 20);
-        (0..40).for_each(|n| outbox.push(frame(n)).unwrap());
+        outbox.push(frame(0)).unwrap();
         let mut batch = VecDeque::new();
+        outbox.next_batch(&mut batch).await;
+        assert_eq!(outbox.room(), 0, "a lone frame (the welcome) leaves no room behind");
+        let mut batch = VecDeque::new();
+        (0..40).for_each(|n| outbox.push(frame(n)).unwrap());
         outbox.next_batch(&mut batch).await;
         assert_eq!(batch.len(), 40);
         assert!(outbox.room() >= 40, "room for 40 before the next push");
