@@ -698,7 +698,11 @@ mod tests {
         outbox.push(frame(0)).unwrap();
         let mut batch = VecDeque::new();
         outbox.next_batch(&mut batch).await;
-        assert_eq!(outbox.room(), 0, "a lone frame (the welcome) leaves no room behind");
+        assert_eq!(
+            outbox.room(),
+            0,
+            "a lone frame (the welcome) leaves no room behind"
+        );
         let mut batch = VecDeque::new();
         (0..40).for_each(|n| outbox.push(frame(n)).unwrap());
         outbox.next_batch(&mut batch).await;
