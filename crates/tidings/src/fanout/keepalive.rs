@@ -17,8 +17,8 @@
 //! previous round, and sets a ping aside for the rest, to go with their next write (the next
 //! heartbeat at the latest) when the heartbeat comes at least twice per ping interval. With the
 //! defaults, keep-alive writes are then one per socket per heartbeat interval at most, and none
-//! for a socket that is sent events often. A round gives way after each write it wakes, so deliveries do not wait
-//! behind it.
+//! for a socket that is sent events often. A round gives way after each write it wakes, so
+//! deliveries do not wait behind it.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
