@@ -32,16 +32,33 @@ const MAX_PINGS: usize = 64;
 /// Room a socket's batch buffer keeps between batches without a reason.
 const KEEP: usize = 64;
 
-/// Frees a batch buffer's room once a batch (`used` items, `events` of them published events)
-/// no longer needs it: while events keep coming a socket keeps its room (no allocation per batch,
-/// and none in the fan-out, which pushes into the room the writer handed back); a batch using
-/// under a quarter of a large room gives it back; so does a batch with no event at all (the
-/// welcome, replies, or keep-alives alone, as a socket quiet for a heartbeat interval writes), so
-/// an idle socket holds none and its next event allocates once.
-fn recycle<T>(buffer: &mut VecDeque<T>, used: usize, events: usize) {
-    let thinned = buffer.capacity() > KEEP && used < buffer.capacity() / 4;
-    if events == 0 || thinned {
-        *buffer = VecDeque::new();
+/// Batches in a row that must leave a large room mostly empty before it is given back.
+const THIN_AFTER: u8 = 16;
+
+/// When a socket's batch buffers give their room back. While events keep coming a socket keeps
+/// its room: no allocation per batch, and none in the fan-out, which pushes into the room the
+/// writer handed back (growing it there takes the allocator's lock of the writer's thread, and
+/// the two threads then wait on each other). Past [`KEEP`] items, the room goes once
+/// [`THIN_AFTER`] batches in a row used under a quarter of it (a load that dropped, not one that
+/// swings); a batch with no event at all (the welcome, replies, or keep-alives alone, as a socket
+/// quiet for a heartbeat interval writes) gives it back at once, so an idle socket holds none and
+/// its next event allocates once.
+#[derive(Default)]
+struct Room {
+    /// Batches in a row that used under a quarter of a room past [`KEEP`].
+    sparse: u8,
+}
+
+impl Room {
+    /// Frees `buffer`'s room, or keeps it, after a batch of `used` items, `events` of them
+    /// published events.
+    fn recycle<T>(&mut self, buffer: &mut VecDeque<T>, used: usize, events: usize) {
+        let sparse = buffer.capacity() > KEEP && used < buffer.capacity() / 4;
+        self.sparse = if sparse { self.sparse + 1 } else { 0 };
+        if events == 0 || self.sparse >= THIN_AFTER {
+            *buffer = VecDeque::new();
+            self.sparse = 0;
+        }
     }
 }
 
@@ -180,8 +197,12 @@ async fn write<W: AsyncWrite + Unpin>(
     let stall = hub.limits().write_timeout;
     let mut batch = VecDeque::new();
     let mut pacer = SessionPacer::new();
+    let mut room = Room::default();
     loop {
+        // Biased, here and below: the usual branch first, and the other polled only when it
+        // waits (no random pick, no second look at the outbox's lock per batch).
         let woke = tokio::select! {
+            biased;
             closing = outbox.next_batch(&mut batch) => Ok(closing),
             late = pacer.due() => Err(late),
         };
@@ -216,6 +237,7 @@ async fn write<W: AsyncWrite + Unpin>(
         });
         // While writing, a slow consumer's close request interrupts the write.
         let interrupted = tokio::select! {
+            biased;
             sent = writer.write(&mut batch, Outgoing::bytes_in(encoding), stall) => match sent {
                 Ok(()) => None,
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
@@ -238,7 +260,7 @@ async fn write<W: AsyncWrite + Unpin>(
             Box::pin(close(writer, reason, encoding)).await;
             return;
         }
-        recycle(&mut batch, used, events);
+        room.recycle(&mut batch, used, events);
     }
 }
 
@@ -363,18 +385,31 @@ mod tests {
 
     #[test]
     fn a_busy_buffer_keeps_its_room_and_a_quiet_one_gives_it_back() {
+        let mut room = Room::default();
         let mut buffer: VecDeque<u8> = VecDeque::with_capacity(200);
-        recycle(&mut buffer, 150, 150);
+        room.recycle(&mut buffer, 150, 150);
         assert!(buffer.capacity() >= 200, "kept while batches fill it");
-        recycle(&mut buffer, 3, 3);
-        assert_eq!(buffer.capacity(), 0, "given back once they do not");
+        for _ in 1..THIN_AFTER {
+            room.recycle(&mut buffer, 3, 3);
+            assert!(buffer.capacity() >= 200, "kept while the load swings");
+        }
+        room.recycle(&mut buffer, 150, 150);
+        for _ in 1..THIN_AFTER {
+            room.recycle(&mut buffer, 3, 3);
+        }
+        assert!(
+            buffer.capacity() >= 200,
+            "a full batch starts the count again"
+        );
+        room.recycle(&mut buffer, 3, 3);
+        assert_eq!(buffer.capacity(), 0, "given back once the load dropped");
         let mut small: VecDeque<u8> = VecDeque::with_capacity(KEEP);
-        recycle(&mut small, 1, 1);
+        room.recycle(&mut small, 1, 1);
         assert!(
             small.capacity() >= KEEP,
             "a socket sent events keeps a little room"
         );
-        recycle(&mut small, 2, 0);
+        room.recycle(&mut small, 2, 0);
         assert_eq!(small.capacity(), 0, "a socket sent no event keeps none");
     }
 }
