@@ -199,12 +199,13 @@ async fn write<W: AsyncWrite + Unpin>(
     let mut pacer = SessionPacer::new();
     let mut room = Room::default();
     loop {
-        // Biased, here and below: the usual branch first, and the other polled only when it
-        // waits (no random pick, no second look at the outbox's lock per batch).
+        // Biased, here and below: no random pick. A session frame that waited its turn goes
+        // first (a look at one field while none waits), so a socket whose queue never empties
+        // still gets it; then the queue.
         let woke = tokio::select! {
             biased;
-            closing = outbox.next_batch(&mut batch) => Ok(closing),
             late = pacer.due() => Err(late),
+            closing = outbox.next_batch(&mut batch) => Ok(closing),
         };
         let closing = match woke {
             Ok(closing) => {
@@ -235,7 +236,8 @@ async fn write<W: AsyncWrite + Unpin>(
             }
             true
         });
-        // While writing, a slow consumer's close request interrupts the write.
+        // While writing, a slow consumer's close request interrupts the write: looked at only
+        // when the write waits (a write that ends at once leaves it to the next batch).
         let interrupted = tokio::select! {
             biased;
             sent = writer.write(&mut batch, Outgoing::bytes_in(encoding), stall) => match sent {
