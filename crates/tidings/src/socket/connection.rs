@@ -199,15 +199,7 @@ async fn write<W: AsyncWrite + Unpin>(
     let mut pacer = SessionPacer::new();
     let mut room = Room::default();
     loop {
-        // Biased, here and below: no random pick. A session frame that waited its turn goes
-        // first (a look at one field while none waits), so a socket whose queue never empties
-        // still gets it; then the queue.
-        let woke = tokio::select! {
-            biased;
-            late = pacer.due() => Err(late),
-            closing = outbox.next_batch(&mut batch) => Ok(closing),
-        };
-        let closing = match woke {
+        let closing = match next_work(outbox, &mut batch, &mut pacer).await {
             Ok(closing) => {
                 pacer.pace(&mut batch);
                 closing
@@ -263,6 +255,22 @@ async fn write<W: AsyncWrite + Unpin>(
             return;
         }
         room.recycle(&mut batch, used, events);
+    }
+}
+
+/// The writer's next work: a `session` frame that waited its turn and is due, or else the next
+/// batch (`Ok`, with the close reason once the socket is closing). The due frame is looked at
+/// first (one field while none waits), so a socket whose queue never empties still gets it; no
+/// random pick.
+async fn next_work(
+    outbox: &Outbox,
+    batch: &mut VecDeque<Outgoing>,
+    pacer: &mut SessionPacer,
+) -> Result<Option<CloseReason>, Outgoing> {
+    tokio::select! {
+        biased;
+        late = pacer.due() => Err(late),
+        closing = outbox.next_batch(batch) => Ok(closing),
     }
 }
 
@@ -383,6 +391,32 @@ mod tests {
             Poll::Ready(true),
             "the writer ended"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_due_session_frame_goes_out_while_the_queue_never_empties() {
+        let outbox = Outbox::new(1_000, 1 << 20);
+        let mut pacer = SessionPacer::new();
+        // Past the burst, the last session frame waits aside for the budget.
+        for _ in 0..=20 {
+            let mut batch = VecDeque::from([Outgoing::Session(bytes::Bytes::from_static(b"s"))]);
+            pacer.pace(&mut batch);
+        }
+        let mut batch = VecDeque::new();
+        for _ in 0..20 {
+            outbox
+                .push(Outgoing::Frame(bytes::Bytes::from_static(b"e")))
+                .unwrap();
+            match next_work(&outbox, &mut batch, &mut pacer).await {
+                Err(late) => {
+                    assert!(matches!(late, Outgoing::Session(_)));
+                    return;
+                }
+                Ok(_) => batch.clear(),
+            }
+            tokio::time::advance(Duration::from_millis(50)).await;
+        }
+        panic!("the session frame waited for a queue that never emptied");
     }
 
     #[test]
