@@ -6,7 +6,6 @@
 //! its socket's outbox. Nothing touches the network, so the paused clock only moves when every
 //! task waits on a timer.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
@@ -15,7 +14,7 @@ use tokio::io::DuplexStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_websockets::{ClientBuilder, Message, WebSocketStream};
 
-use crate::fanout::{Outbox, Outgoing};
+use crate::fanout::{Batch, Outbox};
 use crate::hub::{Connected, Requests};
 use crate::protocol::{BadFrame, Encoding, Request, frame};
 use crate::{Hub, SessionId};
@@ -167,7 +166,7 @@ pub(crate) struct Direct {
     requests: mpsc::UnboundedSender<Result<Request, BadFrame>>,
     outbox: Arc<Outbox>,
     /// Frames taken from the outbox, not yet read.
-    frames: VecDeque<Outgoing>,
+    frames: Batch,
     /// Why the outbox closed, once it has.
     closed: Option<Option<u16>>,
     next_id: u64,
@@ -202,7 +201,7 @@ impl Transport for Direct {
         let mut direct = Self {
             requests,
             outbox: outbox.await.unwrap(),
-            frames: VecDeque::new(),
+            frames: Batch::default(),
             closed: None,
             next_id: 0,
         };

@@ -8,15 +8,17 @@
 //! in order.
 //! A kick closes the sockets it names and may block a user for a while.
 
+mod blocks;
 mod changed;
 mod index;
 pub(crate) mod keepalive;
 mod outbox;
 
+pub(crate) use blocks::Blocks;
 pub(crate) use changed::Changed;
 pub(crate) use index::{Holds, Keep};
 pub use keepalive::KeepAlive;
-pub(crate) use outbox::{Outbox, Outgoing, SessionPacer};
+pub(crate) use outbox::{Batch, Outbox, Outgoing, SessionPacer};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -420,7 +422,6 @@ impl Inbox for Local {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::VecDeque;
     use std::sync::mpsc;
     use std::task::{Context, Wake, Waker};
     use std::time::Duration;
@@ -458,7 +459,7 @@ mod tests {
                 local.attach(seq, &session, outbox.clone(), false, None);
                 // The writer waits for its first batch.
                 let waker = Waker::from(Arc::new(Signal(woken.clone(), seq as usize)));
-                let mut batch = VecDeque::new();
+                let mut batch = Batch::default();
                 let mut waiting = Box::pin(outbox.next_batch(&mut batch));
                 let mut cx = Context::from_waker(&waker);
                 assert!(waiting.as_mut().poll(&mut cx).is_pending());

@@ -3,8 +3,8 @@
 //! Publishers push without waiting; the socket's writer takes everything queued in one batch.
 //! Only that writer ever waits on an outbox, so one lock-free `AtomicWaker` wakes it: a push costs
 //! an uncontended lock, a queue push and, when the queue was empty, one atomic swap and a wake.
-//! The writer swaps the queue for a buffer with the room of the batch it took, so a burst does not
-//! grow the queue step by step under the fan-out.
+//! The writer swaps the queue for the batch it wrote, emptied: the queue is kept in blocks
+//! ([`Blocks`]), so the blocks a burst filled take the next one without allocating.
 //! The queue is bounded twice, in items and in bytes (a shared event counts its frame's size:
 //! a stalled socket keeps it alive). When either bound is reached the socket is marked for
 //! closing with [`CloseReason::SlowConsumer`] and its queue is dropped: one slow reader never holds up a publisher or other sockets.
@@ -35,6 +35,7 @@ use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use tokio::time::Sleep;
 
+use super::Blocks;
 use crate::limits::TokenBucket;
 use crate::model::{Event, Position};
 use crate::protocol::{CloseReason, Encoding, frame};
@@ -51,8 +52,8 @@ pub(crate) enum Outgoing {
     Session(Bytes),
 }
 
-/// Items in a queue's first allocation (`VecDeque`'s for items of this size).
-const FIRST_ROOM: usize = 4;
+/// What the writer takes from its outbox at once.
+pub(crate) type Batch = Blocks<Outgoing>;
 
 /// An empty ping frame.
 const PING: &[u8] = &[frame::PING, 0];
@@ -87,7 +88,7 @@ impl SessionPacer {
 
     /// Takes a batch's session frame (at most one: the outbox coalesces them) out of it when
     /// one already waits or the budget is spent; it then waits for [`SessionPacer::due`].
-    pub(crate) fn pace(&mut self, batch: &mut VecDeque<Outgoing>) {
+    pub(crate) fn pace(&mut self, batch: &mut Batch) {
         let Some(at) = batch
             .iter()
             .position(|item| matches!(item, Outgoing::Session(_)))
@@ -166,7 +167,7 @@ pub(crate) enum PushError {
 
 #[derive(Debug, Default)]
 struct State {
-    queue: VecDeque<Outgoing>,
+    queue: Batch,
     /// The size of what `queue` holds.
     queued_bytes: usize,
     /// The pong for the client's latest ping, if not yet written: one at most, whatever the
@@ -373,8 +374,9 @@ impl Outbox {
                 // Coalesced: the newer state takes the older one's place, before the replies
                 // queued since, so a flood of changes costs one frame per batch.
                 let size = frame.len();
-                let old = std::mem::replace(&mut state.queue[at], item);
-                state.queued_bytes = state.queued_bytes - old.size() + size;
+                if let Some(old) = state.queue.replace(at, item) {
+                    state.queued_bytes = state.queued_bytes - old.size() + size;
+                }
                 return Ok(false);
             }
             state.session_at = Some(state.queue.len());
@@ -554,7 +556,7 @@ impl Outbox {
 
     /// Waits for work: swaps everything queued into `batch` (which must be empty) and
     /// returns the close reason once the socket is closing. Only the socket's writer calls it.
-    pub(crate) async fn next_batch(&self, batch: &mut VecDeque<Outgoing>) -> Option<CloseReason> {
+    pub(crate) async fn next_batch(&self, batch: &mut Batch) -> Option<CloseReason> {
         poll_fn(|cx| {
             self.writer.register(cx.waker());
             let mut state = self.state.lock();
@@ -563,13 +565,7 @@ impl Outbox {
             if idle && state.closing.is_none() {
                 return Poll::Pending;
             }
-            // After a burst, the buffer handed back takes the room it needed at once, here,
-            // rather than growing step by step under the next burst's fan-out. A batch that fit
-            // a first allocation hands back what it was given: an idle socket's welcome leaves
-            // no room behind.
-            if state.queue.len() > FIRST_ROOM {
-                batch.reserve(state.queue.len());
-            }
+            // The emptied blocks of the batch handed in take the next pushes.
             std::mem::swap(&mut state.queue, batch);
             state.queued_bytes = 0;
             state.session_at = None;
@@ -612,7 +608,7 @@ impl Outbox {
     /// How many items the queue holds room for.
     #[cfg(test)]
     fn room(&self) -> usize {
-        self.state.lock().queue.capacity()
+        self.state.lock().queue.room()
     }
 
     /// Whether a recovery is under way (its state kept).
@@ -638,10 +634,10 @@ mod tests {
 
     /// The frames of the next batch the writer takes.
     async fn written(outbox: &Outbox) -> Vec<Bytes> {
-        let mut batch = VecDeque::new();
+        let mut batch = Batch::default();
         outbox.next_batch(&mut batch).await;
         batch
-            .drain(..)
+            .drain()
             .filter_map(|item| {
                 item.frame(Encoding::Json)
                     .map(|f| Bytes::copy_from_slice(f.0))
@@ -654,10 +650,10 @@ mod tests {
         let outbox = Outbox::new(4, 1024);
         outbox.push(frame(1)).unwrap();
         outbox.push(frame(2)).unwrap();
-        let mut batch = VecDeque::new();
+        let mut batch = Batch::default();
         assert_eq!(outbox.next_batch(&mut batch).await, None);
         let bytes: Vec<_> = batch
-            .drain(..)
+            .drain()
             .filter_map(|o| o.frame(Encoding::Json).map(|f| f.0[0]))
             .collect();
         assert_eq!(bytes, [1, 2]);
@@ -678,7 +674,7 @@ mod tests {
         let outbox = Outbox::new(8, 1024);
         let wakes = Arc::new(Wakes(0.into()));
         let waker = futures_util::task::waker(wakes.clone());
-        let mut batch = VecDeque::new();
+        let mut batch = Batch::default();
         let mut waiting = Box::pin(outbox.next_batch(&mut batch));
         let mut cx = std::task::Context::from_waker(&waker);
         assert!(waiting.as_mut().poll(&mut cx).is_pending());
@@ -692,22 +688,25 @@ mod tests {
         assert_eq!(batch.len(), 2, "both frames in one batch");
     }
 
+    /// The writer hands its written batch back with each take: the next burst fills its
+    /// emptied blocks, and an idle socket's welcome leaves none behind.
     #[tokio::test]
-    async fn the_buffer_handed_back_after_a_burst_has_its_room_and_after_a_frame_none() {
+    async fn the_blocks_of_a_written_batch_take_the_next_burst() {
         let outbox = Outbox::new(100, 1 << 20);
         outbox.push(frame(0)).unwrap();
-        let mut batch = VecDeque::new();
+        let mut batch = Batch::default();
         outbox.next_batch(&mut batch).await;
-        assert_eq!(
-            outbox.room(),
-            0,
-            "a lone frame (the welcome) leaves no room behind"
-        );
-        let mut batch = VecDeque::new();
+        assert_eq!(outbox.room(), 0, "the welcome leaves no room behind");
+        batch.drain().for_each(drop);
         (0..40).for_each(|n| outbox.push(frame(n)).unwrap());
         outbox.next_batch(&mut batch).await;
         assert_eq!(batch.len(), 40);
-        assert!(outbox.room() >= 40, "room for 40 before the next push");
+        batch.drain().for_each(drop);
+        let room = batch.room();
+        assert!(room >= 40);
+        outbox.push(frame(0)).unwrap();
+        outbox.next_batch(&mut batch).await;
+        assert_eq!(outbox.room(), room, "the written batch's blocks");
     }
 
     #[test]
@@ -729,7 +728,7 @@ mod tests {
         assert_eq!(outbox.push(frame(4)), Err(PushError::Closed));
         assert_eq!(outbox.len(), 0);
         assert_eq!(outbox.closed().await, CloseReason::SlowConsumer);
-        let mut batch = VecDeque::new();
+        let mut batch = Batch::default();
         assert_eq!(
             outbox.next_batch(&mut batch).await,
             Some(CloseReason::SlowConsumer)
@@ -743,7 +742,7 @@ mod tests {
         let four = || Outgoing::Frame(Bytes::from_static(b"four"));
         outbox.push(four()).unwrap();
         outbox.push(four()).unwrap();
-        let mut batch = VecDeque::new();
+        let mut batch = Batch::default();
         assert_eq!(outbox.next_batch(&mut batch).await, None);
         outbox.push(four()).unwrap();
         outbox.push(four()).unwrap();
@@ -766,7 +765,7 @@ mod tests {
 
     /// The offsets (or 0 for frames) of what the writer would take.
     async fn drained(outbox: &Outbox) -> Vec<u64> {
-        let mut batch = VecDeque::new();
+        let mut batch = Batch::default();
         outbox.next_batch(&mut batch).await;
         let offset = |item: &Outgoing| match item {
             Outgoing::Event(e) => e.position().map_or(0, |p| p.offset),
@@ -938,7 +937,7 @@ mod tests {
         outbox.push(frame(1)).unwrap();
         outbox.close(CloseReason::GoingAway);
         outbox.close(CloseReason::BinaryFrame);
-        let mut batch = VecDeque::new();
+        let mut batch = Batch::default();
         assert_eq!(
             outbox.next_batch(&mut batch).await,
             Some(CloseReason::GoingAway)
@@ -952,7 +951,7 @@ mod tests {
         let writer = {
             let outbox = outbox.clone();
             tokio::spawn(async move {
-                let mut batch = VecDeque::new();
+                let mut batch = Batch::default();
                 outbox.next_batch(&mut batch).await;
                 batch.len()
             })
@@ -986,7 +985,7 @@ mod tests {
             outbox.offer_beat(&beat);
             outbox.ping(false);
         }
-        assert_eq!(outbox.state.lock().queue.capacity(), 0, "nothing queued");
+        assert_eq!(outbox.room(), 0, "nothing queued");
         outbox.push(frame(1)).unwrap();
         assert_eq!(
             written(&outbox).await,
@@ -1003,7 +1002,7 @@ mod tests {
         let wakes = Arc::new(Wakes(0.into()));
         let waker = futures_util::task::waker(wakes.clone());
         let mut cx = std::task::Context::from_waker(&waker);
-        let mut batch = VecDeque::new();
+        let mut batch = Batch::default();
         let mut waiting = Box::pin(outbox.next_batch(&mut batch));
         assert!(waiting.as_mut().poll(&mut cx).is_pending());
         outbox.offer_beat(&Bytes::from_static(b"--heartbeat--"));
@@ -1037,8 +1036,9 @@ mod tests {
         let mut pacer = SessionPacer::new();
         let mut written = Vec::new();
         for n in 0..30 {
-            let mut batch =
-                VecDeque::from([Outgoing::Frame(Bytes::from_static(b"reply")), session(n)]);
+            let mut batch: Batch = [Outgoing::Frame(Bytes::from_static(b"reply")), session(n)]
+                .into_iter()
+                .collect();
             pacer.pace(&mut batch);
             written.extend(batch.iter().map(text));
         }

@@ -5,7 +5,6 @@
 //! writing every queued frame whole, many per `writev`. Either loop ending ends the task, and the
 //! socket leaves the hub ([`Connected::close`]).
 
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -16,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tungstenite::Message;
 
 use super::ws::{ReadError, Reader as WsReader, Writer};
-use crate::fanout::{Outbox, Outgoing, SessionPacer};
+use crate::fanout::{Batch, Blocks, Outbox, Outgoing, SessionPacer};
 use crate::hub::{Admission, Connected, Hub, Pass, Requests};
 use crate::limits::{Bucket, Throttle};
 use crate::logs::Folded;
@@ -35,14 +34,13 @@ const KEEP: usize = 64;
 /// Batches in a row that must leave a large room mostly empty before it is given back.
 const THIN_AFTER: u8 = 16;
 
-/// When a socket's batch buffers give their room back. While events keep coming a socket keeps
-/// its room: no allocation per batch, and none in the fan-out, which pushes into the room the
-/// writer handed back (growing it there takes the allocator's lock of the writer's thread, and
-/// the two threads then wait on each other). Past [`KEEP`] items, the room goes once
-/// [`THIN_AFTER`] batches in a row used under a quarter of it (a load that dropped, not one that
-/// swings); a batch with no event at all (the welcome, replies, or keep-alives alone, as a socket
-/// quiet for a heartbeat interval writes) gives it back at once, so an idle socket holds none and
-/// its next event allocates once.
+/// When a socket's batch gives its blocks back. While events keep coming a socket keeps them: no
+/// allocation per batch, and none in the fan-out, which pushes into the blocks the writer handed
+/// back (`fanout/blocks.rs`). Past [`KEEP`] items of room, the blocks go once [`THIN_AFTER`]
+/// batches in a row used under a quarter of them (a load that dropped, not one that swings); a
+/// batch with no event at all (the welcome, replies, or keep-alives alone, as a socket quiet for a
+/// heartbeat interval writes) gives them back at once, so an idle socket holds none and its next
+/// event allocates once.
 #[derive(Default)]
 struct Room {
     /// Batches in a row that used under a quarter of a room past [`KEEP`].
@@ -50,13 +48,14 @@ struct Room {
 }
 
 impl Room {
-    /// Frees `buffer`'s room, or keeps it, after a batch of `used` items, `events` of them
+    /// Frees `batch`'s blocks, or keeps them, after a batch of `used` items, `events` of them
     /// published events.
-    fn recycle<T>(&mut self, buffer: &mut VecDeque<T>, used: usize, events: usize) {
-        let sparse = buffer.capacity() > KEEP && used < buffer.capacity() / 4;
+    fn recycle<T>(&mut self, batch: &mut Blocks<T>, used: usize, events: usize) {
+        let room = batch.room();
+        let sparse = room > KEEP && used < room / 4;
         self.sparse = if sparse { self.sparse + 1 } else { 0 };
         if events == 0 || self.sparse >= THIN_AFTER {
-            *buffer = VecDeque::new();
+            *batch = Blocks::default();
             self.sparse = 0;
         }
     }
@@ -195,7 +194,7 @@ async fn write<W: AsyncWrite + Unpin>(
 ) {
     let outbox = &connected.outbox;
     let stall = hub.limits().write_timeout;
-    let mut batch = VecDeque::new();
+    let mut batch = Batch::default();
     let mut pacer = SessionPacer::new();
     let mut room = Room::default();
     loop {
@@ -264,7 +263,7 @@ async fn write<W: AsyncWrite + Unpin>(
 /// random pick.
 async fn next_work(
     outbox: &Outbox,
-    batch: &mut VecDeque<Outgoing>,
+    batch: &mut Batch,
     pacer: &mut SessionPacer,
 ) -> Result<Option<CloseReason>, Outgoing> {
     tokio::select! {
@@ -362,10 +361,10 @@ mod tests {
             *read_waker.borrow_mut() = Some(cx.waker().clone());
             Poll::<()>::Pending
         });
-        let mut batch = VecDeque::new();
+        let mut batch = Batch::default();
         let writing = async {
             while outbox.next_batch(&mut batch).await.is_none() {
-                batch.clear();
+                batch.drain().for_each(drop);
             }
         };
         let (reading, writing) = (pin!(reading), pin!(writing));
@@ -399,10 +398,10 @@ mod tests {
         let mut pacer = SessionPacer::new();
         // Past the burst, the last session frame waits aside for the budget.
         for _ in 0..=20 {
-            let mut batch = VecDeque::from([Outgoing::Session(bytes::Bytes::from_static(b"s"))]);
+            let mut batch = Batch::from_iter([Outgoing::Session(bytes::Bytes::from_static(b"s"))]);
             pacer.pace(&mut batch);
         }
-        let mut batch = VecDeque::new();
+        let mut batch = Batch::default();
         for _ in 0..20 {
             outbox
                 .push(Outgoing::Frame(bytes::Bytes::from_static(b"e")))
@@ -412,7 +411,7 @@ mod tests {
                     assert!(matches!(late, Outgoing::Session(_)));
                     return;
                 }
-                Ok(_) => batch.clear(),
+                Ok(_) => batch.drain().for_each(drop),
             }
             tokio::time::advance(Duration::from_millis(50)).await;
         }
@@ -422,30 +421,29 @@ mod tests {
     #[test]
     fn a_busy_buffer_keeps_its_room_and_a_quiet_one_gives_it_back() {
         let mut room = Room::default();
-        let mut buffer: VecDeque<u8> = VecDeque::with_capacity(200);
+        let mut buffer: Blocks<u8> = (0..200u8).collect();
+        buffer.drain().for_each(drop);
         room.recycle(&mut buffer, 150, 150);
-        assert!(buffer.capacity() >= 200, "kept while batches fill it");
+        assert!(buffer.room() >= 200, "kept while batches fill it");
         for _ in 1..THIN_AFTER {
             room.recycle(&mut buffer, 3, 3);
-            assert!(buffer.capacity() >= 200, "kept while the load swings");
+            assert!(buffer.room() >= 200, "kept while the load swings");
         }
         room.recycle(&mut buffer, 150, 150);
         for _ in 1..THIN_AFTER {
             room.recycle(&mut buffer, 3, 3);
         }
-        assert!(
-            buffer.capacity() >= 200,
-            "a full batch starts the count again"
-        );
+        assert!(buffer.room() >= 200, "a full batch starts the count again");
         room.recycle(&mut buffer, 3, 3);
-        assert_eq!(buffer.capacity(), 0, "given back once the load dropped");
-        let mut small: VecDeque<u8> = VecDeque::with_capacity(KEEP);
+        assert_eq!(buffer.room(), 0, "given back once the load dropped");
+        let mut small: Blocks<u8> = (0..KEEP as u8).collect();
+        small.drain().for_each(drop);
         room.recycle(&mut small, 1, 1);
         assert!(
-            small.capacity() >= KEEP,
+            small.room() >= KEEP,
             "a socket sent events keeps a little room"
         );
         room.recycle(&mut small, 2, 0);
-        assert_eq!(small.capacity(), 0, "a socket sent no event keeps none");
+        assert_eq!(small.room(), 0, "a socket sent no event keeps none");
     }
 }

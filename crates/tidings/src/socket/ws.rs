@@ -8,7 +8,6 @@
 //! - [`Writer`]: whole frames (`protocol/frame.rs`), written with one iovec per frame and as many
 //!   frames per `writev` as the kernel takes.
 
-use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice, Read, Write};
 use std::pin::Pin;
@@ -22,6 +21,7 @@ use tungstenite::Message;
 use tungstenite::error::{CapacityError, Error, ProtocolError};
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 
+use crate::fanout::Blocks;
 use crate::protocol::CloseReason;
 
 /// Initial read buffer of a socket, and the most one read takes; it grows as a message needs.
@@ -149,7 +149,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     /// `stall` (the peer does not read). Interrupted, `frames` keeps what is not yet out.
     pub(crate) async fn write<F>(
         &mut self,
-        frames: &mut VecDeque<F>,
+        frames: &mut Blocks<F>,
         bytes: impl for<'a> Fn(&'a F) -> &'a [u8],
         stall: Duration,
     ) -> io::Result<()> {
@@ -186,7 +186,8 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
 
     /// Writes one frame, then flushes.
     pub(crate) async fn send(&mut self, frame: Bytes, stall: Duration) -> io::Result<()> {
-        self.write(&mut VecDeque::from([frame]), whole, stall).await
+        self.write(&mut Blocks::from_iter([frame]), whole, stall)
+            .await
     }
 
     /// Writes frames, one iovec per frame (the slices live only in this poll), until every frame
@@ -194,7 +195,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     fn poll_write<F>(
         &mut self,
         cx: &mut Context<'_>,
-        frames: &mut VecDeque<F>,
+        frames: &mut Blocks<F>,
         bytes: &impl for<'a> Fn(&'a F) -> &'a [u8],
     ) -> Poll<io::Result<()>> {
         // The iovecs are an array filled whole on every call: most batches take the small one.
@@ -209,7 +210,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     fn poll_writev<const N: usize, F>(
         &mut self,
         cx: &mut Context<'_>,
-        frames: &mut VecDeque<F>,
+        frames: &mut Blocks<F>,
         bytes: &impl for<'a> Fn(&'a F) -> &'a [u8],
     ) -> Poll<io::Result<()>> {
         let mut slices = [IoSlice::new(&[]); N];
@@ -217,7 +218,9 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         for (slice, frame) in slices.iter_mut().zip(frames.iter()) {
             *slice = IoSlice::new(bytes(frame));
         }
-        slices[0] = IoSlice::new(&bytes(&frames[0])[self.written..]);
+        if let Some(first) = frames.front() {
+            slices[0] = IoSlice::new(&bytes(first)[self.written..]);
+        }
         let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?;
         if written == 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
@@ -229,7 +232,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     /// Drops the `written` bytes from the front of the frames.
     fn consume<F>(
         &mut self,
-        frames: &mut VecDeque<F>,
+        frames: &mut Blocks<F>,
         bytes: &impl for<'a> Fn(&'a F) -> &'a [u8],
         mut written: usize,
     ) {
@@ -283,7 +286,7 @@ mod tests {
                 assert_eq!(got, expected, "{count} frames");
             });
             let stall = Duration::from_secs(10);
-            let mut frames = VecDeque::from(frames);
+            let mut frames: Blocks<Bytes> = frames.into_iter().collect();
             writer.write(&mut frames, whole, stall).await.unwrap();
             reading.await.unwrap();
             assert!(writer.written == 0 && frames.is_empty());
@@ -297,7 +300,7 @@ mod tests {
         let mut writer = Writer::new(server);
         let frame = || frame::copy(frame::TEXT, &[7; 20]);
         let stall = Duration::from_secs(5);
-        let mut slow = VecDeque::from([frame(), frame()]);
+        let mut slow = Blocks::from_iter([frame(), frame()]);
         let reading = tokio::spawn(async move {
             let mut client = client;
             let mut byte = [0; 1];
@@ -310,7 +313,7 @@ mod tests {
         });
         writer.write(&mut slow, whole, stall).await.unwrap();
         let _client = reading.await.unwrap();
-        let mut stuck = VecDeque::from([frame()]);
+        let mut stuck = Blocks::from_iter([frame()]);
         let started = Instant::now();
         let error = writer.write(&mut stuck, whole, stall).await.unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
@@ -329,9 +332,12 @@ mod tests {
     fn a_half_written_frame_is_remembered() {
         let (_, server) = tokio::io::duplex(1);
         let mut writer = Writer::new(server);
-        let mut frames = VecDeque::from([Bytes::from_static(b"abc"), Bytes::from_static(b"de")]);
+        let mut frames = Blocks::from_iter([Bytes::from_static(b"abc"), Bytes::from_static(b"de")]);
         writer.consume(&mut frames, &whole, 4);
-        assert_eq!((writer.written, &frames[0][..]), (1, &b"de"[..]));
+        assert_eq!(
+            (writer.written, frames.front().map(|f| &f[..])),
+            (1, Some(&b"de"[..]))
+        );
         writer.consume(&mut frames, &whole, 1);
         assert!(writer.written == 0 && frames.is_empty());
     }
