@@ -14,6 +14,10 @@ use std::collections::VecDeque;
 /// serves from its per-thread cache.
 pub(crate) const BLOCK: usize = 16;
 
+/// Blocks the list of a queue's blocks has room for when it is made: a queue takes a burst of 128
+/// items before the list grows (and growing it is the one copy the fan-out may still make).
+const FIRST_BLOCKS: usize = 8;
+
 /// A queue in blocks of [`BLOCK`] items.
 #[derive(Debug)]
 pub(crate) struct Blocks<T> {
@@ -58,6 +62,9 @@ impl<T> Blocks<T> {
             .is_none_or(|last| self.blocks[last].len() >= BLOCK);
         if last_full {
             if self.used == self.blocks.len() {
+                if self.blocks.capacity() == 0 {
+                    self.blocks.reserve_exact(FIRST_BLOCKS);
+                }
                 self.blocks.push_back(VecDeque::with_capacity(BLOCK));
             }
             self.used += 1;
@@ -186,6 +193,10 @@ mod tests {
     fn items_come_out_in_order_across_blocks() {
         let mut blocks: Blocks<usize> = (0..40).collect();
         assert_eq!(blocks.len(), 40);
+        assert!(
+            blocks.blocks.capacity() >= FIRST_BLOCKS,
+            "one list for 128 items"
+        );
         assert_eq!(blocks.room(), 3 * BLOCK);
         assert_eq!(items(&blocks), (0..40).collect::<Vec<_>>());
         blocks.push_front(100);
