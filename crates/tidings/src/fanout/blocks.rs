@@ -21,26 +21,17 @@ const FIRST_BLOCKS: usize = 8;
 /// A queue in blocks of [`BLOCK`] items.
 #[derive(Debug)]
 pub(crate) struct Blocks<T> {
-    /// The first `used` blocks hold the first items, in order, none of them empty; the rest are
-    /// empty, kept for later pushes.
+    /// The first `used` blocks hold the items, in order, none of them empty; the rest are empty,
+    /// kept for later pushes.
     blocks: VecDeque<VecDeque<T>>,
-    /// The last items, in the block pushes go to: held here, so a push reads no list first.
-    tail: VecDeque<T>,
     used: usize,
     len: usize,
-}
-
-/// Where an item is: in a used block, or in the tail.
-enum Place {
-    Block(usize, usize),
-    Tail(usize),
 }
 
 impl<T> Default for Blocks<T> {
     fn default() -> Self {
         Self {
             blocks: VecDeque::new(),
-            tail: VecDeque::new(),
             used: 0,
             len: 0,
         }
@@ -60,102 +51,78 @@ impl<T> Blocks<T> {
 
     /// How many items the blocks held, queued and kept, have room for.
     pub(crate) fn room(&self) -> usize {
-        self.blocks.iter().map(VecDeque::capacity).sum::<usize>() + self.tail.capacity()
+        self.blocks.iter().map(VecDeque::capacity).sum()
     }
 
     /// Queues `item` last.
     pub(crate) fn push_back(&mut self, item: T) {
-        if self.tail.capacity() == 0 {
-            self.tail = self.block();
-        } else if self.tail.len() >= BLOCK {
-            let next = self.block();
-            let full = std::mem::replace(&mut self.tail, next);
-            if self.blocks.capacity() == 0 {
-                self.blocks.reserve_exact(FIRST_BLOCKS);
+        let last_full = self
+            .used
+            .checked_sub(1)
+            .is_none_or(|last| self.blocks[last].len() >= BLOCK);
+        if last_full {
+            if self.used == self.blocks.len() {
+                if self.blocks.capacity() == 0 {
+                    self.blocks.reserve_exact(FIRST_BLOCKS);
+                }
+                self.blocks.push_back(VecDeque::with_capacity(BLOCK));
             }
-            self.blocks.insert(self.used, full);
             self.used += 1;
         }
-        self.tail.push_back(item);
+        self.blocks[self.used - 1].push_back(item);
         self.len += 1;
     }
 
     /// Queues `item` first.
     pub(crate) fn push_front(&mut self, item: T) {
-        let first = if self.used > 0 {
-            &mut self.blocks[0]
-        } else {
-            &mut self.tail
-        };
-        if first.len() >= BLOCK {
-            let block = self.block();
+        let first_full = self.used == 0 || self.blocks[0].len() >= BLOCK;
+        if first_full {
+            let block = if self.used < self.blocks.len() {
+                self.blocks.pop_back().unwrap_or_default()
+            } else {
+                VecDeque::with_capacity(BLOCK)
+            };
             self.blocks.push_front(block);
             self.used += 1;
-            self.blocks[0].push_front(item);
-        } else {
-            if first.capacity() == 0 {
-                first.reserve_exact(BLOCK);
-            }
-            first.push_front(item);
         }
+        self.blocks[0].push_front(item);
         self.len += 1;
     }
 
     /// The first item.
     pub(crate) fn front(&self) -> Option<&T> {
-        if self.used > 0 {
-            self.blocks[0].front()
-        } else {
-            self.tail.front()
-        }
+        self.blocks.front().and_then(VecDeque::front)
     }
 
     /// Takes the first item out.
     pub(crate) fn pop_front(&mut self) -> Option<T> {
-        let item = if self.used > 0 {
-            let item = self.blocks[0].pop_front();
-            if self.blocks[0].is_empty() {
-                self.spare(0);
-            }
-            item
-        } else {
-            self.tail.pop_front()
-        }?;
+        let item = self.blocks.front_mut()?.pop_front()?;
         self.len -= 1;
+        if self.blocks[0].is_empty() {
+            self.spare(0);
+        }
         Some(item)
     }
 
     /// The items, in order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
-        self.blocks
-            .iter()
-            .take(self.used)
-            .flatten()
-            .chain(self.tail.iter())
+        self.blocks.iter().take(self.used).flatten()
     }
 
     /// Replaces the item at `at` with `item`, returning the one it replaced.
     pub(crate) fn replace(&mut self, at: usize, item: T) -> Option<T> {
-        let slot = match self.find(at)? {
-            Place::Block(block, at) => &mut self.blocks[block][at],
-            Place::Tail(at) => &mut self.tail[at],
-        };
-        Some(std::mem::replace(slot, item))
+        let (block, at) = self.find(at)?;
+        Some(std::mem::replace(&mut self.blocks[block][at], item))
     }
 
     /// Takes the item at `at` out.
     pub(crate) fn remove(&mut self, at: usize) -> Option<T> {
-        let item = match self.find(at)? {
-            Place::Block(block, at) => {
-                let item = self.blocks[block].remove(at);
-                if self.blocks[block].is_empty() {
-                    self.spare(block);
-                }
-                item
-            }
-            Place::Tail(at) => self.tail.remove(at),
-        }?;
+        let (block, at) = self.find(at)?;
+        let item = self.blocks[block].remove(at)?;
         self.len -= 1;
+        if self.blocks[block].is_empty() {
+            self.spare(block);
+        }
         Some(item)
     }
 
@@ -163,21 +130,15 @@ impl<T> Blocks<T> {
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
         let mut block = 0;
         while block < self.used {
+            let before = self.blocks[block].len();
             self.blocks[block].retain(&mut keep);
+            self.len -= before - self.blocks[block].len();
             if self.blocks[block].is_empty() {
                 self.spare(block);
             } else {
                 block += 1;
             }
         }
-        self.tail.retain(&mut keep);
-        self.len = self
-            .blocks
-            .iter()
-            .take(self.used)
-            .map(VecDeque::len)
-            .sum::<usize>()
-            + self.tail.len();
     }
 
     /// Takes every item out, in order.
@@ -186,27 +147,18 @@ impl<T> Blocks<T> {
         std::iter::from_fn(|| self.pop_front())
     }
 
-    /// An empty block: one kept, or a new one.
-    fn block(&mut self) -> VecDeque<T> {
-        if self.used < self.blocks.len() {
-            self.blocks.pop_back().unwrap_or_default()
-        } else {
-            VecDeque::with_capacity(BLOCK)
-        }
-    }
-
-    /// Where the item at `at` is.
-    fn find(&self, mut at: usize) -> Option<Place> {
+    /// The block holding the item at `at`, and the item's place in it.
+    fn find(&self, mut at: usize) -> Option<(usize, usize)> {
         for (block, items) in self.blocks.iter().take(self.used).enumerate() {
             if at < items.len() {
-                return Some(Place::Block(block, at));
+                return Some((block, at));
             }
             at -= items.len();
         }
-        (at < self.tail.len()).then_some(Place::Tail(at))
+        None
     }
 
-    /// Moves the used block at `block`, now empty, behind the others, to be filled again.
+    /// Moves the used block at `block`, now empty, behind the items, to be filled again.
     fn spare(&mut self, block: usize) {
         if let Some(empty) = self.blocks.remove(block) {
             self.blocks.push_back(empty);
@@ -266,11 +218,7 @@ mod tests {
         for round in 0..5 {
             blocks.extend(0..3 * BLOCK);
             assert_eq!(blocks.room(), room, "round {round} took no new block");
-            assert_eq!(
-                blocks.blocks.len(),
-                2,
-                "two in the list, the third the tail"
-            );
+            assert_eq!(blocks.blocks.len(), 3);
             blocks.drain().for_each(drop);
         }
     }
