@@ -14,8 +14,9 @@ use std::collections::VecDeque;
 /// serves from its per-thread cache.
 pub(crate) const BLOCK: usize = 16;
 
-/// Blocks the list of a queue's blocks has room for when it is made: a queue takes a burst of 128
-/// items before the list grows (and growing it is the one copy the fan-out may still make).
+/// Blocks the list of a queue's blocks has room for once a queue needs a second block: it then
+/// takes a burst of 128 items before the list grows again. Until then the list has room for one:
+/// most sockets' queues never hold more than a block.
 const FIRST_BLOCKS: usize = 8;
 
 /// A queue in blocks of [`BLOCK`] items.
@@ -62,9 +63,7 @@ impl<T> Blocks<T> {
             .is_none_or(|last| self.blocks[last].len() >= BLOCK);
         if last_full {
             if self.used == self.blocks.len() {
-                if self.blocks.capacity() == 0 {
-                    self.blocks.reserve_exact(FIRST_BLOCKS);
-                }
+                self.make_room();
                 self.blocks.push_back(VecDeque::with_capacity(BLOCK));
             }
             self.used += 1;
@@ -80,6 +79,7 @@ impl<T> Blocks<T> {
             let block = if self.used < self.blocks.len() {
                 self.blocks.pop_back().unwrap_or_default()
             } else {
+                self.make_room();
                 VecDeque::with_capacity(BLOCK)
             };
             self.blocks.push_front(block);
@@ -158,6 +158,23 @@ impl<T> Blocks<T> {
         None
     }
 
+    /// Makes room in the list for one more block when it is full: a new list, twice as long (one
+    /// block long at first, then [`FIRST_BLOCKS`]), takes the blocks, and the old one is freed.
+    /// Never `realloc`: the list may have been allocated by the other thread (see the module).
+    fn make_room(&mut self) {
+        let room = self.blocks.capacity();
+        if self.blocks.len() < room {
+            return;
+        }
+        let room = match room {
+            0 => 1,
+            room => (2 * room).max(FIRST_BLOCKS),
+        };
+        let mut list = VecDeque::with_capacity(room);
+        list.append(&mut self.blocks);
+        self.blocks = list;
+    }
+
     /// Moves the used block at `block`, now empty, behind the items, to be filled again.
     fn spare(&mut self, block: usize) {
         if let Some(empty) = self.blocks.remove(block) {
@@ -187,6 +204,29 @@ mod tests {
 
     fn items(blocks: &Blocks<usize>) -> Vec<usize> {
         blocks.iter().copied().collect()
+    }
+
+    /// A socket's queue that never holds more than a block (most do not) holds no room for more
+    /// in its list.
+    #[test]
+    fn one_block_takes_a_list_of_one() {
+        let mut blocks: Blocks<usize> = (0..BLOCK).collect();
+        assert_eq!(blocks.blocks.capacity(), 1);
+        blocks.push_back(BLOCK);
+        assert_eq!(
+            blocks.blocks.capacity(),
+            FIRST_BLOCKS,
+            "grown at the second block"
+        );
+        let mut blocks: Blocks<usize> = (0..BLOCK).collect();
+        blocks.push_front(0);
+        assert_eq!(blocks.blocks.capacity(), FIRST_BLOCKS, "in front too");
+        let blocks: Blocks<usize> = (0..(FIRST_BLOCKS * BLOCK + 1)).collect();
+        assert_eq!(blocks.blocks.capacity(), 2 * FIRST_BLOCKS);
+        assert_eq!(
+            items(&blocks),
+            (0..(FIRST_BLOCKS * BLOCK + 1)).collect::<Vec<_>>()
+        );
     }
 
     #[test]
